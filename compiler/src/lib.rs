@@ -1,0 +1,1 @@
+//! pgate-compile library.

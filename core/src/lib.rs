@@ -1,0 +1,19 @@
+//! pgate-core: the contract shared by `pgate-compile` and the `pgate` data plane.
+//!
+//! - [`class`]: statement classes with stable ids (part of the `.pgt` format).
+//! - [`sql`]: the SQL classifier — PostgreSQL-exact lexing, statement classes and the
+//!   facts (tables, columns, functions) policy decides on.
+//! - [`facts`]: the caller-owned, fixed-capacity buffer the classifier writes into.
+//! - [`table`]: the `.pgt` decision table: its writer, its zero-copy reader and `decide()`.
+//!
+//! This crate must never do I/O beyond mapping a table file, never spawn, never block, and
+//! never allocate on the per-message path (classify + decide). It forbids `unsafe`.
+#![forbid(unsafe_code)]
+
+pub mod class;
+pub mod facts;
+pub mod sql;
+pub mod table;
+
+pub use class::{ClassSet, StatementClass};
+pub use facts::{Facts, FactsLimits};

@@ -1,0 +1,225 @@
+//! The compiled policy in owned form: what `pgate-compile` hands to [`crate::table::write`].
+//!
+//! Everything here is already resolved: inheritance flattened, globs over declared names
+//! expanded, allow/deny combined into one [`Cell`] per (role, class, table). The writer only
+//! lays it out; it never decides anything. Indices (`table`, `column`, `function`, `rule`)
+//! point into the vectors of [`CompiledPolicy`].
+
+use crate::class::{ClassSet, StatementClass};
+
+/// Index into [`CompiledPolicy::rules`]; in the file, the id a deny names.
+pub type RuleIndex = u32;
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ColumnDecl {
+    pub name: String,
+    pub tags: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TableDecl {
+    pub schema: String,
+    pub name: String,
+    pub columns: Vec<ColumnDecl>,
+    pub tags: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FunctionDecl {
+    pub schema: String,
+    pub name: String,
+    pub tags: Vec<String>,
+}
+
+/// The schema the policy was written against.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Catalog {
+    pub tables: Vec<TableDecl>,
+    pub functions: Vec<FunctionDecl>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+pub enum RuleKind {
+    Allow = 0,
+    Deny = 1,
+    Mask = 2,
+    Limit = 3,
+    Rate = 4,
+}
+
+/// Where a rule was written, so a deny can name it (`policies/roles.kdl:12:5`).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RuleInfo {
+    /// Path relative to the policy root, `/`-separated.
+    pub file: String,
+    /// 1-based.
+    pub line: u32,
+    /// 1-based.
+    pub column: u32,
+    pub kind: RuleKind,
+    /// The role the rule was written in (not the inheriting role).
+    pub role: String,
+    /// The rule's source text, single line, at most a few hundred bytes.
+    pub text: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+pub enum Effect {
+    Allow = 1,
+    Deny = 2,
+}
+
+/// Which columns an allowed cell allows.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ColumnAccess {
+    All,
+    /// Column indices into the table's `columns`, sorted, deduplicated.
+    Only(Vec<u32>),
+}
+
+/// The combined verdict of one (role, class, table) — or, with no table, of the class
+/// itself for statements that touch no table (`SELECT 1`, `BEGIN`, `SET`).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Cell {
+    pub effect: Effect,
+    /// The deciding rule: the deny that won, or the allow that granted.
+    pub rule: Option<RuleIndex>,
+    /// With `Effect::Allow`: the columns allowed (after column denies are removed).
+    pub columns: ColumnAccess,
+    /// Columns explicitly denied, and the deny that did it (to name it on refusal).
+    pub denied_columns: Vec<u32>,
+    pub denied_columns_rule: Option<RuleIndex>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CellEntry {
+    pub class: StatementClass,
+    /// Index into `Catalog::tables`, or `None` for the class-level cell.
+    pub table: Option<u32>,
+    pub cell: Cell,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+pub enum PatternKind {
+    Table = 0,
+    Function = 1,
+}
+
+/// A glob rule kept for names the catalog does not declare (declared names have their
+/// verdicts precomputed). `*` matches any run of characters within one dotted part only
+/// when the pattern has a dot (`staging.*`), else anything (`*`).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PatternRule {
+    pub kind: PatternKind,
+    /// Classes the rule applies to (ignored for functions).
+    pub classes: ClassSet,
+    /// `schema.name` glob.
+    pub pattern: String,
+    pub effect: Effect,
+    pub rule: RuleIndex,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+pub enum MaskKind {
+    /// Replace the value with a fixed redaction marker.
+    Redact = 1,
+    /// Replace the value with SQL NULL.
+    Null = 2,
+    /// Replace the value with a keyed hash (key held by the data plane).
+    Hash = 3,
+}
+
+impl MaskKind {
+    pub fn from_id(id: u8) -> Option<Self> {
+        match id {
+            1 => Some(Self::Redact),
+            2 => Some(Self::Null),
+            3 => Some(Self::Hash),
+            _ => None,
+        }
+    }
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Redact => "redact",
+            Self::Null => "null",
+            Self::Hash => "hash",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MaskEntry {
+    pub table: u32,
+    pub column: u32,
+    pub kind: MaskKind,
+    pub rule: RuleIndex,
+}
+
+/// Per-statement result caps (the smallest that applies to the role wins).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Limits {
+    pub max_rows: Option<u64>,
+    pub max_bytes: Option<u64>,
+    pub rule: Option<RuleIndex>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+pub enum RateScope {
+    Session = 0,
+    Identity = 1,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+pub enum OnExceed {
+    Throttle = 0,
+    Terminate = 1,
+}
+
+/// A byte-rate token bucket on result streams.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RateLimit {
+    pub bytes_per_second: u64,
+    pub burst_bytes: u64,
+    pub scope: RateScope,
+    pub on_exceed: OnExceed,
+    pub rule: RuleIndex,
+}
+
+/// Token claim → role: a token whose claim `claim` equals `value` (or, for an array claim,
+/// contains it) is granted the role.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Membership {
+    pub claim: String,
+    pub value: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompiledRole {
+    pub name: String,
+    pub members: Vec<Membership>,
+    /// Cells not listed are default deny (no rule).
+    pub cells: Vec<CellEntry>,
+    /// Declared functions: (index into `Catalog::functions`, effect, deciding rule).
+    /// Functions not listed are default deny.
+    pub functions: Vec<(u32, Effect, Option<RuleIndex>)>,
+    pub patterns: Vec<PatternRule>,
+    pub masks: Vec<MaskEntry>,
+    pub limits: Limits,
+    pub rates: Vec<RateLimit>,
+}
+
+/// Everything the writer lays out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompiledPolicy {
+    /// BLAKE3 over the policy sources (sorted relative paths and contents).
+    pub source_digest: [u8; 32],
+    pub catalog: Catalog,
+    pub rules: Vec<RuleInfo>,
+    pub roles: Vec<CompiledRole>,
+}
