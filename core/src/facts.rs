@@ -251,17 +251,25 @@ impl Facts {
         &self.statements
     }
     pub fn tables(&self, s: &StatementFacts) -> &[TableAccess] {
-        self.tables.get(s.tables.0 as usize..s.tables.1 as usize).unwrap_or(&[])
+        self.tables
+            .get(s.tables.0 as usize..s.tables.1 as usize)
+            .unwrap_or(&[])
     }
     pub fn columns(&self, s: &StatementFacts) -> &[ColumnRef] {
-        self.columns.get(s.columns.0 as usize..s.columns.1 as usize).unwrap_or(&[])
+        self.columns
+            .get(s.columns.0 as usize..s.columns.1 as usize)
+            .unwrap_or(&[])
     }
     pub fn functions(&self, s: &StatementFacts) -> &[FunctionRef] {
-        self.functions.get(s.functions.0 as usize..s.functions.1 as usize).unwrap_or(&[])
+        self.functions
+            .get(s.functions.0 as usize..s.functions.1 as usize)
+            .unwrap_or(&[])
     }
     /// The schemas a `SET search_path` statement sets, in order.
     pub fn search_path(&self, s: &StatementFacts) -> &[NameRef] {
-        self.path.get(s.path.0 as usize..s.path.1 as usize).unwrap_or(&[])
+        self.path
+            .get(s.path.0 as usize..s.path.1 as usize)
+            .unwrap_or(&[])
     }
     pub fn name(&self, r: NameRef) -> &str {
         let bytes = self
@@ -271,6 +279,13 @@ impl Facts {
         // Names are only ever pushed as `&str`, so this never fails; an empty name is the
         // safe answer if it somehow did.
         std::str::from_utf8(bytes).unwrap_or("")
+    }
+
+    /// The bytes of a name (UTF-8: names are only ever pushed as `&str`/`char`).
+    pub fn name_bytes(&self, r: NameRef) -> &[u8] {
+        self.names
+            .get(r.start as usize..(r.start as usize).saturating_add(r.len as usize))
+            .unwrap_or(&[])
     }
 
     // ---- writing (used by the classifier) ----
@@ -403,6 +418,25 @@ impl Facts {
         self.path.push(n);
         s.path.1 += 1;
         Ok(())
+    }
+
+    /// The current statement's column references, mutable: the classifier widens candidate
+    /// masks after the fact (e.g. `COPY (query) TO`: every read is also a `copy-out` read).
+    /// Never changes how many there are.
+    pub fn current_columns_mut(&mut self) -> &mut [ColumnRef] {
+        match self.statements.last() {
+            Some(s) => {
+                let (a, b) = (s.columns.0 as usize, s.columns.1 as usize);
+                self.columns.get_mut(a..b).unwrap_or(&mut [])
+            }
+            None => &mut [],
+        }
+    }
+
+    /// The current statement's table access `idx` (within the statement), if any.
+    pub fn current_table(&self, idx: usize) -> Option<TableAccess> {
+        let s = self.statements.last()?;
+        self.tables.get(s.tables.0 as usize + idx).copied()
     }
 
     /// Removes the current statement's tables, columns, functions and path names (used when

@@ -17,8 +17,8 @@
 //! that lookups afterwards only index into slices already proven in range (and still never
 //! panic: every access goes through `get`). The reader never allocates.
 
-pub mod model;
 mod format;
+pub mod model;
 mod reader;
 mod writer;
 

@@ -1,14 +1,24 @@
 //! Zero-copy reader of `.pgt` bytes and `decide()`.
+//!
+//! [`Table::parse`] validates everything once: magic, version, checksum, that every section
+//! is present once and in bounds, and that every string, index and offset stored anywhere
+//! points inside its section. After that, lookups index slices proven in range — and still
+//! use `get`, so even a bug here cannot panic. Nothing in this module allocates.
+
 use std::path::Path;
 
-use crate::class::StatementClass;
-use crate::facts::{Facts, StatementFacts};
-use crate::table::model::{Limits, MaskKind, RuleKind};
+use zerocopy::FromBytes;
+
+use super::format::*;
+use super::model::{Limits, MaskKind, OnExceed, RateScope, RuleKind};
+use crate::class::{ClassSet, StatementClass};
+use crate::facts::{ColumnName, Facts, QualifiedName, StatementFacts};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct RoleId(pub u32);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TableId(pub u32);
+/// A column index within its table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ColumnId(pub u32);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -24,7 +34,9 @@ pub enum LoadError {
     },
     #[error("not a pgate policy table (bad magic); build one with `pgate-compile build`")]
     BadMagic,
-    #[error("policy table format version {found} is not supported (this build reads {expected}); rebuild it with this version's pgate-compile")]
+    #[error(
+        "policy table format version {found} is not supported (this build reads {expected}); rebuild it with this version's pgate-compile"
+    )]
     Version { found: u32, expected: u32 },
     #[error("policy table is truncated: {0}; rebuild it or copy it again")]
     Truncated(&'static str),
@@ -88,11 +100,11 @@ pub enum Decision {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Verdict {
     pub decision: Decision,
-    /// Deciding allow rule for audit (the first allow consulted), if any.
+    /// An allow rule that granted part of the statement (the first consulted), for audit.
     pub allow_rule: Option<u32>,
     /// Per-statement caps of the role.
     pub limits: Limits,
-    /// Whether any mask applies to a table the statement reads.
+    /// Whether any mask of the role applies to a table the statement reads.
     pub masked: bool,
 }
 
@@ -100,14 +112,40 @@ impl Verdict {
     pub fn is_allow(&self) -> bool {
         matches!(self.decision, Decision::Allow)
     }
+    /// The deny rule, if denied by a rule.
+    pub fn rule(&self) -> Option<u32> {
+        match self.decision {
+            Decision::Allow => self.allow_rule,
+            Decision::Deny { rule, .. } => rule,
+        }
+    }
 }
 
-/// Owns validated table bytes (memory-mapped read-only or in a buffer).
+/// A byte-rate bucket of a role.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateView {
+    pub bytes_per_second: u64,
+    pub burst_bytes: u64,
+    pub scope: RateScope,
+    pub on_exceed: OnExceed,
+    pub rule: u32,
+}
+
+/// Owns validated table bytes: read into memory, or any read-only byte owner such as a
+/// memory map (the data plane maps the file; mapping needs `unsafe`, which this crate
+/// forbids, so it lives with the driver that owns the file's lifetime).
 pub struct TableFile {
-    bytes: Vec<u8>,
+    bytes: Bytes,
+    digest: [u8; 32],
+}
+
+enum Bytes {
+    Shared(Box<dyn AsRef<[u8]> + Send + Sync>),
+    Owned(Vec<u8>),
 }
 
 impl TableFile {
+    /// Reads and validates a table file.
     pub fn open(path: &Path) -> Result<Self, LoadError> {
         let bytes = std::fs::read(path).map_err(|source| LoadError::Io {
             path: path.display().to_string(),
@@ -115,126 +153,1148 @@ impl TableFile {
         })?;
         Self::from_vec(bytes)
     }
-    pub fn from_vec(bytes: Vec<u8>) -> Result<Self, LoadError> {
-        Table::parse(&bytes)?;
-        Ok(TableFile { bytes })
+
+    /// Validates bytes held by any read-only owner (e.g. a `memmap2::Mmap`). The owner must
+    /// not change the bytes afterwards: replace a table by writing a new file and renaming
+    /// it over the old one, never by writing in place.
+    pub fn from_shared(owner: Box<dyn AsRef<[u8]> + Send + Sync>) -> Result<Self, LoadError> {
+        let digest = Table::parse((*owner).as_ref())?.digest();
+        Ok(TableFile {
+            bytes: Bytes::Shared(owner),
+            digest,
+        })
     }
-    pub fn table(&self) -> Table<'_> {
-        Table {
-            _bytes: &self.bytes,
+
+    pub fn from_vec(bytes: Vec<u8>) -> Result<Self, LoadError> {
+        let digest = Table::parse(&bytes)?.digest();
+        Ok(TableFile {
+            bytes: Bytes::Owned(bytes),
+            digest,
+        })
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        match &self.bytes {
+            Bytes::Shared(m) => (**m).as_ref(),
+            Bytes::Owned(v) => v,
         }
+    }
+
+    /// The validated view. Re-validation is skipped: the bytes were proven at open time
+    /// and a read-only mapping of a file replaced by rename never changes.
+    pub fn table(&self) -> Table<'_> {
+        match Table::parse_unchecked_checksum(self.bytes()) {
+            Ok(t) => t,
+            // Unreachable in practice (validated at open); an empty table denies everything.
+            Err(_) => Table::EMPTY,
+        }
+    }
+
+    pub fn digest(&self) -> [u8; 32] {
+        self.digest
     }
 }
 
-/// A validated view over table bytes.
+/// A validated view over table bytes. Cheap to copy.
 #[derive(Clone, Copy, Debug)]
 pub struct Table<'a> {
-    _bytes: &'a [u8],
+    header: Option<&'a Header>,
+    strings: &'a [u8],
+    rules: &'a [RuleRec],
+    tables: &'a [TableRec],
+    columns: &'a [ColumnRec],
+    functions: &'a [FunctionRec],
+    index: &'a [IndexSlot],
+    roles: &'a [RoleRec],
+    members: &'a [MemberRec],
+    role_rows: &'a [zerocopy::little_endian::U32],
+    rows: &'a [zerocopy::little_endian::U32],
+    cells: &'a [CellRec],
+    colsets: &'a [zerocopy::little_endian::U64],
+    func_verdicts: &'a [zerocopy::little_endian::U32],
+    patterns: &'a [PatternRec],
+    masks: &'a [MaskRec],
+    rates: &'a [RateRec],
+}
+
+const MAX_COLUMNS_PER_TABLE: u32 = 1600; // PostgreSQL's own limit (MaxHeapAttributeNumber)
+
+fn slice<'a, T: FromBytes + zerocopy::KnownLayout + zerocopy::Immutable>(
+    bytes: &'a [u8],
+    e: &SectionEntry,
+) -> Result<&'a [T], LoadError> {
+    let start =
+        usize::try_from(e.offset.get()).map_err(|_| LoadError::Truncated("section offset"))?;
+    let len = usize::try_from(e.len.get()).map_err(|_| LoadError::Truncated("section length"))?;
+    let end = start
+        .checked_add(len)
+        .ok_or(LoadError::Malformed("section bounds overflow"))?;
+    let b = bytes
+        .get(start..end)
+        .ok_or(LoadError::Truncated("section extends past end of file"))?;
+    let s = <[T]>::ref_from_bytes(b).map_err(|_| LoadError::Malformed("section length"))?;
+    if s.len() != e.count.get() as usize && std::mem::size_of::<T>() != 1 {
+        return Err(LoadError::Malformed("section record count"));
+    }
+    Ok(s)
 }
 
 impl<'a> Table<'a> {
-    pub fn parse(_bytes: &'a [u8]) -> Result<Self, LoadError> {
-        Err(LoadError::BadMagic)
+    const EMPTY: Table<'static> = Table {
+        header: None,
+        strings: &[],
+        rules: &[],
+        tables: &[],
+        columns: &[],
+        functions: &[],
+        index: &[],
+        roles: &[],
+        members: &[],
+        role_rows: &[],
+        rows: &[],
+        cells: &[],
+        colsets: &[],
+        func_verdicts: &[],
+        patterns: &[],
+        masks: &[],
+        rates: &[],
+    };
+
+    /// Validates `bytes` completely and returns a view over them.
+    pub fn parse(bytes: &'a [u8]) -> Result<Self, LoadError> {
+        let header = Self::header(bytes)?;
+        if file_checksum(bytes) != header.body_checksum {
+            return Err(LoadError::Checksum);
+        }
+        let t = Self::sections(bytes, header)?;
+        t.validate()?;
+        Ok(t)
     }
+
+    fn parse_unchecked_checksum(bytes: &'a [u8]) -> Result<Self, LoadError> {
+        let header = Self::header(bytes)?;
+        Self::sections(bytes, header)
+    }
+
+    fn header(bytes: &'a [u8]) -> Result<&'a Header, LoadError> {
+        if bytes.len() < MAGIC.len() || bytes[..MAGIC.len()] != MAGIC {
+            return Err(if bytes.len() < MAGIC.len() && MAGIC.starts_with(bytes) {
+                LoadError::Truncated("file shorter than its magic")
+            } else {
+                LoadError::BadMagic
+            });
+        }
+        let (header, _) =
+            Header::ref_from_prefix(bytes).map_err(|_| LoadError::Truncated("header"))?;
+        if header.version.get() != FORMAT_VERSION {
+            return Err(LoadError::Version {
+                found: header.version.get(),
+                expected: FORMAT_VERSION,
+            });
+        }
+        let body_len = usize::try_from(header.body_len.get())
+            .map_err(|_| LoadError::Malformed("body length"))?;
+        match (bytes.len() - HEADER_LEN).cmp(&body_len) {
+            std::cmp::Ordering::Less => {
+                return Err(LoadError::Truncated("body shorter than header says"));
+            }
+            std::cmp::Ordering::Greater => {
+                return Err(LoadError::Malformed("trailing bytes after body"));
+            }
+            std::cmp::Ordering::Equal => {}
+        }
+        Ok(header)
+    }
+
+    fn sections(bytes: &'a [u8], header: &'a Header) -> Result<Self, LoadError> {
+        let n = header.section_count.get() as usize;
+        if n != SECTION_KINDS.len() {
+            return Err(LoadError::Malformed("section count"));
+        }
+        let table_bytes = bytes
+            .get(HEADER_LEN..HEADER_LEN + n * std::mem::size_of::<SectionEntry>())
+            .ok_or(LoadError::Truncated("section table"))?;
+        let entries = <[SectionEntry]>::ref_from_bytes(table_bytes)
+            .map_err(|_| LoadError::Malformed("section table"))?;
+        // Sections are written in kind order; requiring it makes "each exactly once" trivial.
+        for (e, kind) in entries.iter().zip(SECTION_KINDS) {
+            if e.kind.get() != kind as u32 {
+                return Err(LoadError::Malformed(
+                    "section kinds out of order or missing",
+                ));
+            }
+        }
+        let e = |k: SectionKind| &entries[k as usize - 1];
+        Ok(Table {
+            header: Some(header),
+            strings: slice::<u8>(bytes, e(SectionKind::Strings))?,
+            rules: slice(bytes, e(SectionKind::Rules))?,
+            tables: slice(bytes, e(SectionKind::Tables))?,
+            columns: slice(bytes, e(SectionKind::Columns))?,
+            functions: slice(bytes, e(SectionKind::Functions))?,
+            index: slice(bytes, e(SectionKind::NameIndex))?,
+            roles: slice(bytes, e(SectionKind::Roles))?,
+            members: slice(bytes, e(SectionKind::Members))?,
+            role_rows: slice(bytes, e(SectionKind::RoleRows))?,
+            rows: slice(bytes, e(SectionKind::Rows))?,
+            cells: slice(bytes, e(SectionKind::Cells))?,
+            colsets: slice(bytes, e(SectionKind::ColumnSets))?,
+            func_verdicts: slice(bytes, e(SectionKind::FunctionVerdicts))?,
+            patterns: slice(bytes, e(SectionKind::Patterns))?,
+            masks: slice(bytes, e(SectionKind::Masks))?,
+            rates: slice(bytes, e(SectionKind::Rates))?,
+        })
+    }
+
+    fn check_str(&self, s: &StrRef) -> Result<(), LoadError> {
+        let start = s.offset.get() as usize;
+        let end = start
+            .checked_add(s.len.get() as usize)
+            .ok_or(LoadError::Malformed("string bounds"))?;
+        let b = self
+            .strings
+            .get(start..end)
+            .ok_or(LoadError::Malformed("string out of bounds"))?;
+        std::str::from_utf8(b).map_err(|_| LoadError::Malformed("string is not UTF-8"))?;
+        Ok(())
+    }
+
+    fn check_rule(&self, r: u32) -> Result<(), LoadError> {
+        if r == NONE || (r as usize) < self.rules.len() {
+            Ok(())
+        } else {
+            Err(LoadError::Malformed("rule id out of range"))
+        }
+    }
+
+    fn check_range(
+        first: u32,
+        count: u32,
+        len: usize,
+        what: &'static str,
+    ) -> Result<(), LoadError> {
+        let end = u64::from(first) + u64::from(count);
+        if end <= len as u64 {
+            Ok(())
+        } else {
+            Err(LoadError::Malformed(what))
+        }
+    }
+
+    fn check_colset(&self, offset: u32, table: &TableRec) -> Result<(), LoadError> {
+        if offset == NONE {
+            return Ok(());
+        }
+        Self::check_range(
+            offset,
+            colset_words(table.column_count.get()),
+            self.colsets.len(),
+            "column set out of range",
+        )
+    }
+
+    fn validate(&self) -> Result<(), LoadError> {
+        for r in self.rules {
+            self.check_str(&r.file)?;
+            self.check_str(&r.role)?;
+            self.check_str(&r.text)?;
+            rule_kind(r.kind).ok_or(LoadError::Malformed("rule kind"))?;
+        }
+        for t in self.tables {
+            self.check_str(&t.schema)?;
+            self.check_str(&t.name)?;
+            if t.column_count.get() > MAX_COLUMNS_PER_TABLE {
+                return Err(LoadError::Malformed("too many columns in a table"));
+            }
+            Self::check_range(
+                t.first_column.get(),
+                t.column_count.get(),
+                self.columns.len(),
+                "table columns out of range",
+            )?;
+        }
+        for c in self.columns {
+            self.check_str(&c.name)?;
+        }
+        for f in self.functions {
+            self.check_str(&f.schema)?;
+            self.check_str(&f.name)?;
+        }
+        if !self.index.len().is_power_of_two() {
+            return Err(LoadError::Malformed("name index size"));
+        }
+        let mut used = 0usize;
+        for s in self.index {
+            let limit = match s.kind.get() {
+                0 => continue,
+                KEY_ROLE => self.roles.len(),
+                KEY_TABLE => self.tables.len(),
+                KEY_COLUMN => self.columns.len(),
+                KEY_FUNCTION => self.functions.len(),
+                _ => return Err(LoadError::Malformed("name index key kind")),
+            };
+            used += 1;
+            if s.id.get() as usize >= limit {
+                return Err(LoadError::Malformed("name index id out of range"));
+            }
+        }
+        // Probing stops at an empty slot; a full index would loop forever.
+        if used >= self.index.len() {
+            return Err(LoadError::Malformed("name index has no empty slot"));
+        }
+        let ntables = self.tables.len();
+        let row_len = ntables + 1;
+        if self.rows.len() % row_len != 0 {
+            return Err(LoadError::Malformed("row section length"));
+        }
+        let nrows = self.rows.len() / row_len;
+        if self.role_rows.len() != self.roles.len() * StatementClass::COUNT {
+            return Err(LoadError::Malformed("role rows count"));
+        }
+        for r in self.role_rows {
+            if r.get() as usize >= nrows {
+                return Err(LoadError::Malformed("row id out of range"));
+            }
+        }
+        if self.cells.is_empty() {
+            return Err(LoadError::Malformed("cell section is empty"));
+        }
+        for c in self.cells {
+            if c.effect > EFFECT_DENY {
+                return Err(LoadError::Malformed("cell effect"));
+            }
+            self.check_rule(c.rule.get())?;
+            self.check_rule(c.denied_rule.get())?;
+        }
+        // Every cell used for a table must have column sets of that table's width.
+        for row in self.rows.chunks_exact(row_len) {
+            for (slot, id) in row.iter().enumerate() {
+                let cell = self
+                    .cells
+                    .get(id.get() as usize)
+                    .ok_or(LoadError::Malformed("cell id out of range"))?;
+                if slot == 0 {
+                    continue;
+                }
+                let t = &self.tables[slot - 1];
+                self.check_colset(cell.allow_cols.get(), t)?;
+                self.check_colset(cell.denied_cols.get(), t)?;
+            }
+        }
+        if self.func_verdicts.len() != self.roles.len() * self.functions.len() {
+            return Err(LoadError::Malformed("function verdict count"));
+        }
+        for v in self.func_verdicts {
+            if v.get() as usize >= self.cells.len() {
+                return Err(LoadError::Malformed("function verdict out of range"));
+            }
+        }
+        for r in self.roles {
+            self.check_str(&r.name)?;
+            Self::check_range(
+                r.members_first.get(),
+                r.members_count.get(),
+                self.members.len(),
+                "role members out of range",
+            )?;
+            Self::check_range(
+                r.patterns_first.get(),
+                r.patterns_count.get(),
+                self.patterns.len(),
+                "role patterns out of range",
+            )?;
+            Self::check_range(
+                r.masks_first.get(),
+                r.masks_count.get(),
+                self.masks.len(),
+                "role masks out of range",
+            )?;
+            Self::check_range(
+                r.rates_first.get(),
+                r.rates_count.get(),
+                self.rates.len(),
+                "role rates out of range",
+            )?;
+            self.check_rule(r.limit_rule.get())?;
+        }
+        for m in self.members {
+            self.check_str(&m.claim)?;
+            self.check_str(&m.value)?;
+        }
+        for p in self.patterns {
+            self.check_str(&p.pattern)?;
+            if p.kind > 1 || p.effect == EFFECT_DEFAULT_DENY || p.effect > EFFECT_DENY {
+                return Err(LoadError::Malformed("pattern kind or effect"));
+            }
+            self.check_rule(p.rule.get())?;
+        }
+        for m in self.masks {
+            let t = self
+                .tables
+                .get(m.table.get() as usize)
+                .ok_or(LoadError::Malformed("mask table out of range"))?;
+            if m.column.get() >= t.column_count.get() || MaskKind::from_id(m.kind).is_none() {
+                return Err(LoadError::Malformed("mask column or kind"));
+            }
+            self.check_rule(m.rule.get())?;
+        }
+        for r in self.rates {
+            if r.scope > 1 || r.on_exceed > 1 {
+                return Err(LoadError::Malformed("rate scope or on-exceed"));
+            }
+            self.check_rule(r.rule.get())?;
+        }
+        Ok(())
+    }
+
+    // ---- metadata ----
+
     pub fn source_digest(&self) -> [u8; 32] {
-        [0; 32]
+        self.header.map(|h| h.source_digest).unwrap_or([0; 32])
     }
     pub fn catalog_digest(&self) -> [u8; 32] {
-        [0; 32]
+        self.header.map(|h| h.catalog_digest).unwrap_or([0; 32])
     }
-    /// BLAKE3 of the whole file: the "table digest" audit lines carry.
+    /// The table digest audit lines carry: the body checksum, which covers every byte that
+    /// decides anything.
     pub fn digest(&self) -> [u8; 32] {
-        [0; 32]
+        self.header.map(|h| h.body_checksum).unwrap_or([0; 32])
     }
-    pub fn role(&self, _name: &str) -> Option<RoleId> {
+
+    fn str(&self, s: &StrRef) -> &'a str {
+        let start = s.offset.get() as usize;
+        let end = start.saturating_add(s.len.get() as usize);
+        self.strings
+            .get(start..end)
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .unwrap_or("")
+    }
+
+    /// Raw bytes of a stored string (validated as UTF-8 at load): for comparisons on the
+    /// hot path, where re-validating would cost more than the lookup.
+    fn raw(&self, s: &StrRef) -> &'a [u8] {
+        let start = s.offset.get() as usize;
+        let end = start.saturating_add(s.len.get() as usize);
+        self.strings.get(start..end).unwrap_or(&[])
+    }
+
+    fn lookup(
+        &self,
+        kind: u32,
+        prefix: u32,
+        parts: &[&[u8]],
+        matches: impl Fn(u32) -> bool,
+    ) -> Option<u32> {
+        if self.index.is_empty() {
+            return None;
+        }
+        let mask = self.index.len() - 1;
+        let hash = key_hash(kind, prefix, parts);
+        let mut pos = (hash as usize) & mask;
+        // Bounded by the index size; validation proved an empty slot exists.
+        for _ in 0..self.index.len() {
+            let slot = self.index.get(pos)?;
+            match slot.kind.get() {
+                0 => return None,
+                k if k == kind && slot.hash.get() == hash && matches(slot.id.get()) => {
+                    return Some(slot.id.get());
+                }
+                _ => pos = (pos + 1) & mask,
+            }
+        }
         None
+    }
+
+    // ---- roles ----
+
+    pub fn role(&self, name: &str) -> Option<RoleId> {
+        self.lookup(KEY_ROLE, 0, &[name.as_bytes()], |id| {
+            self.roles
+                .get(id as usize)
+                .is_some_and(|r| self.raw(&r.name) == name.as_bytes())
+        })
+        .map(RoleId)
     }
     pub fn role_count(&self) -> u32 {
-        0
+        self.roles.len() as u32
     }
-    pub fn role_name(&self, _role: RoleId) -> &'a str {
-        ""
+    pub fn role_name(&self, role: RoleId) -> &'a str {
+        self.roles
+            .get(role.0 as usize)
+            .map(|r| self.str(&r.name))
+            .unwrap_or("")
     }
     /// (claim, value) pairs that grant the role.
-    pub fn memberships(&self, _role: RoleId) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
-        std::iter::empty()
+    pub fn memberships(&self, role: RoleId) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
+        let t = *self;
+        let (first, count) = self
+            .roles
+            .get(role.0 as usize)
+            .map(|r| {
+                (
+                    r.members_first.get() as usize,
+                    r.members_count.get() as usize,
+                )
+            })
+            .unwrap_or((0, 0));
+        self.members
+            .get(first..first + count)
+            .unwrap_or(&[])
+            .iter()
+            .map(move |m| (t.str(&m.claim), t.str(&m.value)))
     }
+    pub fn limits(&self, role: RoleId) -> Limits {
+        let Some(r) = self.roles.get(role.0 as usize) else {
+            return Limits::default();
+        };
+        let lim = |v: u64| (v != NO_LIMIT).then_some(v);
+        Limits {
+            max_rows: lim(r.max_rows.get()),
+            max_bytes: lim(r.max_bytes.get()),
+            rule: none_to_opt(r.limit_rule.get()),
+        }
+    }
+    pub fn rates(&self, role: RoleId) -> impl Iterator<Item = RateView> + 'a {
+        let (first, count) = self
+            .roles
+            .get(role.0 as usize)
+            .map(|r| (r.rates_first.get() as usize, r.rates_count.get() as usize))
+            .unwrap_or((0, 0));
+        self.rates
+            .get(first..first + count)
+            .unwrap_or(&[])
+            .iter()
+            .map(|r| RateView {
+                bytes_per_second: r.bytes_per_second.get(),
+                burst_bytes: r.burst_bytes.get(),
+                scope: if r.scope == 1 {
+                    RateScope::Identity
+                } else {
+                    RateScope::Session
+                },
+                on_exceed: if r.on_exceed == 1 {
+                    OnExceed::Terminate
+                } else {
+                    OnExceed::Throttle
+                },
+                rule: r.rule.get(),
+            })
+    }
+
+    // ---- catalog ----
+
     pub fn table_count(&self) -> u32 {
-        0
+        self.tables.len() as u32
     }
-    pub fn table_id(&self, _schema: &str, _name: &str) -> Option<TableId> {
-        None
+    pub fn table_id(&self, schema: &str, name: &str) -> Option<TableId> {
+        self.table_id_bytes(schema.as_bytes(), name.as_bytes())
+    }
+    fn table_id_bytes(&self, schema: &[u8], name: &[u8]) -> Option<TableId> {
+        self.lookup(KEY_TABLE, 0, &[schema, name], |id| {
+            self.tables
+                .get(id as usize)
+                .is_some_and(|t| self.raw(&t.schema) == schema && self.raw(&t.name) == name)
+        })
+        .map(TableId)
     }
     /// (schema, name) of a declared table.
-    pub fn table_name(&self, _t: TableId) -> (&'a str, &'a str) {
-        ("", "")
+    pub fn table_name(&self, t: TableId) -> (&'a str, &'a str) {
+        self.tables
+            .get(t.0 as usize)
+            .map(|r| (self.str(&r.schema), self.str(&r.name)))
+            .unwrap_or(("", ""))
     }
-    pub fn column_count(&self, _t: TableId) -> u32 {
-        0
+    pub fn column_count(&self, t: TableId) -> u32 {
+        self.tables
+            .get(t.0 as usize)
+            .map(|r| r.column_count.get())
+            .unwrap_or(0)
     }
-    pub fn column_id(&self, _t: TableId, _name: &str) -> Option<ColumnId> {
-        None
+    pub fn column_id(&self, t: TableId, name: &str) -> Option<ColumnId> {
+        self.column_id_bytes(t, name.as_bytes())
     }
-    pub fn column_name(&self, _t: TableId, _c: ColumnId) -> &'a str {
-        ""
+    fn column_id_bytes(&self, t: TableId, name: &[u8]) -> Option<ColumnId> {
+        let rec = self.tables.get(t.0 as usize)?;
+        let first = rec.first_column.get();
+        self.lookup(KEY_COLUMN, t.0, &[name], |gid| {
+            gid >= first
+                && gid - first < rec.column_count.get()
+                && self
+                    .columns
+                    .get(gid as usize)
+                    .is_some_and(|c| self.raw(&c.name) == name)
+        })
+        .map(|gid| ColumnId(gid - first))
     }
-    pub fn function_id(&self, _schema: &str, _name: &str) -> Option<FunctionId> {
-        None
+    pub fn column_name(&self, t: TableId, c: ColumnId) -> &'a str {
+        self.tables
+            .get(t.0 as usize)
+            .and_then(|r| self.columns.get((r.first_column.get() + c.0) as usize))
+            .map(|c| self.str(&c.name))
+            .unwrap_or("")
+    }
+    pub fn function_count(&self) -> u32 {
+        self.functions.len() as u32
+    }
+    pub fn function_id(&self, schema: &str, name: &str) -> Option<FunctionId> {
+        self.lookup(
+            KEY_FUNCTION,
+            0,
+            &[schema.as_bytes(), name.as_bytes()],
+            |id| {
+                self.functions.get(id as usize).is_some_and(|f| {
+                    self.raw(&f.schema) == schema.as_bytes() && self.raw(&f.name) == name.as_bytes()
+                })
+            },
+        )
+        .map(FunctionId)
+    }
+    pub fn function_name(&self, f: FunctionId) -> (&'a str, &'a str) {
+        self.functions
+            .get(f.0 as usize)
+            .map(|r| (self.str(&r.schema), self.str(&r.name)))
+            .unwrap_or(("", ""))
     }
     pub fn rule_count(&self) -> u32 {
-        0
+        self.rules.len() as u32
     }
-    pub fn rule(&self, _id: u32) -> Option<RuleView<'a>> {
-        None
+    pub fn rule(&self, id: u32) -> Option<RuleView<'a>> {
+        let r = self.rules.get(id as usize)?;
+        Some(RuleView {
+            id,
+            file: self.str(&r.file),
+            line: r.line.get(),
+            column: r.column.get(),
+            kind: rule_kind(r.kind)?,
+            role: self.str(&r.role),
+            text: self.str(&r.text),
+        })
     }
+
+    // ---- cells ----
+
+    fn cell_rec(&self, role: RoleId, class: StatementClass, table: Option<TableId>) -> &'a CellRec {
+        let row_len = self.tables.len() + 1;
+        let slot = match table {
+            None => 0,
+            Some(t) if (t.0 as usize) < self.tables.len() => t.0 as usize + 1,
+            Some(_) => return &DEFAULT_CELL,
+        };
+        let row = self
+            .role_rows
+            .get(role.0 as usize * StatementClass::COUNT + class as usize)
+            .map(|r| r.get() as usize);
+        row.and_then(|r| self.rows.get(r * row_len + slot))
+            .and_then(|id| self.cells.get(id.get() as usize))
+            .unwrap_or(&DEFAULT_CELL)
+    }
+
     /// The cell verdict for (role, class, table) — `None` table: the class-level cell.
     /// Returns (allowed, deciding rule).
     pub fn cell(
         &self,
-        _role: RoleId,
-        _class: StatementClass,
-        _table: Option<TableId>,
+        role: RoleId,
+        class: StatementClass,
+        table: Option<TableId>,
     ) -> (bool, Option<u32>) {
-        (false, None)
+        let c = self.cell_rec(role, class, table);
+        (c.effect == EFFECT_ALLOW, none_to_opt(c.rule.get()))
     }
+
+    fn colset_has(&self, offset: u32, t: TableId, c: ColumnId) -> bool {
+        let words = colset_words(self.column_count(t));
+        if c.0 / 64 >= words {
+            return false;
+        }
+        self.colsets
+            .get((offset + c.0 / 64) as usize)
+            .is_some_and(|w| w.get() & (1u64 << (c.0 % 64)) != 0)
+    }
+
     /// Whether one column is allowed for (role, class, table), with the deciding rule.
     pub fn column_allowed(
         &self,
-        _role: RoleId,
-        _class: StatementClass,
-        _table: TableId,
-        _column: ColumnId,
+        role: RoleId,
+        class: StatementClass,
+        table: TableId,
+        column: ColumnId,
     ) -> (bool, Option<u32>) {
-        (false, None)
+        let c = self.cell_rec(role, class, Some(table));
+        if c.effect != EFFECT_ALLOW {
+            return (false, none_to_opt(c.rule.get()));
+        }
+        let denied = c.denied_cols.get();
+        if denied != NONE && self.colset_has(denied, table, column) {
+            return (false, none_to_opt(c.denied_rule.get()));
+        }
+        let allow = c.allow_cols.get();
+        if allow == NONE || self.colset_has(allow, table, column) {
+            (true, none_to_opt(c.rule.get()))
+        } else {
+            (false, None)
+        }
     }
-    pub fn function_allowed(&self, _role: RoleId, _schema: &str, _name: &str) -> (bool, Option<u32>) {
-        (false, None)
+
+    /// Whether every column (including ones the catalog does not declare) is allowed.
+    fn all_columns_allowed(
+        &self,
+        role: RoleId,
+        class: StatementClass,
+        table: TableId,
+    ) -> (bool, Option<u32>) {
+        let c = self.cell_rec(role, class, Some(table));
+        if c.effect != EFFECT_ALLOW {
+            return (false, none_to_opt(c.rule.get()));
+        }
+        if c.denied_cols.get() != NONE {
+            return (false, none_to_opt(c.denied_rule.get()));
+        }
+        (c.allow_cols.get() == NONE, None)
     }
-    pub fn mask(&self, _role: RoleId, _table: TableId, _column: ColumnId) -> Option<(MaskKind, u32)> {
-        None
+
+    /// Evaluates the role's pattern rules of `kind` for an undeclared name.
+    fn pattern_verdict(
+        &self,
+        role: RoleId,
+        kind: u8,
+        class: Option<StatementClass>,
+        name: &QualifiedName,
+        facts: &Facts,
+    ) -> (bool, Option<u32>) {
+        let Some(r) = self.roles.get(role.0 as usize) else {
+            return (false, None);
+        };
+        let first = r.patterns_first.get() as usize;
+        let count = r.patterns_count.get() as usize;
+        let schema = facts.name(name.schema);
+        let base = facts.name(name.name);
+        let mut allow = None;
+        for p in self.patterns.get(first..first + count).unwrap_or(&[]) {
+            if p.kind != kind {
+                continue;
+            }
+            if let Some(c) = class
+                && !ClassSet(p.classes.get()).contains(c)
+            {
+                continue;
+            }
+            if !glob_matches(self.str(&p.pattern), schema, base) {
+                continue;
+            }
+            if p.effect == EFFECT_DENY {
+                return (false, Some(p.rule.get()));
+            }
+            allow = allow.or(Some(p.rule.get()));
+        }
+        (allow.is_some(), allow)
     }
-    pub fn limits(&self, _role: RoleId) -> Limits {
-        Limits::default()
+
+    /// Whether a function call is allowed for the role, with the deciding rule.
+    pub fn function_allowed(&self, role: RoleId, schema: &str, name: &str) -> (bool, Option<u32>) {
+        if let Some(f) = self.function_id(schema, name) {
+            let idx = role.0 as usize * self.functions.len() + f.0 as usize;
+            let c = self
+                .func_verdicts
+                .get(idx)
+                .and_then(|v| self.cells.get(v.get() as usize))
+                .unwrap_or(&DEFAULT_CELL);
+            return (c.effect == EFFECT_ALLOW, none_to_opt(c.rule.get()));
+        }
+        let Some(r) = self.roles.get(role.0 as usize) else {
+            return (false, None);
+        };
+        let first = r.patterns_first.get() as usize;
+        let count = r.patterns_count.get() as usize;
+        let mut allow = None;
+        for p in self.patterns.get(first..first + count).unwrap_or(&[]) {
+            if p.kind != 1 || !glob_matches(self.str(&p.pattern), schema, name) {
+                continue;
+            }
+            if p.effect == EFFECT_DENY {
+                return (false, Some(p.rule.get()));
+            }
+            allow = allow.or(Some(p.rule.get()));
+        }
+        (allow.is_some(), allow)
     }
-    /// Decides one statement of `facts`.
-    pub fn decide(&self, _role: RoleId, _facts: &Facts, _stmt: &StatementFacts) -> Verdict {
-        unimplemented_verdict()
+
+    pub fn mask(&self, role: RoleId, table: TableId, column: ColumnId) -> Option<(MaskKind, u32)> {
+        let r = self.roles.get(role.0 as usize)?;
+        let first = r.masks_first.get() as usize;
+        let masks = self
+            .masks
+            .get(first..first + r.masks_count.get() as usize)?;
+        let i = masks
+            .binary_search_by(|m| (m.table.get(), m.column.get()).cmp(&(table.0, column.0)))
+            .ok()?;
+        let m = masks.get(i)?;
+        Some((MaskKind::from_id(m.kind)?, m.rule.get()))
     }
+
+    fn has_masks_on(&self, role: RoleId, table: TableId) -> bool {
+        let Some(r) = self.roles.get(role.0 as usize) else {
+            return false;
+        };
+        let first = r.masks_first.get() as usize;
+        let masks = self
+            .masks
+            .get(first..first + r.masks_count.get() as usize)
+            .unwrap_or(&[]);
+        let i = masks.partition_point(|m| m.table.get() < table.0);
+        masks.get(i).is_some_and(|m| m.table.get() == table.0)
+    }
+
+    // ---- decide ----
+
     /// Decides every statement of `facts`; the first denied statement denies all.
-    pub fn decide_all(&self, _role: RoleId, _facts: &Facts) -> Verdict {
-        unimplemented_verdict()
+    pub fn decide_all(&self, role: RoleId, facts: &Facts) -> Verdict {
+        let mut out = Verdict {
+            decision: Decision::Allow,
+            allow_rule: None,
+            limits: self.limits(role),
+            masked: false,
+        };
+        for (i, s) in facts.statements().iter().enumerate() {
+            let v = self.decide_statement(role, facts, s, i as u16);
+            if !v.is_allow() {
+                return v;
+            }
+            out.allow_rule = out.allow_rule.or(v.allow_rule);
+            out.masked |= v.masked;
+        }
+        out
+    }
+
+    /// Decides one statement of `facts`.
+    pub fn decide(&self, role: RoleId, facts: &Facts, stmt: &StatementFacts) -> Verdict {
+        let index = facts
+            .statements()
+            .iter()
+            .position(|s| std::ptr::eq(s, stmt))
+            .unwrap_or(0) as u16;
+        self.decide_statement(role, facts, stmt, index)
+    }
+
+    fn decide_statement(
+        &self,
+        role: RoleId,
+        facts: &Facts,
+        stmt: &StatementFacts,
+        statement: u16,
+    ) -> Verdict {
+        let limits = self.limits(role);
+        let deny = |rule: Option<u32>, reason: DenyReason| Verdict {
+            decision: Decision::Deny {
+                rule,
+                statement,
+                reason,
+            },
+            allow_rule: None,
+            limits,
+            masked: false,
+        };
+        if role.0 as usize >= self.roles.len() {
+            return deny(None, DenyReason::UnknownRole);
+        }
+        let mut allow_rule: Option<u32> = None;
+        let mut note = |r: Option<u32>| {
+            if allow_rule.is_none() {
+                allow_rule = r;
+            }
+        };
+        if stmt.classes.contains(StatementClass::Unknown) || stmt.classes.is_empty() {
+            let (ok, rule) = self.cell(role, StatementClass::Unknown, None);
+            if !ok {
+                return deny(rule, DenyReason::UnknownStatement);
+            }
+            note(rule);
+            // An allowed `unknown` says nothing about its facts: there are none to check.
+            return Verdict {
+                decision: Decision::Allow,
+                allow_rule,
+                limits,
+                masked: false,
+            };
+        }
+
+        let accesses = facts.tables(stmt);
+        // Resolve each access to a declared table once (at most 64 per statement).
+        let mut ids = [None::<TableId>; crate::facts::MAX_TABLES_PER_STATEMENT];
+        let mut masked = false;
+
+        // Classes with no access in this statement are decided by the class-level cell.
+        for class in stmt.classes.iter() {
+            if accesses.iter().any(|a| a.class == class) {
+                continue;
+            }
+            let (ok, rule) = self.cell(role, class, None);
+            if !ok {
+                return deny(rule, DenyReason::Class(class));
+            }
+            note(rule);
+        }
+
+        for (i, a) in accesses.iter().enumerate() {
+            let access = i as u16;
+            let schema = facts.name_bytes(a.name.schema);
+            let name = facts.name_bytes(a.name.name);
+            match self.table_id_bytes(schema, name) {
+                Some(t) => {
+                    let (ok, rule) = self.cell(role, a.class, Some(t));
+                    if !ok {
+                        return deny(
+                            rule,
+                            DenyReason::Table {
+                                class: a.class,
+                                access,
+                            },
+                        );
+                    }
+                    note(rule);
+                    if let Some(slot) = ids.get_mut(i) {
+                        *slot = Some(t);
+                    }
+                    if matches!(
+                        a.class,
+                        StatementClass::Select
+                            | StatementClass::CopyOut
+                            | StatementClass::SelectInto
+                    ) {
+                        masked |= self.has_masks_on(role, t);
+                    }
+                }
+                None => {
+                    let (ok, rule) = self.pattern_verdict(role, 0, Some(a.class), &a.name, facts);
+                    if !ok {
+                        return deny(
+                            rule,
+                            DenyReason::UndeclaredTable {
+                                class: a.class,
+                                access,
+                            },
+                        );
+                    }
+                    note(rule);
+                }
+            }
+        }
+
+        for (j, col) in facts.columns(stmt).iter().enumerate() {
+            let column = j as u16;
+            match col.name {
+                ColumnName::All => {
+                    for i in bits(col.candidates) {
+                        let (Some(a), Some(Some(t))) = (accesses.get(i), ids.get(i)) else {
+                            continue; // undeclared table allowed by a pattern: all columns
+                        };
+                        let (ok, rule) = self.all_columns_allowed(role, a.class, *t);
+                        if !ok {
+                            return deny(
+                                rule,
+                                DenyReason::Column {
+                                    class: a.class,
+                                    access: i as u16,
+                                    column,
+                                },
+                            );
+                        }
+                    }
+                }
+                ColumnName::Named(n) => {
+                    let cname = facts.name_bytes(n);
+                    let mut resolved = false;
+                    for i in bits(col.candidates) {
+                        let (Some(a), Some(Some(t))) = (accesses.get(i), ids.get(i)) else {
+                            if col.qualified {
+                                resolved = true;
+                            }
+                            continue;
+                        };
+                        match self.column_id_bytes(*t, cname) {
+                            Some(c) => {
+                                resolved = true;
+                                let (ok, rule) = self.column_allowed(role, a.class, *t, c);
+                                if !ok {
+                                    return deny(
+                                        rule,
+                                        DenyReason::Column {
+                                            class: a.class,
+                                            access: i as u16,
+                                            column,
+                                        },
+                                    );
+                                }
+                            }
+                            None if col.qualified => {
+                                // `t.x` where the catalog does not know `x`: only a cell
+                                // that allows every column can allow it.
+                                resolved = true;
+                                let (ok, rule) = self.all_columns_allowed(role, a.class, *t);
+                                if !ok {
+                                    return deny(
+                                        rule,
+                                        DenyReason::Column {
+                                            class: a.class,
+                                            access: i as u16,
+                                            column,
+                                        },
+                                    );
+                                }
+                            }
+                            None => {}
+                        }
+                    }
+                    if !resolved {
+                        // PostgreSQL reads an unqualified name no table supplies as a
+                        // whole-row reference to the relation of that name/alias.
+                        for i in bits(col.whole_row) {
+                            let (Some(a), Some(Some(t))) = (accesses.get(i), ids.get(i)) else {
+                                continue;
+                            };
+                            let (ok, rule) = self.all_columns_allowed(role, a.class, *t);
+                            if !ok {
+                                return deny(
+                                    rule,
+                                    DenyReason::Column {
+                                        class: a.class,
+                                        access: i as u16,
+                                        column,
+                                    },
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+
+        for (k, f) in facts.functions(stmt).iter().enumerate() {
+            let schema = facts.name(f.name.schema);
+            let name = facts.name(f.name.name);
+            let (ok, rule) = self.function_allowed(role, schema, name);
+            if !ok {
+                return deny(rule, DenyReason::Function { function: k as u16 });
+            }
+        }
+
+        Verdict {
+            decision: Decision::Allow,
+            allow_rule,
+            limits,
+            masked,
+        }
     }
 }
 
-fn unimplemented_verdict() -> Verdict {
-    Verdict {
-        decision: Decision::Deny {
-            rule: None,
-            statement: 0,
-            reason: DenyReason::UnknownRole,
-        },
-        allow_rule: None,
-        limits: Limits::default(),
-        masked: false,
+static DEFAULT_CELL: CellRec = CellRec {
+    effect: EFFECT_DEFAULT_DENY,
+    pad: [0; 3],
+    rule: zerocopy::little_endian::U32::ZERO,
+    allow_cols: zerocopy::little_endian::U32::ZERO,
+    denied_cols: zerocopy::little_endian::U32::ZERO,
+    denied_rule: zerocopy::little_endian::U32::ZERO,
+};
+
+fn none_to_opt(v: u32) -> Option<u32> {
+    (v != NONE).then_some(v)
+}
+
+fn rule_kind(k: u8) -> Option<RuleKind> {
+    Some(match k {
+        0 => RuleKind::Allow,
+        1 => RuleKind::Deny,
+        2 => RuleKind::Mask,
+        3 => RuleKind::Limit,
+        4 => RuleKind::Rate,
+        _ => return None,
+    })
+}
+
+/// Set bits of a candidate mask, lowest first.
+fn bits(mut m: u64) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        if m == 0 {
+            return None;
+        }
+        let i = m.trailing_zeros() as usize;
+        m &= m - 1;
+        Some(i)
+    })
+}
+
+/// Matches `schema.name` against a glob: `*` alone matches everything; otherwise `*` matches
+/// any run of characters except `.`, and the pattern is compared with `schema` `.` `name`.
+pub(crate) fn glob_matches(pattern: &str, schema: &str, name: &str) -> bool {
+    if pattern == "*" {
+        return true;
+    }
+    let subject = |i: usize| -> Option<u8> {
+        let s = schema.as_bytes();
+        if i < s.len() {
+            Some(s[i])
+        } else if i == s.len() {
+            Some(b'.')
+        } else {
+            name.as_bytes().get(i - s.len() - 1).copied()
+        }
+    };
+    let len = schema.len() + 1 + name.len();
+    let p = pattern.as_bytes();
+    // Iterative wildcard matching with one backtrack point: linear in practice, no recursion.
+    let (mut pi, mut si) = (0usize, 0usize);
+    let mut star: Option<(usize, usize)> = None;
+    while si < len {
+        let sc = subject(si);
+        match p.get(pi) {
+            Some(b'*') => {
+                star = Some((pi, si));
+                pi += 1;
+            }
+            Some(&c) if Some(c) == sc => {
+                pi += 1;
+                si += 1;
+            }
+            _ => match star {
+                // `*` may not swallow a dot.
+                Some((sp, ss)) if subject(ss) != Some(b'.') => {
+                    pi = sp + 1;
+                    si = ss + 1;
+                    star = Some((sp, ss + 1));
+                }
+                _ => return false,
+            },
+        }
+    }
+    while p.get(pi) == Some(&b'*') {
+        pi += 1;
+    }
+    pi == p.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob_matches;
+
+    #[test]
+    fn globs() {
+        assert!(glob_matches("*", "a", "b"));
+        assert!(glob_matches("staging.*", "staging", "t1"));
+        assert!(!glob_matches("staging.*", "public", "t1"));
+        assert!(glob_matches("*.orders", "public", "orders"));
+        assert!(!glob_matches("*.orders", "public", "orders2"));
+        assert!(glob_matches(
+            "pg_catalog.pg_*",
+            "pg_catalog",
+            "pg_read_file"
+        ));
+        assert!(!glob_matches(
+            "pg_catalog.pg_*",
+            "pg_catalogx",
+            "pg_read_file"
+        ));
+        assert!(glob_matches("public.cust*", "public", "customers"));
+        assert!(!glob_matches("pub*", "public", "customers"));
+        assert!(glob_matches("public.exact", "public", "exact"));
+        assert!(!glob_matches("public.exact", "public", "exactly"));
     }
 }

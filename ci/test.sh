@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Every test: formatting, clippy, unit/integration/property tests (against a throwaway
+# PostgreSQL), and the example policies checked, built and tested.
+# Works on a fresh Debian machine with only the Rust toolchain: it installs the rest.
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+
+# libclang-dev: the pg_query dev-dependency (PostgreSQL's own parser, for differential
+# tests) generates bindings with bindgen. postgresql: integration tests.
+install_packages postgresql libclang-dev pkg-config
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+
+log "cargo clippy --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+pg_start test 54329
+trap pg_stop EXIT
+
+log "cargo test"
+cargo test --workspace --locked
+
+log "example policies: check, build, test"
+PGC="$ROOT/target/debug/pgate-compile"
+"$PGC" check policies/
+"$PGC" build policies/ -o target/policies.pgt
+"$PGC" build policies/ -o target/policies-again.pgt
+cmp target/policies.pgt target/policies-again.pgt
+"$PGC" test policies/
+"$PGC" explain --policy policies/ --role analyst --sql "select id, total from orders"
+
+log "adversarial suite"
+"$PGC" test tests/adversarial/
+
+log "all tests passed"
