@@ -14,6 +14,7 @@ pub mod class;
 pub mod facts;
 pub mod sql;
 pub mod table;
+pub mod wire;
 
 pub use class::{ClassSet, StatementClass};
 pub use facts::{Facts, FactsLimits};
