@@ -1,0 +1,11 @@
+//! pgate, the data plane: an identity-aware PostgreSQL policy proxy.
+//!
+//! - [`session`]: the sans-IO session core — one state machine per client connection, fed
+//!   bytes and time, handing back bytes to write each way and actions. All protocol and
+//!   enforcement logic lives there; it never touches a socket or a clock.
+//!
+//! Runtimes (the thread-per-core driver), TLS, JWT identity, configuration and audit
+//! sinks are built around the core in their own modules (issue 4, in progress).
+#![forbid(unsafe_code)]
+
+pub mod session;

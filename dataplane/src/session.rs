@@ -1,0 +1,1473 @@
+//! The sans-IO session core: one state machine per client connection.
+//!
+//! The driver feeds it client bytes ([`Session::handle_client`]), upstream bytes
+//! ([`Session::handle_upstream`]) and events (TLS up, upstream connected, time), and drains
+//! what it produced: bytes for the client ([`Session::poll_client`]), bytes for the upstream
+//! ([`Session::poll_upstream`]), actions ([`Session::poll_action`]) and audit lines
+//! ([`Session::poll_audit`]). It never touches a socket, a clock or a file: time comes in as
+//! a [`Clock`] argument, so every path is testable by feeding bytes (see `tests/sim.rs`).
+//!
+//! What it must never do: forward a message it has not framed, parsed and — for Query, Parse,
+//! Bind, Describe and FunctionCall — decided; forward anything of an extended-query batch
+//! after a denied message in it; or let the client see the upstream credential or the
+//! upstream's cancel key.
+//!
+//! Buffers are owned by the session and reused: after warm-up, forwarding and deciding
+//! allocate nothing. Prepared-statement names and their audit summaries are stored once per
+//! Parse (bounded by `max_prepared_statements`).
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt::Write as _;
+
+use pgate_core::class::StatementClass;
+use pgate_core::facts::{ColumnName, Facts, StatementFlags};
+use pgate_core::sql::{ClassifyContext, classify};
+use pgate_core::table::{Decision, DenyReason, RoleId, Table, Verdict};
+use pgate_core::wire::{
+    self, Frontend, Severity, Startup, WireError, frame, frame_startup, parse_frontend,
+    parse_startup,
+};
+use postgres_protocol::authentication::sasl::{ChannelBinding, SCRAM_SHA_256, ScramSha256};
+
+/// Time as the driver measures it: monotonic microseconds (durations) and wall-clock
+/// milliseconds since the Unix epoch (audit timestamps, token expiry).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Clock {
+    pub mono_us: u64,
+    pub unix_ms: u64,
+}
+
+/// Who the client is, once its token was accepted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    /// The token's `sub`.
+    pub subject: String,
+    /// The RFC 8693 `act` chain, outermost (current) actor first.
+    pub actors: Vec<String>,
+    pub role: RoleId,
+    pub role_name: String,
+    /// Token expiry, seconds since the Unix epoch.
+    pub expires_at_unix: u64,
+}
+
+/// Validates the password the client presented (a JWT). Implemented by the identity module;
+/// tests use their own.
+pub trait Authenticator {
+    /// `user` is the startup `user` parameter: it may choose one of the roles the token
+    /// grants. The error is shown to the client: it must name the cause without leaking
+    /// anything secret.
+    fn authenticate(
+        &self,
+        user: &str,
+        token: &str,
+        table: &Table<'_>,
+        now_unix: u64,
+    ) -> Result<Identity, String>;
+}
+
+/// Per-session settings (from the operator's configuration).
+#[derive(Clone, Debug)]
+pub struct SessionConfig {
+    /// Hard maximum for any message, both directions.
+    pub max_message_bytes: u32,
+    pub upstream_user: String,
+    pub upstream_password: Option<String>,
+    /// `None`: the database the client asked for.
+    pub upstream_database: Option<String>,
+    /// Whether the driver can answer SSLRequest with TLS.
+    pub tls_available: bool,
+    /// Whether a token may be sent without TLS (loopback only, by configuration).
+    pub allow_plaintext_auth: bool,
+    pub max_prepared_statements: usize,
+    /// Queries and Syncs forwarded but not yet answered by ReadyForQuery.
+    pub max_pipeline_depth: usize,
+    /// Seconds a session may outlive its token.
+    pub token_grace_secs: u64,
+    /// The search path assumed until the client sets one.
+    pub default_search_path: Vec<String>,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            max_message_bytes: 16 << 20,
+            upstream_user: "postgres".into(),
+            upstream_password: None,
+            upstream_database: None,
+            tls_available: false,
+            allow_plaintext_auth: false,
+            max_prepared_statements: 1024,
+            max_pipeline_depth: 1024,
+            token_grace_secs: 0,
+            default_search_path: vec!["public".into()],
+        }
+    }
+}
+
+/// What the driver must do besides moving bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Answer 'S' was queued; after flushing it, run the TLS handshake on the client socket
+    /// and call [`Session::tls_established`].
+    StartTls,
+    /// Connect to the upstream and call [`Session::upstream_connected`].
+    ConnectUpstream,
+    /// The client sent a CancelRequest with this (pgate-issued) key: look up the session
+    /// it belongs to and, if the key matches, send that session's real cancel upstream.
+    Cancel { process_id: i32, secret_key: i32 },
+    /// Flush what is queued for the client, then close both sides.
+    Close,
+}
+
+/// The pgate-issued BackendKeyData of a session and the real one behind it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CancelKeys {
+    pub issued: (i32, i32),
+    pub upstream: Option<(i32, i32)>,
+}
+
+enum State {
+    /// Waiting for SSLRequest, GSSENCRequest, StartupMessage or CancelRequest.
+    Startup { tls: bool },
+    /// AuthenticationCleartextPassword sent; waiting for the token.
+    AwaitToken {
+        user: String,
+        database: String,
+        /// Startup parameters to forward (user, database and options removed).
+        params: Vec<(String, String)>,
+    },
+    /// Token accepted; waiting for the driver to connect upstream.
+    Connecting {
+        database: String,
+        params: Vec<(String, String)>,
+    },
+    /// StartupMessage sent upstream; answering its authentication requests.
+    UpstreamAuth { scram: Option<Box<ScramSha256>> },
+    /// Upstream authenticated; relaying ParameterStatus until its ReadyForQuery.
+    UpstreamStartup { auth_ok_sent: bool },
+    /// Proxying.
+    Ready,
+    /// FATAL sent or Terminate received; nothing more is read.
+    Closed,
+}
+
+/// A local response to deliver in order with the upstream's responses.
+#[derive(Debug)]
+struct Deferred {
+    /// Upstream ReadyForQuery messages still to pass before this is due.
+    rfqs_left: usize,
+    /// Due just *before* the `rfqs_left`-th ReadyForQuery (an error inside a batch the
+    /// upstream is finishing), rather than after it (a whole local response).
+    before: bool,
+    start: usize,
+    end: usize,
+}
+
+/// A statement forwarded and not yet completed, for its audit line.
+#[derive(Debug)]
+struct Pending {
+    /// Index into `summaries`.
+    summary: usize,
+    /// The unit (Query or batch up to Sync) it belongs to.
+    unit: u64,
+    started_us: u64,
+}
+
+/// What pgate knows about a prepared statement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Prepared {
+    allowed: bool,
+    /// Index into `summaries`.
+    summary: usize,
+}
+
+/// The session. See the module docs.
+pub struct Session {
+    cfg: SessionConfig,
+    state: State,
+    keys: CancelKeys,
+    identity: Option<Identity>,
+    client_addr: String,
+    conn_id: u64,
+    to_client: Vec<u8>,
+    to_upstream: Vec<u8>,
+    actions: VecDeque<Action>,
+    audit: String,
+    facts: Facts,
+    search_path: Vec<String>,
+    tx_status: u8,
+    /// Units forwarded and not yet answered by ReadyForQuery.
+    inflight: usize,
+    deferred: VecDeque<Deferred>,
+    deferred_buf: Vec<u8>,
+    /// Some message of the current extended batch went upstream.
+    batch_forwarded: bool,
+    /// A message of the current batch was denied: drop everything up to Sync.
+    skipping_batch: bool,
+    /// The denied batch's Sync is answered by the upstream's ReadyForQuery.
+    sync_answered_upstream: bool,
+    copy_in: bool,
+    statements: HashMap<String, Prepared>,
+    portals: HashMap<String, usize>,
+    unnamed_portal: Option<usize>,
+    sql_prepared: HashMap<String, bool>,
+    /// Audit summaries (`"classes":[…],"tables":[…]` JSON fragments): slot 0 is the
+    /// current simple query's, reused; prepared statements own theirs.
+    summaries: Vec<String>,
+    free_summaries: Vec<usize>,
+    pending: VecDeque<Pending>,
+    unit_seq: u64,
+    rows: u64,
+    bytes: u64,
+    table_digest: String,
+    now: Clock,
+}
+
+/// SQLSTATEs pgate answers with.
+mod sqlstate {
+    pub const PROTOCOL_VIOLATION: &str = "08P01";
+    pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
+    pub const INVALID_PASSWORD: &str = "28P01";
+    pub const INVALID_AUTHORIZATION: &str = "28000";
+    pub const CONNECTION_FAILURE: &str = "08006";
+    pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
+    pub const TOO_MANY: &str = "54000";
+    pub const INVALID_SQL_STATEMENT_NAME: &str = "26000";
+}
+
+impl Session {
+    /// A new session for a client at `client_addr`, with the pgate-issued cancel key.
+    pub fn new(
+        cfg: SessionConfig,
+        conn_id: u64,
+        client_addr: &str,
+        issued_key: (i32, i32),
+    ) -> Self {
+        let search_path = cfg.default_search_path.clone();
+        Session {
+            state: State::Startup { tls: false },
+            keys: CancelKeys {
+                issued: issued_key,
+                upstream: None,
+            },
+            identity: None,
+            client_addr: client_addr.to_owned(),
+            conn_id,
+            to_client: Vec::with_capacity(16 * 1024),
+            to_upstream: Vec::with_capacity(16 * 1024),
+            actions: VecDeque::with_capacity(4),
+            audit: String::with_capacity(4096),
+            facts: Facts::default(),
+            search_path,
+            tx_status: b'I',
+            inflight: 0,
+            deferred: VecDeque::with_capacity(8),
+            deferred_buf: Vec::with_capacity(1024),
+            batch_forwarded: false,
+            skipping_batch: false,
+            sync_answered_upstream: false,
+            copy_in: false,
+            statements: HashMap::new(),
+            portals: HashMap::new(),
+            unnamed_portal: None,
+            sql_prepared: HashMap::new(),
+            summaries: vec![String::with_capacity(512)],
+            free_summaries: Vec::new(),
+            pending: VecDeque::with_capacity(64),
+            unit_seq: 0,
+            rows: 0,
+            bytes: 0,
+            table_digest: String::new(),
+            now: Clock::default(),
+            cfg,
+        }
+    }
+
+    // ---- draining ----
+
+    /// Bytes to write to the client. Call [`Session::client_written`] with how many were.
+    pub fn poll_client(&self) -> &[u8] {
+        &self.to_client
+    }
+    pub fn client_written(&mut self, n: usize) {
+        self.to_client.drain(..n.min(self.to_client.len()));
+    }
+    /// Bytes to write to the upstream. Call [`Session::upstream_written`].
+    pub fn poll_upstream(&self) -> &[u8] {
+        &self.to_upstream
+    }
+    pub fn upstream_written(&mut self, n: usize) {
+        self.to_upstream.drain(..n.min(self.to_upstream.len()));
+    }
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+    /// Audit JSON lines produced so far (each ends in `\n`). Call [`Session::audit_taken`].
+    pub fn poll_audit(&self) -> &str {
+        &self.audit
+    }
+    pub fn audit_taken(&mut self) {
+        self.audit.clear();
+    }
+    pub fn identity(&self) -> Option<&Identity> {
+        self.identity.as_ref()
+    }
+    pub fn cancel_keys(&self) -> CancelKeys {
+        self.keys
+    }
+    pub fn is_closed(&self) -> bool {
+        matches!(self.state, State::Closed)
+    }
+    /// Whether the session is proxying (authenticated both ways).
+    pub fn is_ready(&self) -> bool {
+        matches!(self.state, State::Ready)
+    }
+    /// The transaction status the client last saw ('I', 'T' or 'E').
+    pub fn transaction_status(&self) -> u8 {
+        self.tx_status
+    }
+
+    // ---- events ----
+
+    /// The TLS handshake the session asked for completed.
+    pub fn tls_established(&mut self) {
+        if let State::Startup { .. } = self.state {
+            self.state = State::Startup { tls: true };
+        }
+    }
+
+    /// The upstream connection is open: send its StartupMessage.
+    pub fn upstream_connected(&mut self) {
+        let State::Connecting { database, params } =
+            std::mem::replace(&mut self.state, State::UpstreamAuth { scram: None })
+        else {
+            return;
+        };
+        let mut body = Vec::with_capacity(128);
+        body.extend_from_slice(&wire::PROTOCOL_3_0.to_be_bytes());
+        let db = self.cfg.upstream_database.clone().unwrap_or(database);
+        let fixed = [
+            ("user", self.cfg.upstream_user.as_str()),
+            ("database", db.as_str()),
+        ];
+        for (k, v) in fixed
+            .into_iter()
+            .chain(params.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        {
+            body.extend_from_slice(k.as_bytes());
+            body.push(0);
+            body.extend_from_slice(v.as_bytes());
+            body.push(0);
+        }
+        body.push(0);
+        self.to_upstream
+            .extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
+        self.to_upstream.extend_from_slice(&body);
+    }
+
+    /// The upstream connection failed or closed.
+    pub fn upstream_closed(&mut self, cause: &str) {
+        let msg = format!("pgate lost the connection to the database: {cause}");
+        self.fatal(sqlstate::CONNECTION_FAILURE, &msg);
+    }
+
+    /// Time passes: ends the session when its token has expired (after the grace period).
+    pub fn handle_timeout(&mut self, now: Clock) {
+        self.now = now;
+        let Some(id) = &self.identity else { return };
+        if now.unix_ms / 1000 > id.expires_at_unix.saturating_add(self.cfg.token_grace_secs) {
+            self.fatal(
+                sqlstate::INVALID_AUTHORIZATION,
+                "pgate: the session's token has expired; reconnect with a fresh token",
+            );
+        }
+    }
+
+    // ---- client bytes ----
+
+    /// Consumes complete messages from the start of `input`; returns how many bytes were
+    /// consumed (the rest is an incomplete message: feed it again with more bytes).
+    pub fn handle_client(
+        &mut self,
+        input: &[u8],
+        table: &Table<'_>,
+        auth: &dyn Authenticator,
+        now: Clock,
+    ) -> usize {
+        self.now = now;
+        let mut consumed = 0;
+        while !matches!(self.state, State::Closed) {
+            let rest = &input[consumed..];
+            let framed = match self.state {
+                State::Startup { .. } => frame_startup(rest, self.cfg.max_message_bytes),
+                _ => frame(rest, self.cfg.max_message_bytes),
+            };
+            let f = match framed {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(e) => {
+                    self.protocol_violation(e);
+                    break;
+                }
+            };
+            consumed += f.len;
+            let raw = &rest[..f.len];
+            let result = match self.state {
+                State::Startup { .. } => parse_startup(&f).map(|s| self.on_startup(s)),
+                State::AwaitToken { .. } => parse_frontend(&f).map(|m| match m {
+                    Frontend::Password(p) => self.on_token(p, table, auth),
+                    Frontend::Terminate => self.close_quietly(),
+                    _ => self.fatal(
+                        sqlstate::PROTOCOL_VIOLATION,
+                        "pgate: expected a password message carrying the token",
+                    ),
+                }),
+                State::Ready => parse_frontend(&f).map(|m| self.on_frontend(m, raw, table)),
+                // libpq waits for ReadyForQuery before sending more; anything else here is
+                // a client that does not follow the protocol.
+                _ => parse_frontend(&f).map(|m| match m {
+                    Frontend::Terminate => self.close_quietly(),
+                    _ => self.fatal(
+                        sqlstate::PROTOCOL_VIOLATION,
+                        "pgate: message received before authentication completed",
+                    ),
+                }),
+            };
+            if let Err(e) = result {
+                self.protocol_violation(e);
+                break;
+            }
+        }
+        consumed
+    }
+
+    fn on_startup(&mut self, s: Startup<'_>) {
+        let State::Startup { tls } = self.state else {
+            return;
+        };
+        match s {
+            Startup::SslRequest if tls => self.fatal(
+                sqlstate::PROTOCOL_VIOLATION,
+                "pgate: SSLRequest received on an encrypted connection",
+            ),
+            // "The server then responds with a single byte containing S or N, indicating
+            // that it is willing or unwilling to perform SSL, respectively."
+            Startup::SslRequest if self.cfg.tls_available => {
+                self.to_client.push(b'S');
+                self.actions.push_back(Action::StartTls);
+            }
+            Startup::SslRequest | Startup::GssEncRequest => self.to_client.push(b'N'),
+            Startup::Cancel {
+                process_id,
+                secret_key,
+            } => {
+                self.actions.push_back(Action::Cancel {
+                    process_id,
+                    secret_key,
+                });
+                self.state = State::Closed;
+                self.actions.push_back(Action::Close);
+            }
+            Startup::Startup { minor: _, params } => {
+                let mut user = None;
+                let mut database = None;
+                let mut forward = Vec::new();
+                for (k, v) in params.iter() {
+                    match k {
+                        "user" => user = Some(v.to_owned()),
+                        "database" => database = Some(v.to_owned()),
+                        // `options` can carry `-c search_path=…` or `-c role=…`.
+                        "options" => {
+                            return self.fatal(
+                                sqlstate::FEATURE_NOT_SUPPORTED,
+                                "pgate: the startup parameter `options` is not allowed (it could set search_path or role); use SET after connecting",
+                            );
+                        }
+                        "replication" => {
+                            return self.fatal(
+                                sqlstate::FEATURE_NOT_SUPPORTED,
+                                "pgate: replication connections are not allowed",
+                            );
+                        }
+                        // Protocol extensions: pgate speaks 3.0 and forwards none.
+                        k if k.starts_with("_pq_.") => {}
+                        _ => forward.push((k.to_owned(), v.to_owned())),
+                    }
+                }
+                let Some(user) = user else {
+                    return self.fatal(
+                        sqlstate::INVALID_AUTHORIZATION,
+                        "pgate: no user name in the startup packet",
+                    );
+                };
+                let database = database.unwrap_or_else(|| user.clone());
+                if !tls && !self.cfg.allow_plaintext_auth {
+                    return self.fatal(
+                        sqlstate::INVALID_AUTHORIZATION,
+                        "pgate requires TLS: connect with sslmode=require (tokens are never accepted in plaintext)",
+                    );
+                }
+                // AuthenticationCleartextPassword: the token travels as the password.
+                self.to_client
+                    .extend_from_slice(&[b'R', 0, 0, 0, 8, 0, 0, 0, 3]);
+                self.state = State::AwaitToken {
+                    user,
+                    database,
+                    params: forward,
+                };
+            }
+        }
+    }
+
+    fn on_token(&mut self, p: &[u8], table: &Table<'_>, auth: &dyn Authenticator) {
+        let State::AwaitToken {
+            user,
+            database,
+            params,
+        } = std::mem::replace(&mut self.state, State::Startup { tls: false })
+        else {
+            return;
+        };
+        // PasswordMessage: "The password (encrypted, if requested)", a String.
+        let token = p
+            .strip_suffix(&[0])
+            .and_then(|t| std::str::from_utf8(t).ok());
+        let Some(token) = token else {
+            return self.fatal(
+                sqlstate::PROTOCOL_VIOLATION,
+                "pgate: malformed password message",
+            );
+        };
+        match auth.authenticate(&user, token, table, self.now.unix_ms / 1000) {
+            Ok(identity) => {
+                self.table_digest = hex(&table.digest()[..8]);
+                self.identity = Some(identity);
+                self.state = State::Connecting { database, params };
+                self.actions.push_back(Action::ConnectUpstream);
+            }
+            Err(reason) => {
+                let msg = format!("pgate: token rejected: {reason}");
+                self.fatal(sqlstate::INVALID_PASSWORD, &msg);
+            }
+        }
+    }
+
+    fn on_frontend(&mut self, m: Frontend<'_>, raw: &[u8], table: &Table<'_>) {
+        // Inside a denied extended-query batch everything up to Sync is dropped.
+        if self.skipping_batch {
+            match m {
+                Frontend::Sync => self.end_denied_batch(),
+                Frontend::Terminate => self.close_quietly(),
+                _ => {}
+            }
+            return;
+        }
+        match m {
+            Frontend::Query { sql } => self.on_query(sql, raw, table),
+            Frontend::Parse { statement, sql, .. } => self.on_parse(statement, sql, raw, table),
+            Frontend::Bind {
+                portal, statement, ..
+            } => {
+                if let Some(p) = self.allowed_statement(statement) {
+                    if portal.is_empty() {
+                        self.unnamed_portal = Some(p.summary);
+                    } else if let Some(slot) = self.portals.get_mut(portal) {
+                        *slot = p.summary;
+                    } else {
+                        self.portals.insert(portal.to_owned(), p.summary);
+                    }
+                    self.forward_in_batch(raw);
+                }
+            }
+            Frontend::Describe { kind: b'S', name } => {
+                if self.allowed_statement(name).is_some() {
+                    self.forward_in_batch(raw);
+                }
+            }
+            Frontend::Describe { .. } => self.forward_in_batch(raw),
+            Frontend::Execute { portal, .. } => {
+                // Portals exist only through allowed Binds or DECLAREs pgate checked; an
+                // unknown portal name fails upstream.
+                let summary = if portal.is_empty() {
+                    self.unnamed_portal
+                } else {
+                    self.portals.get(portal).copied()
+                };
+                if let Some(summary) = summary {
+                    self.pending.push_back(Pending {
+                        summary,
+                        unit: self.unit_seq,
+                        started_us: self.now.mono_us,
+                    });
+                }
+                self.forward_in_batch(raw);
+            }
+            Frontend::Close { kind, name } => {
+                if kind == b'S' {
+                    if let Some(p) = self.statements.remove(name) {
+                        self.release_summary(p.summary);
+                    }
+                } else if name.is_empty() {
+                    self.unnamed_portal = None;
+                } else {
+                    self.portals.remove(name);
+                }
+                self.forward_in_batch(raw);
+            }
+            Frontend::Sync => {
+                self.forward(raw);
+                self.unit_forwarded();
+            }
+            Frontend::Flush => self.forward(raw),
+            Frontend::Terminate => {
+                self.forward(raw);
+                self.close_quietly();
+            }
+            // The copy sub-protocol: only while the upstream is in COPY FROM STDIN (outside
+            // it PostgreSQL ignores these too).
+            Frontend::CopyData(_) | Frontend::CopyDone | Frontend::CopyFail { .. } => {
+                if self.copy_in {
+                    self.bytes += raw.len() as u64;
+                    if !matches!(m, Frontend::CopyData(_)) {
+                        self.copy_in = false;
+                    }
+                    self.forward(raw);
+                }
+            }
+            Frontend::FunctionCall { .. } => {
+                let (ok, rule) = table.cell(self.role(), StatementClass::Call, None);
+                if ok {
+                    self.forward(raw);
+                    self.unit_forwarded();
+                } else {
+                    let msg = self.deny_text("FunctionCall messages", rule, table);
+                    self.respond_error(&msg);
+                }
+            }
+            Frontend::Password(_) => self.fatal(
+                sqlstate::PROTOCOL_VIOLATION,
+                "pgate: unexpected password message after authentication",
+            ),
+        }
+    }
+
+    fn role(&self) -> RoleId {
+        self.identity
+            .as_ref()
+            .map(|i| i.role)
+            .unwrap_or(RoleId(u32::MAX))
+    }
+
+    /// Classifies `sql` into `self.facts` and decides it; resolves `EXECUTE name`.
+    fn decide_sql(&mut self, sql: &str, table: &Table<'_>) -> Verdict {
+        let mut path = [""; 16];
+        let n = self.search_path.len().min(path.len());
+        for (slot, s) in path.iter_mut().zip(&self.search_path) {
+            *slot = s.as_str();
+        }
+        let ctx = ClassifyContext {
+            search_path: &path[..n],
+            catalog: None,
+        };
+        classify(sql, &ctx, &mut self.facts);
+        let verdict = table.decide_all(self.role(), &self.facts);
+        if !verdict.is_allow() {
+            return verdict;
+        }
+        // EXECUTE of a SQL-level prepared statement: allowed only if pgate allowed its
+        // PREPARE in this session (the PREPARE's inner statement was decided then).
+        for (i, s) in self.facts.statements().iter().enumerate() {
+            if s.flags.contains(StatementFlags::EXECUTES_PREPARED) {
+                let name = self.facts.name(s.prepared_name);
+                if self.sql_prepared.get(name) != Some(&true) {
+                    return Verdict {
+                        decision: Decision::Deny {
+                            rule: None,
+                            statement: i as u16,
+                            reason: DenyReason::UnknownStatement,
+                        },
+                        ..verdict
+                    };
+                }
+            }
+        }
+        verdict
+    }
+
+    /// Applies the session-state effects of allowed statements (search path, SQL-level
+    /// prepared statement names).
+    fn apply_effects(&mut self) {
+        for s in self.facts.statements() {
+            if s.flags.contains(StatementFlags::SETS_SEARCH_PATH) {
+                self.search_path.clear();
+                for n in self.facts.search_path(s) {
+                    self.search_path.push(self.facts.name(*n).to_owned());
+                }
+            }
+            if s.flags.contains(StatementFlags::RESETS_SESSION) {
+                self.search_path.clone_from(&self.cfg.default_search_path);
+                self.sql_prepared.clear();
+            }
+            if s.flags.contains(StatementFlags::PREPARES) {
+                self.sql_prepared
+                    .insert(self.facts.name(s.prepared_name).to_owned(), true);
+            }
+            if s.flags.contains(StatementFlags::DEALLOCATES) {
+                let name = self.facts.name(s.prepared_name);
+                if name.is_empty() {
+                    self.sql_prepared.clear();
+                } else {
+                    self.sql_prepared.remove(name);
+                }
+            }
+        }
+    }
+
+    fn on_query(&mut self, sql: &str, raw: &[u8], table: &Table<'_>) {
+        let verdict = self.decide_sql(sql, table);
+        if verdict.is_allow() {
+            self.apply_effects();
+            // One audit line per statement of the string, each completed by its
+            // CommandComplete (or error) from the upstream.
+            for i in 0..self.facts.statements().len() {
+                let slot = self.summary_for_statement(i, &verdict, table, true);
+                self.pending.push_back(Pending {
+                    summary: slot,
+                    unit: self.unit_seq,
+                    started_us: self.now.mono_us,
+                });
+            }
+            self.forward(raw);
+            self.unit_forwarded();
+        } else {
+            let msg = self.deny_message(&verdict, table);
+            self.audit_denied(&verdict, table, &msg);
+            self.respond_error(&msg);
+        }
+    }
+
+    fn on_parse(&mut self, name: &str, sql: &str, raw: &[u8], table: &Table<'_>) {
+        if !self.statements.contains_key(name)
+            && self.statements.len() >= self.cfg.max_prepared_statements
+        {
+            self.deny_batch(
+                sqlstate::TOO_MANY,
+                "pgate: too many prepared statements in this session; close some first",
+            );
+            return;
+        }
+        let verdict = self.decide_sql(sql, table);
+        let allowed = verdict.is_allow();
+        if allowed {
+            self.apply_effects();
+        }
+        // The statement's audit summary lives as long as the statement.
+        let summary = match self.statements.get(name) {
+            Some(p) => p.summary,
+            None => self.new_summary(),
+        };
+        self.write_summary(summary, 0, &verdict, table);
+        if let Some(p) = self.statements.get_mut(name) {
+            *p = Prepared { allowed, summary };
+        } else {
+            self.statements
+                .insert(name.to_owned(), Prepared { allowed, summary });
+        }
+        if allowed {
+            self.forward_in_batch(raw);
+        } else {
+            let msg = self.deny_message(&verdict, table);
+            self.audit_denied(&verdict, table, &msg);
+            self.deny_batch(sqlstate::INSUFFICIENT_PRIVILEGE, &msg);
+        }
+    }
+
+    /// A statement named by Bind or Describe: only statements pgate allowed. On refusal the
+    /// batch is denied and `None` returned.
+    fn allowed_statement(&mut self, name: &str) -> Option<Prepared> {
+        match self.statements.get(name).copied() {
+            Some(p) if p.allowed => Some(p),
+            Some(_) => {
+                let msg = format!("pgate: prepared statement \"{name}\" was denied by policy");
+                self.deny_batch(sqlstate::INSUFFICIENT_PRIVILEGE, &msg);
+                None
+            }
+            None => {
+                let msg = format!("prepared statement \"{name}\" does not exist");
+                self.deny_batch(sqlstate::INVALID_SQL_STATEMENT_NAME, &msg);
+                None
+            }
+        }
+    }
+
+    fn forward(&mut self, raw: &[u8]) {
+        self.to_upstream.extend_from_slice(raw);
+    }
+
+    fn forward_in_batch(&mut self, raw: &[u8]) {
+        self.forward(raw);
+        self.batch_forwarded = true;
+    }
+
+    /// A Query, Sync or FunctionCall went upstream: one more ReadyForQuery to come.
+    fn unit_forwarded(&mut self) {
+        self.inflight += 1;
+        self.unit_seq += 1;
+        self.batch_forwarded = false;
+        if self.inflight > self.cfg.max_pipeline_depth {
+            self.fatal(
+                sqlstate::TOO_MANY,
+                "pgate: too many pipelined queries without reading their results",
+            );
+        }
+    }
+
+    /// Denies the current extended-query batch: the error is delivered in order, everything
+    /// up to Sync is dropped, and one ReadyForQuery answers the client's Sync.
+    fn deny_batch(&mut self, code: &str, msg: &str) {
+        self.skipping_batch = true;
+        let start = self.deferred_buf.len();
+        wire::write_error(&mut self.deferred_buf, Severity::Error, code, msg);
+        let end = self.deferred_buf.len();
+        if self.batch_forwarded {
+            // Earlier messages of this batch are upstream already: end the batch there with
+            // a Sync of pgate's own, and put the error just before its ReadyForQuery, which
+            // then answers the client's Sync.
+            self.to_upstream.extend_from_slice(&[b'S', 0, 0, 0, 4]);
+            self.unit_forwarded();
+            self.deferred.push_back(Deferred {
+                rfqs_left: self.inflight,
+                before: true,
+                start,
+                end,
+            });
+            self.sync_answered_upstream = true;
+        } else {
+            self.defer_or_send(start, end);
+            self.sync_answered_upstream = false;
+        }
+    }
+
+    /// The client's Sync that ends a denied batch.
+    fn end_denied_batch(&mut self) {
+        self.skipping_batch = false;
+        if std::mem::take(&mut self.sync_answered_upstream) {
+            return;
+        }
+        let start = self.deferred_buf.len();
+        wire::write_ready_for_query(&mut self.deferred_buf, self.tx_status);
+        let end = self.deferred_buf.len();
+        self.defer_or_send(start, end);
+    }
+
+    /// Sends `deferred_buf[start..end]` to the client now if no upstream response is
+    /// outstanding, else once the outstanding ReadyForQuery messages have passed.
+    fn defer_or_send(&mut self, start: usize, end: usize) {
+        if self.inflight == 0 && self.deferred.is_empty() {
+            let bytes = self.deferred_buf.get(start..end).unwrap_or(&[]);
+            self.to_client.extend_from_slice(bytes);
+            self.deferred_buf.truncate(start);
+        } else {
+            self.deferred.push_back(Deferred {
+                rfqs_left: self.inflight,
+                before: false,
+                start,
+                end,
+            });
+        }
+    }
+
+    /// A local ErrorResponse and ReadyForQuery (a denied simple query), in order.
+    fn respond_error(&mut self, msg: &str) {
+        let start = self.deferred_buf.len();
+        wire::write_error(
+            &mut self.deferred_buf,
+            Severity::Error,
+            sqlstate::INSUFFICIENT_PRIVILEGE,
+            msg,
+        );
+        // A denied statement changes no transaction state upstream: the status is the one
+        // the upstream reported last.
+        wire::write_ready_for_query(&mut self.deferred_buf, self.tx_status);
+        let end = self.deferred_buf.len();
+        self.defer_or_send(start, end);
+    }
+
+    fn deny_message(&self, v: &Verdict, table: &Table<'_>) -> String {
+        let Decision::Deny {
+            rule,
+            statement,
+            reason,
+        } = v.decision
+        else {
+            return String::new();
+        };
+        let f = &self.facts;
+        let stmt = f.statements().get(statement as usize);
+        let what = match (reason, stmt) {
+            (DenyReason::UnknownStatement, Some(s))
+                if s.flags.contains(StatementFlags::EXECUTES_PREPARED) =>
+            {
+                format!(
+                    "EXECUTE of \"{}\", which pgate has not allowed in this session",
+                    f.name(s.prepared_name)
+                )
+            }
+            (DenyReason::UnknownStatement, Some(s)) => format!(
+                "a statement pgate cannot classify ({})",
+                s.unknown_reason.unwrap_or("not understood")
+            ),
+            (DenyReason::Class(c), _) => format!("{c} statements"),
+            (
+                DenyReason::Table { class, access } | DenyReason::UndeclaredTable { class, access },
+                Some(s),
+            ) => match f.tables(s).get(access as usize) {
+                Some(a) => format!(
+                    "{class} on table {}.{}",
+                    f.name(a.name.schema),
+                    f.name(a.name.name)
+                ),
+                None => class.to_string(),
+            },
+            (
+                DenyReason::Column {
+                    class,
+                    access,
+                    column,
+                },
+                Some(s),
+            ) => match (
+                f.tables(s).get(access as usize),
+                f.columns(s).get(column as usize),
+            ) {
+                (Some(t), Some(c)) => {
+                    let col = match c.name {
+                        ColumnName::Named(n) => f.name(n),
+                        ColumnName::All => "*",
+                    };
+                    format!(
+                        "{class} of column {}.{}.{col}",
+                        f.name(t.name.schema),
+                        f.name(t.name.name)
+                    )
+                }
+                _ => format!("{class} of a column"),
+            },
+            (DenyReason::Function { function }, Some(s)) => {
+                match f.functions(s).get(function as usize) {
+                    Some(func) => format!(
+                        "function {}.{}",
+                        f.name(func.name.schema),
+                        f.name(func.name.name)
+                    ),
+                    None => "a function call".into(),
+                }
+            }
+            (DenyReason::UnknownRole, _) => "any statement (the role is not in the policy)".into(),
+            (_, None) => "an empty statement".into(),
+        };
+        self.deny_text(&what, rule, table)
+    }
+
+    fn deny_text(&self, what: &str, rule: Option<u32>, table: &Table<'_>) -> String {
+        let role = self
+            .identity
+            .as_ref()
+            .map(|i| i.role_name.as_str())
+            .unwrap_or("");
+        match rule.and_then(|r| table.rule(r)) {
+            Some(r) => format!(
+                "pgate: permission denied for {what} (role \"{role}\", rule {}:{})",
+                r.file, r.line
+            ),
+            None => {
+                format!("pgate: permission denied for {what} (role \"{role}\": no rule allows it)")
+            }
+        }
+    }
+
+    // ---- upstream bytes ----
+
+    /// Consumes complete messages from the upstream; returns bytes consumed.
+    pub fn handle_upstream(&mut self, input: &[u8], now: Clock) -> usize {
+        self.now = now;
+        let mut consumed = 0;
+        while !matches!(self.state, State::Closed) {
+            let rest = &input[consumed..];
+            let f = match frame(rest, self.cfg.max_message_bytes) {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(e) => {
+                    let msg = format!("pgate: malformed message from the database: {e}");
+                    self.fatal(sqlstate::PROTOCOL_VIOLATION, &msg);
+                    break;
+                }
+            };
+            consumed += f.len;
+            let raw = &rest[..f.len];
+            match self.state {
+                State::UpstreamAuth { .. } => self.on_upstream_auth(f.tag, f.body),
+                State::UpstreamStartup { .. } => self.on_upstream_startup(f.tag, f.body, raw),
+                State::Ready => self.on_upstream_message(f.tag, f.body, raw),
+                _ => self.fatal(
+                    sqlstate::PROTOCOL_VIOLATION,
+                    "pgate: unexpected message from the database",
+                ),
+            }
+        }
+        consumed
+    }
+
+    fn on_upstream_auth(&mut self, tag: u8, body: &[u8]) {
+        match tag {
+            b'R' => {
+                let mut r = wire::Reader::new(body, "Authentication");
+                let Ok(code) = r.i32() else {
+                    return self.fatal(
+                        sqlstate::PROTOCOL_VIOLATION,
+                        "pgate: malformed authentication request from the database",
+                    );
+                };
+                let password = self.cfg.upstream_password.clone().unwrap_or_default();
+                match code {
+                    0 => {
+                        self.state = State::UpstreamStartup {
+                            auth_ok_sent: false,
+                        }
+                    }
+                    3 => {
+                        let mut p = password.into_bytes();
+                        p.push(0);
+                        wire::write_message(&mut self.to_upstream, b'p', &p);
+                    }
+                    5 => {
+                        let Ok(salt) = r.bytes(4) else {
+                            return self.fatal(
+                                sqlstate::PROTOCOL_VIOLATION,
+                                "pgate: malformed md5 request from the database",
+                            );
+                        };
+                        let mut h = postgres_protocol::authentication::md5_hash(
+                            self.cfg.upstream_user.as_bytes(),
+                            password.as_bytes(),
+                            [salt[0], salt[1], salt[2], salt[3]],
+                        )
+                        .into_bytes();
+                        h.push(0);
+                        wire::write_message(&mut self.to_upstream, b'p', &h);
+                    }
+                    10 => {
+                        // AuthenticationSASL: the mechanisms the server accepts.
+                        let mut has_scram = false;
+                        while let Ok(m) = r.cstr() {
+                            if m.is_empty() {
+                                break;
+                            }
+                            has_scram |= m == SCRAM_SHA_256;
+                        }
+                        if !has_scram {
+                            return self.fatal(
+                                sqlstate::CONNECTION_FAILURE,
+                                "pgate: the database offers no SASL mechanism pgate supports (SCRAM-SHA-256)",
+                            );
+                        }
+                        let scram =
+                            ScramSha256::new(password.as_bytes(), ChannelBinding::unsupported());
+                        // SASLInitialResponse: mechanism, Int32 length, initial response.
+                        let first = scram.message();
+                        let mut b = Vec::with_capacity(first.len() + 32);
+                        b.extend_from_slice(SCRAM_SHA_256.as_bytes());
+                        b.push(0);
+                        b.extend_from_slice(&(first.len() as i32).to_be_bytes());
+                        b.extend_from_slice(first);
+                        wire::write_message(&mut self.to_upstream, b'p', &b);
+                        self.state = State::UpstreamAuth {
+                            scram: Some(Box::new(scram)),
+                        };
+                    }
+                    11 | 12 => {
+                        let State::UpstreamAuth { scram: Some(scram) } = &mut self.state else {
+                            return self.fatal(
+                                sqlstate::PROTOCOL_VIOLATION,
+                                "pgate: SASL message from the database out of order",
+                            );
+                        };
+                        let data = r.rest();
+                        let res = if code == 11 {
+                            scram.update(data)
+                        } else {
+                            scram.finish(data)
+                        };
+                        match res {
+                            Ok(()) if code == 11 => {
+                                let m = scram.message().to_vec();
+                                wire::write_message(&mut self.to_upstream, b'p', &m);
+                            }
+                            Ok(()) => {}
+                            Err(e) => {
+                                let msg = format!(
+                                    "pgate: SCRAM authentication with the database failed: {e}"
+                                );
+                                self.fatal(sqlstate::CONNECTION_FAILURE, &msg);
+                            }
+                        }
+                    }
+                    other => {
+                        let msg = format!(
+                            "pgate: the database asked for an authentication method pgate does not support (code {other})"
+                        );
+                        self.fatal(sqlstate::CONNECTION_FAILURE, &msg)
+                    }
+                }
+            }
+            // The upstream's own error may name the upstream user: the client gets a
+            // generic message, the operator's log the detail (driver).
+            b'E' => self.fatal(
+                sqlstate::CONNECTION_FAILURE,
+                "pgate could not authenticate to the database (see pgate's log)",
+            ),
+            b'N' => {}
+            _ => self.fatal(
+                sqlstate::PROTOCOL_VIOLATION,
+                "pgate: unexpected message from the database during authentication",
+            ),
+        }
+    }
+
+    fn on_upstream_startup(&mut self, tag: u8, body: &[u8], raw: &[u8]) {
+        let State::UpstreamStartup { auth_ok_sent } = &mut self.state else {
+            return;
+        };
+        if !*auth_ok_sent && matches!(tag, b'S' | b'N' | b'K' | b'Z') {
+            *auth_ok_sent = true;
+            self.to_client
+                .extend_from_slice(&[b'R', 0, 0, 0, 8, 0, 0, 0, 0]);
+        }
+        match tag {
+            b'S' | b'N' => self.to_client.extend_from_slice(raw),
+            b'K' => {
+                let mut r = wire::Reader::new(body, "BackendKeyData");
+                if let (Ok(pid), Ok(key)) = (r.i32(), r.i32()) {
+                    self.keys.upstream = Some((pid, key));
+                }
+                // The client gets pgate's key, never the real one.
+                let (pid, key) = self.keys.issued;
+                let mut k = [0u8; 8];
+                k[..4].copy_from_slice(&pid.to_be_bytes());
+                k[4..].copy_from_slice(&key.to_be_bytes());
+                wire::write_message(&mut self.to_client, b'K', &k);
+            }
+            b'Z' => {
+                self.tx_status = body.first().copied().unwrap_or(b'I');
+                self.to_client.extend_from_slice(raw);
+                self.state = State::Ready;
+                self.audit_connection("open");
+            }
+            b'E' => self.fatal(
+                sqlstate::CONNECTION_FAILURE,
+                "pgate: the database refused the session (see pgate's log)",
+            ),
+            _ => self.fatal(
+                sqlstate::PROTOCOL_VIOLATION,
+                "pgate: unexpected message from the database during startup",
+            ),
+        }
+    }
+
+    fn on_upstream_message(&mut self, tag: u8, body: &[u8], raw: &[u8]) {
+        match tag {
+            b'Z' => {
+                self.tx_status = body.first().copied().unwrap_or(b'I');
+                self.inflight = self.inflight.saturating_sub(1);
+                self.finish_unit();
+                self.deliver_deferred_before_rfq();
+                self.to_client.extend_from_slice(raw);
+                self.deliver_deferred_after_rfq();
+                return;
+            }
+            // CommandComplete, EmptyQueryResponse, ErrorResponse end one statement.
+            b'C' | b'I' => self.complete_statement("ok"),
+            b'E' => self.complete_statement("error"),
+            b'D' => {
+                self.rows += 1;
+                self.bytes += raw.len() as u64;
+            }
+            b'd' => self.bytes += raw.len() as u64,
+            b'G' => self.copy_in = true,
+            b'W' => {
+                return self.fatal(
+                    sqlstate::FEATURE_NOT_SUPPORTED,
+                    "pgate: COPY BOTH (replication) is not supported",
+                );
+            }
+            // A real cancel key must never reach the client.
+            b'K' => return,
+            _ => {}
+        }
+        self.to_client.extend_from_slice(raw);
+    }
+
+    fn deliver_deferred_before_rfq(&mut self) {
+        while let Some(d) = self.deferred.front() {
+            if !(d.before && d.rfqs_left <= 1) {
+                break;
+            }
+            let (s, e) = (d.start, d.end);
+            self.deferred.pop_front();
+            self.to_client
+                .extend_from_slice(self.deferred_buf.get(s..e).unwrap_or(&[]));
+        }
+    }
+
+    fn deliver_deferred_after_rfq(&mut self) {
+        for d in self.deferred.iter_mut() {
+            d.rfqs_left = d.rfqs_left.saturating_sub(1);
+        }
+        while let Some(d) = self.deferred.front() {
+            if d.before || d.rfqs_left > 0 {
+                break;
+            }
+            let (s, e) = (d.start, d.end);
+            self.deferred.pop_front();
+            self.to_client
+                .extend_from_slice(self.deferred_buf.get(s..e).unwrap_or(&[]));
+        }
+        if self.deferred.is_empty() {
+            self.deferred_buf.clear();
+        }
+    }
+
+    // ---- audit ----
+
+    fn new_summary(&mut self) -> usize {
+        match self.free_summaries.pop() {
+            Some(i) => i,
+            None => {
+                self.summaries.push(String::with_capacity(256));
+                self.summaries.len() - 1
+            }
+        }
+    }
+
+    fn release_summary(&mut self, i: usize) {
+        if i != 0 && !self.pending.iter().any(|p| p.summary == i) {
+            self.free_summaries.push(i);
+        }
+    }
+
+    /// Writes the summary of statement `stmt` of `self.facts` into a summary slot.
+    /// Simple queries use one slot per statement of the string, reused across queries.
+    fn summary_for_statement(
+        &mut self,
+        stmt: usize,
+        verdict: &Verdict,
+        table: &Table<'_>,
+        transient: bool,
+    ) -> usize {
+        let slot = if transient {
+            // Slots 0.. of a simple query: take fresh ones while earlier queries still
+            // wait for completion, else reuse slot 0.
+            if stmt == 0 && self.pending.is_empty() {
+                0
+            } else {
+                self.new_summary()
+            }
+        } else {
+            self.new_summary()
+        };
+        self.write_summary(slot, stmt, verdict, table);
+        slot
+    }
+
+    fn write_summary(&mut self, slot: usize, stmt: usize, verdict: &Verdict, table: &Table<'_>) {
+        let mut out = std::mem::take(&mut self.summaries[slot]);
+        out.clear();
+        let f = &self.facts;
+        if let Some(s) = f.statements().get(stmt) {
+            out.push_str("\"classes\":[");
+            for (i, c) in s.classes.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                let _ = write!(out, "\"{}\"", c.name());
+            }
+            out.push_str("],\"tables\":[");
+            let mut first = true;
+            for a in f.tables(s) {
+                if !first {
+                    out.push(',');
+                }
+                first = false;
+                out.push('"');
+                json_escape_into(&mut out, f.name(a.name.schema));
+                out.push('.');
+                json_escape_into(&mut out, f.name(a.name.name));
+                out.push('"');
+            }
+            out.push(']');
+        }
+        let rule = verdict.rule().and_then(|r| table.rule(r));
+        match rule {
+            Some(r) => {
+                out.push_str(",\"rule\":\"");
+                json_escape_into(&mut out, r.file);
+                let _ = write!(out, ":{}\"", r.line);
+            }
+            None => out.push_str(",\"rule\":null"),
+        }
+        self.summaries[slot] = out;
+    }
+
+    fn line_start(&mut self, event: &str) {
+        let id = self.identity.as_ref();
+        let _ = write!(
+            self.audit,
+            "{{\"ts_ms\":{},\"event\":\"{event}\",\"conn\":{},\"client\":\"",
+            self.now.unix_ms, self.conn_id
+        );
+        json_escape_into(&mut self.audit, &self.client_addr);
+        self.audit.push_str("\",\"sub\":\"");
+        json_escape_into(
+            &mut self.audit,
+            id.map(|i| i.subject.as_str()).unwrap_or(""),
+        );
+        self.audit.push_str("\",\"act\":[");
+        if let Some(i) = id {
+            for (n, a) in i.actors.iter().enumerate() {
+                if n > 0 {
+                    self.audit.push(',');
+                }
+                self.audit.push('"');
+                json_escape_into(&mut self.audit, a);
+                self.audit.push('"');
+            }
+        }
+        self.audit.push_str("],\"role\":\"");
+        json_escape_into(
+            &mut self.audit,
+            id.map(|i| i.role_name.as_str()).unwrap_or(""),
+        );
+        let _ = write!(self.audit, "\",\"table\":\"{}\"", self.table_digest);
+    }
+
+    fn audit_connection(&mut self, event: &str) {
+        self.line_start(event);
+        self.audit.push_str("}\n");
+    }
+
+    fn audit_denied(&mut self, verdict: &Verdict, table: &Table<'_>, msg: &str) {
+        let stmt = match verdict.decision {
+            Decision::Deny { statement, .. } => statement as usize,
+            Decision::Allow => 0,
+        };
+        let slot = self.new_summary();
+        self.write_summary(slot, stmt, verdict, table);
+        self.line_start("statement");
+        self.audit.push_str(",\"verdict\":\"deny\",");
+        let summary = std::mem::take(&mut self.summaries[slot]);
+        self.audit.push_str(&summary);
+        self.summaries[slot] = summary;
+        self.audit.push_str(",\"reason\":\"");
+        json_escape_into(&mut self.audit, msg);
+        self.audit
+            .push_str("\",\"rows\":0,\"bytes\":0,\"duration_us\":0}\n");
+        self.free_summaries.push(slot);
+    }
+
+    /// The upstream finished the oldest pending statement.
+    fn complete_statement(&mut self, status: &str) {
+        let Some(p) = self.pending.pop_front() else {
+            self.rows = 0;
+            self.bytes = 0;
+            return;
+        };
+        self.write_statement_line(&p, status);
+    }
+
+    fn write_statement_line(&mut self, p: &Pending, status: &str) {
+        let duration = self.now.mono_us.saturating_sub(p.started_us);
+        self.line_start("statement");
+        self.audit.push_str(",\"verdict\":\"allow\",");
+        let summary = std::mem::take(&mut self.summaries[p.summary]);
+        self.audit.push_str(&summary);
+        self.summaries[p.summary] = summary;
+        let _ = writeln!(
+            self.audit,
+            ",\"status\":\"{status}\",\"rows\":{},\"bytes\":{},\"duration_us\":{duration}}}",
+            self.rows, self.bytes
+        );
+        self.rows = 0;
+        self.bytes = 0;
+        if p.summary != 0 && !self.statements.values().any(|s| s.summary == p.summary) {
+            self.release_summary(p.summary);
+        }
+    }
+
+    /// ReadyForQuery: statements of the finished unit that never completed did not run
+    /// (an earlier error in the same string or batch).
+    fn finish_unit(&mut self) {
+        let done_unit = self.unit_seq.saturating_sub(self.inflight as u64);
+        while let Some(p) = self.pending.front() {
+            if p.unit >= done_unit {
+                break;
+            }
+            let Some(p) = self.pending.pop_front() else {
+                break;
+            };
+            self.write_statement_line(&p, "not-run");
+        }
+    }
+
+    // ---- endings ----
+
+    fn fatal(&mut self, code: &str, msg: &str) {
+        if matches!(self.state, State::Closed) {
+            return;
+        }
+        wire::write_error(&mut self.to_client, Severity::Fatal, code, msg);
+        self.end();
+    }
+
+    fn protocol_violation(&mut self, e: WireError) {
+        let msg = format!("pgate: invalid message: {e}");
+        self.fatal(sqlstate::PROTOCOL_VIOLATION, &msg);
+    }
+
+    fn close_quietly(&mut self) {
+        if !matches!(self.state, State::Closed) {
+            self.end();
+        }
+    }
+
+    fn end(&mut self) {
+        if self.identity.is_some() {
+            self.audit_connection("close");
+        }
+        self.state = State::Closed;
+        self.actions.push_back(Action::Close);
+    }
+}
+
+fn json_escape_into(out: &mut String, s: &str) {
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    let mut s = String::with_capacity(b.len() * 2);
+    for x in b {
+        let _ = write!(s, "{x:02x}");
+    }
+    s
+}
