@@ -33,28 +33,61 @@ pg_bindir() {
     echo "$d"
 }
 
-# pg_start NAME PORT — start a throwaway cluster in /tmp/pgate-NAME (trust auth, loopback
-# only) and export PG_DATA_DIR, PG_PORT, PG_SOCKET_DIR and PGATE_TEST_DATABASE_URL.
+# pg_start NAME PORT — start a throwaway cluster in /tmp/pgate-NAME, loopback only, and
+# export PG_DATA_DIR, PG_PORT, PG_SOCKET_DIR, PG_LOG, PGATE_TEST_DATABASE_URL and the
+# passwords below. Local (socket) connections are trusted (setup, psql -h socket);
+# TCP needs a password: SCRAM by default, md5 and trust for the two test users that
+# exercise pgate's other upstream authentication methods.
+# PG_LOG_ALL=1 sets log_statement=all (the audit test compares it with pgate's audit log).
 pg_start() {
     local name=$1 port=$2 bin
     bin=$(pg_bindir)
     PG_DATA_DIR=/tmp/pgate-$name/data
     PG_SOCKET_DIR=/tmp/pgate-$name/socket
+    PG_LOG=/tmp/pgate-$name/server.log
     PG_PORT=$port
-    export PG_DATA_DIR PG_SOCKET_DIR PG_PORT
+    PG_SUPERUSER_PASSWORD=pgate-test-superuser
+    export PG_DATA_DIR PG_SOCKET_DIR PG_PORT PG_LOG PG_SUPERUSER_PASSWORD
     pg_stop_dir "$PG_DATA_DIR" || true
     rm -rf "/tmp/pgate-$name"
     mkdir -p "$PG_DATA_DIR" "$PG_SOCKET_DIR"
+    echo "$PG_SUPERUSER_PASSWORD" > "/tmp/pgate-$name/pwfile"
     local run=()
     if [ "$(id -u)" -eq 0 ]; then
         chown -R postgres:postgres "/tmp/pgate-$name"
         run=(runuser -u postgres --)
     fi
-    "${run[@]}" "$bin/initdb" -D "$PG_DATA_DIR" -U postgres --auth=trust --no-sync -E UTF8 --locale=C.UTF-8 >/tmp/pgate-$name/initdb.log
-    "${run[@]}" "$bin/pg_ctl" -D "$PG_DATA_DIR" -l "/tmp/pgate-$name/server.log" -w -t 60 start \
-        -o "-p $port -k $PG_SOCKET_DIR -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off ${PG_EXTRA_OPTS:-}" >/dev/null
-    export PGATE_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres"
+    "${run[@]}" "$bin/initdb" -D "$PG_DATA_DIR" -U postgres --pwfile="/tmp/pgate-$name/pwfile" \
+        --auth-local=trust --auth-host=scram-sha-256 --no-sync -E UTF8 --locale=C.UTF-8 \
+        >"/tmp/pgate-$name/initdb.log"
+    cat > "/tmp/pgate-$name/pg_hba.conf" <<HBA
+local all all trust
+host all pgate_md5 127.0.0.1/32 md5
+host all pgate_trust 127.0.0.1/32 trust
+host all all 127.0.0.1/32 scram-sha-256
+HBA
+    "${run[@]}" cp "/tmp/pgate-$name/pg_hba.conf" "$PG_DATA_DIR/pg_hba.conf"
+    {
+        echo "listen_addresses = '127.0.0.1'"
+        echo "port = $port"
+        echo "unix_socket_directories = '$PG_SOCKET_DIR'"
+        echo "fsync = off"
+        echo "full_page_writes = off"
+        echo "max_connections = 200"
+        echo "log_line_prefix = '%m [%p] db=%d,user=%u,app=%a '"
+        if [ "${PG_LOG_ALL:-0}" = 1 ]; then echo "log_statement = 'all'"; fi
+    } | "${run[@]}" tee -a "$PG_DATA_DIR/postgresql.conf" >/dev/null
+    "${run[@]}" "$bin/pg_ctl" -D "$PG_DATA_DIR" -l "$PG_LOG" -w -t 60 start >/dev/null
+    psql_admin -c "SET password_encryption = 'md5'; CREATE ROLE pgate_md5 LOGIN SUPERUSER PASSWORD 'pgate-test-md5';" >/dev/null
+    psql_admin -c "CREATE ROLE pgate_trust LOGIN SUPERUSER;" >/dev/null
+    export PGATE_TEST_DATABASE_URL="postgres://postgres:$PG_SUPERUSER_PASSWORD@127.0.0.1:$port/postgres"
+    export PGATE_TEST_PG_SOCKET="$PG_SOCKET_DIR" PGATE_TEST_PG_PORT="$port" PGATE_TEST_PG_LOG="$PG_LOG"
     log "PostgreSQL ($bin) listening on 127.0.0.1:$port"
+}
+
+# psql as the superuser over the trusted local socket.
+psql_admin() {
+    psql -X -q -v ON_ERROR_STOP=1 -h "$PG_SOCKET_DIR" -p "$PG_PORT" -U postgres -d "${PGDATABASE_ADMIN:-postgres}" "$@"
 }
 
 pg_stop_dir() {

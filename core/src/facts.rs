@@ -439,6 +439,37 @@ impl Facts {
         self.tables.get(s.tables.0 as usize + idx).copied()
     }
 
+    /// How many tables, columns, functions and path names the current statement has, and
+    /// the name arena's end: a mark to return to with [`Facts::truncate_current`].
+    pub fn current_mark(&self) -> [u32; 5] {
+        match self.statements.last() {
+            Some(s) => [
+                s.tables.1 - s.tables.0,
+                s.columns.1 - s.columns.0,
+                s.functions.1 - s.functions.0,
+                s.path.1 - s.path.0,
+                self.names.len() as u32,
+            ],
+            None => [0, 0, 0, 0, self.names.len() as u32],
+        }
+    }
+
+    /// Drops what the current statement gained since `mark` (the classifier backtracks
+    /// when PostgreSQL's grammar needs more lookahead than one token, e.g. `((SELECT …`).
+    pub fn truncate_current(&mut self, mark: [u32; 5]) {
+        if let Some(s) = self.statements.last_mut() {
+            s.tables.1 = s.tables.1.min(s.tables.0 + mark[0]);
+            s.columns.1 = s.columns.1.min(s.columns.0 + mark[1]);
+            s.functions.1 = s.functions.1.min(s.functions.0 + mark[2]);
+            s.path.1 = s.path.1.min(s.path.0 + mark[3]);
+            self.tables.truncate(s.tables.1 as usize);
+            self.columns.truncate(s.columns.1 as usize);
+            self.functions.truncate(s.functions.1 as usize);
+            self.path.truncate(s.path.1 as usize);
+        }
+        self.names.truncate(mark[4] as usize);
+    }
+
     /// Removes the current statement's tables, columns, functions and path names (used when
     /// a statement turns out to be `unknown`: its partial facts must not be trusted).
     pub fn reset_current(&mut self) {

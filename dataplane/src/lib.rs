@@ -8,4 +8,10 @@
 //! sinks are built around the core in their own modules (issue 4, in progress).
 #![forbid(unsafe_code)]
 
+pub mod audit;
+pub mod config;
+pub mod identity;
+pub mod runtime;
 pub mod session;
+pub mod tls;
+pub mod token;

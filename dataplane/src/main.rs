@@ -1,25 +1,288 @@
-//! pgate: the data plane. The proxy itself is built in its own issue; until then this
-//! binary only validates a decision table, so operators can check what they will deploy.
+//! `pgate`: the data plane binary. Thin: parse the command line, load and check the
+//! configuration, hand over to the library.
+
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use arc_swap::ArcSwap;
+use clap::{Parser, Subcommand};
+use pgate::config::{Config, Secret};
+use pgate::session::SessionConfig;
+use pgate_core::table::TableFile;
+
+#[derive(Parser)]
+#[command(
+    name = "pgate",
+    version,
+    about = "Identity-aware policy gateway for PostgreSQL"
+)]
+struct Cli {
+    /// Run the proxy with this configuration file.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy.
+    Run {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Check a configuration file (and the files it names) without starting.
+    CheckConfig { file: PathBuf },
+    /// Validate a built decision table.
+    CheckTable { file: PathBuf },
+    /// Mint a token for local use, demos and tests, or create a signing key pair.
+    Token(TokenArgs),
+}
+
+#[derive(clap::Args)]
+struct TokenArgs {
+    /// Write a new ES256 signing key and the matching JWKS into DIR, then exit.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["key", "sub"])]
+    init_keys: Option<PathBuf>,
+    /// The signing key (PKCS#8 PEM, as written by --init-keys).
+    #[arg(long, value_name = "FILE", required_unless_present = "init_keys")]
+    key: Option<PathBuf>,
+    /// The token's subject (`sub`).
+    #[arg(long, required_unless_present = "init_keys")]
+    sub: Option<String>,
+    /// Extra claims, `name=value` (a JSON value, or else a string); repeatable.
+    #[arg(long = "claim", value_name = "NAME=VALUE")]
+    claims: Vec<String>,
+    /// Delegation chain (`act`), outermost (current) actor first; repeatable.
+    #[arg(long = "act", value_name = "SUB")]
+    act: Vec<String>,
+    /// Lifetime, like 15m, 1h, 3600s.
+    #[arg(long, default_value = "1h")]
+    ttl: String,
+    #[arg(long, default_value = "https://pgate.local")]
+    iss: String,
+    #[arg(long, default_value = "pgate")]
+    aud: String,
+    /// Key id for the header (default: derived from the key).
+    #[arg(long)]
+    kid: Option<String>,
+}
+
+fn token_cmd(a: &TokenArgs) -> Result<(), String> {
+    if let Some(dir) = &a.init_keys {
+        let k = pgate::token::init_keys(dir).map_err(|e| e.to_string())?;
+        println!(
+            "wrote {} and {} (kid {})",
+            k.key_path.display(),
+            k.jwks_path.display(),
+            k.kid
+        );
+        return Ok(());
+    }
+    let (Some(key), Some(sub)) = (&a.key, &a.sub) else {
+        return Err("token: --key and --sub are required (or --init-keys DIR)".into());
+    };
+    let claims = a
+        .claims
+        .iter()
+        .map(|c| pgate::token::parse_claim(c))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    let ttl = pgate::token::parse_duration(&a.ttl).map_err(|e| e.to_string())?;
+    let now_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let t = pgate::token::mint(&pgate::token::MintArgs {
+        key_path: key.clone(),
+        kid: a.kid.clone(),
+        sub: sub.clone(),
+        claims,
+        act: a.act.clone(),
+        ttl_secs: ttl.as_secs(),
+        issuer: a.iss.clone(),
+        audience: a.aud.clone(),
+        now_unix,
+    })
+    .map_err(|e| e.to_string())?;
+    println!("{t}");
+    Ok(())
+}
 
 fn main() -> ExitCode {
-    let mut args = std::env::args().skip(1);
-    match (args.next().as_deref(), args.next()) {
-        (Some("check-table"), Some(path)) => {
-            match pgate_core::table::TableFile::open(std::path::Path::new(&path)) {
-                Ok(_) => {
-                    println!("{path}: ok");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("pgate: {path}: {e}");
-                    ExitCode::from(1)
-                }
-            }
-        }
-        _ => {
-            eprintln!("usage: pgate check-table FILE.pgt (the proxy is not built yet)");
-            ExitCode::from(2)
+    let cli = Cli::parse();
+    let result = match (cli.command, cli.config) {
+        (Some(Command::Run { config }), _) | (None, Some(config)) => run(&config),
+        (Some(Command::CheckConfig { file }), _) => check_config(&file).map(|_| {
+            println!("{}: ok", file.display());
+        }),
+        (Some(Command::CheckTable { file }), _) => TableFile::open(&file)
+            .map(|t| {
+                let v = t.table();
+                println!(
+                    "{}: ok ({} roles, {} tables, {} rules)",
+                    file.display(),
+                    v.role_count(),
+                    v.table_count(),
+                    v.rule_count()
+                );
+            })
+            .map_err(|e| format!("{}: {e}", file.display())),
+        (Some(Command::Token(args)), _) => token_cmd(&args),
+        (None, None) => Err("nothing to do: pass --config FILE (see --help)".into()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pgate: {e}");
+            ExitCode::from(1)
         }
     }
+}
+
+/// Everything a running proxy needs, loaded and checked.
+struct Loaded {
+    config: Config,
+    table: TableFile,
+    auth: pgate::identity::JwtAuthenticator,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    upstream_password: Option<String>,
+}
+
+fn load_table(path: &Path) -> Result<TableFile, String> {
+    let t =
+        pgate_compile::load_table(path).map_err(|e| format!("policy {}: {e}", path.display()))?;
+    TableFile::from_vec(t.bytes).map_err(|e| format!("policy {}: {e}", path.display()))
+}
+
+fn check_config(path: &Path) -> Result<Loaded, String> {
+    let config = Config::load(path).map_err(|e| e.to_string())?;
+    let table = load_table(&config.policy)?;
+    let auth = pgate::identity::JwtAuthenticator::from_config(&config.identity)
+        .map_err(|e| format!("identity: {}: {e}", config.identity.jwks.display()))?;
+    let tls = match &config.tls {
+        Some((cert, key)) => Some(pgate::tls::acceptor(cert, key)?),
+        None => None,
+    };
+    let upstream_password = match &config.upstream.password {
+        Secret::None => None,
+        Secret::File(f) => Some(
+            std::fs::read_to_string(f)
+                .map_err(|e| format!("upstream password file {}: {e}", f.display()))?
+                .trim_end_matches(['\n', '\r'])
+                .to_owned(),
+        ),
+        Secret::Env(v) => Some(
+            std::env::var(v)
+                .map_err(|_| format!("upstream password: environment variable {v} is not set"))?,
+        ),
+    };
+    if config.tls.is_none() && !config.allow_plaintext_loopback {
+        return Err(format!(
+            "{}: no `tls` and `allow-plaintext-loopback` is off: no client could ever authenticate",
+            path.display()
+        ));
+    }
+    Ok(Loaded {
+        config,
+        table,
+        auth,
+        tls,
+        upstream_password,
+    })
+}
+
+fn run(path: &Path) -> Result<(), String> {
+    let l = check_config(path)?;
+    let c = &l.config;
+    let upstream =
+        std::net::ToSocketAddrs::to_socket_addrs(&(c.upstream.host.as_str(), c.upstream.port))
+            .map_err(|e| format!("upstream {}:{}: {e}", c.upstream.host, c.upstream.port))?
+            .next()
+            .ok_or_else(|| format!("upstream {}: no address", c.upstream.host))?;
+    let audit = pgate::audit::AuditSink::start(&c.audit.path, c.audit.on_failure, 8 << 20)
+        .map_err(|e| format!("audit log {}: {e}", c.audit.path.display()))?;
+    let table = Arc::new(ArcSwap::from_pointee(l.table));
+    let auth = Arc::new(l.auth);
+    spawn_reloader(
+        c.policy.clone(),
+        c.identity.jwks.clone(),
+        table.clone(),
+        auth.clone(),
+    );
+    let shared = pgate::runtime::Shared {
+        table,
+        auth,
+        tls: l.tls,
+        session: SessionConfig {
+            max_message_bytes: c.limits.max_message_bytes,
+            upstream_user: c.upstream.user.clone(),
+            upstream_password: l.upstream_password,
+            upstream_database: c.upstream.database.clone(),
+            tls_available: false,
+            allow_plaintext_auth: false,
+            max_prepared_statements: c.limits.max_prepared_statements,
+            max_pipeline_depth: c.limits.max_pipeline_depth,
+            token_grace_secs: c.identity.token_grace.as_secs(),
+            default_search_path: vec!["public".into()],
+        },
+        upstream,
+        audit,
+        cancels: Arc::default(),
+        max_connections: c.limits.max_connections,
+        connections: Arc::new(AtomicU64::new(0)),
+        allow_plaintext_loopback: c.allow_plaintext_loopback,
+    };
+    eprintln!(
+        "pgate: listening on {} ({} workers), upstream {upstream}",
+        c.listen, c.workers
+    );
+    pgate::runtime::run(c.listen, c.workers, shared).map_err(|e| format!("{}: {e}", c.listen))
+}
+
+/// SIGHUP: reload the decision table and the JWKS; keep the last good ones on failure.
+fn spawn_reloader(
+    policy: PathBuf,
+    jwks: PathBuf,
+    table: Arc<ArcSwap<TableFile>>,
+    auth: Arc<pgate::identity::JwtAuthenticator>,
+) {
+    let _ = std::thread::Builder::new()
+        .name("pgate-reload".into())
+        .spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                eprintln!("pgate: cannot start the reload thread; SIGHUP will not reload");
+                return;
+            };
+            rt.block_on(async move {
+                let Ok(mut hup) =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                else {
+                    eprintln!("pgate: cannot listen for SIGHUP; reload disabled");
+                    return;
+                };
+                while hup.recv().await.is_some() {
+                    match load_table(&policy) {
+                        Ok(t) => {
+                            table.store(Arc::new(t));
+                            eprintln!("pgate: policy reloaded from {}", policy.display());
+                        }
+                        Err(e) => eprintln!(
+                            "pgate: policy reload failed, keeping the last good table: {e}"
+                        ),
+                    }
+                    match auth.reload(&jwks) {
+                        Ok(_) => eprintln!("pgate: keys reloaded from {}", jwks.display()),
+                        Err(e) => {
+                            eprintln!("pgate: key reload failed, keeping the last good keys: {e}")
+                        }
+                    }
+                }
+            });
+        });
 }

@@ -221,6 +221,8 @@ pub struct Session {
     bytes: u64,
     table_digest: String,
     now: Clock,
+    /// False while the audit sink refuses new statements (`on-failure "refuse"`).
+    audit_accepting: bool,
 }
 
 /// SQLSTATEs pgate answers with.
@@ -233,6 +235,8 @@ mod sqlstate {
     pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
     pub const TOO_MANY: &str = "54000";
     pub const INVALID_SQL_STATEMENT_NAME: &str = "26000";
+    /// io_error: the audit log cannot take more lines.
+    pub const AUDIT_UNAVAILABLE: &str = "58030";
 }
 
 impl Session {
@@ -279,6 +283,7 @@ impl Session {
             bytes: 0,
             table_digest: String::new(),
             now: Clock::default(),
+            audit_accepting: true,
             cfg,
         }
     }
@@ -328,6 +333,12 @@ impl Session {
     }
 
     // ---- events ----
+
+    /// Whether the audit sink takes new lines. While it does not, new statements are
+    /// refused (an unaudited statement must not run).
+    pub fn set_audit_accepting(&mut self, accepting: bool) {
+        self.audit_accepting = accepting;
+    }
 
     /// The TLS handshake the session asked for completed.
     pub fn tls_established(&mut self) {
@@ -562,6 +573,21 @@ impl Session {
             }
             return;
         }
+        if !self.audit_accepting
+            && matches!(
+                m,
+                Frontend::Query { .. } | Frontend::Parse { .. } | Frontend::FunctionCall { .. }
+            )
+        {
+            const MSG: &str =
+                "pgate: the audit log is unavailable, so statements are refused; try again shortly";
+            if matches!(m, Frontend::Parse { .. }) {
+                self.deny_batch(sqlstate::AUDIT_UNAVAILABLE, MSG);
+            } else {
+                self.respond_error(sqlstate::AUDIT_UNAVAILABLE, MSG);
+            }
+            return;
+        }
         match m {
             Frontend::Query { sql } => self.on_query(sql, raw, table),
             Frontend::Parse { statement, sql, .. } => self.on_parse(statement, sql, raw, table),
@@ -641,7 +667,7 @@ impl Session {
                     self.unit_forwarded();
                 } else {
                     let msg = self.deny_text("FunctionCall messages", rule, table);
-                    self.respond_error(&msg);
+                    self.respond_error(sqlstate::INSUFFICIENT_PRIVILEGE, &msg);
                 }
             }
             Frontend::Password(_) => self.fatal(
@@ -730,7 +756,7 @@ impl Session {
             // One audit line per statement of the string, each completed by its
             // CommandComplete (or error) from the upstream.
             for i in 0..self.facts.statements().len() {
-                let slot = self.summary_for_statement(i, &verdict, table, true);
+                let slot = self.summary_for_statement(i, &verdict, table, sql);
                 self.pending.push_back(Pending {
                     summary: slot,
                     unit: self.unit_seq,
@@ -741,8 +767,8 @@ impl Session {
             self.unit_forwarded();
         } else {
             let msg = self.deny_message(&verdict, table);
-            self.audit_denied(&verdict, table, &msg);
-            self.respond_error(&msg);
+            self.audit_denied(&verdict, table, &msg, sql);
+            self.respond_error(sqlstate::INSUFFICIENT_PRIVILEGE, &msg);
         }
     }
 
@@ -766,7 +792,7 @@ impl Session {
             Some(p) => p.summary,
             None => self.new_summary(),
         };
-        self.write_summary(summary, 0, &verdict, table);
+        self.write_summary(summary, 0, &verdict, table, sql);
         if let Some(p) = self.statements.get_mut(name) {
             *p = Prepared { allowed, summary };
         } else {
@@ -777,7 +803,7 @@ impl Session {
             self.forward_in_batch(raw);
         } else {
             let msg = self.deny_message(&verdict, table);
-            self.audit_denied(&verdict, table, &msg);
+            self.audit_denied(&verdict, table, &msg, sql);
             self.deny_batch(sqlstate::INSUFFICIENT_PRIVILEGE, &msg);
         }
     }
@@ -878,14 +904,9 @@ impl Session {
     }
 
     /// A local ErrorResponse and ReadyForQuery (a denied simple query), in order.
-    fn respond_error(&mut self, msg: &str) {
+    fn respond_error(&mut self, code: &str, msg: &str) {
         let start = self.deferred_buf.len();
-        wire::write_error(
-            &mut self.deferred_buf,
-            Severity::Error,
-            sqlstate::INSUFFICIENT_PRIVILEGE,
-            msg,
-        );
+        wire::write_error(&mut self.deferred_buf, Severity::Error, code, msg);
         // A denied statement changes no transaction state upstream: the status is the one
         // the upstream reported last.
         wire::write_ready_for_query(&mut self.deferred_buf, self.tx_status);
@@ -1262,29 +1283,43 @@ impl Session {
         stmt: usize,
         verdict: &Verdict,
         table: &Table<'_>,
-        transient: bool,
+        sql: &str,
     ) -> usize {
-        let slot = if transient {
-            // Slots 0.. of a simple query: take fresh ones while earlier queries still
-            // wait for completion, else reuse slot 0.
-            if stmt == 0 && self.pending.is_empty() {
-                0
-            } else {
-                self.new_summary()
-            }
+        // Slot 0 serves the common case (one statement, nothing outstanding) without
+        // taking a slot; otherwise a free slot, released when its line is written.
+        let slot = if stmt == 0 && self.pending.is_empty() {
+            0
         } else {
             self.new_summary()
         };
-        self.write_summary(slot, stmt, verdict, table);
+        self.write_summary(slot, stmt, verdict, table, sql);
         slot
     }
 
-    fn write_summary(&mut self, slot: usize, stmt: usize, verdict: &Verdict, table: &Table<'_>) {
+    fn write_summary(
+        &mut self,
+        slot: usize,
+        stmt: usize,
+        verdict: &Verdict,
+        table: &Table<'_>,
+        sql: &str,
+    ) {
         let mut out = std::mem::take(&mut self.summaries[slot]);
         out.clear();
         let f = &self.facts;
         if let Some(s) = f.statements().get(stmt) {
-            out.push_str("\"classes\":[");
+            // The statement's text, bounded: enough to match the database's own log.
+            let text = sql
+                .get(s.start as usize..s.end as usize)
+                .unwrap_or("")
+                .trim();
+            let mut cut = text.len().min(MAX_AUDIT_SQL_BYTES);
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            out.push_str("\"sql\":\"");
+            json_escape_into(&mut out, &text[..cut]);
+            out.push_str("\",\"classes\":[");
             for (i, c) in s.classes.iter().enumerate() {
                 if i > 0 {
                     out.push(',');
@@ -1355,13 +1390,13 @@ impl Session {
         self.audit.push_str("}\n");
     }
 
-    fn audit_denied(&mut self, verdict: &Verdict, table: &Table<'_>, msg: &str) {
+    fn audit_denied(&mut self, verdict: &Verdict, table: &Table<'_>, msg: &str, sql: &str) {
         let stmt = match verdict.decision {
             Decision::Deny { statement, .. } => statement as usize,
             Decision::Allow => 0,
         };
         let slot = self.new_summary();
-        self.write_summary(slot, stmt, verdict, table);
+        self.write_summary(slot, stmt, verdict, table, sql);
         self.line_start("statement");
         self.audit.push_str(",\"verdict\":\"deny\",");
         let summary = std::mem::take(&mut self.summaries[slot]);
@@ -1447,6 +1482,9 @@ impl Session {
         self.actions.push_back(Action::Close);
     }
 }
+
+/// Statement text kept in an audit line.
+const MAX_AUDIT_SQL_BYTES: usize = 4096;
 
 fn json_escape_into(out: &mut String, s: &str) {
     for c in s.chars() {

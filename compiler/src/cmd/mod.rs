@@ -1,0 +1,217 @@
+//! The `pgate-compile` commands: argument types (clap derive) and one module per command.
+//!
+//! Commands print; the library does the work. Exit codes: [`EXIT_OK`] (0), [`EXIT_POLICY`]
+//! (1: policy errors or failed tests) and [`EXIT_USAGE`] (2: usage or I/O errors). Commands
+//! never panic on input and never write a partial output file.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::diag::{self, DiagFormat, Diagnostics, Severity};
+use crate::source::Sources;
+
+pub mod build;
+pub mod check;
+pub mod diff;
+pub mod explain;
+pub mod schema;
+pub mod test;
+
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_POLICY: u8 = 1;
+pub const EXIT_USAGE: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "pgate-compile",
+    version,
+    about = "Compile, verify, test and explain pgate policies"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Parse, resolve and verify a policy (no output file).
+    Check(CheckArgs),
+    /// Compile a policy into a `.pgt` decision table.
+    Build(BuildArgs),
+    /// Run the policy's `test` blocks through the data plane's classifier and decide().
+    Test(TestArgs),
+    /// Explain how a role is decided for a SQL string.
+    Explain(ExplainArgs),
+    /// Compare two tables: what became more or less permissive, per role.
+    Diff(DiffArgs),
+    /// Write catalog declarations (`table …`) from a live PostgreSQL database.
+    Schema(SchemaArgs),
+}
+
+impl Cli {
+    pub fn run(self) -> ExitCode {
+        match self.command {
+            Command::Check(a) => check::run(&a),
+            Command::Build(a) => build::run(&a),
+            Command::Test(a) => test::run(&a),
+            Command::Explain(a) => explain::run(&a),
+            Command::Diff(a) => diff::run(&a),
+            Command::Schema(a) => schema::run(&a),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Policy: a directory of `.kdl` files or one `.kdl` file.
+    pub policy: PathBuf,
+    /// Diagnostics format.
+    #[arg(long, value_enum, default_value_t = DiagFormat::Human)]
+    pub format: DiagFormat,
+    /// Treat warnings as errors (exit 1).
+    #[arg(long)]
+    pub deny_warnings: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Policy: a directory of `.kdl` files or one `.kdl` file.
+    pub policy: PathBuf,
+    /// Output table file (written atomically).
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Diagnostics format.
+    #[arg(long, value_enum, default_value_t = DiagFormat::Human)]
+    pub format: DiagFormat,
+    /// Treat warnings as errors (exit 1, nothing written).
+    #[arg(long)]
+    pub deny_warnings: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// Policy: a directory of `.kdl` files or one `.kdl` file (its `test` blocks are run).
+    pub policy: PathBuf,
+    /// Run the tests against this built `.pgt` instead of compiling the policy.
+    #[arg(long)]
+    pub table: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = DiagFormat::Human)]
+    pub format: DiagFormat,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum ExplainFormat {
+    #[default]
+    Human,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// Policy sources (directory or `.kdl`) or a built `.pgt`.
+    #[arg(long)]
+    pub policy: PathBuf,
+    /// The role to decide for.
+    #[arg(long)]
+    pub role: String,
+    /// The SQL string (one or more statements).
+    #[arg(
+        long,
+        conflicts_with = "sql_file",
+        required_unless_present = "sql_file"
+    )]
+    pub sql: Option<String>,
+    /// Read the SQL from a file.
+    #[arg(long)]
+    pub sql_file: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = ExplainFormat::Human)]
+    pub format: ExplainFormat,
+    /// The session's search_path, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "public")]
+    pub search_path: Vec<String>,
+}
+
+/// Output format of `diff`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    #[default]
+    Human,
+    Json,
+    Markdown,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The table (or policy) before.
+    pub old: PathBuf,
+    /// The table (or policy) after.
+    pub new: PathBuf,
+    /// Exit 1 when any role became more permissive.
+    #[arg(long)]
+    pub fail_on_widening: bool,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+    pub format: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct SchemaArgs {
+    /// PostgreSQL connection string (`postgres://…`).
+    #[arg(long)]
+    pub from: String,
+    /// Write to this file instead of standard output.
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// Only these schemas (repeatable or comma-separated).
+    #[arg(long = "schema", value_delimiter = ',')]
+    pub schemas: Vec<String>,
+}
+
+/// Whether stderr gets colours.
+pub fn color() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+}
+
+/// Prints diagnostics in `format` (human → stderr; json, github → stdout). `extra` fields
+/// are merged into the JSON document.
+pub fn print_diagnostics(
+    diags: &Diagnostics,
+    sources: &Sources,
+    format: DiagFormat,
+    extra: serde_json::Map<String, serde_json::Value>,
+) {
+    match format {
+        DiagFormat::Human => {
+            eprint!("{}", diag::render_human(diags, sources, color()));
+            if !diags.items.is_empty() {
+                eprintln!("{}", diag::summary(diags));
+            }
+        }
+        DiagFormat::Json => {
+            let mut doc = diag::render_json(diags, sources);
+            if let Some(obj) = doc.as_object_mut() {
+                obj.extend(extra);
+            }
+            println!("{doc}");
+        }
+        DiagFormat::Github => print!("{}", diag::render_github(diags, sources)),
+    }
+}
+
+/// Exit code for diagnostics.
+pub fn diagnostics_exit(diags: &Diagnostics, deny_warnings: bool) -> u8 {
+    if diags.has_errors() || (deny_warnings && diags.count(Severity::Warning) > 0) {
+        EXIT_POLICY
+    } else {
+        EXIT_OK
+    }
+}
+
+/// Reports a usage or I/O error and returns [`EXIT_USAGE`].
+pub fn usage_error(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {msg}");
+    ExitCode::from(EXIT_USAGE)
+}

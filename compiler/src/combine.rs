@@ -1,0 +1,514 @@
+//! Combining: resolved rules → one [`Cell`] per (role, class, table), Cedar style.
+//!
+//! For every role (its own and inherited rules) and every (class, declared table):
+//!
+//! - default deny: no matching allow → no cell (the table reads "deny, no rule");
+//! - any matching whole-table deny wins: `Deny`, deciding rule = the lowest such rule;
+//! - column denies go to `denied_columns` (deciding rule = the lowest such rule) and are
+//!   removed from the allowed columns;
+//! - allowed columns = the union over matching allows; deciding allow = the lowest one.
+//!
+//! The class-level cell (`table: None`, for statements that touch no table) is allowed
+//! iff the role has an allow for the class and no deny without a table or column filter.
+//!
+//! Every choice is by rule index (source position), every union is commutative, and the
+//! output is sorted, so rule order and duplication cannot change the result. Combining
+//! only *produces* cells; looking them up is [`crate::evaluate`]'s job.
+
+use pgate_core::class::StatementClass;
+use pgate_core::table::model::{
+    Catalog as OutCatalog, Cell, CellEntry, ColumnAccess, ColumnDecl, CompiledPolicy, CompiledRole,
+    Effect, FunctionDecl, Limits, MaskEntry, MaskKind, PatternKind, PatternRule, RateLimit,
+    TableDecl,
+};
+
+use crate::bits::ColSet;
+use crate::resolve::{Body, Model, Role, RuleIndex};
+
+const CLASSES: usize = StatementClass::COUNT;
+
+/// Per (class, table) accumulator.
+#[derive(Clone, Default)]
+struct Acc {
+    deny: Option<RuleIndex>,
+    col_deny: Option<ColSet>,
+    col_deny_rule: Option<RuleIndex>,
+    allow: Option<RuleIndex>,
+    allow_all: bool,
+    allow_cols: Option<ColSet>,
+}
+
+fn min_rule(slot: &mut Option<RuleIndex>, r: RuleIndex) {
+    if slot.is_none_or(|s| r < s) {
+        *slot = Some(r);
+    }
+}
+
+/// Mask strength when several masks hit one column: the strongest wins.
+pub fn mask_strength(k: MaskKind) -> u8 {
+    match k {
+        MaskKind::Hash => 1,
+        MaskKind::Null => 2,
+        MaskKind::Redact => 3,
+    }
+}
+
+/// Combines a resolved model (without errors) into the writer's input.
+pub fn combine(model: &Model) -> CompiledPolicy {
+    let catalog = OutCatalog {
+        tables: model
+            .catalog
+            .tables
+            .iter()
+            .map(|t| TableDecl {
+                schema: t.schema.clone(),
+                name: t.name.clone(),
+                columns: t
+                    .columns
+                    .iter()
+                    .map(|c| ColumnDecl {
+                        name: c.name.clone(),
+                        tags: c.tags.iter().cloned().collect(),
+                    })
+                    .collect(),
+                tags: t.tags.iter().cloned().collect(),
+            })
+            .collect(),
+        functions: model
+            .catalog
+            .functions
+            .iter()
+            .map(|f| FunctionDecl {
+                schema: f.schema.clone(),
+                name: f.name.clone(),
+                tags: f.tags.iter().cloned().collect(),
+            })
+            .collect(),
+    };
+    let rules = model.rules.iter().map(|r| r.info.clone()).collect();
+    let mut scratch = Scratch::default();
+    let roles = model
+        .roles
+        .iter()
+        .map(|role| combine_role(model, role, &mut scratch))
+        .collect();
+    CompiledPolicy {
+        source_digest: model.source_digest,
+        catalog,
+        rules,
+        roles,
+    }
+}
+
+#[derive(Default)]
+struct Scratch {
+    acc: Vec<Acc>,
+}
+
+fn combine_role(model: &Model, role: &Role, scratch: &mut Scratch) -> CompiledRole {
+    let ntables = model.catalog.tables.len();
+    scratch.acc.clear();
+    scratch.acc.resize(CLASSES * ntables, Acc::default());
+    let acc = &mut scratch.acc;
+    let mut class_allow: [Option<RuleIndex>; CLASSES] = [None; CLASSES];
+    let mut class_deny: [Option<RuleIndex>; CLASSES] = [None; CLASSES];
+    let mut patterns: Vec<PatternRule> = Vec::new();
+    let mut fn_allow: Vec<Option<RuleIndex>> = vec![None; model.catalog.functions.len()];
+    let mut fn_deny: Vec<Option<RuleIndex>> = vec![None; model.catalog.functions.len()];
+    let mut rows_min: Option<(u64, RuleIndex)> = None;
+    let mut bytes_min: Option<(u64, RuleIndex)> = None;
+    let mut rates: Vec<RateLimit> = Vec::new();
+
+    for &ri in &role.rules {
+        let Some(rule) = model.rule(ri) else { continue };
+        match &rule.body {
+            Body::Access(a) => {
+                let unfiltered = a.target.unfiltered_tables() && a.target.all_columns();
+                for class in a.classes.iter() {
+                    let ci = class as usize;
+                    match a.effect {
+                        Effect::Allow => min_rule(&mut class_allow[ci], ri),
+                        Effect::Deny if unfiltered => min_rule(&mut class_deny[ci], ri),
+                        Effect::Deny => {}
+                    }
+                    for (t, cols) in &a.target.tables {
+                        let Some(slot) = acc.get_mut(ci * ntables + *t as usize) else {
+                            continue;
+                        };
+                        match (a.effect, cols) {
+                            (Effect::Deny, None) => min_rule(&mut slot.deny, ri),
+                            (Effect::Deny, Some(c)) => {
+                                slot.col_deny.get_or_insert_with(ColSet::new).union_with(c);
+                                min_rule(&mut slot.col_deny_rule, ri);
+                            }
+                            (Effect::Allow, None) => {
+                                slot.allow_all = true;
+                                min_rule(&mut slot.allow, ri);
+                            }
+                            (Effect::Allow, Some(c)) => {
+                                slot.allow_cols
+                                    .get_or_insert_with(ColSet::new)
+                                    .union_with(c);
+                                min_rule(&mut slot.allow, ri);
+                            }
+                        }
+                    }
+                }
+                if let Some(p) = a.undeclared_pattern() {
+                    patterns.push(PatternRule {
+                        kind: PatternKind::Table,
+                        classes: a.classes,
+                        pattern: p.to_string(),
+                        effect: a.effect,
+                        rule: ri,
+                    });
+                }
+            }
+            Body::Function(f) => {
+                let slots = match f.effect {
+                    Effect::Allow => &mut fn_allow,
+                    Effect::Deny => &mut fn_deny,
+                };
+                for &fi in &f.functions {
+                    if let Some(s) = slots.get_mut(fi as usize) {
+                        min_rule(s, ri);
+                    }
+                }
+                for p in &f.patterns {
+                    patterns.push(PatternRule {
+                        kind: PatternKind::Function,
+                        classes: pgate_core::ClassSet::EMPTY,
+                        pattern: p.clone(),
+                        effect: f.effect,
+                        rule: ri,
+                    });
+                }
+            }
+            Body::Mask(_) => {}
+            Body::Limit { rows, bytes } => {
+                // Rules come in index order, so strict `<` keeps the lowest rule on ties.
+                if let Some(r) = rows
+                    && rows_min.is_none_or(|(m, _)| *r < m)
+                {
+                    rows_min = Some((*r, ri));
+                }
+                if let Some(b) = bytes
+                    && bytes_min.is_none_or(|(m, _)| *b < m)
+                {
+                    bytes_min = Some((*b, ri));
+                }
+            }
+            Body::Rate {
+                bytes_per_second,
+                burst_bytes,
+                scope,
+                on_exceed,
+            } => rates.push(RateLimit {
+                bytes_per_second: *bytes_per_second,
+                burst_bytes: *burst_bytes,
+                scope: *scope,
+                on_exceed: *on_exceed,
+                rule: ri,
+            }),
+        }
+    }
+
+    let limits = Limits {
+        max_rows: rows_min.map(|(v, _)| v),
+        max_bytes: bytes_min.map(|(v, _)| v),
+        rule: rows_min.or(bytes_min).map(|(_, r)| r),
+    };
+
+    // Cells.
+    let mut cells = Vec::new();
+    for class in StatementClass::ALL {
+        let ci = class as usize;
+        if let Some(d) = class_deny[ci] {
+            cells.push(CellEntry {
+                class,
+                table: None,
+                cell: deny_cell(Some(d)),
+            });
+        } else if let Some(a) = class_allow[ci] {
+            cells.push(CellEntry {
+                class,
+                table: None,
+                cell: Cell {
+                    effect: Effect::Allow,
+                    rule: Some(a),
+                    columns: ColumnAccess::All,
+                    denied_columns: Vec::new(),
+                    denied_columns_rule: None,
+                },
+            });
+        }
+        for (ti, table) in model.catalog.tables.iter().enumerate() {
+            let Some(slot) = acc.get(ci * ntables + ti) else {
+                continue;
+            };
+            if let Some(cell) = cell_of(slot, table.columns.len()) {
+                cells.push(CellEntry {
+                    class,
+                    table: Some(ti as u32),
+                    cell,
+                });
+            }
+        }
+    }
+
+    // Functions.
+    let functions = fn_allow
+        .iter()
+        .zip(&fn_deny)
+        .enumerate()
+        .filter_map(|(i, (a, d))| match (a, d) {
+            (_, Some(d)) => Some((i as u32, Effect::Deny, Some(*d))),
+            (Some(a), None) => Some((i as u32, Effect::Allow, Some(*a))),
+            (None, None) => None,
+        })
+        .collect();
+
+    // Masks: only on columns the role can read (select or copy-out).
+    let masks = masks_of(model, role, acc, ntables);
+
+    patterns.sort();
+    patterns.dedup();
+    rates.sort();
+    rates.dedup();
+    CompiledRole {
+        name: role.name.clone(),
+        members: role.members.clone(),
+        cells,
+        functions,
+        patterns,
+        masks,
+        limits,
+        rates,
+    }
+}
+
+fn deny_cell(rule: Option<RuleIndex>) -> Cell {
+    Cell {
+        effect: Effect::Deny,
+        rule,
+        columns: ColumnAccess::Only(Vec::new()),
+        denied_columns: Vec::new(),
+        denied_columns_rule: None,
+    }
+}
+
+/// The allowed columns of an accumulator (after column denies), `None` when not allowed.
+fn allowed_columns(slot: &Acc, ncols: usize) -> Option<ColSet> {
+    if slot.deny.is_some() || slot.allow.is_none() {
+        return None;
+    }
+    let mut cols = if slot.allow_all {
+        ColSet::full(ncols)
+    } else {
+        slot.allow_cols.clone().unwrap_or_default()
+    };
+    if let Some(d) = &slot.col_deny {
+        cols.subtract(d);
+    }
+    Some(cols)
+}
+
+fn cell_of(slot: &Acc, ncols: usize) -> Option<Cell> {
+    if let Some(d) = slot.deny {
+        return Some(deny_cell(Some(d)));
+    }
+    let allow = slot.allow?;
+    let denied: Vec<u32> = slot
+        .col_deny
+        .as_ref()
+        .map(|d| d.iter().filter(|c| (*c as usize) < ncols).collect())
+        .unwrap_or_default();
+    let columns = if slot.allow_all && denied.is_empty() {
+        ColumnAccess::All
+    } else {
+        ColumnAccess::Only(allowed_columns(slot, ncols).unwrap_or_default().to_vec())
+    };
+    let denied_columns_rule = if denied.is_empty() {
+        None
+    } else {
+        slot.col_deny_rule
+    };
+    Some(Cell {
+        effect: Effect::Allow,
+        rule: Some(allow),
+        columns,
+        denied_columns: denied,
+        denied_columns_rule,
+    })
+}
+
+fn masks_of(model: &Model, role: &Role, acc: &[Acc], ntables: usize) -> Vec<MaskEntry> {
+    let mut best: std::collections::BTreeMap<(u32, u32), (MaskKind, RuleIndex)> =
+        std::collections::BTreeMap::new();
+    let readable = |t: u32| -> ColSet {
+        let ncols = model.catalog.table(t).map(|t| t.columns.len()).unwrap_or(0);
+        let mut out = ColSet::new();
+        for class in [StatementClass::Select, StatementClass::CopyOut] {
+            if let Some(slot) = acc.get(class as usize * ntables + t as usize)
+                && let Some(c) = allowed_columns(slot, ncols)
+            {
+                out.union_with(&c);
+            }
+        }
+        out
+    };
+    for &ri in &role.rules {
+        let Some(rule) = model.rule(ri) else { continue };
+        let Body::Mask(m) = &rule.body else { continue };
+        for (t, cols) in &m.target.tables {
+            let read = readable(*t);
+            let ncols = model
+                .catalog
+                .table(*t)
+                .map(|t| t.columns.len())
+                .unwrap_or(0);
+            let selected = cols.clone().unwrap_or_else(|| ColSet::full(ncols));
+            for c in selected.iter() {
+                if !read.contains(c) {
+                    continue;
+                }
+                let e = best.entry((*t, c)).or_insert((m.kind, ri));
+                let stronger = mask_strength(m.kind) > mask_strength(e.0);
+                let same_lower = m.kind == e.0 && ri < e.1;
+                if stronger || same_lower {
+                    *e = (m.kind, ri);
+                }
+            }
+        }
+    }
+    best.into_iter()
+        .map(|((table, column), (kind, rule))| MaskEntry {
+            table,
+            column,
+            kind,
+            rule,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use pgate_core::table::model::{PatternKind, RateScope};
+
+    use super::*;
+    use crate::evaluate::Evaluator;
+
+    const CAT: &str = r#"
+table "public.customers" {
+    columns "id" "name"
+    column "email" { tags "pii" }
+    column "ssn" { tags "pii" "secret" }
+    tags "pii"
+}
+table "public.orders" { columns "id" "total" }
+function "pg_catalog.lower"
+function "pg_catalog.pg_read_file" { tags "files" }
+"#;
+
+    fn compiled(roles: &str) -> CompiledPolicy {
+        let c = crate::compile_str("p.kdl", &format!("{CAT}{roles}"));
+        assert!(!c.has_errors(), "{:?}", c.diagnostics.items);
+        c.policy.unwrap()
+    }
+
+    fn names(p: &CompiledPolicy, cell: &Cell, t: usize) -> Vec<String> {
+        let cols = &p.catalog.tables[t].columns;
+        match &cell.columns {
+            ColumnAccess::All => vec!["*".into()],
+            ColumnAccess::Only(v) => v.iter().map(|c| cols[*c as usize].name.clone()).collect(),
+        }
+    }
+
+    #[test]
+    fn column_denies_are_removed_and_named() {
+        let p = compiled(
+            "role \"a\" {\n allow \"select\" table=\"public.customers\"\n deny \"select\" tag=\"pii\" { column-tag \"secret\" }\n}\n",
+        );
+        let e = Evaluator::new(&p);
+        let cell = e.cell(0, StatementClass::Select, Some(0)).unwrap();
+        assert_eq!(cell.effect, Effect::Allow);
+        assert_eq!(cell.rule, Some(0));
+        // Columns are sorted by name: email, id, name, ssn.
+        assert_eq!(names(&p, cell, 0), ["email", "id", "name"]);
+        assert_eq!(cell.denied_columns, vec![3]);
+        assert_eq!(cell.denied_columns_rule, Some(1));
+        assert_eq!(
+            e.column_allowed(0, StatementClass::Select, 0, 3),
+            (false, Some(1))
+        );
+        // Other classes and tables: default deny, no cell.
+        assert!(e.cell(0, StatementClass::Insert, Some(0)).is_none());
+        assert!(e.cell(0, StatementClass::Select, Some(1)).is_none());
+        // The tag-filtered deny does not block statements without tables.
+        assert_eq!(e.allowed(0, StatementClass::Select, None), (true, Some(0)));
+    }
+
+    #[test]
+    fn the_lowest_rule_decides_whatever_the_order() {
+        let p = compiled(
+            "role \"a\" {\n deny \"copy-out\" table=\"*\"\n allow \"select\" \"copy-out\"\n deny \"copy-out\" table=\"public.orders\"\n allow \"select\" table=\"public.orders\"\n}\n",
+        );
+        let e = Evaluator::new(&p);
+        // Whole-table deny wins with the first deny (rule 0), not the later exact one.
+        assert_eq!(
+            e.allowed(0, StatementClass::CopyOut, Some(1)),
+            (false, Some(0))
+        );
+        // The unfiltered deny also denies the class-level cell.
+        assert_eq!(
+            e.allowed(0, StatementClass::CopyOut, None),
+            (false, Some(0))
+        );
+        // Two allows: the first (rule 1) decides.
+        assert_eq!(
+            e.allowed(0, StatementClass::Select, Some(1)),
+            (true, Some(1))
+        );
+        // `*` never includes unknown.
+        assert_eq!(e.allowed(0, StatementClass::Unknown, None), (false, None));
+        // Glob rules are kept for undeclared tables.
+        let pats: Vec<(&str, Effect)> = p.roles[0]
+            .patterns
+            .iter()
+            .filter(|r| r.kind == PatternKind::Table)
+            .map(|r| (r.pattern.as_str(), r.effect))
+            .collect();
+        assert!(pats.contains(&("*", Effect::Deny)) && pats.contains(&("*", Effect::Allow)));
+        assert_eq!(pats.len(), 2);
+    }
+
+    #[test]
+    fn functions_masks_limits_rates() {
+        let p = compiled(
+            "role \"a\" {\n allow \"select\" table=\"public.customers\" { columns \"id\" \"email\" }\n allow-function \"pg_catalog.*\"\n deny-function tag=\"files\"\n mask column-tag=\"pii\" with=\"hash\"\n mask table=\"public.customers\" column=\"email\" with=\"redact\"\n limit rows=100\n limit rows=50 bytes=\"1KiB\"\n limit bytes=\"2KiB\"\n rate bytes=\"60KiB\" per=\"minute\"\n}\nrole \"b\" { inherits \"a\"\n limit rows=10 }\n",
+        );
+        let a = &p.roles[0];
+        // lower allowed by the glob (rule 1), pg_read_file denied by the tag rule (rule 2).
+        assert_eq!(
+            a.functions,
+            vec![(0, Effect::Allow, Some(1)), (1, Effect::Deny, Some(2))]
+        );
+        // Masks only on readable pii columns; redact beats hash on email; ssn unreadable.
+        assert_eq!(a.masks.len(), 1);
+        assert_eq!(
+            (a.masks[0].column, a.masks[0].kind, a.masks[0].rule),
+            (0, MaskKind::Redact, 4)
+        );
+        assert_eq!(a.limits.max_rows, Some(50));
+        assert_eq!(a.limits.max_bytes, Some(1024));
+        assert_eq!(a.limits.rule, Some(6));
+        assert_eq!(a.rates[0].bytes_per_second, 1024);
+        assert_eq!(a.rates[0].scope, RateScope::Session);
+        // The child inherits everything and tightens rows.
+        let b = &p.roles[1];
+        assert_eq!(b.limits.max_rows, Some(10));
+        assert_eq!(b.masks, a.masks);
+        assert!(b.members.is_empty());
+    }
+}

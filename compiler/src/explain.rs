@@ -1,0 +1,344 @@
+//! Explaining a decision: classes, tables, columns, functions per statement and the
+//! deciding rule, computed through exactly the data plane's path — [`classify`] into
+//! [`Facts`], then [`Table::decide`] / [`Table::decide_all`] on a parsed table.
+//!
+//! This module never re-implements a decision; it only describes what `decide()` said.
+
+use pgate_core::facts::{ColumnName, Facts, StatementFacts};
+use pgate_core::sql::{CatalogLookup, ClassifyContext, classify};
+use pgate_core::table::{Decision, DenyReason, RoleId, Table, Verdict};
+use serde::Serialize;
+
+/// Lets the classifier resolve unqualified names against the table's catalog, like the
+/// data plane does.
+#[derive(Clone, Copy)]
+pub struct TableCatalog<'a>(pub Table<'a>);
+
+impl CatalogLookup for TableCatalog<'_> {
+    fn has_table(&self, schema: &str, name: &str) -> bool {
+        self.0.table_id(schema, name).is_some()
+    }
+}
+
+/// `file:line` of a rule id.
+pub fn rule_location(table: &Table<'_>, id: u32) -> String {
+    match table.rule(id) {
+        Some(r) => format!("{}:{}", r.file, r.line),
+        None => format!("rule #{id}"),
+    }
+}
+
+/// Classifies `sql` as the data plane would.
+pub fn classify_sql(table: &Table<'_>, sql: &str, search_path: &[&str], facts: &mut Facts) {
+    let catalog = TableCatalog(*table);
+    let ctx = ClassifyContext {
+        search_path,
+        catalog: Some(&catalog),
+    };
+    classify(sql, &ctx, facts);
+}
+
+fn qualified(facts: &Facts, n: pgate_core::facts::QualifiedName) -> String {
+    let schema = facts.name(n.schema);
+    let name = facts.name(n.name);
+    if schema.is_empty() {
+        name.to_string()
+    } else {
+        format!("{schema}.{name}")
+    }
+}
+
+/// A human sentence for a deny.
+pub fn describe_deny(
+    facts: &Facts,
+    stmt: &StatementFacts,
+    reason: DenyReason,
+    role: &str,
+) -> String {
+    let table = |access: u16| {
+        facts
+            .tables(stmt)
+            .get(access as usize)
+            .map(|a| qualified(facts, a.name))
+            .unwrap_or_else(|| "?".to_string())
+    };
+    match reason {
+        DenyReason::UnknownStatement => format!(
+            "the statement is `unknown`{} and role `{role}` has no rule allowing `unknown`",
+            stmt.unknown_reason
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default()
+        ),
+        DenyReason::Class(c) => format!("role `{role}` may not run `{c}` statements"),
+        DenyReason::Table { class, access } => {
+            format!("role `{role}` may not `{class}` table `{}`", table(access))
+        }
+        DenyReason::UndeclaredTable { class, access } => format!(
+            "table `{}` is not declared in the policy and no pattern lets role `{role}` `{class}` it",
+            table(access)
+        ),
+        DenyReason::Column {
+            class,
+            access,
+            column,
+        } => {
+            let col = facts
+                .columns(stmt)
+                .get(column as usize)
+                .map(|c| match c.name {
+                    ColumnName::Named(n) => facts.name(n).to_string(),
+                    ColumnName::All => "*".to_string(),
+                })
+                .unwrap_or_else(|| "?".to_string());
+            format!(
+                "role `{role}` may not `{class}` column `{col}` of `{}`",
+                table(access)
+            )
+        }
+        DenyReason::Function { function } => {
+            let f = facts
+                .functions(stmt)
+                .get(function as usize)
+                .map(|f| qualified(facts, f.name))
+                .unwrap_or_else(|| "?".to_string());
+            format!("role `{role}` may not call `{f}`")
+        }
+        DenyReason::UnknownRole => format!("role `{role}` is not in the policy table"),
+    }
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct TableUse {
+    pub class: String,
+    pub table: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct StatementExplanation {
+    pub sql: String,
+    pub verdict: &'static str,
+    pub rule: Option<String>,
+    pub reason: String,
+    pub classes: Vec<String>,
+    pub tables: Vec<String>,
+    pub accesses: Vec<TableUse>,
+    pub columns: Vec<String>,
+    pub functions: Vec<String>,
+    pub unknown_reason: Option<&'static str>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Explanation {
+    pub role: String,
+    pub verdict: &'static str,
+    pub rule: Option<String>,
+    pub reason: String,
+    pub statements: Vec<StatementExplanation>,
+    pub limits: LimitsView,
+    pub masked: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct LimitsView {
+    pub max_rows: Option<u64>,
+    pub max_bytes: Option<u64>,
+}
+
+/// The deciding rule of a verdict: the deny that won, else the allow consulted.
+pub fn deciding_rule(v: &Verdict) -> Option<u32> {
+    match v.decision {
+        Decision::Deny { rule, .. } => rule,
+        Decision::Allow => v.allow_rule,
+    }
+}
+
+fn verdict_parts(
+    table: &Table<'_>,
+    facts: &Facts,
+    v: &Verdict,
+    role: &str,
+) -> (&'static str, Option<String>, String) {
+    let rule = deciding_rule(v).map(|r| rule_location(table, r));
+    match v.decision {
+        Decision::Allow => (
+            "allow",
+            rule.clone(),
+            match &rule {
+                Some(r) => format!("allowed by the rule at {r}"),
+                None => "allowed".to_string(),
+            },
+        ),
+        Decision::Deny {
+            rule: deny_rule,
+            statement,
+            reason,
+        } => {
+            let stmt = facts.statements().get(statement as usize);
+            let mut text = match stmt {
+                Some(s) => describe_deny(facts, s, reason, role),
+                None => format!("denied ({reason:?})"),
+            };
+            match deny_rule {
+                Some(r) => text.push_str(&format!(
+                    " (denied by the rule at {})",
+                    rule_location(table, r)
+                )),
+                None => text.push_str(" (no rule allows it: default deny)"),
+            }
+            ("deny", rule, text)
+        }
+    }
+}
+
+/// Why [`explain`] could not explain.
+#[derive(Debug, thiserror::Error)]
+pub enum ExplainError {
+    #[error("unknown role `{role}`{}", suggestion.as_ref().map(|s| format!("; {s}")).unwrap_or_default())]
+    UnknownRole {
+        role: String,
+        suggestion: Option<String>,
+    },
+}
+
+/// Explains how `role` is decided for `sql`.
+pub fn explain(
+    table: &Table<'_>,
+    role: &str,
+    sql: &str,
+    search_path: &[&str],
+) -> Result<Explanation, ExplainError> {
+    let Some(role_id) = table.role(role) else {
+        let names: Vec<&str> = (0..table.role_count())
+            .map(|i| table.role_name(RoleId(i)))
+            .collect();
+        return Err(ExplainError::UnknownRole {
+            role: role.to_string(),
+            suggestion: crate::diag::did_you_mean(role, names),
+        });
+    };
+    let mut facts = Facts::default();
+    classify_sql(table, sql, search_path, &mut facts);
+    let all = table.decide_all(role_id, &facts);
+    let (verdict, rule, reason) = verdict_parts(table, &facts, &all, role);
+    let mut statements = Vec::new();
+    for stmt in facts.statements() {
+        let v = table.decide(role_id, &facts, stmt);
+        let (sv, srule, sreason) = verdict_parts(table, &facts, &v, role);
+        let accesses: Vec<TableUse> = facts
+            .tables(stmt)
+            .iter()
+            .map(|a| TableUse {
+                class: a.class.name().to_string(),
+                table: qualified(&facts, a.name),
+            })
+            .collect();
+        let mut tables: Vec<String> = accesses.iter().map(|a| a.table.clone()).collect();
+        tables.dedup();
+        let columns = facts
+            .columns(stmt)
+            .iter()
+            .map(|c| {
+                let name = match c.name {
+                    ColumnName::Named(n) => facts.name(n).to_string(),
+                    ColumnName::All => "*".to_string(),
+                };
+                let cands: Vec<String> = facts
+                    .tables(stmt)
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| *i < 64 && c.candidates & (1u64 << i) != 0)
+                    .map(|(_, a)| qualified(&facts, a.name))
+                    .collect();
+                match cands.as_slice() {
+                    [one] => format!("{one}.{name}"),
+                    _ => name,
+                }
+            })
+            .collect();
+        let functions = facts
+            .functions(stmt)
+            .iter()
+            .map(|f| qualified(&facts, f.name))
+            .collect();
+        let text = sql
+            .get(stmt.start as usize..stmt.end as usize)
+            .unwrap_or("")
+            .trim()
+            .to_string();
+        statements.push(StatementExplanation {
+            sql: text,
+            verdict: sv,
+            rule: srule,
+            reason: sreason,
+            classes: stmt.classes.iter().map(|c| c.name().to_string()).collect(),
+            tables,
+            accesses,
+            columns,
+            functions,
+            unknown_reason: stmt.unknown_reason,
+        });
+    }
+    Ok(Explanation {
+        role: role.to_string(),
+        verdict,
+        rule,
+        reason,
+        statements,
+        limits: LimitsView {
+            max_rows: all.limits.max_rows,
+            max_bytes: all.limits.max_bytes,
+        },
+        masked: all.masked,
+    })
+}
+
+/// Renders an explanation for a terminal.
+pub fn render_human(e: &Explanation) -> String {
+    let mut out = String::new();
+    out.push_str(&format!("{}: {}\n", e.verdict.to_uppercase(), e.reason));
+    if let Some(r) = &e.rule {
+        out.push_str(&format!("rule: {r}\n"));
+    }
+    for (i, s) in e.statements.iter().enumerate() {
+        out.push_str(&format!("\nstatement {}: {}\n", i + 1, s.sql));
+        out.push_str(&format!("  verdict:   {}", s.verdict));
+        if let Some(r) = &s.rule {
+            out.push_str(&format!(" ({r})"));
+        }
+        out.push('\n');
+        out.push_str(&format!("  reason:    {}\n", s.reason));
+        out.push_str(&format!("  classes:   {}\n", list(&s.classes)));
+        let acc: Vec<String> = s
+            .accesses
+            .iter()
+            .map(|a| format!("{} ({})", a.table, a.class))
+            .collect();
+        out.push_str(&format!("  tables:    {}\n", list(&acc)));
+        out.push_str(&format!("  columns:   {}\n", list(&s.columns)));
+        out.push_str(&format!("  functions: {}\n", list(&s.functions)));
+        if let Some(u) = s.unknown_reason {
+            out.push_str(&format!("  unknown:   {u}\n"));
+        }
+    }
+    if e.limits.max_rows.is_some() || e.limits.max_bytes.is_some() {
+        out.push_str(&format!(
+            "\nlimits: rows {}, bytes {}\n",
+            e.limits.max_rows.map_or("-".to_string(), |v| v.to_string()),
+            e.limits
+                .max_bytes
+                .map_or("-".to_string(), |v| v.to_string())
+        ));
+    }
+    if e.masked {
+        out.push_str("masking applies to the result\n");
+    }
+    out
+}
+
+fn list(v: &[String]) -> String {
+    if v.is_empty() {
+        "-".to_string()
+    } else {
+        v.join(", ")
+    }
+}

@@ -1,0 +1,102 @@
+//! classify() per statement, side by side with libpg_query's parse (pg_query crate) of the
+//! same statements in the same run: the regression corpus (a sample) and pgbench's
+//! statements.
+//!
+//! Run: `cargo bench -p pgate-core --bench classify -- --warm-up-time 1 --measurement-time 3`
+
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use pgate_core::facts::Facts;
+use pgate_core::sql::{ClassifyContext, classify};
+
+/// pgbench's built-in scripts (select-only and tpcb-like).
+const PGBENCH: &[&str] = &[
+    "SELECT abalance FROM pgbench_accounts WHERE aid = $1;",
+    "UPDATE pgbench_accounts SET abalance = abalance + $1 WHERE aid = $2;",
+    "SELECT abalance FROM pgbench_accounts WHERE aid = $1;",
+    "UPDATE pgbench_tellers SET tbalance = tbalance + $1 WHERE tid = $2;",
+    "UPDATE pgbench_branches SET bbalance = bbalance + $1 WHERE bid = $2;",
+    "INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES ($1, $2, $3, $4, CURRENT_TIMESTAMP);",
+    "BEGIN;",
+    "END;",
+];
+
+/// Every 10th statement of the regression corpus that pg_query accepts.
+fn corpus_sample() -> Vec<String> {
+    let dir = std::env::var_os("PGATE_CORPUS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus"))
+        .join("pg-regress");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    files.retain(|p| p.extension().is_some_and(|e| e == "sql"));
+    files.sort();
+    let mut out = Vec::new();
+    for f in files {
+        let Ok(text) = std::fs::read_to_string(&f) else {
+            continue;
+        };
+        let text: String = text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('\\'))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let Ok(pieces) = pg_query::split_with_scanner(&text) else {
+            continue;
+        };
+        for p in pieces {
+            let p = p.trim();
+            if !p.is_empty() && pg_query::parse(p, 0).is_ok() {
+                out.push(p.to_owned());
+            }
+        }
+    }
+    out.into_iter().step_by(10).collect()
+}
+
+fn bench_set(c: &mut Criterion, name: &str, stmts: &[String]) {
+    let mut g = c.benchmark_group(name);
+    g.throughput(Throughput::Elements(stmts.len() as u64));
+    let ctx = ClassifyContext::default();
+    let mut facts = Facts::default();
+    g.bench_function("pgate_classify", |b| {
+        b.iter(|| {
+            for s in stmts {
+                classify(black_box(s), &ctx, &mut facts);
+                black_box(facts.statements().len());
+            }
+        })
+    });
+    g.bench_function("pg_query_parse", |b| {
+        b.iter(|| {
+            for s in stmts {
+                let r = pg_query::parse(black_box(s), 0);
+                black_box(r.is_ok());
+            }
+        })
+    });
+    g.finish();
+}
+
+fn benches(c: &mut Criterion) {
+    let pgbench: Vec<String> = PGBENCH.iter().map(|s| (*s).to_owned()).collect();
+    bench_set(c, "pgbench", &pgbench);
+    let corpus = corpus_sample();
+    if !corpus.is_empty() {
+        bench_set(c, "regress_corpus_sample", &corpus);
+    }
+}
+
+criterion_group! {
+    name = classify_benches;
+    config = Criterion::default()
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    targets = benches
+}
+criterion_main!(classify_benches);

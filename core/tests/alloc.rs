@@ -1,0 +1,71 @@
+//! The classifier never allocates: classifying the whole regression corpus a second time
+//! with a reused `Facts` performs zero heap allocations (counted by a global allocator).
+//!
+//! One test in this file on purpose: the count is process-wide.
+
+use std::alloc::System;
+use std::path::PathBuf;
+
+use pgate_core::facts::Facts;
+use pgate_core::sql::{ClassifyContext, classify};
+use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+fn corpus() -> Vec<String> {
+    let dir = std::env::var_os("PGATE_CORPUS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus"))
+        .join("pg-regress");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    files.retain(|p| p.extension().is_some_and(|e| e == "sql"));
+    files.sort();
+    files
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .collect()
+}
+
+#[test]
+fn classifying_allocates_nothing() {
+    let files = corpus();
+    assert!(!files.is_empty(), "corpus not found (set PGATE_CORPUS)");
+    // Whole files are far more than one message; classify them line-block by block so
+    // that Facts' per-message limits are exercised as in real use, and also whole.
+    let blocks: Vec<&str> = files
+        .iter()
+        .flat_map(|f| f.split("\n\n"))
+        .chain(files.iter().map(String::as_str))
+        .collect();
+    let ctx = ClassifyContext::default();
+    let mut facts = Facts::default();
+    let mut statements = 0usize;
+    for b in &blocks {
+        classify(b, &ctx, &mut facts);
+        statements += facts.statements().len();
+    }
+    assert!(statements > 10_000);
+
+    // The counter works: a Box is one allocation.
+    let probe = Region::new(GLOBAL);
+    let b = std::hint::black_box(Box::new(1u64));
+    drop(b);
+    assert!(probe.change().allocations >= 1);
+
+    let region = Region::new(GLOBAL);
+    let mut again = 0usize;
+    for b in &blocks {
+        classify(b, &ctx, &mut facts);
+        again += facts.statements().len();
+    }
+    let stats = region.change();
+    assert_eq!(again, statements);
+    assert_eq!(
+        stats.allocations + stats.reallocations,
+        0,
+        "classify allocated: {stats:?}"
+    );
+}

@@ -1,0 +1,655 @@
+//! The operator's configuration file (`pgate.kdl`), parsed and validated in one pass.
+//!
+//! Every error is one line naming the file, line and column, and the cause:
+//! `pgate.kdl:7:5: upstream: `port` must be an integer between 1 and 65535`.
+//! This module reads the config file only; it never opens the files the config names
+//! (certificates, keys, policy): their loaders report their own errors with the path.
+//!
+//! ```kdl
+//! listen "127.0.0.1:6432"
+//! workers 2                                  // default: one per core
+//! tls cert="certs/server.crt" key="certs/server.key"
+//! allow-plaintext-loopback #false            // tokens over plaintext, loopback clients only
+//! upstream host="127.0.0.1" port=5432 database="app" user="pgate" password-env="PGATE_DB_PASSWORD" {
+//!     tls "disable"                          // disable | require | verify-full
+//!     ca "certs/db-ca.crt"
+//! }
+//! identity issuer="https://idp.example.com" audience="pgate" jwks="keys/jwks.json" leeway="30s" token-grace="0s"
+//! policy "policy.pgt"                        // a built table, or a policy directory
+//! audit path="audit.jsonl" on-failure="block" // block | refuse
+//! metrics "127.0.0.1:9187"
+//! limits max-message-bytes=16777216 max-prepared-statements=1024 max-pipeline-depth=1024
+//! ```
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use kdl::{KdlDocument, KdlNode, KdlValue};
+
+/// A configuration error: where, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file, self.line, self.column, self.message
+        )
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpstreamTls {
+    Disable,
+    Require,
+    VerifyFull,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Secret {
+    None,
+    File(PathBuf),
+    Env(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Upstream {
+    pub host: String,
+    pub port: u16,
+    pub database: Option<String>,
+    pub user: String,
+    pub password: Secret,
+    pub tls: UpstreamTls,
+    pub ca: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    pub issuer: String,
+    pub audience: String,
+    pub jwks: PathBuf,
+    pub leeway: Duration,
+    pub token_grace: Duration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuditFailure {
+    /// Statements wait until the audit sink accepts their lines.
+    Block,
+    /// New statements are refused while the audit sink is failing or full.
+    Refuse,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Audit {
+    /// `-` for standard output.
+    pub path: PathBuf,
+    pub on_failure: AuditFailure,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub max_message_bytes: u32,
+    pub max_prepared_statements: usize,
+    pub max_pipeline_depth: usize,
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_message_bytes: 16 << 20,
+            max_prepared_statements: 1024,
+            max_pipeline_depth: 1024,
+            max_connections: 10_000,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// The file this was read from (relative paths inside resolve against its folder).
+    pub path: PathBuf,
+    pub listen: SocketAddr,
+    pub workers: usize,
+    pub tls: Option<(PathBuf, PathBuf)>,
+    pub allow_plaintext_loopback: bool,
+    pub upstream: Upstream,
+    pub identity: Identity,
+    pub policy: PathBuf,
+    pub audit: Audit,
+    pub metrics: Option<SocketAddr>,
+    pub limits: Limits,
+}
+
+/// Maximum config file size: a config is a page of text, not a data file.
+const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let err0 = |message: String| ConfigError {
+            file: file.clone(),
+            line: 0,
+            column: 0,
+            message,
+        };
+        let meta = std::fs::metadata(path).map_err(|e| err0(format!("cannot read: {e}")))?;
+        if meta.len() > MAX_CONFIG_BYTES {
+            return Err(err0(format!(
+                "file is larger than {MAX_CONFIG_BYTES} bytes"
+            )));
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| err0(format!("cannot read: {e}")))?;
+        Self::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let p = Parser {
+            text,
+            file: path.display().to_string(),
+        };
+        let doc: KdlDocument = text.parse().map_err(|e: kdl::KdlError| {
+            let (offset, msg) = e
+                .diagnostics
+                .first()
+                .map(|d| {
+                    (
+                        d.span.offset(),
+                        d.message
+                            .clone()
+                            .or(d.label.clone())
+                            .unwrap_or_else(|| "invalid KDL".into()),
+                    )
+                })
+                .unwrap_or((0, "invalid KDL".into()));
+            p.error_at(offset, format!("syntax error: {msg}"))
+        })?;
+        p.config(&doc, path)
+    }
+}
+
+struct Parser<'a> {
+    text: &'a str,
+    file: String,
+}
+
+impl Parser<'_> {
+    fn error_at(&self, offset: usize, message: String) -> ConfigError {
+        let before = &self.text[..offset.min(self.text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
+        ConfigError {
+            file: self.file.clone(),
+            line,
+            column,
+            message,
+        }
+    }
+
+    fn err(&self, node: &KdlNode, message: String) -> ConfigError {
+        self.error_at(node.span().offset(), message)
+    }
+
+    fn config(&self, doc: &KdlDocument, path: &Path) -> Result<Config, ConfigError> {
+        let base = path.parent().unwrap_or(Path::new("."));
+        let resolve = |p: &str| -> PathBuf {
+            let p = PathBuf::from(p);
+            if p.is_absolute() { p } else { base.join(p) }
+        };
+        let mut listen = None;
+        let mut workers = None;
+        let mut tls = None;
+        let mut allow_plaintext = false;
+        let mut upstream = None;
+        let mut identity = None;
+        let mut policy = None;
+        let mut audit = None;
+        let mut metrics = None;
+        let mut limits = Limits::default();
+        let mut seen: Vec<&str> = Vec::new();
+
+        for node in doc.nodes() {
+            let name = node.name().value();
+            if seen.contains(&name) {
+                return Err(self.err(node, format!("`{name}` is given twice")));
+            }
+            match name {
+                "listen" => {
+                    let v = self.arg_str(node)?;
+                    listen = Some(v.parse::<SocketAddr>().map_err(|e| {
+                        self.err(
+                            node,
+                            format!("listen: `{v}` is not an address like 127.0.0.1:6432 ({e})"),
+                        )
+                    })?);
+                }
+                "workers" => {
+                    let n = self.arg_int(node)?;
+                    if !(1..=1024).contains(&n) {
+                        return Err(self.err(node, "workers: must be between 1 and 1024".into()));
+                    }
+                    workers = Some(n as usize);
+                }
+                "tls" => {
+                    let cert = self
+                        .prop_str(node, "cert")?
+                        .ok_or_else(|| self.err(node, "tls: needs `cert=`".into()))?;
+                    let key = self
+                        .prop_str(node, "key")?
+                        .ok_or_else(|| self.err(node, "tls: needs `key=`".into()))?;
+                    self.only_props(node, &["cert", "key"])?;
+                    tls = Some((resolve(&cert), resolve(&key)));
+                }
+                "allow-plaintext-loopback" => {
+                    allow_plaintext = match node.entries().first().map(|e| e.value()) {
+                        Some(KdlValue::Bool(b)) => *b,
+                        _ => {
+                            return Err(self.err(
+                                node,
+                                "allow-plaintext-loopback: takes #true or #false".into(),
+                            ));
+                        }
+                    };
+                }
+                "upstream" => upstream = Some(self.upstream(node, &resolve)?),
+                "identity" => {
+                    self.only_props(
+                        node,
+                        &["issuer", "audience", "jwks", "leeway", "token-grace"],
+                    )?;
+                    let req = |k: &str| -> Result<String, ConfigError> {
+                        self.prop_str(node, k)?
+                            .ok_or_else(|| self.err(node, format!("identity: needs `{k}=`")))
+                    };
+                    identity = Some(Identity {
+                        issuer: req("issuer")?,
+                        audience: req("audience")?,
+                        jwks: resolve(&req("jwks")?),
+                        leeway: self.duration(node, "leeway", Duration::from_secs(30))?,
+                        token_grace: self.duration(node, "token-grace", Duration::ZERO)?,
+                    });
+                }
+                "policy" => policy = Some(resolve(&self.arg_str(node)?)),
+                "audit" => {
+                    self.only_props(node, &["path", "on-failure"])?;
+                    let path = self.prop_str(node, "path")?.ok_or_else(|| {
+                        self.err(
+                            node,
+                            "audit: needs `path=` (`-` for standard output)".into(),
+                        )
+                    })?;
+                    let on_failure = match self.prop_str(node, "on-failure")?.as_deref() {
+                        None | Some("block") => AuditFailure::Block,
+                        Some("refuse") => AuditFailure::Refuse,
+                        Some(o) => {
+                            return Err(self.err(
+                                node,
+                                format!("audit: on-failure must be `block` or `refuse`, not `{o}`"),
+                            ));
+                        }
+                    };
+                    let path = if path == "-" {
+                        PathBuf::from("-")
+                    } else {
+                        resolve(&path)
+                    };
+                    audit = Some(Audit { path, on_failure });
+                }
+                "metrics" => {
+                    let v = self.arg_str(node)?;
+                    metrics = Some(v.parse::<SocketAddr>().map_err(|e| {
+                        self.err(node, format!("metrics: `{v}` is not an address ({e})"))
+                    })?);
+                }
+                "limits" => {
+                    self.only_props(
+                        node,
+                        &[
+                            "max-message-bytes",
+                            "max-prepared-statements",
+                            "max-pipeline-depth",
+                            "max-connections",
+                        ],
+                    )?;
+                    if let Some(n) = self.prop_int(node, "max-message-bytes")? {
+                        if !(1024..=1 << 30).contains(&n) {
+                            return Err(self.err(
+                                node,
+                                "limits: max-message-bytes must be between 1024 and 1073741824"
+                                    .into(),
+                            ));
+                        }
+                        limits.max_message_bytes = n as u32;
+                    }
+                    for (k, slot) in [
+                        (
+                            "max-prepared-statements",
+                            &mut limits.max_prepared_statements,
+                        ),
+                        ("max-pipeline-depth", &mut limits.max_pipeline_depth),
+                        ("max-connections", &mut limits.max_connections),
+                    ] {
+                        if let Some(n) = self.prop_int(node, k)? {
+                            if !(1..=1_000_000).contains(&n) {
+                                return Err(self.err(
+                                    node,
+                                    format!("limits: {k} must be between 1 and 1000000"),
+                                ));
+                            }
+                            *slot = n as usize;
+                        }
+                    }
+                }
+                other => {
+                    return Err(self.err(
+                        node,
+                        format!("unknown setting `{other}` (expected one of: listen, workers, tls, allow-plaintext-loopback, upstream, identity, policy, audit, metrics, limits)"),
+                    ));
+                }
+            }
+            seen.push(name);
+        }
+        let at_end = |what: &str| self.error_at(0, format!("missing `{what}`"));
+        Ok(Config {
+            path: path.to_path_buf(),
+            listen: listen.ok_or_else(|| at_end("listen"))?,
+            workers: workers.unwrap_or_else(|| {
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1)
+            }),
+            tls,
+            allow_plaintext_loopback: allow_plaintext,
+            upstream: upstream.ok_or_else(|| at_end("upstream"))?,
+            identity: identity.ok_or_else(|| at_end("identity"))?,
+            policy: policy.ok_or_else(|| at_end("policy"))?,
+            audit: audit.ok_or_else(|| at_end("audit"))?,
+            metrics,
+            limits,
+        })
+    }
+
+    fn upstream(
+        &self,
+        node: &KdlNode,
+        resolve: &dyn Fn(&str) -> PathBuf,
+    ) -> Result<Upstream, ConfigError> {
+        self.only_props(
+            node,
+            &[
+                "host",
+                "port",
+                "database",
+                "user",
+                "password-file",
+                "password-env",
+            ],
+        )?;
+        let host = self
+            .prop_str(node, "host")?
+            .ok_or_else(|| self.err(node, "upstream: needs `host=`".into()))?;
+        let port = match self.prop_int(node, "port")? {
+            None => 5432,
+            Some(p) if (1..=65535).contains(&p) => p as u16,
+            Some(_) => {
+                return Err(self.err(node, "upstream: `port` must be between 1 and 65535".into()));
+            }
+        };
+        let user = self
+            .prop_str(node, "user")?
+            .ok_or_else(|| self.err(node, "upstream: needs `user=`".into()))?;
+        let password = match (
+            self.prop_str(node, "password-file")?,
+            self.prop_str(node, "password-env")?,
+        ) {
+            (Some(_), Some(_)) => {
+                return Err(self.err(
+                    node,
+                    "upstream: give `password-file=` or `password-env=`, not both".into(),
+                ));
+            }
+            (Some(f), None) => Secret::File(resolve(&f)),
+            (None, Some(e)) => Secret::Env(e),
+            (None, None) => Secret::None,
+        };
+        let mut tls = UpstreamTls::Disable;
+        let mut ca = None;
+        if let Some(children) = node.children() {
+            for c in children.nodes() {
+                match c.name().value() {
+                    "tls" => tls = match self.arg_str(c)?.as_str() {
+                        "disable" => UpstreamTls::Disable,
+                        "require" => UpstreamTls::Require,
+                        "verify-full" => UpstreamTls::VerifyFull,
+                        o => return Err(self.err(
+                            c,
+                            format!(
+                                "upstream tls: `{o}` is not one of disable, require, verify-full"
+                            ),
+                        )),
+                    },
+                    "ca" => ca = Some(resolve(&self.arg_str(c)?)),
+                    o => {
+                        return Err(self.err(
+                            c,
+                            format!("upstream: unknown setting `{o}` (expected tls, ca)"),
+                        ));
+                    }
+                }
+            }
+        }
+        if tls == UpstreamTls::VerifyFull && ca.is_none() {
+            return Err(self.err(node, "upstream: tls \"verify-full\" needs `ca`".into()));
+        }
+        Ok(Upstream {
+            host,
+            port,
+            database: self.prop_str(node, "database")?,
+            user,
+            password,
+            tls,
+            ca,
+        })
+    }
+
+    fn arg_str(&self, node: &KdlNode) -> Result<String, ConfigError> {
+        let name = node.name().value();
+        let args: Vec<_> = node
+            .entries()
+            .iter()
+            .filter(|e| e.name().is_none())
+            .collect();
+        match args.as_slice() {
+            [e] => match e.value() {
+                KdlValue::String(s) => Ok(s.clone()),
+                _ => Err(self.error_at(e.span().offset(), format!("{name}: expected a string"))),
+            },
+            _ => Err(self.err(node, format!("{name}: takes exactly one value"))),
+        }
+    }
+
+    fn arg_int(&self, node: &KdlNode) -> Result<i128, ConfigError> {
+        let name = node.name().value();
+        match node.entries().first().map(|e| e.value()) {
+            Some(KdlValue::Integer(i)) if node.entries().len() == 1 => Ok(*i),
+            _ => Err(self.err(node, format!("{name}: takes exactly one integer"))),
+        }
+    }
+
+    fn prop<'n>(&self, node: &'n KdlNode, key: &str) -> Option<&'n kdl::KdlEntry> {
+        node.entries()
+            .iter()
+            .find(|e| e.name().map(|n| n.value()) == Some(key))
+    }
+
+    fn prop_str(&self, node: &KdlNode, key: &str) -> Result<Option<String>, ConfigError> {
+        match self.prop(node, key) {
+            None => Ok(None),
+            Some(e) => match e.value() {
+                KdlValue::String(s) => Ok(Some(s.clone())),
+                _ => Err(self.error_at(
+                    e.span().offset(),
+                    format!("{}: `{key}` must be a string", node.name().value()),
+                )),
+            },
+        }
+    }
+
+    fn prop_int(&self, node: &KdlNode, key: &str) -> Result<Option<i128>, ConfigError> {
+        match self.prop(node, key) {
+            None => Ok(None),
+            Some(e) => match e.value() {
+                KdlValue::Integer(i) => Ok(Some(*i)),
+                _ => Err(self.error_at(
+                    e.span().offset(),
+                    format!("{}: `{key}` must be an integer", node.name().value()),
+                )),
+            },
+        }
+    }
+
+    fn duration(
+        &self,
+        node: &KdlNode,
+        key: &str,
+        default: Duration,
+    ) -> Result<Duration, ConfigError> {
+        match self.prop_str(node, key)? {
+            None => Ok(default),
+            Some(s) => parse_duration(&s).ok_or_else(|| {
+                self.err(
+                    node,
+                    format!(
+                        "{}: `{key}` = `{s}` is not a duration like 30s, 5m, 1h",
+                        node.name().value()
+                    ),
+                )
+            }),
+        }
+    }
+
+    fn only_props(&self, node: &KdlNode, allowed: &[&str]) -> Result<(), ConfigError> {
+        for e in node.entries() {
+            match e.name() {
+                Some(n) if !allowed.contains(&n.value()) => {
+                    return Err(self.error_at(
+                        e.span().offset(),
+                        format!(
+                            "{}: unknown property `{}` (expected: {})",
+                            node.name().value(),
+                            n.value(),
+                            allowed.join(", ")
+                        ),
+                    ));
+                }
+                None => {
+                    return Err(self.error_at(
+                        e.span().offset(),
+                        format!(
+                            "{}: takes properties only (like key=\"value\")",
+                            node.name().value()
+                        ),
+                    ));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `250ms`, `30s`, `5m`, `1h`, `2d`, or plain seconds.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let secs = |k: u64| n.checked_mul(k).map(Duration::from_secs);
+    match unit {
+        "" | "s" => secs(1),
+        "ms" => Some(Duration::from_millis(n)),
+        "m" => secs(60),
+        "h" => secs(3600),
+        "d" => secs(86_400),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+listen "127.0.0.1:6432"
+workers 2
+allow-plaintext-loopback #true
+upstream host="127.0.0.1" port=5432 user="pgate" password-env="PGATE_DB_PASSWORD" {
+    tls "disable"
+}
+identity issuer="https://idp.example.com" audience="pgate" jwks="keys/jwks.json" leeway="30s"
+policy "policy.pgt"
+audit path="audit.jsonl" on-failure="refuse"
+limits max-message-bytes=1048576
+"#;
+
+    #[test]
+    fn parses_a_full_config_and_resolves_paths() {
+        let c = Config::parse(GOOD, Path::new("/etc/pgate/pgate.kdl")).unwrap();
+        assert_eq!(c.listen.port(), 6432);
+        assert_eq!(c.workers, 2);
+        assert_eq!(c.upstream.password, Secret::Env("PGATE_DB_PASSWORD".into()));
+        assert_eq!(c.identity.jwks, PathBuf::from("/etc/pgate/keys/jwks.json"));
+        assert_eq!(c.identity.leeway, Duration::from_secs(30));
+        assert_eq!(c.audit.on_failure, AuditFailure::Refuse);
+        assert_eq!(c.limits.max_message_bytes, 1 << 20);
+        assert!(c.allow_plaintext_loopback);
+    }
+
+    #[test]
+    fn errors_name_file_line_and_cause() {
+        let bad = GOOD.replace("port=5432", "port=99999");
+        let e = Config::parse(&bad, Path::new("pgate.kdl")).unwrap_err();
+        assert_eq!((e.file.as_str(), e.line), ("pgate.kdl", 5));
+        assert!(
+            e.to_string().starts_with("pgate.kdl:5:1: upstream: `port`"),
+            "{e}"
+        );
+
+        let bad = GOOD.replace("workers 2", "workerz 2");
+        let e = Config::parse(&bad, Path::new("pgate.kdl")).unwrap_err();
+        assert_eq!(e.line, 3);
+        assert!(e.message.contains("unknown setting `workerz`"));
+
+        let bad = GOOD.replace("leeway=\"30s\"", "leeway=\"soon\"");
+        let e = Config::parse(&bad, Path::new("pgate.kdl")).unwrap_err();
+        assert_eq!(e.line, 8);
+
+        let e = Config::parse("listen \"x\" {", Path::new("c.kdl")).unwrap_err();
+        assert!(e.message.starts_with("syntax error"), "{e}");
+
+        let e = Config::parse("listen \"127.0.0.1:1\"", Path::new("c.kdl")).unwrap_err();
+        assert!(e.message.contains("missing `upstream`"));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("12"), Some(Duration::from_secs(12)));
+        assert_eq!(parse_duration("x"), None);
+        assert_eq!(parse_duration("5 parsecs"), None);
+    }
+}

@@ -1,0 +1,894 @@
+//! pgate against a real PostgreSQL, through real clients: psql, tokio-postgres, pgbench and
+//! raw sockets. `ci/test.sh` starts the PostgreSQL (with `log_statement=all`) and exports
+//! `PGATE_TEST_*`; without them these tests are skipped — except under CI, where that is a
+//! failure.
+//!
+//! One pgate process serves every test of this file (one listener, two workers); tests run
+//! in parallel against it, which also shows sessions do not disturb each other.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use pgate::token::{MintArgs, init_keys, mint};
+use serde_json::Value;
+
+const ISSUER: &str = "https://idp.pgate.test";
+const AUDIENCE: &str = "pgate-it";
+const DB: &str = "pgate_it";
+
+const POLICY: &str = r#"
+table "public.pgbench_accounts" { columns "aid" "bid" "abalance" "filler"; }
+table "public.pgbench_branches" { columns "bid" "bbalance" "filler"; }
+table "public.pgbench_tellers" { columns "tid" "bid" "tbalance" "filler"; }
+table "public.pgbench_history" { columns "tid" "bid" "aid" "delta" "mtime" "filler"; }
+table "public.customers" {
+    columns "id" "name" "email"
+    column "ssn" { tags "secret"; }
+}
+table "public.events" { columns "id" "payload"; }
+function "pg_catalog.pg_read_file"
+
+role "analyst" {
+    member claim="groups" value="analysts"
+    allow "select" table="public.pgbench_*"
+    allow "select" table="pg_catalog.*"
+    allow "select" table="public.customers" {
+        columns "id" "name" "email"
+    }
+    allow "select" "insert" "copy-in" "copy-out" table="public.events"
+    allow "transaction" "session" "prepare" "cursor" "notify"
+    allow-function "pg_catalog.*"
+    deny-function "pg_catalog.pg_read_file"
+}
+"#;
+
+struct Env {
+    dir: PathBuf,
+    addr: SocketAddr,
+    socket: String,
+    pg_port: String,
+    pg_log: PathBuf,
+    audit: PathBuf,
+    key: PathBuf,
+    kid: String,
+    _child: ChildGuard,
+}
+
+struct ChildGuard(Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn env() -> Option<&'static Env> {
+    static ENV: OnceLock<Option<Env>> = OnceLock::new();
+    ENV.get_or_init(setup).as_ref()
+}
+
+macro_rules! require_env {
+    () => {
+        match env() {
+            Some(e) => e,
+            None => {
+                assert!(
+                    std::env::var_os("CI").is_none(),
+                    "PGATE_TEST_* not set under CI: run through ci/test.sh"
+                );
+                eprintln!("skipped: PGATE_TEST_DATABASE_URL not set (run ci/test.sh)");
+                return;
+            }
+        }
+    };
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn admin_psql(e_socket: &str, port: &str, db: &str, sql: &str) -> String {
+    let out = Command::new("psql")
+        .args([
+            "-X",
+            "-q",
+            "-tA",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            e_socket,
+            "-p",
+            port,
+            "-U",
+            "postgres",
+            "-d",
+            db,
+            "-c",
+            sql,
+        ])
+        .output()
+        .expect("psql runs");
+    assert!(
+        out.status.success(),
+        "admin psql failed: {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn setup() -> Option<Env> {
+    std::env::var("PGATE_TEST_DATABASE_URL").ok()?;
+    let socket = std::env::var("PGATE_TEST_PG_SOCKET").ok()?;
+    let pg_port = std::env::var("PGATE_TEST_PG_PORT").ok()?;
+    let pg_log = PathBuf::from(std::env::var("PGATE_TEST_PG_LOG").ok()?);
+    let password =
+        std::env::var("PG_SUPERUSER_PASSWORD").unwrap_or_else(|_| "pgate-test-superuser".into());
+
+    // A fresh database with the tables the policy talks about.
+    admin_psql(
+        &socket,
+        &pg_port,
+        "postgres",
+        &format!("DROP DATABASE IF EXISTS {DB} WITH (FORCE)"),
+    );
+    admin_psql(
+        &socket,
+        &pg_port,
+        "postgres",
+        &format!("CREATE DATABASE {DB}"),
+    );
+    admin_psql(
+        &socket,
+        &pg_port,
+        DB,
+        "CREATE TABLE customers (id int primary key, name text, email text, ssn text);
+         INSERT INTO customers VALUES (1, 'Ada', 'ada@example.com', '123-45-6789'), (2, 'Bob', 'bob@example.com', '987-65-4321');
+         CREATE TABLE events (id serial primary key, payload text);",
+    );
+    let st = Command::new("pgbench")
+        .args([
+            "-i", "-s", "1", "-q", "-h", &socket, "-p", &pg_port, "-U", "postgres", DB,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("pgbench runs");
+    assert!(st.success(), "pgbench -i failed");
+
+    let dir = std::env::temp_dir().join(format!("pgate-it-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).ok()?;
+    let keys = init_keys(&dir.join("keys")).expect("init keys");
+    std::fs::write(dir.join("policy.kdl"), POLICY).ok()?;
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+        .expect("cert");
+    std::fs::write(dir.join("server.crt"), cert.cert.pem()).ok()?;
+    std::fs::write(dir.join("server.key"), cert.signing_key.serialize_pem()).ok()?;
+    std::fs::write(dir.join("db.pass"), format!("{password}\n")).ok()?;
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().ok()?;
+    let audit = dir.join("audit.jsonl");
+    let config = format!(
+        r#"
+listen "{addr}"
+workers 2
+tls cert="server.crt" key="server.key"
+allow-plaintext-loopback #true
+upstream host="127.0.0.1" port={pg_port} user="postgres" password-file="db.pass"
+identity issuer="{ISSUER}" audience="{AUDIENCE}" jwks="keys/jwks.json" leeway="5s"
+policy "policy.kdl"
+audit path="audit.jsonl" on-failure="block"
+limits max-message-bytes=1048576
+"#
+    );
+    let config_path = dir.join("pgate.kdl");
+    std::fs::write(&config_path, config).ok()?;
+    let child = Command::new(env!("CARGO_BIN_EXE_pgate"))
+        .args(["run", "--config"])
+        .arg(&config_path)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("pgate.log")).ok()?)
+        .spawn()
+        .expect("pgate starts");
+    let guard = ChildGuard(child);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(addr).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "pgate did not listen: {}",
+            std::fs::read_to_string(dir.join("pgate.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Some(Env {
+        dir,
+        addr,
+        socket,
+        pg_port,
+        pg_log,
+        audit,
+        key: keys.key_path,
+        kid: keys.kid,
+        _child: guard,
+    })
+}
+
+struct TokenSpec<'a> {
+    sub: &'a str,
+    groups: &'a str,
+    ttl: u64,
+    issued: u64,
+    issuer: &'a str,
+    audience: &'a str,
+    key: Option<&'a Path>,
+    kid: Option<&'a str>,
+}
+
+impl Default for TokenSpec<'_> {
+    fn default() -> Self {
+        TokenSpec {
+            sub: "alice@example.com",
+            groups: "analysts",
+            ttl: 600,
+            issued: now_unix(),
+            issuer: ISSUER,
+            audience: AUDIENCE,
+            key: None,
+            kid: None,
+        }
+    }
+}
+
+fn token(e: &Env, s: TokenSpec<'_>) -> String {
+    mint(&MintArgs {
+        key_path: s
+            .key
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| e.key.clone()),
+        kid: s.kid.map(str::to_owned),
+        sub: s.sub.into(),
+        claims: vec![("groups".into(), Value::String(s.groups.into()))],
+        act: vec!["ci-agent".into()],
+        ttl_secs: s.ttl,
+        issuer: s.issuer.into(),
+        audience: s.audience.into(),
+        now_unix: s.issued,
+    })
+    .expect("mint")
+}
+
+fn good_token(e: &Env) -> String {
+    token(e, TokenSpec::default())
+}
+
+fn psql(e: &Env, token: &str, sslmode: &str, args: &[&str]) -> std::process::Output {
+    Command::new("psql")
+        .args([
+            "-X",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &e.addr.port().to_string(),
+            "-U",
+            "analyst",
+            "-d",
+            DB,
+        ])
+        .args(args)
+        .env("PGPASSWORD", token)
+        .env("PGSSLMODE", sslmode)
+        .output()
+        .expect("psql runs")
+}
+
+async fn client(e: &Env, token: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let mut cfg = tokio_postgres::Config::new();
+    cfg.host("127.0.0.1")
+        .port(e.addr.port())
+        .user("analyst")
+        .dbname(DB)
+        .password(token)
+        .application_name("pgate-it")
+        .ssl_mode(tokio_postgres::config::SslMode::Disable);
+    let (c, conn) = cfg.connect(tokio_postgres::NoTls).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(c)
+}
+
+fn code(e: &tokio_postgres::Error) -> String {
+    e.as_db_error()
+        .map(|d| d.code().code().to_owned())
+        .unwrap_or_else(|| format!("no db error: {e}"))
+}
+
+// ------------------------------------------------------------------------- psql
+
+#[test]
+fn psql_over_tls_allowed_denied_and_same_session_still_works() {
+    let e = require_env!();
+    let t = good_token(e);
+    let out = psql(
+        e,
+        &t,
+        "require",
+        &[
+            "-c",
+            "select name from customers order by id",
+            "-c",
+            "select ssn from customers",
+            "-c",
+            "select count(*) from customers",
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stdout.contains("Ada") && stdout.contains("Bob"),
+        "{stdout}{stderr}"
+    );
+    assert!(
+        stderr.contains("permission denied for select of column public.customers.ssn"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("role \"analyst\""), "{stderr}");
+    assert!(!stdout.contains("123-45-6789"));
+    // The third command ran in the same session after the denial.
+    assert!(
+        stdout.contains(" 2\n") || stdout.contains("     2"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn psql_multi_statement_with_a_denied_part_forwards_nothing() {
+    let e = require_env!();
+    let t = good_token(e);
+    let out = psql(
+        e,
+        &t,
+        "require",
+        &[
+            "-c",
+            "insert into events(payload) values ('multi-marker'); select ssn from customers",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("42501")
+            || String::from_utf8_lossy(&out.stderr).contains("permission denied")
+    );
+    let n = admin_psql(
+        &e.socket,
+        &e.pg_port,
+        DB,
+        "select count(*) from events where payload = 'multi-marker'",
+    );
+    assert_eq!(n, "0", "the allowed half must not have run");
+}
+
+#[test]
+fn plaintext_is_refused_when_not_loopback_allowed_and_tls_works() {
+    let e = require_env!();
+    let t = good_token(e);
+    let out = psql(e, &t, "require", &["-tA", "-c", "select 41 + 1"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "42",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+// ------------------------------------------------------------------------- tokio-postgres
+
+#[tokio::test]
+async fn prepared_statements_and_pipelining() {
+    let e = require_env!();
+    let c = client(e, &good_token(e)).await.expect("connect");
+    let stmt = c
+        .prepare("select name from customers where id = $1")
+        .await
+        .unwrap();
+    let row = c.query_one(&stmt, &[&1i32]).await.unwrap();
+    assert_eq!(row.get::<_, String>(0), "Ada");
+    // Denied at Parse: the error names the rule; the connection stays usable.
+    let err = c
+        .prepare("select ssn from customers where id = $1")
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), "42501");
+    // Pipelined: several queries in flight at once on one connection.
+    let futs = (1..=2).map(|i| {
+        let c = &c;
+        let stmt = &stmt;
+        async move {
+            c.query_one(stmt, &[&i])
+                .await
+                .map(|r| r.get::<_, String>(0))
+        }
+    });
+    let names: Vec<_> = futures_util::future::join_all(futs)
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(names, vec!["Ada", "Bob"]);
+    let (a, b, d) = tokio::join!(
+        c.query_one("select count(*) from customers", &[]),
+        c.query_one("select ssn from customers limit 1", &[]),
+        c.query_one("select 7::int", &[]),
+    );
+    assert_eq!(a.unwrap().get::<_, i64>(0), 2);
+    assert_eq!(code(&b.unwrap_err()), "42501");
+    assert_eq!(d.unwrap().get::<_, i32>(0), 7);
+    // A dangerous function is denied.
+    let err = c
+        .query("select pg_read_file('/etc/passwd')", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), "42501");
+}
+
+#[tokio::test]
+async fn copy_in_and_out() {
+    use futures_util::{SinkExt, TryStreamExt};
+    let e = require_env!();
+    let c = client(e, &good_token(e)).await.expect("connect");
+    let sink = c.copy_in("COPY events (payload) FROM STDIN").await.unwrap();
+    futures_util::pin_mut!(sink);
+    for i in 0..100 {
+        sink.send(bytes::Bytes::from(format!("copy-row-{i}\n")))
+            .await
+            .unwrap();
+    }
+    let n = sink.finish().await.unwrap();
+    assert_eq!(n, 100);
+    let stream = c
+        .copy_out("COPY (SELECT payload FROM events WHERE payload LIKE 'copy-row-%') TO STDOUT")
+        .await
+        .unwrap();
+    let chunks: Vec<bytes::Bytes> = stream.try_collect().await.unwrap();
+    let text: String = chunks
+        .iter()
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+        .collect();
+    assert!(text.lines().filter(|l| l.starts_with("copy-row-")).count() >= 100);
+    // COPY of a forbidden column is denied before anything streams.
+    let err = c
+        .copy_out("COPY (SELECT ssn FROM customers) TO STDOUT")
+        .await
+        .err()
+        .expect("denied");
+    assert_eq!(code(&err), "42501");
+}
+
+#[tokio::test]
+async fn cancel_of_pg_sleep_reaches_the_right_backend() {
+    let e = require_env!();
+    let c = client(e, &good_token(e)).await.expect("connect");
+    let token = c.cancel_token();
+    let started = Instant::now();
+    let canceller = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        token.cancel_query(tokio_postgres::NoTls).await
+    });
+    let err = c.query("select pg_sleep(30)", &[]).await.unwrap_err();
+    assert_eq!(code(&err), "57014", "query_canceled");
+    assert!(started.elapsed() < Duration::from_secs(20));
+    canceller.await.unwrap().unwrap();
+    // The session survives a cancel.
+    assert_eq!(
+        c.query_one("select 1::int", &[])
+            .await
+            .unwrap()
+            .get::<_, i32>(0),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_cancel_key_cancels_nothing() {
+    let e = require_env!();
+    let c = client(e, &good_token(e)).await.expect("connect");
+    // A CancelRequest with a made-up key, sent the way libpq does.
+    let mut m = Vec::new();
+    m.extend_from_slice(&16u32.to_be_bytes());
+    m.extend_from_slice(&80_877_102u32.to_be_bytes());
+    m.extend_from_slice(&1i32.to_be_bytes());
+    m.extend_from_slice(&12345i32.to_be_bytes());
+    let q = tokio::spawn(async move { c.query_one("select pg_sleep(1.5)::text", &[]).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut s = TcpStream::connect(e.addr).unwrap();
+    s.write_all(&m).unwrap();
+    drop(s);
+    assert!(q.await.unwrap().is_ok(), "the query ran to completion");
+}
+
+#[tokio::test]
+async fn listen_notify_pass_through() {
+    use futures_util::StreamExt;
+    let e = require_env!();
+    let mut cfg = tokio_postgres::Config::new();
+    cfg.host("127.0.0.1")
+        .port(e.addr.port())
+        .user("analyst")
+        .dbname(DB)
+        .password(good_token(e));
+    let (listener, mut conn) = cfg.connect(tokio_postgres::NoTls).await.unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut stream = futures_util::stream::poll_fn(move |cx| conn.poll_message(cx));
+        while let Some(Ok(m)) = stream.next().await {
+            if let tokio_postgres::AsyncMessage::Notification(n) = m {
+                let _ = tx.send((n.channel().to_owned(), n.payload().to_owned()));
+            }
+        }
+    });
+    listener.batch_execute("LISTEN pgate_chan").await.unwrap();
+    let sender = client(e, &good_token(e)).await.unwrap();
+    sender
+        .batch_execute("NOTIFY pgate_chan, 'hello through pgate'")
+        .await
+        .unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, ("pgate_chan".into(), "hello through pgate".into()));
+}
+
+// ------------------------------------------------------------------------- pgbench
+
+#[test]
+fn pgbench_select_only_in_all_protocol_modes() {
+    let e = require_env!();
+    for mode in ["simple", "extended", "prepared"] {
+        let out = Command::new("pgbench")
+            .args([
+                "-n",
+                "-S",
+                "-M",
+                mode,
+                "-c",
+                "2",
+                "-j",
+                "1",
+                "-t",
+                "200",
+                "-h",
+                "127.0.0.1",
+            ])
+            .args(["-p", &e.addr.port().to_string(), "-U", "analyst", DB])
+            .env("PGPASSWORD", good_token(e))
+            .env("PGSSLMODE", "disable")
+            .output()
+            .expect("pgbench runs");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "pgbench -M {mode}: {text}");
+        assert!(
+            text.contains("number of transactions actually processed: 400/400"),
+            "{mode}: {text}"
+        );
+    }
+}
+
+// ------------------------------------------------------------------------- tokens
+
+#[tokio::test]
+async fn bad_tokens_are_refused_with_28p01_and_a_reason() {
+    let e = require_env!();
+    let other = e.dir.join("other-keys");
+    let other_keys = init_keys(&other).unwrap();
+    let now = now_unix();
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "expired",
+            token(
+                e,
+                TokenSpec {
+                    issued: now - 7200,
+                    ttl: 600,
+                    ..Default::default()
+                },
+            ),
+            "expired",
+        ),
+        (
+            "wrong aud",
+            token(
+                e,
+                TokenSpec {
+                    audience: "someone-else",
+                    ..Default::default()
+                },
+            ),
+            "audience",
+        ),
+        (
+            "wrong iss",
+            token(
+                e,
+                TokenSpec {
+                    issuer: "https://evil.example",
+                    ..Default::default()
+                },
+            ),
+            "issuer",
+        ),
+        (
+            "bad signature",
+            token(
+                e,
+                TokenSpec {
+                    key: Some(&other_keys.key_path),
+                    kid: Some(&e.kid),
+                    ..Default::default()
+                },
+            ),
+            "signature",
+        ),
+        (
+            "unknown kid",
+            token(
+                e,
+                TokenSpec {
+                    key: Some(&other_keys.key_path),
+                    ..Default::default()
+                },
+            ),
+            "key id",
+        ),
+        (
+            "no role",
+            token(
+                e,
+                TokenSpec {
+                    groups: "nobody",
+                    ..Default::default()
+                },
+            ),
+            "role",
+        ),
+        (
+            "alg none",
+            {
+                use base64::Engine;
+                let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+                let h = b64.encode(br#"{"alg":"none","typ":"JWT"}"#);
+                let p = b64.encode(format!(r#"{{"sub":"x","iss":"{ISSUER}","aud":"{AUDIENCE}","exp":{},"groups":"analysts"}}"#, now + 600));
+                format!("{h}.{p}.")
+            },
+            "none",
+        ),
+        ("garbage", "not-a-token".into(), "malformed"),
+    ];
+    for (name, tok, why) in cases {
+        let err = client(e, &tok)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{name}: accepted"));
+        assert_eq!(code(&err), "28P01", "{name}");
+        let msg = err
+            .as_db_error()
+            .map(|d| d.message().to_owned())
+            .unwrap_or_default();
+        assert!(msg.to_lowercase().contains(why), "{name}: {msg}");
+        assert!(
+            !msg.contains(&tok),
+            "{name}: the message must not echo the token"
+        );
+    }
+}
+
+// ------------------------------------------------------------------------- malformed input
+
+fn startup_and_auth(e: &Env, token: &str) -> TcpStream {
+    let mut s = TcpStream::connect(e.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut body = 196_608u32.to_be_bytes().to_vec();
+    body.extend_from_slice(b"user\0analyst\0database\0pgate_it\0\0");
+    let mut m = ((body.len() + 4) as u32).to_be_bytes().to_vec();
+    m.extend_from_slice(&body);
+    s.write_all(&m).unwrap();
+    let mut r = [0u8; 9];
+    s.read_exact(&mut r).unwrap();
+    assert_eq!(&r, &[b'R', 0, 0, 0, 8, 0, 0, 0, 3]);
+    let mut p = token.as_bytes().to_vec();
+    p.push(0);
+    let mut pm = vec![b'p'];
+    pm.extend_from_slice(&((p.len() + 4) as u32).to_be_bytes());
+    pm.extend_from_slice(&p);
+    s.write_all(&pm).unwrap();
+    // Read up to ReadyForQuery.
+    let mut seen = Vec::new();
+    loop {
+        let mut h = [0u8; 5];
+        s.read_exact(&mut h).unwrap();
+        let len = u32::from_be_bytes([h[1], h[2], h[3], h[4]]) as usize;
+        let mut b = vec![0u8; len - 4];
+        s.read_exact(&mut b).unwrap();
+        seen.push(h[0]);
+        if h[0] == b'Z' {
+            break;
+        }
+    }
+    s
+}
+
+fn read_fatal(s: &mut TcpStream) -> String {
+    let mut all = Vec::new();
+    let _ = s.read_to_end(&mut all);
+    assert_eq!(
+        all.first(),
+        Some(&b'E'),
+        "expected an ErrorResponse, got {all:?}"
+    );
+    String::from_utf8_lossy(&all).into_owned()
+}
+
+#[tokio::test]
+async fn malformed_wire_input_is_fatal_08p01_and_others_keep_working() {
+    let e = require_env!();
+    let bystander = client(e, &good_token(e)).await.unwrap();
+    assert_eq!(
+        bystander
+            .query_one("select 1::int", &[])
+            .await
+            .unwrap()
+            .get::<_, i32>(0),
+        1
+    );
+    let t = good_token(e);
+    for (name, bytes) in [
+        ("length 0", vec![b'Q', 0, 0, 0, 0]),
+        ("negative length", vec![b'Q', 0xFF, 0xFF, 0xFF, 0xFE]),
+        ("2 GiB length", vec![b'Q', 0x7F, 0xFF, 0xFF, 0xFF]),
+        ("unknown type", vec![b'~', 0, 0, 0, 4]),
+        (
+            "query without terminator",
+            vec![b'Q', 0, 0, 0, 7, b's', b'e', b'l'],
+        ),
+    ] {
+        let mut s = startup_and_auth(e, &t);
+        s.write_all(&bytes).unwrap();
+        let text = read_fatal(&mut s);
+        assert!(
+            text.contains("FATAL") && text.contains("08P01"),
+            "{name}: {text}"
+        );
+    }
+    // Truncated message then close: the session just ends.
+    let mut s = startup_and_auth(e, &t);
+    s.write_all(&[b'Q', 0, 0, 0, 100, b's']).unwrap();
+    drop(s);
+    // Garbage before startup.
+    let mut s = TcpStream::connect(e.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"\x00\x00\x00\x10GET / HTTP/1.1\r\n").unwrap();
+    let text = read_fatal(&mut s);
+    assert!(
+        text.contains("08P01") || text.contains("protocol"),
+        "{text}"
+    );
+    // The bystander session was not disturbed.
+    assert_eq!(
+        bystander
+            .query_one("select 2::int", &[])
+            .await
+            .unwrap()
+            .get::<_, i32>(0),
+        2
+    );
+}
+
+// ------------------------------------------------------------------------- audit
+
+/// Every statement PostgreSQL executed for this test's marker appears in pgate's audit log
+/// as allowed, and no denied statement appears in PostgreSQL's log.
+#[tokio::test]
+async fn audit_log_matches_what_postgres_executed() {
+    let e = require_env!();
+    let marker = format!("audit{}", std::process::id());
+    let c = client(e, &good_token(e)).await.unwrap();
+    let allowed = [
+        format!("select /* {marker} */ count(*) from customers"),
+        format!("select /* {marker} */ name from customers where id = 1"),
+    ];
+    let denied = [
+        format!("select /* {marker} */ ssn from customers"),
+        format!("delete /* {marker} */ from customers"),
+    ];
+    for q in &allowed {
+        c.simple_query(q).await.unwrap();
+    }
+    let stmt = c
+        .prepare(&format!(
+            "select /* {marker} */ email from customers where id = $1"
+        ))
+        .await
+        .unwrap();
+    c.query(&stmt, &[&2i32]).await.unwrap();
+    for q in &denied {
+        assert!(c.simple_query(q).await.is_err());
+    }
+    drop(c);
+    // Give both logs a moment to reach disk.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (pg, audit) = loop {
+        let pg: Vec<String> = std::fs::read_to_string(&e.pg_log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| {
+                l.contains(&marker) && (l.contains("statement: ") || l.contains("execute "))
+            })
+            .map(|l| {
+                let i = l.find(": select").or_else(|| l.find(": delete")).unwrap();
+                l[i + 2..].trim().to_owned()
+            })
+            .collect();
+        let audit: Vec<Value> = std::fs::read_to_string(&e.audit)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["sql"].as_str().is_some_and(|s| s.contains(&marker)))
+            .collect();
+        if (pg.len() >= 3 && audit.len() >= 5) || Instant::now() > deadline {
+            break (pg, audit);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let audited_allowed: Vec<&str> = audit
+        .iter()
+        .filter(|v| v["verdict"] == "allow")
+        .filter_map(|v| v["sql"].as_str())
+        .collect();
+    let audited_denied: Vec<&str> = audit
+        .iter()
+        .filter(|v| v["verdict"] == "deny")
+        .filter_map(|v| v["sql"].as_str())
+        .collect();
+    assert!(pg.len() >= 3, "postgres log: {pg:?}");
+    for stmt in &pg {
+        assert!(
+            audited_allowed.contains(&stmt.as_str()),
+            "{stmt} ran but is not audited as allowed: {audit:?}"
+        );
+    }
+    for d in &denied {
+        assert!(
+            !pg.iter().any(|p| p == d),
+            "denied statement reached postgres: {d}"
+        );
+        assert!(
+            audited_denied.contains(&d.as_str()),
+            "{d} not audited as denied"
+        );
+    }
+    for v in &audit {
+        assert_eq!(v["sub"], "alice@example.com");
+        assert_eq!(v["act"][0], "ci-agent");
+        assert_eq!(v["role"], "analyst");
+        assert!(v["table"].as_str().is_some_and(|s| s.len() == 16));
+    }
+}
