@@ -207,6 +207,12 @@ pub struct Session {
     /// The denied batch's Sync is answered by the upstream's ReadyForQuery.
     sync_answered_upstream: bool,
     copy_in: bool,
+    /// Syncs forwarded since the last Execute: if that Execute starts a COPY FROM STDIN,
+    /// PostgreSQL ignores them ("The backend will ignore Flush and Sync messages received
+    /// during copy-in mode"), so they will get no ReadyForQuery.
+    syncs_since_execute: usize,
+    /// The last command forwarded was an Execute (extended protocol), not a Query.
+    last_command_extended: bool,
     statements: HashMap<String, Prepared>,
     portals: HashMap<String, usize>,
     unnamed_portal: Option<usize>,
@@ -271,6 +277,8 @@ impl Session {
             skipping_batch: false,
             sync_answered_upstream: false,
             copy_in: false,
+            syncs_since_execute: 0,
+            last_command_extended: false,
             statements: HashMap::new(),
             portals: HashMap::new(),
             unnamed_portal: None,
@@ -626,6 +634,8 @@ impl Session {
                         started_us: self.now.mono_us,
                     });
                 }
+                self.syncs_since_execute = 0;
+                self.last_command_extended = true;
                 self.forward_in_batch(raw);
             }
             Frontend::Close { kind, name } => {
@@ -642,6 +652,11 @@ impl Session {
             }
             Frontend::Sync => {
                 self.forward(raw);
+                if self.copy_in {
+                    // Ignored by the server in copy-in mode: no ReadyForQuery will answer it.
+                    return;
+                }
+                self.syncs_since_execute += 1;
                 self.unit_forwarded();
             }
             Frontend::Flush => self.forward(raw),
@@ -764,6 +779,7 @@ impl Session {
                 });
             }
             self.forward(raw);
+            self.last_command_extended = false;
             self.unit_forwarded();
         } else {
             let msg = self.deny_message(&verdict, table);
@@ -1214,7 +1230,16 @@ impl Session {
                 self.bytes += raw.len() as u64;
             }
             b'd' => self.bytes += raw.len() as u64,
-            b'G' => self.copy_in = true,
+            b'G' => {
+                self.copy_in = true;
+                if self.last_command_extended {
+                    // The client's Syncs after the COPY's Execute reached the server in
+                    // copy-in mode and are ignored there: they will get no ReadyForQuery.
+                    let k = std::mem::take(&mut self.syncs_since_execute);
+                    self.inflight = self.inflight.saturating_sub(k);
+                    self.unit_seq = self.unit_seq.saturating_sub(k as u64);
+                }
+            }
             b'W' => {
                 return self.fatal(
                     sqlstate::FEATURE_NOT_SUPPORTED,

@@ -236,6 +236,8 @@ struct FakeServer {
     /// Answer startup with md5 authentication first.
     md5: bool,
     password_seen: Option<Vec<u8>>,
+    last_parsed: String,
+    in_copy: bool,
 }
 
 impl FakeServer {
@@ -265,7 +267,21 @@ impl FakeServer {
         while let Ok(Some(f)) = frame(bytes, 1 << 30) {
             bytes = &bytes[f.len..];
             self.received.push((f.tag, f.body.to_vec()));
-            match parse_frontend(&f).unwrap() {
+            let m = parse_frontend(&f).unwrap();
+            if self.in_copy {
+                // "The backend will ignore Flush and Sync messages received during
+                // copy-in mode."
+                match m {
+                    Frontend::CopyDone => {
+                        self.in_copy = false;
+                        out.extend(msg(b'C', &cstr("COPY 1")));
+                    }
+                    Frontend::CopyData(_) | Frontend::Sync | Frontend::Flush => {}
+                    _ => panic!("unexpected message in copy-in mode"),
+                }
+                continue;
+            }
+            match m {
                 Frontend::Password(p) => {
                     self.password_seen = Some(p.to_vec());
                     self.ready_after_auth(&mut out);
@@ -281,9 +297,14 @@ impl FakeServer {
                 }
                 Frontend::Parse { sql, .. } => {
                     self.queries.push(sql.to_owned());
+                    self.last_parsed = sql.to_owned();
                     out.extend(msg(b'1', &[]));
                 }
                 Frontend::Bind { .. } => out.extend(msg(b'2', &[])),
+                Frontend::Execute { .. } if self.last_parsed.contains("STDIN") => {
+                    out.extend(msg(b'G', &[0, 0, 0]));
+                    self.in_copy = true;
+                }
                 Frontend::Execute { .. } => {
                     out.extend(msg(b'D', &[0, 1, 0, 0, 0, 1, b'1']));
                     out.extend(msg(b'C', &cstr("SELECT 1")));
@@ -645,4 +666,27 @@ fn expired_token_ends_the_session() {
     assert_eq!(error_field(&r[0].1, b'C'), "28000");
     assert!(error_field(&r[0].1, b'M').contains("expired"));
     assert!(s.session.is_closed());
+}
+
+#[test]
+fn extended_copy_in_with_pipelined_sync_keeps_responses_in_step() {
+    let mut s = Sim::plaintext();
+    s.connect();
+    // The fake server starts COPY FROM STDIN for any statement mentioning STDIN; a string
+    // literal keeps the statement an allowed SELECT for the policy.
+    let mut batch = parse("c", "select 'STDIN' from orders");
+    batch.extend(bind("", "c"));
+    batch.extend(execute(""));
+    batch.extend(sync());
+    let r = messages(&s.client(&batch));
+    assert_eq!(tags(&r), "12G");
+    let mut data = msg(b'd', b"1\n");
+    data.extend(msg(b'c', &[]));
+    data.extend(sync());
+    let r = messages(&s.client(&data));
+    assert_eq!(tags(&r), "CZ", "one ReadyForQuery: the Sync sent in copy-in mode got none");
+    // A denial right after must be answered at once, not wait for a ReadyForQuery that
+    // will never come.
+    let r = messages(&s.client(&query("select ssn from customers")));
+    assert_eq!(tags(&r), "EZ");
 }
