@@ -562,3 +562,72 @@ fn empty_policy_denies_everything() {
     });
     assert!(!t.decide_all(pgate_core::table::RoleId(0), &f).is_allow());
 }
+
+#[test]
+fn unqualified_functions_must_be_allowed_under_every_declared_schema() {
+    let mut p = sample();
+    // public.lower shadows nothing by default, but a search_path could put it first.
+    p.catalog.functions.push(FunctionDecl {
+        schema: "public".into(),
+        name: "lower".into(),
+        tags: vec![],
+    });
+    p.roles[0].functions.push((2, Effect::Deny, Some(4)));
+    let bytes = write(&p);
+    let t = Table::parse(&bytes).unwrap();
+    let analyst = t.role("analyst").unwrap();
+    // Qualified: each decided on its own.
+    assert!(t.function_allowed(analyst, "pg_catalog", "lower").0);
+    assert!(!t.function_allowed(analyst, "public", "lower").0);
+    // Unqualified: denied, because public.lower is declared and denied.
+    assert_eq!(t.unqualified_function_allowed(analyst, "lower"), (false, Some(4)));
+    // Unqualified upper: only pg_catalog's pattern applies.
+    assert!(t.unqualified_function_allowed(analyst, "upper").0);
+    // Through decide(): an empty schema means unqualified.
+    let mut f = facts(&Stmt {
+        classes: &[C::Select],
+        tables: &[],
+        columns: &[],
+        functions: &[],
+    });
+    let name = f.push_name("lower").unwrap();
+    f.push_function(FunctionRef {
+        name: QualifiedName {
+            schema: pgate_core::facts::NameRef::EMPTY,
+            name,
+        },
+    })
+    .unwrap();
+    assert!(matches!(
+        t.decide_all(analyst, &f).decision,
+        Decision::Deny { reason: DenyReason::Function { function: 0 }, .. }
+    ));
+}
+
+#[test]
+fn undeclared_columns_are_denied_on_column_restricted_grants_only() {
+    let bytes = write(&sample());
+    let t = Table::parse(&bytes).unwrap();
+    let analyst = t.role("analyst").unwrap();
+    // customers: analyst may read id, name, email — `SSN` (quoted, upper case) is not a
+    // declared column and must not pass as "unknown".
+    let f = facts(&Stmt {
+        classes: &[C::Select],
+        tables: &[(C::Select, "public", "customers")],
+        columns: &[(None, Some("SSN"), false)],
+        functions: &[],
+    });
+    assert!(matches!(
+        t.decide_all(analyst, &f).decision,
+        Decision::Deny { reason: DenyReason::Column { column: 0, .. }, .. }
+    ));
+    // orders: every column is granted, so a column the catalog does not know is allowed
+    // (the grant covers it, and PostgreSQL rejects it if it does not exist).
+    let f = facts(&Stmt {
+        classes: &[C::Select],
+        tables: &[(C::Select, "public", "orders")],
+        columns: &[(None, Some("note"), false)],
+        functions: &[],
+    });
+    assert!(t.decide_all(analyst, &f).is_allow());
+}

@@ -510,7 +510,13 @@ impl Session {
                         }
                         // Protocol extensions: pgate speaks 3.0 and forwards none.
                         k if k.starts_with("_pq_.") => {}
-                        _ => forward.push((k.to_owned(), v.to_owned())),
+                        _ => match startup_param_allowed(k, v) {
+                            Ok(()) => forward.push((k.to_owned(), v.to_owned())),
+                            Err(why) => {
+                                let msg = format!("pgate: startup parameter `{k}` {why}");
+                                return self.fatal(sqlstate::FEATURE_NOT_SUPPORTED, &msg);
+                            }
+                        },
                     }
                 }
                 let Some(user) = user else {
@@ -1505,6 +1511,30 @@ impl Session {
         }
         self.state = State::Closed;
         self.actions.push_back(Action::Close);
+    }
+}
+
+/// Startup parameters are settings the upstream applies before any statement — outside
+/// policy. Only harmless ones pass (what libpq, JDBC, pgbench and tokio-postgres send);
+/// settings that change how SQL is lexed (`standard_conforming_strings`, exotic
+/// `client_encoding`s) or resolved (`search_path`, `role`, …) would let a client make the
+/// classifier read a statement differently from the database, so they are refused.
+fn startup_param_allowed(name: &str, value: &str) -> Result<(), &'static str> {
+    let v = value.to_ascii_lowercase();
+    match name.to_ascii_lowercase().as_str() {
+        "application_name" | "fallback_application_name" | "datestyle" | "timezone"
+        | "intervalstyle" | "extra_float_digits" | "lc_messages" | "lc_monetary"
+        | "lc_numeric" | "lc_time" | "bytea_output" | "statement_timeout"
+        | "idle_in_transaction_session_timeout" | "geqo" => Ok(()),
+        "client_encoding" => match v.as_str() {
+            "utf8" | "utf-8" | "unicode" | "sql_ascii" => Ok(()),
+            _ => Err("must be UTF8 through pgate (other encodings change how SQL is read)"),
+        },
+        "standard_conforming_strings" => match v.as_str() {
+            "on" | "true" | "1" => Ok(()),
+            _ => Err("must be on through pgate"),
+        },
+        _ => Err("is not allowed through pgate (it could change how statements run); set it with SET after connecting if policy allows"),
     }
 }
 

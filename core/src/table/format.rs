@@ -147,6 +147,9 @@ pub const KEY_ROLE: u32 = 1;
 pub const KEY_TABLE: u32 = 2;
 pub const KEY_COLUMN: u32 = 3;
 pub const KEY_FUNCTION: u32 = 4;
+/// A function name without its schema → the first function of that name (functions are
+/// sorted by (name, schema), so all of one name are contiguous).
+pub const KEY_FUNCTION_NAME: u32 = 5;
 
 /// One slot of the open-addressing name index (linear probing, power-of-two capacity,
 /// at most half full). `id` is a role, table, global column or function index.

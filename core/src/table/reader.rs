@@ -430,7 +430,7 @@ impl<'a> Table<'a> {
                 KEY_ROLE => self.roles.len(),
                 KEY_TABLE => self.tables.len(),
                 KEY_COLUMN => self.columns.len(),
-                KEY_FUNCTION => self.functions.len(),
+                KEY_FUNCTION | KEY_FUNCTION_NAME => self.functions.len(),
                 _ => return Err(LoadError::Malformed("name index key kind")),
             };
             used += 1;
@@ -444,7 +444,7 @@ impl<'a> Table<'a> {
         }
         let ntables = self.tables.len();
         let row_len = ntables + 1;
-        if self.rows.len() % row_len != 0 {
+        if !self.rows.len().is_multiple_of(row_len) {
             return Err(LoadError::Malformed("row section length"));
         }
         let nrows = self.rows.len() / row_len;
@@ -918,6 +918,34 @@ impl<'a> Table<'a> {
         (allow.is_some(), allow)
     }
 
+    /// An unqualified call `name(…)`: the search path decides which function runs, and
+    /// pgate cannot be sure which one that is. Fail closed: allowed only if `pg_catalog.name`
+    /// (searched first) is allowed and so is every declared function of that name in any
+    /// schema.
+    pub fn unqualified_function_allowed(&self, role: RoleId, name: &str) -> (bool, Option<u32>) {
+        let (ok, rule) = self.function_allowed(role, "pg_catalog", name);
+        if !ok {
+            return (false, rule);
+        }
+        let first = self.lookup(KEY_FUNCTION_NAME, 0, &[name.as_bytes()], |id| {
+            self.functions
+                .get(id as usize)
+                .is_some_and(|f| self.raw(&f.name) == name.as_bytes())
+        });
+        if let Some(first) = first {
+            for f in self.functions.iter().skip(first as usize) {
+                if self.raw(&f.name) != name.as_bytes() {
+                    break;
+                }
+                let (ok, r) = self.function_allowed(role, self.str(&f.schema), name);
+                if !ok {
+                    return (false, r);
+                }
+            }
+        }
+        (true, rule)
+    }
+
     pub fn mask(&self, role: RoleId, table: TableId, column: ColumnId) -> Option<(MaskKind, u32)> {
         let r = self.roles.get(role.0 as usize)?;
         let first = r.masks_first.get() as usize;
@@ -1144,6 +1172,21 @@ impl<'a> Table<'a> {
                             None => {}
                         }
                     }
+                    if !resolved && col.whole_row == 0 {
+                        // A name no candidate table declares: on a table whose grant is
+                        // column-restricted it cannot be allowed (the catalog must name
+                        // every column a restricted role may touch; `"SSN"` or a
+                        // look-alike must not slip through as "unknown").
+                        for i in bits(col.candidates) {
+                            let (Some(a), Some(Some(t))) = (accesses.get(i), ids.get(i)) else {
+                                continue;
+                            };
+                            let (ok, rule) = self.all_columns_allowed(role, a.class, *t);
+                            if !ok {
+                                return deny(rule, DenyReason::Column { class: a.class, access: i as u16, column });
+                            }
+                        }
+                    }
                     if !resolved {
                         // PostgreSQL reads an unqualified name no table supplies as a
                         // whole-row reference to the relation of that name/alias.
@@ -1169,9 +1212,12 @@ impl<'a> Table<'a> {
         }
 
         for (k, f) in facts.functions(stmt).iter().enumerate() {
-            let schema = facts.name(f.name.schema);
             let name = facts.name(f.name.name);
-            let (ok, rule) = self.function_allowed(role, schema, name);
+            let (ok, rule) = if f.name.schema.is_empty() {
+                self.unqualified_function_allowed(role, name)
+            } else {
+                self.function_allowed(role, facts.name(f.name.schema), name)
+            };
             if !ok {
                 return deny(rule, DenyReason::Function { function: k as u16 });
             }

@@ -127,7 +127,8 @@ pub fn write(policy: &CompiledPolicy) -> Vec<u8> {
             &policy.catalog.functions[*a as usize],
             &policy.catalog.functions[*b as usize],
         );
-        (&fa.schema, &fa.name).cmp(&(&fb.schema, &fb.name))
+        // By name first: the functions of one name are contiguous (KEY_FUNCTION_NAME).
+        (&fa.name, &fa.schema).cmp(&(&fb.name, &fb.schema))
     });
     let mut func_remap = vec![0u32; func_order.len()];
     for (new, old) in func_order.iter().enumerate() {
@@ -185,8 +186,17 @@ pub fn write(policy: &CompiledPolicy) -> Vec<u8> {
         ));
     }
     let mut functions = Vec::with_capacity(nfuncs);
+    let mut last_name: Option<&str> = None;
     for (new, old) in func_order.iter().enumerate() {
         let f = &policy.catalog.functions[*old as usize];
+        if last_name != Some(f.name.as_str()) {
+            index_keys.push((
+                key_hash(KEY_FUNCTION_NAME, 0, &[f.name.as_bytes()]),
+                KEY_FUNCTION_NAME,
+                new as u32,
+            ));
+            last_name = Some(f.name.as_str());
+        }
         functions.push(FunctionRec {
             schema: strings.add(&f.schema),
             name: strings.add(&f.name),

@@ -1,0 +1,403 @@
+//! Shared harness of the sans-IO tests: a policy, a test authenticator, a scripted client
+//! and a small fake PostgreSQL, wired to a `Session` with no sockets.
+#![allow(dead_code)]
+
+use pgate::session::{Action, Authenticator, Clock, Identity, Session, SessionConfig};
+use pgate_core::class::{ClassSet, StatementClass as C};
+use pgate_core::table::model::*;
+use pgate_core::table::{Table, write};
+use pgate_core::wire::{self, Frontend, frame, parse_frontend};
+
+// ---------------------------------------------------------------- policy
+
+pub fn rule(line: u32, kind: RuleKind, text: &str) -> RuleInfo {
+    RuleInfo {
+        file: "roles/analyst.kdl".into(),
+        line,
+        column: 5,
+        kind,
+        role: "analyst".into(),
+        text: text.into(),
+    }
+}
+
+pub fn allow(rule: u32, columns: ColumnAccess) -> Cell {
+    Cell {
+        effect: Effect::Allow,
+        rule: Some(rule),
+        columns,
+        denied_columns: vec![],
+        denied_columns_rule: None,
+    }
+}
+
+/// analyst may select public.orders (all columns) and public.customers (id, name), run
+/// transactions and SET; nothing else.
+pub fn policy() -> Vec<u8> {
+    let cols = |names: &[&str]| {
+        names
+            .iter()
+            .map(|n| ColumnDecl {
+                name: (*n).into(),
+                tags: vec![],
+            })
+            .collect()
+    };
+    let p = CompiledPolicy {
+        source_digest: [0; 32],
+        catalog: Catalog {
+            tables: vec![
+                TableDecl {
+                    schema: "public".into(),
+                    name: "orders".into(),
+                    columns: cols(&["id", "customer_id", "total"]),
+                    tags: vec![],
+                },
+                TableDecl {
+                    schema: "public".into(),
+                    name: "customers".into(),
+                    columns: cols(&["id", "name", "ssn"]),
+                    tags: vec![],
+                },
+            ],
+            functions: vec![],
+        },
+        rules: vec![
+            rule(3, RuleKind::Allow, "allow select orders"),
+            rule(4, RuleKind::Allow, "allow select customers id name"),
+            rule(5, RuleKind::Allow, "allow transaction session"),
+            rule(6, RuleKind::Allow, "allow-function pg_catalog.*"),
+        ],
+        roles: vec![CompiledRole {
+            name: "analyst".into(),
+            members: vec![],
+            cells: vec![
+                CellEntry {
+                    class: C::Select,
+                    table: Some(0),
+                    cell: allow(0, ColumnAccess::All),
+                },
+                CellEntry {
+                    class: C::Select,
+                    table: Some(1),
+                    cell: allow(1, ColumnAccess::Only(vec![0, 1])),
+                },
+                CellEntry {
+                    class: C::Select,
+                    table: None,
+                    cell: allow(0, ColumnAccess::All),
+                },
+                CellEntry {
+                    class: C::Transaction,
+                    table: None,
+                    cell: allow(2, ColumnAccess::All),
+                },
+                CellEntry {
+                    class: C::Session,
+                    table: None,
+                    cell: allow(2, ColumnAccess::All),
+                },
+            ],
+            functions: vec![],
+            patterns: vec![PatternRule {
+                kind: PatternKind::Function,
+                classes: ClassSet::ALL,
+                pattern: "pg_catalog.*".into(),
+                effect: Effect::Allow,
+                rule: 3,
+            }],
+            masks: vec![],
+            limits: Limits::default(),
+            rates: vec![],
+        }],
+    };
+    write(&p)
+}
+
+/// Accepts the token "good" (and "good-expiring", which expires at t=1000 s).
+pub struct TestAuth;
+
+impl Authenticator for TestAuth {
+    fn authenticate(
+        &self,
+        _user: &str,
+        token: &str,
+        table: &Table<'_>,
+        _now_unix: u64,
+    ) -> Result<Identity, String> {
+        let expires = match token {
+            "good" => u64::MAX / 2,
+            "good-expiring" => 1000,
+            _ => return Err("signature does not verify".into()),
+        };
+        Ok(Identity {
+            subject: "alice@example.com".into(),
+            actors: vec!["agent-7".into()],
+            role: table.role("analyst").ok_or("no role")?,
+            role_name: "analyst".into(),
+            expires_at_unix: expires,
+        })
+    }
+}
+
+// ---------------------------------------------------------------- client side
+
+pub fn startup(params: &[(&str, &str)]) -> Vec<u8> {
+    let mut body = wire::PROTOCOL_3_0.to_be_bytes().to_vec();
+    for (k, v) in params {
+        body.extend_from_slice(k.as_bytes());
+        body.push(0);
+        body.extend_from_slice(v.as_bytes());
+        body.push(0);
+    }
+    body.push(0);
+    let mut m = ((body.len() + 4) as u32).to_be_bytes().to_vec();
+    m.extend_from_slice(&body);
+    m
+}
+
+pub fn msg(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut v = Vec::new();
+    wire::write_message(&mut v, tag, body);
+    v
+}
+
+pub fn cstr(s: &str) -> Vec<u8> {
+    let mut v = s.as_bytes().to_vec();
+    v.push(0);
+    v
+}
+
+pub fn query(sql: &str) -> Vec<u8> {
+    msg(b'Q', &cstr(sql))
+}
+
+pub fn parse(name: &str, sql: &str) -> Vec<u8> {
+    let mut b = cstr(name);
+    b.extend(cstr(sql));
+    b.extend_from_slice(&0i16.to_be_bytes());
+    msg(b'P', &b)
+}
+
+pub fn bind(portal: &str, stmt: &str) -> Vec<u8> {
+    let mut b = cstr(portal);
+    b.extend(cstr(stmt));
+    b.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+    msg(b'B', &b)
+}
+
+pub fn execute(portal: &str) -> Vec<u8> {
+    let mut b = cstr(portal);
+    b.extend_from_slice(&0i32.to_be_bytes());
+    msg(b'E', &b)
+}
+
+pub fn sync() -> Vec<u8> {
+    msg(b'S', &[])
+}
+
+/// Splits bytes into (tag, body) messages.
+pub fn messages(mut b: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    let mut out = Vec::new();
+    while let Ok(Some(f)) = frame(b, 1 << 30) {
+        out.push((f.tag, f.body.to_vec()));
+        b = &b[f.len..];
+    }
+    assert!(b.is_empty(), "trailing partial message: {b:?}");
+    out
+}
+
+pub fn tags(m: &[(u8, Vec<u8>)]) -> String {
+    m.iter().map(|(t, _)| char::from(*t)).collect()
+}
+
+pub fn error_field(body: &[u8], field: u8) -> String {
+    let mut i = 0;
+    while i < body.len() && body[i] != 0 {
+        let f = body[i];
+        let end = body[i + 1..].iter().position(|b| *b == 0).unwrap() + i + 1;
+        if f == field {
+            return String::from_utf8_lossy(&body[i + 1..end]).into_owned();
+        }
+        i = end + 1;
+    }
+    String::new()
+}
+
+// ---------------------------------------------------------------- fake server
+
+/// A tiny PostgreSQL: trust auth, answers queries with one row, records what it received.
+#[derive(Default)]
+pub struct FakeServer {
+    pub received: Vec<(u8, Vec<u8>)>,
+    pub startup_params: Vec<(String, String)>,
+    pub queries: Vec<String>,
+    pub started: bool,
+    /// Answer startup with md5 authentication first.
+    pub md5: bool,
+    pub password_seen: Option<Vec<u8>>,
+    pub last_parsed: String,
+    pub in_copy: bool,
+}
+
+impl FakeServer {
+    pub fn feed(&mut self, mut bytes: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        if !self.started {
+            let len = u32::from_be_bytes(bytes[..4].try_into().unwrap()) as usize;
+            let body = &bytes[8..len];
+            let mut parts = body.split(|b| *b == 0);
+            while let (Some(k), Some(v)) = (parts.next(), parts.next()) {
+                if k.is_empty() {
+                    break;
+                }
+                self.startup_params.push((
+                    String::from_utf8_lossy(k).into_owned(),
+                    String::from_utf8_lossy(v).into_owned(),
+                ));
+            }
+            bytes = &bytes[len..];
+            self.started = true;
+            if self.md5 {
+                out.extend(msg(b'R', &[0, 0, 0, 5, 1, 2, 3, 4]));
+                return out;
+            }
+            self.ready_after_auth(&mut out);
+        }
+        while let Ok(Some(f)) = frame(bytes, 1 << 30) {
+            bytes = &bytes[f.len..];
+            self.received.push((f.tag, f.body.to_vec()));
+            let m = parse_frontend(&f).unwrap();
+            if self.in_copy {
+                // "The backend will ignore Flush and Sync messages received during
+                // copy-in mode."
+                match m {
+                    Frontend::CopyDone => {
+                        self.in_copy = false;
+                        out.extend(msg(b'C', &cstr("COPY 1")));
+                    }
+                    Frontend::CopyData(_) | Frontend::Sync | Frontend::Flush => {}
+                    _ => panic!("unexpected message in copy-in mode"),
+                }
+                continue;
+            }
+            match m {
+                Frontend::Password(p) => {
+                    self.password_seen = Some(p.to_vec());
+                    self.ready_after_auth(&mut out);
+                }
+                Frontend::Query { sql } => {
+                    self.queries.push(sql.to_owned());
+                    for _ in sql.split(';').filter(|s| !s.trim().is_empty()) {
+                        out.extend(msg(b'T', &[0, 0]));
+                        out.extend(msg(b'D', &[0, 1, 0, 0, 0, 1, b'1']));
+                        out.extend(msg(b'C', &cstr("SELECT 1")));
+                    }
+                    out.extend(msg(b'Z', b"I"));
+                }
+                Frontend::Parse { sql, .. } => {
+                    self.queries.push(sql.to_owned());
+                    self.last_parsed = sql.to_owned();
+                    out.extend(msg(b'1', &[]));
+                }
+                Frontend::Bind { .. } => out.extend(msg(b'2', &[])),
+                Frontend::Execute { .. } if self.last_parsed.contains("STDIN") => {
+                    out.extend(msg(b'G', &[0, 0, 0]));
+                    self.in_copy = true;
+                }
+                Frontend::Execute { .. } => {
+                    out.extend(msg(b'D', &[0, 1, 0, 0, 0, 1, b'1']));
+                    out.extend(msg(b'C', &cstr("SELECT 1")));
+                }
+                Frontend::Sync => out.extend(msg(b'Z', b"I")),
+                _ => {}
+            }
+        }
+        out
+    }
+
+    pub fn ready_after_auth(&mut self, out: &mut Vec<u8>) {
+        out.extend(msg(b'R', &[0, 0, 0, 0]));
+        out.extend(msg(b'S', b"server_version\x0015.0\x00"));
+        // The real key: must never reach the client.
+        out.extend(msg(b'K', &[0, 0, 0x30, 0x39, 0xDE, 0xAD, 0xBE, 0xEF]));
+        out.extend(msg(b'Z', b"I"));
+    }
+}
+
+// ---------------------------------------------------------------- harness
+
+pub struct Sim {
+    pub table: Vec<u8>,
+    pub session: Session,
+    pub server: FakeServer,
+    pub actions: Vec<Action>,
+    pub t: Clock,
+}
+
+impl Sim {
+    pub fn new(cfg: SessionConfig) -> Self {
+        Sim {
+            table: policy(),
+            session: Session::new(cfg, 1, "127.0.0.1:5555", (4242, 777)),
+            server: FakeServer::default(),
+            actions: vec![],
+            t: Clock {
+                mono_us: 1,
+                unix_ms: 500_000,
+            },
+        }
+    }
+
+    pub fn plaintext() -> Self {
+        Sim::new(SessionConfig {
+            allow_plaintext_auth: true,
+            upstream_user: "pgate_upstream".into(),
+            ..SessionConfig::default()
+        })
+    }
+
+    /// Sends client bytes, runs the exchange with the server to quiescence, returns what
+    /// the client received.
+    pub fn client(&mut self, bytes: &[u8]) -> Vec<u8> {
+        let table = Table::parse(&self.table).unwrap();
+        self.t.mono_us += 10;
+        let n = self.session.handle_client(bytes, &table, &TestAuth, self.t);
+        assert!(
+            n == bytes.len() || self.session.is_closed(),
+            "session left {} bytes unconsumed",
+            bytes.len() - n
+        );
+        self.pump()
+    }
+
+    pub fn pump(&mut self) -> Vec<u8> {
+        for _ in 0..10 {
+            while let Some(a) = self.session.poll_action() {
+                if a == Action::ConnectUpstream {
+                    self.session.upstream_connected();
+                }
+                self.actions.push(a);
+            }
+            let up = self.session.poll_upstream().to_vec();
+            self.session.upstream_written(up.len());
+            if up.is_empty() {
+                break;
+            }
+            let reply = self.server.feed(&up);
+            self.t.mono_us += 10;
+            let n = self.session.handle_upstream(&reply, self.t);
+            assert_eq!(n, reply.len());
+        }
+        let out = self.session.poll_client().to_vec();
+        self.session.client_written(out.len());
+        out
+    }
+
+    pub fn connect(&mut self) -> Vec<(u8, Vec<u8>)> {
+        let r = self.client(&startup(&[("user", "analyst"), ("database", "app")]));
+        assert_eq!(messages(&r), vec![(b'R', vec![0, 0, 0, 3])]);
+        messages(&self.client(&msg(b'p', &cstr("good"))))
+    }
+}
+
