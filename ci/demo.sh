@@ -1,37 +1,103 @@
 #!/usr/bin/env bash
-# The main job. Until the proxy lands, it builds and tests the example policies and shows
-# what pgate would decide for a few statements, per role, with the deciding rule.
+# The main job: a throwaway PostgreSQL with demo data, the example policies checked, built
+# and tested, signing keys and tokens for two roles, pgate in front, and psql showing what
+# an analyst may do, what it may not (with the rule that says so), and what an AI agent
+# may not do. Leaves pgate running for you to try when run from a terminal.
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
-log "building pgate-compile"
-cargo build --release --locked -p pgate-compile -p pgate 2>&1 | tail -n 2
+install_packages postgresql openssl
+
+log "building pgate and pgate-compile (release)"
+cargo build --release --locked -p pgate -p pgate-compile 2>&1 | tail -n 1
 PGC="$ROOT/target/release/pgate-compile"
+PGATE="$ROOT/target/release/pgate"
+DEMO="$ROOT/target/demo"
+rm -rf "$DEMO" && mkdir -p "$DEMO"
 
-log "pgate-compile check policies/"
+log "policies: check, test, build"
 "$PGC" check policies/
+"$PGC" test policies/ | tail -n 1
+"$PGC" build policies/ -o "$DEMO/policy.pgt"
+"$PGATE" check-table "$DEMO/policy.pgt"
 
-log "pgate-compile build policies/ -o target/policy.pgt"
-"$PGC" build policies/ -o target/policy.pgt
-"$ROOT/target/release/pgate" check-table target/policy.pgt
+pg_start demo 54330
+PGATE_PID=""
+cleanup() {
+    [ -n "$PGATE_PID" ] && kill "$PGATE_PID" 2>/dev/null
+    pg_stop
+}
+trap cleanup EXIT
+psql_admin -c "CREATE DATABASE app" >/dev/null
+PGDATABASE_ADMIN=app psql_admin -f ci/demo-schema.sql >/dev/null
+log "demo database \`app\` loaded ($(PGDATABASE_ADMIN=app psql_admin -tAc 'select count(*) from customers') customers)"
 
-log "pgate-compile test policies/"
-"$PGC" test policies/
+log "keys, TLS certificate, configuration"
+"$PGATE" token --init-keys "$DEMO/keys"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj "/CN=localhost" -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+    -keyout "$DEMO/server.key" -out "$DEMO/server.crt" 2>/dev/null
+echo "$PG_SUPERUSER_PASSWORD" > "$DEMO/db.pass"
+chmod 600 "$DEMO/db.pass"
+PORT=${PGATE_DEMO_PORT:-6432}
+cat > "$DEMO/pgate.kdl" <<KDL
+listen "127.0.0.1:$PORT"
+workers 2
+tls cert="server.crt" key="server.key"
+upstream host="127.0.0.1" port=$PG_PORT database="app" user="postgres" password-file="db.pass"
+identity issuer="https://idp.demo.pgate" audience="pgate" jwks="keys/jwks.json" leeway="30s"
+policy "policy.pgt"
+audit path="audit.jsonl" on-failure="block"
+KDL
+"$PGATE" check-config "$DEMO/pgate.kdl"
 
-explain() {
-    local role=$1 sql=$2
-    printf '\n\033[1m%s\033[0m  %s\n' "$role" "$sql"
-    "$PGC" explain --policy target/policy.pgt --role "$role" --sql "$sql" || true
+log "starting pgate on 127.0.0.1:$PORT"
+"$PGATE" run --config "$DEMO/pgate.kdl" 2>"$DEMO/pgate.log" &
+PGATE_PID=$!
+for _ in $(seq 1 100); do
+    (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break
+    sleep 0.1
+done
+
+mint() {
+    "$PGATE" token --key "$DEMO/keys/signing-key.pem" --iss https://idp.demo.pgate --aud pgate --ttl 1h "$@"
+}
+ANALYST_TOKEN=$(mint --sub alice@example.com --claim groups=data-analysts)
+AGENT_TOKEN=$(mint --sub support-copilot --claim client_id=support-copilot --act agent-run-42 --act bob@example.com)
+
+run_as() {
+    local user=$1 token=$2 sql=$3
+    printf '\n\033[1m%s$\033[0m %s\n' "$user" "$sql"
+    PGPASSWORD="$token" PGSSLMODE=require psql -X -h 127.0.0.1 -p "$PORT" -U "$user" -d app -c "$sql" 2>&1 | sed 's/^/    /' || true
 }
 
-log "what pgate decides"
-explain analyst  "SELECT id, total, created_at FROM orders WHERE total > 100"
-explain analyst  "SELECT name, ssn FROM customers"
-explain analyst  "SELECT id FROM customers WHERE ssn LIKE '123%'"
-explain ai-agent "COPY (SELECT * FROM customers) TO STDOUT"
-explain ai-agent "SELECT 1; DROP TABLE orders"
-explain support  "WITH gone AS (DELETE FROM orders RETURNING *) SELECT count(*) FROM gone"
-explain etl      "SELECT pg_catalog.pg_read_file('/etc/passwd')"
-explain admin    "ALTER TABLE orders ADD COLUMN note text"
+log "an analyst (token: groups=data-analysts)"
+run_as analyst "$ANALYST_TOKEN" "SELECT id, status, total_cents FROM orders ORDER BY id LIMIT 3"
+run_as analyst "$ANALYST_TOKEN" "SELECT name, ssn FROM customers LIMIT 3"
+run_as analyst "$ANALYST_TOKEN" "SELECT count(*) FROM customers WHERE ssn LIKE '1%'"
 
-log "done — edit policies/*.kdl and run ci/demo.sh again"
+log "an AI agent acting for bob@example.com (token: client_id=support-copilot, act chain)"
+run_as ai-agent "$AGENT_TOKEN" "SELECT id, status FROM orders WHERE id = 1"
+run_as ai-agent "$AGENT_TOKEN" "COPY (SELECT * FROM customers) TO STDOUT"
+run_as ai-agent "$AGENT_TOKEN" "SELECT 1; DROP TABLE orders"
+run_as ai-agent "$AGENT_TOKEN" "SELECT pg_read_file('/etc/passwd')"
+
+log "a forged token"
+run_as analyst "not-a-real-token" "SELECT 1"
+
+log "the audit log (last 3 lines of $DEMO/audit.jsonl)"
+sleep 0.3
+tail -n 3 "$DEMO/audit.jsonl" | cut -c1-300
+
+cat <<MSG
+
+pgate is running on 127.0.0.1:$PORT in front of PostgreSQL 127.0.0.1:$PG_PORT (database app).
+Connect yourself:
+    export PGHOST=127.0.0.1 PGPORT=$PORT PGDATABASE=app PGUSER=analyst PGSSLMODE=require
+    export PGPASSWORD="\$($PGATE token --key $DEMO/keys/signing-key.pem --iss https://idp.demo.pgate --aud pgate --ttl 1h --sub you@example.com --claim groups=data-analysts)"
+    psql
+Audit log: $DEMO/audit.jsonl
+MSG
+if [ -t 0 ] && [ -z "${CI:-}" ]; then
+    read -r -p "Press Enter to stop pgate and PostgreSQL. " _
+fi

@@ -2,6 +2,7 @@
 //! (50 roles × 2,000 tables × 30 columns, generated here as a compiled policy).
 //!
 //! Run: `cargo bench -p pgate-core --bench table`
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests and benches fail loudly
 
 use std::hint::black_box;
 

@@ -1,4 +1,5 @@
 //! The `.pgt` writer, reader and `decide()`: round trips, determinism, corruption.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests and benches fail loudly
 
 use pgate_core::class::{ClassSet, StatementClass as C};
 use pgate_core::facts::{

@@ -11,6 +11,7 @@
 pub mod audit;
 pub mod config;
 pub mod identity;
+pub mod metrics;
 pub mod runtime;
 pub mod session;
 pub mod tls;

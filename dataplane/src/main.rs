@@ -204,6 +204,7 @@ fn run(path: &Path) -> Result<(), String> {
             .ok_or_else(|| format!("upstream {}: no address", c.upstream.host))?;
     let audit = pgate::audit::AuditSink::start(&c.audit.path, c.audit.on_failure, 8 << 20)
         .map_err(|e| format!("audit log {}: {e}", c.audit.path.display()))?;
+    pgate::metrics::install(c.metrics, audit.clone())?;
     let table = Arc::new(ArcSwap::from_pointee(l.table));
     let auth = Arc::new(l.auth);
     spawn_reloader(
@@ -270,6 +271,7 @@ fn spawn_reloader(
                     match load_table(&policy) {
                         Ok(t) => {
                             table.store(Arc::new(t));
+                            metrics::counter!(pgate::metrics::RELOADS).increment(1);
                             eprintln!("pgate: policy reloaded from {}", policy.display());
                         }
                         Err(e) => eprintln!(
@@ -277,7 +279,12 @@ fn spawn_reloader(
                         ),
                     }
                     match auth.reload(&jwks) {
-                        Ok(_) => eprintln!("pgate: keys reloaded from {}", jwks.display()),
+                        Ok(warnings) => {
+                            for w in warnings {
+                                eprintln!("pgate: {}: {w}", jwks.display());
+                            }
+                            eprintln!("pgate: keys reloaded from {}", jwks.display());
+                        }
                         Err(e) => {
                             eprintln!("pgate: key reload failed, keeping the last good keys: {e}")
                         }

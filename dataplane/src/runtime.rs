@@ -159,13 +159,16 @@ fn worker(listener: std::net::TcpListener, shared: Shared) -> io::Result<()> {
                 continue;
             }
             let _ = stream.set_nodelay(true);
+            metrics::counter!(crate::metrics::CONNECTIONS).increment(1);
+            metrics::gauge!(crate::metrics::ACTIVE).set(live as f64);
             let shared = shared.clone();
             let id = (std::process::id() as u64) << 32 | conn_ids.fetch_add(1, Ordering::Relaxed);
             tokio::task::spawn_local(async move {
                 if let Err(e) = connection(stream, peer, id, &shared).await {
                     eprintln!("pgate: connection {id} from {peer}: {e}");
                 }
-                shared.connections.fetch_sub(1, Ordering::Relaxed);
+                let live = shared.connections.fetch_sub(1, Ordering::Relaxed) - 1;
+                metrics::gauge!(crate::metrics::ACTIVE).set(live as f64);
             });
         }
     })
@@ -377,6 +380,13 @@ async fn flush_client(session: &mut Session, client: &mut ClientStream) -> io::R
 }
 
 fn ship_audit(session: &mut Session, shared: &Shared) {
+    let (allowed, denied) = session.take_verdict_counts();
+    if allowed > 0 {
+        metrics::counter!(crate::metrics::STATEMENTS, "verdict" => "allow").increment(allowed);
+    }
+    if denied > 0 {
+        metrics::counter!(crate::metrics::STATEMENTS, "verdict" => "deny").increment(denied);
+    }
     let lines = session.poll_audit();
     if !lines.is_empty() {
         shared.audit.write(lines);

@@ -229,6 +229,9 @@ pub struct Session {
     now: Clock,
     /// False while the audit sink refuses new statements (`on-failure "refuse"`).
     audit_accepting: bool,
+    /// Statements decided since the driver last took the counts (metrics).
+    allowed_count: u64,
+    denied_count: u64,
 }
 
 /// SQLSTATEs pgate answers with.
@@ -292,6 +295,8 @@ impl Session {
             table_digest: String::new(),
             now: Clock::default(),
             audit_accepting: true,
+            allowed_count: 0,
+            denied_count: 0,
             cfg,
         }
     }
@@ -321,6 +326,13 @@ impl Session {
     }
     pub fn audit_taken(&mut self) {
         self.audit.clear();
+    }
+    /// (allowed, denied) statements since the last call (for metrics).
+    pub fn take_verdict_counts(&mut self) -> (u64, u64) {
+        (
+            std::mem::take(&mut self.allowed_count),
+            std::mem::take(&mut self.denied_count),
+        )
     }
     pub fn identity(&self) -> Option<&Identity> {
         self.identity.as_ref()
@@ -1422,6 +1434,7 @@ impl Session {
     }
 
     fn audit_denied(&mut self, verdict: &Verdict, table: &Table<'_>, msg: &str, sql: &str) {
+        self.denied_count += 1;
         let stmt = match verdict.decision {
             Decision::Deny { statement, .. } => statement as usize,
             Decision::Allow => 0,
@@ -1451,6 +1464,7 @@ impl Session {
     }
 
     fn write_statement_line(&mut self, p: &Pending, status: &str) {
+        self.allowed_count += 1;
         let duration = self.now.mono_us.saturating_sub(p.started_us);
         self.line_start("statement");
         self.audit.push_str(",\"verdict\":\"allow\",");

@@ -4,6 +4,7 @@
 //! only; the fake server's own allocations are outside the counted regions).
 //!
 //! One test in this file on purpose: the count is process-wide.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests and benches fail loudly
 
 mod common;
 

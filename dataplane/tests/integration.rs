@@ -5,6 +5,7 @@
 //!
 //! One pgate process serves every test of this file (one listener, two workers); tests run
 //! in parallel against it, which also shows sessions do not disturb each other.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests and benches fail loudly
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -49,6 +50,7 @@ role "analyst" {
 struct Env {
     dir: PathBuf,
     addr: SocketAddr,
+    metrics: SocketAddr,
     socket: String,
     pg_port: String,
     pg_log: PathBuf,
@@ -181,6 +183,7 @@ fn setup() -> Option<Env> {
     std::fs::write(dir.join("server.key"), cert.signing_key.serialize_pem()).ok()?;
     std::fs::write(dir.join("db.pass"), format!("{password}\n")).ok()?;
     let port = free_port();
+    let metrics_port = free_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().ok()?;
     let audit = dir.join("audit.jsonl");
     let config = format!(
@@ -193,6 +196,7 @@ upstream host="127.0.0.1" port={pg_port} user="postgres" password-file="db.pass"
 identity issuer="{ISSUER}" audience="{AUDIENCE}" jwks="keys/jwks.json" leeway="5s"
 policy "policy.kdl"
 audit path="audit.jsonl" on-failure="block"
+metrics "127.0.0.1:{metrics_port}"
 limits max-message-bytes=1048576
 "#
     );
@@ -218,6 +222,7 @@ limits max-message-bytes=1048576
     Some(Env {
         dir,
         addr,
+        metrics: format!("127.0.0.1:{metrics_port}").parse().ok()?,
         socket,
         pg_port,
         pg_log,
@@ -890,5 +895,30 @@ async fn audit_log_matches_what_postgres_executed() {
         assert_eq!(v["act"][0], "ci-agent");
         assert_eq!(v["role"], "analyst");
         assert!(v["table"].as_str().is_some_and(|s| s.len() == 16));
+    }
+}
+
+// ------------------------------------------------------------------------- metrics
+
+#[tokio::test]
+async fn prometheus_metrics_count_connections_and_verdicts() {
+    let e = require_env!();
+    let c = client(e, &good_token(e)).await.unwrap();
+    c.simple_query("select 1").await.unwrap();
+    assert!(c.simple_query("select ssn from customers").await.is_err());
+    drop(c);
+    let mut s = TcpStream::connect(e.metrics).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    for needle in [
+        "pgate_connections_total",
+        "pgate_statements_total{verdict=\"allow\"}",
+        "pgate_statements_total{verdict=\"deny\"}",
+        "pgate_audit_lines_total",
+    ] {
+        assert!(text.contains(needle), "{needle} missing in:\n{text}");
     }
 }

@@ -1,6 +1,7 @@
 //! Client ↔ session ↔ server simulation, no sockets: the session core is fed bytes from a
 //! scripted client and a small fake PostgreSQL, and every byte each side receives is
 //! checked.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests and benches fail loudly
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! Shared harness of the sans-IO tests: a policy, a test authenticator, a scripted client
 //! and a small fake PostgreSQL, wired to a `Session` with no sockets.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests and benches fail loudly
 #![allow(dead_code)]
 
 use pgate::session::{Action, Authenticator, Clock, Identity, Session, SessionConfig};

@@ -1,0 +1,67 @@
+//! Metrics: the `metrics` facade, rendered in the Prometheus text format on
+//! `GET /metrics` at the configured address (a small thread of its own: scraping never
+//! touches a worker). This module names the metrics; it never decides anything.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+pub const CONNECTIONS: &str = "pgate_connections_total";
+pub const ACTIVE: &str = "pgate_connections_active";
+pub const STATEMENTS: &str = "pgate_statements_total";
+pub const AUDIT_LINES: &str = "pgate_audit_lines_total";
+pub const AUDIT_REFUSED: &str = "pgate_audit_refused_statements_total";
+pub const AUDIT_WRITE_ERRORS: &str = "pgate_audit_write_errors_total";
+pub const AUDIT_BLOCKED: &str = "pgate_audit_blocked_writes_total";
+pub const RELOADS: &str = "pgate_policy_reloads_total";
+
+/// Installs the recorder and serves it on `addr`. Without a configured address the
+/// recorder is still installed (counters cost the same), just not served.
+pub fn install(addr: Option<SocketAddr>, audit: crate::audit::AuditSink) -> Result<(), String> {
+    let handle = PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|e| format!("metrics: {e}"))?;
+    if let Some(addr) = addr {
+        let listener = TcpListener::bind(addr).map_err(|e| format!("metrics {addr}: {e}"))?;
+        std::thread::Builder::new()
+            .name("pgate-metrics".into())
+            .spawn(move || serve(listener, handle, audit))
+            .map_err(|e| format!("metrics: {e}"))?;
+    }
+    Ok(())
+}
+
+fn serve(listener: TcpListener, handle: PrometheusHandle, audit: crate::audit::AuditSink) {
+    for stream in listener.incoming() {
+        let Ok(mut s) = stream else { continue };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+        let _ = s.set_write_timeout(Some(Duration::from_secs(2)));
+        // Read the request line and headers (bounded), answer, close.
+        let mut first = String::new();
+        let mut reader = BufReader::new(&mut s).take(8192);
+        if reader.read_line(&mut first).is_err() {
+            continue;
+        }
+        let mut line = String::new();
+        while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+            line.clear();
+        }
+        let (status, body) = if first.starts_with("GET /metrics") {
+            let a = audit.stats();
+            metrics::counter!(AUDIT_LINES).absolute(a.lines);
+            metrics::counter!(AUDIT_REFUSED).absolute(a.refused);
+            metrics::counter!(AUDIT_WRITE_ERRORS).absolute(a.write_errors);
+            metrics::counter!(AUDIT_BLOCKED).absolute(a.blocked);
+            ("200 OK", handle.render())
+        } else {
+            ("404 Not Found", "try /metrics\n".to_owned())
+        };
+        let _ = write!(
+            s,
+            "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+    }
+}
