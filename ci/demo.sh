@@ -34,9 +34,7 @@ log "demo database \`app\` loaded ($(PGDATABASE_ADMIN=app psql_admin -tAc 'selec
 
 log "keys, TLS certificate, configuration"
 "$PGATE" token --init-keys "$DEMO/keys"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-    -subj "/CN=localhost" -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
-    -keyout "$DEMO/server.key" -out "$DEMO/server.crt" 2>/dev/null
+make_cert "$DEMO" server
 echo "$PG_SUPERUSER_PASSWORD" > "$DEMO/db.pass"
 chmod 600 "$DEMO/db.pass"
 PORT=${PGATE_DEMO_PORT:-6432}

@@ -67,6 +67,11 @@ host all pgate_trust 127.0.0.1/32 trust
 host all all 127.0.0.1/32 scram-sha-256
 HBA
     "${run[@]}" cp "/tmp/pgate-$name/pg_hba.conf" "$PG_DATA_DIR/pg_hba.conf"
+    # A throwaway CA and a server certificate it signs, so clients (pgate among them) can
+    # use TLS upstream with verification.
+    make_cert "/tmp/pgate-$name" server
+    chmod 600 "/tmp/pgate-$name/server.key"
+    if [ "$(id -u)" -eq 0 ]; then chown postgres:postgres "/tmp/pgate-$name/server.key" "/tmp/pgate-$name/server.crt"; fi
     {
         echo "listen_addresses = '127.0.0.1'"
         echo "port = $port"
@@ -74,6 +79,9 @@ HBA
         echo "fsync = off"
         echo "full_page_writes = off"
         echo "max_connections = 200"
+        echo "ssl = on"
+        echo "ssl_cert_file = '/tmp/pgate-$name/server.crt'"
+        echo "ssl_key_file = '/tmp/pgate-$name/server.key'"
         echo "log_line_prefix = '%m [%p] db=%d,user=%u,app=%a '"
         if [ "${PG_LOG_ALL:-0}" = 1 ]; then echo "log_statement = 'all'"; fi
     } | "${run[@]}" tee -a "$PG_DATA_DIR/postgresql.conf" >/dev/null
@@ -82,12 +90,28 @@ HBA
     psql_admin -c "CREATE ROLE pgate_trust LOGIN SUPERUSER;" >/dev/null
     export PGATE_TEST_DATABASE_URL="postgres://postgres:$PG_SUPERUSER_PASSWORD@127.0.0.1:$port/postgres"
     export PGATE_TEST_PG_SOCKET="$PG_SOCKET_DIR" PGATE_TEST_PG_PORT="$port" PGATE_TEST_PG_LOG="$PG_LOG"
+    export PGATE_TEST_PG_CA="/tmp/pgate-$name/ca.crt"
     log "PostgreSQL ($bin) listening on 127.0.0.1:$port"
 }
 
 # psql as the superuser over the trusted local socket.
 psql_admin() {
     psql -X -q -v ON_ERROR_STOP=1 -h "$PG_SOCKET_DIR" -p "$PG_PORT" -U postgres -d "${PGDATABASE_ADMIN:-postgres}" "$@"
+}
+
+# make_cert DIR NAME — DIR/ca.crt (a throwaway CA, created once per DIR) and DIR/NAME.crt +
+# DIR/NAME.key, a server certificate for localhost / 127.0.0.1 signed by it.
+make_cert() {
+    local dir=$1 name=$2
+    if [ ! -f "$dir/ca.crt" ]; then
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+            -subj "/CN=pgate throwaway CA" -keyout "$dir/ca.key" -out "$dir/ca.crt" 2>/dev/null
+    fi
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+        -subj "/CN=localhost" -keyout "$dir/$name.key" -out "$dir/$name.csr" 2>/dev/null
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n' > "$dir/$name.ext"
+    openssl x509 -req -in "$dir/$name.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" -CAcreateserial \
+        -days 2 -extfile "$dir/$name.ext" -out "$dir/$name.crt" 2>/dev/null
 }
 
 pg_stop_dir() {

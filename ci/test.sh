@@ -7,7 +7,7 @@ cd "$ROOT"
 
 # libclang-dev: the pg_query dev-dependency (PostgreSQL's own parser, for differential
 # tests) generates bindings with bindgen. postgresql: integration tests.
-install_packages postgresql libclang-dev pkg-config
+install_packages postgresql libclang-dev pkg-config openssl
 
 log "cargo fmt --check"
 cargo fmt --all -- --check
@@ -15,7 +15,8 @@ cargo fmt --all -- --check
 log "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-pg_start test 54329
+# log_statement=all: the audit test compares PostgreSQL's log with pgate's audit log.
+PG_LOG_ALL=1 pg_start test 54329
 trap pg_stop EXIT
 
 log "cargo test"

@@ -202,6 +202,14 @@ fn run(path: &Path) -> Result<(), String> {
             .map_err(|e| format!("upstream {}:{}: {e}", c.upstream.host, c.upstream.port))?
             .next()
             .ok_or_else(|| format!("upstream {}: no address", c.upstream.host))?;
+    let upstream_tls = match pgate::tls::connector(c.upstream.tls, c.upstream.ca.as_deref())? {
+        Some(connector) => {
+            let name = rustls::pki_types::ServerName::try_from(c.upstream.host.clone())
+                .map_err(|e| format!("upstream host `{}`: {e}", c.upstream.host))?;
+            Some((connector, name))
+        }
+        None => None,
+    };
     let audit = pgate::audit::AuditSink::start(&c.audit.path, c.audit.on_failure, 8 << 20)
         .map_err(|e| format!("audit log {}: {e}", c.audit.path.display()))?;
     pgate::metrics::install(c.metrics, audit.clone())?;
@@ -230,6 +238,7 @@ fn run(path: &Path) -> Result<(), String> {
             default_search_path: vec!["public".into()],
         },
         upstream,
+        upstream_tls,
         audit,
         cancels: Arc::default(),
         max_connections: c.limits.max_connections,

@@ -33,6 +33,8 @@ pub struct Shared {
     pub tls: Option<TlsAcceptor>,
     pub session: SessionConfig,
     pub upstream: SocketAddr,
+    /// TLS towards the upstream, with the name its certificate must carry.
+    pub upstream_tls: Option<(tokio_rustls::TlsConnector, rustls::pki_types::ServerName<'static>)>,
     pub audit: AuditSink,
     pub cancels: Arc<CancelRegistry>,
     pub max_connections: usize,
@@ -174,51 +176,57 @@ fn worker(listener: std::net::TcpListener, shared: Shared) -> io::Result<()> {
     })
 }
 
-/// The client socket, before or after TLS.
-enum ClientStream {
+/// A socket, before or after TLS (client side: pgate is the TLS server; upstream side:
+/// pgate is the TLS client).
+enum Stream {
     Plain(TcpStream),
     Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+    UpstreamTls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
     Gone,
 }
 
-impl AsyncRead for ClientStream {
+impl AsyncRead for Stream {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            ClientStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-            ClientStream::Gone => Poll::Ready(Ok(())),
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Stream::UpstreamTls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Stream::Gone => Poll::Ready(Ok(())),
         }
     }
 }
 
-impl AsyncWrite for ClientStream {
+impl AsyncWrite for Stream {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
-            ClientStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-            ClientStream::Gone => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Stream::UpstreamTls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Stream::Gone => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
         }
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            ClientStream::Plain(s) => Pin::new(s).poll_flush(cx),
-            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-            ClientStream::Gone => Poll::Ready(Ok(())),
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Stream::UpstreamTls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Stream::Gone => Poll::Ready(Ok(())),
         }
     }
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            ClientStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-            ClientStream::Gone => Poll::Ready(Ok(())),
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Stream::UpstreamTls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Stream::Gone => Poll::Ready(Ok(())),
         }
     }
 }
@@ -238,8 +246,8 @@ async fn connection(
     cfg.allow_plaintext_auth = shared.allow_plaintext_loopback && peer.ip().is_loopback();
     let issued = shared.cancels.issue();
     let mut session = Session::new(cfg, id, &peer.to_string(), issued);
-    let mut client = ClientStream::Plain(stream);
-    let mut upstream: Option<TcpStream> = None;
+    let mut client = Stream::Plain(stream);
+    let mut upstream: Option<Stream> = None;
     let mut cbuf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     let mut ubuf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     let mut registered = false;
@@ -256,7 +264,7 @@ async fn connection(
                         let Some(acceptor) = &shared.tls else {
                             return Ok(());
                         };
-                        let ClientStream::Plain(tcp) = std::mem::replace(&mut client, ClientStream::Gone) else {
+                        let Stream::Plain(tcp) = std::mem::replace(&mut client, Stream::Gone) else {
                             return Ok(());
                         };
                         // Bytes pipelined after SSLRequest would be plaintext the handshake
@@ -267,18 +275,19 @@ async fn connection(
                         let tls = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp))
                             .await
                             .map_err(|_| io::Error::other("TLS handshake timed out"))??;
-                        client = ClientStream::Tls(Box::new(tls));
+                        client = Stream::Tls(Box::new(tls));
                         session.tls_established();
                     }
                     Action::ConnectUpstream => {
-                        let s = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(shared.upstream)).await;
-                        match s {
+                        match tokio::time::timeout(Duration::from_secs(10), connect_upstream(shared)).await {
                             Ok(Ok(s)) => {
-                                let _ = s.set_nodelay(true);
                                 upstream = Some(s);
                                 session.upstream_connected();
                             }
-                            Ok(Err(e)) => session.upstream_closed(&e.to_string()),
+                            Ok(Err(e)) => {
+                                eprintln!("pgate: connection {id}: upstream {}: {e}", shared.upstream);
+                                session.upstream_closed(&e.to_string());
+                            }
                             Err(_) => session.upstream_closed("connect timed out"),
                         }
                     }
@@ -360,14 +369,40 @@ async fn connection(
     result
 }
 
-async fn read_upstream(upstream: &mut Option<TcpStream>, buf: &mut Vec<u8>) -> io::Result<usize> {
+/// Connects to the upstream; with TLS configured, negotiates it first ("SSLRequest … The
+/// server then responds with a single byte containing S or N").
+async fn connect_upstream(shared: &Shared) -> io::Result<Stream> {
+    let mut tcp = TcpStream::connect(shared.upstream).await?;
+    let _ = tcp.set_nodelay(true);
+    let Some((connector, name)) = &shared.upstream_tls else {
+        return Ok(Stream::Plain(tcp));
+    };
+    let mut req = [0u8; 8];
+    req[..4].copy_from_slice(&8u32.to_be_bytes());
+    req[4..].copy_from_slice(&pgate_core::wire::SSL_REQUEST_CODE.to_be_bytes());
+    tcp.write_all(&req).await?;
+    let mut answer = [0u8; 1];
+    tcp.read_exact(&mut answer).await?;
+    match answer[0] {
+        b'S' => {
+            let tls = connector.connect(name.clone(), tcp).await?;
+            Ok(Stream::UpstreamTls(Box::new(tls)))
+        }
+        b'N' => Err(io::Error::other(
+            "the database does not offer TLS, and upstream tls is required by the configuration",
+        )),
+        _ => Err(io::Error::other("unexpected answer to SSLRequest from the database")),
+    }
+}
+
+async fn read_upstream(upstream: &mut Option<Stream>, buf: &mut Vec<u8>) -> io::Result<usize> {
     match upstream {
         Some(u) => u.read_buf(buf).await,
         None => std::future::pending().await,
     }
 }
 
-async fn flush_client(session: &mut Session, client: &mut ClientStream) -> io::Result<()> {
+async fn flush_client(session: &mut Session, client: &mut Stream) -> io::Result<()> {
     let out = session.poll_client();
     if out.is_empty() {
         return Ok(());

@@ -28,3 +28,93 @@ pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, String> {
         .map_err(|e| format!("{}: certificate and key do not fit: {e}", cert.display()))?;
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
+
+/// TLS towards the upstream database.
+///
+/// `require` encrypts without verifying the server (libpq's `sslmode=require`): it protects
+/// against passive eavesdropping only; `verify-full` checks the chain against the configured
+/// CA and the host name.
+pub fn connector(
+    mode: crate::config::UpstreamTls,
+    ca: Option<&Path>,
+) -> Result<Option<tokio_rustls::TlsConnector>, String> {
+    use crate::config::UpstreamTls;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("upstream TLS configuration: {e}"))?;
+    let config = match mode {
+        UpstreamTls::Disable => return Ok(None),
+        UpstreamTls::VerifyFull => {
+            let ca = ca.ok_or("upstream tls verify-full needs `ca`")?;
+            let mut roots = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_file_iter(ca)
+                .map_err(|e| format!("{}: cannot read CA certificates: {e}", ca.display()))?
+            {
+                let c = c.map_err(|e| format!("{}: bad CA PEM: {e}", ca.display()))?;
+                roots
+                    .add(c)
+                    .map_err(|e| format!("{}: unusable CA certificate: {e}", ca.display()))?;
+            }
+            if roots.is_empty() {
+                return Err(format!("{}: no CA certificate found", ca.display()));
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        }
+        UpstreamTls::Require => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(EncryptOnly(provider)))
+            .with_no_client_auth(),
+    };
+    Ok(Some(tokio_rustls::TlsConnector::from(Arc::new(config))))
+}
+
+/// `sslmode=require`: any certificate is accepted, but the handshake signatures are still
+/// checked (so the session keys are bound to whatever key the server presented).
+#[derive(Debug)]
+struct EncryptOnly(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for EncryptOnly {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}

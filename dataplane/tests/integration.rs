@@ -133,6 +133,48 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
+/// Starts a pgate with the shared keys, certificate and policy in `dir`, the given upstream
+/// line and extra settings; waits until it listens. Its audit log is `audit-NAME.jsonl`.
+fn start_pgate(dir: &Path, name: &str, upstream: &str, extra: &str) -> Option<(ChildGuard, SocketAddr)> {
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().ok()?;
+    let config = format!(
+        r#"
+listen "{addr}"
+workers 2
+tls cert="server.crt" key="server.key"
+allow-plaintext-loopback #true
+{upstream}
+identity issuer="{ISSUER}" audience="{AUDIENCE}" jwks="keys/jwks.json" leeway="5s"
+policy "policy.kdl"
+audit path="audit-{name}.jsonl" on-failure="block"
+limits max-message-bytes=1048576
+{extra}
+"#
+    );
+    let config_path = dir.join(format!("pgate-{name}.kdl"));
+    std::fs::write(&config_path, config).ok()?;
+    let log = dir.join(format!("pgate-{name}.log"));
+    let child = Command::new(env!("CARGO_BIN_EXE_pgate"))
+        .args(["run", "--config"])
+        .arg(&config_path)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).ok()?)
+        .spawn()
+        .expect("pgate starts");
+    let guard = ChildGuard(child);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(addr).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "pgate {name} did not listen: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Some((guard, addr))
+}
+
 fn setup() -> Option<Env> {
     std::env::var("PGATE_TEST_DATABASE_URL").ok()?;
     let socket = std::env::var("PGATE_TEST_PG_SOCKET").ok()?;
@@ -182,43 +224,13 @@ fn setup() -> Option<Env> {
     std::fs::write(dir.join("server.crt"), cert.cert.pem()).ok()?;
     std::fs::write(dir.join("server.key"), cert.signing_key.serialize_pem()).ok()?;
     std::fs::write(dir.join("db.pass"), format!("{password}\n")).ok()?;
-    let port = free_port();
     let metrics_port = free_port();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().ok()?;
-    let audit = dir.join("audit.jsonl");
-    let config = format!(
-        r#"
-listen "{addr}"
-workers 2
-tls cert="server.crt" key="server.key"
-allow-plaintext-loopback #true
-upstream host="127.0.0.1" port={pg_port} user="postgres" password-file="db.pass"
-identity issuer="{ISSUER}" audience="{AUDIENCE}" jwks="keys/jwks.json" leeway="5s"
-policy "policy.kdl"
-audit path="audit.jsonl" on-failure="block"
-metrics "127.0.0.1:{metrics_port}"
-limits max-message-bytes=1048576
-"#
+    let upstream = format!(
+        r#"upstream host="127.0.0.1" port={pg_port} user="postgres" password-file="db.pass""#
     );
-    let config_path = dir.join("pgate.kdl");
-    std::fs::write(&config_path, config).ok()?;
-    let child = Command::new(env!("CARGO_BIN_EXE_pgate"))
-        .args(["run", "--config"])
-        .arg(&config_path)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("pgate.log")).ok()?)
-        .spawn()
-        .expect("pgate starts");
-    let guard = ChildGuard(child);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(addr).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "pgate did not listen: {}",
-            std::fs::read_to_string(dir.join("pgate.log")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let extra = format!(r#"metrics "127.0.0.1:{metrics_port}""#);
+    let (guard, addr) = start_pgate(&dir, "main", &upstream, &extra)?;
+    let audit = dir.join("audit-main.jsonl");
     Some(Env {
         dir,
         addr,
@@ -920,5 +932,64 @@ async fn prometheus_metrics_count_connections_and_verdicts() {
         "pgate_audit_lines_total",
     ] {
         assert!(text.contains(needle), "{needle} missing in:\n{text}");
+    }
+}
+
+// ------------------------------------------------------------------------- upstream auth
+
+/// pgate authenticates to PostgreSQL with SCRAM-SHA-256 (the main instance), md5 and trust,
+/// and over TLS with the server verified against a CA; the client never sees the
+/// credential.
+#[tokio::test]
+async fn upstream_md5_trust_and_verified_tls() {
+    let e = require_env!();
+    let pg_port = &e.pg_port;
+    std::fs::write(e.dir.join("md5.pass"), "pgate-test-md5\n").unwrap();
+    let ca = std::env::var("PGATE_TEST_PG_CA").expect("PGATE_TEST_PG_CA (ci/lib.sh pg_start)");
+    let variants = [
+        (
+            "md5",
+            format!(r#"upstream host="127.0.0.1" port={pg_port} user="pgate_md5" password-file="md5.pass""#),
+            "pgate_md5",
+        ),
+        (
+            "trust",
+            format!(r#"upstream host="127.0.0.1" port={pg_port} user="pgate_trust""#),
+            "pgate_trust",
+        ),
+        (
+            "tls",
+            format!(
+                r#"upstream host="localhost" port={pg_port} user="postgres" password-file="db.pass" {{
+    tls "verify-full"
+    ca "{ca}"
+}}"#
+            ),
+            "postgres",
+        ),
+    ];
+    for (name, upstream, db_user) in variants {
+        let (_guard, addr) = start_pgate(&e.dir, name, &upstream, "").expect("pgate starts");
+        let mut cfg = tokio_postgres::Config::new();
+        cfg.host("127.0.0.1")
+            .port(addr.port())
+            .user("analyst")
+            .dbname(DB)
+            .password(good_token(e));
+        let (c, conn) = cfg.connect(tokio_postgres::NoTls).await.unwrap_or_else(|err| {
+            panic!(
+                "{name}: {err}: {}",
+                std::fs::read_to_string(e.dir.join(format!("pgate-{name}.log"))).unwrap_or_default()
+            )
+        });
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let row = c
+            .query_one("select current_user::text, coalesce((select ssl from pg_stat_ssl where pid = pg_backend_pid()), false)", &[])
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, String>(0), db_user, "{name}");
+        assert_eq!(row.get::<_, bool>(1), name == "tls", "{name}: TLS to the database");
     }
 }
