@@ -16,7 +16,7 @@ DEMO="$ROOT/target/demo"
 rm -rf "$DEMO" && mkdir -p "$DEMO"
 
 log "policies: check, test, build"
-"$PGC" check policies/
+"$PGC" check policies/ 2>&1 | tail -n 1
 "$PGC" test policies/ | tail -n 1
 "$PGC" build policies/ -o "$DEMO/policy.pgt"
 "$PGATE" check-table "$DEMO/policy.pgt"
@@ -29,7 +29,7 @@ cleanup() {
 }
 trap cleanup EXIT
 psql_admin -c "CREATE DATABASE app" >/dev/null
-PGDATABASE_ADMIN=app psql_admin -f ci/demo-schema.sql >/dev/null
+PGOPTIONS="-c client_min_messages=warning" PGDATABASE_ADMIN=app psql_admin -f ci/demo-schema.sql >/dev/null
 log "demo database \`app\` loaded ($(PGDATABASE_ADMIN=app psql_admin -tAc 'select count(*) from customers') customers)"
 
 log "keys, TLS certificate, configuration"
@@ -71,11 +71,13 @@ run_as() {
 
 log "an analyst (token: groups=data-analysts)"
 run_as analyst "$ANALYST_TOKEN" "SELECT id, status, total_cents FROM orders ORDER BY id LIMIT 3"
+run_as analyst "$ANALYST_TOKEN" "SELECT country, count(*) FROM customers GROUP BY country ORDER BY country"
 run_as analyst "$ANALYST_TOKEN" "SELECT name, ssn FROM customers LIMIT 3"
 run_as analyst "$ANALYST_TOKEN" "SELECT count(*) FROM customers WHERE ssn LIKE '1%'"
+run_as analyst "$ANALYST_TOKEN" "WITH gone AS (DELETE FROM orders RETURNING *) SELECT count(*) FROM gone"
 
 log "an AI agent acting for bob@example.com (token: client_id=support-copilot, act chain)"
-run_as ai-agent "$AGENT_TOKEN" "SELECT id, status FROM orders WHERE id = 1"
+run_as ai-agent "$AGENT_TOKEN" "SELECT id, status FROM orders WHERE id = 1001"
 run_as ai-agent "$AGENT_TOKEN" "COPY (SELECT * FROM customers) TO STDOUT"
 run_as ai-agent "$AGENT_TOKEN" "SELECT 1; DROP TABLE orders"
 run_as ai-agent "$AGENT_TOKEN" "SELECT pg_read_file('/etc/passwd')"

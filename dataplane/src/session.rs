@@ -1010,6 +1010,9 @@ impl Session {
             },
             (DenyReason::Function { function }, Some(s)) => {
                 match f.functions(s).get(function as usize) {
+                    Some(func) if func.name.schema.is_empty() => {
+                        format!("function {}", f.name(func.name.name))
+                    }
                     Some(func) => format!(
                         "function {}.{}",
                         f.name(func.name.schema),

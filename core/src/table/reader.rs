@@ -12,7 +12,7 @@ use zerocopy::FromBytes;
 use super::format::*;
 use super::model::{Limits, MaskKind, OnExceed, RateScope, RuleKind};
 use crate::class::{ClassSet, StatementClass};
-use crate::facts::{ColumnName, Facts, QualifiedName, StatementFacts};
+use crate::facts::{ColumnName, Facts, StatementFacts};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct RoleId(pub u32);
@@ -858,16 +858,14 @@ impl<'a> Table<'a> {
         role: RoleId,
         kind: u8,
         class: Option<StatementClass>,
-        name: &QualifiedName,
-        facts: &Facts,
+        schema: &str,
+        base: &str,
     ) -> (bool, Option<u32>) {
         let Some(r) = self.roles.get(role.0 as usize) else {
             return (false, None);
         };
         let first = r.patterns_first.get() as usize;
         let count = r.patterns_count.get() as usize;
-        let schema = facts.name(name.schema);
-        let base = facts.name(name.name);
         let mut allow = None;
         for p in self.patterns.get(first..first + count).unwrap_or(&[]) {
             if p.kind != kind {
@@ -900,22 +898,7 @@ impl<'a> Table<'a> {
                 .unwrap_or(&DEFAULT_CELL);
             return (c.effect == EFFECT_ALLOW, none_to_opt(c.rule.get()));
         }
-        let Some(r) = self.roles.get(role.0 as usize) else {
-            return (false, None);
-        };
-        let first = r.patterns_first.get() as usize;
-        let count = r.patterns_count.get() as usize;
-        let mut allow = None;
-        for p in self.patterns.get(first..first + count).unwrap_or(&[]) {
-            if p.kind != 1 || !glob_matches(self.str(&p.pattern), schema, name) {
-                continue;
-            }
-            if p.effect == EFFECT_DENY {
-                return (false, Some(p.rule.get()));
-            }
-            allow = allow.or(Some(p.rule.get()));
-        }
-        (allow.is_some(), allow)
+        self.pattern_verdict(role, 1, None, schema, name)
     }
 
     /// An unqualified call `name(…)`: the search path decides which function runs, and
@@ -1092,7 +1075,13 @@ impl<'a> Table<'a> {
                     }
                 }
                 None => {
-                    let (ok, rule) = self.pattern_verdict(role, 0, Some(a.class), &a.name, facts);
+                    let (ok, rule) = self.pattern_verdict(
+                        role,
+                        0,
+                        Some(a.class),
+                        facts.name(a.name.schema),
+                        facts.name(a.name.name),
+                    );
                     if !ok {
                         return deny(
                             rule,
