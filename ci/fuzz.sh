@@ -5,9 +5,15 @@ source "$(dirname "$0")/lib.sh"
 cd "$ROOT/core/fuzz"
 secs=${1:-60}
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
-# cargo-fuzz needs nightly-only flags; the machines carry one stable toolchain.
-export RUSTC_BOOTSTRAP=1
+# cargo-fuzz needs nightly flags (-Zsanitizer): use a nightly toolchain when the machine has
+# one, else let the pinned stable accept them.
+if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+    fuzz=(cargo +nightly fuzz)
+else
+    export RUSTC_BOOTSTRAP=1
+    fuzz=(cargo fuzz)
+fi
 for target in classify load_table; do
     log "fuzzing $target for ${secs}s"
-    cargo fuzz run "$target" -- -max_total_time="$secs" -rss_limit_mb=2048
+    "${fuzz[@]}" run "$target" -- -max_total_time="$secs" -rss_limit_mb=2048
 done
