@@ -3,6 +3,7 @@
 //! statements.
 //!
 //! Run: `cargo bench -p pgate-core --bench classify -- --warm-up-time 1 --measurement-time 3`
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests and benches fail loudly
 
 use std::hint::black_box;
 use std::path::PathBuf;
@@ -82,7 +83,31 @@ fn bench_set(c: &mut Criterion, name: &str, stmts: &[String]) {
     g.finish();
 }
 
+/// `PGATE_QUICK=<iterations>`: time classify() of pgbench -S's statement in a plain loop
+/// and exit (for `perf stat`/`perf record` without criterion's or the corpus's noise).
+fn quick(iters: u64) {
+    let ctx = ClassifyContext::default();
+    let mut facts = Facts::default();
+    let sql = PGBENCH[0];
+    let t = std::time::Instant::now();
+    for _ in 0..iters {
+        classify(black_box(sql), &ctx, &mut facts);
+        black_box(facts.statements().len());
+    }
+    let ns = t.elapsed().as_nanos() as f64 / iters.max(1) as f64;
+    println!("classify {sql:?}: {ns:.0} ns/statement over {iters} iterations");
+}
+
 fn benches(c: &mut Criterion) {
+    if let Some(n) = std::env::var("PGATE_QUICK")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        quick(n);
+        std::process::exit(0);
+    }
+    // The target: pgbench -S's statement alone.
+    bench_set(c, "pgbench_select_only", &[PGBENCH[0].to_owned()]);
     let pgbench: Vec<String> = PGBENCH.iter().map(|s| (*s).to_owned()).collect();
     bench_set(c, "pgbench", &pgbench);
     let corpus = corpus_sample();

@@ -63,7 +63,8 @@ impl NameRef {
     }
 }
 
-/// `schema.name`; `schema` is empty only where no search path could resolve it.
+/// `schema.name`; `schema` is empty for a relation no search path could resolve, and for
+/// an unqualified function call (see [`FunctionRef`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct QualifiedName {
     pub schema: NameRef,
@@ -141,8 +142,11 @@ pub struct ColumnRef {
     pub clause: Clause,
 }
 
-/// A function call, qualified (`pg_catalog` for unqualified calls: PostgreSQL searches it
-/// first unless the search path says otherwise).
+/// A function call as written: `schema` empty = unqualified: the decider checks it against
+/// `pg_catalog` and every declared function of that name (which one PostgreSQL picks
+/// depends on the search path and on argument types, neither of which the classifier
+/// knows). Calls written with special syntax (`EXTRACT(… FROM …)`, `NORMALIZE`,
+/// `COLLATION FOR`) are `pg_catalog` functions by the grammar and recorded so.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FunctionRef {
     pub name: QualifiedName,
@@ -153,9 +157,13 @@ pub struct FunctionRef {
 pub struct StatementFlags(pub u32);
 
 impl StatementFlags {
-    /// `SET [LOCAL|SESSION] search_path …` or `set_config('search_path', …)`.
+    /// `SET [LOCAL|SESSION] search_path …` or `set_config('search_path', …)`. The
+    /// classifier also applies the new path to the later statements of the same string
+    /// (see `sql` module docs); the caller tracks it across messages.
     pub const SETS_SEARCH_PATH: u32 = 1 << 0;
-    /// `SET ROLE`, `SET SESSION AUTHORIZATION`, `RESET ROLE`, `set_config('role', …)`.
+    /// `SET ROLE`, `SET SESSION AUTHORIZATION`, `RESET ROLE`, `RESET SESSION AUTHORIZATION`,
+    /// `set_config('role', …)`. Such statements are class `dcl` (not `session`): which role
+    /// the upstream session runs as is a privilege decision.
     pub const SETS_ROLE: u32 = 1 << 1;
     /// `EXECUTE name`: the caller must resolve `prepared_name` through the session's
     /// prepared statements and check their facts too.
@@ -209,6 +217,10 @@ pub struct Facts {
     columns: Vec<ColumnRef>,
     functions: Vec<FunctionRef>,
     path: Vec<NameRef>,
+    /// The classifier's working memory (token window, name scopes), allocated once with
+    /// the buffer so that classifying never allocates or re-initialises kilobytes of
+    /// arrays per message. Taken out while a message is classified.
+    scratch: Option<Box<crate::sql::Scratch>>,
 }
 
 impl Default for Facts {
@@ -228,7 +240,16 @@ impl Facts {
             columns: Vec::with_capacity(limits.max_columns),
             functions: Vec::with_capacity(limits.max_functions),
             path: Vec::with_capacity(limits.max_path_names),
+            scratch: Some(Box::default()),
         }
+    }
+
+    /// The classifier's scratch space (see the field docs); `None` only while taken.
+    pub(crate) fn take_scratch(&mut self) -> Option<Box<crate::sql::Scratch>> {
+        self.scratch.take()
+    }
+    pub(crate) fn put_scratch(&mut self, s: Box<crate::sql::Scratch>) {
+        self.scratch = Some(s);
     }
 
     pub fn limits(&self) -> FactsLimits {
@@ -299,6 +320,23 @@ impl Facts {
         self.names.extend_from_slice(s.as_bytes());
         Ok(NameRef {
             start,
+            len: s.len() as u32,
+        })
+    }
+
+    /// Interns an ASCII name, lower-casing it (the classifier's fast path for plain
+    /// identifiers). Bytes that are not ASCII are never passed (the caller checks).
+    pub(crate) fn push_ascii_lowercase(&mut self, s: &[u8]) -> Result<NameRef, Overflow> {
+        if self.names.len() + s.len() > self.limits.max_name_bytes {
+            return Err(Overflow("name bytes"));
+        }
+        let start = self.names.len();
+        self.names.extend_from_slice(s);
+        if let Some(new) = self.names.get_mut(start..) {
+            new.make_ascii_lowercase();
+        }
+        Ok(NameRef {
+            start: start as u32,
             len: s.len() as u32,
         })
     }

@@ -2,6 +2,7 @@
 //! with a reused `Facts` performs zero heap allocations (counted by a global allocator).
 //!
 //! One test in this file on purpose: the count is process-wide.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests and benches fail loudly
 
 use std::alloc::System;
 use std::path::PathBuf;

@@ -1,5 +1,6 @@
 //! Behaviour of the SQL classifier through its public API: classes, flags, tables,
 //! columns and functions, including the adversarial cases policy depends on.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests and benches fail loudly
 
 use pgate_core::class::{ClassSet, StatementClass as C};
 use pgate_core::facts::{Clause, ColumnName, Facts, StatementFacts, StatementFlags as F};
@@ -81,11 +82,16 @@ impl Out {
             .functions(&s)
             .iter()
             .map(|f| {
-                format!(
-                    "{}.{}",
-                    self.facts.name(f.name.schema),
-                    self.facts.name(f.name.name)
-                )
+                // Unqualified calls have an empty schema: shown without one.
+                if f.name.schema.is_empty() {
+                    self.facts.name(f.name.name).to_owned()
+                } else {
+                    format!(
+                        "{}.{}",
+                        self.facts.name(f.name.schema),
+                        self.facts.name(f.name.name)
+                    )
+                }
             })
             .collect()
     }
@@ -228,7 +234,7 @@ fn whole_row_references() {
     assert_eq!(o.columns(0), ["c@select-list[1]w1"]);
     let o = run("SELECT row_to_json(c) FROM customers c");
     assert_eq!(o.columns(0), ["c@select-list[1]w1"]);
-    assert_eq!(o.functions(0), ["pg_catalog.row_to_json"]);
+    assert_eq!(o.functions(0), ["row_to_json"]);
     let o = run("SELECT to_jsonb(customers) FROM customers");
     assert_eq!(o.columns(0), ["customers@select-list[1]w1"]);
     let o = run("SELECT c.* FROM customers c, orders o");
@@ -241,18 +247,26 @@ fn whole_row_references() {
 fn functions_are_qualified_and_include_from() {
     let o = run("SELECT pg_catalog.pg_read_file('x')");
     assert_eq!(o.functions(0), ["pg_catalog.pg_read_file"]);
+    // Unqualified: empty schema (the decider checks pg_catalog and every declared
+    // function of that name), so `dblink_exec` is not taken for a pg_catalog function.
     let o = run("SELECT pg_read_file('x')");
-    assert_eq!(o.functions(0), ["pg_catalog.pg_read_file"]);
+    assert_eq!(o.functions(0), ["pg_read_file"]);
+    let o = run("SELECT dblink_exec('x')");
+    assert_eq!(o.functions(0), ["dblink_exec"]);
+    assert!(o.facts.functions(&o.st(0))[0].name.schema.is_empty());
+    // Special-syntax calls are pg_catalog functions by the grammar.
+    let o = run("SELECT extract(year from now())");
+    assert_eq!(o.functions(0), ["pg_catalog.extract", "now"]);
     let o = run("SELECT * FROM dblink('db', 'select 1') AS t(a int)");
-    assert_eq!(o.functions(0), ["pg_catalog.dblink"]);
+    assert_eq!(o.functions(0), ["dblink"]);
     assert_eq!(o.tables(0), Vec::<String>::new());
     let o = run("SELECT g FROM generate_series(1, 3) g");
-    assert_eq!(o.functions(0), ["pg_catalog.generate_series"]);
+    assert_eq!(o.functions(0), ["generate_series"]);
     let o = run("SELECT lo_export(1, '/tmp/x'), x.y.z()");
-    assert_eq!(o.functions(0), ["pg_catalog.lo_export", "y.z"]);
+    assert_eq!(o.functions(0), ["lo_export", "y.z"]);
     // count(*) references no column; a cast is no function call.
     let o = run("SELECT count(*), a::int FROM t");
-    assert_eq!(o.functions(0), ["pg_catalog.count"]);
+    assert_eq!(o.functions(0), ["count"]);
     assert_eq!(o.column_names(0), ["a"]);
 }
 
@@ -737,4 +751,171 @@ fn clause_enum_is_used() {
     let o = run("SELECT a FROM t");
     let s = o.st(0);
     assert_eq!(o.facts.columns(&s)[0].clause, Clause::SelectList);
+}
+
+/// Unknown statements, as `true`/`false` per statement.
+fn unknowns(o: &Out) -> Vec<bool> {
+    (0..o.n())
+        .map(|i| o.st(i).classes.contains(C::Unknown))
+        .collect()
+}
+
+#[test]
+fn set_search_path_applies_to_later_statements_of_the_string() {
+    let o = run("SET search_path = private, public; SELECT id FROM customers");
+    assert_eq!(o.tables(1), ["select:private.customers"]);
+    // Qualified and pg_* names are not affected.
+    let o = run("SET search_path = private; SELECT * FROM other.t, pg_class");
+    assert_eq!(
+        o.tables(1),
+        ["select:other.t", "select:pg_catalog.pg_class"]
+    );
+    let o = run("SET LOCAL search_path TO private; SELECT * FROM t");
+    assert_eq!(o.tables(1), ["select:private.t"]);
+    let o = run("SET SCHEMA 'private'; SELECT * FROM t");
+    assert_eq!(o.tables(1), ["select:private.t"]);
+    // `$user` is dropped.
+    let o = run("SET search_path = \"$user\", private; SELECT * FROM t");
+    assert_eq!(o.tables(1), ["select:private.t"]);
+    // set_config with literal arguments, as the whole statement.
+    let o = run("SELECT set_config('search_path', ' a , \"B c\",D', false); SELECT * FROM t");
+    let s = o.st(0);
+    let path: Vec<&str> = o
+        .facts
+        .search_path(&s)
+        .iter()
+        .map(|r| o.facts.name(*r))
+        .collect();
+    assert_eq!(path, ["a", "B c", "d"]);
+    assert_eq!(o.tables(1), ["select:a.t"]);
+    let o = run("SELECT pg_catalog.set_config('search_path', 'x', true); SELECT * FROM t");
+    assert_eq!(o.tables(1), ["select:x.t"]);
+    // Back to the caller's path.
+    for reset in [
+        "RESET search_path",
+        "RESET ALL",
+        "DISCARD ALL",
+        "SET search_path TO DEFAULT",
+    ] {
+        let o = run(&format!("SET search_path = x; {reset}; SELECT * FROM t"));
+        assert_eq!(o.tables(2), ["select:public.t"], "{reset}");
+    }
+    // A plain SET survives COMMIT; SET LOCAL does not, and ROLLBACK may undo either:
+    // the path is then not known exactly, and statements resolving names are unknown.
+    let o = run("SET search_path = x; COMMIT; SELECT * FROM t");
+    assert_eq!(o.tables(2), ["select:x.t"]);
+    let o = run("SET LOCAL search_path = x; COMMIT; SELECT * FROM t");
+    assert_eq!(unknowns(&o), [false, false, true]);
+    let o = run("BEGIN; SET search_path = x; ROLLBACK; SELECT * FROM t");
+    assert_eq!(unknowns(&o), [false, false, false, true]);
+    // Values not known exactly: later statements are unknown (fail closed).
+    for sql in [
+        "SELECT set_config('search_path', $1, false); SELECT * FROM t",
+        "SELECT set_config('search_path', 'a', false) WHERE false; SELECT * FROM t",
+        "SELECT set_config('search_path', 'a', $2); SELECT * FROM t",
+        "SELECT set_config($1, 'a', false); SELECT * FROM t",
+        "SELECT set_config('search_path', 'a,,b', false); SELECT * FROM t",
+        "SELECT f(set_config('search_path', 'a', false)); SELECT * FROM t",
+    ] {
+        let o = run(sql);
+        assert_eq!(o.n(), 2, "{sql}");
+        assert!(o.st(1).classes.contains(C::Unknown), "{sql}");
+    }
+    // Before the SET, the caller's path.
+    let o = run("SELECT * FROM t; SET search_path = x");
+    assert_eq!(o.tables(0), ["select:public.t"]);
+    // An unknown statement may have changed it.
+    let o = run("SELECT (((; SELECT * FROM t");
+    assert!(o.st(o.n() - 1).classes.contains(C::Unknown));
+    // Too many schemas to follow.
+    let many: Vec<String> = (0..20).map(|i| format!("s{i}")).collect();
+    let o = run(&format!(
+        "SET search_path = {}; SELECT * FROM t",
+        many.join(", ")
+    ));
+    assert!(o.st(1).classes.contains(C::Unknown));
+}
+
+#[test]
+fn changing_the_role_is_dcl() {
+    for sql in [
+        "SET ROLE admin",
+        "SET LOCAL ROLE admin",
+        "SET SESSION ROLE admin",
+        "SET role = admin",
+        "SET SESSION AUTHORIZATION admin",
+        "SET session_authorization TO admin",
+        "RESET ROLE",
+        "RESET SESSION AUTHORIZATION",
+    ] {
+        let o = run(sql);
+        assert_eq!(o.classes(0), ["dcl"], "{sql}");
+        assert!(o.flags(0) & F::SETS_ROLE != 0, "{sql}");
+    }
+    let o = run("SELECT set_config('role', 'admin', false)");
+    assert!(o.st(0).classes.contains(C::Dcl));
+    assert!(o.st(0).classes.contains(C::Select));
+    assert!(o.flags(0) & F::SETS_ROLE != 0);
+    // A first argument that is not a literal may name the role.
+    let o = run("SELECT set_config($1, $2, false)");
+    assert!(o.st(0).classes.contains(C::Dcl));
+    // Other settings stay `session`.
+    assert_eq!(run("SET work_mem = '1MB'").classes(0), ["session"]);
+    assert_eq!(run("RESET work_mem").classes(0), ["session"]);
+}
+
+#[test]
+fn order_by_output_names_are_not_columns() {
+    let o = run("SELECT total AS t FROM orders ORDER BY t");
+    assert_eq!(o.column_names(0), ["total"]);
+    let o = run("SELECT total t FROM orders ORDER BY t DESC NULLS LAST, id");
+    assert_eq!(o.column_names(0), ["total", "id"]);
+    let o = run("SELECT total AS \"T\" FROM orders ORDER BY \"T\" LIMIT 3");
+    assert_eq!(o.column_names(0), ["total"]);
+    // Implicit output names: a column's or a function's name.
+    let o = run("SELECT count(*) FROM orders ORDER BY count");
+    assert_eq!(o.column_names(0), Vec::<String>::new());
+    let o = run("SELECT o.total FROM orders o ORDER BY total");
+    assert_eq!(o.column_names(0), ["total"]);
+    // In an expression a name is an input column.
+    let o = run("SELECT total AS t FROM orders ORDER BY t + 1");
+    assert_eq!(o.column_names(0), ["total", "t"]);
+    // Aliases of other query levels do not count.
+    let o = run("SELECT (SELECT total AS t FROM orders) ORDER BY t");
+    assert_eq!(o.column_names(0), ["total", "t"]);
+    // Window and aggregate ORDER BY take input columns.
+    let o = run("SELECT total AS t, rank() OVER (ORDER BY t) FROM orders");
+    assert_eq!(o.column_names(0), ["total", "t"]);
+    // GROUP BY prefers an input column of that name (PostgreSQL's rule is the reverse of
+    // ORDER BY's): still reported, the decider sees it.
+    let o = run("SELECT total AS t FROM orders GROUP BY t");
+    assert_eq!(o.column_names(0), ["total", "t"]);
+    // Columns of derived tables have no base-table candidates.
+    let o = run("SELECT x FROM (SELECT total AS x FROM orders) s");
+    assert_eq!(
+        o.columns(0).last().map(String::as_str),
+        Some("x@select-list[0]")
+    );
+}
+
+#[test]
+fn statements_longer_than_the_token_window() {
+    // 1500 targets = 3000 tokens: the window slides while the FROM clause is looked for,
+    // and the target list is re-read (re-lexed) afterwards.
+    let cols: Vec<String> = (0..1500).map(|i| format!("c{i}")).collect();
+    let sql = format!(
+        "SELECT {} FROM t WHERE x = (SELECT y FROM u ORDER BY {}); SELECT z FROM v",
+        cols.join(", "),
+        cols.join(", ")
+    );
+    let o = run(&sql);
+    assert_eq!(o.n(), 2);
+    assert_eq!(o.classes(0), ["select"]);
+    assert_eq!(o.tables(0), ["select:public.t", "select:public.u"]);
+    let names = o.column_names(0);
+    assert_eq!(names.len(), 1500 + 2 + 1500);
+    assert_eq!(names[0], "c0");
+    assert_eq!(names[1499], "c1499");
+    assert_eq!(names[1500], "x");
+    assert_eq!(o.tables(1), ["select:public.v"]);
 }

@@ -11,6 +11,7 @@
 //! agrees, so the list stays honest. Agreement must be at least 99%.
 //!
 //! The corpus lives at `$CARGO_MANIFEST_DIR/../../shared/corpus` or `$PGATE_CORPUS`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests and benches fail loudly
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -185,6 +186,12 @@ fn classes_of(name: &str, body: &Value, out: &mut BTreeSet<&'static str>) {
                 || n.eq_ignore_ascii_case("session characteristics")
             {
                 out.insert("transaction");
+            } else if n.eq_ignore_ascii_case("role")
+                || n.eq_ignore_ascii_case("session_authorization")
+            {
+                // SET/RESET ROLE, SET/RESET SESSION AUTHORIZATION: changing the database
+                // role through the proxy is a privilege operation.
+                out.insert("dcl");
             } else {
                 out.insert("session");
             }

@@ -581,7 +581,10 @@ fn unqualified_functions_must_be_allowed_under_every_declared_schema() {
     assert!(t.function_allowed(analyst, "pg_catalog", "lower").0);
     assert!(!t.function_allowed(analyst, "public", "lower").0);
     // Unqualified: denied, because public.lower is declared and denied.
-    assert_eq!(t.unqualified_function_allowed(analyst, "lower"), (false, Some(4)));
+    assert_eq!(
+        t.unqualified_function_allowed(analyst, "lower"),
+        (false, Some(4))
+    );
     // Unqualified upper: only pg_catalog's pattern applies.
     assert!(t.unqualified_function_allowed(analyst, "upper").0);
     // Through decide(): an empty schema means unqualified.
@@ -601,7 +604,10 @@ fn unqualified_functions_must_be_allowed_under_every_declared_schema() {
     .unwrap();
     assert!(matches!(
         t.decide_all(analyst, &f).decision,
-        Decision::Deny { reason: DenyReason::Function { function: 0 }, .. }
+        Decision::Deny {
+            reason: DenyReason::Function { function: 0 },
+            ..
+        }
     ));
 }
 
@@ -620,7 +626,10 @@ fn undeclared_columns_are_denied_on_column_restricted_grants_only() {
     });
     assert!(matches!(
         t.decide_all(analyst, &f).decision,
-        Decision::Deny { reason: DenyReason::Column { column: 0, .. }, .. }
+        Decision::Deny {
+            reason: DenyReason::Column { column: 0, .. },
+            ..
+        }
     ));
     // orders: every column is granted, so a column the catalog does not know is allowed
     // (the grant covers it, and PostgreSQL rejects it if it does not exist).

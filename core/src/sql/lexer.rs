@@ -16,8 +16,8 @@
 //! The lexer is `Copy`: the parser looks ahead by copying it, so lookahead never allocates.
 
 use nom::IResult;
-use nom::Parser;
-use nom::bytes::complete::{take_while, take_while1};
+
+use super::keywords::{self, Kw};
 
 /// NAMEDATALEN - 1: PostgreSQL truncates identifiers to this many bytes.
 pub const MAX_IDENT_BYTES: usize = 63;
@@ -50,8 +50,8 @@ pub enum Kind {
     Ident,
     /// `"…"`.
     QuotedIdent,
-    /// `U&"…"` with its escape character (`\` unless `UESCAPE` said otherwise).
-    UnicodeIdent(char),
+    /// `U&"…"` (optionally followed by `UESCAPE 'c'`, which is part of the token).
+    UnicodeIdent,
     Str(StrKind),
     /// Integer, decimal, real, hex/octal/binary integer.
     Number,
@@ -83,12 +83,19 @@ pub struct Token {
     pub kind: Kind,
     pub start: u32,
     pub end: u32,
+    /// The keyword an unquoted identifier spells (`Kw::None` for anything else).
+    pub kw: Kw,
 }
 
 impl Token {
     pub fn text<'a>(&self, sql: &'a str) -> &'a str {
         sql.get(self.start as usize..self.end as usize)
             .unwrap_or("")
+    }
+    /// Whether this is the unquoted keyword `kw`.
+    #[inline]
+    pub fn is(&self, kw: Kw) -> bool {
+        self.kw == kw
     }
     /// Whether this is the unquoted keyword `kw` (given in lower case).
     pub fn is_kw(&self, sql: &str, kw: &str) -> bool {
@@ -101,7 +108,7 @@ impl Token {
     pub fn is_name(&self) -> bool {
         matches!(
             self.kind,
-            Kind::Ident | Kind::QuotedIdent | Kind::UnicodeIdent(_)
+            Kind::Ident | Kind::QuotedIdent | Kind::UnicodeIdent
         )
     }
     pub fn is_string(&self) -> bool {
@@ -155,14 +162,8 @@ fn is_op_char(b: u8) -> bool {
     )
 }
 
-// ---- nom pieces (the regular parts of scan.l) ----
+// ---- the regular parts of scan.l ----
 
-fn ident_body(i: &str) -> IResult<&str, &str> {
-    take_while(|c: char| c.is_ascii() && is_ident_cont(c as u8) || !c.is_ascii())(i)
-}
-fn whitespace1(i: &str) -> IResult<&str, &str> {
-    take_while1(|c: char| c.is_ascii() && is_space(c as u8))(i)
-}
 fn digits_with_underscores(i: &str, digit: fn(char) -> bool) -> IResult<&str, &str> {
     // `decinteger {decdigit}(_?{decdigit})*`: the first digit is consumed by the caller's
     // check; here we take (_?digit)* greedily.
@@ -211,25 +212,33 @@ impl<'a> Lexer<'a> {
 
     /// Skips whitespace and comments. scan.l: `--` to end of line; `/* … */` nests.
     fn skip_trivia(&mut self) -> Result<(), LexError> {
+        let b = self.bytes();
         loop {
-            let rest = self.sql.get(self.pos..).unwrap_or("");
-            if let Ok((r, _)) = whitespace1.parse(rest) {
-                self.pos = self.sql.len() - r.len();
-                self.work += 1;
-                continue;
+            match b.get(self.pos) {
+                Some(&c) if is_space(c) => {
+                    // A byte loop: every byte of a whitespace run is ASCII.
+                    let mut i = self.pos + 1;
+                    while b.get(i).is_some_and(|&c| is_space(c)) {
+                        i += 1;
+                    }
+                    self.pos = i;
+                    self.work += 1;
+                }
+                Some(b'-') if b.get(self.pos + 1) == Some(&b'-') => {
+                    let rest = &b[self.pos..];
+                    let n = rest
+                        .iter()
+                        .position(|&c| is_newline(c))
+                        .unwrap_or(rest.len());
+                    self.pos += n;
+                    self.work += 1;
+                }
+                Some(b'/') if b.get(self.pos + 1) == Some(&b'*') => {
+                    self.pos = skip_block_comment(b, self.pos)?;
+                    self.work += 1;
+                }
+                _ => return Ok(()),
             }
-            if rest.starts_with("--") {
-                let n = rest.bytes().position(is_newline).unwrap_or(rest.len());
-                self.pos += n;
-                self.work += 1;
-                continue;
-            }
-            if rest.starts_with("/*") {
-                self.pos = skip_block_comment(self.bytes(), self.pos)?;
-                self.work += 1;
-                continue;
-            }
-            return Ok(());
         }
     }
 
@@ -280,12 +289,12 @@ impl<'a> Lexer<'a> {
                 } else {
                     quoted_ident_end(self.bytes(), start + 3)?
                 };
-                let (esc, e) = self.uescape(body_end)?;
+                let (_, e) = self.uescape(body_end)?;
                 end = e;
                 kind = if self.byte(start + 2) == Some(b'\'') {
                     Kind::Str(StrKind::Unicode)
                 } else {
-                    Kind::UnicodeIdent(esc)
+                    Kind::UnicodeIdent
                 };
             }
             b'$' => {
@@ -353,11 +362,14 @@ impl<'a> Lexer<'a> {
                 kind = Kind::Op;
             }
             _ if is_ident_start(b) => {
-                let rest = self.sql.get(start..).unwrap_or("");
-                let (r, _) = ident_body
-                    .parse(rest)
-                    .map_err(|_| LexError("bad identifier"))?;
-                end = self.sql.len() - r.len();
+                // `ident_cont` holds for every byte >= 0x80, so a multibyte character is
+                // taken whole and the end is a character boundary.
+                let b = self.bytes();
+                let mut i = start + 1;
+                while b.get(i).is_some_and(|&c| is_ident_cont(c)) {
+                    i += 1;
+                }
+                end = i;
                 kind = Kind::Ident;
             }
             _ => {
@@ -377,10 +389,16 @@ impl<'a> Lexer<'a> {
     }
 
     fn tok(&self, kind: Kind, start: usize, end: usize) -> Token {
+        let kw = if kind == Kind::Ident {
+            keywords::lookup(self.bytes().get(start..end).unwrap_or(&[]))
+        } else {
+            Kw::None
+        };
         Token {
             kind,
             start: start as u32,
             end: end as u32,
+            kw,
         }
     }
 
@@ -906,13 +924,43 @@ impl std::fmt::Debug for Name {
 
 impl PartialEq for Name {
     fn eq(&self, o: &Self) -> bool {
-        self.as_str() == o.as_str()
+        self.as_bytes() == o.as_bytes()
     }
 }
 
 impl Name {
     pub fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.buf[..usize::from(self.len)]).unwrap_or("")
+        std::str::from_utf8(self.as_bytes()).unwrap_or("")
+    }
+    /// The name's bytes (UTF-8: only whole characters are ever pushed).
+    pub fn as_bytes(&self) -> &[u8] {
+        self.buf.get(..usize::from(self.len)).unwrap_or(&[])
+    }
+    /// Whether `t` (a name token) normalises to this name; plain ASCII identifiers are
+    /// compared in place, without building their name.
+    pub fn eq_token(&self, t: &Token, sql: &str) -> bool {
+        if t.kind == Kind::Ident {
+            let b = t.text(sql).as_bytes();
+            if b.is_ascii() {
+                let b = b.get(..b.len().min(MAX_IDENT_BYTES)).unwrap_or(b);
+                // The token folds to lower case; this name may hold capitals (quoted).
+                let me = self.as_bytes();
+                return me.len() == b.len()
+                    && me.iter().zip(b).all(|(&x, &y)| x == y.to_ascii_lowercase());
+            }
+        }
+        Name::of_token(t, sql).is_ok_and(|n| n == *self)
+    }
+
+    /// A name from its (already normalised) characters, truncated like PostgreSQL does.
+    pub fn from_chars(chars: impl Iterator<Item = char>) -> Name {
+        let mut n = Name::default();
+        for c in chars {
+            if !n.push(c) {
+                break;
+            }
+        }
+        n
     }
     pub fn from_str_truncated(s: &str) -> Name {
         let mut n = Name::default();
@@ -944,6 +992,16 @@ impl Name {
         let text = t.text(sql);
         let mut n = Name::default();
         match t.kind {
+            Kind::Ident if text.is_ascii() => {
+                // The common case: ASCII folding of a byte copy, truncated at 63 bytes.
+                let b = text.as_bytes();
+                let l = b.len().min(MAX_IDENT_BYTES);
+                if let (Some(dst), Some(src)) = (n.buf.get_mut(..l), b.get(..l)) {
+                    dst.copy_from_slice(src);
+                    dst.make_ascii_lowercase();
+                    n.len = l as u8;
+                }
+            }
             Kind::Ident => {
                 for c in text.chars() {
                     if !n.push(c.to_ascii_lowercase()) {
@@ -963,9 +1021,10 @@ impl Name {
                     }
                 }
             }
-            Kind::UnicodeIdent(esc) => {
+            Kind::UnicodeIdent => {
                 // `U&"` … `"` [UESCAPE 'c']
                 let close = quoted_ident_end(text.as_bytes(), 3)?;
+                let (esc, _) = Lexer::at(sql, 0).uescape(t.start as usize + close)?;
                 let body = text.get(3..close - 1).unwrap_or("");
                 let mut out = Ok(());
                 decode_unicode_escapes(body, esc, true, |c| {

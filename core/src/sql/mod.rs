@@ -12,9 +12,16 @@
 //!   `unknown`;
 //! - panic, loop, or take more than linear-ish time on any input.
 //!
-//! Layout: [`lexer`] (PostgreSQL's `scan.l` token rules), [`scope`] (which FROM items and
-//! CTEs are visible), [`parser`] (statements → facts). This module splits the string into
-//! statements and drives the parser.
+//! Layout: [`lexer`] (PostgreSQL's `scan.l` token rules), [`keywords`] (every keyword,
+//! identified once per token), [`scope`] (which FROM items and CTEs are visible),
+//! [`parser`] (statements → facts). This module splits the string into statements and
+//! drives the parser.
+//!
+//! Speed: each token is lexed once — the splitter leaves a statement's tokens in a window
+//! the parser reads by index (lookahead and backtracking are index moves) — and keywords
+//! are small integers compared as such. The token window and the scopes live in the
+//! [`Facts`] buffer ([`Scratch`]), allocated once per session, so a call initialises no
+//! large arrays.
 //!
 //! Documented choices:
 //! - `standard_conforming_strings = on` is assumed (PostgreSQL's default since 9.1).
@@ -23,18 +30,35 @@
 //!   to `pg_catalog`. `pg_temp` is not searched implicitly: a temporary table shadowing a
 //!   permanent one is attributed to the permanent one (which can only deny more); names
 //!   written `pg_temp.x` stay `pg_temp.x`.
-//! - Unqualified functions are attributed to `pg_catalog`.
+//! - Unqualified function calls are recorded with an empty schema: which function
+//!   PostgreSQL calls depends on the search path and on argument types; the decider checks
+//!   the call against `pg_catalog` and every declared function of that name.
+//! - A `SET search_path` (also `SET LOCAL`, `SET SCHEMA`, and `SELECT set_config('search_path',
+//!   'literal', true|false)` as a whole statement) applies to the later statements of the
+//!   same string; `RESET search_path`, `RESET ALL`, `DISCARD ALL` and `SET search_path TO
+//!   DEFAULT` restore the caller's path. `$user` is dropped. When the new path is not known
+//!   exactly (a non-literal or conditional `set_config`, more than [`MAX_PATH_OVERRIDE`]
+//!   schemas, an `unknown` statement, `COMMIT` after `SET LOCAL`, `ROLLBACK` after any
+//!   change), later statements that resolve an unqualified relation are `unknown`.
+//! - Changing the session's role (`SET ROLE`, `SET SESSION AUTHORIZATION`, their `RESET`s,
+//!   `set_config('role' | 'session_authorization', …)`) is class `dcl`.
+//! - In a query's `ORDER BY`, an item that is a bare name matching an output name of the
+//!   select list (an alias, or the implicit name of a column or function target) is that
+//!   output column, not a column reference (PostgreSQL's rule). `GROUP BY` prefers input
+//!   columns, so names there are always reported.
 //! - An unqualified column's candidates are every base table visible where it appears,
 //!   outer query levels included (a correlated reference can reach them). A policy check
 //!   must require the column to be allowed on every candidate that has it.
 
+pub mod keywords;
 pub mod lexer;
 pub mod parser;
 pub mod scope;
 
 use crate::class::{ClassSet, StatementClass};
 use crate::facts::{Facts, StatementFlags};
-use lexer::{Kind, Lexer};
+use keywords::Kw;
+use lexer::{Kind, Lexer, Token};
 use parser::Parser;
 
 /// What the caller knows about the session when classifying.
@@ -71,9 +95,75 @@ impl Default for ClassifyContext<'_> {
 /// Counters of one [`classify`] run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ClassifyStats {
-    /// Units of lexer work (tokens and trivia runs, lookahead included): the classifier's
-    /// running time is proportional to this, and it grows linearly with the input.
+    /// Units of work: tokens and trivia runs lexed (re-lexing included) plus tokens the
+    /// parser consumed (re-reading after backtracking included). The classifier's running
+    /// time is proportional to this, and it grows linearly with the input.
     pub work: u64,
+}
+
+/// The classifier's working memory, owned by [`Facts`] (allocated once per buffer).
+pub struct Scratch {
+    /// The token window of the statement being classified (fixed capacity).
+    pub(crate) tokens: Vec<lexer::Token>,
+    pub(crate) scopes: scope::Scopes,
+}
+
+/// Tokens of one statement kept after splitting: statements up to this long are lexed
+/// exactly once; longer ones are parsed through a sliding window of this size.
+pub const TOKEN_WINDOW: usize = 2048;
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Scratch {
+            tokens: Vec::with_capacity(TOKEN_WINDOW),
+            scopes: scope::Scopes::default(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Scratch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scratch")
+            .field("tokens", &self.tokens.capacity())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Schemas an in-message `SET search_path` may name before the path is given up on.
+pub const MAX_PATH_OVERRIDE: usize = 16;
+
+/// The search path in force for a statement of a multi-statement string.
+#[derive(Clone, Copy, Debug)]
+pub enum PathState {
+    /// The caller's (`ClassifyContext::search_path`).
+    Original,
+    /// Set by an earlier statement of the same string (names in the `Facts` arena).
+    Set {
+        names: [crate::facts::NameRef; MAX_PATH_OVERRIDE],
+        n: usize,
+    },
+    /// Changed in a way the classifier cannot follow exactly: unqualified relation names
+    /// cannot be resolved (their statements are `unknown`).
+    Unknown,
+}
+
+/// What one statement does to the search path of the statements after it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PathEffect {
+    None,
+    /// Sets it to the statement's `Facts::search_path` (`local`: until the transaction ends).
+    Set {
+        local: bool,
+    },
+    /// Back to the caller's path (`RESET search_path`, `RESET ALL`, `DISCARD ALL`,
+    /// `SET search_path TO DEFAULT`).
+    Reset,
+    /// Changes it in a way that is not known exactly.
+    Unknown,
+    /// `COMMIT`/`END`/`PREPARE TRANSACTION`: `SET LOCAL` values end.
+    Commit,
+    /// `ROLLBACK`/`ABORT`/`ROLLBACK TO SAVEPOINT`: earlier `SET`s may be undone.
+    Rollback,
 }
 
 /// Classifies `sql` (one or more statements) into `facts` (cleared first).
@@ -87,6 +177,19 @@ pub fn classify_with_stats(
     ctx: &ClassifyContext<'_>,
     facts: &mut Facts,
 ) -> ClassifyStats {
+    // Allocated with `facts`; re-created (one allocation) only if a panic ever left it out.
+    let mut scratch = facts.take_scratch().unwrap_or_default();
+    let stats = classify_inner(sql, ctx, facts, &mut scratch);
+    facts.put_scratch(scratch);
+    stats
+}
+
+fn classify_inner(
+    sql: &str,
+    ctx: &ClassifyContext<'_>,
+    facts: &mut Facts,
+    scratch: &mut Scratch,
+) -> ClassifyStats {
     facts.clear();
     let mut stats = ClassifyStats::default();
     // Statement offsets are u32 in Facts: longer strings are one unknown statement.
@@ -96,13 +199,15 @@ pub fn classify_with_stats(
         }
         return stats;
     }
-    // One scope stack per call, reset per statement (it is a few KiB: not re-initialised
-    // per statement).
-    let mut scopes = scope::Scopes::default();
+    let Scratch { tokens, scopes } = scratch;
+    let mut path = PathState::Original;
+    // Whether this string changed the path (a later ROLLBACK may undo it), and whether
+    // by `SET LOCAL` (a later COMMIT ends it).
+    let (mut changed, mut local) = (false, false);
     let mut pos = 0usize;
     loop {
-        let split = next_statement(sql, pos, &mut stats.work);
-        let Some((start, end, next, lex_error)) = split else {
+        let split = next_statement(sql, pos, &mut stats.work, tokens);
+        let Some((start, end, next, lex_error, resume)) = split else {
             return stats;
         };
         pos = next;
@@ -116,10 +221,12 @@ pub fn classify_with_stats(
             mark_unknown(facts, reason);
             return stats;
         }
-        let mut p = Parser::new(sql, start, end, facts, &mut scopes, ctx);
+        let mut p = Parser::new(sql, end, tokens, resume, facts, scopes, ctx, &path);
         let result = p.statement();
         let (classes, flags, prepared) = (p.classes, p.flags, p.prepared_name);
+        let effect = p.path_effect;
         stats.work += p.work;
+        let ok = matches!(result, Ok(())) && !classes.is_empty();
         match result {
             Ok(()) if !classes.is_empty() => {
                 if let Some(s) = facts.current_mut() {
@@ -131,7 +238,53 @@ pub fn classify_with_stats(
             Ok(()) => mark_unknown(facts, "no class"),
             Err(e) => mark_unknown(facts, e.0),
         }
+        // The search path for the statements after this one.
+        let effect = if ok { effect } else { PathEffect::Unknown };
+        match effect {
+            PathEffect::None => {}
+            PathEffect::Set { local: l } => {
+                changed = true;
+                local |= l;
+                path = path_from_facts(facts);
+            }
+            PathEffect::Reset => {
+                changed = true;
+                local = false;
+                path = PathState::Original;
+            }
+            PathEffect::Unknown => path = PathState::Unknown,
+            PathEffect::Commit => {
+                if local {
+                    path = PathState::Unknown;
+                }
+            }
+            PathEffect::Rollback => {
+                if changed {
+                    path = PathState::Unknown;
+                }
+            }
+        }
     }
+}
+
+/// The path the current statement's `SET search_path` set (`$user` dropped).
+fn path_from_facts(facts: &Facts) -> PathState {
+    let Some(s) = facts.statements().last() else {
+        return PathState::Unknown;
+    };
+    let mut names = [crate::facts::NameRef::EMPTY; MAX_PATH_OVERRIDE];
+    let mut n = 0;
+    for &r in facts.search_path(s) {
+        if facts.name(r) == "$user" {
+            continue;
+        }
+        match names.get_mut(n) {
+            Some(slot) => *slot = r,
+            None => return PathState::Unknown,
+        }
+        n += 1;
+    }
+    PathState::Set { names, n }
 }
 
 fn mark_unknown(facts: &mut Facts, reason: &'static str) {
@@ -147,17 +300,25 @@ fn mark_unknown(facts: &mut Facts, reason: &'static str) {
 /// Nesting of `BEGIN … END` blocks inside one statement before giving up.
 const MAX_BEGIN_LEVELS: u32 = 1024;
 
-/// The next non-empty statement from `pos`: (start, end, where to continue, lex error).
-/// Splits at semicolons outside parentheses and outside `BEGIN ATOMIC … END` bodies of
-/// `CREATE [OR REPLACE] FUNCTION|PROCEDURE` (inside a body, `CASE` opens and `END` closes
-/// a block, as in psql's `psqlscan.l`).
+/// The next non-empty statement from `pos`: (start, end, where to continue, lex error, the
+/// lexer after the last token left in `toks`). Splits at semicolons outside parentheses
+/// and outside `BEGIN ATOMIC … END` bodies of `CREATE [OR REPLACE] FUNCTION|PROCEDURE`
+/// (inside a body, `CASE` opens and `END` closes a block, as in psql's `psqlscan.l`).
 /// On a lexing error the statement runs to the end of the string.
-fn next_statement(
-    sql: &str,
+///
+/// The statement's tokens are left in `toks` (as many as its capacity holds, followed by
+/// an `Eof` at `end` when there is room), so the parser does not lex them again.
+#[allow(clippy::type_complexity)]
+fn next_statement<'a>(
+    sql: &'a str,
     pos: usize,
     work: &mut u64,
-) -> Option<(usize, usize, usize, Option<&'static str>)> {
+    toks: &mut Vec<Token>,
+) -> Option<(usize, usize, usize, Option<&'static str>, Lexer<'a>)> {
     let mut lx = Lexer::at(sql, pos);
+    toks.clear();
+    let cap = toks.capacity();
+    let mut resume = lx;
     let mut start = None;
     let mut depth = 0u32;
     let mut begin_depth = 0u32;
@@ -173,16 +334,33 @@ fn next_statement(
             Ok(t) => t,
             Err(e) => {
                 let s = start.unwrap_or(pos);
-                return Some((s, sql.len(), sql.len(), Some(e.0)));
+                return Some((s, sql.len(), sql.len(), Some(e.0), lx));
             }
         };
         match t.kind {
             Kind::Eof => {
-                return start.map(|s| (s, end, sql.len(), None));
+                let s = start?;
+                if toks.len() < cap {
+                    toks.push(Token {
+                        kind: Kind::Eof,
+                        start: end as u32,
+                        end: end as u32,
+                        kw: keywords::Kw::None,
+                    });
+                }
+                return Some((s, end, sql.len(), None, resume));
             }
             Kind::Semicolon if depth == 0 && begin_depth == 0 => {
                 if let Some(s) = start {
-                    return Some((s, end, t.end as usize, None));
+                    if toks.len() < cap {
+                        toks.push(Token {
+                            kind: Kind::Eof,
+                            start: end as u32,
+                            end: end as u32,
+                            kw: keywords::Kw::None,
+                        });
+                    }
+                    return Some((s, end, t.end as usize, None, resume));
                 }
                 continue;
             }
@@ -190,38 +368,32 @@ fn next_statement(
             Kind::LParen => depth = depth.saturating_add(1),
             Kind::RParen => depth = depth.saturating_sub(1),
             Kind::Ident => {
-                let w = t.text(sql);
                 if n_ident < 4 {
-                    first[n_ident] = if w.eq_ignore_ascii_case("create") {
-                        1
-                    } else if w.eq_ignore_ascii_case("or") {
-                        2
-                    } else if w.eq_ignore_ascii_case("replace") {
-                        3
-                    } else if w.eq_ignore_ascii_case("function")
-                        || w.eq_ignore_ascii_case("procedure")
-                    {
-                        4
-                    } else {
-                        5
+                    first[n_ident] = match t.kw {
+                        Kw::Create => 1,
+                        Kw::Or => 2,
+                        Kw::Replace => 3,
+                        Kw::Function | Kw::Procedure => 4,
+                        _ => 5,
                     };
                     n_ident += 1;
                 }
-                let is_routine = first[0] == 1
-                    && (first[1] == 4 || (first[1] == 2 && first[2] == 3 && first[3] == 4));
-                // Only `BEGIN ATOMIC` opens a body (gram.y: `BEGIN_P ATOMIC
-                // routine_body_stmt_list END_P`). psql counts any BEGIN, but then
-                // `CREATE FUNCTION f(begin int) …; DROP TABLE t` would hide the DROP inside
-                // the CREATE: the server runs it as a statement of its own.
-                let opens_body =
-                    is_routine && begin_depth == 0 && w.eq_ignore_ascii_case("begin") && {
+                if first[0] == 1 {
+                    let is_routine =
+                        first[1] == 4 || (first[1] == 2 && first[2] == 3 && first[3] == 4);
+                    // Only `BEGIN ATOMIC` opens a body (gram.y: `BEGIN_P ATOMIC
+                    // routine_body_stmt_list END_P`). psql counts any BEGIN, but then
+                    // `CREATE FUNCTION f(begin int) …; DROP TABLE t` would hide the DROP
+                    // inside the CREATE: the server runs it as a statement of its own.
+                    let opens_body = is_routine && begin_depth == 0 && t.kw == Kw::Begin && {
                         let mut probe = lx;
-                        probe.next_token().is_ok_and(|n| n.is_kw(sql, "atomic"))
+                        probe.next_token().is_ok_and(|n| n.kw == Kw::Atomic)
                     };
-                if opens_body || (begin_depth > 0 && w.eq_ignore_ascii_case("case")) {
-                    begin_depth = (begin_depth + 1).min(MAX_BEGIN_LEVELS);
-                } else if begin_depth > 0 && w.eq_ignore_ascii_case("end") {
-                    begin_depth -= 1;
+                    if opens_body || (begin_depth > 0 && t.kw == Kw::Case) {
+                        begin_depth = (begin_depth + 1).min(MAX_BEGIN_LEVELS);
+                    } else if begin_depth > 0 && t.kw == Kw::End {
+                        begin_depth -= 1;
+                    }
                 }
             }
             _ => {}
@@ -230,6 +402,10 @@ fn next_statement(
             start = Some(t.start as usize);
         }
         end = t.end as usize;
+        if toks.len() < cap {
+            toks.push(t);
+            resume = lx;
+        }
     }
 }
 

@@ -15,6 +15,7 @@
 //! them, and without the catalog's column lists we cannot tell which level supplies it).
 
 use super::ClassifyContext;
+use super::keywords::Kw;
 use super::lexer::{Kind, LexError, Lexer, Name, StrKind, Token};
 use super::scope::{EntryKind, ScopeFull, Scopes};
 use crate::class::{ClassSet, StatementClass};
@@ -54,260 +55,172 @@ impl From<ScopeFull> for Fail {
 
 type R<T> = Result<T, Fail>;
 
-/// PostgreSQL's reserved keywords (kwlist.h, RESERVED_KEYWORD): never a column or alias.
-const RESERVED: &[&str] = &[
-    "all",
-    "analyse",
-    "analyze",
-    "and",
-    "any",
-    "array",
-    "as",
-    "asc",
-    "asymmetric",
-    "both",
-    "case",
-    "cast",
-    "check",
-    "collate",
-    "column",
-    "constraint",
-    "create",
-    "current_catalog",
-    "current_date",
-    "current_role",
-    "current_time",
-    "current_timestamp",
-    "current_user",
-    "default",
-    "deferrable",
-    "desc",
-    "distinct",
-    "do",
-    "else",
-    "end",
-    "except",
-    "false",
-    "fetch",
-    "for",
-    "foreign",
-    "from",
-    "grant",
-    "group",
-    "having",
-    "in",
-    "initially",
-    "intersect",
-    "into",
-    "lateral",
-    "leading",
-    "limit",
-    "localtime",
-    "localtimestamp",
-    "not",
-    "null",
-    "offset",
-    "on",
-    "only",
-    "or",
-    "order",
-    "placing",
-    "primary",
-    "references",
-    "returning",
-    "select",
-    "session_user",
-    "some",
-    "symmetric",
-    "system_user",
-    "table",
-    "then",
-    "to",
-    "trailing",
-    "true",
-    "union",
-    "unique",
-    "user",
-    "using",
-    "variadic",
-    "when",
-    "where",
-    "window",
-    "with",
-];
-/// kwlist.h TYPE_FUNC_NAME_KEYWORD: function or type names, never columns or aliases.
-const TYPE_FUNC_NAME: &[&str] = &[
-    "authorization",
-    "binary",
-    "collation",
-    "concurrently",
-    "cross",
-    "current_schema",
-    "freeze",
-    "full",
-    "ilike",
-    "inner",
-    "is",
-    "isnull",
-    "join",
-    "left",
-    "like",
-    "natural",
-    "notnull",
-    "outer",
-    "overlaps",
-    "right",
-    "similar",
-    "tablesample",
-    "verbose",
-];
 /// Functions with special argument syntax whose arguments we read leniently: every
 /// identifier inside that is not a keyword is reported as a column (over-reporting is safe).
-const SPECIAL_SYNTAX_FUNCS: &[&str] = &[
-    "xmlelement",
-    "xmlforest",
-    "xmlattributes",
-    "xmlconcat",
-    "xmlexists",
-    "xmlparse",
-    "xmlpi",
-    "xmlroot",
-    "xmlserialize",
-    "xmltable",
-    "json_object",
-    "json_array",
-    "json_objectagg",
-    "json_arrayagg",
-    "json_query",
-    "json_value",
-    "json_exists",
-    "json_scalar",
-    "json_serialize",
-    "json",
-    "json_table",
-    "merge_action",
-    "xmlnamespaces",
+const SPECIAL_SYNTAX_FUNCS: &[Kw] = &[
+    Kw::Xmlelement,
+    Kw::Xmlforest,
+    Kw::Xmlattributes,
+    Kw::Xmlconcat,
+    Kw::Xmlexists,
+    Kw::Xmlparse,
+    Kw::Xmlpi,
+    Kw::Xmlroot,
+    Kw::Xmlserialize,
+    Kw::Xmltable,
+    Kw::JsonObject,
+    Kw::JsonArray,
+    Kw::JsonObjectagg,
+    Kw::JsonArrayagg,
+    Kw::JsonQuery,
+    Kw::JsonValue,
+    Kw::JsonExists,
+    Kw::JsonScalar,
+    Kw::JsonSerialize,
+    Kw::Json,
+    Kw::JsonTable,
+    Kw::MergeAction,
+    Kw::Xmlnamespaces,
 ];
 /// Words inside the lenient functions above that are syntax, not columns.
-const SPECIAL_SYNTAX_WORDS: &[&str] = &[
-    "name",
-    "value",
-    "passing",
-    "by",
-    "ref",
-    "columns",
-    "path",
-    "ordinality",
-    "returning",
-    "format",
-    "encoding",
-    "error",
-    "empty",
-    "keep",
-    "omit",
-    "quotes",
-    "scalar",
-    "wrapper",
-    "conditional",
-    "unconditional",
-    "array",
-    "object",
-    "keys",
-    "absent",
-    "nested",
-    "document",
-    "content",
-    "version",
-    "standalone",
-    "yes",
-    "no",
-    "indent",
-    "preserve",
-    "strip",
-    "whitespace",
-    "xmlnamespaces",
-    "exists",
-    "true",
-    "false",
-    "unknown",
-    "json",
-    "text",
-    "bytea",
-    "varchar",
-    "int",
-    "integer",
-    "jsonb",
-    "xml",
-    "boolean",
-    "numeric",
-    "character",
-    "varying",
-    "date",
-    "time",
-    "timestamp",
-    "zone",
-    "without",
-    "with",
-    "plan",
-    "utf8",
-    "string",
+const SPECIAL_SYNTAX_WORDS: &[Kw] = &[
+    Kw::Name,
+    Kw::Value,
+    Kw::Passing,
+    Kw::By,
+    Kw::Ref,
+    Kw::Columns,
+    Kw::Path,
+    Kw::Ordinality,
+    Kw::Returning,
+    Kw::Format,
+    Kw::Encoding,
+    Kw::Error,
+    Kw::Empty,
+    Kw::Keep,
+    Kw::Omit,
+    Kw::Quotes,
+    Kw::Scalar,
+    Kw::Wrapper,
+    Kw::Conditional,
+    Kw::Unconditional,
+    Kw::Array,
+    Kw::Object,
+    Kw::Keys,
+    Kw::Absent,
+    Kw::Nested,
+    Kw::Document,
+    Kw::Content,
+    Kw::Version,
+    Kw::Standalone,
+    Kw::Yes,
+    Kw::No,
+    Kw::Indent,
+    Kw::Preserve,
+    Kw::Strip,
+    Kw::Whitespace,
+    Kw::Xmlnamespaces,
+    Kw::Exists,
+    Kw::True,
+    Kw::False,
+    Kw::Unknown,
+    Kw::Json,
+    Kw::Text,
+    Kw::Bytea,
+    Kw::Varchar,
+    Kw::Int,
+    Kw::Integer,
+    Kw::Jsonb,
+    Kw::Xml,
+    Kw::Boolean,
+    Kw::Numeric,
+    Kw::Character,
+    Kw::Varying,
+    Kw::Date,
+    Kw::Time,
+    Kw::Timestamp,
+    Kw::Zone,
+    Kw::Without,
+    Kw::With,
+    Kw::Plan,
+    Kw::Utf8,
+    Kw::String,
 ];
-
-fn in_list(list: &[&str], word: &str) -> bool {
-    list.iter().any(|k| k.eq_ignore_ascii_case(word))
-}
-
-/// Membership in a sorted keyword list (RESERVED, TYPE_FUNC_NAME): binary search on the
-/// lower-cased word, since it runs for every identifier.
-fn in_sorted(list: &[&str], word: &str) -> bool {
-    let w = word.to_ascii_lowercase_fixed();
-    !w.as_str().is_empty() && list.binary_search(&w.as_str()).is_ok()
-}
 
 /// A dotted name as written: up to [`MAX_NAME_PARTS`] parts, optionally ending in `*`.
 #[derive(Clone, Copy)]
 struct Chain {
-    parts: [Name; MAX_NAME_PARTS],
+    /// The name tokens (normalised only where a name is needed).
+    parts: [Token; MAX_NAME_PARTS],
     n: usize,
     star: bool,
-    /// The first part was an unquoted identifier (so may be a keyword).
-    first_unquoted: bool,
+    /// The keyword the first part spells (`Kw::None` if quoted or not a keyword).
+    first_kw: Kw,
 }
 
 impl Chain {
-    fn last(&self) -> &Name {
-        &self.parts[self.n.saturating_sub(1)]
+    fn last(&self) -> Token {
+        self.parts[self.n.saturating_sub(1)]
     }
 }
 
 pub struct Parser<'a, 'f, 'c> {
     sql: &'a str,
+    /// The token window: tokens `base..base + toks.len()` of the statement (absolute
+    /// indexes from the statement's first token). Filled by the statement splitter, which
+    /// lexes each token once; extended (sliding past tokens already consumed) only for
+    /// statements longer than the window, and re-lexed from a token's byte offset only
+    /// when the parser backtracks to a token that slid out.
+    toks: &'f mut Vec<Token>,
+    base: usize,
+    /// Absolute index of the next token.
+    cur: usize,
+    /// Lexer positioned after the window's last token (unless that is `Eof`).
     lx: Lexer<'a>,
-    peeked: Option<(Token, Lexer<'a>)>,
     /// End of the statement (byte offset): tokens at or after it are `Eof`.
     end: usize,
     pub facts: &'f mut Facts,
     ctx: &'c ClassifyContext<'c>,
     scopes: &'f mut Scopes,
+    /// The search path in force for this statement (see `super::PathState`).
+    path: &'f super::PathState,
     pub classes: ClassSet,
     pub flags: u32,
     pub prepared_name: NameRef,
+    /// What this statement does to the search path of the statements after it.
+    pub path_effect: super::PathEffect,
+    /// Output names of the select lists being read, with their query level (for ORDER BY).
+    outs: [(u16, Token); MAX_OUTPUT_NAMES],
+    n_outs: usize,
+    /// Whether `outs` overflowed at some level (then ORDER BY names are all reported).
+    outs_full: bool,
     depth: u32,
     /// Backtracks left for this statement (each may re-read part of it).
     backtracks: u32,
-    /// Tokens lexed (including lookahead): the work budget unit.
+    /// A failure while fetching a token (tokens then read as `Eof`; the statement fails).
+    token_error: Option<Fail>,
+    /// Tokens lexed or consumed (including lookahead): the work budget unit.
     pub work: u64,
+}
+
+/// A position in the token stream: absolute token index and that token's byte offset
+/// (to re-lex from, should the token have slid out of the window).
+#[derive(Clone, Copy, Debug)]
+pub struct Pos {
+    idx: usize,
+    byte: u32,
 }
 
 /// Everything a failed alternative may have changed.
 #[derive(Clone, Copy)]
-struct Snapshot<'a> {
-    lx: Lexer<'a>,
+struct Snapshot {
+    pos: Pos,
     facts: [u32; 5],
     scopes: (usize, u16, usize),
     classes: ClassSet,
     flags: u32,
     depth: u32,
+    n_outs: usize,
 }
 
 /// Opening parentheses looked through to tell `((SELECT …` from `((a + b) …`.
@@ -316,106 +229,170 @@ pub const MAX_PAREN_LOOKAHEAD_TOKENS: usize = 32;
 /// Backtracking attempts per statement: bounds the re-reading to a constant factor.
 pub const MAX_BACKTRACKS: u32 = 16;
 
+/// Output names (aliases) remembered per statement for ORDER BY / GROUP BY.
+pub const MAX_OUTPUT_NAMES: usize = 16;
+
 impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
+    /// A parser over the statement `start..end` whose first tokens the splitter left in
+    /// `toks`; `resume` is the lexer after the last of them.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         sql: &'a str,
-        start: usize,
         end: usize,
+        toks: &'f mut Vec<Token>,
+        resume: Lexer<'a>,
         facts: &'f mut Facts,
         scopes: &'f mut Scopes,
         ctx: &'c ClassifyContext<'c>,
+        path: &'f super::PathState,
     ) -> Self {
         scopes.reset();
         Parser {
             sql,
-            lx: Lexer::at(sql, start),
-            peeked: None,
+            toks,
+            base: 0,
+            cur: 0,
+            lx: resume,
             end,
             facts,
             ctx,
             scopes,
+            path,
             classes: ClassSet::EMPTY,
             flags: 0,
             prepared_name: NameRef::EMPTY,
+            path_effect: super::PathEffect::None,
+            outs: [(
+                0,
+                Token {
+                    kind: Kind::Eof,
+                    start: 0,
+                    end: 0,
+                    kw: Kw::None,
+                },
+            ); MAX_OUTPUT_NAMES],
+            n_outs: 0,
+            outs_full: false,
             depth: 0,
             backtracks: MAX_BACKTRACKS,
+            token_error: None,
             work: 0,
         }
     }
 
     // ---------------------------------------------------------------- tokens
 
-    fn lex(&mut self, lx: &mut Lexer<'a>) -> R<Token> {
-        let before = lx.work;
-        let t = lx.next_token();
-        self.work += lx.work.saturating_sub(before);
-        let t = t?;
-        if t.start as usize >= self.end {
-            return Ok(Token {
-                kind: Kind::Eof,
-                start: self.end as u32,
-                end: self.end as u32,
-            });
+    fn eof(&self) -> Token {
+        Token {
+            kind: Kind::Eof,
+            start: self.end as u32,
+            end: self.end as u32,
+            kw: Kw::None,
         }
-        Ok(t)
     }
 
-    fn peek(&mut self) -> R<Token> {
-        if let Some((t, _)) = self.peeked {
-            return Ok(t);
+    /// Lexes the token after the window (tokens at or after the statement end are `Eof`).
+    /// The splitter lexed the whole statement without error, so re-lexing it cannot fail;
+    /// should it anyway, the error is kept (the statement fails) and `Eof` returned.
+    fn lex_more(&mut self) -> Token {
+        let before = self.lx.work;
+        let t = self.lx.next_token();
+        self.work += self.lx.work.saturating_sub(before);
+        match t {
+            Ok(t) if (t.start as usize) < self.end => t,
+            Ok(_) => self.eof(),
+            Err(e) => {
+                self.token_error.get_or_insert(Fail(e.0));
+                self.eof()
+            }
         }
-        let mut lx = self.lx;
-        let t = self.lex(&mut lx)?;
-        self.peeked = Some((t, lx));
-        Ok(t)
+    }
+
+    /// The token with absolute index `idx` (>= the current one). Infallible (so that
+    /// tokens travel in registers): a failure is kept in `token_error` and reads as `Eof`.
+    #[inline]
+    fn tok(&mut self, idx: usize) -> Token {
+        if let Some(t) = idx
+            .checked_sub(self.base)
+            .and_then(|off| self.toks.get(off))
+        {
+            return *t;
+        }
+        self.tok_slow(idx)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn tok_slow(&mut self, idx: usize) -> Token {
+        if idx < self.base {
+            self.token_error.get_or_insert(Fail("token window lost"));
+            return self.eof();
+        }
+        loop {
+            if let Some(t) = self.toks.get(idx - self.base) {
+                return *t;
+            }
+            if let Some(last) = self.toks.last()
+                && last.kind == Kind::Eof
+            {
+                return *last;
+            }
+            if self.toks.len() >= self.toks.capacity() {
+                // Slide: drop what was consumed. The window is far larger than any
+                // lookahead, so this always frees room.
+                let drop = self.cur.saturating_sub(self.base).min(self.toks.len());
+                if drop == 0 {
+                    self.token_error.get_or_insert(Fail("lookahead too long"));
+                    return self.eof();
+                }
+                self.toks.drain(..drop);
+                self.base += drop;
+            }
+            let t = self.lex_more();
+            self.toks.push(t);
+        }
+    }
+
+    #[inline]
+    fn peek(&mut self) -> Token {
+        self.tok(self.cur)
     }
 
     /// The token `n` places after the next one (`peek_n(0) == peek()`).
-    fn peek_n(&mut self, n: usize) -> R<Token> {
-        // Start after the cached next token: lookahead re-lexes only what it must.
-        let (mut t, mut lx) = match self.peeked {
-            Some(p) => p,
-            None => {
-                let mut lx = self.lx;
-                let t = self.lex(&mut lx)?;
-                self.peeked = Some((t, lx));
-                (t, lx)
-            }
-        };
-        for _ in 0..n {
-            t = self.lex(&mut lx)?;
-        }
-        Ok(t)
+    #[inline]
+    fn peek_n(&mut self, n: usize) -> Token {
+        self.tok(self.cur + n)
     }
 
-    fn next(&mut self) -> R<Token> {
-        if let Some((t, lx)) = self.peeked.take() {
-            self.lx = lx;
-            return Ok(t);
+    #[inline]
+    fn next(&mut self) -> Token {
+        let t = self.tok(self.cur);
+        self.work += 1;
+        if t.kind != Kind::Eof {
+            self.cur += 1;
         }
-        let mut lx = self.lx;
-        let t = self.lex(&mut lx)?;
-        self.lx = lx;
-        Ok(t)
+        t
     }
 
-    fn snapshot(&self) -> Snapshot<'a> {
+    fn snapshot(&mut self) -> Snapshot {
         Snapshot {
-            lx: self.lx,
+            pos: self.save(),
             facts: self.facts.current_mark(),
             scopes: self.scopes.mark(),
             classes: self.classes,
             flags: self.flags,
             depth: self.depth,
+            n_outs: self.n_outs,
         }
     }
-    fn rollback(&mut self, s: Snapshot<'a>) {
-        self.restore(s.lx);
+    fn rollback(&mut self, s: Snapshot) {
+        self.restore(s.pos);
         self.facts.truncate_current(s.facts);
         self.scopes.restore(s.scopes);
         self.classes = s.classes;
         self.flags = s.flags;
         self.depth = s.depth;
+        self.n_outs = s.n_outs;
     }
 
     /// Runs `first`; if it fails, undoes its effects and runs `second`. Only for
@@ -440,59 +417,77 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
         }
     }
 
-    fn save(&self) -> Lexer<'a> {
-        self.lx
+    fn save(&mut self) -> Pos {
+        let t = self.peek();
+        Pos {
+            idx: self.cur,
+            byte: t.start,
+        }
     }
-    fn restore(&mut self, lx: Lexer<'a>) {
-        self.lx = lx;
-        self.peeked = None;
+    fn restore(&mut self, p: Pos) {
+        if p.idx >= self.base {
+            self.cur = p.idx;
+        } else {
+            // Slid out of the window: re-lex from the token's start (the lexer has no
+            // state between tokens, so this yields the same tokens again).
+            self.toks.clear();
+            self.base = p.idx;
+            self.cur = p.idx;
+            self.lx = Lexer::at(self.sql, p.byte as usize);
+        }
     }
 
-    fn at_kw(&mut self, kw: &str) -> R<bool> {
-        let t = self.peek()?;
-        Ok(t.is_kw(self.sql, kw))
+    #[inline]
+    fn at_kw(&mut self, kw: Kw) -> bool {
+        self.peek().kw == kw
     }
-    fn at_kw_n(&mut self, n: usize, kw: &str) -> R<bool> {
-        let t = self.peek_n(n)?;
-        Ok(t.is_kw(self.sql, kw))
+    #[inline]
+    fn at_kw_n(&mut self, n: usize, kw: Kw) -> bool {
+        self.peek_n(n).kw == kw
     }
-    fn eat_kw(&mut self, kw: &str) -> R<bool> {
-        if self.at_kw(kw)? {
-            self.next()?;
-            return Ok(true);
+    #[inline]
+    fn eat_kw(&mut self, kw: Kw) -> bool {
+        if self.at_kw(kw) {
+            self.next();
+            return true;
         }
-        Ok(false)
+        false
     }
-    fn expect_kw(&mut self, kw: &'static str) -> R<()> {
-        if self.eat_kw(kw)? {
+    fn expect_kw(&mut self, kw: Kw) -> R<()> {
+        if self.eat_kw(kw) {
             Ok(())
         } else {
             Err(Fail("unexpected token"))
         }
     }
-    fn at(&mut self, k: Kind) -> R<bool> {
-        Ok(self.peek()?.kind == k)
+    #[inline]
+    fn at(&mut self, k: Kind) -> bool {
+        self.peek().kind == k
     }
-    fn eat(&mut self, k: Kind) -> R<bool> {
-        if self.at(k)? {
-            self.next()?;
-            return Ok(true);
+    #[inline]
+    fn eat(&mut self, k: Kind) -> bool {
+        if self.at(k) {
+            self.next();
+            return true;
         }
-        Ok(false)
+        false
     }
     fn expect(&mut self, k: Kind) -> R<Token> {
-        let t = self.next()?;
+        let t = self.next();
         if t.kind == k {
             Ok(t)
         } else {
             Err(Fail("unexpected token"))
         }
     }
-    fn at_end(&mut self) -> R<bool> {
-        Ok(matches!(self.peek()?.kind, Kind::Eof))
+    fn at_end(&mut self) -> bool {
+        matches!(self.peek().kind, Kind::Eof)
     }
     fn expect_end(&mut self) -> R<()> {
-        if self.at_end()? {
+        if let Some(e) = self.token_error {
+            return Err(e);
+        }
+        if self.at_end() {
             Ok(())
         } else {
             Err(Fail("statement not fully understood"))
@@ -502,8 +497,7 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
         t.text(self.sql)
     }
     fn is_reserved(&self, t: &Token) -> bool {
-        t.kind == Kind::Ident
-            && (in_sorted(RESERVED, self.text(t)) || in_sorted(TYPE_FUNC_NAME, self.text(t)))
+        t.kw.is_reserved() || t.kw.is_type_func_name()
     }
 
     fn enter(&mut self) -> R<()> {
@@ -521,7 +515,7 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
     /// their first keywords and which carry no facts (transaction control, SHOW, …).
     fn rest(&mut self) -> R<()> {
         loop {
-            if self.next()?.kind == Kind::Eof {
+            if self.next().kind == Kind::Eof {
                 return Ok(());
             }
         }
@@ -532,7 +526,7 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
         self.expect(Kind::LParen)?;
         let mut depth = 1u32;
         loop {
-            match self.next()?.kind {
+            match self.next().kind {
                 Kind::LParen => depth += 1,
                 Kind::RParen => {
                     depth -= 1;
@@ -558,7 +552,7 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
 
     /// Any name token (keywords allowed): labels, option names, …
     fn any_name_token(&mut self) -> R<Name> {
-        let t = self.next()?;
+        let t = self.next();
         if !t.is_name() {
             return Err(Fail("expected a name"));
         }
@@ -567,22 +561,21 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
 
     /// `a[.b[.c[.d]]]` with an optional trailing `.*` (when `allow_star`).
     fn chain(&mut self, allow_star: bool) -> R<Chain> {
-        let first = self.next()?;
+        let first = self.next();
         if !first.is_name() {
             return Err(Fail("expected a name"));
         }
         let mut c = Chain {
-            parts: [Name::default(); MAX_NAME_PARTS],
+            parts: [first; MAX_NAME_PARTS],
             n: 1,
             star: false,
-            first_unquoted: first.kind == Kind::Ident,
+            first_kw: first.kw,
         };
-        c.parts[0] = self.name_of(&first)?;
-        while self.at(Kind::Dot)? {
-            let t = self.peek_n(1)?;
+        while self.at(Kind::Dot) {
+            let t = self.peek_n(1);
             if t.is_op(self.sql, "*") && allow_star {
-                self.next()?;
-                self.next()?;
+                self.next();
+                self.next();
                 c.star = true;
                 break;
             }
@@ -592,9 +585,9 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
             if c.n >= MAX_NAME_PARTS {
                 return Err(Fail("name has too many parts"));
             }
-            self.next()?;
-            self.next()?;
-            c.parts[c.n] = self.name_of(&t)?;
+            self.next();
+            self.next();
+            c.parts[c.n] = t;
             c.n += 1;
         }
         Ok(c)
@@ -604,38 +597,99 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
         Ok(self.facts.push_name(s)?)
     }
 
+    /// Pushes the normalised name of a name token (plain ASCII identifiers are folded
+    /// straight into the arena).
+    fn push_tok(&mut self, t: &Token) -> R<NameRef> {
+        if t.kind == Kind::Ident {
+            let b = self.text(t).as_bytes();
+            if b.len() <= super::lexer::MAX_IDENT_BYTES && b.is_ascii() {
+                return Ok(self.facts.push_ascii_lowercase(b)?);
+            }
+        }
+        let n = self.name_of(t)?;
+        self.push(n.as_str())
+    }
+
     /// Resolves a relation name like PostgreSQL: qualified names are taken as written;
     /// unqualified ones search `pg_catalog` first, then the search path (with the catalog),
     /// else the first schema of the path. Without a catalog, `pg_*` names are `pg_catalog`.
+    /// The path is the caller's, or the one an earlier `SET search_path` of the same
+    /// string set; if that could not be followed exactly, the statement is `unknown`.
     fn resolve_table(&mut self, c: &Chain) -> R<QualifiedName> {
-        let name = c.last().as_str();
         if c.n >= 2 {
-            let schema = c.parts[c.n - 2];
-            let s = self.push(schema.as_str())?;
-            let n = self.push(name)?;
+            let s = self.push_tok(&c.parts[c.n - 2])?;
+            let n = self.push_tok(&c.last())?;
             return Ok(QualifiedName { schema: s, name: n });
         }
-        let schema: Option<&str> = match self.ctx.catalog {
-            Some(cat) => {
-                if cat.has_table("pg_catalog", name) {
-                    Some("pg_catalog")
-                } else {
-                    self.ctx
-                        .search_path
+        // The normalised name is needed for catalog lookups only: a plain identifier's
+        // `pg_` prefix is checked on its text.
+        let last = c.last();
+        let plain = last.kind == Kind::Ident && self.text(&last).is_ascii();
+        let name_n = if self.ctx.catalog.is_some() || !plain {
+            self.name_of(&last)?
+        } else {
+            Name::default()
+        };
+        let name = name_n.as_str();
+        let pg_prefix = if plain {
+            self.text(&last)
+                .as_bytes()
+                .get(..3)
+                .is_some_and(|p| p.eq_ignore_ascii_case(b"pg_"))
+        } else {
+            name.starts_with("pg_")
+        };
+        let schema: Option<NameRef> = match *self.path {
+            super::PathState::Unknown => {
+                return Err(Fail(
+                    "search_path was changed earlier in this string in a way not followed",
+                ));
+            }
+            super::PathState::Set { names, n } => {
+                let names = names.get(..n).unwrap_or(&[]);
+                let facts = &*self.facts;
+                match self.ctx.catalog {
+                    Some(cat) if cat.has_table("pg_catalog", name) => None,
+                    Some(cat) => names
                         .iter()
                         .copied()
-                        .find(|s| cat.has_table(s, name))
-                        .or_else(|| self.ctx.search_path.first().copied())
+                        .find(|&r| cat.has_table(facts.name(r), name))
+                        .or_else(|| names.first().copied())
+                        .map(Some)
+                        .unwrap_or(Some(NameRef::EMPTY)),
+                    None if pg_prefix => None,
+                    None => Some(names.first().copied().unwrap_or(NameRef::EMPTY)),
                 }
             }
-            None if name.starts_with("pg_") => Some("pg_catalog"),
-            None => self.ctx.search_path.first().copied(),
+            super::PathState::Original => {
+                let schema: Option<&str> = match self.ctx.catalog {
+                    Some(cat) => {
+                        if cat.has_table("pg_catalog", name) {
+                            Some("pg_catalog")
+                        } else {
+                            self.ctx
+                                .search_path
+                                .iter()
+                                .copied()
+                                .find(|s| cat.has_table(s, name))
+                                .or_else(|| self.ctx.search_path.first().copied())
+                        }
+                    }
+                    None if pg_prefix => Some("pg_catalog"),
+                    None => self.ctx.search_path.first().copied(),
+                };
+                Some(match schema {
+                    Some(s) => self.push(s)?,
+                    None => NameRef::EMPTY,
+                })
+            }
         };
+        // `None`: pg_catalog.
         let s = match schema {
-            Some(s) => self.push(s)?,
-            None => NameRef::EMPTY,
+            Some(r) => r,
+            None => self.push("pg_catalog")?,
         };
-        let n = self.push(name)?;
+        let n = self.push_tok(&c.last())?;
         Ok(QualifiedName { schema: s, name: n })
     }
 
@@ -644,15 +698,15 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
         Ok(idx as u8)
     }
 
-    /// Records a call of the function named by `c` (unqualified → `pg_catalog`).
+    /// Records a call of the function named by `c` (unqualified: empty schema, see
+    /// [`FunctionRef`]).
     fn push_function(&mut self, c: &Chain) -> R<()> {
-        let (schema, name) = if c.n >= 2 {
-            (c.parts[c.n - 2].as_str(), c.last().as_str())
+        let s = if c.n >= 2 {
+            self.push_tok(&c.parts[c.n - 2])?
         } else {
-            ("pg_catalog", c.last().as_str())
+            NameRef::EMPTY
         };
-        let s = self.push(schema)?;
-        let n = self.push(name)?;
+        let n = self.push_tok(&c.last())?;
         self.facts.push_function(FunctionRef {
             name: QualifiedName { schema: s, name: n },
         })?;
@@ -735,28 +789,31 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
     /// A column reference written as `c` (no function call, no typed literal).
     fn column_ref(&mut self, c: &Chain, clause: Clause) -> R<()> {
         if c.n == 1 && !c.star {
-            let name = c.parts[0];
+            let tok = c.parts[0];
             let candidates = self.visible_bases()?;
             let mut whole = 0u64;
             for i in 0..self.scopes.len() {
-                if self.scopes.get(i).is_some_and(|e| e.name == name)
+                if self
+                    .scopes
+                    .get(i)
+                    .is_some_and(|e| e.name.eq_token(&tok, self.sql))
                     && let Some(r) = self.entry_read(i)?
                 {
                     whole |= 1u64 << r;
                 }
             }
-            let n = self.push(name.as_str())?;
+            let n = self.push_tok(&c.parts[0])?;
             return self.push_column(ColumnName::Named(n), candidates, whole, false, clause);
         }
         // Qualified: find the qualifier among the visible FROM items. `a.b.c` is
         // `schema.table.column` or `table.column.field`: try both.
-        let (qual_idx, col): (Option<usize>, Option<Name>) = if c.star {
-            (self.scopes.find(c.last()), None)
+        let (qual_idx, col): (Option<usize>, Option<Token>) = if c.star {
+            (self.scopes.find(&self.name_of(&c.last())?), None)
         } else {
-            let mut found = (None, Some(*c.last()));
+            let mut found = (None, Some(c.last()));
             let mut k = c.n - 1;
             while k > 0 {
-                if let Some(i) = self.scopes.find(&c.parts[k - 1]) {
+                if let Some(i) = self.scopes.find(&self.name_of(&c.parts[k - 1])?) {
                     found = (Some(i), Some(c.parts[k]));
                     break;
                 }
@@ -773,7 +830,7 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
             None => self.visible_bases()?,
         };
         let name = match col {
-            Some(n) => ColumnName::Named(self.push(n.as_str())?),
+            Some(t) => ColumnName::Named(self.push_tok(&t)?),
             None => ColumnName::All,
         };
         self.push_column(name, candidates, 0, true, clause)
@@ -783,7 +840,7 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
 
     /// One top-level statement, to its end.
     pub fn statement(&mut self) -> R<()> {
-        let t = self.peek()?;
+        let t = self.peek();
         if t.kind == Kind::LParen {
             self.class(StatementClass::Select);
             self.query()?;
@@ -792,102 +849,122 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
         if t.kind != Kind::Ident {
             return Err(Fail("statement does not start with a keyword"));
         }
-        let kw = self.text(&t).to_ascii_lowercase_fixed();
-        match kw.as_str() {
-            "select" | "values" | "table" | "with" | "insert" | "update" | "delete" | "merge" => {
+        match t.kw {
+            Kw::Select
+            | Kw::Values
+            | Kw::Table
+            | Kw::With
+            | Kw::Insert
+            | Kw::Update
+            | Kw::Delete
+            | Kw::Merge => {
                 let c = self.dml_or_query()?;
                 self.class(c);
             }
-            "truncate" => self.truncate()?,
-            "copy" => self.copy()?,
-            "lock" => self.lock()?,
-            "explain" => self.explain()?,
-            "prepare" => {
-                if self.at_kw_n(1, "transaction")? {
+            Kw::Truncate => self.truncate()?,
+            Kw::Copy => self.copy()?,
+            Kw::Lock => self.lock()?,
+            Kw::Explain => self.explain()?,
+            Kw::Prepare => {
+                if self.at_kw_n(1, Kw::Transaction) {
                     self.class(StatementClass::Transaction);
+                    // Ends the transaction: treated like a rollback (conservative).
+                    self.path_effect = super::PathEffect::Rollback;
                     self.rest()?;
                 } else {
                     self.prepare()?;
                 }
             }
-            "execute" => self.execute()?,
-            "deallocate" => {
-                self.next()?;
+            Kw::Execute => self.execute()?,
+            Kw::Deallocate => {
+                self.next();
                 self.class(StatementClass::Prepare);
                 self.flags |= StatementFlags::DEALLOCATES;
-                self.eat_kw("prepare")?;
-                if !self.eat_kw("all")? {
+                self.eat_kw(Kw::Prepare);
+                if !self.eat_kw(Kw::All) {
                     let n = self.any_name_token()?;
                     self.prepared_name = self.push(n.as_str())?;
                 }
             }
-            "declare" => self.declare()?,
-            "fetch" | "move" | "close" => {
+            Kw::Declare => self.declare()?,
+            Kw::Fetch | Kw::Move | Kw::Close => {
                 self.class(StatementClass::Cursor);
                 self.rest()?;
             }
-            "begin" | "start" | "commit" | "end" | "rollback" | "abort" | "savepoint"
-            | "release" => {
+            Kw::Begin
+            | Kw::Start
+            | Kw::Commit
+            | Kw::End
+            | Kw::Rollback
+            | Kw::Abort
+            | Kw::Savepoint
+            | Kw::Release => {
                 self.class(StatementClass::Transaction);
+                self.path_effect = match t.kw {
+                    Kw::Commit | Kw::End => super::PathEffect::Commit,
+                    Kw::Rollback | Kw::Abort => super::PathEffect::Rollback,
+                    _ => super::PathEffect::None,
+                };
                 self.rest()?;
             }
-            "set" => self.set()?,
-            "reset" => self.reset()?,
-            "show" => {
+            Kw::Set => self.set()?,
+            Kw::Reset => self.reset()?,
+            Kw::Show => {
                 self.class(StatementClass::Session);
                 self.rest()?;
             }
-            "discard" => {
-                self.next()?;
+            Kw::Discard => {
+                self.next();
                 self.class(StatementClass::Session);
-                if self.at_kw("all")? {
+                if self.at_kw(Kw::All) {
                     self.flags |= StatementFlags::RESETS_SESSION;
+                    self.path_effect = super::PathEffect::Reset;
                 }
                 self.rest()?;
             }
-            "listen" | "unlisten" | "notify" => {
+            Kw::Listen | Kw::Unlisten | Kw::Notify => {
                 self.class(StatementClass::Notify);
                 self.rest()?;
             }
-            "call" => self.call()?,
-            "do" => {
+            Kw::Call => self.call()?,
+            Kw::Do => {
                 self.class(StatementClass::Call);
                 self.rest()?;
             }
-            "grant" | "revoke" | "reassign" => {
+            Kw::Grant | Kw::Revoke | Kw::Reassign => {
                 self.class(StatementClass::Dcl);
                 self.rest()?;
             }
-            "create" => self.create()?,
-            "alter" => self.alter()?,
-            "drop" => self.drop()?,
-            "comment" | "security" | "import" => {
+            Kw::Create => self.create()?,
+            Kw::Alter => self.alter()?,
+            Kw::Drop => self.drop()?,
+            Kw::Comment | Kw::Security | Kw::Import => {
                 self.class(StatementClass::Ddl);
                 self.rest()?;
             }
-            "refresh" => {
+            Kw::Refresh => {
                 // REFRESH MATERIALIZED VIEW [CONCURRENTLY] name [WITH [NO] DATA]
-                self.next()?;
-                self.expect_kw("materialized")?;
-                self.expect_kw("view")?;
-                self.eat_kw("concurrently")?;
+                self.next();
+                self.expect_kw(Kw::Materialized)?;
+                self.expect_kw(Kw::View)?;
+                self.eat_kw(Kw::Concurrently);
                 self.class(StatementClass::SelectInto);
                 let c = self.chain(false)?;
                 let q = self.resolve_table(&c)?;
                 self.push_access(StatementClass::SelectInto, q)?;
                 self.rest()?;
             }
-            "vacuum" | "analyze" | "analyse" | "cluster" => self.maintenance()?,
-            "reindex" | "checkpoint" | "load" => {
+            Kw::Vacuum | Kw::Analyze | Kw::Analyse | Kw::Cluster => self.maintenance()?,
+            Kw::Reindex | Kw::Checkpoint | Kw::Load => {
                 self.class(StatementClass::Utility);
-                self.next()?;
-                if t.is_kw(self.sql, "reindex") {
+                self.next();
+                if t.is(Kw::Reindex) {
                     // REINDEX [(opts)] TABLE [CONCURRENTLY] name
-                    if self.at(Kind::LParen)? {
+                    if self.at(Kind::LParen) {
                         self.skip_parens()?;
                     }
-                    if self.eat_kw("table")? {
-                        self.eat_kw("concurrently")?;
+                    if self.eat_kw(Kw::Table) {
+                        self.eat_kw(Kw::Concurrently);
                         let c = self.chain(false)?;
                         let q = self.resolve_table(&c)?;
                         self.push_access(StatementClass::Utility, q)?;
@@ -910,32 +987,31 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
     /// `CLUSTER [(opts)] [VERBOSE] [name [USING index]]`: utility accesses on the tables.
     fn maintenance(&mut self) -> R<()> {
         self.class(StatementClass::Utility);
-        let cluster = self.at_kw("cluster")?;
-        self.next()?;
-        if self.at(Kind::LParen)? {
+        let cluster = self.at_kw(Kw::Cluster);
+        self.next();
+        if self.at(Kind::LParen) {
             self.skip_parens()?;
         }
-        while ["full", "freeze", "verbose", "analyze", "analyse"]
-            .iter()
-            .any(|k| self.peek().is_ok_and(|t| t.is_kw(self.sql, k)))
+        while [Kw::Full, Kw::Freeze, Kw::Verbose, Kw::Analyze, Kw::Analyse]
+            .contains(&self.peek().kw)
         {
-            self.next()?;
+            self.next();
         }
-        while self.peek()?.is_name() {
+        while self.peek().is_name() {
             let mut c = self.chain(false)?;
-            if cluster && self.eat_kw("on")? {
+            if cluster && self.eat_kw(Kw::On) {
                 // Old syntax `CLUSTER index ON table`.
                 c = self.chain(false)?;
             }
             let q = self.resolve_table(&c)?;
             self.push_access(StatementClass::Utility, q)?;
-            if self.at(Kind::LParen)? {
+            if self.at(Kind::LParen) {
                 self.skip_parens()?;
             }
-            if cluster && self.eat_kw("using")? {
+            if cluster && self.eat_kw(Kw::Using) {
                 self.any_name_token()?;
             }
-            if !self.eat(Kind::Comma)? {
+            if !self.eat(Kind::Comma) {
                 break;
             }
         }
@@ -949,7 +1025,9 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
         self.enter()?;
         self.scopes.push_level();
         let cte_mark = self.scopes.cte_mark();
+        let outs_mark = self.n_outs;
         let r = self.dml_or_query_inner();
+        self.n_outs = outs_mark;
         self.scopes.cte_truncate(cte_mark);
         self.scopes.pop_level();
         self.leave();
@@ -957,29 +1035,24 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
     }
 
     fn dml_or_query_inner(&mut self) -> R<StatementClass> {
-        if self.at_kw("with")? {
+        if self.at_kw(Kw::With) {
             self.with_clause()?;
         }
-        let t = self.peek()?;
-        let kw = if t.kind == Kind::Ident {
-            self.text(&t).to_ascii_lowercase_fixed()
-        } else {
-            Lower::default()
-        };
-        let class = match kw.as_str() {
-            "insert" => {
+        let t = self.peek();
+        let class = match t.kw {
+            Kw::Insert => {
                 self.insert()?;
                 StatementClass::Insert
             }
-            "update" => {
+            Kw::Update => {
                 self.update()?;
                 StatementClass::Update
             }
-            "delete" => {
+            Kw::Delete => {
                 self.delete()?;
                 StatementClass::Delete
             }
-            "merge" => {
+            Kw::Merge => {
                 self.merge()?;
                 StatementClass::Merge
             }
@@ -998,13 +1071,15 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
         self.enter()?;
         self.scopes.push_level();
         let cte_mark = self.scopes.cte_mark();
+        let outs_mark = self.n_outs;
         let r = (|| {
-            if self.at_kw("with")? {
+            if self.at_kw(Kw::With) {
                 self.with_clause()?;
             }
             self.set_expr()?;
             self.query_tail()
         })();
+        self.n_outs = outs_mark;
         self.scopes.cte_truncate(cte_mark);
         self.scopes.pop_level();
         self.leave();
@@ -1016,13 +1091,10 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
     /// (a parenthesised query, or an expression/join that begins with one: ambiguous).
     fn paren_starts_query(&mut self) -> R<Option<bool>> {
         let mut n = 1;
-        // One lexer walks ahead (re-peeking from the start each time would be quadratic).
-        self.peek()?;
-        let Some((_, mut lx)) = self.peeked else {
-            return Ok(Some(false));
-        };
+        let mut k = 1;
         loop {
-            let t = self.lex(&mut lx)?;
+            let t = self.peek_n(k);
+            k += 1;
             if t.kind == Kind::LParen {
                 n += 1;
                 if n > MAX_PAREN_LOOKAHEAD_TOKENS {
@@ -1030,10 +1102,7 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
                 }
                 continue;
             }
-            let q = t.is_kw(self.sql, "select")
-                || t.is_kw(self.sql, "values")
-                || t.is_kw(self.sql, "with")
-                || t.is_kw(self.sql, "table");
+            let q = t.is(Kw::Select) || t.is(Kw::Values) || t.is(Kw::With) || t.is(Kw::Table);
             return Ok(match (q, n) {
                 (false, _) => Some(false),
                 (true, 1) => Some(true),
@@ -1044,8 +1113,8 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
 
     /// `WITH [RECURSIVE] name [(cols)] AS [[NOT] MATERIALIZED] (stmt) [SEARCH …] [CYCLE …], …`
     fn with_clause(&mut self) -> R<()> {
-        self.expect_kw("with")?;
-        let recursive = self.eat_kw("recursive")?;
+        self.expect_kw(Kw::With)?;
+        let recursive = self.eat_kw(Kw::Recursive);
         if recursive {
             // In WITH RECURSIVE every CTE of the list is visible in every body, earlier
             // ones included (forward and mutual references): register all names first.
@@ -1053,18 +1122,18 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
             loop {
                 let name = self.any_name_token()?;
                 self.scopes.add_cte(name)?;
-                if self.at(Kind::LParen)? {
+                if self.at(Kind::LParen) {
                     self.skip_parens()?;
                 }
-                self.expect_kw("as")?;
-                if self.eat_kw("not")? {
-                    self.expect_kw("materialized")?;
+                self.expect_kw(Kw::As)?;
+                if self.eat_kw(Kw::Not) {
+                    self.expect_kw(Kw::Materialized)?;
                 } else {
-                    self.eat_kw("materialized")?;
+                    self.eat_kw(Kw::Materialized);
                 }
                 self.skip_parens()?;
                 self.skip_search_cycle()?;
-                if !self.eat(Kind::Comma)? {
+                if !self.eat(Kind::Comma) {
                     break;
                 }
             }
@@ -1072,14 +1141,14 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
         }
         loop {
             let name = self.any_name_token()?;
-            if self.at(Kind::LParen)? {
+            if self.at(Kind::LParen) {
                 self.skip_parens()?;
             }
-            self.expect_kw("as")?;
-            if self.eat_kw("not")? {
-                self.expect_kw("materialized")?;
+            self.expect_kw(Kw::As)?;
+            if self.eat_kw(Kw::Not) {
+                self.expect_kw(Kw::Materialized)?;
             } else {
-                self.eat_kw("materialized")?;
+                self.eat_kw(Kw::Materialized);
             }
             self.expect(Kind::LParen)?;
             let class = self.dml_or_query()?;
@@ -1094,7 +1163,7 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
                 self.scopes.add_cte(name)?;
             }
             self.skip_search_cycle()?;
-            if !self.eat(Kind::Comma)? {
+            if !self.eat(Kind::Comma) {
                 break;
             }
         }
@@ -1104,23 +1173,28 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
     /// `SEARCH {BREADTH|DEPTH} FIRST BY cols SET col` / `CYCLE cols SET col [TO v DEFAULT
     /// v] USING col`: names of the CTE's own output columns, skipped.
     fn skip_search_cycle(&mut self) -> R<()> {
-        while self.at_kw("search")? || self.at_kw("cycle")? {
+        while self.at_kw(Kw::Search) || self.at_kw(Kw::Cycle) {
             loop {
-                let t = self.peek()?;
+                let t = self.peek();
                 if matches!(t.kind, Kind::Eof | Kind::Comma | Kind::LParen)
-                    && !(t.kind == Kind::Comma && self.in_search_list()?)
+                    && !(t.kind == Kind::Comma && self.in_search_list())
                 {
                     break;
                 }
                 if [
-                    "select", "insert", "update", "delete", "merge", "values", "table",
+                    Kw::Select,
+                    Kw::Insert,
+                    Kw::Update,
+                    Kw::Delete,
+                    Kw::Merge,
+                    Kw::Values,
+                    Kw::Table,
                 ]
-                .iter()
-                .any(|k| t.is_kw(self.sql, k))
+                .contains(&t.kw)
                 {
                     break;
                 }
-                self.next()?;
+                self.next();
             }
         }
         Ok(())
@@ -1128,19 +1202,19 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
 
     /// Inside SEARCH/CYCLE, a comma separates column names when a name follows and the
     /// token after that is not `AS`/`(` (which would start the next CTE).
-    fn in_search_list(&mut self) -> R<bool> {
-        let a = self.peek_n(1)?;
-        let b = self.peek_n(2)?;
-        Ok(a.is_name() && !b.is_kw(self.sql, "as") && b.kind != Kind::LParen)
+    fn in_search_list(&mut self) -> bool {
+        let a = self.peek_n(1);
+        let b = self.peek_n(2);
+        a.is_name() && !b.is(Kw::As) && b.kind != Kind::LParen
     }
 
     /// `term ((UNION|INTERSECT|EXCEPT) [ALL|DISTINCT] term)*`
     fn set_expr(&mut self) -> R<()> {
         loop {
             self.select_term()?;
-            if self.eat_kw("union")? || self.eat_kw("intersect")? || self.eat_kw("except")? {
-                if !self.eat_kw("all")? {
-                    self.eat_kw("distinct")?;
+            if self.eat_kw(Kw::Union) || self.eat_kw(Kw::Intersect) || self.eat_kw(Kw::Except) {
+                if !self.eat_kw(Kw::All) {
+                    self.eat_kw(Kw::Distinct);
                 }
                 continue;
             }
@@ -1149,32 +1223,32 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
     }
 
     fn select_term(&mut self) -> R<()> {
-        let t = self.peek()?;
+        let t = self.peek();
         if t.kind == Kind::LParen {
-            self.next()?;
+            self.next();
             self.query()?;
             self.expect(Kind::RParen)?;
             return Ok(());
         }
-        if t.is_kw(self.sql, "select") {
+        if t.is(Kw::Select) {
             return self.simple_select();
         }
-        if t.is_kw(self.sql, "values") {
-            self.next()?;
+        if t.is(Kw::Values) {
+            self.next();
             loop {
                 self.expect(Kind::LParen)?;
                 self.expr_list_until_rparen(Clause::Other)?;
-                if !self.eat(Kind::Comma)? {
+                if !self.eat(Kind::Comma) {
                     return Ok(());
                 }
             }
         }
-        if t.is_kw(self.sql, "table") {
+        if t.is(Kw::Table) {
             // `TABLE name` = `SELECT * FROM name`.
-            self.next()?;
-            self.eat_kw("only")?;
+            self.next();
+            self.eat_kw(Kw::Only);
             let c = self.chain(false)?;
-            self.eat_op("*")?;
+            self.eat_op("*");
             let q = self.resolve_table(&c)?;
             let r = self.push_access(StatementClass::Select, q)?;
             return self.push_column(ColumnName::All, 1u64 << r, 0, true, Clause::SelectList);
@@ -1182,71 +1256,71 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
         Err(Fail("expected SELECT, VALUES, TABLE or ("))
     }
 
-    fn eat_op(&mut self, op: &str) -> R<bool> {
-        let t = self.peek()?;
+    fn eat_op(&mut self, op: &str) -> bool {
+        let t = self.peek();
         if t.is_op(self.sql, op) {
-            self.next()?;
-            return Ok(true);
+            self.next();
+            return true;
         }
-        Ok(false)
+        false
     }
 
     /// `ORDER BY …`, `LIMIT`, `OFFSET`, `FETCH`, `FOR UPDATE …`, in any order.
     fn query_tail(&mut self) -> R<()> {
         loop {
-            if self.at_kw("order")? {
-                self.next()?;
-                self.expect_kw("by")?;
-                self.sort_list(Clause::OrderBy)?;
-            } else if self.eat_kw("limit")? {
-                if !self.eat_kw("all")? {
+            if self.at_kw(Kw::Order) {
+                self.next();
+                self.expect_kw(Kw::By)?;
+                self.order_by_list()?;
+            } else if self.eat_kw(Kw::Limit) {
+                if !self.eat_kw(Kw::All) {
                     self.expr(Clause::Other)?;
                 }
-                if self.eat(Kind::Comma)? {
+                if self.eat(Kind::Comma) {
                     // LIMIT a, b: PostgreSQL rejects it, so do we.
                     return Err(Fail("LIMIT #,# syntax"));
                 }
-            } else if self.eat_kw("offset")? {
+            } else if self.eat_kw(Kw::Offset) {
                 self.expr(Clause::Other)?;
-                if !self.eat_kw("row")? {
-                    self.eat_kw("rows")?;
+                if !self.eat_kw(Kw::Row) {
+                    self.eat_kw(Kw::Rows);
                 }
-            } else if self.eat_kw("fetch")? {
-                if !self.eat_kw("first")? {
-                    self.expect_kw("next")?;
+            } else if self.eat_kw(Kw::Fetch) {
+                if !self.eat_kw(Kw::First) {
+                    self.expect_kw(Kw::Next)?;
                 }
-                if !(self.at_kw("row")? || self.at_kw("rows")?) {
+                if !(self.at_kw(Kw::Row) || self.at_kw(Kw::Rows)) {
                     self.expr(Clause::Other)?;
                 }
-                if !self.eat_kw("row")? {
-                    self.expect_kw("rows")?;
+                if !self.eat_kw(Kw::Row) {
+                    self.expect_kw(Kw::Rows)?;
                 }
-                if !self.eat_kw("only")? {
-                    self.expect_kw("with")?;
-                    self.expect_kw("ties")?;
+                if !self.eat_kw(Kw::Only) {
+                    self.expect_kw(Kw::With)?;
+                    self.expect_kw(Kw::Ties)?;
                 }
-            } else if self.at_kw("for")? {
-                self.next()?;
+            } else if self.at_kw(Kw::For) {
+                self.next();
                 // FOR {UPDATE | NO KEY UPDATE | SHARE | KEY SHARE} [OF names] [NOWAIT | SKIP LOCKED]
-                if self.eat_kw("no")? {
-                    self.expect_kw("key")?;
-                    self.expect_kw("update")?;
-                } else if self.eat_kw("key")? || !self.eat_kw("update")? {
-                    self.expect_kw("share")?;
+                if self.eat_kw(Kw::No) {
+                    self.expect_kw(Kw::Key)?;
+                    self.expect_kw(Kw::Update)?;
+                } else if self.eat_kw(Kw::Key) || !self.eat_kw(Kw::Update) {
+                    self.expect_kw(Kw::Share)?;
                 }
                 // Row locks need UPDATE privilege in PostgreSQL: policy sees them as `lock`
                 // accesses on the tables locked.
                 self.class(StatementClass::Lock);
-                if self.eat_kw("of")? {
+                if self.eat_kw(Kw::Of) {
                     loop {
                         let c = self.chain(false)?;
-                        if let Some(i) = self.scopes.find(c.last())
+                        if let Some(i) = self.scopes.find(&self.name_of(&c.last())?)
                             && let Some(e) = self.scopes.get(i)
                             && let EntryKind::Base { name, .. } = e.kind
                         {
                             self.push_access(StatementClass::Lock, name)?;
                         }
-                        if !self.eat(Kind::Comma)? {
+                        if !self.eat(Kind::Comma) {
                             break;
                         }
                     }
@@ -1261,8 +1335,8 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
                         }
                     }
                 }
-                if !self.eat_kw("nowait")? && self.eat_kw("skip")? {
-                    self.expect_kw("locked")?;
+                if !self.eat_kw(Kw::Nowait) && self.eat_kw(Kw::Skip) {
+                    self.expect_kw(Kw::Locked)?;
                 }
             } else {
                 return Ok(());
@@ -1272,27 +1346,125 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
 
     /// `expr [ASC|DESC|USING op] [NULLS FIRST|LAST], …`
     fn sort_list(&mut self, clause: Clause) -> R<()> {
+        self.sort_items(clause, false)
+    }
+
+    /// A query's `ORDER BY` list. PostgreSQL (`findTargetlistEntrySQL92`) reads an item
+    /// that is a bare name as the select list's output column of that name first (an
+    /// alias, or the name a column or function target gets): such an item references
+    /// no table column (the target's own columns are reported where it is written).
+    fn order_by_list(&mut self) -> R<()> {
+        self.sort_items(Clause::OrderBy, true)
+    }
+
+    fn sort_items(&mut self, clause: Clause, outputs: bool) -> R<()> {
         loop {
-            self.expr(clause)?;
-            if !self.eat_kw("asc")? && !self.eat_kw("desc")? && self.eat_kw("using")? {
+            if !(outputs && self.eat_output_name()?) {
+                self.expr(clause)?;
+            }
+            if !self.eat_kw(Kw::Asc) && !self.eat_kw(Kw::Desc) && self.eat_kw(Kw::Using) {
                 self.operator_name()?;
             }
-            if self.eat_kw("nulls")? && !self.eat_kw("first")? {
-                self.expect_kw("last")?;
+            if self.eat_kw(Kw::Nulls) && !self.eat_kw(Kw::First) {
+                self.expect_kw(Kw::Last)?;
             }
-            if !self.eat(Kind::Comma)? {
+            if !self.eat(Kind::Comma) {
                 return Ok(());
             }
         }
     }
 
+    /// At a bare name that is an output name of the current query level's select list,
+    /// and ends the sort item: consumes it.
+    fn eat_output_name(&mut self) -> R<bool> {
+        let t = self.peek();
+        if !t.is_name() || (t.kind == Kind::Ident && t.kw.is_reserved()) || self.outs_full {
+            return Ok(false);
+        }
+        let after = self.peek_n(1);
+        let ends = matches!(after.kind, Kind::Comma | Kind::Eof | Kind::RParen)
+            || [
+                Kw::Asc,
+                Kw::Desc,
+                Kw::Using,
+                Kw::Nulls,
+                Kw::Limit,
+                Kw::Offset,
+                Kw::Fetch,
+                Kw::For,
+            ]
+            .contains(&after.kw);
+        if !ends {
+            return Ok(false);
+        }
+        let level = self.scopes.level;
+        let name = self.name_of(&t)?;
+        for i in 0..self.n_outs.min(MAX_OUTPUT_NAMES) {
+            let (l, o) = self.outs[i];
+            if l == level && self.name_of(&o)? == name {
+                self.next();
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Remembers an output name of the select list being read (see `order_by_list`).
+    fn record_output(&mut self, t: Token) {
+        match self.outs.get_mut(self.n_outs) {
+            Some(slot) => {
+                *slot = (self.scopes.level, t);
+                self.n_outs += 1;
+            }
+            // Too many to remember: ORDER BY names are then all reported (fail closed).
+            None => self.outs_full = true,
+        }
+    }
+
+    /// The output name PostgreSQL gives a target without an alias, if it is a plain
+    /// (possibly qualified) column reference or a function call (`FigureColname`).
+    fn implicit_output_name(&mut self, start: usize, end: usize) -> Option<Token> {
+        let first = self.tok(start);
+        if !first.is_name() || end <= start {
+            return None;
+        }
+        // name(.name)*
+        let mut i = start + 1;
+        let mut last = first;
+        while i + 1 < end && self.tok(i).kind == Kind::Dot && self.tok(i + 1).is_name() {
+            last = self.tok(i + 1);
+            i += 2;
+        }
+        if i == end {
+            return Some(last);
+        }
+        // name(.name)*( … ) as the whole target
+        if self.tok(i).kind == Kind::LParen && self.tok(end - 1).kind == Kind::RParen {
+            let mut depth = 0u32;
+            for j in i..end {
+                match self.tok(j).kind {
+                    Kind::LParen => depth += 1,
+                    Kind::RParen => {
+                        depth = depth.saturating_sub(1);
+                        if depth == 0 && j + 1 != end {
+                            return None;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            return Some(last);
+        }
+        None
+    }
+
     /// An operator after `USING`: `<` or `OPERATOR(schema.op)`.
     fn operator_name(&mut self) -> R<()> {
-        let t = self.next()?;
+        let t = self.next();
         if t.kind == Kind::Op {
             return Ok(());
         }
-        if t.is_kw(self.sql, "operator") {
+        if t.is(Kw::Operator) {
             self.skip_parens()?;
             return Ok(());
         }
@@ -1301,13 +1473,13 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
 
     /// Stops (without consuming) at a clause keyword at parenthesis depth 0: used to read
     /// FROM before the target list that precedes it, as PostgreSQL's scoping requires.
-    fn skip_to_clause(&mut self, stops: &[&str]) -> R<()> {
+    fn skip_to_clause(&mut self, stops: &[Kw]) -> R<()> {
         let mut depth = 0u32;
         let mut prev_distinct = false;
         let mut prev_within = false;
         let mut prev_collation = false;
         loop {
-            let t = self.peek()?;
+            let t = self.peek();
             match t.kind {
                 Kind::Eof | Kind::Semicolon => return Ok(()),
                 Kind::LParen | Kind::LBracket => depth += 1,
@@ -1317,71 +1489,71 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
                     }
                     depth -= 1;
                 }
-                Kind::Ident if depth == 0 => {
-                    let w = self.text(&t);
+                Kind::Ident if depth == 0 && t.kw != Kw::None => {
+                    let w = t.kw;
                     // `a IS [NOT] DISTINCT FROM b` is not a FROM clause.
                     // `WITH [NO] DATA` ends CREATE TABLE AS's query.
-                    if w.eq_ignore_ascii_case("with") {
-                        let n = self.peek_n(1)?;
-                        if n.is_kw(self.sql, "no") || n.is_kw(self.sql, "data") {
+                    if w == Kw::With {
+                        let n = self.peek_n(1);
+                        if n.is(Kw::No) || n.is(Kw::Data) {
                             return Ok(());
                         }
                     }
-                    if in_list(stops, w)
-                        && !(prev_distinct && w.eq_ignore_ascii_case("from"))
-                        && !(prev_within && w.eq_ignore_ascii_case("group"))
-                        && !(prev_collation && w.eq_ignore_ascii_case("for"))
+                    if stops.contains(&w)
+                        && !(prev_distinct && w == Kw::From)
+                        && !(prev_within && w == Kw::Group)
+                        && !(prev_collation && w == Kw::For)
                     {
                         return Ok(());
                     }
                 }
                 _ => {}
             }
-            prev_distinct = t.is_kw(self.sql, "distinct");
-            prev_within = t.is_kw(self.sql, "within");
-            prev_collation = t.is_kw(self.sql, "collation");
-            self.next()?;
+            prev_distinct = t.is(Kw::Distinct);
+            prev_within = t.is(Kw::Within);
+            prev_collation = t.is(Kw::Collation);
+            self.next();
         }
     }
 
-    const SELECT_CLAUSES: &'static [&'static str] = &[
-        "into",
-        "from",
-        "where",
-        "group",
-        "having",
-        "window",
-        "union",
-        "intersect",
-        "except",
-        "order",
-        "limit",
-        "offset",
-        "fetch",
-        "for",
-        "returning",
-        "on",
+    const SELECT_CLAUSES: &'static [Kw] = &[
+        Kw::Into,
+        Kw::From,
+        Kw::Where,
+        Kw::Group,
+        Kw::Having,
+        Kw::Window,
+        Kw::Union,
+        Kw::Intersect,
+        Kw::Except,
+        Kw::Order,
+        Kw::Limit,
+        Kw::Offset,
+        Kw::Fetch,
+        Kw::For,
+        Kw::Returning,
+        Kw::On,
     ];
 
     fn simple_select(&mut self) -> R<()> {
-        self.expect_kw("select")?;
+        self.expect_kw(Kw::Select)?;
         let mut distinct_on = None;
-        if self.eat_kw("distinct")? {
-            if self.at_kw("on")? {
-                self.next()?;
+        if self.eat_kw(Kw::Distinct) {
+            if self.at_kw(Kw::On) {
+                self.next();
                 distinct_on = Some(self.save());
                 self.skip_parens()?;
             }
         } else {
-            self.eat_kw("all")?;
+            self.eat_kw(Kw::All);
         }
         let targets = self.save();
         self.skip_to_clause(Self::SELECT_CLAUSES)?;
-        let targets_end = self.peek()?.start;
-        if self.at_kw("into")? {
+        let targets_end = self.peek().start;
+        if self.at_kw(Kw::Into) {
             self.select_into_clause()?;
         }
-        if self.eat_kw("from")? {
+        if self.eat_kw(Kw::From) {
             self.table_list()?;
         }
         let after_from = self.save();
@@ -1392,33 +1564,33 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
             self.expr_list_until_rparen(Clause::OrderBy)?;
         }
         self.restore(targets);
-        if self.peek()?.start < targets_end {
+        if self.peek().start < targets_end {
             self.target_list(Clause::SelectList)?;
         }
-        if self.peek()?.start != targets_end {
+        if self.peek().start != targets_end {
             return Err(Fail("target list not understood"));
         }
         self.restore(after_from);
-        if self.eat_kw("where")? {
+        if self.eat_kw(Kw::Where) {
             self.expr(Clause::Where)?;
         }
-        if self.at_kw("group")? {
-            self.next()?;
-            self.expect_kw("by")?;
-            if !self.eat_kw("all")? {
-                self.eat_kw("distinct")?;
+        if self.at_kw(Kw::Group) {
+            self.next();
+            self.expect_kw(Kw::By)?;
+            if !self.eat_kw(Kw::All) {
+                self.eat_kw(Kw::Distinct);
             }
             self.grouping_list()?;
         }
-        if self.eat_kw("having")? {
+        if self.eat_kw(Kw::Having) {
             self.expr(Clause::Having)?;
         }
-        if self.eat_kw("window")? {
+        if self.eat_kw(Kw::Window) {
             loop {
                 self.any_name_token()?;
-                self.expect_kw("as")?;
+                self.expect_kw(Kw::As)?;
                 self.window_spec()?;
-                if !self.eat(Kind::Comma)? {
+                if !self.eat(Kind::Comma) {
                     break;
                 }
             }
@@ -1428,9 +1600,9 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
 
     /// `INTO [TEMPORARY|TEMP|UNLOGGED] [TABLE] name`
     fn select_into_clause(&mut self) -> R<()> {
-        self.expect_kw("into")?;
-        let _ = self.eat_kw("temporary")? || self.eat_kw("temp")? || self.eat_kw("unlogged")?;
-        self.eat_kw("table")?;
+        self.expect_kw(Kw::Into)?;
+        let _ = self.eat_kw(Kw::Temporary) || self.eat_kw(Kw::Temp) || self.eat_kw(Kw::Unlogged);
+        self.eat_kw(Kw::Table);
         let c = self.chain(false)?;
         let q = self.resolve_table(&c)?;
         self.push_access(StatementClass::SelectInto, q)?;
@@ -1441,30 +1613,30 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
     fn grouping_list(&mut self) -> R<()> {
         loop {
             self.grouping_item()?;
-            if !self.eat(Kind::Comma)? {
+            if !self.eat(Kind::Comma) {
                 return Ok(());
             }
         }
     }
 
     fn grouping_item(&mut self) -> R<()> {
-        if self.at(Kind::LParen)? && self.peek_n(1)?.kind == Kind::RParen {
-            self.next()?;
-            self.next()?;
+        if self.at(Kind::LParen) && self.peek_n(1).kind == Kind::RParen {
+            self.next();
+            self.next();
             return Ok(());
         }
-        if (self.at_kw("rollup")? || self.at_kw("cube")?) && self.peek_n(1)?.kind == Kind::LParen {
-            self.next()?;
+        if (self.at_kw(Kw::Rollup) || self.at_kw(Kw::Cube)) && self.peek_n(1).kind == Kind::LParen {
+            self.next();
             self.expect(Kind::LParen)?;
             self.expr_list_until_rparen(Clause::GroupBy)?;
             return Ok(());
         }
-        if self.at_kw("grouping")? && self.at_kw_n(1, "sets")? {
-            self.next()?;
-            self.next()?;
+        if self.at_kw(Kw::Grouping) && self.at_kw_n(1, Kw::Sets) {
+            self.next();
+            self.next();
             self.expect(Kind::LParen)?;
             self.enter()?;
-            if !self.at(Kind::RParen)? {
+            if !self.at(Kind::RParen) {
                 self.grouping_list()?;
             }
             self.leave();
@@ -1477,42 +1649,40 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
     /// `( [name] [PARTITION BY …] [ORDER BY …] [frame] )`
     fn window_spec(&mut self) -> R<()> {
         self.expect(Kind::LParen)?;
-        let t = self.peek()?;
+        let t = self.peek();
         if t.is_name()
-            && !["partition", "order", "range", "rows", "groups"]
-                .iter()
-                .any(|k| t.is_kw(self.sql, k))
+            && ![Kw::Partition, Kw::Order, Kw::Range, Kw::Rows, Kw::Groups].contains(&t.kw)
         {
-            self.next()?;
+            self.next();
         }
-        if self.eat_kw("partition")? {
-            self.expect_kw("by")?;
+        if self.eat_kw(Kw::Partition) {
+            self.expect_kw(Kw::By)?;
             loop {
                 self.expr(Clause::Window)?;
-                if !self.eat(Kind::Comma)? {
+                if !self.eat(Kind::Comma) {
                     break;
                 }
             }
         }
-        if self.eat_kw("order")? {
-            self.expect_kw("by")?;
+        if self.eat_kw(Kw::Order) {
+            self.expect_kw(Kw::By)?;
             self.sort_list(Clause::Window)?;
         }
-        if self.eat_kw("range")? || self.eat_kw("rows")? || self.eat_kw("groups")? {
-            if self.eat_kw("between")? {
+        if self.eat_kw(Kw::Range) || self.eat_kw(Kw::Rows) || self.eat_kw(Kw::Groups) {
+            if self.eat_kw(Kw::Between) {
                 self.frame_bound()?;
-                self.expect_kw("and")?;
+                self.expect_kw(Kw::And)?;
                 self.frame_bound()?;
             } else {
                 self.frame_bound()?;
             }
-            if self.eat_kw("exclude")? {
-                if self.eat_kw("current")? {
-                    self.expect_kw("row")?;
-                } else if self.eat_kw("no")? {
-                    self.expect_kw("others")?;
-                } else if !self.eat_kw("group")? {
-                    self.expect_kw("ties")?;
+            if self.eat_kw(Kw::Exclude) {
+                if self.eat_kw(Kw::Current) {
+                    self.expect_kw(Kw::Row)?;
+                } else if self.eat_kw(Kw::No) {
+                    self.expect_kw(Kw::Others)?;
+                } else if !self.eat_kw(Kw::Group) {
+                    self.expect_kw(Kw::Ties)?;
                 }
             }
         }
@@ -1521,20 +1691,20 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
     }
 
     fn frame_bound(&mut self) -> R<()> {
-        if self.eat_kw("unbounded")? {
-            if !self.eat_kw("preceding")? {
-                self.expect_kw("following")?;
+        if self.eat_kw(Kw::Unbounded) {
+            if !self.eat_kw(Kw::Preceding) {
+                self.expect_kw(Kw::Following)?;
             }
             return Ok(());
         }
-        if self.at_kw("current")? && self.at_kw_n(1, "row")? {
-            self.next()?;
-            self.next()?;
+        if self.at_kw(Kw::Current) && self.at_kw_n(1, Kw::Row) {
+            self.next();
+            self.next();
             return Ok(());
         }
         self.expr(Clause::Window)?;
-        if !self.eat_kw("preceding")? {
-            self.expect_kw("following")?;
+        if !self.eat_kw(Kw::Preceding) {
+            self.expect_kw(Kw::Following)?;
         }
         Ok(())
     }
@@ -1542,28 +1712,43 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
     /// `item [AS label | label], …` (select list, RETURNING).
     fn target_list(&mut self, clause: Clause) -> R<()> {
         loop {
-            if self.peek()?.is_op(self.sql, "*") {
-                self.next()?;
+            if self.peek().is_op(self.sql, "*") {
+                self.next();
                 let m = self.level_bases()?;
                 self.push_column(ColumnName::All, m, 0, false, clause)?;
             } else {
+                let start = self.cur;
                 self.expr(clause)?;
-                if self.eat_kw("as")? {
+                let end = self.cur;
+                let outputs = clause == Clause::SelectList;
+                if self.eat_kw(Kw::As) {
+                    let t = self.peek();
                     self.any_name_token()?;
+                    if outputs {
+                        self.record_output(t);
+                    }
                 } else {
-                    let t = self.peek()?;
+                    let t = self.peek();
                     if t.kind == Kind::QuotedIdent
                         || (t.kind == Kind::Ident
-                            && !in_list(Self::SELECT_CLAUSES, self.text(&t))
-                            && !t.is_kw(self.sql, "as")
-                            && !t.is_kw(self.sql, "with"))
+                            && !Self::SELECT_CLAUSES.contains(&t.kw)
+                            && !t.is(Kw::As)
+                            && !t.is(Kw::With))
                     {
                         // A bare column label.
-                        self.next()?;
+                        self.next();
+                        if outputs {
+                            self.record_output(t);
+                        }
+                    } else if outputs
+                        && self.base <= start
+                        && let Some(n) = self.implicit_output_name(start, end)
+                    {
+                        self.record_output(n);
                     }
                 }
             }
-            if !self.eat(Kind::Comma)? {
+            if !self.eat(Kind::Comma) {
                 return Ok(());
             }
         }
@@ -1574,7 +1759,7 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
     fn table_list(&mut self) -> R<()> {
         loop {
             self.table_item()?;
-            if !self.eat(Kind::Comma)? {
+            if !self.eat(Kind::Comma) {
                 return Ok(());
             }
         }
@@ -1590,13 +1775,18 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
 
     /// Whether a join operator (`[NATURAL] [INNER|LEFT|RIGHT|FULL [OUTER]] JOIN`, `CROSS
     /// JOIN`) starts here.
-    fn at_join(&mut self) -> R<bool> {
-        let t = self.peek()?;
-        Ok(
-            ["join", "cross", "natural", "inner", "left", "right", "full"]
-                .iter()
-                .any(|k| t.is_kw(self.sql, k)),
-        )
+    fn at_join(&mut self) -> bool {
+        let t = self.peek();
+        [
+            Kw::Join,
+            Kw::Cross,
+            Kw::Natural,
+            Kw::Inner,
+            Kw::Left,
+            Kw::Right,
+            Kw::Full,
+        ]
+        .contains(&t.kw)
     }
 
     /// One join operator, its right operand and its qualifier. PostgreSQL's grammar lets
@@ -1604,23 +1794,23 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
     /// (`a LEFT JOIN b FULL JOIN c ON x ON y`), so the right side takes further joins
     /// until this join's ON/USING.
     fn join_step(&mut self) -> R<bool> {
-        if !self.at_join()? {
+        if !self.at_join() {
             return Ok(false);
         }
         self.enter()?;
-        if self.eat_kw("cross")? {
-            self.expect_kw("join")?;
+        if self.eat_kw(Kw::Cross) {
+            self.expect_kw(Kw::Join)?;
             self.table_primary()?;
             self.leave();
             return Ok(true);
         }
-        let natural = self.eat_kw("natural")?;
-        if !self.eat_kw("inner")?
-            && (self.eat_kw("left")? || self.eat_kw("right")? || self.eat_kw("full")?)
+        let natural = self.eat_kw(Kw::Natural);
+        if !self.eat_kw(Kw::Inner)
+            && (self.eat_kw(Kw::Left) || self.eat_kw(Kw::Right) || self.eat_kw(Kw::Full))
         {
-            self.eat_kw("outer")?;
+            self.eat_kw(Kw::Outer);
         }
-        self.expect_kw("join")?;
+        self.expect_kw(Kw::Join)?;
         self.table_primary()?;
         if natural {
             // NATURAL JOIN compares every common column.
@@ -1629,22 +1819,22 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
             self.leave();
             return Ok(true);
         }
-        while !self.at_kw("on")? && !self.at_kw("using")? && self.join_step()? {}
-        if self.eat_kw("on")? {
+        while !self.at_kw(Kw::On) && !self.at_kw(Kw::Using) && self.join_step()? {}
+        if self.eat_kw(Kw::On) {
             self.expr(Clause::Join)?;
-        } else if self.eat_kw("using")? {
+        } else if self.eat_kw(Kw::Using) {
             self.expect(Kind::LParen)?;
             let m = self.level_bases()?;
             loop {
                 let n = self.any_name_token()?;
                 let r = self.push(n.as_str())?;
                 self.push_column(ColumnName::Named(r), m, 0, false, Clause::Join)?;
-                if !self.eat(Kind::Comma)? {
+                if !self.eat(Kind::Comma) {
                     break;
                 }
             }
             self.expect(Kind::RParen)?;
-            if self.eat_kw("as")? {
+            if self.eat_kw(Kw::As) {
                 let a = self.any_name_token()?;
                 self.scopes.add(a, EntryKind::Derived)?;
             }
@@ -1657,36 +1847,36 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
 
     /// `[AS] alias [(cols)]`; returns the alias if there is one. `no_bare` lists words that
     /// must not be taken as a bare alias in this position (e.g. `SET` after UPDATE's target).
-    fn alias(&mut self, no_bare: &[&str]) -> R<Option<Name>> {
-        let name = if self.eat_kw("as")? {
+    fn alias(&mut self, no_bare: &[Kw]) -> R<Option<Name>> {
+        let name = if self.eat_kw(Kw::As) {
             Some(self.any_name_token()?)
         } else {
-            let t = self.peek()?;
+            let t = self.peek();
             let bare = match t.kind {
-                Kind::QuotedIdent | Kind::UnicodeIdent(_) => true,
-                Kind::Ident => !self.is_reserved(&t) && !in_list(no_bare, self.text(&t)),
+                Kind::QuotedIdent | Kind::UnicodeIdent => true,
+                Kind::Ident => !self.is_reserved(&t) && !no_bare.contains(&t.kw),
                 _ => false,
             };
             if bare {
-                self.next()?;
+                self.next();
                 Some(self.name_of(&t)?)
             } else {
                 None
             }
         };
-        if name.is_some() && self.at(Kind::LParen)? {
+        if name.is_some() && self.at(Kind::LParen) {
             self.skip_parens()?;
         }
         Ok(name)
     }
 
     fn table_primary(&mut self) -> R<()> {
-        self.eat_kw("lateral")?;
-        let t = self.peek()?;
+        self.eat_kw(Kw::Lateral);
+        let t = self.peek();
         if t.kind == Kind::LParen {
             // `(query) alias` or `(joined tables) [alias]`; `((…` can be either.
             fn derived(p: &mut Parser<'_, '_, '_>) -> R<()> {
-                p.next()?;
+                p.next();
                 p.query()?;
                 p.expect(Kind::RParen)?;
                 if let Some(a) = p.alias(&[])? {
@@ -1695,7 +1885,7 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
                 Ok(())
             }
             fn joined(p: &mut Parser<'_, '_, '_>) -> R<()> {
-                p.next()?;
+                p.next();
                 p.table_item()?;
                 p.expect(Kind::RParen)?;
                 if let Some(a) = p.alias(&[])? {
@@ -1709,17 +1899,17 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
                 None => self.either(derived, joined),
             };
         }
-        if t.is_kw(self.sql, "rows") && self.at_kw_n(1, "from")? {
-            self.next()?;
-            self.next()?;
+        if t.is(Kw::Rows) && self.at_kw_n(1, Kw::From) {
+            self.next();
+            self.next();
             self.expect(Kind::LParen)?;
             loop {
                 let c = self.chain(false)?;
                 self.function_call(&c, Clause::Other)?;
-                if self.eat_kw("as")? {
+                if self.eat_kw(Kw::As) {
                     self.skip_parens()?;
                 }
-                if !self.eat(Kind::Comma)? {
+                if !self.eat(Kind::Comma) {
                     break;
                 }
             }
@@ -1727,9 +1917,9 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
             self.func_alias()?;
             return Ok(());
         }
-        if t.is_kw(self.sql, "only") {
-            self.next()?;
-            let paren = self.eat(Kind::LParen)?;
+        if t.is(Kw::Only) {
+            self.next();
+            let paren = self.eat(Kind::LParen);
             let c = self.chain(false)?;
             if paren {
                 self.expect(Kind::RParen)?;
@@ -1740,12 +1930,12 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
             return Err(Fail("expected a FROM item"));
         }
         let c = self.chain(false)?;
-        if self.at(Kind::LParen)? {
+        if self.at(Kind::LParen) {
             self.function_call(&c, Clause::Other)?;
             self.func_alias()?;
             return Ok(());
         }
-        if c.n == 1 && c.first_unquoted && in_sorted(RESERVED, c.parts[0].as_str()) {
+        if c.n == 1 && c.first_kw.is_reserved() {
             return Err(Fail("reserved keyword in FROM"));
         }
         self.table_ref(&c)
@@ -1753,12 +1943,12 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
 
     /// `[WITH ORDINALITY] [[AS] alias [(coldefs)] | AS (coldefs)]` after a function in FROM.
     fn func_alias(&mut self) -> R<()> {
-        if self.at_kw("with")? && self.at_kw_n(1, "ordinality")? {
-            self.next()?;
-            self.next()?;
+        if self.at_kw(Kw::With) && self.at_kw_n(1, Kw::Ordinality) {
+            self.next();
+            self.next();
         }
-        if self.at_kw("as")? && self.peek_n(1)?.kind == Kind::LParen {
-            self.next()?;
+        if self.at_kw(Kw::As) && self.peek_n(1).kind == Kind::LParen {
+            self.next();
             self.skip_parens()?;
             return Ok(());
         }
@@ -1770,10 +1960,11 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
 
     /// A relation in FROM (or a CTE reference): `name [*] [alias] [TABLESAMPLE …]`.
     fn table_ref(&mut self, c: &Chain) -> R<()> {
-        self.eat_op("*")?;
+        self.eat_op("*");
         let alias = self.alias(&[])?;
-        let entry_name = alias.unwrap_or(*c.last());
-        if c.n == 1 && self.scopes.is_cte(&c.parts[0]) {
+        let tname = self.name_of(&c.last())?;
+        let entry_name = alias.unwrap_or(tname);
+        if c.n == 1 && self.scopes.is_cte(&tname) {
             self.scopes.add(entry_name, EntryKind::Derived)?;
         } else {
             let q = self.resolve_table(c)?;
@@ -1786,10 +1977,10 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
                 },
             )?;
         }
-        if self.eat_kw("tablesample")? {
+        if self.eat_kw(Kw::Tablesample) {
             let m = self.chain(false)?;
             self.function_call(&m, Clause::Other)?;
-            if self.eat_kw("repeatable")? {
+            if self.eat_kw(Kw::Repeatable) {
                 self.expect(Kind::LParen)?;
                 self.expr_list_until_rparen(Clause::Other)?;
             }
@@ -1801,12 +1992,12 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
 
     /// `expr, expr, … )` — consumes the closing paren. Empty lists are allowed.
     fn expr_list_until_rparen(&mut self, clause: Clause) -> R<()> {
-        if self.eat(Kind::RParen)? {
+        if self.eat(Kind::RParen) {
             return Ok(());
         }
         loop {
             self.expr(clause)?;
-            if !self.eat(Kind::Comma)? {
+            if !self.eat(Kind::Comma) {
                 break;
             }
         }
@@ -1827,7 +2018,7 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
         let mut operand = false;
         let mut case_depth = 0u32;
         loop {
-            let t = self.peek()?;
+            let t = self.peek();
             match t.kind {
                 Kind::Eof
                 | Kind::Semicolon
@@ -1842,14 +2033,14 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
                     if op == "=>" || op == ":=" {
                         break;
                     }
-                    self.next()?;
+                    self.next();
                     if op == "*" && !operand && !lenient {
                         return Err(Fail("unexpected *"));
                     }
                     operand = false;
                 }
                 Kind::Typecast => {
-                    self.next()?;
+                    self.next();
                     self.type_name()?;
                     operand = true;
                 }
@@ -1857,30 +2048,30 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
                     if !operand {
                         return Err(Fail("unexpected ."));
                     }
-                    self.next()?;
-                    let f = self.next()?;
+                    self.next();
+                    let f = self.next();
                     if !(f.is_name() || f.is_op(self.sql, "*")) {
                         return Err(Fail("expected a field name"));
                     }
                 }
                 Kind::LBracket => {
-                    self.next()?;
+                    self.next();
                     self.enter()?;
                     loop {
-                        if self.eat(Kind::RBracket)? {
+                        if self.eat(Kind::RBracket) {
                             break;
                         }
-                        if self.eat(Kind::Colon)? || self.eat(Kind::Comma)? {
+                        if self.eat(Kind::Colon) || self.eat(Kind::Comma) {
                             continue;
                         }
-                        if self.at(Kind::LBracket)? {
+                        if self.at(Kind::LBracket) {
                             // Nested array literal `[[1,2],[3,4]]` after ARRAY.
                             self.expr_inner(clause, lenient)?;
                             continue;
                         }
-                        let before = self.peek()?.start;
+                        let before = self.peek().start;
                         self.expr(clause)?;
-                        if self.peek()?.start == before {
+                        if self.peek().start == before {
                             return Err(Fail("bad subscript"));
                         }
                     }
@@ -1898,65 +2089,70 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
                     if operand {
                         break;
                     }
-                    self.next()?;
+                    self.next();
                     operand = true;
                 }
-                Kind::Ident | Kind::QuotedIdent | Kind::UnicodeIdent(_) => {
+                Kind::Ident | Kind::QuotedIdent | Kind::UnicodeIdent => {
                     if operand {
                         if t.kind != Kind::Ident {
                             if lenient {
-                                self.next()?;
+                                self.next();
                                 continue;
                             }
                             break;
                         }
-                        let w = self.text(&t).to_ascii_lowercase_fixed();
-                        match w.as_str() {
-                            "and" | "or" | "like" | "ilike" | "in" | "overlaps" | "escape"
-                            | "not" => {
-                                self.next()?;
+                        match t.kw {
+                            Kw::And
+                            | Kw::Or
+                            | Kw::Like
+                            | Kw::Ilike
+                            | Kw::In
+                            | Kw::Overlaps
+                            | Kw::Escape
+                            | Kw::Not => {
+                                self.next();
                                 operand = false;
                             }
-                            "between" => {
-                                self.next()?;
-                                let _ = self.eat_kw("symmetric")? || self.eat_kw("asymmetric")?;
+                            Kw::Between => {
+                                self.next();
+                                let _ = self.eat_kw(Kw::Symmetric) || self.eat_kw(Kw::Asymmetric);
                                 operand = false;
                             }
-                            "similar" => {
-                                self.next()?;
-                                self.expect_kw("to")?;
+                            Kw::Similar => {
+                                self.next();
+                                self.expect_kw(Kw::To)?;
                                 operand = false;
                             }
-                            "is" => {
-                                self.next()?;
+                            Kw::Is => {
+                                self.next();
                                 operand = self.is_tail()?;
                             }
-                            "isnull" | "notnull" => {
-                                self.next()?;
+                            Kw::Isnull | Kw::Notnull => {
+                                self.next();
                             }
-                            "at" => {
-                                self.next()?;
-                                if !self.eat_kw("local")? {
-                                    self.expect_kw("time")?;
-                                    self.expect_kw("zone")?;
+                            Kw::At => {
+                                self.next();
+                                if !self.eat_kw(Kw::Local) {
+                                    self.expect_kw(Kw::Time)?;
+                                    self.expect_kw(Kw::Zone)?;
                                     operand = false;
                                 }
                             }
-                            "collate" => {
-                                self.next()?;
+                            Kw::Collate => {
+                                self.next();
                                 self.chain(false)?;
                             }
-                            "operator" if self.peek_n(1)?.kind == Kind::LParen => {
-                                self.next()?;
+                            Kw::Operator if self.peek_n(1).kind == Kind::LParen => {
+                                self.next();
                                 self.skip_parens()?;
                                 operand = false;
                             }
-                            "when" | "then" | "else" if case_depth > 0 => {
-                                self.next()?;
+                            Kw::When | Kw::Then | Kw::Else if case_depth > 0 => {
+                                self.next();
                                 operand = false;
                             }
-                            "end" if case_depth > 0 => {
-                                self.next()?;
+                            Kw::End if case_depth > 0 => {
+                                self.next();
                                 case_depth -= 1;
                             }
                             _ if lenient => {
@@ -1982,14 +2178,13 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
         return Ok(());
 
         fn continue_lenient(p: &mut Parser<'_, '_, '_>, clause: Clause) -> R<()> {
-            let t = p.peek()?;
-            let w = p.text(&t);
-            if in_list(SPECIAL_SYNTAX_WORDS, w) || p.is_reserved(&t) {
-                p.next()?;
+            let t = p.peek();
+            if SPECIAL_SYNTAX_WORDS.contains(&t.kw) || p.is_reserved(&t) {
+                p.next();
                 return Ok(());
             }
             let c = p.chain(true)?;
-            if p.at(Kind::LParen)? {
+            if p.at(Kind::LParen) {
                 return p.function_call(&c, clause);
             }
             p.column_ref(&c, clause)
@@ -1998,35 +2193,35 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
 
     /// After `IS`: returns whether an operand was completed.
     fn is_tail(&mut self) -> R<bool> {
-        self.eat_kw("not")?;
-        if self.eat_kw("distinct")? {
-            self.expect_kw("from")?;
+        self.eat_kw(Kw::Not);
+        if self.eat_kw(Kw::Distinct) {
+            self.expect_kw(Kw::From)?;
             return Ok(false);
         }
-        for w in ["null", "true", "false", "unknown", "document"] {
-            if self.eat_kw(w)? {
+        for w in [Kw::Null, Kw::True, Kw::False, Kw::Unknown, Kw::Document] {
+            if self.eat_kw(w) {
                 return Ok(true);
             }
         }
-        let _ = self.eat_kw("nfc")?
-            || self.eat_kw("nfd")?
-            || self.eat_kw("nfkc")?
-            || self.eat_kw("nfkd")?;
-        if self.eat_kw("normalized")? {
+        let _ = self.eat_kw(Kw::Nfc)
+            || self.eat_kw(Kw::Nfd)
+            || self.eat_kw(Kw::Nfkc)
+            || self.eat_kw(Kw::Nfkd);
+        if self.eat_kw(Kw::Normalized) {
             return Ok(true);
         }
-        if self.eat_kw("json")? {
-            let _ = self.eat_kw("value")?
-                || self.eat_kw("array")?
-                || self.eat_kw("object")?
-                || self.eat_kw("scalar")?;
-            if self.eat_kw("with")? || self.eat_kw("without")? {
-                self.expect_kw("unique")?;
-                self.eat_kw("keys")?;
+        if self.eat_kw(Kw::Json) {
+            let _ = self.eat_kw(Kw::Value)
+                || self.eat_kw(Kw::Array)
+                || self.eat_kw(Kw::Object)
+                || self.eat_kw(Kw::Scalar);
+            if self.eat_kw(Kw::With) || self.eat_kw(Kw::Without) {
+                self.expect_kw(Kw::Unique)?;
+                self.eat_kw(Kw::Keys);
             }
             return Ok(true);
         }
-        if self.eat_kw("of")? {
+        if self.eat_kw(Kw::Of) {
             self.skip_parens()?;
             return Ok(true);
         }
@@ -2041,68 +2236,79 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
         case_depth: &mut u32,
         lenient: bool,
     ) -> R<Option<bool>> {
-        let t = self.peek()?;
-        let next = self.peek_n(1)?;
+        let t = self.peek();
+        let next = self.peek_n(1);
         if t.kind == Kind::Ident {
-            let w = self.text(&t).to_ascii_lowercase_fixed();
             let paren = next.kind == Kind::LParen;
-            match w.as_str() {
-                "null" | "true" | "false" | "current_date" | "current_role" | "current_user"
-                | "session_user" | "user" | "system_user" | "current_catalog" | "default" => {
-                    self.next()?;
+            match t.kw {
+                Kw::Null
+                | Kw::True
+                | Kw::False
+                | Kw::CurrentDate
+                | Kw::CurrentRole
+                | Kw::CurrentUser
+                | Kw::SessionUser
+                | Kw::User
+                | Kw::SystemUser
+                | Kw::CurrentCatalog
+                | Kw::Default => {
+                    self.next();
                     return Ok(Some(true));
                 }
-                "current_time" | "current_timestamp" | "localtime" | "localtimestamp"
-                | "current_schema" => {
-                    self.next()?;
+                Kw::CurrentTime
+                | Kw::CurrentTimestamp
+                | Kw::Localtime
+                | Kw::Localtimestamp
+                | Kw::CurrentSchema => {
+                    self.next();
                     if paren {
                         self.skip_parens()?;
                     }
                     return Ok(Some(true));
                 }
-                "not" | "distinct" | "variadic" | "in" | "like" | "ilike" => {
-                    self.next()?;
+                Kw::Not | Kw::Distinct | Kw::Variadic | Kw::In | Kw::Like | Kw::Ilike => {
+                    self.next();
                     return Ok(Some(false));
                 }
-                "all" if !paren => {
-                    self.next()?;
+                Kw::All if !paren => {
+                    self.next();
                     return Ok(Some(false));
                 }
-                "between" => {
-                    self.next()?;
-                    let _ = self.eat_kw("symmetric")? || self.eat_kw("asymmetric")?;
+                Kw::Between => {
+                    self.next();
+                    let _ = self.eat_kw(Kw::Symmetric) || self.eat_kw(Kw::Asymmetric);
                     return Ok(Some(false));
                 }
-                "similar" => {
-                    self.next()?;
-                    self.expect_kw("to")?;
+                Kw::Similar => {
+                    self.next();
+                    self.expect_kw(Kw::To)?;
                     return Ok(Some(false));
                 }
-                "case" => {
-                    self.next()?;
+                Kw::Case => {
+                    self.next();
                     *case_depth += 1;
                     return Ok(Some(false));
                 }
-                "when" | "then" | "else" if *case_depth > 0 => {
-                    self.next()?;
+                Kw::When | Kw::Then | Kw::Else if *case_depth > 0 => {
+                    self.next();
                     return Ok(Some(false));
                 }
-                "cast" | "treat" if paren => {
-                    self.next()?;
-                    self.next()?;
+                Kw::Cast | Kw::Treat if paren => {
+                    self.next();
+                    self.next();
                     self.expr(clause)?;
-                    self.expect_kw("as")?;
+                    self.expect_kw(Kw::As)?;
                     self.type_name()?;
                     self.expect(Kind::RParen)?;
                     return Ok(Some(true));
                 }
-                "exists" if paren => {
-                    self.next()?;
+                Kw::Exists if paren => {
+                    self.next();
                     self.paren_expr(clause, lenient)?;
                     return Ok(Some(true));
                 }
-                "array" if paren || next.kind == Kind::LBracket => {
-                    self.next()?;
+                Kw::Array if paren || next.kind == Kind::LBracket => {
+                    self.next();
                     if paren {
                         self.paren_expr(clause, lenient)?;
                     } else {
@@ -2110,101 +2316,105 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
                     }
                     return Ok(Some(true));
                 }
-                "any" | "some" | "all" | "row" | "grouping" | "coalesce" | "greatest" | "least"
-                | "nullif"
+                Kw::Any
+                | Kw::Some
+                | Kw::All
+                | Kw::Row
+                | Kw::Grouping
+                | Kw::Coalesce
+                | Kw::Greatest
+                | Kw::Least
+                | Kw::Nullif
                     if paren =>
                 {
-                    self.next()?;
+                    self.next();
                     self.paren_expr(clause, lenient)?;
                     return Ok(Some(true));
                 }
-                "extract" if paren => {
+                Kw::Extract if paren => {
                     // EXTRACT(field FROM expr): the field is a keyword or string.
-                    self.next()?;
-                    self.next()?;
+                    self.next();
+                    self.next();
                     self.push_function_str("extract")?;
-                    let f = self.next()?;
+                    let f = self.next();
                     if !(f.is_name() || f.is_string()) {
                         return Err(Fail("bad EXTRACT"));
                     }
-                    self.expect_kw("from")?;
+                    self.expect_kw(Kw::From)?;
                     self.expr(clause)?;
                     self.expect(Kind::RParen)?;
                     return Ok(Some(true));
                 }
-                "normalize" if paren => {
-                    self.next()?;
-                    self.next()?;
+                Kw::Normalize if paren => {
+                    self.next();
+                    self.next();
                     self.push_function_str("normalize")?;
                     self.expr(clause)?;
-                    if self.eat(Kind::Comma)? {
+                    if self.eat(Kind::Comma) {
                         self.any_name_token()?;
                     }
                     self.expect(Kind::RParen)?;
                     return Ok(Some(true));
                 }
-                "interval" if next.is_string() || paren => {
-                    self.next()?;
+                Kw::Interval if next.is_string() || paren => {
+                    self.next();
                     if paren {
                         self.skip_parens()?;
                     }
-                    if !self.peek()?.is_string() {
+                    if !self.peek().is_string() {
                         return Err(Fail("bad interval literal"));
                     }
-                    self.next()?;
+                    self.next();
                     self.interval_fields()?;
                     return Ok(Some(true));
                 }
-                "timestamp" | "time"
-                    if paren
-                        || next.is_string()
-                        || next.is_kw(self.sql, "with")
-                        || next.is_kw(self.sql, "without") =>
+                Kw::Timestamp | Kw::Time
+                    if paren || next.is_string() || next.is(Kw::With) || next.is(Kw::Without) =>
                 {
                     // Typed literal: TIME[STAMP] [(p)] [WITH[OUT] TIME ZONE] 'literal'.
-                    self.next()?;
+                    self.next();
                     if paren {
                         self.skip_parens()?;
                     }
-                    if self.eat_kw("with")? || self.eat_kw("without")? {
-                        self.expect_kw("time")?;
-                        self.expect_kw("zone")?;
+                    if self.eat_kw(Kw::With) || self.eat_kw(Kw::Without) {
+                        self.expect_kw(Kw::Time)?;
+                        self.expect_kw(Kw::Zone)?;
                     }
-                    if !self.peek()?.is_string() {
+                    if !self.peek().is_string() {
                         return Err(Fail("bad typed literal"));
                     }
-                    self.next()?;
+                    self.next();
                     return Ok(Some(true));
                 }
-                "double" if next.is_kw(self.sql, "precision") => {
-                    self.next()?;
-                    self.next()?;
-                    if !self.peek()?.is_string() {
+                Kw::Double if next.is(Kw::Precision) => {
+                    self.next();
+                    self.next();
+                    if !self.peek().is_string() {
                         return Err(Fail("bad typed literal"));
                     }
-                    self.next()?;
+                    self.next();
                     return Ok(Some(true));
                 }
-                "collation" if next.is_kw(self.sql, "for") => {
+                Kw::Collation if next.is(Kw::For) => {
                     // COLLATION FOR (expr)
-                    self.next()?;
-                    self.next()?;
+                    self.next();
+                    self.next();
                     self.push_function_str("pg_collation_for")?;
                     self.paren_expr(clause, lenient)?;
                     return Ok(Some(true));
                 }
-                "operator" if paren => {
+                Kw::Operator if paren => {
                     // Prefix operator `OPERATOR(schema.-) x`.
-                    self.next()?;
+                    self.next();
                     self.skip_parens()?;
                     return Ok(Some(false));
                 }
                 _ => {}
             }
-            if in_sorted(RESERVED, w.as_str()) {
+            if t.kw.is_reserved() {
                 return Ok(None);
             }
-            if in_sorted(TYPE_FUNC_NAME, w.as_str()) && !paren {
+            if t.kw.is_type_func_name() && !paren {
                 return Ok(None);
             }
             // In lenient (XML/JSON) arguments a syntax word in operand position (`NAME`,
@@ -2213,18 +2423,18 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
         }
         // A name: column reference, function call or typed literal.
         let c = self.chain(true)?;
-        if self.at(Kind::LParen)? && !c.star {
+        if self.at(Kind::LParen) && !c.star {
             self.function_call(&c, clause)?;
             return Ok(Some(true));
         }
-        if self.peek()?.is_string() && !c.star {
+        if self.peek().is_string() && !c.star {
             // `type 'literal'` (e.g. date '2020-01-01').
-            self.next()?;
+            self.next();
             return Ok(Some(true));
         }
-        if self.peek()?.is_op(self.sql, "=>") {
+        if self.peek().is_op(self.sql, "=>") {
             // Named argument `name => value`: not a column.
-            self.next()?;
+            self.next();
             return Ok(Some(false));
         }
         self.column_ref(&c, clause)?;
@@ -2235,19 +2445,19 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
         self.expect(Kind::LBracket)?;
         self.enter()?;
         loop {
-            if self.eat(Kind::RBracket)? {
+            if self.eat(Kind::RBracket) {
                 break;
             }
-            if self.eat(Kind::Comma)? {
+            if self.eat(Kind::Comma) {
                 continue;
             }
-            if self.at(Kind::LBracket)? {
+            if self.at(Kind::LBracket) {
                 self.array_literal(clause)?;
                 continue;
             }
-            let before = self.peek()?.start;
+            let before = self.peek().start;
             self.expr(clause)?;
-            if self.peek()?.start == before {
+            if self.peek().start == before {
                 return Err(Fail("bad array literal"));
             }
         }
@@ -2259,15 +2469,15 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
     fn subscript(&mut self, clause: Clause) -> R<()> {
         self.expect(Kind::LBracket)?;
         loop {
-            if self.eat(Kind::RBracket)? {
+            if self.eat(Kind::RBracket) {
                 return Ok(());
             }
-            if self.eat(Kind::Colon)? {
+            if self.eat(Kind::Colon) {
                 continue;
             }
-            let before = self.peek()?.start;
+            let before = self.peek().start;
             self.expr(clause)?;
-            if self.peek()?.start == before {
+            if self.peek().start == before {
                 return Err(Fail("bad subscript"));
             }
         }
@@ -2276,13 +2486,20 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
     /// Interval qualifiers after an interval literal: `YEAR TO MONTH`, `SECOND(3)`, …
     fn interval_fields(&mut self) -> R<()> {
         loop {
-            let t = self.peek()?;
-            if ["year", "month", "day", "hour", "minute", "second", "to"]
-                .iter()
-                .any(|k| t.is_kw(self.sql, k))
+            let t = self.peek();
+            if [
+                Kw::Year,
+                Kw::Month,
+                Kw::Day,
+                Kw::Hour,
+                Kw::Minute,
+                Kw::Second,
+                Kw::To,
+            ]
+            .contains(&t.kw)
             {
-                self.next()?;
-                if self.at(Kind::LParen)? && t.is_kw(self.sql, "second") {
+                self.next();
+                if self.at(Kind::LParen) && t.is(Kw::Second) {
                     self.skip_parens()?;
                 }
                 continue;
@@ -2313,12 +2530,12 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
 
     fn paren_list(&mut self, clause: Clause, lenient: bool) -> R<()> {
         self.expect(Kind::LParen)?;
-        if self.eat(Kind::RParen)? {
+        if self.eat(Kind::RParen) {
             return Ok(());
         }
         loop {
             self.expr_inner(clause, lenient)?;
-            if !self.eat(Kind::Comma)? {
+            if !self.eat(Kind::Comma) {
                 break;
             }
         }
@@ -2329,13 +2546,14 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
     /// `name(args) [WITHIN GROUP (…)] [FILTER (WHERE …)] [OVER …]`; `name` already read.
     fn function_call(&mut self, c: &Chain, clause: Clause) -> R<()> {
         self.enter()?;
-        let lenient = c.n == 1 && in_list(SPECIAL_SYNTAX_FUNCS, c.parts[0].as_str());
-        if !(lenient && c.parts[0].as_str() == "merge_action") {
+        let lenient = c.n == 1 && SPECIAL_SYNTAX_FUNCS.contains(&c.first_kw);
+        if !(lenient && c.first_kw == Kw::MergeAction) {
             self.push_function(c)?;
         }
-        let fname = c.last().as_str();
-        if fname == "set_config" && (c.n == 1 || c.parts[c.n - 2].as_str() == "pg_catalog") {
-            self.set_config_flags()?;
+        if self.name_of(&c.last())?.as_str() == "set_config"
+            && (c.n == 1 || self.name_of(&c.parts[c.n - 2])?.as_str() == "pg_catalog")
+        {
+            self.set_config_flags(c)?;
         }
         self.expect(Kind::LParen)?;
         if lenient {
@@ -2343,24 +2561,24 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
         } else {
             self.func_args(clause)?;
         }
-        if self.at_kw("within")? {
-            self.next()?;
-            self.expect_kw("group")?;
+        if self.at_kw(Kw::Within) {
+            self.next();
+            self.expect_kw(Kw::Group)?;
             self.expect(Kind::LParen)?;
-            self.expect_kw("order")?;
-            self.expect_kw("by")?;
+            self.expect_kw(Kw::Order)?;
+            self.expect_kw(Kw::By)?;
             self.sort_list(clause)?;
             self.expect(Kind::RParen)?;
         }
-        if self.at_kw("filter")? && self.peek_n(1)?.kind == Kind::LParen {
-            self.next()?;
-            self.next()?;
-            self.expect_kw("where")?;
+        if self.at_kw(Kw::Filter) && self.peek_n(1).kind == Kind::LParen {
+            self.next();
+            self.next();
+            self.expect_kw(Kw::Where)?;
             self.expr(Clause::Where)?;
             self.expect(Kind::RParen)?;
         }
-        if self.eat_kw("over")? {
-            if self.at(Kind::LParen)? {
+        if self.eat_kw(Kw::Over) {
+            if self.at(Kind::LParen) {
                 self.window_spec()?;
             } else {
                 self.any_name_token()?;
@@ -2371,10 +2589,13 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
     }
 
     /// `set_config('search_path' | 'role' | …, …)`: flags from the literal first argument;
-    /// anything but a literal sets both flags (conservative).
-    fn set_config_flags(&mut self) -> R<()> {
-        let a = self.peek_n(1)?;
-        let after = self.peek_n(2)?;
+    /// anything but a literal sets both flags (conservative). Changing the role is `dcl`.
+    /// The search path it sets is followed by later statements of the string only for
+    /// the exact form `SELECT [pg_catalog.]set_config('search_path', 'literal', true|false)`
+    /// (anything else could run conditionally, or with a value not known here).
+    fn set_config_flags(&mut self, c: &Chain) -> R<()> {
+        let a = self.peek_n(1);
+        let after = self.peek_n(2);
         if a.kind == Kind::Str(StrKind::Standard) && after.kind == Kind::Comma {
             let n = self.name_of(&a)?;
             let s = n.as_str();
@@ -2385,56 +2606,176 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
             }
             if s.eq_ignore_ascii_case("search_path") {
                 self.flags |= StatementFlags::SETS_SEARCH_PATH;
+                let effect = self.set_config_path(c)?;
+                self.set_path_effect(effect);
             } else if s.eq_ignore_ascii_case("role")
                 || s.eq_ignore_ascii_case("session_authorization")
             {
                 self.flags |= StatementFlags::SETS_ROLE;
+                self.class(StatementClass::Dcl);
             }
         } else {
             self.flags |= StatementFlags::SETS_SEARCH_PATH | StatementFlags::SETS_ROLE;
+            self.class(StatementClass::Dcl);
+            self.set_path_effect(super::PathEffect::Unknown);
         }
         Ok(())
     }
 
+    /// A path effect; `Unknown` is never replaced.
+    fn set_path_effect(&mut self, e: super::PathEffect) {
+        if self.path_effect != super::PathEffect::Unknown {
+            self.path_effect = e;
+        }
+    }
+
+    /// The path effect of `set_config('search_path', …)` (the `(` is next); pushes the
+    /// schemas it sets when it is the exact, unconditional form.
+    fn set_config_path(&mut self, c: &Chain) -> R<super::PathEffect> {
+        use super::PathEffect;
+        // Tokens: SELECT name[.name] ( 'search_path' , 'value' , bool ) <end>
+        let call_start = (self.cur + 1).checked_sub(2 * c.n);
+        let first = self.tok(self.base);
+        if self.base != 0 || call_start != Some(1) || !first.is(Kw::Select) {
+            return Ok(PathEffect::Unknown);
+        }
+        let v = self.peek_n(3);
+        let local = match self.peek_n(5).kw {
+            Kw::True => true,
+            Kw::False => false,
+            _ => return Ok(PathEffect::Unknown),
+        };
+        if v.kind != Kind::Str(StrKind::Standard)
+            || self.peek_n(4).kind != Kind::Comma
+            || self.peek_n(6).kind != Kind::RParen
+            || self.peek_n(7).kind != Kind::Eof
+        {
+            return Ok(PathEffect::Unknown);
+        }
+        // The literal's value ('' is a quote; a continuation line is not followed).
+        let text = self.text(&v);
+        let body = text.get(1..text.len().saturating_sub(1)).unwrap_or("");
+        let mut buf = [0u8; 1024];
+        let mut len = 0;
+        let mut bytes = body.bytes();
+        while let Some(b) = bytes.next() {
+            if b == b'\'' && bytes.next() != Some(b'\'') {
+                return Ok(PathEffect::Unknown);
+            }
+            let Some(slot) = buf.get_mut(len) else {
+                return Ok(PathEffect::Unknown);
+            };
+            *slot = b;
+            len += 1;
+        }
+        let Ok(value) = std::str::from_utf8(buf.get(..len).unwrap_or(&[])) else {
+            return Ok(PathEffect::Unknown);
+        };
+        if !self.push_path_list(value)? {
+            return Ok(PathEffect::Unknown);
+        }
+        Ok(PathEffect::Set { local })
+    }
+
+    /// PostgreSQL's `SplitIdentifierString(value, ',')` as `search_path` uses it: names
+    /// separated by commas, unquoted ones case-folded (ASCII), `"…"` ones as written
+    /// (`""` = `"`), each truncated to 63 bytes. `false` if PostgreSQL would reject it.
+    fn push_path_list(&mut self, value: &str) -> R<bool> {
+        let is_space = |c: char| matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0b' | '\x0c');
+        let mut rest = value.trim_start_matches(is_space);
+        if rest.is_empty() {
+            return Ok(true);
+        }
+        loop {
+            let name;
+            if let Some(q) = rest.strip_prefix('"') {
+                // Quoted: up to the closing quote; `""` is a quote.
+                let mut end = None;
+                let mut it = q.char_indices().peekable();
+                while let Some((i, ch)) = it.next() {
+                    if ch == '"' {
+                        if it.peek().map(|&(_, c)| c) == Some('"') {
+                            it.next();
+                            continue;
+                        }
+                        end = Some(i);
+                        break;
+                    }
+                }
+                let Some(e) = end else { return Ok(false) };
+                let raw = q.get(..e).unwrap_or("");
+                let mut chars = raw.chars();
+                name = Name::from_chars(std::iter::from_fn(|| {
+                    let ch = chars.next()?;
+                    if ch == '"' {
+                        chars.next();
+                    }
+                    Some(ch)
+                }));
+                rest = q.get(e + 1..).unwrap_or("");
+            } else {
+                let e = rest
+                    .find(|c: char| c == ',' || is_space(c))
+                    .unwrap_or(rest.len());
+                if e == 0 {
+                    return Ok(false);
+                }
+                let raw = rest.get(..e).unwrap_or("");
+                name = Name::from_chars(raw.chars().map(|c| c.to_ascii_lowercase()));
+                rest = rest.get(e..).unwrap_or("");
+            }
+            let r = self.push(name.as_str())?;
+            self.facts.push_path_name(r)?;
+            rest = rest.trim_start_matches(is_space);
+            if rest.is_empty() {
+                return Ok(true);
+            }
+            match rest.strip_prefix(',') {
+                Some(r) => rest = r.trim_start_matches(is_space),
+                None => return Ok(false),
+            }
+        }
+    }
+
     /// Ordinary function arguments, after `(`; consumes `)`.
     fn func_args(&mut self, clause: Clause) -> R<()> {
-        if self.eat(Kind::RParen)? {
+        if self.eat(Kind::RParen) {
             return Ok(());
         }
-        if self.peek()?.is_op(self.sql, "*") && self.peek_n(1)?.kind == Kind::RParen {
+        if self.peek().is_op(self.sql, "*") && self.peek_n(1).kind == Kind::RParen {
             // count(*): no column.
-            self.next()?;
-            self.next()?;
+            self.next();
+            self.next();
             return Ok(());
         }
-        let _ = self.eat_kw("distinct")? || self.eat_kw("all")?;
+        let _ = self.eat_kw(Kw::Distinct) || self.eat_kw(Kw::All);
         loop {
-            let _ = self.eat_kw("variadic")?
-                || self.eat_kw("both")?
-                || self.eat_kw("leading")?
-                || self.eat_kw("trailing")?;
+            let _ = self.eat_kw(Kw::Variadic)
+                || self.eat_kw(Kw::Both)
+                || self.eat_kw(Kw::Leading)
+                || self.eat_kw(Kw::Trailing);
             // Named argument: `name => value` / `name := value`.
-            let t = self.peek()?;
-            let n1 = self.peek_n(1)?;
+            let t = self.peek();
+            let n1 = self.peek_n(1);
             if t.is_name() && (n1.is_op(self.sql, "=>") || n1.is_op(self.sql, ":=")) {
-                self.next()?;
-                self.next()?;
+                self.next();
+                self.next();
             }
-            if !self.at_kw("from")? {
+            if !self.at_kw(Kw::From) {
                 self.expr(clause)?;
             }
             // Separators of the special argument syntaxes (SUBSTRING … FROM … FOR …,
             // OVERLAY … PLACING …, TRIM … FROM …), and aggregate ORDER BY.
-            if self.eat(Kind::Comma)?
-                || self.eat_kw("from")?
-                || self.eat_kw("for")?
-                || self.eat_kw("placing")?
+            if self.eat(Kind::Comma)
+                || self.eat_kw(Kw::From)
+                || self.eat_kw(Kw::For)
+                || self.eat_kw(Kw::Placing)
             {
                 continue;
             }
-            if self.at_kw("order")? {
-                self.next()?;
-                self.expect_kw("by")?;
+            if self.at_kw(Kw::Order) {
+                self.next();
+                self.expect_kw(Kw::By)?;
                 self.sort_list(clause)?;
             }
             break;
@@ -2446,22 +2787,22 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
     /// Arguments of XML/JSON functions with keyword syntax: read leniently to `)`.
     fn lenient_args(&mut self, clause: Clause) -> R<()> {
         loop {
-            let t = self.peek()?;
+            let t = self.peek();
             match t.kind {
                 Kind::RParen => {
-                    self.next()?;
+                    self.next();
                     return Ok(());
                 }
                 Kind::Eof => return Err(Fail("unbalanced parentheses")),
                 Kind::Comma => {
-                    self.next()?;
+                    self.next();
                 }
                 _ => {
                     let before = t.start;
                     self.expr_inner(clause, true)?;
-                    if self.peek()?.start == before {
+                    if self.peek().start == before {
                         // Something expr could not start with (`=>`, `:` …): skip it.
-                        self.next()?;
+                        self.next();
                     }
                 }
             }
@@ -2470,64 +2811,63 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
 
     /// A type name after `::` or `AS` in CAST: skipped (type names are not columns).
     fn type_name(&mut self) -> R<()> {
-        self.eat_kw("setof")?;
-        let t = self.next()?;
+        self.eat_kw(Kw::Setof);
+        let t = self.next();
         if !t.is_name() {
             return Err(Fail("expected a type name"));
         }
-        let w = self.text(&t).to_ascii_lowercase_fixed();
-        match w.as_str() {
-            "double" => {
-                self.expect_kw("precision")?;
+        match t.kw {
+            Kw::Double => {
+                self.expect_kw(Kw::Precision)?;
             }
-            "character" | "char" | "nchar" | "bit" => {
-                self.eat_kw("varying")?;
+            Kw::Character | Kw::Char | Kw::Nchar | Kw::Bit => {
+                self.eat_kw(Kw::Varying);
             }
-            "national" => {
-                if !self.eat_kw("character")? {
-                    self.expect_kw("char")?;
+            Kw::National => {
+                if !self.eat_kw(Kw::Character) {
+                    self.expect_kw(Kw::Char)?;
                 }
-                self.eat_kw("varying")?;
+                self.eat_kw(Kw::Varying);
             }
-            "interval" => {
+            Kw::Interval => {
                 self.interval_fields()?;
             }
             _ => {
-                while self.at(Kind::Dot)? {
-                    self.next()?;
-                    if !self.next()?.is_name() {
+                while self.at(Kind::Dot) {
+                    self.next();
+                    if !self.next().is_name() {
                         return Err(Fail("expected a type name"));
                     }
                 }
             }
         }
-        if self.at(Kind::LParen)? {
+        if self.at(Kind::LParen) {
             self.skip_parens()?;
         }
-        if (w.as_str() == "timestamp" || w.as_str() == "time")
-            && (self.at_kw("with")? || self.at_kw("without")?)
-            && self.at_kw_n(1, "time")?
+        if (t.kw == Kw::Timestamp || t.kw == Kw::Time)
+            && (self.at_kw(Kw::With) || self.at_kw(Kw::Without))
+            && self.at_kw_n(1, Kw::Time)
         {
-            self.next()?;
-            self.next()?;
-            self.expect_kw("zone")?;
+            self.next();
+            self.next();
+            self.expect_kw(Kw::Zone)?;
         }
-        if w.as_str() == "interval" {
+        if t.kw == Kw::Interval {
             self.interval_fields()?;
         }
         loop {
-            if self.at(Kind::LBracket)? {
-                self.next()?;
-                if self.at(Kind::Number)? {
-                    self.next()?;
+            if self.at(Kind::LBracket) {
+                self.next();
+                if self.at(Kind::Number) {
+                    self.next();
                 }
                 self.expect(Kind::RBracket)?;
-            } else if self.at_kw("array")? {
-                self.next()?;
-                if self.at(Kind::LBracket)? {
-                    self.next()?;
-                    if self.at(Kind::Number)? {
-                        self.next()?;
+            } else if self.at_kw(Kw::Array) {
+                self.next();
+                if self.at(Kind::LBracket) {
+                    self.next();
+                    if self.at(Kind::Number) {
+                        self.next();
                     }
                     self.expect(Kind::RBracket)?;
                 }
@@ -2544,11 +2884,11 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
     fn dml_target(
         &mut self,
         class: StatementClass,
-        no_bare: &[&str],
+        no_bare: &[Kw],
         add_now: bool,
     ) -> R<(u8, Name, QualifiedName)> {
-        let paren = if self.eat_kw("only")? {
-            self.eat(Kind::LParen)?
+        let paren = if self.eat_kw(Kw::Only) {
+            self.eat(Kind::LParen)
         } else {
             false
         };
@@ -2556,12 +2896,12 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
         if paren {
             self.expect(Kind::RParen)?;
         }
-        self.eat_op("*")?;
+        self.eat_op("*");
         let q = self.resolve_table(&c)?;
         let w = self.push_access(class, q)?;
         let alias = if class == StatementClass::Insert {
             // INSERT's alias needs AS.
-            if self.eat_kw("as")? {
+            if self.eat_kw(Kw::As) {
                 Some(self.any_name_token()?)
             } else {
                 None
@@ -2569,7 +2909,10 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
         } else {
             self.alias(no_bare)?
         };
-        let name = alias.unwrap_or(*c.last());
+        let name = match alias {
+            Some(a) => a,
+            None => self.name_of(&c.last())?,
+        };
         if add_now {
             self.scopes.add(
                 name,
@@ -2583,21 +2926,21 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
     }
 
     fn insert(&mut self) -> R<()> {
-        self.expect_kw("insert")?;
-        self.expect_kw("into")?;
+        self.expect_kw(Kw::Insert)?;
+        self.expect_kw(Kw::Into)?;
         let (w, name, q) = self.dml_target(StatementClass::Insert, &[], false)?;
         // Column list (or all columns).
         let mut listed = false;
-        if self.at(Kind::LParen)? && self.paren_starts_query()? == Some(false) {
-            self.next()?;
+        if self.at(Kind::LParen) && self.paren_starts_query()? == Some(false) {
+            self.next();
             listed = true;
             loop {
                 let n = self.any_name_token()?;
                 // `col.field` / `col[1]` target the column `col`.
                 loop {
-                    if self.eat(Kind::Dot)? {
+                    if self.eat(Kind::Dot) {
                         self.any_name_token()?;
-                    } else if self.at(Kind::LBracket)? {
+                    } else if self.at(Kind::LBracket) {
                         self.subscript(Clause::InsertColumns)?;
                     } else {
                         break;
@@ -2611,7 +2954,7 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
                     true,
                     Clause::InsertColumns,
                 )?;
-                if !self.eat(Kind::Comma)? {
+                if !self.eat(Kind::Comma) {
                     break;
                 }
             }
@@ -2620,15 +2963,15 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
         if !listed {
             self.push_column(ColumnName::All, 1u64 << w, 0, true, Clause::InsertColumns)?;
         }
-        if self.eat_kw("overriding")? {
-            if !self.eat_kw("system")? {
-                self.expect_kw("user")?;
+        if self.eat_kw(Kw::Overriding) {
+            if !self.eat_kw(Kw::System) {
+                self.expect_kw(Kw::User)?;
             }
-            self.expect_kw("value")?;
+            self.expect_kw(Kw::Value)?;
         }
-        if self.at_kw("default")? {
-            self.next()?;
-            self.expect_kw("values")?;
+        if self.at_kw(Kw::Default) {
+            self.next();
+            self.expect_kw(Kw::Values)?;
         } else {
             self.query()?;
         }
@@ -2640,45 +2983,45 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
                 name: q,
             },
         )?;
-        if self.at_kw("on")? {
-            self.next()?;
-            self.expect_kw("conflict")?;
+        if self.at_kw(Kw::On) {
+            self.next();
+            self.expect_kw(Kw::Conflict)?;
             self.scopes
                 .add(Name::from_str_truncated("excluded"), EntryKind::Derived)?;
-            if self.eat_kw("on")? {
-                self.expect_kw("constraint")?;
+            if self.eat_kw(Kw::On) {
+                self.expect_kw(Kw::Constraint)?;
                 self.any_name_token()?;
-            } else if self.eat(Kind::LParen)? {
+            } else if self.eat(Kind::LParen) {
                 loop {
                     self.expr(Clause::Other)?;
-                    if self.eat_kw("collate")? {
+                    if self.eat_kw(Kw::Collate) {
                         self.chain(false)?;
                     }
-                    let t = self.peek()?;
+                    let t = self.peek();
                     if t.is_name() && !self.is_reserved(&t) {
                         self.chain(false)?; // operator class
                     }
-                    let _ = self.eat_kw("asc")? || self.eat_kw("desc")?;
-                    if self.eat_kw("nulls")? && !self.eat_kw("first")? {
-                        self.expect_kw("last")?;
+                    let _ = self.eat_kw(Kw::Asc) || self.eat_kw(Kw::Desc);
+                    if self.eat_kw(Kw::Nulls) && !self.eat_kw(Kw::First) {
+                        self.expect_kw(Kw::Last)?;
                     }
-                    if !self.eat(Kind::Comma)? {
+                    if !self.eat(Kind::Comma) {
                         break;
                     }
                 }
                 self.expect(Kind::RParen)?;
-                if self.eat_kw("where")? {
+                if self.eat_kw(Kw::Where) {
                     self.expr(Clause::Where)?;
                 }
             }
-            self.expect_kw("do")?;
-            if !self.eat_kw("nothing")? {
-                self.expect_kw("update")?;
+            self.expect_kw(Kw::Do)?;
+            if !self.eat_kw(Kw::Nothing) {
+                self.expect_kw(Kw::Update)?;
                 self.class(StatementClass::Update);
                 let u = self.push_access(StatementClass::Update, q)?;
-                self.expect_kw("set")?;
+                self.expect_kw(Kw::Set)?;
                 self.set_list(u)?;
-                if self.eat_kw("where")? {
+                if self.eat_kw(Kw::Where) {
                     self.expr(Clause::Where)?;
                 }
             }
@@ -2688,17 +3031,17 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
 
     /// `RETURNING [WITH (OLD|NEW AS name, …)] targets`
     fn returning(&mut self) -> R<()> {
-        if !self.eat_kw("returning")? {
+        if !self.eat_kw(Kw::Returning) {
             return Ok(());
         }
-        if self.at_kw("with")? && self.peek_n(1)?.kind == Kind::LParen {
-            self.next()?;
-            self.next()?;
+        if self.at_kw(Kw::With) && self.peek_n(1).kind == Kind::LParen {
+            self.next();
+            self.next();
             loop {
-                let _ = self.eat_kw("old")? || self.eat_kw("new")?;
-                self.expect_kw("as")?;
+                let _ = self.eat_kw(Kw::Old) || self.eat_kw(Kw::New);
+                self.expect_kw(Kw::As)?;
                 self.any_name_token()?;
-                if !self.eat(Kind::Comma)? {
+                if !self.eat(Kind::Comma) {
                     break;
                 }
             }
@@ -2710,10 +3053,10 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
     /// `col = expr | (cols) = (exprs) | (cols) = ROW(…) | (cols) = (subquery), …`
     fn set_list(&mut self, target: u8) -> R<()> {
         loop {
-            if self.eat(Kind::LParen)? {
+            if self.eat(Kind::LParen) {
                 loop {
                     self.set_target(target)?;
-                    if !self.eat(Kind::Comma)? {
+                    if !self.eat(Kind::Comma) {
                         break;
                     }
                 }
@@ -2721,11 +3064,11 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
             } else {
                 self.set_target(target)?;
             }
-            if !self.eat_op("=")? {
+            if !self.eat_op("=") {
                 return Err(Fail("expected = in SET"));
             }
             self.expr(Clause::UpdateSet)?;
-            if !self.eat(Kind::Comma)? {
+            if !self.eat(Kind::Comma) {
                 return Ok(());
             }
         }
@@ -2734,10 +3077,10 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
     fn set_target(&mut self, target: u8) -> R<()> {
         let n = self.any_name_token()?;
         loop {
-            if self.at(Kind::Dot)? {
-                self.next()?;
+            if self.at(Kind::Dot) {
+                self.next();
                 self.any_name_token()?;
-            } else if self.at(Kind::LBracket)? {
+            } else if self.at(Kind::LBracket) {
                 self.subscript(Clause::UpdateSet)?;
             } else {
                 break;
@@ -2754,19 +3097,19 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
     }
 
     fn update(&mut self) -> R<()> {
-        self.expect_kw("update")?;
-        let (w, _, _) = self.dml_target(StatementClass::Update, &["set"], true)?;
-        self.expect_kw("set")?;
+        self.expect_kw(Kw::Update)?;
+        let (w, _, _) = self.dml_target(StatementClass::Update, &[Kw::Set], true)?;
+        self.expect_kw(Kw::Set)?;
         let set_start = self.save();
-        self.skip_to_clause(&["from", "where", "returning"])?;
-        let set_end = self.peek()?.start;
-        if self.eat_kw("from")? {
+        self.skip_to_clause(&[Kw::From, Kw::Where, Kw::Returning])?;
+        let set_end = self.peek().start;
+        if self.eat_kw(Kw::From) {
             self.table_list()?;
         }
         let after = self.save();
         self.restore(set_start);
         self.set_list(w)?;
-        if self.peek()?.start != set_end {
+        if self.peek().start != set_end {
             return Err(Fail("SET list not understood"));
         }
         self.restore(after);
@@ -2775,10 +3118,10 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
     }
 
     fn where_clause(&mut self) -> R<()> {
-        if self.eat_kw("where")? {
-            if self.at_kw("current")? && self.at_kw_n(1, "of")? {
-                self.next()?;
-                self.next()?;
+        if self.eat_kw(Kw::Where) {
+            if self.at_kw(Kw::Current) && self.at_kw_n(1, Kw::Of) {
+                self.next();
+                self.next();
                 self.any_name_token()?;
                 return Ok(());
             }
@@ -2788,10 +3131,10 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
     }
 
     fn delete(&mut self) -> R<()> {
-        self.expect_kw("delete")?;
-        self.expect_kw("from")?;
+        self.expect_kw(Kw::Delete)?;
+        self.expect_kw(Kw::From)?;
         self.dml_target(StatementClass::Delete, &[], true)?;
-        if self.eat_kw("using")? {
+        if self.eat_kw(Kw::Using) {
             self.table_list()?;
         }
         self.where_clause()?;
@@ -2799,35 +3142,35 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
     }
 
     fn merge(&mut self) -> R<()> {
-        self.expect_kw("merge")?;
-        self.expect_kw("into")?;
+        self.expect_kw(Kw::Merge)?;
+        self.expect_kw(Kw::Into)?;
         let (w, _, _) = self.dml_target(StatementClass::Merge, &[], true)?;
-        self.expect_kw("using")?;
+        self.expect_kw(Kw::Using)?;
         self.table_item()?;
-        self.expect_kw("on")?;
+        self.expect_kw(Kw::On)?;
         self.expr(Clause::Join)?;
         let mut any = false;
-        while self.eat_kw("when")? {
+        while self.eat_kw(Kw::When) {
             any = true;
-            self.eat_kw("not")?;
-            self.expect_kw("matched")?;
-            if self.eat_kw("by")? && !self.eat_kw("source")? {
-                self.expect_kw("target")?;
+            self.eat_kw(Kw::Not);
+            self.expect_kw(Kw::Matched)?;
+            if self.eat_kw(Kw::By) && !self.eat_kw(Kw::Source) {
+                self.expect_kw(Kw::Target)?;
             }
-            if self.eat_kw("and")? {
+            if self.eat_kw(Kw::And) {
                 self.expr(Clause::Where)?;
             }
-            self.expect_kw("then")?;
-            if self.eat_kw("update")? {
-                self.expect_kw("set")?;
+            self.expect_kw(Kw::Then)?;
+            if self.eat_kw(Kw::Update) {
+                self.expect_kw(Kw::Set)?;
                 self.set_list(w)?;
-            } else if self.eat_kw("delete")? {
-            } else if self.eat_kw("insert")? {
-                if self.at(Kind::LParen)? {
-                    self.next()?;
+            } else if self.eat_kw(Kw::Delete) {
+            } else if self.eat_kw(Kw::Insert) {
+                if self.at(Kind::LParen) {
+                    self.next();
                     loop {
                         self.set_target(w)?;
-                        if !self.eat(Kind::Comma)? {
+                        if !self.eat(Kind::Comma) {
                             break;
                         }
                     }
@@ -2835,22 +3178,22 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
                 } else {
                     self.push_column(ColumnName::All, 1u64 << w, 0, true, Clause::InsertColumns)?;
                 }
-                if self.eat_kw("overriding")? {
-                    if !self.eat_kw("system")? {
-                        self.expect_kw("user")?;
+                if self.eat_kw(Kw::Overriding) {
+                    if !self.eat_kw(Kw::System) {
+                        self.expect_kw(Kw::User)?;
                     }
-                    self.expect_kw("value")?;
+                    self.expect_kw(Kw::Value)?;
                 }
-                if self.eat_kw("default")? {
-                    self.expect_kw("values")?;
+                if self.eat_kw(Kw::Default) {
+                    self.expect_kw(Kw::Values)?;
                 } else {
-                    self.expect_kw("values")?;
+                    self.expect_kw(Kw::Values)?;
                     self.expect(Kind::LParen)?;
                     self.expr_list_until_rparen(Clause::Other)?;
                 }
             } else {
-                self.expect_kw("do")?;
-                self.expect_kw("nothing")?;
+                self.expect_kw(Kw::Do)?;
+                self.expect_kw(Kw::Nothing)?;
             }
         }
         if !any {
@@ -2863,25 +3206,25 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
 
     /// `TRUNCATE [TABLE] [ONLY] name [*], … [RESTART|CONTINUE IDENTITY] [CASCADE|RESTRICT]`
     fn truncate(&mut self) -> R<()> {
-        self.expect_kw("truncate")?;
+        self.expect_kw(Kw::Truncate)?;
         self.class(StatementClass::Truncate);
-        self.eat_kw("table")?;
+        self.eat_kw(Kw::Table);
         self.table_name_list(StatementClass::Truncate)?;
-        if self.eat_kw("restart")? || self.eat_kw("continue")? {
-            self.expect_kw("identity")?;
+        if self.eat_kw(Kw::Restart) || self.eat_kw(Kw::Continue) {
+            self.expect_kw(Kw::Identity)?;
         }
-        let _ = self.eat_kw("cascade")? || self.eat_kw("restrict")?;
+        let _ = self.eat_kw(Kw::Cascade) || self.eat_kw(Kw::Restrict);
         Ok(())
     }
 
     fn table_name_list(&mut self, class: StatementClass) -> R<()> {
         loop {
-            self.eat_kw("only")?;
+            self.eat_kw(Kw::Only);
             let c = self.chain(false)?;
-            self.eat_op("*")?;
+            self.eat_op("*");
             let q = self.resolve_table(&c)?;
             self.push_access(class, q)?;
-            if !self.eat(Kind::Comma)? {
+            if !self.eat(Kind::Comma) {
                 return Ok(());
             }
         }
@@ -2889,49 +3232,49 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
 
     /// `LOCK [TABLE] [ONLY] name [*], … [IN mode MODE] [NOWAIT]`
     fn lock(&mut self) -> R<()> {
-        self.expect_kw("lock")?;
+        self.expect_kw(Kw::Lock)?;
         self.class(StatementClass::Lock);
-        self.eat_kw("table")?;
+        self.eat_kw(Kw::Table);
         self.table_name_list(StatementClass::Lock)?;
-        if self.eat_kw("in")? {
+        if self.eat_kw(Kw::In) {
             loop {
-                if self.eat_kw("mode")? {
+                if self.eat_kw(Kw::Mode) {
                     break;
                 }
-                let t = self.next()?;
+                let t = self.next();
                 if t.kind != Kind::Ident {
                     return Err(Fail("bad lock mode"));
                 }
             }
         }
-        self.eat_kw("nowait")?;
+        self.eat_kw(Kw::Nowait);
         Ok(())
     }
 
     /// `COPY { table [(cols)] | (query) } { FROM | TO } { STDIN | STDOUT | 'file' | PROGRAM 'cmd' } …`
     fn copy(&mut self) -> R<()> {
-        self.expect_kw("copy")?;
-        self.eat_kw("binary")?;
+        self.expect_kw(Kw::Copy)?;
+        self.eat_kw(Kw::Binary);
         let mark_tables = self.facts.current_table_count();
         let mark_cols = self.facts.current_columns_mut().len();
         let mut table: Option<Chain> = None;
         let mut cols = [Name::default(); MAX_COPY_COLUMNS];
         let mut n_cols = None;
-        if self.at(Kind::LParen)? {
-            self.next()?;
+        if self.at(Kind::LParen) {
+            self.next();
             let c = self.dml_or_query()?;
             self.class(c);
             self.expect(Kind::RParen)?;
         } else {
             table = Some(self.chain(false)?);
-            if self.eat(Kind::LParen)? {
+            if self.eat(Kind::LParen) {
                 let mut n = 0;
                 loop {
                     let name = self.any_name_token()?;
                     let slot = cols.get_mut(n).ok_or(Fail("COPY column list too long"))?;
                     *slot = name;
                     n += 1;
-                    if !self.eat(Kind::Comma)? {
+                    if !self.eat(Kind::Comma) {
                         break;
                     }
                 }
@@ -2939,24 +3282,24 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
                 n_cols = Some(n);
             }
         }
-        let from = if self.eat_kw("from")? {
+        let from = if self.eat_kw(Kw::From) {
             true
         } else {
-            self.expect_kw("to")?;
+            self.expect_kw(Kw::To)?;
             false
         };
         if from && table.is_none() {
             return Err(Fail("COPY (query) FROM"));
         }
-        let class = if self.eat_kw("stdin")? || self.eat_kw("stdout")? {
+        let class = if self.eat_kw(Kw::Stdin) || self.eat_kw(Kw::Stdout) {
             if from {
                 StatementClass::CopyIn
             } else {
                 StatementClass::CopyOut
             }
         } else {
-            self.eat_kw("program")?;
-            let t = self.next()?;
+            self.eat_kw(Kw::Program);
+            let t = self.next();
             if !t.is_string() {
                 return Err(Fail("COPY target not understood"));
             }
@@ -2982,20 +3325,20 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
                 }
                 None => self.push_column(ColumnName::All, 1u64 << idx, 0, true, Clause::Other)?,
             }
-            target = Some((*c.last(), q));
+            target = Some((self.name_of(&c.last())?, q));
         } else {
             // Every read of the query is also a read under the COPY's class.
             self.mirror_reads(mark_tables, mark_cols, class)?;
         }
         // Options: `[WITH] (opts)` or the old `BINARY|CSV|HEADER|DELIMITER 'x'…` words.
-        self.eat_kw("with")?;
-        if self.at(Kind::LParen)? {
+        self.eat_kw(Kw::With);
+        if self.at(Kind::LParen) {
             self.skip_parens()?;
         }
         loop {
-            let t = self.peek()?;
-            if t.is_kw(self.sql, "where") {
-                self.next()?;
+            let t = self.peek();
+            if t.is(Kw::Where) {
+                self.next();
                 let Some((name, q)) = target.filter(|_| from) else {
                     return Err(Fail("COPY TO … WHERE"));
                 };
@@ -3016,10 +3359,10 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
             match t.kind {
                 Kind::Eof => return Ok(()),
                 Kind::Ident | Kind::Str(_) | Kind::Number | Kind::QuotedIdent | Kind::Comma => {
-                    self.next()?;
+                    self.next();
                 }
                 Kind::Op if t.is_op(self.sql, "*") || t.is_op(self.sql, "-") => {
-                    self.next()?;
+                    self.next();
                 }
                 Kind::LParen => self.skip_parens()?,
                 _ => return Err(Fail("COPY options not understood")),
@@ -3065,16 +3408,16 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
 
     /// `EXPLAIN [(opts)] | [ANALYZE] [VERBOSE] stmt`
     fn explain(&mut self) -> R<()> {
-        self.expect_kw("explain")?;
+        self.expect_kw(Kw::Explain)?;
         let mut analyze = false;
-        if self.at(Kind::LParen)? {
-            self.next()?;
+        if self.at(Kind::LParen) {
+            self.next();
             loop {
                 let opt = self.any_name_token()?;
                 let is_analyze = matches!(opt.as_str(), "analyze" | "analyse");
                 let mut value = true;
-                if !(self.at(Kind::Comma)? || self.at(Kind::RParen)?) {
-                    let v = self.next()?;
+                if !(self.at(Kind::Comma) || self.at(Kind::RParen)) {
+                    let v = self.next();
                     let txt = self.text(&v).to_ascii_lowercase_fixed();
                     if matches!(
                         txt.as_str(),
@@ -3086,16 +3429,16 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
                 if is_analyze && value {
                     analyze = true;
                 }
-                if !self.eat(Kind::Comma)? {
+                if !self.eat(Kind::Comma) {
                     break;
                 }
             }
             self.expect(Kind::RParen)?;
         } else {
-            if self.eat_kw("analyze")? || self.eat_kw("analyse")? {
+            if self.eat_kw(Kw::Analyze) || self.eat_kw(Kw::Analyse) {
                 analyze = true;
             }
-            self.eat_kw("verbose")?;
+            self.eat_kw(Kw::Verbose);
         }
         if analyze {
             self.flags |= StatementFlags::EXPLAIN_ANALYZE;
@@ -3108,14 +3451,14 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
     /// The statement inside EXPLAIN / PREPARE: a query, DML, EXECUTE, DECLARE or CREATE
     /// TABLE AS / MATERIALIZED VIEW.
     fn inner_statement(&mut self) -> R<()> {
-        let t = self.peek()?;
-        if t.is_kw(self.sql, "execute") {
+        let t = self.peek();
+        if t.is(Kw::Execute) {
             return self.execute();
         }
-        if t.is_kw(self.sql, "declare") {
+        if t.is(Kw::Declare) {
             return self.declare();
         }
-        if t.is_kw(self.sql, "create") {
+        if t.is(Kw::Create) {
             return self.create();
         }
         if t.kind == Kind::LParen {
@@ -3129,16 +3472,16 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
 
     /// `PREPARE name [(types)] AS stmt`
     fn prepare(&mut self) -> R<()> {
-        self.expect_kw("prepare")?;
+        self.expect_kw(Kw::Prepare)?;
         self.class(StatementClass::Prepare);
         self.flags |= StatementFlags::PREPARES;
         let n = self.any_name_token()?;
         self.prepared_name = self.push(n.as_str())?;
-        if self.at(Kind::LParen)? {
+        if self.at(Kind::LParen) {
             self.skip_parens()?;
         }
-        self.expect_kw("as")?;
-        let t = self.peek()?;
+        self.expect_kw(Kw::As)?;
+        let t = self.peek();
         if t.kind == Kind::LParen {
             self.class(StatementClass::Select);
             return self.query();
@@ -3150,12 +3493,12 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
 
     /// `EXECUTE name [(params)]`: the caller resolves `name`.
     fn execute(&mut self) -> R<()> {
-        self.expect_kw("execute")?;
+        self.expect_kw(Kw::Execute)?;
         self.class(StatementClass::Prepare);
         self.flags |= StatementFlags::EXECUTES_PREPARED;
         let n = self.any_name_token()?;
         self.prepared_name = self.push(n.as_str())?;
-        if self.eat(Kind::LParen)? {
+        if self.eat(Kind::LParen) {
             self.expr_list_until_rparen(Clause::Other)?;
         }
         Ok(())
@@ -3163,28 +3506,33 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
 
     /// `DECLARE name [BINARY] [ASENSITIVE|INSENSITIVE] [[NO] SCROLL] CURSOR [WITH[OUT] HOLD] FOR query`
     fn declare(&mut self) -> R<()> {
-        self.expect_kw("declare")?;
+        self.expect_kw(Kw::Declare)?;
         self.class(StatementClass::Cursor);
         self.flags |= StatementFlags::DECLARES_CURSOR;
         let n = self.any_name_token()?;
         self.prepared_name = self.push(n.as_str())?;
         loop {
-            if self.eat_kw("cursor")? {
+            if self.eat_kw(Kw::Cursor) {
                 break;
             }
-            let t = self.next()?;
-            if !["binary", "asensitive", "insensitive", "no", "scroll"]
-                .iter()
-                .any(|k| t.is_kw(self.sql, k))
+            let t = self.next();
+            if ![
+                Kw::Binary,
+                Kw::Asensitive,
+                Kw::Insensitive,
+                Kw::No,
+                Kw::Scroll,
+            ]
+            .contains(&t.kw)
             {
                 return Err(Fail("DECLARE not understood"));
             }
         }
-        if self.eat_kw("with")? || self.eat_kw("without")? {
-            self.expect_kw("hold")?;
+        if self.eat_kw(Kw::With) || self.eat_kw(Kw::Without) {
+            self.expect_kw(Kw::Hold)?;
         }
-        self.expect_kw("for")?;
-        if self.at(Kind::LParen)? {
+        self.expect_kw(Kw::For)?;
+        if self.at(Kind::LParen) {
             self.class(StatementClass::Select);
             return self.query();
         }
@@ -3193,53 +3541,58 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
         Ok(())
     }
 
-    /// `SET [SESSION|LOCAL] …`
+    /// `SET [SESSION|LOCAL] …`. Changing the role (`SET ROLE`, `SET SESSION
+    /// AUTHORIZATION`) is `dcl`: the proxy has its own database identity, and which role
+    /// the session runs as is a privilege decision.
     fn set(&mut self) -> R<()> {
-        self.expect_kw("set")?;
-        if self.at_transaction_setting()? {
+        use super::PathEffect;
+        self.expect_kw(Kw::Set)?;
+        if self.at_transaction_setting() {
             self.class(StatementClass::Transaction);
             return self.rest();
         }
         self.class(StatementClass::Session);
-        let scope_word = (self.at_kw("local")? && !self.is_set_to(1)?)
-            || (self.at_kw("session")?
-                && !self.at_kw_n(1, "authorization")?
-                && !self.at_kw_n(1, "characteristics")?
-                && !self.is_set_to(1)?);
+        let local = self.at_kw(Kw::Local) && !self.is_set_to(1);
+        let scope_word = local
+            || (self.at_kw(Kw::Session)
+                && !self.at_kw_n(1, Kw::Authorization)
+                && !self.at_kw_n(1, Kw::Characteristics)
+                && !self.is_set_to(1));
         if scope_word {
-            self.next()?;
-            if self.at_transaction_setting()? {
+            self.next();
+            if self.at_transaction_setting() {
                 self.classes = ClassSet::single(StatementClass::Transaction);
                 return self.rest();
             }
         }
-        if self.at_kw("role")? && !self.is_set_to(1)? {
+        if (self.at_kw(Kw::Role) && !self.is_set_to(1))
+            || (self.at_kw(Kw::Session) && self.at_kw_n(1, Kw::Authorization))
+        {
             self.flags |= StatementFlags::SETS_ROLE;
+            self.classes = ClassSet::single(StatementClass::Dcl);
             return self.rest();
         }
-        if self.at_kw("session")? && self.at_kw_n(1, "authorization")? {
-            self.flags |= StatementFlags::SETS_ROLE;
-            return self.rest();
-        }
-        if self.at_kw("schema")? && !self.is_set_to(1)? {
+        if self.at_kw(Kw::Schema) && !self.is_set_to(1) {
             // `SET SCHEMA 'x'` is `SET search_path TO 'x'`.
-            self.next()?;
+            self.next();
             self.flags |= StatementFlags::SETS_SEARCH_PATH;
-            let t = self.next()?;
+            let t = self.next();
             let n = self.name_of(&t)?;
             let r = self.push(n.as_str())?;
             self.facts.push_path_name(r)?;
+            self.set_path_effect(PathEffect::Set { local });
             return Ok(());
         }
-        if self.at_kw("names")? {
+        if self.at_kw(Kw::Names) {
             // SET NAMES 'enc' = SET client_encoding TO 'enc'.
-            self.next()?;
+            self.next();
             return self.check_lexing_setting("client_encoding");
         }
         let var = self.chain(false)?;
-        let vname = var.last().as_str();
+        let vname_n = self.name_of(&var.last())?;
+        let vname = vname_n.as_str();
         if var.n == 1 && LEXING_SETTINGS.contains(&vname) {
-            if !self.eat_kw("to")? && !self.eat_op("=")? {
+            if !self.eat_kw(Kw::To) && !self.eat_op("=") {
                 return Err(Fail("SET not understood"));
             }
             return self.check_lexing_setting(vname);
@@ -3247,6 +3600,7 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
         let is_path = var.n == 1 && vname == "search_path";
         if var.n == 1 && (vname == "role" || vname == "session_authorization") {
             self.flags |= StatementFlags::SETS_ROLE;
+            self.classes = ClassSet::single(StatementClass::Dcl);
         }
         if !is_path {
             // Any other setting (`SET TIME ZONE …`, `SET NAMES …`, `SET x TO …`): the class
@@ -3254,14 +3608,15 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
             return self.rest();
         }
         self.flags |= StatementFlags::SETS_SEARCH_PATH;
-        if !self.eat_kw("to")? && !self.eat_op("=")? {
+        if !self.eat_kw(Kw::To) && !self.eat_op("=") {
             return Err(Fail("SET search_path not understood"));
         }
-        if self.eat_kw("default")? {
+        if self.eat_kw(Kw::Default) {
+            self.set_path_effect(PathEffect::Reset);
             return Ok(());
         }
         loop {
-            let t = self.next()?;
+            let t = self.next();
             if !(t.is_name() || t.kind == Kind::Str(StrKind::Standard)) {
                 return Err(Fail("search_path value not understood"));
             }
@@ -3270,7 +3625,8 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
             let n = self.name_of(&t)?;
             let r = self.push(n.as_str())?;
             self.facts.push_path_name(r)?;
-            if !self.eat(Kind::Comma)? {
+            if !self.eat(Kind::Comma) {
+                self.set_path_effect(PathEffect::Set { local });
                 return Ok(());
             }
         }
@@ -3279,7 +3635,7 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
     /// The value of a setting that changes how later SQL is lexed: only values under
     /// which this classifier's lexer is still PostgreSQL's are understood.
     fn check_lexing_setting(&mut self, setting: &str) -> R<()> {
-        let t = self.next()?;
+        let t = self.next();
         let v = match t.kind {
             Kind::Ident | Kind::Number => self.text(&t).to_ascii_lowercase_fixed(),
             Kind::Str(StrKind::Standard) => self.name_of(&t)?.as_str().to_ascii_lowercase_fixed(),
@@ -3305,84 +3661,88 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
 
     /// `SET TRANSACTION …`, `SET SESSION CHARACTERISTICS AS TRANSACTION …`,
     /// `SET CONSTRAINTS …` (but not variables of those names: `SET constraints TO x`).
-    fn at_transaction_setting(&mut self) -> R<bool> {
-        Ok((self.at_kw("transaction")? && !self.is_set_to(1)?)
-            || (self.at_kw("session")? && self.at_kw_n(1, "characteristics")?)
-            || (self.at_kw("constraints")? && !self.is_set_to(1)?))
+    fn at_transaction_setting(&mut self) -> bool {
+        (self.at_kw(Kw::Transaction) && !self.is_set_to(1))
+            || (self.at_kw(Kw::Session) && self.at_kw_n(1, Kw::Characteristics))
+            || (self.at_kw(Kw::Constraints) && !self.is_set_to(1))
     }
 
-    fn is_set_to(&mut self, n: usize) -> R<bool> {
-        let t = self.peek_n(n)?;
-        Ok(t.is_kw(self.sql, "to") || t.is_op(self.sql, "="))
+    fn is_set_to(&mut self, n: usize) -> bool {
+        let t = self.peek_n(n);
+        t.is(Kw::To) || t.is_op(self.sql, "=")
     }
 
-    /// `RESET name | ALL | ROLE | SESSION AUTHORIZATION | TIME ZONE …`
+    /// `RESET name | ALL | ROLE | SESSION AUTHORIZATION | TIME ZONE …` (the role ones are
+    /// `dcl`, as in [`Parser::set`]).
     fn reset(&mut self) -> R<()> {
-        self.expect_kw("reset")?;
+        self.expect_kw(Kw::Reset)?;
         self.class(StatementClass::Session);
-        if self.at_kw("all")? {
+        if self.at_kw(Kw::All) {
             self.flags |= StatementFlags::RESETS_SESSION;
-        } else if self.at_kw("role")?
-            || (self.at_kw("session")? && self.at_kw_n(1, "authorization")?)
+            self.set_path_effect(super::PathEffect::Reset);
+        } else if self.at_kw(Kw::Role)
+            || (self.at_kw(Kw::Session) && self.at_kw_n(1, Kw::Authorization))
         {
             self.flags |= StatementFlags::SETS_ROLE;
-        } else if self.at_kw("search_path")? {
+            self.classes = ClassSet::single(StatementClass::Dcl);
+        } else if self.at_kw(Kw::SearchPath) {
             self.flags |= StatementFlags::SETS_SEARCH_PATH;
+            self.set_path_effect(super::PathEffect::Reset);
         }
         self.rest()
     }
 
     /// `CALL name(args)`: the procedure is recorded as a function call.
     fn call(&mut self) -> R<()> {
-        self.expect_kw("call")?;
+        self.expect_kw(Kw::Call)?;
         self.class(StatementClass::Call);
         let c = self.chain(false)?;
         self.function_call(&c, Clause::Other)
     }
 
     fn create(&mut self) -> R<()> {
-        self.expect_kw("create")?;
-        if self.eat_kw("or")? {
-            self.expect_kw("replace")?;
+        self.expect_kw(Kw::Create)?;
+        if self.eat_kw(Kw::Or) {
+            self.expect_kw(Kw::Replace)?;
         }
-        let _ = self.eat_kw("global")? || self.eat_kw("local")?;
-        let _ = self.eat_kw("temporary")? || self.eat_kw("temp")? || self.eat_kw("unlogged")?;
-        if self.at_kw("table")? {
-            self.next()?;
-            if self.at_kw("if")? {
-                self.next()?;
-                self.expect_kw("not")?;
-                self.expect_kw("exists")?;
+        let _ = self.eat_kw(Kw::Global) || self.eat_kw(Kw::Local);
+        let _ = self.eat_kw(Kw::Temporary) || self.eat_kw(Kw::Temp) || self.eat_kw(Kw::Unlogged);
+        if self.at_kw(Kw::Table) {
+            self.next();
+            if self.at_kw(Kw::If) {
+                self.next();
+                self.expect_kw(Kw::Not)?;
+                self.expect_kw(Kw::Exists)?;
             }
             return self.create_table_like(false);
         }
-        if self.at_kw("materialized")? {
-            self.next()?;
-            self.expect_kw("view")?;
-            if self.at_kw("if")? {
-                self.next()?;
-                self.expect_kw("not")?;
-                self.expect_kw("exists")?;
+        if self.at_kw(Kw::Materialized) {
+            self.next();
+            self.expect_kw(Kw::View)?;
+            if self.at_kw(Kw::If) {
+                self.next();
+                self.expect_kw(Kw::Not)?;
+                self.expect_kw(Kw::Exists)?;
             }
             return self.create_table_like(true);
         }
-        if self.at_kw("role")?
-            || self.at_kw("group")?
-            || (self.at_kw("user")? && !self.at_kw_n(1, "mapping")?)
+        if self.at_kw(Kw::Role)
+            || self.at_kw(Kw::Group)
+            || (self.at_kw(Kw::User) && !self.at_kw_n(1, Kw::Mapping))
         {
             self.class(StatementClass::Dcl);
             return self.rest();
         }
-        if self.at_kw("unique")? || self.at_kw("index")? {
+        if self.at_kw(Kw::Unique) || self.at_kw(Kw::Index) {
             self.class(StatementClass::Ddl);
             // … ON [ONLY] table …
             loop {
-                let t = self.next()?;
+                let t = self.next();
                 if t.kind == Kind::Eof {
                     return Ok(());
                 }
-                if t.is_kw(self.sql, "on") {
-                    self.eat_kw("only")?;
+                if t.is(Kw::On) {
+                    self.eat_kw(Kw::Only);
                     let c = self.chain(false)?;
                     let q = self.resolve_table(&c)?;
                     self.push_access(StatementClass::Ddl, q)?;
@@ -3403,7 +3763,7 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
         // Find `AS` at depth 0 followed by a query or EXECUTE.
         let mut depth = 0u32;
         loop {
-            let t = self.peek()?;
+            let t = self.peek();
             match t.kind {
                 Kind::Eof => {
                     if matview {
@@ -3417,57 +3777,55 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
                 Kind::RParen => depth = depth.saturating_sub(1),
                 _ => {}
             }
-            if depth == 0 && t.is_kw(self.sql, "as") {
-                let n = self.peek_n(1)?;
+            if depth == 0 && t.is(Kw::As) {
+                let n = self.peek_n(1);
                 if n.kind == Kind::LParen
-                    || ["select", "values", "with", "table", "execute"]
-                        .iter()
-                        .any(|k| n.is_kw(self.sql, k))
+                    || [Kw::Select, Kw::Values, Kw::With, Kw::Table, Kw::Execute].contains(&n.kw)
                 {
-                    self.next()?;
+                    self.next();
                     break;
                 }
             }
-            self.next()?;
+            self.next();
         }
         self.class(StatementClass::SelectInto);
         self.push_access(StatementClass::SelectInto, q)?;
-        if self.at_kw("execute")? {
+        if self.at_kw(Kw::Execute) {
             self.execute()?;
-        } else if self.at(Kind::LParen)? {
+        } else if self.at(Kind::LParen) {
             self.class(StatementClass::Select);
             self.query()?;
         } else {
             let c = self.dml_or_query()?;
             self.class(c);
         }
-        if self.eat_kw("with")? {
-            self.eat_kw("no")?;
-            self.expect_kw("data")?;
+        if self.eat_kw(Kw::With) {
+            self.eat_kw(Kw::No);
+            self.expect_kw(Kw::Data)?;
         }
         Ok(())
     }
 
     fn alter(&mut self) -> R<()> {
-        self.expect_kw("alter")?;
-        if self.at_kw("role")?
-            || self.at_kw("group")?
-            || (self.at_kw("user")? && !self.at_kw_n(1, "mapping")?)
-            || (self.at_kw("default")? && self.at_kw_n(1, "privileges")?)
+        self.expect_kw(Kw::Alter)?;
+        if self.at_kw(Kw::Role)
+            || self.at_kw(Kw::Group)
+            || (self.at_kw(Kw::User) && !self.at_kw_n(1, Kw::Mapping))
+            || (self.at_kw(Kw::Default) && self.at_kw_n(1, Kw::Privileges))
         {
             self.class(StatementClass::Dcl);
             return self.rest();
         }
         self.class(StatementClass::Ddl);
-        if self.eat_kw("table")? {
-            if self.at_kw("if")? {
-                self.next()?;
-                self.expect_kw("exists")?;
+        if self.eat_kw(Kw::Table) {
+            if self.at_kw(Kw::If) {
+                self.next();
+                self.expect_kw(Kw::Exists)?;
             }
-            if self.at_kw("all")? {
+            if self.at_kw(Kw::All) {
                 return self.rest();
             }
-            self.eat_kw("only")?;
+            self.eat_kw(Kw::Only);
             let c = self.chain(false)?;
             let q = self.resolve_table(&c)?;
             self.push_access(StatementClass::Ddl, q)?;
@@ -3476,26 +3834,26 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
     }
 
     fn drop(&mut self) -> R<()> {
-        self.expect_kw("drop")?;
-        if self.at_kw("role")?
-            || self.at_kw("group")?
-            || self.at_kw("owned")?
-            || (self.at_kw("user")? && !self.at_kw_n(1, "mapping")?)
+        self.expect_kw(Kw::Drop)?;
+        if self.at_kw(Kw::Role)
+            || self.at_kw(Kw::Group)
+            || self.at_kw(Kw::Owned)
+            || (self.at_kw(Kw::User) && !self.at_kw_n(1, Kw::Mapping))
         {
             self.class(StatementClass::Dcl);
             return self.rest();
         }
         self.class(StatementClass::Ddl);
-        if self.eat_kw("table")? {
-            if self.at_kw("if")? {
-                self.next()?;
-                self.expect_kw("exists")?;
+        if self.eat_kw(Kw::Table) {
+            if self.at_kw(Kw::If) {
+                self.next();
+                self.expect_kw(Kw::Exists)?;
             }
             loop {
                 let c = self.chain(false)?;
                 let q = self.resolve_table(&c)?;
                 self.push_access(StatementClass::Ddl, q)?;
-                if !self.eat(Kind::Comma)? {
+                if !self.eat(Kind::Comma) {
                     break;
                 }
             }
@@ -3506,16 +3864,12 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     #[test]
-    fn keyword_lists_are_sorted_for_binary_search() {
-        for list in [RESERVED, TYPE_FUNC_NAME] {
-            assert!(list.windows(2).all(|w| w[0] < w[1]), "{list:?}");
-        }
-        assert!(in_sorted(RESERVED, "SeLeCt"));
-        assert!(!in_sorted(RESERVED, "ssn"));
-        assert!(in_sorted(TYPE_FUNC_NAME, "JOIN"));
+    fn keyword_categories_follow_kwlist() {
+        use super::super::keywords::lookup;
+        assert!(lookup(b"SeLeCt").is_reserved());
+        assert!(!lookup(b"ssn").is_reserved());
+        assert!(lookup(b"JOIN").is_type_func_name());
     }
 }
 

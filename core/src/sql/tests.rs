@@ -6,7 +6,8 @@ fn split(sql: &str) -> Vec<(&str, Option<&'static str>)> {
     let mut out = Vec::new();
     let mut pos = 0;
     let mut work = 0;
-    while let Some((s, e, next, err)) = next_statement(sql, pos, &mut work) {
+    let mut toks = Vec::with_capacity(4);
+    while let Some((s, e, next, err, _)) = next_statement(sql, pos, &mut work, &mut toks) {
         out.push((&sql[s..e], err));
         if next <= pos {
             break;

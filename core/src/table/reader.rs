@@ -1172,7 +1172,14 @@ impl<'a> Table<'a> {
                             };
                             let (ok, rule) = self.all_columns_allowed(role, a.class, *t);
                             if !ok {
-                                return deny(rule, DenyReason::Column { class: a.class, access: i as u16, column });
+                                return deny(
+                                    rule,
+                                    DenyReason::Column {
+                                        class: a.class,
+                                        access: i as u16,
+                                        column,
+                                    },
+                                );
                             }
                         }
                     }
