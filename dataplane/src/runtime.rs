@@ -34,7 +34,10 @@ pub struct Shared {
     pub session: SessionConfig,
     pub upstream: SocketAddr,
     /// TLS towards the upstream, with the name its certificate must carry.
-    pub upstream_tls: Option<(tokio_rustls::TlsConnector, rustls::pki_types::ServerName<'static>)>,
+    pub upstream_tls: Option<(
+        tokio_rustls::TlsConnector,
+        rustls::pki_types::ServerName<'static>,
+    )>,
     pub audit: AuditSink,
     pub cancels: Arc<CancelRegistry>,
     pub max_connections: usize,
@@ -391,7 +394,9 @@ async fn connect_upstream(shared: &Shared) -> io::Result<Stream> {
         b'N' => Err(io::Error::other(
             "the database does not offer TLS, and upstream tls is required by the configuration",
         )),
-        _ => Err(io::Error::other("unexpected answer to SSLRequest from the database")),
+        _ => Err(io::Error::other(
+            "unexpected answer to SSLRequest from the database",
+        )),
     }
 }
 

@@ -1539,10 +1539,20 @@ impl Session {
 fn startup_param_allowed(name: &str, value: &str) -> Result<(), &'static str> {
     let v = value.to_ascii_lowercase();
     match name.to_ascii_lowercase().as_str() {
-        "application_name" | "fallback_application_name" | "datestyle" | "timezone"
-        | "intervalstyle" | "extra_float_digits" | "lc_messages" | "lc_monetary"
-        | "lc_numeric" | "lc_time" | "bytea_output" | "statement_timeout"
-        | "idle_in_transaction_session_timeout" | "geqo" => Ok(()),
+        "application_name"
+        | "fallback_application_name"
+        | "datestyle"
+        | "timezone"
+        | "intervalstyle"
+        | "extra_float_digits"
+        | "lc_messages"
+        | "lc_monetary"
+        | "lc_numeric"
+        | "lc_time"
+        | "bytea_output"
+        | "statement_timeout"
+        | "idle_in_transaction_session_timeout"
+        | "geqo" => Ok(()),
         "client_encoding" => match v.as_str() {
             "utf8" | "utf-8" | "unicode" | "sql_ascii" => Ok(()),
             _ => Err("must be UTF8 through pgate (other encodings change how SQL is read)"),
@@ -1551,7 +1561,9 @@ fn startup_param_allowed(name: &str, value: &str) -> Result<(), &'static str> {
             "on" | "true" | "1" => Ok(()),
             _ => Err("must be on through pgate"),
         },
-        _ => Err("is not allowed through pgate (it could change how statements run); set it with SET after connecting if policy allows"),
+        _ => Err(
+            "is not allowed through pgate (it could change how statements run); set it with SET after connecting if policy allows",
+        ),
     }
 }
 

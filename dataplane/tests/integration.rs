@@ -135,7 +135,12 @@ fn free_port() -> u16 {
 
 /// Starts a pgate with the shared keys, certificate and policy in `dir`, the given upstream
 /// line and extra settings; waits until it listens. Its audit log is `audit-NAME.jsonl`.
-fn start_pgate(dir: &Path, name: &str, upstream: &str, extra: &str) -> Option<(ChildGuard, SocketAddr)> {
+fn start_pgate(
+    dir: &Path,
+    name: &str,
+    upstream: &str,
+    extra: &str,
+) -> Option<(ChildGuard, SocketAddr)> {
     let port = free_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().ok()?;
     let config = format!(
@@ -921,7 +926,8 @@ async fn prometheus_metrics_count_connections_and_verdicts() {
     drop(c);
     let mut s = TcpStream::connect(e.metrics).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
     let mut text = String::new();
     s.read_to_string(&mut text).unwrap();
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
@@ -949,7 +955,9 @@ async fn upstream_md5_trust_and_verified_tls() {
     let variants = [
         (
             "md5",
-            format!(r#"upstream host="127.0.0.1" port={pg_port} user="pgate_md5" password-file="md5.pass""#),
+            format!(
+                r#"upstream host="127.0.0.1" port={pg_port} user="pgate_md5" password-file="md5.pass""#
+            ),
             "pgate_md5",
         ),
         (
@@ -976,12 +984,16 @@ async fn upstream_md5_trust_and_verified_tls() {
             .user("analyst")
             .dbname(DB)
             .password(good_token(e));
-        let (c, conn) = cfg.connect(tokio_postgres::NoTls).await.unwrap_or_else(|err| {
-            panic!(
-                "{name}: {err}: {}",
-                std::fs::read_to_string(e.dir.join(format!("pgate-{name}.log"))).unwrap_or_default()
-            )
-        });
+        let (c, conn) = cfg
+            .connect(tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|err| {
+                panic!(
+                    "{name}: {err}: {}",
+                    std::fs::read_to_string(e.dir.join(format!("pgate-{name}.log")))
+                        .unwrap_or_default()
+                )
+            });
         tokio::spawn(async move {
             let _ = conn.await;
         });
@@ -990,6 +1002,10 @@ async fn upstream_md5_trust_and_verified_tls() {
             .await
             .unwrap();
         assert_eq!(row.get::<_, String>(0), db_user, "{name}");
-        assert_eq!(row.get::<_, bool>(1), name == "tls", "{name}: TLS to the database");
+        assert_eq!(
+            row.get::<_, bool>(1),
+            name == "tls",
+            "{name}: TLS to the database"
+        );
     }
 }

@@ -309,7 +309,11 @@ fn extended_copy_in_with_pipelined_sync_keeps_responses_in_step() {
     data.extend(msg(b'c', &[]));
     data.extend(sync());
     let r = messages(&s.client(&data));
-    assert_eq!(tags(&r), "CZ", "one ReadyForQuery: the Sync sent in copy-in mode got none");
+    assert_eq!(
+        tags(&r),
+        "CZ",
+        "one ReadyForQuery: the Sync sent in copy-in mode got none"
+    );
     // A denial right after must be answered at once, not wait for a ReadyForQuery that
     // will never come.
     let r = messages(&s.client(&query("select ssn from customers")));

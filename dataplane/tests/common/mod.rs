@@ -401,4 +401,3 @@ impl Sim {
         messages(&self.client(&msg(b'p', &cstr("good"))))
     }
 }
-
