@@ -134,6 +134,7 @@ fn pgbench_like_facts(schema: &str, table: &str, column: &str) -> Facts {
             whole_row: 0,
             qualified: false,
             clause: Clause::SelectList,
+            output_alias: false,
         })
         .unwrap();
     }

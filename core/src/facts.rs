@@ -140,6 +140,12 @@ pub struct ColumnRef {
     pub whole_row: u64,
     pub qualified: bool,
     pub clause: Clause,
+    /// An unqualified GROUP BY item equal to an output name of the select list
+    /// (`SELECT date_trunc('day', t) AS day … GROUP BY day`). PostgreSQL reads it as an input
+    /// column if one of that name exists, else as the output (whose own columns are
+    /// reported where it is written): a name no candidate table declares is then not a
+    /// column at all.
+    pub output_alias: bool,
 }
 
 /// A function call as written: `schema` empty = unqualified: the decider checks it against

@@ -254,6 +254,7 @@ fn facts(s: &Stmt<'_>) -> Facts {
             whole_row: 0,
             qualified: *qualified,
             clause: Clause::SelectList,
+            output_alias: false,
         })
         .unwrap();
     }

@@ -782,6 +782,7 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
             whole_row,
             qualified,
             clause,
+            output_alias: false,
         })?;
         Ok(())
     }
@@ -1643,7 +1644,54 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
             self.expect(Kind::RParen)?;
             return Ok(());
         }
-        self.expr(Clause::GroupBy)
+        let alias = self.at_group_output_name()?;
+        let mark = self.facts.current_columns_mut().len();
+        self.expr(Clause::GroupBy)?;
+        if alias {
+            for c in self.facts.current_columns_mut().iter_mut().skip(mark) {
+                c.output_alias = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// At a bare name that is a whole GROUP BY item and equals an output name of the
+    /// current select list (not consumed: PostgreSQL prefers an input column of that name,
+    /// which the decider resolves with the catalog — see `ColumnRef::output_alias`).
+    fn at_group_output_name(&mut self) -> R<bool> {
+        let t = self.peek();
+        if !t.is_name() || (t.kind == Kind::Ident && t.kw.is_reserved()) || self.outs_full {
+            return Ok(false);
+        }
+        let after = self.peek_n(1);
+        let ends = matches!(
+            after.kind,
+            Kind::Comma | Kind::Eof | Kind::RParen | Kind::Semicolon
+        ) || [
+            Kw::Having,
+            Kw::Window,
+            Kw::Order,
+            Kw::Limit,
+            Kw::Offset,
+            Kw::Fetch,
+            Kw::For,
+            Kw::Union,
+            Kw::Intersect,
+            Kw::Except,
+        ]
+        .contains(&after.kw);
+        if !ends {
+            return Ok(false);
+        }
+        let level = self.scopes.level;
+        let name = self.name_of(&t)?;
+        for i in 0..self.n_outs.min(MAX_OUTPUT_NAMES) {
+            let (l, o) = self.outs[i];
+            if l == level && self.name_of(&o)? == name {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// `( [name] [PARTITION BY …] [ORDER BY …] [frame] )`

@@ -1161,7 +1161,7 @@ impl<'a> Table<'a> {
                             None => {}
                         }
                     }
-                    if !resolved && col.whole_row == 0 {
+                    if !resolved && col.whole_row == 0 && !col.output_alias {
                         // A name no candidate table declares: on a table whose grant is
                         // column-restricted it cannot be allowed (the catalog must name
                         // every column a restricted role may touch; `"SSN"` or a
