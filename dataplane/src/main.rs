@@ -32,6 +32,10 @@ enum Command {
     Run {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
+        /// Exit when standard input reaches end-of-file: for supervisors (and tests) that
+        /// hold a pipe to pgate and want it gone when they are.
+        #[arg(long)]
+        exit_on_stdin_eof: bool,
     },
     /// Check a configuration file (and the files it names) without starting.
     CheckConfig { file: PathBuf },
@@ -114,7 +118,19 @@ fn token_cmd(a: &TokenArgs) -> Result<(), String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match (cli.command, cli.config) {
-        (Some(Command::Run { config }), _) | (None, Some(config)) => run(&config),
+        (
+            Some(Command::Run {
+                config,
+                exit_on_stdin_eof,
+            }),
+            _,
+        ) => {
+            if exit_on_stdin_eof {
+                exit_when_stdin_closes();
+            }
+            run(&config)
+        }
+        (None, Some(config)) => run(&config),
         (Some(Command::CheckConfig { file }), _) => check_config(&file).map(|_| {
             println!("{}: ok", file.display());
         }),
@@ -140,6 +156,18 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+fn exit_when_stdin_closes() {
+    let _ = std::thread::Builder::new()
+        .name("pgate-stdin".into())
+        .spawn(|| {
+            let mut sink = [0u8; 256];
+            let mut stdin = std::io::stdin();
+            while matches!(std::io::Read::read(&mut stdin, &mut sink), Ok(n) if n > 0) {}
+            eprintln!("pgate: standard input closed, exiting");
+            std::process::exit(0);
+        });
 }
 
 /// Everything a running proxy needs, loaded and checked.

@@ -161,8 +161,11 @@ limits max-message-bytes=1048576
     std::fs::write(&config_path, config).ok()?;
     let log = dir.join(format!("pgate-{name}.log"));
     let child = Command::new(env!("CARGO_BIN_EXE_pgate"))
-        .args(["run", "--config"])
+        .args(["run", "--exit-on-stdin-eof", "--config"])
         .arg(&config_path)
+        // pgate exits when this pipe closes, i.e. when the test process ends (the guard in
+        // a static is never dropped).
+        .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).ok()?)
         .spawn()

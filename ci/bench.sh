@@ -1,0 +1,342 @@
+#!/usr/bin/env bash
+# Latency and throughput of pgate side by side with a direct connection and PgBouncer, in
+# one run, written to bench/REPORT.md (and bench/loadtest.json).
+#
+# Starts a throwaway PostgreSQL (pgbench tables, scale BENCH_SCALE), PgBouncer (Debian's
+# package, session mode, SCRAM) and pgate twice — once with an allow-all policy (audit to
+# /dev/null), once with policies/ plus a `bench` role and the audit log on a real file —
+# then runs pgate-loadtest (every workload, targets interleaved in rounds, proxy CPU per
+# 10,000 statements) and pgbench -S (simple and prepared, 1 and 8 clients) against the
+# same endpoints. Not part of ci/test.sh: it measures, it does not pass or fail.
+#
+# Bounded: about 6 minutes with the defaults (2 cores). Knobs (environment):
+#   BENCH_DURATION=2       measured seconds per target per round (pgate-loadtest)
+#   BENCH_ROUNDS=3         rounds (A B C D A B C D …)
+#   BENCH_WARMUP=0.5       warm-up seconds per segment
+#   BENCH_CONNS=8          connections for point selects and transactions
+#   BENCH_SCALE=1          pgbench scale
+#   BENCH_PGBENCH_TIME=5   seconds per pgbench run (0: skip pgbench)
+#   BENCH_WORKLOADS=…      comma-separated pgate-loadtest workloads (default: all)
+#   BENCH_DIRECT_TLS=1     also measure PostgreSQL directly over TLS (isolates TLS cost)
+#   BENCH_OUT=bench        where REPORT.md and loadtest.json go
+#   BENCH_COMMIT=…         what the report says was measured (default: git HEAD)
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+
+DURATION=${BENCH_DURATION:-2}
+ROUNDS=${BENCH_ROUNDS:-3}
+WARMUP=${BENCH_WARMUP:-0.5}
+CONNS=${BENCH_CONNS:-8}
+SCALE=${BENCH_SCALE:-1}
+PGBENCH_TIME=${BENCH_PGBENCH_TIME:-5}
+WORKLOADS=${BENCH_WORKLOADS:-select-simple,select-extended,select-prepared,tx-readonly,stream,storm}
+DIRECT_TLS=${BENCH_DIRECT_TLS:-1}
+OUT=${BENCH_OUT:-$ROOT/bench}
+PG_BENCH_PORT=54340
+PGB_PORT=54341
+PGATE_ALLOW_PORT=54342
+PGATE_POL_PORT=54343
+
+install_packages postgresql pgbouncer openssl
+
+log "building pgate, pgate-compile and pgate-loadtest (release)"
+cargo build --release --locked -p pgate -p pgate-compile -p pgate-loadtest 2>&1 | tail -n 1
+PGC="$ROOT/target/release/pgate-compile"
+PGATE="$ROOT/target/release/pgate"
+LOADTEST="$ROOT/target/release/pgate-loadtest"
+WORK=/tmp/pgate-bench-run
+PGB_DIR=/tmp/pgate-bench-pgbouncer
+rm -rf "$WORK" "$PGB_DIR" && mkdir -p "$WORK" "$PGB_DIR" "$OUT"
+
+PIDS=()
+PGB_PID=""
+cleanup() {
+    local p
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    [ -n "$PGB_PID" ] && kill "$PGB_PID" 2>/dev/null
+    pg_stop
+}
+trap cleanup EXIT
+
+wait_port() {
+    for _ in $(seq 1 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "nothing listens on 127.0.0.1:$1" >&2
+    return 1
+}
+
+# ------------------------------------------------------------------ PostgreSQL
+pg_start bench "$PG_BENCH_PORT"
+psql_admin -c "CREATE DATABASE bench" >/dev/null
+log "pgbench -i -s $SCALE"
+pgbench -i -q -s "$SCALE" -h "$PG_SOCKET_DIR" -p "$PG_PORT" -U postgres bench 2>&1 | tail -n 1
+PGDATABASE_ADMIN=bench psql_admin -c "VACUUM ANALYZE" >/dev/null
+
+# ------------------------------------------------------------------ PgBouncer
+# Session mode; clients authenticate with SCRAM against the userlist, which holds
+# PostgreSQL's own SCRAM secret (from pg_authid) — as a production setup would: with a
+# clear-text password there PgBouncer would run PBKDF2 for every client login. It logs in
+# to PostgreSQL with the client's proof (SCRAM pass-through).
+PG_SCRAM_SECRET=$(psql_admin -tAc "SELECT rolpassword FROM pg_authid WHERE rolname = 'postgres'")
+cat > "$PGB_DIR/userlist.txt" <<EOF
+"postgres" "$PG_SCRAM_SECRET"
+EOF
+cat > "$PGB_DIR/pgbouncer.ini" <<EOF
+[databases]
+bench = host=127.0.0.1 port=$PG_PORT dbname=bench
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $PGB_PORT
+unix_socket_dir =
+auth_type = scram-sha-256
+auth_file = $PGB_DIR/userlist.txt
+pool_mode = session
+max_client_conn = 500
+default_pool_size = 50
+logfile = $PGB_DIR/pgbouncer.log
+pidfile = $PGB_DIR/pgbouncer.pid
+log_connections = 0
+log_disconnections = 0
+EOF
+chmod 600 "$PGB_DIR/userlist.txt"
+pgb_run=()
+if [ "$(id -u)" -eq 0 ]; then
+    chown -R postgres:postgres "$PGB_DIR"
+    pgb_run=(runuser -u postgres --)
+fi
+"${pgb_run[@]}" pgbouncer -d "$PGB_DIR/pgbouncer.ini"
+wait_port "$PGB_PORT"
+PGB_PID=$(cat "$PGB_DIR/pgbouncer.pid")
+log "PgBouncer $(pgbouncer --version | head -n 1 | awk '{print $2}') on 127.0.0.1:$PGB_PORT (pid $PGB_PID)"
+
+# ------------------------------------------------------------------ pgate
+"$PGATE" token --init-keys "$WORK/keys" >/dev/null
+make_cert "$WORK" server
+echo "$PG_SUPERUSER_PASSWORD" > "$WORK/db.pass"
+chmod 600 "$WORK/db.pass"
+
+PGBENCH_TABLES='table "public.pgbench_accounts" { columns "aid" "bid" "abalance" "filler"; }
+table "public.pgbench_branches" { columns "bid" "bbalance" "filler"; }
+table "public.pgbench_tellers" { columns "tid" "bid" "tbalance" "filler"; }
+table "public.pgbench_history" { columns "tid" "bid" "aid" "delta" "mtime" "filler"; }'
+
+# 1. Allow-all: every class on every table, every function, the system catalogs (pgbench
+#    reads pg_catalog at start).
+mkdir -p "$WORK/allow"
+cat > "$WORK/allow/policy.kdl" <<KDL
+$PGBENCH_TABLES
+role "bench" {
+    member claim="groups" value="bench"
+    allow "*" table="*"
+    allow "select" table="pg_catalog.*"
+    allow-function "*"
+}
+KDL
+# check's warnings are shown only when it fails (the example policies have deliberate ones).
+compile_policy() { # DIR OUT
+    "$PGC" check "$1" >"$WORK/check.log" 2>&1 || { cat "$WORK/check.log"; return 1; }
+    "$PGC" build "$1" -o "$2" 2>&1 | tail -n 1
+}
+compile_policy "$WORK/allow" "$WORK/allow.pgt"
+
+# 2. The example repository, plus the pgbench tables and a read-only `bench` role.
+cp -r policies "$WORK/policies"
+cat > "$WORK/policies/bench.kdl" <<KDL
+$PGBENCH_TABLES
+role "bench" {
+    member claim="groups" value="bench"
+    allow "select" table="public.pgbench_*"
+    allow "select" table="pg_catalog.*"
+    allow "transaction"
+    allow-function "pg_catalog.*"
+    deny-function tag="server-files"
+}
+KDL
+compile_policy "$WORK/policies" "$WORK/policies.pgt"
+
+pgate_config() { # NAME PORT POLICY AUDIT_PATH
+    cat > "$WORK/$1.kdl" <<KDL
+listen "127.0.0.1:$2"
+workers 2
+tls cert="server.crt" key="server.key"
+upstream host="127.0.0.1" port=$PG_PORT database="bench" user="postgres" password-file="db.pass"
+identity issuer="https://idp.bench.pgate" audience="pgate" jwks="keys/jwks.json" leeway="30s"
+policy "$3"
+audit path="$4" on-failure="block"
+KDL
+    "$PGATE" check-config "$WORK/$1.kdl" >/dev/null
+}
+pgate_config pgate-allow "$PGATE_ALLOW_PORT" allow.pgt /dev/null
+pgate_config pgate-policies "$PGATE_POL_PORT" policies.pgt "$WORK/audit.jsonl"
+"$PGATE" run --config "$WORK/pgate-allow.kdl" 2>"$WORK/pgate-allow.log" &
+PGATE_ALLOW_PID=$!
+PIDS+=("$PGATE_ALLOW_PID")
+"$PGATE" run --config "$WORK/pgate-policies.kdl" 2>"$WORK/pgate-policies.log" &
+PGATE_POL_PID=$!
+PIDS+=("$PGATE_POL_PID")
+wait_port "$PGATE_ALLOW_PORT"
+wait_port "$PGATE_POL_PORT"
+log "pgate on 127.0.0.1:$PGATE_ALLOW_PORT (allow-all, pid $PGATE_ALLOW_PID) and :$PGATE_POL_PORT (policies/ + audit, pid $PGATE_POL_PID)"
+
+TOKEN=$("$PGATE" token --key "$WORK/keys/signing-key.pem" --iss https://idp.bench.pgate --aud pgate \
+    --ttl 2h --sub bench@example.com --claim groups=bench)
+
+# ------------------------------------------------------------------ pgate-loadtest
+# Passwords and tokens go through the environment, never on the command line.
+export PGATE_LOADTEST_PASSWORD_DIRECT="$PG_SUPERUSER_PASSWORD"
+export PGATE_LOADTEST_PASSWORD_DIRECT_TLS="$PG_SUPERUSER_PASSWORD"
+export PGATE_LOADTEST_PASSWORD_PGBOUNCER="$PG_SUPERUSER_PASSWORD"
+export PGATE_LOADTEST_PASSWORD_PGATE_ALLOW="$TOKEN"
+export PGATE_LOADTEST_PASSWORD_PGATE_POLICIES="$TOKEN"
+CLK_TCK=$(getconf CLK_TCK)
+TARGETS=(--target "direct=postgres://postgres@127.0.0.1:$PG_PORT/bench?sslmode=disable")
+if [ "$DIRECT_TLS" = 1 ]; then
+    TARGETS+=(--target "direct-tls=postgres://postgres@127.0.0.1:$PG_PORT/bench?sslrootcert=$PGATE_TEST_PG_CA")
+fi
+TARGETS+=(
+    --target "pgbouncer=postgres://postgres@127.0.0.1:$PGB_PORT/bench?sslmode=disable"
+    --target "pgate-allow=postgres://bench@127.0.0.1:$PGATE_ALLOW_PORT/bench?sslrootcert=$WORK/ca.crt"
+    --target "pgate-policies=postgres://bench@127.0.0.1:$PGATE_POL_PORT/bench?sslrootcert=$WORK/ca.crt"
+    --proxy-pid "pgbouncer=$PGB_PID"
+    --proxy-pid "pgate-allow=$PGATE_ALLOW_PID"
+    --proxy-pid "pgate-policies=$PGATE_POL_PID"
+)
+LT_ARGS=("${TARGETS[@]}" --workload "$WORKLOADS" --connections "$CONNS" --duration "$DURATION"
+    --rounds "$ROUNDS" --warmup "$WARMUP" --scale "$SCALE" --stream-rows $((SCALE * 100000))
+    --clk-tck "$CLK_TCK")
+log "pgate-loadtest (${ROUNDS} rounds × ${DURATION}s per target per workload)"
+LT_RC=0
+"$LOADTEST" "${LT_ARGS[@]}" --format markdown --json-out "$OUT/loadtest.json" > "$WORK/loadtest.md" || LT_RC=$?
+cat "$WORK/loadtest.md"
+
+# ------------------------------------------------------------------ pgbench -S
+# stat_ticks PID — utime + stime of a process, in clock ticks (fields 14 and 15 of
+# /proc/PID/stat, counted after the command name's closing parenthesis).
+stat_ticks() {
+    [ -n "$1" ] || { echo 0; return; }
+    sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'
+}
+PGBENCH_ROWS=()
+PGBENCH_CMDS=()
+run_pgbench() { # NAME PORT USER PASSWORD SSLMODE PROXY_PID MODE CLIENTS
+    local name=$1 port=$2 user=$3 pass=$4 sslmode=$5 pid=$6 mode=$7 clients=$8 out t0 t1 tps lat n cpu
+    local cmd=(pgbench -n -S -M "$mode" -c "$clients" -j "$clients" -T "$PGBENCH_TIME" -h 127.0.0.1 -p "$port" -U "$user" bench)
+    PGBENCH_CMDS+=("PGSSLMODE=$sslmode PGPASSWORD=… ${cmd[*]}")
+    t0=$(stat_ticks "$pid")
+    out=$(PGSSLMODE=$sslmode PGPASSWORD=$pass "${cmd[@]}" 2>&1) || { echo "$out" | tail -n 3 >&2; PGBENCH_ROWS+=("$name|$mode|$clients|failed|–|–|–"); return 0; }
+    t1=$(stat_ticks "$pid")
+    tps=$(echo "$out" | awk '/^tps = /{printf "%.0f", $3; exit}')
+    lat=$(echo "$out" | awk '/^latency average = /{print $4; exit}')
+    n=$(echo "$out" | awk '/number of transactions actually processed:/{print $NF; exit}')
+    cpu="–"
+    if [ -n "$pid" ] && [ "${n:-0}" -gt 0 ]; then
+        cpu=$(awk -v d=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$n" 'BEGIN{printf "%.3f", d / hz / n * 10000}')
+    fi
+    PGBENCH_ROWS+=("$name|$mode|$clients|$tps|$lat|$n|$cpu")
+}
+if [ "$PGBENCH_TIME" != 0 ]; then
+    log "pgbench -S (simple and prepared; 1 and 8 clients; ${PGBENCH_TIME}s each)"
+    for mode in simple prepared; do
+        for clients in 1 8; do
+            run_pgbench direct "$PG_PORT" postgres "$PG_SUPERUSER_PASSWORD" disable "" "$mode" "$clients"
+            if [ "$DIRECT_TLS" = 1 ]; then
+                run_pgbench direct-tls "$PG_PORT" postgres "$PG_SUPERUSER_PASSWORD" require "" "$mode" "$clients"
+            fi
+            run_pgbench pgbouncer "$PGB_PORT" postgres "$PG_SUPERUSER_PASSWORD" disable "$PGB_PID" "$mode" "$clients"
+            run_pgbench pgate-allow "$PGATE_ALLOW_PORT" bench "$TOKEN" require "$PGATE_ALLOW_PID" "$mode" "$clients"
+            run_pgbench pgate-policies "$PGATE_POL_PORT" bench "$TOKEN" require "$PGATE_POL_PID" "$mode" "$clients"
+        done
+    done
+fi
+
+# ------------------------------------------------------------------ report
+pgbench_table() {
+    echo "| target | mode | clients | tps | tps × direct | latency avg ms | transactions | proxy CPU s/10k tx |"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|"
+    local row base=""
+    for row in "${PGBENCH_ROWS[@]}"; do
+        IFS='|' read -r name mode clients tps lat n cpu <<<"$row"
+        [ "$name" = direct ] && base=$tps
+        local ratio="–"
+        if [ -n "$base" ] && [ "$tps" != failed ]; then
+            ratio=$(awk -v a="$tps" -v b="$base" 'BEGIN{ if (b > 0) printf "%.2f", a / b; else print "–" }')
+        fi
+        echo "| $name | $mode | $clients | $tps | $ratio | $lat | $n | $cpu |"
+    done
+}
+# BENCH_COMMIT: what was measured, when run from an exported tree without .git.
+COMMIT=${BENCH_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
+DIRTY=""
+if [ -z "${BENCH_COMMIT:-}" ] && git status --porcelain 2>/dev/null | grep -q .; then
+    DIRTY=" (with uncommitted changes)"
+fi
+{
+    echo "# pgate benchmark report"
+    echo
+    echo "Produced by \`ci/bench.sh\` — do not edit by hand; run it again."
+    echo
+    echo "| | |"
+    echo "|---|---|"
+    echo "| date | $(date -u '+%Y-%m-%d %H:%M UTC') |"
+    echo "| machine | $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')), $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM |"
+    echo "| kernel | $(uname -sr) |"
+    echo "| PostgreSQL | $("$(pg_bindir)/postgres" --version | awk '{print $3}') (fsync off, loopback TCP) |"
+    echo "| PgBouncer | $(pgbouncer --version | head -n 1 | awk '{print $2}') (session mode, SCRAM, no TLS) |"
+    echo "| pgate | commit $COMMIT$DIRTY, release build, \`workers 2\`, TLS from the client, plaintext to PostgreSQL |"
+    echo "| data | pgbench scale $SCALE ($((SCALE * 100000)) accounts) |"
+    echo
+    echo "## Targets"
+    echo
+    echo "| target | what | client TLS | authentication |"
+    echo "|---|---|---|---|"
+    echo "| direct | PostgreSQL | no | SCRAM-SHA-256 |"
+    [ "$DIRECT_TLS" = 1 ] && echo "| direct-tls | PostgreSQL | yes (TLS 1.3, verified) | SCRAM-SHA-256 |"
+    echo "| pgbouncer | PgBouncer → PostgreSQL | no | SCRAM-SHA-256 (client ↔ PgBouncer, stored SCRAM secret; pass-through to PostgreSQL) |"
+    echo "| pgate-allow | pgate, allow-all policy, audit to /dev/null (lines still formatted) → PostgreSQL | yes (TLS 1.3, verified) | JWT (ES256) as cleartext password; pgate ↔ PostgreSQL SCRAM |"
+    echo "| pgate-policies | pgate, \`policies/\` + a \`bench\` role, audit to a file → PostgreSQL | yes (TLS 1.3, verified) | same |"
+    echo
+    echo "All processes share one machine with the client (${CLK_TCK} clock ticks/s for CPU accounting)."
+    echo "Ratios (×) are to \`direct\`: latency ratio > 1 is slower, throughput ratio < 1 is slower."
+    echo "\"proxy CPU s/10k q\" is the proxy process's user + system CPU (from /proc/PID/stat,"
+    echo "read around every measured window) per 10,000 statements (tx-readonly counts 3 per"
+    echo "transaction, storm 1 per connection); PostgreSQL's own CPU is not included."
+    echo "\"client CPU\" is pgate-loadtest's own, the same way: its overhead per target (TLS and"
+    echo "authentication differ: SCRAM's PBKDF2 for direct and PgBouncer, a token for pgate)."
+    echo
+    echo "## pgate-loadtest"
+    echo
+    echo "Workloads: point select \`SELECT abalance FROM pgbench_accounts WHERE aid = \$1\` (random aid)"
+    echo "over the simple protocol (aid inlined), the extended protocol with the unnamed statement"
+    echo "(Parse/Bind/Describe/Execute/Sync, as PQexecParams) and a statement prepared once per"
+    echo "connection (Bind/Describe/Execute/Sync, as PQexecPrepared); \`tx-readonly\`: BEGIN; point"
+    echo "select; COMMIT as three simple-protocol round trips, latency per transaction; \`stream\`:"
+    echo "\`SELECT * FROM pgbench_accounts LIMIT $((SCALE * 100000))\`, MB/s of protocol bytes; \`storm\`:"
+    echo "connect + TLS (full handshake, no resumption) + authentication + \`SELECT 1\` + close."
+    [ "$LT_RC" != 0 ] && echo && echo "**pgate-loadtest exited with status $LT_RC** (a workload measured nothing on some target)."
+    cat "$WORK/loadtest.md"
+    echo
+    if [ "$PGBENCH_TIME" != 0 ]; then
+        echo "## pgbench -S (independent measure)"
+        echo
+        pgbench_table
+        echo
+    fi
+    echo "## Commands"
+    echo
+    echo '```sh'
+    echo "BENCH_DURATION=$DURATION BENCH_ROUNDS=$ROUNDS BENCH_WARMUP=$WARMUP BENCH_CONNS=$CONNS BENCH_SCALE=$SCALE BENCH_PGBENCH_TIME=$PGBENCH_TIME ci/bench.sh"
+    echo
+    echo "# pgate-loadtest (passwords and the token in PGATE_LOADTEST_PASSWORD_<TARGET>)"
+    printf '%q ' target/release/pgate-loadtest "${LT_ARGS[@]}" --format markdown --json-out bench/loadtest.json | sed "s#$WORK#\$WORK#g"
+    echo
+    echo
+    echo "# the token: pgate token --key \$WORK/keys/signing-key.pem --iss https://idp.bench.pgate --aud pgate --ttl 2h --sub bench@example.com --claim groups=bench"
+    for c in "${PGBENCH_CMDS[@]}"; do echo "$c"; done
+    echo '```'
+    echo
+    echo "Policies: \`\$WORK/allow/policy.kdl\` and \`\$WORK/policies/bench.kdl\` as written by \`ci/bench.sh\`;"
+    echo "PgBouncer: \`$PGB_DIR/pgbouncer.ini\` as written by it (WORK=$WORK)."
+} > "$OUT/REPORT.md"
+log "wrote $OUT/REPORT.md and $OUT/loadtest.json"
