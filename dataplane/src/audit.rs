@@ -30,6 +30,8 @@ struct Inner {
     max_bytes: usize,
     mode: AuditFailure,
     failing: AtomicBool,
+    /// Workers waiting for room (block mode): the writer wakes them only if any.
+    waiting: AtomicU64,
     lines: AtomicU64,
     blocked: AtomicU64,
     refused: AtomicU64,
@@ -67,6 +69,7 @@ impl AuditSink {
             max_bytes,
             mode,
             failing: AtomicBool::new(false),
+            waiting: AtomicU64::new(0),
             lines: AtomicU64::new(0),
             blocked: AtomicU64::new(0),
             refused: AtomicU64::new(0),
@@ -119,17 +122,26 @@ impl AuditSink {
                     self.inner.blocked.fetch_add(1, Ordering::Relaxed);
                     waited = true;
                 }
-                b = match self.inner.cond.wait_timeout(b, Duration::from_millis(100)) {
+                self.inner.waiting.fetch_add(1, Ordering::Relaxed);
+                let r = self.inner.cond.wait_timeout(b, Duration::from_millis(100));
+                self.inner.waiting.fetch_sub(1, Ordering::Relaxed);
+                b = match r {
                     Ok((g, _)) => g,
                     Err(_) => return,
                 };
             }
         }
+        // Wake the writer only when the buffer goes from empty to non-empty: while it is
+        // busy it re-checks the buffer itself, so a busy proxy costs it one wake-up per
+        // batch instead of one per statement.
+        let was_empty = b.data.is_empty();
         b.data.extend_from_slice(lines.as_bytes());
         let n = lines.bytes().filter(|c| *c == b'\n').count() as u64;
         self.inner.lines.fetch_add(n, Ordering::Relaxed);
         drop(b);
-        self.inner.cond.notify_all();
+        if was_empty {
+            self.inner.cond.notify_all();
+        }
     }
 
     pub fn stats(&self) -> AuditStats {
@@ -164,6 +176,9 @@ impl AuditSink {
     }
 }
 
+/// How long the writer lets lines accumulate after the first one arrives.
+const BATCH_GATHER: Duration = Duration::from_millis(5);
+
 fn open(path: &Path) -> io::Result<File> {
     OpenOptions::new().create(true).append(true).open(path)
 }
@@ -179,9 +194,16 @@ fn writer(inner: Arc<Inner>, mut out: Box<dyn Write + Send>, path: PathBuf) {
                     Err(_) => return,
                 };
             }
+            // Let a batch gather (group commit): a write per statement would cost a
+            // context switch per statement on the workers' cores.
+            drop(b);
+            std::thread::sleep(BATCH_GATHER);
+            let Ok(mut b) = inner.buf.lock() else { return };
             std::mem::swap(&mut b.data, &mut batch);
             drop(b);
-            inner.cond.notify_all();
+            if inner.waiting.load(Ordering::Relaxed) > 0 {
+                inner.cond.notify_all();
+            }
         }
         let written = out.write_all(&batch).and_then(|()| out.flush());
         match written {
