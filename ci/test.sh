@@ -29,7 +29,7 @@ PGC="$ROOT/target/debug/pgate-compile"
 "$PGC" build policies/ -o target/policies-again.pgt
 cmp target/policies.pgt target/policies-again.pgt
 "$PGC" test policies/
-"$PGC" explain --policy policies/ --role analyst --sql "select id, total from orders"
+"$PGC" explain --policy policies/ --role analyst --sql "select id, total_cents from orders"
 
 log "adversarial suite"
 "$PGC" test tests/adversarial/

@@ -739,7 +739,17 @@ static TABLE: [u16; TABLE_SIZE] = {
     let mut t = [0u16; TABLE_SIZE];
     let mut i = 0;
     while i < LIST.len() {
-        let mut h = hash(LIST[i].0.as_bytes());
+        // `eq_folded` folds only the word: every keyword must be written in lower case.
+        let w = LIST[i].0.as_bytes();
+        let mut j = 0;
+        while j < w.len() {
+            assert!(
+                !w[j].is_ascii_uppercase(),
+                "keywords are listed in lower case"
+            );
+            j += 1;
+        }
+        let mut h = hash(w);
         while t[h] != 0 {
             h = (h + 1) & (TABLE_SIZE - 1);
         }
@@ -760,8 +770,19 @@ static CATEGORY: [u8; LIST.len() + 1] = {
     c
 };
 
-/// The keyword an unquoted identifier spells (any case), or `Kw::None`.
+/// `word` equals `kw` ignoring ASCII case, where `kw` has no upper-case letter (checked
+/// for every keyword when `TABLE` is built): only `word` needs folding.
 #[inline]
+fn eq_folded(kw: &[u8], word: &[u8]) -> bool {
+    kw.len() == word.len()
+        && kw
+            .iter()
+            .zip(word)
+            .all(|(&k, &w)| k == w.to_ascii_lowercase())
+}
+
+/// The keyword an unquoted identifier spells (any case), or `Kw::None`.
+#[inline(always)]
 pub fn lookup(word: &[u8]) -> Kw {
     if word.len() > MAX_KEYWORD_LEN || word.is_empty() {
         return Kw::None;
@@ -775,7 +796,7 @@ pub fn lookup(word: &[u8]) -> Kw {
             return Kw::None;
         }
         if let Some(&(s, kw, _)) = LIST.get(usize::from(slot) - 1)
-            && s.as_bytes().eq_ignore_ascii_case(word)
+            && eq_folded(s.as_bytes(), word)
         {
             return kw;
         }

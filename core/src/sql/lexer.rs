@@ -88,6 +88,14 @@ pub struct Token {
 }
 
 impl Token {
+    /// An `Eof` token at offset 0.
+    pub const EOF: Token = Token {
+        kind: Kind::Eof,
+        start: 0,
+        end: 0,
+        kw: Kw::None,
+    };
+
     pub fn text<'a>(&self, sql: &'a str) -> &'a str {
         sql.get(self.start as usize..self.end as usize)
             .unwrap_or("")
@@ -117,8 +125,9 @@ impl Token {
 }
 
 /// scan.l: `space [ \t\n\r\f\v]`.
+#[inline]
 fn is_space(b: u8) -> bool {
-    matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0c | 0x0b)
+    CLASS[usize::from(b)] & C_SPACE != 0
 }
 /// scan.l: `horiz_space [ \t\f\v]`.
 fn is_horiz_space(b: u8) -> bool {
@@ -128,18 +137,47 @@ fn is_newline(b: u8) -> bool {
     matches!(b, b'\n' | b'\r')
 }
 /// scan.l: `ident_start [A-Za-z\200-\377_]`.
+#[inline]
 pub fn is_ident_start(b: u8) -> bool {
-    b.is_ascii_alphabetic() || b == b'_' || b >= 0x80
+    CLASS[usize::from(b)] & C_IDENT_START != 0
 }
 /// scan.l: `ident_cont [A-Za-z\200-\377_0-9\$]`.
+#[inline]
 pub fn is_ident_cont(b: u8) -> bool {
-    is_ident_start(b) || b.is_ascii_digit() || b == b'$'
+    CLASS[usize::from(b)] & C_IDENT_CONT != 0
 }
+
+const C_SPACE: u8 = 1;
+const C_IDENT_START: u8 = 2;
+const C_IDENT_CONT: u8 = 4;
+
+/// The byte classes above, by byte (one load instead of a chain of range checks).
+static CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        let mut c = 0;
+        if matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0c | 0x0b) {
+            c |= C_SPACE;
+        }
+        if b.is_ascii_alphabetic() || b == b'_' || b >= 0x80 {
+            c |= C_IDENT_START | C_IDENT_CONT;
+        }
+        if b.is_ascii_digit() || b == b'$' {
+            c |= C_IDENT_CONT;
+        }
+        t[i] = c;
+        i += 1;
+    }
+    t
+};
 /// scan.l: `dolq_cont [A-Za-z\200-\377_0-9]` (no `$`).
 fn is_dolq_cont(b: u8) -> bool {
     is_ident_start(b) || b.is_ascii_digit()
 }
 /// scan.l: `op_chars [\~\!\@\#\^\&\|\`\?\+\-\*\/\%\<\>\=]`.
+#[inline]
 fn is_op_char(b: u8) -> bool {
     matches!(
         b,
@@ -211,6 +249,7 @@ impl<'a> Lexer<'a> {
     }
 
     /// Skips whitespace and comments. scan.l: `--` to end of line; `/* … */` nests.
+    #[inline(always)]
     fn skip_trivia(&mut self) -> Result<(), LexError> {
         let b = self.bytes();
         loop {
@@ -244,6 +283,26 @@ impl<'a> Lexer<'a> {
 
     /// The next token (`Eof` at the end, forever).
     pub fn next_token(&mut self) -> Result<Token, LexError> {
+        self.lex()
+    }
+
+    /// [`Lexer::next_token`] for hot loops: the token travels in registers (no `Result`
+    /// on the return path). An error is stored in `err` and reads as `Eof`; callers must
+    /// check `err` whenever they see `Eof`.
+    #[inline(never)]
+    pub fn next_or_eof(&mut self, err: &mut Option<LexError>) -> Token {
+        match self.lex() {
+            Ok(t) => t,
+            Err(e) => {
+                *err = Some(e);
+                let p = self.pos;
+                self.tok(Kind::Eof, p, p)
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn lex(&mut self) -> Result<Token, LexError> {
         self.skip_trivia()?;
         self.work += 1;
         let start = self.pos;
@@ -357,10 +416,7 @@ impl<'a> Lexer<'a> {
             b';' => (kind, end) = (Kind::Semicolon, start + 1),
             b':' => (kind, end) = (Kind::Colon, start + 1),
             b'.' => (kind, end) = (Kind::Dot, start + 1),
-            _ if is_op_char(b) => {
-                end = self.operator(start)?;
-                kind = Kind::Op;
-            }
+            // Identifiers first (the commonest token; no op char starts one).
             _ if is_ident_start(b) => {
                 // `ident_cont` holds for every byte >= 0x80, so a multibyte character is
                 // taken whole and the end is a character boundary.
@@ -371,6 +427,10 @@ impl<'a> Lexer<'a> {
                 }
                 end = i;
                 kind = Kind::Ident;
+            }
+            _ if is_op_char(b) => {
+                end = self.operator(start)?;
+                kind = Kind::Op;
             }
             _ => {
                 // Any other character: one (UTF-8) character, returned as itself.
@@ -388,8 +448,9 @@ impl<'a> Lexer<'a> {
         Ok(self.tok(kind, start, end))
     }
 
+    #[inline(always)]
     fn tok(&self, kind: Kind, start: usize, end: usize) -> Token {
-        let kw = if kind == Kind::Ident {
+        let kw = if matches!(kind, Kind::Ident) {
             keywords::lookup(self.bytes().get(start..end).unwrap_or(&[]))
         } else {
             Kw::None
@@ -1129,6 +1190,36 @@ fn decode_unicode_escapes(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn byte_classes_match_scan_l() {
+        for b in 0..=255u8 {
+            let start = b.is_ascii_alphabetic() || b == b'_' || b >= 0x80;
+            assert_eq!(is_ident_start(b), start, "ident_start {b:#x}");
+            assert_eq!(
+                is_ident_cont(b),
+                start || b.is_ascii_digit() || b == b'$',
+                "ident_cont {b:#x}"
+            );
+            assert_eq!(
+                is_space(b),
+                matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0c | 0x0b),
+                "space {b:#x}"
+            );
+        }
+    }
+
+    #[test]
+    fn next_or_eof_reports_errors_as_eof() {
+        let mut lx = Lexer::new("select 'unterminated");
+        let mut err = None;
+        assert_eq!(lx.next_or_eof(&mut err).kind, Kind::Ident);
+        assert!(err.is_none());
+        let t = lx.next_or_eof(&mut err);
+        assert_eq!(t.kind, Kind::Eof);
+        assert_eq!(err, Lexer::new("'unterminated").next_token().err());
+        assert!(err.is_some());
+    }
 
     fn kinds(sql: &str) -> Result<Vec<(Kind, &str)>, LexError> {
         let mut lx = Lexer::new(sql);

@@ -106,6 +106,9 @@ pub struct Scratch {
     /// The token window of the statement being classified (fixed capacity).
     pub(crate) tokens: Vec<lexer::Token>,
     pub(crate) scopes: scope::Scopes,
+    /// The parser's output names (see `Parser`): kept here so that a call does not
+    /// initialise the array (only the count is reset).
+    pub(crate) outs: parser::OutputNames,
 }
 
 /// Tokens of one statement kept after splitting: statements up to this long are lexed
@@ -117,6 +120,7 @@ impl Default for Scratch {
         Scratch {
             tokens: Vec::with_capacity(TOKEN_WINDOW),
             scopes: scope::Scopes::default(),
+            outs: [(0, lexer::Token::EOF); parser::MAX_OUTPUT_NAMES],
         }
     }
 }
@@ -199,7 +203,11 @@ fn classify_inner(
         }
         return stats;
     }
-    let Scratch { tokens, scopes } = scratch;
+    let Scratch {
+        tokens,
+        scopes,
+        outs,
+    } = scratch;
     let mut path = PathState::Original;
     // Whether this string changed the path (a later ROLLBACK may undo it), and whether
     // by `SET LOCAL` (a later COMMIT ends it).
@@ -221,7 +229,7 @@ fn classify_inner(
             mark_unknown(facts, reason);
             return stats;
         }
-        let mut p = Parser::new(sql, end, tokens, resume, facts, scopes, ctx, &path);
+        let mut p = Parser::new(sql, end, tokens, resume, facts, scopes, outs, ctx, &path);
         let result = p.statement();
         let (classes, flags, prepared) = (p.classes, p.flags, p.prepared_name);
         let effect = p.path_effect;
@@ -328,17 +336,15 @@ fn next_statement<'a>(
     let mut end = pos;
     loop {
         let before = lx.work;
-        let t = lx.next_token();
+        let mut err = None;
+        let t = lx.next_or_eof(&mut err);
         *work += lx.work.saturating_sub(before);
-        let t = match t {
-            Ok(t) => t,
-            Err(e) => {
-                let s = start.unwrap_or(pos);
-                return Some((s, sql.len(), sql.len(), Some(e.0), lx));
-            }
-        };
         match t.kind {
             Kind::Eof => {
+                if let Some(e) = err {
+                    let s = start.unwrap_or(pos);
+                    return Some((s, sql.len(), sql.len(), Some(e.0), lx));
+                }
                 let s = start?;
                 if toks.len() < cap {
                     toks.push(Token {

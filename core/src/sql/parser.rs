@@ -190,7 +190,7 @@ pub struct Parser<'a, 'f, 'c> {
     /// What this statement does to the search path of the statements after it.
     pub path_effect: super::PathEffect,
     /// Output names of the select lists being read, with their query level (for ORDER BY).
-    outs: [(u16, Token); MAX_OUTPUT_NAMES],
+    outs: &'f mut OutputNames,
     n_outs: usize,
     /// Whether `outs` overflowed at some level (then ORDER BY names are all reported).
     outs_full: bool,
@@ -232,6 +232,9 @@ pub const MAX_BACKTRACKS: u32 = 16;
 /// Output names (aliases) remembered per statement for ORDER BY / GROUP BY.
 pub const MAX_OUTPUT_NAMES: usize = 16;
 
+/// The output names remembered while parsing (query level, name token).
+pub type OutputNames = [(u16, Token); MAX_OUTPUT_NAMES];
+
 impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
     /// A parser over the statement `start..end` whose first tokens the splitter left in
     /// `toks`; `resume` is the lexer after the last of them.
@@ -243,6 +246,7 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
         resume: Lexer<'a>,
         facts: &'f mut Facts,
         scopes: &'f mut Scopes,
+        outs: &'f mut OutputNames,
         ctx: &'c ClassifyContext<'c>,
         path: &'f super::PathState,
     ) -> Self {
@@ -262,15 +266,8 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
             flags: 0,
             prepared_name: NameRef::EMPTY,
             path_effect: super::PathEffect::None,
-            outs: [(
-                0,
-                Token {
-                    kind: Kind::Eof,
-                    start: 0,
-                    end: 0,
-                    kw: Kw::None,
-                },
-            ); MAX_OUTPUT_NAMES],
+            // Entries at or after `n_outs` are never read: no need to clear them.
+            outs,
             n_outs: 0,
             outs_full: false,
             depth: 0,
@@ -296,15 +293,17 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
     /// should it anyway, the error is kept (the statement fails) and `Eof` returned.
     fn lex_more(&mut self) -> Token {
         let before = self.lx.work;
-        let t = self.lx.next_token();
+        let mut err = None;
+        let t = self.lx.next_or_eof(&mut err);
         self.work += self.lx.work.saturating_sub(before);
-        match t {
-            Ok(t) if (t.start as usize) < self.end => t,
-            Ok(_) => self.eof(),
-            Err(e) => {
-                self.token_error.get_or_insert(Fail(e.0));
-                self.eof()
-            }
+        if let Some(e) = err {
+            self.token_error.get_or_insert(Fail(e.0));
+            return self.eof();
+        }
+        if (t.start as usize) < self.end {
+            t
+        } else {
+            self.eof()
         }
     }
 
@@ -726,10 +725,10 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
 
     /// The read access of scope entry `i`, created on first use for DML targets.
     fn entry_read(&mut self, i: usize) -> R<Option<u8>> {
-        let Some(e) = self.scopes.get(i) else {
+        let Some(kind) = self.scopes.get(i).map(|e| e.kind) else {
             return Ok(None);
         };
-        match e.kind {
+        match kind {
             EntryKind::Derived => Ok(None),
             EntryKind::Base {
                 read: Some(r),

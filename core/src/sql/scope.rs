@@ -110,8 +110,9 @@ impl Scopes {
     pub fn is_empty(&self) -> bool {
         self.n == 0
     }
-    pub fn get(&self, i: usize) -> Option<Entry> {
-        self.entries.get(i).filter(|_| i < self.n).copied()
+    /// Entry `i` (by reference: entries are large, callers read a field or two).
+    pub fn get(&self, i: usize) -> Option<&Entry> {
+        self.entries.get(i).filter(|_| i < self.n)
     }
     pub fn set_read(&mut self, i: usize, read: u8) {
         if let Some(e) = self.entries.get_mut(i).filter(|_| i < self.n)
