@@ -491,30 +491,34 @@ impl<'a> Table<'a> {
         }
         for r in self.roles {
             self.check_str(&r.name)?;
-            Self::check_range(
-                r.members_first.get(),
-                r.members_count.get(),
-                self.members.len(),
-                "role members out of range",
-            )?;
-            Self::check_range(
-                r.patterns_first.get(),
-                r.patterns_count.get(),
-                self.patterns.len(),
-                "role patterns out of range",
-            )?;
-            Self::check_range(
-                r.masks_first.get(),
-                r.masks_count.get(),
-                self.masks.len(),
-                "role masks out of range",
-            )?;
-            Self::check_range(
-                r.rates_first.get(),
-                r.rates_count.get(),
-                self.rates.len(),
-                "role rates out of range",
-            )?;
+            for (first, count, len, what) in [
+                (
+                    r.members_first,
+                    r.members_count,
+                    self.members.len(),
+                    "role members out of range",
+                ),
+                (
+                    r.patterns_first,
+                    r.patterns_count,
+                    self.patterns.len(),
+                    "role patterns out of range",
+                ),
+                (
+                    r.masks_first,
+                    r.masks_count,
+                    self.masks.len(),
+                    "role masks out of range",
+                ),
+                (
+                    r.rates_first,
+                    r.rates_count,
+                    self.rates.len(),
+                    "role rates out of range",
+                ),
+            ] {
+                Self::check_range(first.get(), count.get(), len, what)?;
+            }
             self.check_rule(r.limit_rule.get())?;
         }
         for m in self.members {
