@@ -856,6 +856,28 @@ impl<'a> Table<'a> {
         (c.allow_cols.get() == NONE, None)
     }
 
+    /// Every access in `mask` must allow every column (`*`, whole-row references, names the
+    /// catalog does not know). Returns the first refusal: (rule, class, access index).
+    /// Accesses of undeclared tables (allowed by a pattern) allow all their columns.
+    fn all_columns_of(
+        &self,
+        role: RoleId,
+        mask: u64,
+        accesses: &[crate::facts::TableAccess],
+        ids: &[Option<TableId>],
+    ) -> Result<(), (Option<u32>, StatementClass, u16)> {
+        for i in bits(mask) {
+            let (Some(a), Some(Some(t))) = (accesses.get(i), ids.get(i)) else {
+                continue;
+            };
+            let (ok, rule) = self.all_columns_allowed(role, a.class, *t);
+            if !ok {
+                return Err((rule, a.class, i as u16));
+            }
+        }
+        Ok(())
+    }
+
     /// Evaluates the role's pattern rules of `kind` for an undeclared name.
     fn pattern_verdict(
         &self,
@@ -1104,21 +1126,17 @@ impl<'a> Table<'a> {
             let column = j as u16;
             match col.name {
                 ColumnName::All => {
-                    for i in bits(col.candidates) {
-                        let (Some(a), Some(Some(t))) = (accesses.get(i), ids.get(i)) else {
-                            continue; // undeclared table allowed by a pattern: all columns
-                        };
-                        let (ok, rule) = self.all_columns_allowed(role, a.class, *t);
-                        if !ok {
-                            return deny(
-                                rule,
-                                DenyReason::Column {
-                                    class: a.class,
-                                    access: i as u16,
-                                    column,
-                                },
-                            );
-                        }
+                    if let Err((rule, class, access)) =
+                        self.all_columns_of(role, col.candidates, accesses, &ids)
+                    {
+                        return deny(
+                            rule,
+                            DenyReason::Column {
+                                class,
+                                access,
+                                column,
+                            },
+                        );
                     }
                 }
                 ColumnName::Named(n) => {
@@ -1165,46 +1183,27 @@ impl<'a> Table<'a> {
                             None => {}
                         }
                     }
-                    if !resolved && col.whole_row == 0 && !col.output_alias {
-                        // A name no candidate table declares: on a table whose grant is
-                        // column-restricted it cannot be allowed (the catalog must name
-                        // every column a restricted role may touch; `"SSN"` or a
-                        // look-alike must not slip through as "unknown").
-                        for i in bits(col.candidates) {
-                            let (Some(a), Some(Some(t))) = (accesses.get(i), ids.get(i)) else {
-                                continue;
-                            };
-                            let (ok, rule) = self.all_columns_allowed(role, a.class, *t);
-                            if !ok {
-                                return deny(
-                                    rule,
-                                    DenyReason::Column {
-                                        class: a.class,
-                                        access: i as u16,
-                                        column,
-                                    },
-                                );
-                            }
-                        }
-                    }
                     if !resolved {
-                        // PostgreSQL reads an unqualified name no table supplies as a
-                        // whole-row reference to the relation of that name/alias.
-                        for i in bits(col.whole_row) {
-                            let (Some(a), Some(Some(t))) = (accesses.get(i), ids.get(i)) else {
-                                continue;
-                            };
-                            let (ok, rule) = self.all_columns_allowed(role, a.class, *t);
-                            if !ok {
-                                return deny(
-                                    rule,
-                                    DenyReason::Column {
-                                        class: a.class,
-                                        access: i as u16,
-                                        column,
-                                    },
-                                );
-                            }
+                        // A name no candidate table declares. PostgreSQL reads it as a
+                        // whole-row reference to the relation of that name/alias if there
+                        // is one (every column), or as an output alias in GROUP BY; else it
+                        // is a column the catalog does not know, which a column-restricted
+                        // grant cannot allow (`"SSN"` or a look-alike must not slip through).
+                        let mut mask = col.whole_row;
+                        if col.whole_row == 0 && !col.output_alias {
+                            mask |= col.candidates;
+                        }
+                        if let Err((rule, class, access)) =
+                            self.all_columns_of(role, mask, accesses, &ids)
+                        {
+                            return deny(
+                                rule,
+                                DenyReason::Column {
+                                    class,
+                                    access,
+                                    column,
+                                },
+                            );
                         }
                     }
                 }
