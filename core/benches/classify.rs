@@ -10,8 +10,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use pgate_core::class::StatementClass as C;
 use pgate_core::facts::Facts;
 use pgate_core::sql::{ClassifyContext, classify};
+use pgate_core::table::model::*;
+use pgate_core::table::{Table, write};
 
 /// pgbench's built-in scripts (select-only and tpcb-like).
 const PGBENCH: &[&str] = &[
@@ -24,6 +27,68 @@ const PGBENCH: &[&str] = &[
     "BEGIN;",
     "END;",
 ];
+
+/// pgbench's four tables in `public`, and a role that reads `pgbench_accounts` through a
+/// column-restricted grant (so decide checks each column, as a real policy makes it).
+fn pgbench_policy() -> Vec<u8> {
+    let table = |name: &str, cols: &[&str]| TableDecl {
+        schema: "public".into(),
+        name: name.into(),
+        columns: cols
+            .iter()
+            .map(|c| ColumnDecl {
+                name: (*c).into(),
+                tags: vec![],
+            })
+            .collect(),
+        tags: vec![],
+    };
+    let rule = RuleInfo {
+        file: "roles/bench.kdl".into(),
+        line: 1,
+        column: 1,
+        kind: RuleKind::Allow,
+        role: "bench".into(),
+        text: "allow \"select\" table=\"pgbench_accounts\" columns=\"aid abalance\"".into(),
+    };
+    let policy = CompiledPolicy {
+        source_digest: [7; 32],
+        catalog: Catalog {
+            tables: vec![
+                table("pgbench_accounts", &["aid", "bid", "abalance", "filler"]),
+                table("pgbench_branches", &["bid", "bbalance", "filler"]),
+                table(
+                    "pgbench_history",
+                    &["tid", "bid", "aid", "delta", "mtime", "filler"],
+                ),
+                table("pgbench_tellers", &["tid", "bid", "tbalance", "filler"]),
+            ],
+            functions: vec![],
+        },
+        rules: vec![rule],
+        roles: vec![CompiledRole {
+            name: "bench".into(),
+            members: vec![],
+            cells: vec![CellEntry {
+                class: C::Select,
+                table: Some(0),
+                cell: Cell {
+                    effect: Effect::Allow,
+                    rule: Some(0),
+                    columns: ColumnAccess::Only(vec![0, 2]),
+                    denied_columns: vec![],
+                    denied_columns_rule: None,
+                },
+            }],
+            functions: vec![],
+            patterns: vec![],
+            masks: vec![],
+            limits: Limits::default(),
+            rates: vec![],
+        }],
+    };
+    write(&policy)
+}
 
 /// Every 10th statement of the regression corpus that pg_query accepts.
 fn corpus_sample() -> Vec<String> {
@@ -83,8 +148,36 @@ fn bench_set(c: &mut Criterion, name: &str, stmts: &[String]) {
     g.finish();
 }
 
-/// `PGATE_QUICK=<iterations>`: time classify() of pgbench -S's statement in a plain loop
-/// and exit (for `perf stat`/`perf record` without criterion's or the corpus's noise).
+/// The target: pgbench -S's statement classified and decided, as the data plane
+/// does per Parse or Query (same context: the session's search path, no catalog).
+fn bench_classify_decide(c: &mut Criterion) {
+    let bytes = pgbench_policy();
+    let table = Table::parse(&bytes).unwrap();
+    let role = table.role("bench").unwrap();
+    let ctx = ClassifyContext::default();
+    let mut facts = Facts::default();
+    classify(PGBENCH[0], &ctx, &mut facts);
+    assert!(table.decide_all(role, &facts).is_allow());
+    // The bench must measure a real decision: a denied column must be denied.
+    classify(
+        "SELECT filler FROM pgbench_accounts WHERE aid = $1",
+        &ctx,
+        &mut facts,
+    );
+    assert!(!table.decide_all(role, &facts).is_allow());
+    let mut g = c.benchmark_group("pgbench_select_only");
+    g.bench_function("pgate_classify_and_decide", |b| {
+        b.iter(|| {
+            classify(black_box(PGBENCH[0]), &ctx, &mut facts);
+            table.decide_all(role, &facts).is_allow()
+        })
+    });
+    g.finish();
+}
+
+/// `PGATE_QUICK=<iterations>`: time classify() of pgbench -S's statement, then classify
+/// and decide, in plain loops and exit (for `perf stat`/`callgrind` without criterion's
+/// or the corpus's noise).
 fn quick(iters: u64) {
     let ctx = ClassifyContext::default();
     let mut facts = Facts::default();
@@ -96,6 +189,18 @@ fn quick(iters: u64) {
     }
     let ns = t.elapsed().as_nanos() as f64 / iters.max(1) as f64;
     println!("classify {sql:?}: {ns:.0} ns/statement over {iters} iterations");
+    let bytes = pgbench_policy();
+    let table = Table::parse(&bytes).unwrap();
+    let role = table.role("bench").unwrap();
+    let t = std::time::Instant::now();
+    let mut allowed = 0u64;
+    for _ in 0..iters {
+        classify(black_box(sql), &ctx, &mut facts);
+        allowed += u64::from(table.decide_all(role, &facts).is_allow());
+    }
+    let ns = t.elapsed().as_nanos() as f64 / iters.max(1) as f64;
+    assert_eq!(allowed, iters);
+    println!("classify + decide: {ns:.0} ns/statement over {iters} iterations");
 }
 
 fn benches(c: &mut Criterion) {
@@ -108,6 +213,7 @@ fn benches(c: &mut Criterion) {
     }
     // The target: pgbench -S's statement alone.
     bench_set(c, "pgbench_select_only", &[PGBENCH[0].to_owned()]);
+    bench_classify_decide(c);
     let pgbench: Vec<String> = PGBENCH.iter().map(|s| (*s).to_owned()).collect();
     bench_set(c, "pgbench", &pgbench);
     let corpus = corpus_sample();

@@ -169,10 +169,23 @@ impl ClassSet {
     pub const fn union(self, o: ClassSet) -> ClassSet {
         ClassSet(self.0 | o.0)
     }
+    /// The classes in `self` and not in `o`.
+    pub const fn minus(self, o: ClassSet) -> ClassSet {
+        ClassSet(self.0 & !o.0)
+    }
+    /// The classes in id order (one step per member, not per class).
     pub fn iter(self) -> impl Iterator<Item = StatementClass> {
-        StatementClass::ALL
-            .into_iter()
-            .filter(move |c| self.contains(*c))
+        let mut m = self.0 & Self::ALL.0;
+        std::iter::from_fn(move || {
+            while m != 0 {
+                let id = m.trailing_zeros();
+                m &= m - 1;
+                if let Some(c) = StatementClass::from_id(id as u8) {
+                    return Some(c);
+                }
+            }
+            None
+        })
     }
 }
 

@@ -213,11 +213,77 @@ pub struct StatementFacts {
     path: (u32, u32),
 }
 
+/// The name arena: a buffer allocated once (8 bytes of slack past the limit) and its fill.
+/// Writes are word stores into the buffer, not `Vec` growth: names are pushed on every
+/// statement's hot path.
+#[derive(Debug)]
+struct Arena {
+    buf: Box<[u8]>,
+    len: usize,
+}
+
+impl Arena {
+    fn new(max: usize) -> Self {
+        Arena {
+            buf: vec![0; max + 8].into_boxed_slice(),
+            len: 0,
+        }
+    }
+    #[inline(always)]
+    fn len(&self) -> usize {
+        self.len
+    }
+    fn clear(&mut self) {
+        self.len = 0;
+    }
+    #[inline(always)]
+    fn truncate(&mut self, n: usize) {
+        self.len = self.len.min(n);
+    }
+    #[inline(always)]
+    fn get(&self, r: std::ops::Range<usize>) -> Option<&[u8]> {
+        self.buf.get(..self.len)?.get(r)
+    }
+    /// Stores `w` at the end (8 bytes; the caller has checked the limit, which leaves
+    /// the slack) without counting it: the caller sets the length with `set_len`.
+    #[inline(always)]
+    fn store_word(&mut self, at: usize, w: u64) -> bool {
+        match self.buf.get_mut(at..at + 8) {
+            Some(d) => {
+                d.copy_from_slice(&w.to_le_bytes());
+                true
+            }
+            None => false,
+        }
+    }
+    #[inline(always)]
+    fn set_len(&mut self, n: usize) {
+        self.len = n.min(self.buf.len());
+    }
+    /// Appends `s` (the caller has checked the limit).
+    #[inline(always)]
+    fn extend(&mut self, s: &[u8]) {
+        let at = self.len;
+        let mut i = 0;
+        while i < s.len() {
+            let w = match s.get(i..i + 8).and_then(|c| <[u8; 8]>::try_from(c).ok()) {
+                Some(a) => u64::from_le_bytes(a),
+                None => crate::sql::keywords::tail_word(s.get(i..).unwrap_or(&[])),
+            };
+            if !self.store_word(at + i, w) {
+                return;
+            }
+            i += 8;
+        }
+        self.set_len(at + s.len());
+    }
+}
+
 /// The caller-owned buffer the classifier fills. See the module docs.
 #[derive(Debug)]
 pub struct Facts {
     limits: FactsLimits,
-    names: Vec<u8>,
+    names: Arena,
     statements: Vec<StatementFacts>,
     tables: Vec<TableAccess>,
     columns: Vec<ColumnRef>,
@@ -240,7 +306,7 @@ impl Facts {
     pub fn new(limits: FactsLimits) -> Self {
         Facts {
             limits,
-            names: Vec::with_capacity(limits.max_name_bytes),
+            names: Arena::new(limits.max_name_bytes),
             statements: Vec::with_capacity(limits.max_statements),
             tables: Vec::with_capacity(limits.max_tables),
             columns: Vec::with_capacity(limits.max_columns),
@@ -323,28 +389,53 @@ impl Facts {
             return Err(Overflow("name bytes"));
         }
         let start = self.names.len() as u32;
-        self.names.extend_from_slice(s.as_bytes());
+        self.names.extend(s.as_bytes());
         Ok(NameRef {
             start,
             len: s.len() as u32,
         })
     }
 
-    /// Interns an ASCII name, lower-casing it (the classifier's fast path for plain
-    /// identifiers). Bytes that are not ASCII are never passed (the caller checks).
-    pub(crate) fn push_ascii_lowercase(&mut self, s: &[u8]) -> Result<NameRef, Overflow> {
-        if self.names.len() + s.len() > self.limits.max_name_bytes {
+    /// Interns the name `sql[start..end]` lower-cased, if it is ASCII (the classifier's
+    /// fast path for plain identifiers; `None`, and nothing kept, otherwise). Eight bytes
+    /// at a time: each word is checked, folded and stored whole (the arena has 8 bytes of
+    /// slack), then the arena is trimmed to the name's end.
+    #[inline]
+    pub(crate) fn push_ascii_lowercase(
+        &mut self,
+        sql: &[u8],
+        start: usize,
+        end: usize,
+    ) -> Result<Option<NameRef>, Overflow> {
+        let len = end.saturating_sub(start);
+        let at = self.names.len();
+        if at + len > self.limits.max_name_bytes {
             return Err(Overflow("name bytes"));
         }
-        let start = self.names.len();
-        self.names.extend_from_slice(s);
-        if let Some(new) = self.names.get_mut(start..) {
-            new.make_ascii_lowercase();
+        let mut i = start;
+        let mut high = 0u64;
+        while i < end {
+            let mut w = crate::sql::keywords::load_word(sql, i);
+            if end - i < 8 {
+                w &= (1u64 << (8 * (end - i))) - 1;
+            }
+            high |= w;
+            if !self
+                .names
+                .store_word(at + (i - start), crate::sql::keywords::fold(w))
+            {
+                return Err(Overflow("name bytes"));
+            }
+            i += 8;
         }
-        Ok(NameRef {
-            start: start as u32,
-            len: s.len() as u32,
-        })
+        if high & 0x8080_8080_8080_8080 != 0 {
+            return Ok(None);
+        }
+        self.names.set_len(at + len);
+        Ok(Some(NameRef {
+            start: at as u32,
+            len: len as u32,
+        }))
     }
 
     /// Appends to the arena char by char (for names being normalised while lexed); returns
@@ -355,7 +446,7 @@ impl Facts {
         if self.names.len() + enc.len() > self.limits.max_name_bytes {
             return Err(Overflow("name bytes"));
         }
-        self.names.extend_from_slice(enc.as_bytes());
+        self.names.extend(enc.as_bytes());
         Ok(())
     }
 

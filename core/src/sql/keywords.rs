@@ -717,30 +717,142 @@ const LIST: &[(&str, Kw, u8)] = &[
 
 const TABLE_BITS: u32 = 11;
 const TABLE_SIZE: usize = 1 << TABLE_BITS;
+/// Words of 8 bytes a keyword spans.
+const KW_WORDS: usize = MAX_KEYWORD_LEN.div_ceil(8);
+const ONES: u64 = 0x0101_0101_0101_0101;
 
-/// A hash of the length and the first two and last two bytes, ASCII-lower-cased: no loop
-/// over the word (collisions only cost a probe; the full word is compared).
-const fn hash(b: &[u8]) -> usize {
-    let n = b.len();
-    if n == 0 {
+/// ASCII upper case to lower case in each byte of `w` (SWAR: no loop over the bytes).
+/// Bytes >= 0x80 and non-letters are left alone, as PostgreSQL's `downcase_identifier`
+/// leaves them for keyword matching.
+#[inline(always)]
+pub(crate) const fn fold(w: u64) -> u64 {
+    let low7 = w & (0x7F * ONES);
+    // Per byte, bit 7 of `ge_a` is set iff the low 7 bits are >= 'A', of `gt_z` iff > 'Z'
+    // (no carry crosses a byte: every lane stays below 0x100).
+    let ge_a = low7.wrapping_add((0x80 - b'A' as u64) * ONES);
+    let gt_z = low7.wrapping_add((0x7F - b'Z' as u64) * ONES);
+    let upper = ge_a & !gt_z & !w & (0x80 * ONES);
+    w | (upper >> 2)
+}
+
+/// Bytes `s..s + min(n, 8)` of `b` as a little-endian word (zero-padded): one load when
+/// eight bytes are there to read, whatever `n` is.
+#[inline(always)]
+const fn load(b: &[u8], s: usize, n: usize) -> u64 {
+    let mut w = 0u64;
+    if s + 8 <= b.len() {
+        w = u64::from_le_bytes([
+            b[s],
+            b[s + 1],
+            b[s + 2],
+            b[s + 3],
+            b[s + 4],
+            b[s + 5],
+            b[s + 6],
+            b[s + 7],
+        ]);
+    } else {
+        let mut i = 0;
+        while i < 8 && s + i < b.len() {
+            w |= (b[s + i] as u64) << (8 * i);
+            i += 1;
+        }
+    }
+    if n >= 8 {
+        w
+    } else {
+        w & ((1u64 << (8 * n)) - 1)
+    }
+}
+
+/// Word `k` of `b[s..s + n]`, folded (for the tables, built at compile time).
+const fn word(b: &[u8], s: usize, n: usize, k: usize) -> u64 {
+    if n <= 8 * k {
         return 0;
     }
-    let f0 = b[0].to_ascii_lowercase() as u32;
-    let f1 = b[if n > 1 { 1 } else { 0 }].to_ascii_lowercase() as u32;
-    let l1 = b[n - 1].to_ascii_lowercase() as u32;
-    let l2 = b[if n > 1 { n - 2 } else { 0 }].to_ascii_lowercase() as u32;
-    let x = (n as u32) | (f0 << 8) | (f1 << 16) | (l1 << 24);
-    let h = (x ^ l2.wrapping_mul(0x9E37_79B9)).wrapping_mul(0x85EB_CA6B);
-    (h >> (32 - TABLE_BITS)) as usize
+    fold(load(b, s + 8 * k, n - 8 * k))
 }
+
+/// Bytes `s..s + 8` of `b` as a little-endian word, zero-padded past the end of `b`:
+/// one unaligned load when eight bytes are there to read.
+#[inline(always)]
+pub(crate) fn load_word(b: &[u8], s: usize) -> u64 {
+    match b.get(s..s + 8).and_then(|c| <[u8; 8]>::try_from(c).ok()) {
+        Some(a) => u64::from_le_bytes(a),
+        None => load(b, s, 8),
+    }
+}
+
+/// Up to 7 bytes as a little-endian word, zero-padded (4-, 2- and 1-byte reads: no
+/// call to `memcpy` for a variable-length copy on the name-lookup path).
+#[inline(always)]
+pub(crate) fn tail_word(rest: &[u8]) -> u64 {
+    let mut w = 0u64;
+    let mut i = 0;
+    if let Some(&[a, b, c, d]) = rest.get(..4).and_then(|s| <&[u8; 4]>::try_from(s).ok()) {
+        w = u64::from(u32::from_le_bytes([a, b, c, d]));
+        i = 4;
+    }
+    if let Some(&[a, b]) = rest
+        .get(i..i + 2)
+        .and_then(|s| <&[u8; 2]>::try_from(s).ok())
+    {
+        w |= u64::from(u16::from_le_bytes([a, b])) << (8 * i);
+        i += 2;
+    }
+    if let Some(&a) = rest.get(i).filter(|_| i < 8) {
+        w |= u64::from(a) << (8 * i);
+    }
+    w
+}
+
+/// [`word`] at run time.
+#[inline(always)]
+fn word_rt(b: &[u8], s: usize, n: usize, k: usize) -> u64 {
+    if n <= 8 * k {
+        return 0;
+    }
+    let s = s + 8 * k;
+    let rest = n - 8 * k;
+    let w = load_word(b, s);
+    fold(if rest >= 8 {
+        w
+    } else {
+        w & ((1u64 << (8 * rest)) - 1)
+    })
+}
+
+/// The slot of a word of `n` bytes whose first two folded words are `w0`, `w1`.
+#[inline(always)]
+const fn hash(n: usize, w0: u64, w1: u64) -> usize {
+    let x = (w0 ^ (n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)) ^ w1.rotate_left(29);
+    (x.wrapping_mul(0xD6E8_FEB8_6659_FD93) >> (64 - TABLE_BITS)) as usize
+}
+
+/// Every keyword's folded words (keywords are listed in lower case, checked below).
+static WORDS: [[u64; KW_WORDS]; LIST.len()] = {
+    let mut t = [[0u64; KW_WORDS]; LIST.len()];
+    let mut i = 0;
+    while i < LIST.len() {
+        let w = LIST[i].0.as_bytes();
+        let mut k = 0;
+        while k < KW_WORDS {
+            t[i][k] = word(w, 0, w.len(), k);
+            k += 1;
+        }
+        i += 1;
+    }
+    t
+};
 
 /// Open addressing (linear probing) over `LIST` indexes + 1; 0 = empty.
 static TABLE: [u16; TABLE_SIZE] = {
     let mut t = [0u16; TABLE_SIZE];
     let mut i = 0;
     while i < LIST.len() {
-        // `eq_folded` folds only the word: every keyword must be written in lower case.
+        // `WORDS` folds the identifier, not the keyword: every keyword must be lower case.
         let w = LIST[i].0.as_bytes();
+        assert!(!w.is_empty() && w.len() <= MAX_KEYWORD_LEN);
         let mut j = 0;
         while j < w.len() {
             assert!(
@@ -749,7 +861,7 @@ static TABLE: [u16; TABLE_SIZE] = {
             );
             j += 1;
         }
-        let mut h = hash(w);
+        let mut h = hash(w.len(), word(w, 0, w.len(), 0), word(w, 0, w.len(), 1));
         while t[h] != 0 {
             h = (h + 1) & (TABLE_SIZE - 1);
         }
@@ -770,34 +882,39 @@ static CATEGORY: [u8; LIST.len() + 1] = {
     c
 };
 
-/// `word` equals `kw` ignoring ASCII case, where `kw` has no upper-case letter (checked
-/// for every keyword when `TABLE` is built): only `word` needs folding.
-#[inline]
-fn eq_folded(kw: &[u8], word: &[u8]) -> bool {
-    kw.len() == word.len()
-        && kw
-            .iter()
-            .zip(word)
-            .all(|(&k, &w)| k == w.to_ascii_lowercase())
-}
-
 /// The keyword an unquoted identifier spells (any case), or `Kw::None`.
 #[inline(always)]
 pub fn lookup(word: &[u8]) -> Kw {
-    if word.len() > MAX_KEYWORD_LEN || word.is_empty() {
+    lookup_in(word, 0, word.len())
+}
+
+/// [`lookup`] of `b[start..end]`; reads up to 8 bytes past `end` (never past `b`), so
+/// the lexer passes the whole statement and a short word costs one load.
+#[inline(always)]
+pub fn lookup_in(b: &[u8], start: usize, end: usize) -> Kw {
+    let n = end.wrapping_sub(start);
+    if n == 0 || n > MAX_KEYWORD_LEN || end > b.len() {
         return Kw::None;
     }
-    let mut h = hash(word);
+    let w0 = word_rt(b, start, n, 0);
+    let w1 = word_rt(b, start, n, 1);
+    let mut h = hash(n, w0, w1);
     loop {
         let Some(&slot) = TABLE.get(h) else {
             return Kw::None;
         };
-        if slot == 0 {
+        let i = usize::from(slot).wrapping_sub(1);
+        let (Some(&(s, kw, _)), Some(ws)) = (LIST.get(i), WORDS.get(i)) else {
+            // Slot 0: empty.
             return Kw::None;
-        }
-        if let Some(&(s, kw, _)) = LIST.get(usize::from(slot) - 1)
-            && eq_folded(s.as_bytes(), word)
-        {
+        };
+        if s.len() == n && ws[0] == w0 && ws[1] == w1 && {
+            let mut k = 2;
+            while k < KW_WORDS && 8 * k < n && ws[k] == word_rt(b, start, n, k) {
+                k += 1;
+            }
+            k >= KW_WORDS || 8 * k >= n
+        } {
             return kw;
         }
         h = (h + 1) & (TABLE_SIZE - 1);
@@ -850,5 +967,48 @@ mod tests {
         assert!(Kw::Select.is_reserved());
         assert!(Kw::Join.is_type_func_name());
         assert!(!Kw::Name.is_reserved());
+    }
+
+    /// The word-at-a-time lookup against a byte-by-byte reference: inside a longer
+    /// string (the lexer's call), with one letter changed or dropped or added, with each
+    /// byte moved above 0x80 (`S` | 0x80 is not `s`), and at the very end of the input.
+    #[test]
+    fn word_at_a_time_lookup_matches_a_bytewise_reference() {
+        let reference = |w: &[u8]| {
+            LIST.iter()
+                .find(|(s, _, _)| s.as_bytes().eq_ignore_ascii_case(w))
+                .map_or(Kw::None, |&(_, kw, _)| kw)
+        };
+        let mut words: Vec<Vec<u8>> = Vec::new();
+        for &(s, _, _) in LIST {
+            let b = s.as_bytes();
+            words.push(b.to_vec());
+            words.push(b.to_ascii_uppercase());
+            words.push(b[..b.len() - 1].to_vec());
+            words.push([b, b"s"].concat());
+            for i in 0..b.len() {
+                let mut m = b.to_vec();
+                m[i] ^= 0x80;
+                words.push(m);
+                let mut m = b.to_vec();
+                m[i] = if m[i] == b'_' { b'a' } else { b'_' };
+                words.push(m);
+            }
+        }
+        for w in &words {
+            let want = reference(w);
+            assert_eq!(lookup(w), want, "{:?}", String::from_utf8_lossy(w));
+            for tail in [&b""[..], b" ", b"abcdefgh ", b"_x(1) FROM t WHERE a = $1"] {
+                let sql = [&b"  "[..], w, tail].concat();
+                assert_eq!(lookup_in(&sql, 2, 2 + w.len()), want);
+            }
+        }
+        // Every byte value next to letters that fold (`@` < `A`, `[` > `Z`, DEL, 0xC1).
+        for b in 0u8..=255 {
+            let w = [b'a', b, b'c'];
+            assert_eq!(lookup(&w), reference(&w));
+            assert_eq!(fold(u64::from(b)), u64::from(b.to_ascii_lowercase()));
+        }
+        assert_eq!(lookup_in(b"select", 2, 7), Kw::None, "end past the input");
     }
 }

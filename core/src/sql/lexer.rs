@@ -28,6 +28,7 @@ pub struct LexError(pub &'static str);
 
 /// The kind of a string constant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
 pub enum StrKind {
     /// `'…'` (standard conforming: `''` is the only escape).
     Standard,
@@ -44,7 +45,11 @@ pub enum StrKind {
 }
 
 /// Token kinds. Keywords are `Ident`s; the parser compares them case-insensitively.
+///
+/// `repr(u8)`: a tag byte the parser's matches jump on directly (without it, `Str`'s
+/// payload would share the byte and every match would first decode it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
 pub enum Kind {
     /// Unquoted identifier or keyword.
     Ident,
@@ -150,6 +155,11 @@ pub fn is_ident_cont(b: u8) -> bool {
 const C_SPACE: u8 = 1;
 const C_IDENT_START: u8 = 2;
 const C_IDENT_CONT: u8 = 4;
+/// An identifier start that cannot begin a prefixed literal (`E'…'`, `B'…'`, `X'…'`,
+/// `N'…'`, `U&'…'`, `U&"…"`).
+const C_PLAIN_IDENT_START: u8 = 8;
+/// scan.l `op_chars`.
+const C_OP: u8 = 16;
 
 /// The byte classes above, by byte (one load instead of a chain of range checks).
 static CLASS: [u8; 256] = {
@@ -163,9 +173,15 @@ static CLASS: [u8; 256] = {
         }
         if b.is_ascii_alphabetic() || b == b'_' || b >= 0x80 {
             c |= C_IDENT_START | C_IDENT_CONT;
+            if !matches!(b.to_ascii_lowercase(), b'e' | b'b' | b'x' | b'n' | b'u') {
+                c |= C_PLAIN_IDENT_START;
+            }
         }
         if b.is_ascii_digit() || b == b'$' {
             c |= C_IDENT_CONT;
+        }
+        if is_op_char(b) {
+            c |= C_OP;
         }
         t[i] = c;
         i += 1;
@@ -178,7 +194,7 @@ fn is_dolq_cont(b: u8) -> bool {
 }
 /// scan.l: `op_chars [\~\!\@\#\^\&\|\`\?\+\-\*\/\%\<\>\=]`.
 #[inline]
-fn is_op_char(b: u8) -> bool {
+const fn is_op_char(b: u8) -> bool {
     matches!(
         b,
         b'~' | b'!'
@@ -291,6 +307,92 @@ impl<'a> Lexer<'a> {
     /// check `err` whenever they see `Eof`.
     #[inline(never)]
     pub fn next_or_eof(&mut self, err: &mut Option<LexError>) -> Token {
+        // Fast path for the commonest tokens: optional spaces, then a plain identifier or
+        // keyword or one of `( ) , ;`. Anything else (comments, literals, operators,
+        // prefixed strings like `E'…'`) goes through `lex`, which starts over at the first
+        // byte after the spaces — so both paths yield the same tokens.
+        let b = self.bytes();
+        let mut i = self.pos;
+        let Some(&mut_c) = b.get(i) else {
+            self.work += 1;
+            return self.tok(Kind::Eof, i, i);
+        };
+        let mut c = mut_c;
+        if CLASS[usize::from(c)] & C_SPACE != 0 {
+            i += 1;
+            while b
+                .get(i)
+                .is_some_and(|&d| CLASS[usize::from(d)] & C_SPACE != 0)
+            {
+                i += 1;
+            }
+            self.work += 1;
+            self.pos = i;
+            match b.get(i) {
+                Some(&d) => c = d,
+                None => {
+                    self.work += 1;
+                    return self.tok(Kind::Eof, i, i);
+                }
+            }
+        }
+        let class = CLASS[usize::from(c)];
+        if class & C_PLAIN_IDENT_START != 0
+            || (class & C_IDENT_START != 0 && !matches!(b.get(i + 1), Some(b'\'') | Some(b'&')))
+        {
+            let mut e = i + 1;
+            while b
+                .get(e)
+                .is_some_and(|&d| CLASS[usize::from(d)] & C_IDENT_CONT != 0)
+            {
+                e += 1;
+            }
+            self.work += 1;
+            self.pos = e;
+            return Token {
+                kind: Kind::Ident,
+                start: i as u32,
+                end: e as u32,
+                kw: keywords::lookup_in(b, i, e),
+            };
+        }
+        let next = b.get(i + 1).copied().unwrap_or(b' ');
+        let mut end = i + 1;
+        let kind = match c {
+            b'(' => Kind::LParen,
+            b')' => Kind::RParen,
+            b',' => Kind::Comma,
+            b';' => Kind::Semicolon,
+            // A one-character operator: scan.l's longest run of `op_chars` is this one
+            // character (no comment start, no trailing `+`/`-` rule applies).
+            _ if class & C_OP != 0 && CLASS[usize::from(next)] & C_OP == 0 => Kind::Op,
+            // `$n` with at most 9 digits (always an int32; longer ones are checked by
+            // `lex`).
+            b'$' if next.is_ascii_digit() => {
+                end = i + 2;
+                while b.get(end).is_some_and(u8::is_ascii_digit) {
+                    end += 1;
+                }
+                if end - i > 10 {
+                    return self.next_slow(err);
+                }
+                Kind::Param
+            }
+            _ => return self.next_slow(err),
+        };
+        self.work += 1;
+        self.pos = end;
+        Token {
+            kind,
+            start: i as u32,
+            end: end as u32,
+            kw: Kw::None,
+        }
+    }
+
+    /// Everything [`Lexer::next_or_eof`]'s fast path does not take.
+    #[inline(never)]
+    fn next_slow(&mut self, err: &mut Option<LexError>) -> Token {
         match self.lex() {
             Ok(t) => t,
             Err(e) => {
@@ -451,7 +553,7 @@ impl<'a> Lexer<'a> {
     #[inline(always)]
     fn tok(&self, kind: Kind, start: usize, end: usize) -> Token {
         let kw = if matches!(kind, Kind::Ident) {
-            keywords::lookup(self.bytes().get(start..end).unwrap_or(&[]))
+            keywords::lookup_in(self.bytes(), start, end)
         } else {
             Kw::None
         };
@@ -1206,6 +1308,100 @@ mod tests {
                 matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0c | 0x0b),
                 "space {b:#x}"
             );
+            assert_eq!(
+                CLASS[usize::from(b)] & C_PLAIN_IDENT_START != 0,
+                start && !b"eEbBxXnNuU".contains(&b),
+                "plain ident start {b:#x}"
+            );
+        }
+    }
+
+    /// `next_or_eof`'s fast path and the general `lex` agree token by token on every
+    /// string of up to three pieces from an alphabet of tricky fragments.
+    #[test]
+    fn fast_path_agrees_with_the_general_lexer() {
+        let pieces = [
+            "",
+            " ",
+            "\t\x0b\x0c",
+            "a",
+            "E",
+            "e'x'",
+            "B'1'",
+            "x'1f'",
+            "N'n'",
+            "n",
+            "U&'a'",
+            "u&\"a\"",
+            "U&x",
+            "select",
+            "SELECT",
+            "_a$1",
+            "\u{e9}t\u{e9}",
+            "(",
+            ")",
+            ",",
+            ";",
+            "--c\n",
+            "/*c*/",
+            "/* /* */ */",
+            "-",
+            "/",
+            "'",
+            "\"",
+            "$1",
+            "$$x$$",
+            ".",
+            "..",
+            ":",
+            "::",
+            "1",
+            "1.5e3",
+            "0x1F",
+            "=",
+            "<>",
+            "\\",
+            "{",
+            "+",
+            "*",
+            "<=",
+            "!",
+            "@-",
+            "#",
+            "$123456789",
+            "$1234567890",
+            "$2147483648",
+            "$0",
+            "$",
+            "$a",
+        ];
+        for a in pieces {
+            for b in pieces {
+                for c in pieces {
+                    let sql = format!("{a}{b}{c}");
+                    let (mut fast, mut slow) = (Lexer::new(&sql), Lexer::new(&sql));
+                    loop {
+                        let mut err = None;
+                        let f = fast.next_or_eof(&mut err);
+                        let s = slow.next_token();
+                        match s {
+                            Ok(s) => {
+                                assert_eq!(f, s, "{sql:?}");
+                                assert!(err.is_none(), "{sql:?}");
+                                assert_eq!(fast.pos(), slow.pos(), "{sql:?}");
+                                if s.kind == Kind::Eof {
+                                    break;
+                                }
+                            }
+                            Err(e) => {
+                                assert_eq!(f.kind, Kind::Eof, "{sql:?}");
+                                assert_eq!(err, Some(e), "{sql:?}");
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
         }
     }
 

@@ -15,7 +15,9 @@
 //! Layout: [`lexer`] (PostgreSQL's `scan.l` token rules), [`keywords`] (every keyword,
 //! identified once per token), [`scope`] (which FROM items and CTEs are visible),
 //! [`parser`] (statements → facts). This module splits the string into statements and
-//! drives the parser.
+//! drives the parser. `flat` is a fast path for the commonest shape of statement (a
+//! single-table point or range query): one pass over the bytes, handing anything else
+//! to the full classifier, and tested to record exactly what the full classifier does.
 //!
 //! Speed: each token is lexed once — the splitter leaves a statement's tokens in a window
 //! the parser reads by index (lookahead and backtracking are index moves) — and keywords
@@ -50,6 +52,7 @@
 //!   outer query levels included (a correlated reference can reach them). A policy check
 //!   must require the column to be allowed on every candidate that has it.
 
+mod flat;
 pub mod keywords;
 pub mod lexer;
 pub mod parser;
@@ -104,7 +107,7 @@ pub struct ClassifyStats {
 /// The classifier's working memory, owned by [`Facts`] (allocated once per buffer).
 pub struct Scratch {
     /// The token window of the statement being classified (fixed capacity).
-    pub(crate) tokens: Vec<lexer::Token>,
+    pub(crate) tokens: Window,
     pub(crate) scopes: scope::Scopes,
     /// The parser's output names (see `Parser`): kept here so that a call does not
     /// initialise the array (only the count is reset).
@@ -115,10 +118,69 @@ pub struct Scratch {
 /// exactly once; longer ones are parsed through a sliding window of this size.
 pub const TOKEN_WINDOW: usize = 2048;
 
+/// A statement's tokens, in a fixed array: reading one is a compare and a load (the
+/// parser reads tokens far more often than anything else).
+pub(crate) struct Window {
+    len: usize,
+    toks: [Token; TOKEN_WINDOW],
+}
+
+impl Window {
+    /// Token `off` of the window, if there is one.
+    #[inline(always)]
+    pub(crate) fn get(&self, off: usize) -> Option<Token> {
+        if off < self.len {
+            self.toks.get(off).copied()
+        } else {
+            None
+        }
+    }
+    /// Appends `t`; false (and nothing kept) when the window is full.
+    #[inline(always)]
+    pub(crate) fn push(&mut self, t: Token) -> bool {
+        match self.toks.get_mut(self.len) {
+            Some(slot) => {
+                *slot = t;
+                self.len += 1;
+                true
+            }
+            None => false,
+        }
+    }
+    pub(crate) fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+    pub(crate) fn is_full(&self) -> bool {
+        self.len >= TOKEN_WINDOW
+    }
+    pub(crate) fn last(&self) -> Option<Token> {
+        self.len.checked_sub(1).and_then(|i| self.get(i))
+    }
+    /// Drops the first `n` tokens (the window slides forward).
+    pub(crate) fn drop_front(&mut self, n: usize) {
+        let n = n.min(self.len);
+        self.toks.copy_within(n..self.len, 0);
+        self.len -= n;
+    }
+}
+
+impl Default for Window {
+    fn default() -> Self {
+        Window {
+            len: 0,
+            toks: [Token::EOF; TOKEN_WINDOW],
+        }
+    }
+}
+
 impl Default for Scratch {
     fn default() -> Self {
         Scratch {
-            tokens: Vec::with_capacity(TOKEN_WINDOW),
+            tokens: Window::default(),
             scopes: scope::Scopes::default(),
             outs: [(0, lexer::Token::EOF); parser::MAX_OUTPUT_NAMES],
         }
@@ -128,7 +190,7 @@ impl Default for Scratch {
 impl std::fmt::Debug for Scratch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Scratch")
-            .field("tokens", &self.tokens.capacity())
+            .field("tokens", &self.tokens.len())
             .finish_non_exhaustive()
     }
 }
@@ -183,7 +245,17 @@ pub fn classify_with_stats(
 ) -> ClassifyStats {
     // Allocated with `facts`; re-created (one allocation) only if a panic ever left it out.
     let mut scratch = facts.take_scratch().unwrap_or_default();
-    let stats = classify_inner(sql, ctx, facts, &mut scratch);
+    let stats = classify_inner(sql, ctx, facts, &mut scratch, true);
+    facts.put_scratch(scratch);
+    stats
+}
+
+/// [`classify`] through the full classifier only (without the fast path for flat
+/// statements, `flat`): the reference the fast path is tested against.
+#[doc(hidden)]
+pub fn classify_general(sql: &str, ctx: &ClassifyContext<'_>, facts: &mut Facts) -> ClassifyStats {
+    let mut scratch = facts.take_scratch().unwrap_or_default();
+    let stats = classify_inner(sql, ctx, facts, &mut scratch, false);
     facts.put_scratch(scratch);
     stats
 }
@@ -193,7 +265,11 @@ fn classify_inner(
     ctx: &ClassifyContext<'_>,
     facts: &mut Facts,
     scratch: &mut Scratch,
+    fast_paths: bool,
 ) -> ClassifyStats {
+    if fast_paths && let Some(stats) = flat::classify_flat(sql, ctx, facts) {
+        return stats;
+    }
     facts.clear();
     let mut stats = ClassifyStats::default();
     // Statement offsets are u32 in Facts: longer strings are one unknown statement.
@@ -316,102 +392,98 @@ const MAX_BEGIN_LEVELS: u32 = 1024;
 ///
 /// The statement's tokens are left in `toks` (as many as its capacity holds, followed by
 /// an `Eof` at `end` when there is room), so the parser does not lex them again.
+///
+/// This loop runs once per token of every statement: it keeps no per-token state beyond
+/// the parenthesis depth (the lexer has no state between tokens, so the resume point is
+/// rebuilt from the last kept token's end), and looks for routine bodies only in
+/// statements that start with `CREATE`.
 #[allow(clippy::type_complexity)]
 fn next_statement<'a>(
     sql: &'a str,
     pos: usize,
     work: &mut u64,
-    toks: &mut Vec<Token>,
+    toks: &mut Window,
 ) -> Option<(usize, usize, usize, Option<&'static str>, Lexer<'a>)> {
     let mut lx = Lexer::at(sql, pos);
     toks.clear();
-    let cap = toks.capacity();
-    let mut resume = lx;
-    let mut start = None;
+    let mut err = None;
+    // Empty statements (`;;`) are skipped.
+    let mut t = lx.next_or_eof(&mut err);
+    while t.kind == Kind::Semicolon {
+        t = lx.next_or_eof(&mut err);
+    }
+    if t.kind == Kind::Eof {
+        *work += lx.work;
+        return err.map(|e| (pos, sql.len(), sql.len(), Some(e.0), lx));
+    }
+    let start = t.start as usize;
+    let create = t.kw == Kw::Create;
     let mut depth = 0u32;
     let mut begin_depth = 0u32;
-    // The first four identifiers, to recognise CREATE [OR REPLACE] FUNCTION/PROCEDURE.
-    let mut first: [u8; 4] = [0; 4]; // 1=create 2=or 3=replace 4=function/procedure 5=other
+    // After CREATE: the next three identifiers, to recognise [OR REPLACE] FUNCTION/PROCEDURE.
+    let mut first: [u8; 4] = [1, 0, 0, 0]; // 1=create 2=or 3=replace 4=function/procedure 5=other
     let mut n_ident = 0usize;
-    let mut end = pos;
+    let mut end;
+    // Byte offset after the last token kept in `toks` (where the parser resumes lexing).
+    let mut kept_end = pos;
     loop {
-        let before = lx.work;
-        let mut err = None;
-        let t = lx.next_or_eof(&mut err);
-        *work += lx.work.saturating_sub(before);
         match t.kind {
-            Kind::Eof => {
-                if let Some(e) = err {
-                    let s = start.unwrap_or(pos);
-                    return Some((s, sql.len(), sql.len(), Some(e.0), lx));
-                }
-                let s = start?;
-                if toks.len() < cap {
-                    toks.push(Token {
-                        kind: Kind::Eof,
-                        start: end as u32,
-                        end: end as u32,
-                        kw: keywords::Kw::None,
-                    });
-                }
-                return Some((s, end, sql.len(), None, resume));
-            }
-            Kind::Semicolon if depth == 0 && begin_depth == 0 => {
-                if let Some(s) = start {
-                    if toks.len() < cap {
-                        toks.push(Token {
-                            kind: Kind::Eof,
-                            start: end as u32,
-                            end: end as u32,
-                            kw: keywords::Kw::None,
-                        });
-                    }
-                    return Some((s, end, t.end as usize, None, resume));
-                }
-                continue;
-            }
             // psqlscan.l counts parentheses only (not brackets).
             Kind::LParen => depth = depth.saturating_add(1),
             Kind::RParen => depth = depth.saturating_sub(1),
-            Kind::Ident => {
+            Kind::Ident if create => {
                 if n_ident < 4 {
-                    first[n_ident] = match t.kw {
-                        Kw::Create => 1,
-                        Kw::Or => 2,
-                        Kw::Replace => 3,
-                        Kw::Function | Kw::Procedure => 4,
-                        _ => 5,
-                    };
+                    if n_ident > 0 {
+                        first[n_ident] = match t.kw {
+                            Kw::Or => 2,
+                            Kw::Replace => 3,
+                            Kw::Function | Kw::Procedure => 4,
+                            _ => 5,
+                        };
+                    }
                     n_ident += 1;
                 }
-                if first[0] == 1 {
-                    let is_routine =
-                        first[1] == 4 || (first[1] == 2 && first[2] == 3 && first[3] == 4);
-                    // Only `BEGIN ATOMIC` opens a body (gram.y: `BEGIN_P ATOMIC
-                    // routine_body_stmt_list END_P`). psql counts any BEGIN, but then
-                    // `CREATE FUNCTION f(begin int) …; DROP TABLE t` would hide the DROP
-                    // inside the CREATE: the server runs it as a statement of its own.
-                    let opens_body = is_routine && begin_depth == 0 && t.kw == Kw::Begin && {
-                        let mut probe = lx;
-                        probe.next_token().is_ok_and(|n| n.kw == Kw::Atomic)
-                    };
-                    if opens_body || (begin_depth > 0 && t.kw == Kw::Case) {
-                        begin_depth = (begin_depth + 1).min(MAX_BEGIN_LEVELS);
-                    } else if begin_depth > 0 && t.kw == Kw::End {
-                        begin_depth -= 1;
-                    }
+                let is_routine = first[1] == 4 || (first[1] == 2 && first[2] == 3 && first[3] == 4);
+                // Only `BEGIN ATOMIC` opens a body (gram.y: `BEGIN_P ATOMIC
+                // routine_body_stmt_list END_P`). psql counts any BEGIN, but then
+                // `CREATE FUNCTION f(begin int) …; DROP TABLE t` would hide the DROP
+                // inside the CREATE: the server runs it as a statement of its own.
+                let opens_body = is_routine && begin_depth == 0 && t.kw == Kw::Begin && {
+                    let mut probe = lx;
+                    probe.next_token().is_ok_and(|n| n.kw == Kw::Atomic)
+                };
+                if opens_body || (begin_depth > 0 && t.kw == Kw::Case) {
+                    begin_depth = (begin_depth + 1).min(MAX_BEGIN_LEVELS);
+                } else if begin_depth > 0 && t.kw == Kw::End {
+                    begin_depth -= 1;
                 }
             }
             _ => {}
         }
-        if start.is_none() {
-            start = Some(t.start as usize);
-        }
         end = t.end as usize;
-        if toks.len() < cap {
-            toks.push(t);
-            resume = lx;
+        if toks.push(t) {
+            kept_end = end;
         }
+        t = lx.next_or_eof(&mut err);
+        let next = match t.kind {
+            Kind::Eof => {
+                if let Some(e) = err {
+                    *work += lx.work;
+                    return Some((start, sql.len(), sql.len(), Some(e.0), lx));
+                }
+                sql.len()
+            }
+            Kind::Semicolon if depth == 0 && begin_depth == 0 => t.end as usize,
+            _ => continue,
+        };
+        *work += lx.work;
+        toks.push(Token {
+            kind: Kind::Eof,
+            start: end as u32,
+            end: end as u32,
+            kw: keywords::Kw::None,
+        });
+        return Some((start, end, next, None, Lexer::at(sql, kept_end)));
     }
 }
 

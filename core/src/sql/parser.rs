@@ -171,7 +171,7 @@ pub struct Parser<'a, 'f, 'c> {
     /// lexes each token once; extended (sliding past tokens already consumed) only for
     /// statements longer than the window, and re-lexed from a token's byte offset only
     /// when the parser backtracks to a token that slid out.
-    toks: &'f mut Vec<Token>,
+    toks: &'f mut super::Window,
     base: usize,
     /// Absolute index of the next token.
     cur: usize,
@@ -239,10 +239,10 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
     /// A parser over the statement `start..end` whose first tokens the splitter left in
     /// `toks`; `resume` is the lexer after the last of them.
     #[allow(clippy::too_many_arguments)]
-    pub fn new(
+    pub(crate) fn new(
         sql: &'a str,
         end: usize,
-        toks: &'f mut Vec<Token>,
+        toks: &'f mut super::Window,
         resume: Lexer<'a>,
         facts: &'f mut Facts,
         scopes: &'f mut Scopes,
@@ -311,11 +311,10 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
     /// tokens travel in registers): a failure is kept in `token_error` and reads as `Eof`.
     #[inline]
     fn tok(&mut self, idx: usize) -> Token {
-        if let Some(t) = idx
-            .checked_sub(self.base)
-            .and_then(|off| self.toks.get(off))
-        {
-            return *t;
+        // `base` is 0 unless a long statement slid the window: `wrapping_sub` turns an
+        // index before it into a huge offset, which the slow path reports.
+        if let Some(t) = self.toks.get(idx.wrapping_sub(self.base)) {
+            return t;
         }
         self.tok_slow(idx)
     }
@@ -329,14 +328,14 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
         }
         loop {
             if let Some(t) = self.toks.get(idx - self.base) {
-                return *t;
+                return t;
             }
             if let Some(last) = self.toks.last()
                 && last.kind == Kind::Eof
             {
-                return *last;
+                return last;
             }
-            if self.toks.len() >= self.toks.capacity() {
+            if self.toks.is_full() {
                 // Slide: drop what was consumed. The window is far larger than any
                 // lookahead, so this always frees room.
                 let drop = self.cur.saturating_sub(self.base).min(self.toks.len());
@@ -344,11 +343,14 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
                     self.token_error.get_or_insert(Fail("lookahead too long"));
                     return self.eof();
                 }
-                self.toks.drain(..drop);
+                self.toks.drop_front(drop);
                 self.base += drop;
             }
             let t = self.lex_more();
-            self.toks.push(t);
+            if !self.toks.push(t) {
+                self.token_error.get_or_insert(Fail("lookahead too long"));
+                return self.eof();
+            }
         }
     }
 
@@ -598,12 +600,16 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
 
     /// Pushes the normalised name of a name token (plain ASCII identifiers are folded
     /// straight into the arena).
+    #[inline]
     fn push_tok(&mut self, t: &Token) -> R<NameRef> {
-        if t.kind == Kind::Ident {
-            let b = self.text(t).as_bytes();
-            if b.len() <= super::lexer::MAX_IDENT_BYTES && b.is_ascii() {
-                return Ok(self.facts.push_ascii_lowercase(b)?);
-            }
+        let (start, end) = (t.start as usize, t.end as usize);
+        if t.kind == Kind::Ident
+            && end.saturating_sub(start) <= super::lexer::MAX_IDENT_BYTES
+            && let Some(n) = self
+                .facts
+                .push_ascii_lowercase(self.sql.as_bytes(), start, end)?
+        {
+            return Ok(n);
         }
         let n = self.name_of(t)?;
         self.push(n.as_str())
@@ -618,6 +624,29 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
         if c.n >= 2 {
             let s = self.push_tok(&c.parts[c.n - 2])?;
             let n = self.push_tok(&c.last())?;
+            return Ok(QualifiedName { schema: s, name: n });
+        }
+        // The commonest case first: a plain identifier, the caller's path, no catalog.
+        let last = c.last();
+        if last.kind == Kind::Ident
+            && self.ctx.catalog.is_none()
+            && matches!(*self.path, super::PathState::Original)
+            && let Some(b) = self
+                .sql
+                .as_bytes()
+                .get(last.start as usize..last.end as usize)
+            && b.is_ascii()
+        {
+            let schema = if b.get(..3).is_some_and(|p| p.eq_ignore_ascii_case(b"pg_")) {
+                Some("pg_catalog")
+            } else {
+                self.ctx.search_path.first().copied()
+            };
+            let s = match schema {
+                Some(s) => self.push(s)?,
+                None => NameRef::EMPTY,
+            };
+            let n = self.push_tok(&last)?;
             return Ok(QualifiedName { schema: s, name: n });
         }
         // The normalised name is needed for catalog lookups only: a plain identifier's

@@ -6,7 +6,7 @@ fn split(sql: &str) -> Vec<(&str, Option<&'static str>)> {
     let mut out = Vec::new();
     let mut pos = 0;
     let mut work = 0;
-    let mut toks = Vec::with_capacity(4);
+    let mut toks = super::Window::default();
     while let Some((s, e, next, err, _)) = next_statement(sql, pos, &mut work, &mut toks) {
         out.push((&sql[s..e], err));
         if next <= pos {

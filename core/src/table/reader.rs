@@ -576,12 +576,14 @@ impl<'a> Table<'a> {
 
     /// Raw bytes of a stored string (validated as UTF-8 at load): for comparisons on the
     /// hot path, where re-validating would cost more than the lookup.
+    #[inline(always)]
     fn raw(&self, s: &StrRef) -> &'a [u8] {
         let start = s.offset.get() as usize;
         let end = start.saturating_add(s.len.get() as usize);
         self.strings.get(start..end).unwrap_or(&[])
     }
 
+    #[inline(always)]
     fn lookup(
         &self,
         kind: u32,
@@ -693,6 +695,7 @@ impl<'a> Table<'a> {
     pub fn table_id(&self, schema: &str, name: &str) -> Option<TableId> {
         self.table_id_bytes(schema.as_bytes(), name.as_bytes())
     }
+    #[inline]
     fn table_id_bytes(&self, schema: &[u8], name: &[u8]) -> Option<TableId> {
         self.lookup(KEY_TABLE, 0, &[schema, name], |id| {
             self.tables
@@ -717,6 +720,7 @@ impl<'a> Table<'a> {
     pub fn column_id(&self, t: TableId, name: &str) -> Option<ColumnId> {
         self.column_id_bytes(t, name.as_bytes())
     }
+    #[inline]
     fn column_id_bytes(&self, t: TableId, name: &[u8]) -> Option<ColumnId> {
         let rec = self.tables.get(t.0 as usize)?;
         let first = rec.first_column.get();
@@ -864,13 +868,13 @@ impl<'a> Table<'a> {
         role: RoleId,
         mask: u64,
         accesses: &[crate::facts::TableAccess],
-        ids: &[Option<TableId>],
+        ids: &[u32],
     ) -> Result<(), (Option<u32>, StatementClass, u16)> {
         for i in bits(mask) {
-            let (Some(a), Some(Some(t))) = (accesses.get(i), ids.get(i)) else {
+            let (Some(a), Some(t)) = (accesses.get(i), declared(ids, i)) else {
                 continue;
             };
-            let (ok, rule) = self.all_columns_allowed(role, a.class, *t);
+            let (ok, rule) = self.all_columns_allowed(role, a.class, t);
             if !ok {
                 return Err((rule, a.class, i as u16));
             }
@@ -972,11 +976,12 @@ impl<'a> Table<'a> {
         let Some(r) = self.roles.get(role.0 as usize) else {
             return false;
         };
+        let count = r.masks_count.get() as usize;
+        if count == 0 {
+            return false;
+        }
         let first = r.masks_first.get() as usize;
-        let masks = self
-            .masks
-            .get(first..first + r.masks_count.get() as usize)
-            .unwrap_or(&[]);
+        let masks = self.masks.get(first..first + count).unwrap_or(&[]);
         let i = masks.partition_point(|m| m.table.get() < table.0);
         masks.get(i).is_some_and(|m| m.table.get() == table.0)
     }
@@ -985,14 +990,15 @@ impl<'a> Table<'a> {
 
     /// Decides every statement of `facts`; the first denied statement denies all.
     pub fn decide_all(&self, role: RoleId, facts: &Facts) -> Verdict {
+        let limits = self.limits(role);
         let mut out = Verdict {
             decision: Decision::Allow,
             allow_rule: None,
-            limits: self.limits(role),
+            limits,
             masked: false,
         };
         for (i, s) in facts.statements().iter().enumerate() {
-            let v = self.decide_statement(role, facts, s, i as u16);
+            let v = self.decide_statement(role, limits, facts, s, i as u16);
             if !v.is_allow() {
                 return v;
             }
@@ -1009,27 +1015,46 @@ impl<'a> Table<'a> {
             .iter()
             .position(|s| std::ptr::eq(s, stmt))
             .unwrap_or(0) as u16;
-        self.decide_statement(role, facts, stmt, index)
+        self.decide_statement(role, self.limits(role), facts, stmt, index)
     }
 
     fn decide_statement(
         &self,
         role: RoleId,
+        limits: Limits,
         facts: &Facts,
         stmt: &StatementFacts,
         statement: u16,
     ) -> Verdict {
-        let limits = self.limits(role);
-        let deny = |rule: Option<u32>, reason: DenyReason| Verdict {
-            decision: Decision::Deny {
-                rule,
-                statement,
-                reason,
+        match self.check_statement(role, facts, stmt) {
+            Ok(Granted { allow_rule, masked }) => Verdict {
+                decision: Decision::Allow,
+                allow_rule,
+                limits,
+                masked,
             },
-            allow_rule: None,
-            limits,
-            masked: false,
-        };
+            Err(Refused { rule, reason }) => Verdict {
+                decision: Decision::Deny {
+                    rule,
+                    statement,
+                    reason,
+                },
+                allow_rule: None,
+                limits,
+                masked: false,
+            },
+        }
+    }
+
+    /// The checks of [`Table::decide_statement`], with small results (the verdict with
+    /// its limits is built once, by the caller).
+    fn check_statement(
+        &self,
+        role: RoleId,
+        facts: &Facts,
+        stmt: &StatementFacts,
+    ) -> Result<Granted, Refused> {
+        let deny = |rule: Option<u32>, reason: DenyReason| Err(Refused { rule, reason });
         if role.0 as usize >= self.roles.len() {
             return deny(None, DenyReason::UnknownRole);
         }
@@ -1046,24 +1071,24 @@ impl<'a> Table<'a> {
             }
             note(rule);
             // An allowed `unknown` says nothing about its facts: there are none to check.
-            return Verdict {
-                decision: Decision::Allow,
+            return Ok(Granted {
                 allow_rule,
-                limits,
                 masked: false,
-            };
+            });
         }
 
         let accesses = facts.tables(stmt);
         // Resolve each access to a declared table once (at most 64 per statement).
-        let mut ids = [None::<TableId>; crate::facts::MAX_TABLES_PER_STATEMENT];
+        // (`u32` with a sentinel rather than `Option<TableId>`: half the bytes to clear.)
+        let mut ids = [UNDECLARED; crate::facts::MAX_TABLES_PER_STATEMENT];
         let mut masked = false;
 
         // Classes with no access in this statement are decided by the class-level cell.
-        for class in stmt.classes.iter() {
-            if accesses.iter().any(|a| a.class == class) {
-                continue;
-            }
+        let mut with_access = ClassSet::EMPTY;
+        for a in accesses {
+            with_access.insert(a.class);
+        }
+        for class in stmt.classes.minus(with_access).iter() {
             let (ok, rule) = self.cell(role, class, None);
             if !ok {
                 return deny(rule, DenyReason::Class(class));
@@ -1089,7 +1114,7 @@ impl<'a> Table<'a> {
                     }
                     note(rule);
                     if let Some(slot) = ids.get_mut(i) {
-                        *slot = Some(t);
+                        *slot = t.0;
                     }
                     if matches!(
                         a.class,
@@ -1143,16 +1168,16 @@ impl<'a> Table<'a> {
                     let cname = facts.name_bytes(n);
                     let mut resolved = false;
                     for i in bits(col.candidates) {
-                        let (Some(a), Some(Some(t))) = (accesses.get(i), ids.get(i)) else {
+                        let (Some(a), Some(t)) = (accesses.get(i), declared(&ids, i)) else {
                             if col.qualified {
                                 resolved = true;
                             }
                             continue;
                         };
-                        match self.column_id_bytes(*t, cname) {
+                        match self.column_id_bytes(t, cname) {
                             Some(c) => {
                                 resolved = true;
-                                let (ok, rule) = self.column_allowed(role, a.class, *t, c);
+                                let (ok, rule) = self.column_allowed(role, a.class, t, c);
                                 if !ok {
                                     return deny(
                                         rule,
@@ -1168,7 +1193,7 @@ impl<'a> Table<'a> {
                                 // `t.x` where the catalog does not know `x`: only a cell
                                 // that allows every column can allow it.
                                 resolved = true;
-                                let (ok, rule) = self.all_columns_allowed(role, a.class, *t);
+                                let (ok, rule) = self.all_columns_allowed(role, a.class, t);
                                 if !ok {
                                     return deny(
                                         rule,
@@ -1222,13 +1247,20 @@ impl<'a> Table<'a> {
             }
         }
 
-        Verdict {
-            decision: Decision::Allow,
-            allow_rule,
-            limits,
-            masked,
-        }
+        Ok(Granted { allow_rule, masked })
     }
+}
+
+/// What an allowed statement passes on to its verdict.
+struct Granted {
+    allow_rule: Option<u32>,
+    masked: bool,
+}
+
+/// Why a statement is denied.
+struct Refused {
+    rule: Option<u32>,
+    reason: DenyReason,
 }
 
 static DEFAULT_CELL: CellRec = CellRec {
@@ -1256,6 +1288,18 @@ fn rule_kind(k: u8) -> Option<RuleKind> {
 }
 
 /// Set bits of a candidate mask, lowest first.
+/// `ids` entry of an access whose table the catalog does not declare.
+const UNDECLARED: u32 = u32::MAX;
+
+/// The declared table of access `i` (see `Table::decide_statement`).
+#[inline]
+fn declared(ids: &[u32], i: usize) -> Option<TableId> {
+    ids.get(i)
+        .copied()
+        .filter(|&t| t != UNDECLARED)
+        .map(TableId)
+}
+
 fn bits(mut m: u64) -> impl Iterator<Item = usize> {
     std::iter::from_fn(move || {
         if m == 0 {
@@ -1318,6 +1362,7 @@ pub(crate) fn glob_matches(pattern: &str, schema: &str, name: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+
     use super::glob_matches;
 
     #[test]

@@ -1,0 +1,395 @@
+//! The fast path for flat statements: one pass over the bytes of the commonest statement
+//! of OLTP traffic, a point or range query on one table —
+//!
+//! `SELECT c [, c …] FROM [s.]t [WHERE c op v {AND | OR} c op v …] [;]`
+//!
+//! where every `c`, `s`, `t` is a plain ASCII identifier (no keyword, at most 63 bytes),
+//! `op` is one of `= <> != < > <= >=` and `v` is a parameter (`$n`), a plain integer, a
+//! standard string (`'…'`) or such a column.
+//!
+//! What it is for: classifying such a string without the full machinery (splitter, token
+//! window, scopes, clause dispatch), which it does not need — a fraction of the cost on
+//! the statement pgbench, ORMs and most services send most.
+//!
+//! What it must never do:
+//! - accept anything it does not fully understand: any byte, token or shape outside the
+//!   subset above (comments, quoted identifiers, prefixed or continued strings, decimal
+//!   or hex numbers, operators other than the comparisons, a second statement, non-ASCII
+//!   identifiers, a catalog to resolve names against, a facts limit reached) returns
+//!   `None` with `facts` cleared, and the full classifier reads the string from scratch;
+//! - record facts that differ from the full classifier's for the same string:
+//!   `tests/classify_fast.rs` compares the two over the regression corpus and generated
+//!   statements and near misses, and `sql::classify_general` is the reference.
+
+use super::keywords::{self, Kw};
+use super::{ClassifyContext, ClassifyStats};
+use crate::class::{ClassSet, StatementClass};
+use crate::facts::{Clause, ColumnName, ColumnRef, Facts, NameRef, QualifiedName, TableAccess};
+
+/// Columns a flat statement may name (more: the full classifier reads it).
+const MAX_FLAT_COLUMNS: usize = 16;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Tok {
+    /// A plain identifier, with the keyword it spells.
+    Ident(Kw),
+    Comma,
+    Dot,
+    /// One of the comparison operators.
+    Compare,
+    /// `$n`, a plain integer or a standard string.
+    Value,
+    Semicolon,
+    End,
+}
+
+/// A token: its kind and byte range, and where the token before it ended.
+#[derive(Clone, Copy)]
+struct T {
+    tok: Tok,
+    start: usize,
+    end: usize,
+    after: usize,
+}
+
+/// The subset's scanner. `next` returns `None` for anything outside the subset.
+struct Scan<'a> {
+    b: &'a [u8],
+    i: usize,
+    tokens: u64,
+}
+
+const SPACE: u8 = 1;
+/// scan.l `ident_cont`, ASCII only (`[A-Za-z0-9_$]`).
+const CONT: u8 = 2;
+/// scan.l `op_chars`.
+const OP: u8 = 4;
+
+/// Byte classes (one load per byte in the scanning loops).
+static CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let c = i as u8;
+        let mut k = 0;
+        if matches!(c, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c) {
+            k |= SPACE;
+        }
+        if c.is_ascii_alphanumeric() || c == b'_' || c == b'$' {
+            k |= CONT;
+        }
+        if matches!(
+            c,
+            b'~' | b'!'
+                | b'@'
+                | b'#'
+                | b'^'
+                | b'&'
+                | b'|'
+                | b'`'
+                | b'?'
+                | b'+'
+                | b'-'
+                | b'*'
+                | b'/'
+                | b'%'
+                | b'<'
+                | b'>'
+                | b'='
+        ) {
+            k |= OP;
+        }
+        t[i] = k;
+        i += 1;
+    }
+    t
+};
+
+#[inline(always)]
+fn class(c: u8) -> u8 {
+    CLASS[usize::from(c)]
+}
+
+/// scan.l `ident_cont`, ASCII only.
+#[inline(always)]
+fn ident_cont(c: u8) -> bool {
+    class(c) & CONT != 0
+}
+
+impl Scan<'_> {
+    #[inline(always)]
+    fn next(&mut self) -> Option<T> {
+        let b = self.b;
+        let after = self.i;
+        let mut i = self.i;
+        while b.get(i).is_some_and(|&c| class(c) & SPACE != 0) {
+            i += 1;
+        }
+        let start = i;
+        self.tokens += 1;
+        let Some(&c) = b.get(i) else {
+            self.i = i;
+            return Some(T {
+                tok: Tok::End,
+                start,
+                end: start,
+                after,
+            });
+        };
+        let tok = match c {
+            b'a'..=b'z' | b'A'..=b'Z' | b'_' => {
+                i += 1;
+                while b.get(i).copied().is_some_and(ident_cont) {
+                    i += 1;
+                }
+                // A quote or `&` right after a name would make it a prefixed literal
+                // (`E'…'`, `U&"…"`, …); non-ASCII bytes continue an identifier.
+                if i - start > super::lexer::MAX_IDENT_BYTES
+                    || b.get(i)
+                        .is_some_and(|&n| matches!(n, b'\'' | b'"' | b'&') || n >= 0x80)
+                {
+                    return None;
+                }
+                Tok::Ident(keywords::lookup_in(b, start, i))
+            }
+            b',' => {
+                i += 1;
+                Tok::Comma
+            }
+            b';' => {
+                i += 1;
+                Tok::Semicolon
+            }
+            // Not `.5` (a number) nor `..`.
+            b'.' => {
+                i += 1;
+                if b.get(i).is_some_and(|&n| n.is_ascii_digit() || n == b'.') {
+                    return None;
+                }
+                Tok::Dot
+            }
+            b'0'..=b'9' => {
+                while b.get(i).is_some_and(u8::is_ascii_digit) {
+                    i += 1;
+                }
+                // `1.5`, `1e5`, `0x1F`, `1_000`, `1abc`: not plain integers.
+                if b.get(i)
+                    .is_some_and(|&n| ident_cont(n) || n == b'.' || n >= 0x80)
+                {
+                    return None;
+                }
+                Tok::Value
+            }
+            b'$' => {
+                i += 1;
+                while b.get(i).is_some_and(u8::is_ascii_digit) {
+                    i += 1;
+                }
+                // `$` + 1..=9 digits (always an int32), and then no identifier byte.
+                if !(2..=10).contains(&(i - start))
+                    || b.get(i).is_some_and(|&n| ident_cont(n) || n >= 0x80)
+                {
+                    return None;
+                }
+                Tok::Value
+            }
+            b'\'' => {
+                // standard_conforming_strings: `''` is the only escape.
+                i += 1;
+                loop {
+                    match b.get(i) {
+                        None => return None,
+                        Some(b'\'') if b.get(i + 1) == Some(&b'\'') => i += 2,
+                        Some(b'\'') => break,
+                        Some(_) => i += 1,
+                    }
+                }
+                i += 1;
+                Tok::Value
+            }
+            _ => {
+                // An operator: the whole run of scan.l `op_chars` must be a comparison
+                // (so no comment start and no trailing `+`/`-` rule is involved).
+                while b.get(i).is_some_and(|&n| class(n) & OP != 0) {
+                    i += 1;
+                }
+                match b.get(start..i) {
+                    Some(b"=" | b"<>" | b"!=" | b"<" | b">" | b"<=" | b">=") => Tok::Compare,
+                    _ => return None,
+                }
+            }
+        };
+        self.i = i;
+        Some(T {
+            tok,
+            start,
+            end: i,
+            after,
+        })
+    }
+
+    /// The next token if it is a plain identifier (no keyword).
+    #[inline(always)]
+    fn name(&mut self) -> Option<T> {
+        self.next().filter(|t| t.tok == Tok::Ident(Kw::None))
+    }
+}
+
+/// Classifies `sql` if it is one flat statement (see the module docs); `None` (with
+/// `facts` cleared) otherwise.
+pub(super) fn classify_flat(
+    sql: &str,
+    ctx: &ClassifyContext<'_>,
+    facts: &mut Facts,
+) -> Option<ClassifyStats> {
+    // Names would be resolved against the catalog: the full classifier does that.
+    if ctx.catalog.is_some() {
+        return None;
+    }
+    let b = sql.as_bytes();
+    let mut s = Scan { b, i: 0, tokens: 0 };
+    let select = s.next()?;
+    if select.tok != Tok::Ident(Kw::Select) {
+        return None;
+    }
+    // (token, clause) of every column, in the full classifier's order: the select list,
+    // then WHERE left to right.
+    let none = T {
+        tok: Tok::End,
+        start: 0,
+        end: 0,
+        after: 0,
+    };
+    let mut cols = [(none, Clause::SelectList); MAX_FLAT_COLUMNS];
+    let mut n = 0;
+    loop {
+        let c = s.name()?;
+        *cols.get_mut(n)? = (c, Clause::SelectList);
+        n += 1;
+        match s.next()?.tok {
+            Tok::Comma => continue,
+            Tok::Ident(Kw::From) => break,
+            _ => return None,
+        }
+    }
+    let first = s.name()?;
+    let mut second = None;
+    let mut t = s.next()?;
+    if t.tok == Tok::Dot {
+        second = Some(s.name()?);
+        t = s.next()?;
+    }
+    if t.tok == Tok::Ident(Kw::Where) {
+        loop {
+            let c = s.name()?;
+            if s.next()?.tok != Tok::Compare {
+                return None;
+            }
+            *cols.get_mut(n)? = (c, Clause::Where);
+            n += 1;
+            let v = s.next()?;
+            match v.tok {
+                Tok::Value => {}
+                Tok::Ident(Kw::None) => {
+                    *cols.get_mut(n)? = (v, Clause::Where);
+                    n += 1;
+                }
+                _ => return None,
+            }
+            t = s.next()?;
+            if !matches!(t.tok, Tok::Ident(Kw::And) | Tok::Ident(Kw::Or)) {
+                break;
+            }
+        }
+    }
+    // The statement ends with the token before `t`; only blanks may follow a `;`.
+    let end = t.after;
+    if t.tok == Tok::Semicolon {
+        t = s.next()?;
+    }
+    if t.tok != Tok::End {
+        return None;
+    }
+    let stats = ClassifyStats { work: s.tokens };
+    facts.clear();
+    if record(b, ctx, facts, select.start, end, first, second, &cols[..n]).is_none() {
+        // A facts limit: the full classifier says what that means.
+        facts.clear();
+        return None;
+    }
+    Some(stats)
+}
+
+/// Records the facts of a flat statement, exactly as the full classifier would.
+#[allow(clippy::too_many_arguments)]
+fn record(
+    b: &[u8],
+    ctx: &ClassifyContext<'_>,
+    facts: &mut Facts,
+    start: usize,
+    end: usize,
+    first: T,
+    second: Option<T>,
+    cols: &[(T, Clause)],
+) -> Option<()> {
+    let name = |facts: &mut Facts, t: T| -> Option<NameRef> {
+        facts.push_ascii_lowercase(b, t.start, t.end).ok().flatten()
+    };
+    facts
+        .begin_statement(u32::try_from(start).ok()?, u32::try_from(end).ok()?)
+        .ok()?;
+    // The relation, resolved as `Parser::resolve_table` does without a catalog:
+    // qualified as written; unqualified `pg_*` in pg_catalog, else the first schema of
+    // the search path.
+    let (schema, table) = match second {
+        Some(t) => (name(facts, first)?, t),
+        None => {
+            let pg = b
+                .get(first.start..first.end)
+                .and_then(|n| n.get(..3))
+                .is_some_and(|p| p.eq_ignore_ascii_case(b"pg_"));
+            let schema = if pg {
+                Some("pg_catalog")
+            } else {
+                ctx.search_path.first().copied()
+            };
+            let s = match schema {
+                Some(s) => facts.push_name(s).ok()?,
+                None => NameRef::EMPTY,
+            };
+            (s, first)
+        }
+    };
+    let q = QualifiedName {
+        schema,
+        name: name(facts, table)?,
+    };
+    let access = facts
+        .push_table(TableAccess {
+            class: StatementClass::Select,
+            name: q,
+        })
+        .ok()?;
+    let bit = 1u64 << access;
+    let table_name = b.get(table.start..table.end)?;
+    for &(c, clause) in cols {
+        // A column named like the table is (also) a whole-row reference to it.
+        let same = b
+            .get(c.start..c.end)
+            .is_some_and(|n| n.eq_ignore_ascii_case(table_name));
+        let n = name(facts, c)?;
+        facts
+            .push_column(ColumnRef {
+                name: ColumnName::Named(n),
+                candidates: bit,
+                whole_row: if same { bit } else { 0 },
+                qualified: false,
+                clause,
+                output_alias: false,
+            })
+            .ok()?;
+    }
+    let s = facts.current_mut()?;
+    s.classes = ClassSet::single(StatementClass::Select);
+    Some(())
+}
