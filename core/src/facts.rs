@@ -400,7 +400,7 @@ impl Facts {
     /// fast path for plain identifiers; `None`, and nothing kept, otherwise). Eight bytes
     /// at a time: each word is checked, folded and stored whole (the arena has 8 bytes of
     /// slack), then the arena is trimmed to the name's end.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn push_ascii_lowercase(
         &mut self,
         sql: &[u8],

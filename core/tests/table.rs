@@ -323,6 +323,35 @@ fn round_trip_lookups() {
     assert_eq!(t.source_digest(), [7; 32]);
 }
 
+/// Narrow tables are searched column by column, wide ones through the name index: both
+/// find every column at its position and nothing else.
+#[test]
+fn column_lookup_narrow_and_wide_tables() {
+    for width in [1usize, 3, 8, 9, 20, 70] {
+        let names: Vec<String> = (0..width).map(|i| format!("c{}_{}", i % 7, i)).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let mut p = sample();
+        p.catalog.tables.push(TableDecl {
+            schema: "public".into(),
+            name: "wide".into(),
+            columns: cols(&refs),
+            tags: vec![],
+        });
+        let bytes = write(&p);
+        let t = Table::parse(&bytes).unwrap();
+        let w = t.table_id("public", "wide").unwrap();
+        assert_eq!(t.column_count(w) as usize, width);
+        for (i, n) in names.iter().enumerate() {
+            let c = t.column_id(w, n).unwrap_or_else(|| panic!("{width}: {n}"));
+            assert_eq!(t.column_name(w, c), n.as_str(), "{width}");
+            assert!(t.column_id(w, &format!("{n}x")).is_none());
+            assert!(t.column_id(w, &n[..n.len() - 1]).is_none() || i >= 10);
+        }
+        assert!(t.column_id(w, "").is_none());
+        assert!(t.column_id(w, "id").is_none(), "another table's column");
+    }
+}
+
 #[test]
 fn decide_statements() {
     let bytes = write(&sample());

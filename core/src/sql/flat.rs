@@ -116,9 +116,40 @@ fn ident_cont(c: u8) -> bool {
     class(c) & CONT != 0
 }
 
+/// `word` as a keyword spelling, lower case, zero-padded (for the structural keywords).
+const fn kw_word(word: &[u8]) -> u64 {
+    let mut w = 0u64;
+    let mut i = 0;
+    while i < word.len() {
+        w |= (word[i] as u64) << (8 * i);
+        i += 1;
+    }
+    w
+}
+const SELECT: u64 = kw_word(b"select");
+const FROM: u64 = kw_word(b"from");
+const WHERE: u64 = kw_word(b"where");
+const AND: u64 = kw_word(b"and");
+const OR: u64 = kw_word(b"or");
+
 impl Scan<'_> {
+    /// The next token, where a name may stand: an identifier is looked up among all
+    /// keywords (a name must be none).
     #[inline(always)]
     fn next(&mut self) -> Option<T> {
+        self.scan(true)
+    }
+
+    /// The next token, where only a structural keyword (`SELECT`, `FROM`, `WHERE`, `AND`,
+    /// `OR`) or punctuation may stand: an identifier is compared with those five only and
+    /// is `Ident(Kw::None)` otherwise, which no such position accepts.
+    #[inline(always)]
+    fn next_structural(&mut self) -> Option<T> {
+        self.scan(false)
+    }
+
+    #[inline(always)]
+    fn scan(&mut self, names: bool) -> Option<T> {
         let b = self.b;
         let after = self.i;
         let mut i = self.i;
@@ -150,7 +181,24 @@ impl Scan<'_> {
                 {
                     return None;
                 }
-                Tok::Ident(keywords::lookup_in(b, start, i))
+                if names {
+                    Tok::Ident(keywords::lookup_in(b, start, i))
+                } else {
+                    let n = i - start;
+                    let w = if n <= 8 {
+                        keywords::fold(keywords::load_word(b, start) & (u64::MAX >> (64 - 8 * n)))
+                    } else {
+                        0
+                    };
+                    Tok::Ident(match (n, w) {
+                        (6, SELECT) => Kw::Select,
+                        (4, FROM) => Kw::From,
+                        (5, WHERE) => Kw::Where,
+                        (3, AND) => Kw::And,
+                        (2, OR) => Kw::Or,
+                        _ => Kw::None,
+                    })
+                }
             }
             b',' => {
                 i += 1;
@@ -248,7 +296,7 @@ pub(super) fn classify_flat(
     }
     let b = sql.as_bytes();
     let mut s = Scan { b, i: 0, tokens: 0 };
-    let select = s.next()?;
+    let select = s.next_structural()?;
     if select.tok != Tok::Ident(Kw::Select) {
         return None;
     }
@@ -266,7 +314,7 @@ pub(super) fn classify_flat(
         let c = s.name()?;
         *cols.get_mut(n)? = (c, Clause::SelectList);
         n += 1;
-        match s.next()?.tok {
+        match s.next_structural()?.tok {
             Tok::Comma => continue,
             Tok::Ident(Kw::From) => break,
             _ => return None,
@@ -274,15 +322,15 @@ pub(super) fn classify_flat(
     }
     let first = s.name()?;
     let mut second = None;
-    let mut t = s.next()?;
+    let mut t = s.next_structural()?;
     if t.tok == Tok::Dot {
         second = Some(s.name()?);
-        t = s.next()?;
+        t = s.next_structural()?;
     }
     if t.tok == Tok::Ident(Kw::Where) {
         loop {
             let c = s.name()?;
-            if s.next()?.tok != Tok::Compare {
+            if s.next_structural()?.tok != Tok::Compare {
                 return None;
             }
             *cols.get_mut(n)? = (c, Clause::Where);
@@ -296,7 +344,7 @@ pub(super) fn classify_flat(
                 }
                 _ => return None,
             }
-            t = s.next()?;
+            t = s.next_structural()?;
             if !matches!(t.tok, Tok::Ident(Kw::And) | Tok::Ident(Kw::Or)) {
                 break;
             }
@@ -305,7 +353,7 @@ pub(super) fn classify_flat(
     // The statement ends with the token before `t`; only blanks may follow a `;`.
     let end = t.after;
     if t.tok == Tok::Semicolon {
-        t = s.next()?;
+        t = s.next_structural()?;
     }
     if t.tok != Tok::End {
         return None;

@@ -882,6 +882,33 @@ static CATEGORY: [u8; LIST.len() + 1] = {
     c
 };
 
+/// A letter's bucket for [`PREFIXES`]: `a`–`z` (either case) are 0–25, anything else 26.
+#[inline(always)]
+const fn bucket(c: u8) -> usize {
+    let l = c | 0x20;
+    if l >= b'a' && l <= b'z' {
+        (l - b'a') as usize
+    } else {
+        26
+    }
+}
+
+/// `PREFIXES[len][first]` has bit `second` set when some keyword of `len` bytes starts with
+/// those two letters (buckets as [`bucket`]; one-letter keywords use second bucket 26). A
+/// clear bit proves the word is no keyword without hashing it: most names are rejected
+/// by one load.
+static PREFIXES: [[u32; 27]; MAX_KEYWORD_LEN + 1] = {
+    let mut t = [[0u32; 27]; MAX_KEYWORD_LEN + 1];
+    let mut i = 0;
+    while i < LIST.len() {
+        let w = LIST[i].0.as_bytes();
+        let second = if w.len() > 1 { bucket(w[1]) } else { 26 };
+        t[w.len()][bucket(w[0])] |= 1 << second;
+        i += 1;
+    }
+    t
+};
+
 /// The keyword an unquoted identifier spells (any case), or `Kw::None`.
 #[inline(always)]
 pub fn lookup(word: &[u8]) -> Kw {
@@ -894,6 +921,19 @@ pub fn lookup(word: &[u8]) -> Kw {
 pub fn lookup_in(b: &[u8], start: usize, end: usize) -> Kw {
     let n = end.wrapping_sub(start);
     if n == 0 || n > MAX_KEYWORD_LEN || end > b.len() {
+        return Kw::None;
+    }
+    let first = bucket(b.get(start).copied().unwrap_or(0));
+    let second = if n > 1 {
+        bucket(b.get(start + 1).copied().unwrap_or(0))
+    } else {
+        26
+    };
+    if PREFIXES
+        .get(n)
+        .and_then(|r| r.get(first))
+        .is_none_or(|m| m & (1 << second) == 0)
+    {
         return Kw::None;
     }
     let w0 = word_rt(b, start, n, 0);

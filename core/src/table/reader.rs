@@ -722,8 +722,24 @@ impl<'a> Table<'a> {
     }
     #[inline]
     fn column_id_bytes(&self, t: TableId, name: &[u8]) -> Option<ColumnId> {
+        /// Tables up to this wide are searched in order (a length compare per column
+        /// beats hashing the name); wider ones through the name index.
+        const SCAN_COLUMNS: u32 = 8;
         let rec = self.tables.get(t.0 as usize)?;
         let first = rec.first_column.get();
+        let count = rec.column_count.get();
+        if count <= SCAN_COLUMNS {
+            // Column names are unique within a table (the compiler's catalog checks it),
+            // so the first match is the only one, as the index would find.
+            let cols = self
+                .columns
+                .get(first as usize..(first + count) as usize)
+                .unwrap_or(&[]);
+            return cols
+                .iter()
+                .position(|c| c.name.len.get() as usize == name.len() && self.raw(&c.name) == name)
+                .map(|i| ColumnId(i as u32));
+        }
         self.lookup(KEY_COLUMN, t.0, &[name], |gid| {
             gid >= first
                 && gid - first < rec.column_count.get()
@@ -781,6 +797,7 @@ impl<'a> Table<'a> {
 
     // ---- cells ----
 
+    #[inline]
     fn cell_rec(&self, role: RoleId, class: StatementClass, table: Option<TableId>) -> &'a CellRec {
         let row_len = self.tables.len() + 1;
         let slot = match table {
@@ -820,6 +837,7 @@ impl<'a> Table<'a> {
     }
 
     /// Whether one column is allowed for (role, class, table), with the deciding rule.
+    #[inline]
     pub fn column_allowed(
         &self,
         role: RoleId,
@@ -863,6 +881,7 @@ impl<'a> Table<'a> {
     /// Every access in `mask` must allow every column (`*`, whole-row references, names the
     /// catalog does not know). Returns the first refusal: (rule, class, access index).
     /// Accesses of undeclared tables (allowed by a pattern) allow all their columns.
+    #[cold]
     fn all_columns_of(
         &self,
         role: RoleId,
@@ -883,6 +902,7 @@ impl<'a> Table<'a> {
     }
 
     /// Evaluates the role's pattern rules of `kind` for an undeclared name.
+    #[cold]
     fn pattern_verdict(
         &self,
         role: RoleId,
