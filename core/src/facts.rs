@@ -248,9 +248,13 @@ impl Arena {
     /// the slack) without counting it: the caller sets the length with `set_len`.
     #[inline(always)]
     fn store_word(&mut self, at: usize, w: u64) -> bool {
-        match self.buf.get_mut(at..at + 8) {
+        match self
+            .buf
+            .get_mut(at..)
+            .and_then(|s| s.first_chunk_mut::<8>())
+        {
             Some(d) => {
-                d.copy_from_slice(&w.to_le_bytes());
+                *d = w.to_le_bytes();
                 true
             }
             None => false,

@@ -43,19 +43,20 @@ enum Tok {
     End,
 }
 
-/// A token: its kind and byte range, and where the token before it ended.
+/// A token: its kind and byte range (small enough to travel in registers).
 #[derive(Clone, Copy)]
 struct T {
     tok: Tok,
-    start: usize,
-    end: usize,
-    after: usize,
+    start: u32,
+    end: u32,
 }
 
 /// The subset's scanner. `next` returns `None` for anything outside the subset.
 struct Scan<'a> {
     b: &'a [u8],
     i: usize,
+    /// Where the token before the last one returned ended.
+    prev_end: usize,
     tokens: u64,
 }
 
@@ -151,7 +152,7 @@ impl Scan<'_> {
     #[inline(always)]
     fn scan(&mut self, names: bool) -> Option<T> {
         let b = self.b;
-        let after = self.i;
+        self.prev_end = self.i;
         let mut i = self.i;
         while b.get(i).is_some_and(|&c| class(c) & SPACE != 0) {
             i += 1;
@@ -162,9 +163,8 @@ impl Scan<'_> {
             self.i = i;
             return Some(T {
                 tok: Tok::End,
-                start,
-                end: start,
-                after,
+                start: start as u32,
+                end: start as u32,
             });
         };
         let tok = match c {
@@ -270,9 +270,8 @@ impl Scan<'_> {
         self.i = i;
         Some(T {
             tok,
-            start,
-            end: i,
-            after,
+            start: start as u32,
+            end: i as u32,
         })
     }
 
@@ -295,24 +294,28 @@ pub(super) fn classify_flat(
         return None;
     }
     let b = sql.as_bytes();
-    let mut s = Scan { b, i: 0, tokens: 0 };
+    // Offsets are u32 in tokens and facts.
+    if b.len() > u32::MAX as usize / 2 {
+        return None;
+    }
+    let mut s = Scan {
+        b,
+        i: 0,
+        prev_end: 0,
+        tokens: 0,
+    };
     let select = s.next_structural()?;
     if select.tok != Tok::Ident(Kw::Select) {
         return None;
     }
-    // (token, clause) of every column, in the full classifier's order: the select list,
-    // then WHERE left to right.
-    let none = T {
-        tok: Tok::End,
-        start: 0,
-        end: 0,
-        after: 0,
-    };
-    let mut cols = [(none, Clause::SelectList); MAX_FLAT_COLUMNS];
+    // Byte ranges of every column, in the full classifier's order: the select list, then
+    // WHERE left to right (from `where_from` on). Plain pairs: clearing them is a few
+    // vector stores.
+    let mut cols = [(0u32, 0u32); MAX_FLAT_COLUMNS];
     let mut n = 0;
     loop {
         let c = s.name()?;
-        *cols.get_mut(n)? = (c, Clause::SelectList);
+        *cols.get_mut(n)? = (c.start, c.end);
         n += 1;
         match s.next_structural()?.tok {
             Tok::Comma => continue,
@@ -327,19 +330,20 @@ pub(super) fn classify_flat(
         second = Some(s.name()?);
         t = s.next_structural()?;
     }
+    let where_from = n;
     if t.tok == Tok::Ident(Kw::Where) {
         loop {
             let c = s.name()?;
             if s.next_structural()?.tok != Tok::Compare {
                 return None;
             }
-            *cols.get_mut(n)? = (c, Clause::Where);
+            *cols.get_mut(n)? = (c.start, c.end);
             n += 1;
             let v = s.next()?;
             match v.tok {
                 Tok::Value => {}
                 Tok::Ident(Kw::None) => {
-                    *cols.get_mut(n)? = (v, Clause::Where);
+                    *cols.get_mut(n)? = (v.start, v.end);
                     n += 1;
                 }
                 _ => return None,
@@ -351,7 +355,7 @@ pub(super) fn classify_flat(
         }
     }
     // The statement ends with the token before `t`; only blanks may follow a `;`.
-    let end = t.after;
+    let end = s.prev_end;
     if t.tok == Tok::Semicolon {
         t = s.next_structural()?;
     }
@@ -360,7 +364,20 @@ pub(super) fn classify_flat(
     }
     let stats = ClassifyStats { work: s.tokens };
     facts.clear();
-    if record(b, ctx, facts, select.start, end, first, second, &cols[..n]).is_none() {
+    let cols = cols.get(..n)?;
+    if record(
+        b,
+        ctx,
+        facts,
+        select.start as usize,
+        end,
+        first,
+        second,
+        cols,
+        where_from,
+    )
+    .is_none()
+    {
         // A facts limit: the full classifier says what that means.
         facts.clear();
         return None;
@@ -378,10 +395,14 @@ fn record(
     end: usize,
     first: T,
     second: Option<T>,
-    cols: &[(T, Clause)],
+    cols: &[(u32, u32)],
+    where_from: usize,
 ) -> Option<()> {
     let name = |facts: &mut Facts, t: T| -> Option<NameRef> {
-        facts.push_ascii_lowercase(b, t.start, t.end).ok().flatten()
+        facts
+            .push_ascii_lowercase(b, t.start as usize, t.end as usize)
+            .ok()
+            .flatten()
     };
     facts
         .begin_statement(u32::try_from(start).ok()?, u32::try_from(end).ok()?)
@@ -393,7 +414,7 @@ fn record(
         Some(t) => (name(facts, first)?, t),
         None => {
             let pg = b
-                .get(first.start..first.end)
+                .get(first.start as usize..first.end as usize)
                 .and_then(|n| n.get(..3))
                 .is_some_and(|p| p.eq_ignore_ascii_case(b"pg_"));
             let schema = if pg {
@@ -419,13 +440,21 @@ fn record(
         })
         .ok()?;
     let bit = 1u64 << access;
-    let table_name = b.get(table.start..table.end)?;
-    for &(c, clause) in cols {
+    let table_name = b.get(table.start as usize..table.end as usize)?;
+    for (k, &(start, end)) in cols.iter().enumerate() {
+        let clause = if k < where_from {
+            Clause::SelectList
+        } else {
+            Clause::Where
+        };
         // A column named like the table is (also) a whole-row reference to it.
         let same = b
-            .get(c.start..c.end)
+            .get(start as usize..end as usize)
             .is_some_and(|n| n.eq_ignore_ascii_case(table_name));
-        let n = name(facts, c)?;
+        let n = facts
+            .push_ascii_lowercase(b, start as usize, end as usize)
+            .ok()
+            .flatten()?;
         facts
             .push_column(ColumnRef {
                 name: ColumnName::Named(n),

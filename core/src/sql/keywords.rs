@@ -777,8 +777,8 @@ const fn word(b: &[u8], s: usize, n: usize, k: usize) -> u64 {
 /// one unaligned load when eight bytes are there to read.
 #[inline(always)]
 pub(crate) fn load_word(b: &[u8], s: usize) -> u64 {
-    match b.get(s..s + 8).and_then(|c| <[u8; 8]>::try_from(c).ok()) {
-        Some(a) => u64::from_le_bytes(a),
+    match b.get(s..).and_then(|c| c.first_chunk::<8>()) {
+        Some(&a) => u64::from_le_bytes(a),
         None => load(b, s, 8),
     }
 }

@@ -260,18 +260,27 @@ pub fn part_hash(b: &[u8]) -> u64 {
         0xb7e1_5162_8aed_2a6b,
         0x6a09_e667_f3bc_c909,
     ];
+    // Word `k` is rotated by 13 × (k / 8) bits (0 for names up to 63 bytes) so that
+    // words 8 apart, which share a multiplier, do not cancel out.
+    #[inline(always)]
+    fn term(w: u64, k: usize) -> u64 {
+        let w = if k < 8 {
+            w
+        } else {
+            w.rotate_left((k / 8) as u32 * 13)
+        };
+        (w ^ 0x5555_5555_5555_5555).wrapping_mul(MUL[k & 7])
+    }
     let mut h = (b.len() as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     let mut chunks = b.chunks_exact(8);
     let mut k = 0usize;
     for c in &mut chunks {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(c);
-        let w = u64::from_le_bytes(w).rotate_left((k / 8) as u32 * 13);
-        h = h.wrapping_add((w ^ 0x5555_5555_5555_5555).wrapping_mul(MUL[k % 8]));
+        if let Some(&a) = c.first_chunk::<8>() {
+            h = h.wrapping_add(term(u64::from_le_bytes(a), k));
+        }
         k += 1;
     }
-    let w = crate::sql::keywords::tail_word(chunks.remainder()).rotate_left((k / 8) as u32 * 13);
-    h.wrapping_add((w ^ 0x5555_5555_5555_5555).wrapping_mul(MUL[k % 8]))
+    h.wrapping_add(term(crate::sql::keywords::tail_word(chunks.remainder()), k))
 }
 
 /// Hash of a name-index key: the key kind, a prefix (the table id for columns) and the
