@@ -1,6 +1,7 @@
 //! classify() per statement, side by side with libpg_query's parse (pg_query crate) of the
 //! same statements in the same run: the regression corpus (a sample) and pgbench's
-//! statements.
+//! statements; and pgbench -S's statement classified and decided against a compiled
+//! policy, as the data plane does per Parse or Query (`pgate_classify_and_decide`).
 //!
 //! Run: `cargo bench -p pgate-core --bench classify -- --warm-up-time 1 --measurement-time 3`
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests and benches fail loudly

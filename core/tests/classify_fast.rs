@@ -280,3 +280,130 @@ fn fast_path_is_taken_for_flat_statements() {
     let general = classify_with_stats(miss, &ctx, &mut facts).work;
     assert!(general > fast, "{general} > {fast}");
 }
+
+mod random {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Pieces a flat statement is made of, and the ones that must send it back to the
+    /// full classifier.
+    const PIECES: &[&str] = &[
+        "a",
+        "b",
+        "Ab",
+        "t",
+        "s",
+        "pgbench_accounts",
+        "x$1",
+        "_",
+        "from",
+        "FROM",
+        "where",
+        "and",
+        "or",
+        "OR",
+        "not",
+        "select",
+        "user",
+        "name",
+        "order",
+        ",",
+        ".",
+        ";",
+        "=",
+        "<>",
+        "!=",
+        "<",
+        ">=",
+        "=-",
+        "$1",
+        "$22",
+        "1",
+        "007",
+        "1.5",
+        "'x'",
+        "''",
+        "'a''b'",
+        "E'x'",
+        "\"q\"",
+        "(",
+        ")",
+        "*",
+        "--c\n",
+        "/*c*/",
+        "\u{e9}",
+        "\t",
+        "\n",
+        "\x0c",
+        " ",
+    ];
+
+    /// A flat statement built from random names, operators and values, then with up to
+    /// two random pieces inserted or substituted (most of those leave the subset).
+    fn statement(max_edits: usize) -> impl Strategy<Value = String> {
+        let name = prop::sample::select(&["a", "b", "Ab", "t", "x$1", "_", "pgbench_accounts"][..]);
+        let op = prop::sample::select(&["=", "<>", "!=", "<", ">", "<=", ">="][..]);
+        let value =
+            prop::sample::select(&["$1", "$22", "1", "007", "'x'", "''", "'a''b'", "b"][..]);
+        let joiner = prop::sample::select(&["AND", "or"][..]);
+        let targets = prop::collection::vec(name.clone(), 1..4);
+        let preds = prop::collection::vec((name.clone(), op, value, joiner), 0..4);
+        let table = (name.clone(), prop::option::of(name));
+        let edits = prop::collection::vec(
+            (
+                any::<prop::sample::Index>(),
+                prop::sample::select(PIECES),
+                any::<bool>(),
+            ),
+            0..=max_edits,
+        );
+        let tail = prop::sample::select(&["", ";", " ; ", "\n"][..]);
+        (targets, table, preds, edits, tail).prop_map(|(targets, (t, s), preds, edits, tail)| {
+            let mut words: Vec<String> = vec!["SELECT".into()];
+            for (k, c) in targets.iter().enumerate() {
+                if k > 0 {
+                    words.push(",".into());
+                }
+                words.push((*c).into());
+            }
+            words.push("FROM".into());
+            match s {
+                Some(s) => words.push(format!("{t}.{s}")),
+                None => words.push(t.into()),
+            }
+            for (k, (c, op, v, j)) in preds.iter().enumerate() {
+                words.push(if k == 0 { "WHERE".into() } else { (*j).into() });
+                words.extend([(*c).into(), (*op).into(), (*v).into()]);
+            }
+            for (at, piece, replace) in edits {
+                let i = at.index(words.len() + 1);
+                if replace && i < words.len() {
+                    words[i] = piece.into();
+                } else {
+                    words.insert(i.min(words.len()), piece.into());
+                }
+            }
+            words.join(" ") + tail
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+        #[test]
+        fn fast_path_agrees_on_random_statements(sql in statement(2)) {
+            let (mut fast, mut general) = (Facts::default(), Facts::default());
+            for path in [&["public"][..], &["s", "public"][..], &[][..]] {
+                let ctx = ClassifyContext { search_path: path, catalog: None };
+                both(&sql, &ctx, &mut fast, &mut general);
+            }
+        }
+
+        /// Unedited, the generator's statements are flat: the fast path takes them.
+        #[test]
+        fn generated_flat_statements_take_the_fast_path(sql in statement(0)) {
+            let (mut fast, mut general) = (Facts::default(), Facts::default());
+            let ctx = ClassifyContext::default();
+            prop_assert!(both(&sql, &ctx, &mut fast, &mut general), "{sql:?}");
+        }
+    }
+}
