@@ -243,9 +243,13 @@ pub fn classify_with_stats(
     ctx: &ClassifyContext<'_>,
     facts: &mut Facts,
 ) -> ClassifyStats {
+    // The fast path needs no scratch space.
+    if let Some(stats) = flat::classify_flat(sql, ctx, facts) {
+        return stats;
+    }
     // Allocated with `facts`; re-created (one allocation) only if a panic ever left it out.
     let mut scratch = facts.take_scratch().unwrap_or_default();
-    let stats = classify_inner(sql, ctx, facts, &mut scratch, true);
+    let stats = classify_inner(sql, ctx, facts, &mut scratch);
     facts.put_scratch(scratch);
     stats
 }
@@ -255,7 +259,7 @@ pub fn classify_with_stats(
 #[doc(hidden)]
 pub fn classify_general(sql: &str, ctx: &ClassifyContext<'_>, facts: &mut Facts) -> ClassifyStats {
     let mut scratch = facts.take_scratch().unwrap_or_default();
-    let stats = classify_inner(sql, ctx, facts, &mut scratch, false);
+    let stats = classify_inner(sql, ctx, facts, &mut scratch);
     facts.put_scratch(scratch);
     stats
 }
@@ -265,11 +269,7 @@ fn classify_inner(
     ctx: &ClassifyContext<'_>,
     facts: &mut Facts,
     scratch: &mut Scratch,
-    fast_paths: bool,
 ) -> ClassifyStats {
-    if fast_paths && let Some(stats) = flat::classify_flat(sql, ctx, facts) {
-        return stats;
-    }
     facts.clear();
     let mut stats = ClassifyStats::default();
     // Statement offsets are u32 in Facts: longer strings are one unknown statement.

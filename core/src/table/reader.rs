@@ -845,7 +845,17 @@ impl<'a> Table<'a> {
         table: TableId,
         column: ColumnId,
     ) -> (bool, Option<u32>) {
-        let c = self.cell_rec(role, class, Some(table));
+        self.column_allowed_in(self.cell_rec(role, class, Some(table)), table, column)
+    }
+
+    /// [`Table::column_allowed`] given the (role, class, table) cell.
+    #[inline]
+    fn column_allowed_in(
+        &self,
+        c: &CellRec,
+        table: TableId,
+        column: ColumnId,
+    ) -> (bool, Option<u32>) {
         if c.effect != EFFECT_ALLOW {
             return (false, none_to_opt(c.rule.get()));
         }
@@ -1120,13 +1130,18 @@ impl<'a> Table<'a> {
             note(rule);
         }
 
+        // The cell of the last access looked up: column checks of a one-table statement
+        // need no second cell lookup.
+        let mut last_cell: (usize, &CellRec) = (usize::MAX, &DEFAULT_CELL);
         for (i, a) in accesses.iter().enumerate() {
             let access = i as u16;
             let schema = facts.name_bytes(a.name.schema);
             let name = facts.name_bytes(a.name.name);
             match self.table_id_bytes(schema, name) {
                 Some(t) => {
-                    let (ok, rule) = self.cell(role, a.class, Some(t));
+                    let cell = self.cell_rec(role, a.class, Some(t));
+                    last_cell = (i, cell);
+                    let (ok, rule) = (cell.effect == EFFECT_ALLOW, none_to_opt(cell.rule.get()));
                     if !ok {
                         return deny(
                             rule,
@@ -1201,7 +1216,12 @@ impl<'a> Table<'a> {
                         match self.column_id_bytes(t, cname) {
                             Some(c) => {
                                 resolved = true;
-                                let (ok, rule) = self.column_allowed(role, a.class, t, c);
+                                let cell = if last_cell.0 == i {
+                                    last_cell.1
+                                } else {
+                                    self.cell_rec(role, a.class, Some(t))
+                                };
+                                let (ok, rule) = self.column_allowed_in(cell, t, c);
                                 if !ok {
                                     return deny(
                                         rule,
