@@ -15,5 +15,7 @@ else
 fi
 for target in classify load_table; do
     log "fuzzing $target for ${secs}s"
-    "${fuzz[@]}" run "$target" -- -max_total_time="$secs" -rss_limit_mb=2048
+    dict=()
+    [ -f "$ROOT/core/fuzz/$target.dict" ] && dict=(-dict="$ROOT/core/fuzz/$target.dict")
+    "${fuzz[@]}" run "$target" -- -max_total_time="$secs" -rss_limit_mb=2048 "${dict[@]}"
 done

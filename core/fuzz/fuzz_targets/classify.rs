@@ -1,17 +1,55 @@
-//! Any bytes (as text) classify without panicking, and unknown statements carry no facts.
+//! Any bytes (as text) classify without panicking, unknown statements carry no facts, and
+//! the fast path for flat statements records exactly what the full classifier records.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use pgate_core::class::{ClassSet, StatementClass};
-use pgate_core::facts::Facts;
-use pgate_core::sql::{ClassifyContext, classify};
+use pgate_core::facts::{ColumnName, Facts};
+use pgate_core::sql::{ClassifyContext, classify, classify_general};
+
+/// Everything a decision depends on, names resolved.
+fn describe(f: &Facts) -> Vec<String> {
+    let mut out = Vec::new();
+    for s in f.statements() {
+        out.push(format!(
+            "{}..{} {:?} {:?} {:?} {}",
+            s.start,
+            s.end,
+            s.classes,
+            s.flags,
+            s.unknown_reason,
+            f.name(s.prepared_name)
+        ));
+        for t in f.tables(s) {
+            out.push(format!("T {:?} {}.{}", t.class, f.name(t.name.schema), f.name(t.name.name)));
+        }
+        for c in f.columns(s) {
+            let name = match c.name {
+                ColumnName::All => "*",
+                ColumnName::Named(n) => f.name(n),
+            };
+            out.push(format!(
+                "C {name} {} {} {} {:?} {}",
+                c.candidates, c.whole_row, c.qualified, c.clause, c.output_alias
+            ));
+        }
+        for x in f.functions(s) {
+            out.push(format!("F {}.{}", f.name(x.name.schema), f.name(x.name.name)));
+        }
+        for &p in f.search_path(s) {
+            out.push(format!("P {}", f.name(p)));
+        }
+    }
+    out
+}
 
 fuzz_target!(|data: &[u8]| {
     let Ok(sql) = std::str::from_utf8(data) else {
         return;
     };
+    let ctx = ClassifyContext::default();
     let mut facts = Facts::default();
-    classify(sql, &ClassifyContext::default(), &mut facts);
+    classify(sql, &ctx, &mut facts);
     for s in facts.statements() {
         assert!(s.end as usize <= sql.len());
         if s.classes.contains(StatementClass::Unknown) {
@@ -19,4 +57,7 @@ fuzz_target!(|data: &[u8]| {
             assert!(facts.tables(s).is_empty());
         }
     }
+    let mut general = Facts::default();
+    classify_general(sql, &ctx, &mut general);
+    assert_eq!(describe(&facts), describe(&general), "{sql:?}");
 });
