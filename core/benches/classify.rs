@@ -7,8 +7,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests and benches fail loudly
 
 use std::hint::black_box;
-use std::path::PathBuf;
 use std::time::Duration;
+
+#[path = "../tests/common/mod.rs"]
+mod common;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use pgate_core::class::StatementClass as C;
@@ -93,15 +95,7 @@ fn pgbench_policy() -> Vec<u8> {
 
 /// Every 10th statement of the regression corpus that pg_query accepts.
 fn corpus_sample() -> Vec<String> {
-    let dir = std::env::var_os("PGATE_CORPUS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus"))
-        .join("pg-regress");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default();
-    files.retain(|p| p.extension().is_some_and(|e| e == "sql"));
-    files.sort();
+    let files = common::corpus_files();
     let mut out = Vec::new();
     for f in files {
         let Ok(text) = std::fs::read_to_string(&f) else {

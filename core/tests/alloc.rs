@@ -4,8 +4,9 @@
 //! One test in this file on purpose: the count is process-wide.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests and benches fail loudly
 
+mod common;
+
 use std::alloc::System;
-use std::path::PathBuf;
 
 use pgate_core::facts::Facts;
 use pgate_core::sql::{ClassifyContext, classify};
@@ -14,25 +15,10 @@ use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
-fn corpus() -> Vec<String> {
-    let dir = std::env::var_os("PGATE_CORPUS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus"))
-        .join("pg-regress");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default();
-    files.retain(|p| p.extension().is_some_and(|e| e == "sql"));
-    files.sort();
-    files
-        .iter()
-        .filter_map(|p| std::fs::read_to_string(p).ok())
-        .collect()
-}
 
 #[test]
 fn classifying_allocates_nothing() {
-    let files = corpus();
+    let files = common::corpus_texts();
     assert!(!files.is_empty(), "corpus not found (set PGATE_CORPUS)");
     // Whole files are far more than one message; classify them line-block by block so
     // that Facts' per-message limits are exercised as in real use, and also whole.

@@ -5,8 +5,9 @@
 //! paths and after in-string `SET search_path`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests and benches fail loudly
 
+mod common;
+
 use std::fmt::Write as _;
-use std::path::PathBuf;
 
 use pgate_core::facts::{ColumnName, Facts};
 use pgate_core::sql::{ClassifyContext, classify_general, classify_with_stats};
@@ -75,25 +76,10 @@ fn both(sql: &str, ctx: &ClassifyContext<'_>, fast: &mut Facts, general: &mut Fa
     a < b
 }
 
-fn corpus() -> Vec<String> {
-    let dir = std::env::var_os("PGATE_CORPUS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus"))
-        .join("pg-regress");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default();
-    files.retain(|p| p.extension().is_some_and(|e| e == "sql"));
-    files.sort();
-    files
-        .iter()
-        .filter_map(|p| std::fs::read_to_string(p).ok())
-        .collect()
-}
 
 #[test]
 fn fast_path_agrees_with_the_general_path_over_the_corpus() {
-    let files = corpus();
+    let files = common::corpus_texts();
     assert!(!files.is_empty(), "corpus not found (set PGATE_CORPUS)");
     let (mut fast, mut general) = (Facts::default(), Facts::default());
     let ctx = ClassifyContext::default();

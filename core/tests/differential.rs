@@ -13,6 +13,8 @@
 //! The corpus lives at `$CARGO_MANIFEST_DIR/../../shared/corpus` or `$PGATE_CORPUS`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests and benches fail loudly
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
@@ -20,17 +22,6 @@ use pgate_core::facts::Facts;
 use pgate_core::sql::{ClassifyContext, classify};
 use serde_json::Value;
 
-fn corpus_dir() -> Option<PathBuf> {
-    let candidates = [
-        std::env::var_os("PGATE_CORPUS").map(PathBuf::from),
-        Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus")),
-    ];
-    candidates
-        .into_iter()
-        .flatten()
-        .map(|p| p.join("pg-regress"))
-        .find(|p| p.is_dir())
-}
 
 /// Blanks psql meta-command lines and COPY … FROM stdin data blocks, keeping line numbers.
 fn strip_psql(text: &str) -> String {
@@ -413,17 +404,13 @@ fn compare_full(sql: &str, facts: &mut Facts) -> Option<Verdict> {
 
 #[test]
 fn agrees_with_postgres_parser() {
-    let dir = corpus_dir();
+    let dir = common::corpus_dir();
     assert!(
         dir.is_some(),
         "corpus not found: set PGATE_CORPUS to the folder holding pg-regress/"
     );
     let Some(dir) = dir else { return };
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default();
-    files.retain(|p| p.extension().is_some_and(|e| e == "sql"));
-    files.sort();
+    let files = common::corpus_files();
     assert!(!files.is_empty(), "no .sql files in {}", dir.display());
 
     let mut facts = Facts::default();
@@ -523,14 +510,8 @@ fn lexer_agrees_with_postgres_scanner() {
     const C_COMMENT: i32 = 276;
     const UESCAPE: i32 = 717;
 
-    let dir = corpus_dir();
-    assert!(dir.is_some(), "corpus not found");
-    let Some(dir) = dir else { return };
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default();
-    files.retain(|p| p.extension().is_some_and(|e| e == "sql"));
-    files.sort();
+    let files = common::corpus_files();
+    assert!(!files.is_empty(), "corpus not found");
     let (mut total, mut differ) = (0usize, Vec::new());
     for path in &files {
         let Ok(raw) = std::fs::read_to_string(path) else {
@@ -680,12 +661,10 @@ fn mutants_are_understood_or_unknown() {
         "]",
         ";",
     ];
-    let Some(dir) = corpus_dir() else { return };
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default();
-    files.retain(|p| p.extension().is_some_and(|e| e == "sql"));
-    files.sort();
+    let files = common::corpus_files();
+    if files.is_empty() {
+        return;
+    }
     let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
     let mut rand = move |n: usize| -> usize {
         seed ^= seed << 13;

@@ -79,25 +79,7 @@ static CLASS: [u8; 256] = {
         if c.is_ascii_alphanumeric() || c == b'_' || c == b'$' {
             k |= CONT;
         }
-        if matches!(
-            c,
-            b'~' | b'!'
-                | b'@'
-                | b'#'
-                | b'^'
-                | b'&'
-                | b'|'
-                | b'`'
-                | b'?'
-                | b'+'
-                | b'-'
-                | b'*'
-                | b'/'
-                | b'%'
-                | b'<'
-                | b'>'
-                | b'='
-        ) {
+        if super::lexer::is_op_char(c) {
             k |= OP;
         }
         t[i] = k;

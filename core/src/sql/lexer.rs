@@ -194,7 +194,7 @@ fn is_dolq_cont(b: u8) -> bool {
 }
 /// scan.l: `op_chars [\~\!\@\#\^\&\|\`\?\+\-\*\/\%\<\>\=]`.
 #[inline]
-const fn is_op_char(b: u8) -> bool {
+pub(crate) const fn is_op_char(b: u8) -> bool {
     matches!(
         b,
         b'~' | b'!'

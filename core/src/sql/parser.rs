@@ -3537,7 +3537,13 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
         if t.is(Kw::Create) {
             return self.create();
         }
-        if t.kind == Kind::LParen {
+        self.preparable()
+    }
+
+    /// A query or DML statement standing inside another (`PREPARE … AS`, EXPLAIN),
+    /// with its class: `(query)` or `[WITH …] SELECT/VALUES/TABLE/INSERT/…`.
+    fn preparable(&mut self) -> R<()> {
+        if self.at(Kind::LParen) {
             self.class(StatementClass::Select);
             return self.query();
         }
@@ -3557,14 +3563,7 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
             self.skip_parens()?;
         }
         self.expect_kw(Kw::As)?;
-        let t = self.peek();
-        if t.kind == Kind::LParen {
-            self.class(StatementClass::Select);
-            return self.query();
-        }
-        let c = self.dml_or_query()?;
-        self.class(c);
-        Ok(())
+        self.preparable()
     }
 
     /// `EXECUTE name [(params)]`: the caller resolves `name`.
