@@ -270,10 +270,8 @@ impl Arena {
         let at = self.len;
         let mut i = 0;
         while i < s.len() {
-            let w = match s.get(i..i + 8).and_then(|c| <[u8; 8]>::try_from(c).ok()) {
-                Some(a) => u64::from_le_bytes(a),
-                None => crate::sql::keywords::tail_word(s.get(i..).unwrap_or(&[])),
-            };
+            // Zero-padded past the end of `s`; the length set below trims it.
+            let w = crate::sql::keywords::load_word(s, i);
             if !self.store_word(at + i, w) {
                 return;
             }

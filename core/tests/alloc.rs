@@ -15,7 +15,6 @@ use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
-
 #[test]
 fn classifying_allocates_nothing() {
     let files = common::corpus_texts();

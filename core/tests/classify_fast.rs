@@ -76,7 +76,6 @@ fn both(sql: &str, ctx: &ClassifyContext<'_>, fast: &mut Facts, general: &mut Fa
     a < b
 }
 
-
 #[test]
 fn fast_path_agrees_with_the_general_path_over_the_corpus() {
     let files = common::corpus_texts();

@@ -22,7 +22,6 @@ use pgate_core::facts::Facts;
 use pgate_core::sql::{ClassifyContext, classify};
 use serde_json::Value;
 
-
 /// Blanks psql meta-command lines and COPY … FROM stdin data blocks, keeping line numbers.
 fn strip_psql(text: &str) -> String {
     let mut out = String::with_capacity(text.len());

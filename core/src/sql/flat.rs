@@ -168,7 +168,7 @@ impl Scan<'_> {
                 } else {
                     let n = i - start;
                     let w = if n <= 8 {
-                        keywords::fold(keywords::load_word(b, start) & (u64::MAX >> (64 - 8 * n)))
+                        keywords::word_rt(b, start, n, 0)
                     } else {
                         0
                     };

@@ -779,7 +779,8 @@ const fn word(b: &[u8], s: usize, n: usize, k: usize) -> u64 {
 pub(crate) fn load_word(b: &[u8], s: usize) -> u64 {
     match b.get(s..).and_then(|c| c.first_chunk::<8>()) {
         Some(&a) => u64::from_le_bytes(a),
-        None => load(b, s, 8),
+        // Fewer than 8 bytes left: exactly what `tail_word` reads.
+        None => tail_word(b.get(s..).unwrap_or(&[])),
     }
 }
 
@@ -806,9 +807,9 @@ pub(crate) fn tail_word(rest: &[u8]) -> u64 {
     w
 }
 
-/// [`word`] at run time.
+/// [`word`] at run time: word `k` of `b[s..s + n]`, folded.
 #[inline(always)]
-fn word_rt(b: &[u8], s: usize, n: usize, k: usize) -> u64 {
+pub(crate) fn word_rt(b: &[u8], s: usize, n: usize, k: usize) -> u64 {
     if n <= 8 * k {
         return 0;
     }

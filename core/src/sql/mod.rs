@@ -243,21 +243,17 @@ pub fn classify_with_stats(
     ctx: &ClassifyContext<'_>,
     facts: &mut Facts,
 ) -> ClassifyStats {
-    // The fast path needs no scratch space.
-    if let Some(stats) = flat::classify_flat(sql, ctx, facts) {
-        return stats;
+    match flat::classify_flat(sql, ctx, facts) {
+        Some(stats) => stats,
+        None => classify_general(sql, ctx, facts),
     }
-    // Allocated with `facts`; re-created (one allocation) only if a panic ever left it out.
-    let mut scratch = facts.take_scratch().unwrap_or_default();
-    let stats = classify_inner(sql, ctx, facts, &mut scratch);
-    facts.put_scratch(scratch);
-    stats
 }
 
 /// [`classify`] through the full classifier only (without the fast path for flat
 /// statements, `flat`): the reference the fast path is tested against.
 #[doc(hidden)]
 pub fn classify_general(sql: &str, ctx: &ClassifyContext<'_>, facts: &mut Facts) -> ClassifyStats {
+    // Allocated with `facts`; re-created (one allocation) only if a panic ever left it out.
     let mut scratch = facts.take_scratch().unwrap_or_default();
     let stats = classify_inner(sql, ctx, facts, &mut scratch);
     facts.put_scratch(scratch);
