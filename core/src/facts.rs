@@ -186,6 +186,16 @@ impl StatementFlags {
     pub const RESETS_SESSION: u32 = 1 << 7;
     /// `DECLARE name CURSOR FOR …`: `prepared_name` holds the cursor name.
     pub const DECLARES_CURSOR: u32 = 1 << 8;
+    /// `DECLARE … WITH HOLD`: the cursor outlives its transaction.
+    pub const HOLDS_CURSOR: u32 = 1 << 9;
+    /// `FETCH` / `MOVE`: `prepared_name` holds the cursor name.
+    pub const USES_CURSOR: u32 = 1 << 10;
+    /// `CLOSE name` / `CLOSE ALL` (`prepared_name` empty for ALL).
+    pub const CLOSES_CURSOR: u32 = 1 << 11;
+    /// `LISTEN channel`: `prepared_name` holds the channel.
+    pub const LISTENS: u32 = 1 << 12;
+    /// `UNLISTEN channel` / `UNLISTEN *` (`prepared_name` empty for `*`).
+    pub const UNLISTENS: u32 = 1 << 13;
 
     pub const fn contains(self, f: u32) -> bool {
         self.0 & f == f
@@ -203,7 +213,8 @@ pub struct StatementFacts {
     pub end: u32,
     pub classes: ClassSet,
     pub flags: StatementFlags,
-    /// PREPARE / EXECUTE / DEALLOCATE / DECLARE name, if any.
+    /// PREPARE / EXECUTE / DEALLOCATE / DECLARE / FETCH / MOVE / CLOSE name, or the
+    /// LISTEN / UNLISTEN channel, if any.
     pub prepared_name: NameRef,
     /// Why the statement is `unknown`, when it is (a short static reason for explain/audit).
     pub unknown_reason: Option<&'static str>,
@@ -316,6 +327,36 @@ impl Facts {
             path: Vec::with_capacity(limits.max_path_names),
             scratch: Some(Box::default()),
         }
+    }
+
+    /// Facts that hold nothing and allocated nothing: a placeholder for a holder that
+    /// allocates the real buffers ([`Facts::new`]) only once it classifies (a connection
+    /// that has not logged in yet). Classifying into it fails every statement on its
+    /// limits (fail closed).
+    pub fn unallocated() -> Self {
+        let limits = FactsLimits {
+            max_statements: 0,
+            max_tables: 0,
+            max_columns: 0,
+            max_functions: 0,
+            max_name_bytes: 0,
+            max_path_names: 0,
+        };
+        Facts {
+            limits,
+            names: Arena::new(0),
+            statements: Vec::new(),
+            tables: Vec::new(),
+            columns: Vec::new(),
+            functions: Vec::new(),
+            path: Vec::new(),
+            scratch: None,
+        }
+    }
+
+    /// Whether this is [`Facts::unallocated`].
+    pub fn is_unallocated(&self) -> bool {
+        self.limits.max_statements == 0
     }
 
     /// The classifier's scratch space (see the field docs); `None` only while taken.

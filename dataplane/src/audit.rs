@@ -36,6 +36,9 @@ struct Inner {
     blocked: AtomicU64,
     refused: AtomicU64,
     write_errors: AtomicU64,
+    /// Shutdown asks for everything written and on disk: requests made, requests done.
+    sync_requests: AtomicU64,
+    syncs_done: AtomicU64,
 }
 
 /// A handle to the sink; clones share it.
@@ -56,10 +59,10 @@ pub struct AuditStats {
 impl AuditSink {
     /// Opens (appends to) `path` (`-`: standard output) and starts the writer thread.
     pub fn start(path: &Path, mode: AuditFailure, max_bytes: usize) -> io::Result<AuditSink> {
-        let out: Box<dyn Write + Send> = if path == Path::new("-") {
-            Box::new(io::stdout())
+        let out = if path == Path::new("-") {
+            Out::Stdout(io::stdout())
         } else {
-            Box::new(open(path)?)
+            Out::File(open(path)?)
         };
         let inner = Arc::new(Inner {
             buf: Mutex::new(Buffer {
@@ -74,6 +77,8 @@ impl AuditSink {
             blocked: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             write_errors: AtomicU64::new(0),
+            sync_requests: AtomicU64::new(0),
+            syncs_done: AtomicU64::new(0),
         });
         let sink = AuditSink {
             inner: inner.clone(),
@@ -176,6 +181,49 @@ impl AuditSink {
     }
 }
 
+impl AuditSink {
+    /// Waits until every line accepted so far is written and synced to disk (`fsync`), for
+    /// shutdown. False if that did not happen within `timeout` (the file is failing).
+    pub fn flush_and_sync(&self, timeout: Duration) -> bool {
+        let want = self.inner.sync_requests.fetch_add(1, Ordering::SeqCst) + 1;
+        self.inner.cond.notify_all();
+        let deadline = std::time::Instant::now() + timeout;
+        while self.inner.syncs_done.load(Ordering::SeqCst) < want {
+            if std::time::Instant::now() > deadline {
+                return false;
+            }
+            self.inner.cond.notify_all();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        true
+    }
+}
+
+/// Where lines go.
+enum Out {
+    Stdout(io::Stdout),
+    File(File),
+}
+
+impl Out {
+    fn write_batch(&mut self, b: &[u8]) -> io::Result<()> {
+        match self {
+            Out::Stdout(o) => o.write_all(b).and_then(|()| o.flush()),
+            Out::File(f) => f.write_all(b).and_then(|()| f.flush()),
+        }
+    }
+    fn sync(&mut self) -> io::Result<()> {
+        match self {
+            Out::Stdout(o) => o.flush(),
+            Out::File(f) => f.sync_data(),
+        }
+    }
+}
+
+fn sync_pending(inner: &Inner) -> bool {
+    inner.sync_requests.load(Ordering::SeqCst) > inner.syncs_done.load(Ordering::SeqCst)
+}
+
 /// How long the writer lets lines accumulate after the first one arrives.
 const BATCH_GATHER: Duration = Duration::from_millis(5);
 
@@ -183,12 +231,26 @@ fn open(path: &Path) -> io::Result<File> {
     OpenOptions::new().create(true).append(true).open(path)
 }
 
-fn writer(inner: Arc<Inner>, mut out: Box<dyn Write + Send>, path: PathBuf) {
+fn writer(inner: Arc<Inner>, mut out: Out, path: PathBuf) {
     let mut batch: Vec<u8> = Vec::with_capacity(inner.max_bytes.min(1 << 20));
     loop {
         if batch.is_empty() {
             let Ok(mut b) = inner.buf.lock() else { return };
             while b.data.is_empty() {
+                if sync_pending(&inner) {
+                    // Everything accepted before the request is written: make it durable.
+                    let req = inner.sync_requests.load(Ordering::SeqCst);
+                    drop(b);
+                    if out.sync().is_err() {
+                        inner.write_errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                    inner.syncs_done.store(req, Ordering::SeqCst);
+                    b = match inner.buf.lock() {
+                        Ok(g) => g,
+                        Err(_) => return,
+                    };
+                    continue;
+                }
                 b = match inner.cond.wait_timeout(b, Duration::from_millis(200)) {
                     Ok((g, _)) => g,
                     Err(_) => return,
@@ -205,7 +267,7 @@ fn writer(inner: Arc<Inner>, mut out: Box<dyn Write + Send>, path: PathBuf) {
                 inner.cond.notify_all();
             }
         }
-        let written = out.write_all(&batch).and_then(|()| out.flush());
+        let written = out.write_batch(&batch);
         match written {
             Ok(()) => {
                 if inner.failing.swap(false, Ordering::Relaxed) {
@@ -226,7 +288,7 @@ fn writer(inner: Arc<Inner>, mut out: Box<dyn Write + Send>, path: PathBuf) {
                 if path != Path::new("-")
                     && let Ok(f) = open(&path)
                 {
-                    out = Box::new(f);
+                    out = Out::File(f);
                 }
             }
         }
@@ -256,6 +318,9 @@ mod tests {
         assert_eq!(ns, (0..100).collect::<Vec<_>>());
         assert_eq!(sink.stats().lines, 100);
         assert!(sink.accepting());
+        sink.write("{\"n\":100}\n");
+        assert!(sink.flush_and_sync(Duration::from_secs(10)));
+        assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 101);
     }
 
     #[test]

@@ -15,10 +15,13 @@
 //!     ca "certs/db-ca.crt"
 //! }
 //! identity issuer="https://idp.example.com" audience="pgate" jwks="keys/jwks.json" leeway="30s" token-grace="0s"
-//! policy "policy.pgt"                        // a built table, or a policy directory
+//! policy "policy.pgt"                        // a table built by pgate-compile (reloaded on change)
 //! audit path="audit.jsonl" on-failure="block" // block | refuse
 //! metrics "127.0.0.1:9187"
-//! limits max-message-bytes=16777216 max-prepared-statements=1024 max-pipeline-depth=1024
+//! limits max-message-bytes=16777216 max-prepared-statements=1024 max-pipeline-depth=1024 \
+//!     max-pipeline-bytes=67108864 max-connections=10000 max-connections-per-address=1000 \
+//!     max-portals=1024 max-sql-prepared=1024 max-cursors=1024 max-listen-channels=256 \
+//!     login-timeout="60s" drain-timeout="30s"
 //! ```
 
 use std::fmt;
@@ -103,7 +106,18 @@ pub struct Limits {
     pub max_message_bytes: u32,
     pub max_prepared_statements: usize,
     pub max_pipeline_depth: usize,
+    pub max_pipeline_bytes: usize,
     pub max_connections: usize,
+    /// Connections from one client IP address at once.
+    pub max_connections_per_address: usize,
+    pub max_portals: usize,
+    pub max_sql_prepared: usize,
+    pub max_cursors: usize,
+    pub max_listen_channels: usize,
+    /// From accept until the session is proxying (PostgreSQL's `authentication_timeout`).
+    pub login_timeout: Duration,
+    /// How long sessions may go on after SIGTERM / SIGINT before they get 57P01.
+    pub drain_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -112,7 +126,15 @@ impl Default for Limits {
             max_message_bytes: 16 << 20,
             max_prepared_statements: 1024,
             max_pipeline_depth: 1024,
+            max_pipeline_bytes: 64 << 20,
             max_connections: 10_000,
+            max_connections_per_address: 1_000,
+            max_portals: 1024,
+            max_sql_prepared: 1024,
+            max_cursors: 1024,
+            max_listen_channels: 256,
+            login_timeout: Duration::from_secs(60),
+            drain_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -320,9 +342,36 @@ impl Parser<'_> {
                             "max-message-bytes",
                             "max-prepared-statements",
                             "max-pipeline-depth",
+                            "max-pipeline-bytes",
                             "max-connections",
+                            "max-connections-per-address",
+                            "max-portals",
+                            "max-sql-prepared",
+                            "max-cursors",
+                            "max-listen-channels",
+                            "login-timeout",
+                            "drain-timeout",
                         ],
                     )?;
+                    limits.login_timeout =
+                        self.duration(node, "login-timeout", limits.login_timeout)?;
+                    limits.drain_timeout =
+                        self.duration(node, "drain-timeout", limits.drain_timeout)?;
+                    if limits.login_timeout.is_zero() {
+                        return Err(
+                            self.err(node, "limits: login-timeout must be more than 0".into())
+                        );
+                    }
+                    if let Some(n) = self.prop_int(node, "max-pipeline-bytes")? {
+                        if !(1024..=1 << 32).contains(&n) {
+                            return Err(self.err(
+                                node,
+                                "limits: max-pipeline-bytes must be between 1024 and 4294967296"
+                                    .into(),
+                            ));
+                        }
+                        limits.max_pipeline_bytes = n as usize;
+                    }
                     if let Some(n) = self.prop_int(node, "max-message-bytes")? {
                         if !(1024..=1 << 30).contains(&n) {
                             return Err(self.err(
@@ -340,6 +389,14 @@ impl Parser<'_> {
                         ),
                         ("max-pipeline-depth", &mut limits.max_pipeline_depth),
                         ("max-connections", &mut limits.max_connections),
+                        (
+                            "max-connections-per-address",
+                            &mut limits.max_connections_per_address,
+                        ),
+                        ("max-portals", &mut limits.max_portals),
+                        ("max-sql-prepared", &mut limits.max_sql_prepared),
+                        ("max-cursors", &mut limits.max_cursors),
+                        ("max-listen-channels", &mut limits.max_listen_channels),
                     ] {
                         if let Some(n) = self.prop_int(node, k)? {
                             if !(1..=1_000_000).contains(&n) {

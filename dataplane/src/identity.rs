@@ -597,6 +597,7 @@ impl JwtAuthenticator {
             role,
             role_name: table.role_name(role).to_string(),
             expires_at_unix: t.expires_at_unix,
+            claims: t.claims,
         })
     }
 
@@ -714,6 +715,24 @@ impl Authenticator for JwtAuthenticator {
     ) -> Result<Identity, String> {
         self.verify(user, token, table, now_unix)
             .map_err(|e| e.to_string())
+    }
+
+    /// The role by name in the new table, if the token's claims still grant it.
+    fn rebind(&self, identity: &Identity, table: &Table<'_>) -> Result<RoleId, String> {
+        let Some(role) = table.role(&identity.role_name) else {
+            return Err(format!(
+                "role \"{}\" is no longer in the policy",
+                identity.role_name
+            ));
+        };
+        if granted_roles(&identity.claims, table).contains(&role) {
+            Ok(role)
+        } else {
+            Err(format!(
+                "the token no longer maps to role \"{}\"",
+                identity.role_name
+            ))
+        }
     }
 }
 

@@ -6,12 +6,13 @@
 //!
 //! Runtimes (the thread-per-core driver), TLS, JWT identity, configuration and audit
 //! sinks are built around the core in their own modules (issue 4, in progress).
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod audit;
 pub mod config;
 pub mod identity;
 pub mod metrics;
+pub mod reload;
 pub mod runtime;
 pub mod session;
 pub mod tls;

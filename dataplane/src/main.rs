@@ -5,10 +5,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use clap::{Parser, Subcommand};
 use pgate::config::{Config, Secret};
+use pgate::runtime::ControlHandle;
 use pgate::session::SessionConfig;
 use pgate_core::table::TableFile;
 
@@ -124,28 +126,21 @@ fn main() -> ExitCode {
                 exit_on_stdin_eof,
             }),
             _,
-        ) => {
-            if exit_on_stdin_eof {
-                exit_when_stdin_closes();
-            }
-            run(&config)
-        }
-        (None, Some(config)) => run(&config),
+        ) => run(&config, exit_on_stdin_eof),
+        (None, Some(config)) => run(&config, false),
         (Some(Command::CheckConfig { file }), _) => check_config(&file).map(|_| {
             println!("{}: ok", file.display());
         }),
-        (Some(Command::CheckTable { file }), _) => TableFile::open(&file)
-            .map(|t| {
-                let v = t.table();
-                println!(
-                    "{}: ok ({} roles, {} tables, {} rules)",
-                    file.display(),
-                    v.role_count(),
-                    v.table_count(),
-                    v.rule_count()
-                );
-            })
-            .map_err(|e| format!("{}: {e}", file.display())),
+        (Some(Command::CheckTable { file }), _) => pgate::reload::load_table(&file).map(|t| {
+            let v = t.table();
+            println!(
+                "{}: ok ({} roles, {} tables, {} rules)",
+                file.display(),
+                v.role_count(),
+                v.table_count(),
+                v.rule_count()
+            );
+        }),
         (Some(Command::Token(args)), _) => token_cmd(&args),
         (None, None) => Err("nothing to do: pass --config FILE (see --help)".into()),
     };
@@ -158,15 +153,51 @@ fn main() -> ExitCode {
     }
 }
 
-fn exit_when_stdin_closes() {
+/// SIGTERM, SIGINT and (with `--exit-on-stdin-eof`) the end of standard input begin the
+/// drain: stop accepting, let sessions go on up to the drain timeout, then 57P01. Standard
+/// input's end drains at once (the supervisor is gone).
+fn spawn_shutdown_listener(control: Arc<ControlHandle>, drain: Duration, stdin_eof: bool) {
+    if stdin_eof {
+        let control = control.clone();
+        let _ = std::thread::Builder::new()
+            .name("pgate-stdin".into())
+            .spawn(move || {
+                let mut sink = [0u8; 256];
+                let mut stdin = std::io::stdin();
+                while matches!(std::io::Read::read(&mut stdin, &mut sink), Ok(n) if n > 0) {}
+                eprintln!("pgate: standard input closed, shutting down");
+                control.drain(Duration::ZERO);
+            });
+    }
     let _ = std::thread::Builder::new()
-        .name("pgate-stdin".into())
-        .spawn(|| {
-            let mut sink = [0u8; 256];
-            let mut stdin = std::io::stdin();
-            while matches!(std::io::Read::read(&mut stdin, &mut sink), Ok(n) if n > 0) {}
-            eprintln!("pgate: standard input closed, exiting");
-            std::process::exit(0);
+        .name("pgate-signals".into())
+        .spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                eprintln!("pgate: cannot listen for SIGTERM/SIGINT");
+                return;
+            };
+            rt.block_on(async move {
+                use tokio::signal::unix::{SignalKind, signal};
+                let (Ok(mut term), Ok(mut int)) = (
+                    signal(SignalKind::terminate()),
+                    signal(SignalKind::interrupt()),
+                ) else {
+                    eprintln!("pgate: cannot listen for SIGTERM/SIGINT");
+                    return;
+                };
+                let which = tokio::select! {
+                    _ = term.recv() => "SIGTERM",
+                    _ = int.recv() => "SIGINT",
+                };
+                eprintln!(
+                    "pgate: {which}: draining (sessions may finish for up to {}s)",
+                    drain.as_secs()
+                );
+                control.drain(drain);
+            });
         });
 }
 
@@ -179,15 +210,9 @@ struct Loaded {
     upstream_password: Option<String>,
 }
 
-fn load_table(path: &Path) -> Result<TableFile, String> {
-    let t =
-        pgate_compile::load_table(path).map_err(|e| format!("policy {}: {e}", path.display()))?;
-    TableFile::from_vec(t.bytes).map_err(|e| format!("policy {}: {e}", path.display()))
-}
-
 fn check_config(path: &Path) -> Result<Loaded, String> {
     let config = Config::load(path).map_err(|e| e.to_string())?;
-    let table = load_table(&config.policy)?;
+    let table = pgate::reload::load_table(&config.policy)?;
     let auth = pgate::identity::JwtAuthenticator::from_config(&config.identity)
         .map_err(|e| format!("identity: {}: {e}", config.identity.jwks.display()))?;
     let tls = match &config.tls {
@@ -222,7 +247,11 @@ fn check_config(path: &Path) -> Result<Loaded, String> {
     })
 }
 
-fn run(path: &Path) -> Result<(), String> {
+fn run(path: &Path, exit_on_stdin_eof: bool) -> Result<(), String> {
+    // Every connection is a socket: allow as many as the hard limit.
+    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+        eprintln!("pgate: cannot raise the open-file limit: {e}");
+    }
     let l = check_config(path)?;
     let c = &l.config;
     let upstream =
@@ -243,90 +272,61 @@ fn run(path: &Path) -> Result<(), String> {
     pgate::metrics::install(c.metrics, audit.clone())?;
     let table = Arc::new(ArcSwap::from_pointee(l.table));
     let auth = Arc::new(l.auth);
-    spawn_reloader(
+    let (control, control_rx) = ControlHandle::new();
+    let control = Arc::new(control);
+    pgate::reload::spawn_reloader(
         c.policy.clone(),
         c.identity.jwks.clone(),
         table.clone(),
         auth.clone(),
+        control.clone(),
     );
+    spawn_shutdown_listener(control.clone(), c.limits.drain_timeout, exit_on_stdin_eof);
+    let lim = &c.limits;
     let shared = pgate::runtime::Shared {
         table,
         auth,
         tls: l.tls,
         session: SessionConfig {
-            max_message_bytes: c.limits.max_message_bytes,
+            max_message_bytes: lim.max_message_bytes,
             upstream_user: c.upstream.user.clone(),
             upstream_password: l.upstream_password,
             upstream_database: c.upstream.database.clone(),
             tls_available: false,
             allow_plaintext_auth: false,
-            max_prepared_statements: c.limits.max_prepared_statements,
-            max_pipeline_depth: c.limits.max_pipeline_depth,
+            max_prepared_statements: lim.max_prepared_statements,
+            max_pipeline_depth: lim.max_pipeline_depth,
             token_grace_secs: c.identity.token_grace.as_secs(),
             default_search_path: vec!["public".into()],
+            login_timeout_ms: lim.login_timeout.as_millis() as u64,
+            max_portals: lim.max_portals,
+            max_sql_prepared: lim.max_sql_prepared,
+            max_cursors: lim.max_cursors,
+            max_listen_channels: lim.max_listen_channels,
+            max_pipeline_bytes: lim.max_pipeline_bytes,
         },
         upstream,
         upstream_tls,
-        audit,
+        audit: audit.clone(),
         cancels: Arc::default(),
-        max_connections: c.limits.max_connections,
+        max_connections: lim.max_connections,
+        max_connections_per_address: lim.max_connections_per_address,
         connections: Arc::new(AtomicU64::new(0)),
+        per_address: Arc::default(),
         allow_plaintext_loopback: c.allow_plaintext_loopback,
+        control: control_rx,
     };
     eprintln!(
         "pgate: listening on {} ({} workers), upstream {upstream}",
         c.listen, c.workers
     );
-    pgate::runtime::run(c.listen, c.workers, shared).map_err(|e| format!("{}: {e}", c.listen))
-}
-
-/// SIGHUP: reload the decision table and the JWKS; keep the last good ones on failure.
-fn spawn_reloader(
-    policy: PathBuf,
-    jwks: PathBuf,
-    table: Arc<ArcSwap<TableFile>>,
-    auth: Arc<pgate::identity::JwtAuthenticator>,
-) {
-    let _ = std::thread::Builder::new()
-        .name("pgate-reload".into())
-        .spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                eprintln!("pgate: cannot start the reload thread; SIGHUP will not reload");
-                return;
-            };
-            rt.block_on(async move {
-                let Ok(mut hup) =
-                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-                else {
-                    eprintln!("pgate: cannot listen for SIGHUP; reload disabled");
-                    return;
-                };
-                while hup.recv().await.is_some() {
-                    match load_table(&policy) {
-                        Ok(t) => {
-                            table.store(Arc::new(t));
-                            metrics::counter!(pgate::metrics::RELOADS).increment(1);
-                            eprintln!("pgate: policy reloaded from {}", policy.display());
-                        }
-                        Err(e) => eprintln!(
-                            "pgate: policy reload failed, keeping the last good table: {e}"
-                        ),
-                    }
-                    match auth.reload(&jwks) {
-                        Ok(warnings) => {
-                            for w in warnings {
-                                eprintln!("pgate: {}: {w}", jwks.display());
-                            }
-                            eprintln!("pgate: keys reloaded from {}", jwks.display());
-                        }
-                        Err(e) => {
-                            eprintln!("pgate: key reload failed, keeping the last good keys: {e}")
-                        }
-                    }
-                }
-            });
-        });
+    let served =
+        pgate::runtime::run(c.listen, c.workers, shared).map_err(|e| format!("{}: {e}", c.listen));
+    // Every session has ended: the audit log is complete; make it durable before exiting.
+    if audit.flush_and_sync(Duration::from_secs(30)) {
+        eprintln!("pgate: audit log flushed and synced; exiting");
+    } else {
+        eprintln!("pgate: the audit log could not be flushed within 30s; exiting anyway");
+    }
+    served
 }

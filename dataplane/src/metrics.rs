@@ -16,6 +16,7 @@ pub const AUDIT_REFUSED: &str = "pgate_audit_refused_statements_total";
 pub const AUDIT_WRITE_ERRORS: &str = "pgate_audit_write_errors_total";
 pub const AUDIT_BLOCKED: &str = "pgate_audit_blocked_writes_total";
 pub const RELOADS: &str = "pgate_policy_reloads_total";
+pub const RELOAD_FAILURES: &str = "pgate_policy_reload_failures_total";
 
 /// Installs the recorder and serves it on `addr`. Without a configured address the
 /// recorder is still installed (counters cost the same), just not served.

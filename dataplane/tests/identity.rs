@@ -254,11 +254,14 @@ fn valid_token_gives_subject_role_actors_and_expiry() {
             role: role_id(&f.table, "analyst"),
             role_name: "analyst".into(),
             expires_at_unix: NOW + TTL,
+            claims: id.claims.clone(),
         }
     );
     // The act claim is nested outermost first, as RFC 8693 §4.1 lays it out.
     let payload = t.split('.').nth(1).unwrap();
     let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+    // The identity keeps every claim (a reload re-maps them to roles).
+    assert_eq!(Value::Object(id.claims.clone()), claims);
     assert_eq!(
         claims["act"],
         json!({"sub": "agent-7", "act": {"sub": "orchestrator"}})

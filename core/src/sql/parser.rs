@@ -916,10 +916,7 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
                 }
             }
             Kw::Declare => self.declare()?,
-            Kw::Fetch | Kw::Move | Kw::Close => {
-                self.class(StatementClass::Cursor);
-                self.rest()?;
-            }
+            Kw::Fetch | Kw::Move | Kw::Close => self.cursor_use(t.kw)?,
             Kw::Begin
             | Kw::Start
             | Kw::Commit
@@ -951,7 +948,8 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
                 }
                 self.rest()?;
             }
-            Kw::Listen | Kw::Unlisten | Kw::Notify => {
+            Kw::Listen | Kw::Unlisten => self.listen(t.kw)?,
+            Kw::Notify => {
                 self.class(StatementClass::Notify);
                 self.rest()?;
             }
@@ -3579,6 +3577,54 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
         Ok(())
     }
 
+    /// `FETCH [direction] [FROM|IN] name`, `MOVE …` (the same), `CLOSE {name|ALL}`: the
+    /// cursor name is the statement's last token, recorded in `prepared_name` (empty for
+    /// `CLOSE ALL`, or when the last token is no name: the server rejects those).
+    fn cursor_use(&mut self, kw: Kw) -> R<()> {
+        self.next();
+        self.class(StatementClass::Cursor);
+        self.flags |= if kw == Kw::Close {
+            StatementFlags::CLOSES_CURSOR
+        } else {
+            StatementFlags::USES_CURSOR
+        };
+        let mut last = None;
+        let mut count = 0u32;
+        loop {
+            let t = self.next();
+            if t.kind == Kind::Eof {
+                break;
+            }
+            count += 1;
+            last = Some(t);
+        }
+        match last {
+            Some(t)
+                if kw == Kw::Close && count == 1 && t.kind == Kind::Ident && t.kw == Kw::All => {}
+            Some(t) if t.is_name() => self.prepared_name = self.push_tok(&t)?,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// `LISTEN channel`, `UNLISTEN {channel|*}`: the channel in `prepared_name` (empty for
+    /// `UNLISTEN *`).
+    fn listen(&mut self, kw: Kw) -> R<()> {
+        self.next();
+        self.class(StatementClass::Notify);
+        if kw == Kw::Listen {
+            self.flags |= StatementFlags::LISTENS;
+        } else {
+            self.flags |= StatementFlags::UNLISTENS;
+        }
+        let t = self.peek();
+        if t.is_name() {
+            self.next();
+            self.prepared_name = self.push_tok(&t)?;
+        }
+        self.rest()
+    }
+
     /// `DECLARE name [BINARY] [ASENSITIVE|INSENSITIVE] [[NO] SCROLL] CURSOR [WITH[OUT] HOLD] FOR query`
     fn declare(&mut self) -> R<()> {
         self.expect_kw(Kw::Declare)?;
@@ -3603,7 +3649,10 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
                 return Err(Fail("DECLARE not understood"));
             }
         }
-        if self.eat_kw(Kw::With) || self.eat_kw(Kw::Without) {
+        if self.eat_kw(Kw::With) {
+            self.expect_kw(Kw::Hold)?;
+            self.flags |= StatementFlags::HOLDS_CURSOR;
+        } else if self.eat_kw(Kw::Without) {
             self.expect_kw(Kw::Hold)?;
         }
         self.expect_kw(Kw::For)?;

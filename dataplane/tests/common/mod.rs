@@ -35,6 +35,25 @@ pub fn allow(rule: u32, columns: ColumnAccess) -> Cell {
 /// analyst may select public.orders (all columns) and public.customers (id, name), run
 /// transactions and SET; nothing else.
 pub fn policy() -> Vec<u8> {
+    policy_with(&[], Grant::Standard)
+}
+
+/// How much the analyst role of [`policy_with`] may do.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Grant {
+    /// As [`policy`].
+    Standard,
+    /// Orders only: customers are no longer readable.
+    Narrowed,
+    /// Every column of customers too (ssn included), and cursors.
+    Widened,
+    /// No analyst role at all.
+    Removed,
+}
+
+/// [`policy`] with extra roles (each may read everything, cursors included) and the
+/// analyst's grant varied: role ids shift as roles are added before the analyst.
+pub fn policy_with(extra_roles: &[&str], grant: Grant) -> Vec<u8> {
     let cols = |names: &[&str]| {
         names
             .iter()
@@ -69,50 +88,87 @@ pub fn policy() -> Vec<u8> {
             rule(5, RuleKind::Allow, "allow transaction session"),
             rule(6, RuleKind::Allow, "allow-function pg_catalog.*"),
         ],
-        roles: vec![CompiledRole {
-            name: "analyst".into(),
-            members: vec![],
-            cells: vec![
-                CellEntry {
-                    class: C::Select,
-                    table: Some(0),
-                    cell: allow(0, ColumnAccess::All),
-                },
-                CellEntry {
-                    class: C::Select,
-                    table: Some(1),
-                    cell: allow(1, ColumnAccess::Only(vec![0, 1])),
-                },
-                CellEntry {
-                    class: C::Select,
-                    table: None,
-                    cell: allow(0, ColumnAccess::All),
-                },
-                CellEntry {
-                    class: C::Transaction,
-                    table: None,
-                    cell: allow(2, ColumnAccess::All),
-                },
-                CellEntry {
-                    class: C::Session,
-                    table: None,
-                    cell: allow(2, ColumnAccess::All),
-                },
-            ],
-            functions: vec![],
-            patterns: vec![PatternRule {
-                kind: PatternKind::Function,
-                classes: ClassSet::ALL,
-                pattern: "pg_catalog.*".into(),
-                effect: Effect::Allow,
-                rule: 3,
-            }],
-            masks: vec![],
-            limits: Limits::default(),
-            rates: vec![],
-        }],
+        roles: vec![],
     };
+    let mut p = p;
+    let customers = match grant {
+        Grant::Standard => Some(ColumnAccess::Only(vec![0, 1])),
+        Grant::Narrowed => None,
+        Grant::Widened | Grant::Removed => Some(ColumnAccess::All),
+    };
+    let mut roles: Vec<CompiledRole> = extra_roles
+        .iter()
+        .map(|name| {
+            let mut r = analyst(Some(ColumnAccess::All), true);
+            r.name = (*name).into();
+            r
+        })
+        .collect();
+    if grant != Grant::Removed {
+        roles.push(analyst(customers, grant == Grant::Widened));
+    }
+    // Role ids are positions in name order, as the compiler assigns them.
+    roles.sort_by(|a, b| a.name.cmp(&b.name));
+    p.roles = roles;
     write(&p)
+}
+
+fn analyst(customers: Option<ColumnAccess>, cursors: bool) -> CompiledRole {
+    let mut cells = vec![
+        CellEntry {
+            class: C::Select,
+            table: Some(0),
+            cell: allow(0, ColumnAccess::All),
+        },
+        CellEntry {
+            class: C::Select,
+            table: None,
+            cell: allow(0, ColumnAccess::All),
+        },
+        CellEntry {
+            class: C::Transaction,
+            table: None,
+            cell: allow(2, ColumnAccess::All),
+        },
+        CellEntry {
+            class: C::Session,
+            table: None,
+            cell: allow(2, ColumnAccess::All),
+        },
+    ];
+    if let Some(columns) = customers {
+        cells.push(CellEntry {
+            class: C::Select,
+            table: Some(1),
+            cell: allow(1, columns),
+        });
+    }
+    for class in [C::Cursor, C::Prepare] {
+        if cursors {
+            cells.push(CellEntry {
+                class,
+                table: None,
+                cell: allow(2, ColumnAccess::All),
+            });
+        }
+    }
+    cells.sort_by_key(|c| (c.class as u8, c.table));
+    CompiledRole {
+        name: "analyst".into(),
+        members: vec![],
+        cells,
+        functions: vec![],
+        patterns: vec![PatternRule {
+            kind: PatternKind::Function,
+            classes: ClassSet::ALL,
+            pattern: "pg_catalog.*".into(),
+            effect: Effect::Allow,
+            rule: 3,
+        }],
+        masks: vec![],
+        limits: Limits::default(),
+        rates: vec![],
+    }
 }
 
 /// Accepts the token "good" (and "good-expiring", which expires at t=1000 s).
@@ -137,6 +193,7 @@ impl Authenticator for TestAuth {
             role: table.role("analyst").ok_or("no role")?,
             role_name: "analyst".into(),
             expires_at_unix: expires,
+            claims: Default::default(),
         })
     }
 }
@@ -340,7 +397,16 @@ impl Sim {
     pub fn new(cfg: SessionConfig) -> Self {
         Sim {
             table: policy(),
-            session: Session::new(cfg, 1, "127.0.0.1:5555", (4242, 777)),
+            session: Session::new(
+                cfg,
+                1,
+                "127.0.0.1:5555",
+                (4242, 777),
+                Clock {
+                    mono_us: 1,
+                    unix_ms: 500_000,
+                },
+            ),
             server: FakeServer::default(),
             actions: vec![],
             t: Clock {

@@ -16,18 +16,21 @@
 //! allocate nothing. Prepared-statement names and their audit summaries are stored once per
 //! Parse (bounded by `max_prepared_statements`).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt::Write as _;
 
 use pgate_core::class::StatementClass;
 use pgate_core::facts::{ColumnName, Facts, StatementFlags};
-use pgate_core::sql::{ClassifyContext, classify};
 use pgate_core::table::{Decision, DenyReason, RoleId, Table, Verdict};
 use pgate_core::wire::{
     self, Frontend, Severity, Startup, WireError, frame, frame_startup, parse_frontend,
     parse_startup,
 };
 use postgres_protocol::authentication::sasl::{ChannelBinding, SCRAM_SHA_256, ScramSha256};
+
+mod decided;
+
+use decided::{Decided, DigestHex, decide_text, digest_hex};
 
 /// Time as the driver measures it: monotonic microseconds (durations) and wall-clock
 /// milliseconds since the Unix epoch (audit timestamps, token expiry).
@@ -48,6 +51,9 @@ pub struct Identity {
     pub role_name: String,
     /// Token expiry, seconds since the Unix epoch.
     pub expires_at_unix: u64,
+    /// The token's claims: at every table swap the role is re-resolved by name and the
+    /// claims must still grant it ([`Authenticator::rebind`]).
+    pub claims: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Validates the password the client presented (a JWT). Implemented by the identity module;
@@ -63,6 +69,15 @@ pub trait Authenticator {
         table: &Table<'_>,
         now_unix: u64,
     ) -> Result<Identity, String>;
+
+    /// After a table swap: the session's role in `table`, found by name (role ids shift
+    /// when roles are added or removed), if the identity's claims still grant it. The
+    /// error is shown to the client (FATAL 28000). The default only looks the name up.
+    fn rebind(&self, identity: &Identity, table: &Table<'_>) -> Result<RoleId, String> {
+        table
+            .role(&identity.role_name)
+            .ok_or_else(|| format!("role \"{}\" is no longer in the policy", identity.role_name))
+    }
 }
 
 /// Per-session settings (from the operator's configuration).
@@ -85,6 +100,19 @@ pub struct SessionConfig {
     pub token_grace_secs: u64,
     /// The search path assumed until the client sets one.
     pub default_search_path: Vec<String>,
+    /// From the connection's start until it is proxying (PostgreSQL's
+    /// `authentication_timeout`, 60 s by default).
+    pub login_timeout_ms: u64,
+    /// Named portals open at once (extended protocol).
+    pub max_portals: usize,
+    /// SQL-level `PREPARE`d statements.
+    pub max_sql_prepared: usize,
+    /// SQL-level cursors (`DECLARE`) open at once.
+    pub max_cursors: usize,
+    /// `LISTEN` channels.
+    pub max_listen_channels: usize,
+    /// Bytes of client messages forwarded and not yet answered by ReadyForQuery.
+    pub max_pipeline_bytes: usize,
 }
 
 impl Default for SessionConfig {
@@ -100,6 +128,12 @@ impl Default for SessionConfig {
             max_pipeline_depth: 1024,
             token_grace_secs: 0,
             default_search_path: vec!["public".into()],
+            login_timeout_ms: 60_000,
+            max_portals: 1024,
+            max_sql_prepared: 1024,
+            max_cursors: 1024,
+            max_listen_channels: 256,
+            max_pipeline_bytes: 64 << 20,
         }
     }
 }
@@ -171,14 +205,40 @@ struct Pending {
     /// The unit (Query or batch up to Sync) it belongs to.
     unit: u64,
     started_us: u64,
+    /// The digest of the table that decided it (a swap may come before it completes).
+    digest: DigestHex,
 }
 
-/// What pgate knows about a prepared statement.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What pgate knows about a prepared statement (protocol level).
+#[derive(Debug)]
 struct Prepared {
     allowed: bool,
     /// Index into `summaries`.
     summary: usize,
+    decided: Decided,
+    /// Changes with every Parse of this name: a portal bound from an earlier version
+    /// cannot be re-decided from this one.
+    version: u64,
+}
+
+/// A portal bound from an allowed statement.
+#[derive(Debug, Default)]
+struct Portal {
+    summary: usize,
+    /// The statement it was bound from, and that statement's version then.
+    statement: String,
+    version: u64,
+    table_gen: u32,
+    /// The unit of its Bind: portals end with their transaction.
+    unit: u64,
+}
+
+/// A SQL-level cursor (`DECLARE`) pgate allowed.
+#[derive(Debug)]
+struct Cursor {
+    decided: Decided,
+    hold: bool,
+    unit: u64,
 }
 
 /// The session. See the module docs.
@@ -214,9 +274,30 @@ pub struct Session {
     /// The last command forwarded was an Execute (extended protocol), not a Query.
     last_command_extended: bool,
     statements: HashMap<String, Prepared>,
-    portals: HashMap<String, usize>,
-    unnamed_portal: Option<usize>,
-    sql_prepared: HashMap<String, bool>,
+    statement_versions: u64,
+    portals: HashMap<String, Portal>,
+    /// The unnamed portal, reused (its strings keep their capacity).
+    unnamed_portal: Portal,
+    unnamed_portal_open: bool,
+    /// SQL-level `PREPARE`d statements: the PREPARE's text.
+    sql_prepared: HashMap<String, Decided>,
+    cursors: HashMap<String, Cursor>,
+    listening: HashSet<String>,
+    /// The table generation: bumped at every swap to a table with another digest.
+    table_gen: u32,
+    table_digest_raw: [u8; 32],
+    /// Scratch facts for re-deciding a stored statement (the current message's facts stay
+    /// in `facts`), and the deny message of the last failed re-decision.
+    recheck: Facts,
+    recheck_msg: Option<String>,
+    /// Client bytes forwarded per unit not yet answered, and their sum.
+    unit_bytes: VecDeque<usize>,
+    current_unit_bytes: usize,
+    inflight_bytes: usize,
+    /// Monotonic deadlines (µs): login, drain, token expiry (with grace).
+    login_deadline_us: u64,
+    drain_deadline_us: Option<u64>,
+    expiry_deadline_us: Option<u64>,
     /// Audit summaries (`"classes":[…],"tables":[…]` JSON fragments): slot 0 is the
     /// current simple query's, reused; prepared statements own theirs.
     summaries: Vec<String>,
@@ -225,7 +306,7 @@ pub struct Session {
     unit_seq: u64,
     rows: u64,
     bytes: u64,
-    table_digest: String,
+    table_digest: DigestHex,
     now: Clock,
     /// False while the audit sink refuses new statements (`on-failure "refuse"`).
     audit_accepting: bool,
@@ -244,17 +325,21 @@ mod sqlstate {
     pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
     pub const TOO_MANY: &str = "54000";
     pub const INVALID_SQL_STATEMENT_NAME: &str = "26000";
+    pub const QUERY_CANCELED: &str = "57014";
+    pub const ADMIN_SHUTDOWN: &str = "57P01";
     /// io_error: the audit log cannot take more lines.
     pub const AUDIT_UNAVAILABLE: &str = "58030";
 }
 
 impl Session {
-    /// A new session for a client at `client_addr`, with the pgate-issued cancel key.
+    /// A new session for a client at `client_addr`, with the pgate-issued cancel key (the
+    /// driver draws it from its randomness source), accepted at `now`.
     pub fn new(
         cfg: SessionConfig,
         conn_id: u64,
         client_addr: &str,
         issued_key: (i32, i32),
+        now: Clock,
     ) -> Self {
         let search_path = cfg.default_search_path.clone();
         Session {
@@ -266,16 +351,18 @@ impl Session {
             identity: None,
             client_addr: client_addr.to_owned(),
             conn_id,
-            to_client: Vec::with_capacity(16 * 1024),
-            to_upstream: Vec::with_capacity(16 * 1024),
+            // Small until used: a connection that never logs in costs little (buffers grow
+            // to their working sizes once, then stay).
+            to_client: Vec::new(),
+            to_upstream: Vec::new(),
             actions: VecDeque::with_capacity(4),
-            audit: String::with_capacity(4096),
-            facts: Facts::default(),
+            audit: String::new(),
+            facts: Facts::unallocated(),
             search_path,
             tx_status: b'I',
             inflight: 0,
-            deferred: VecDeque::with_capacity(8),
-            deferred_buf: Vec::with_capacity(1024),
+            deferred: VecDeque::new(),
+            deferred_buf: Vec::new(),
             batch_forwarded: false,
             skipping_batch: false,
             sync_answered_upstream: false,
@@ -283,17 +370,33 @@ impl Session {
             syncs_since_execute: 0,
             last_command_extended: false,
             statements: HashMap::new(),
+            statement_versions: 0,
             portals: HashMap::new(),
-            unnamed_portal: None,
+            unnamed_portal: Portal::default(),
+            unnamed_portal_open: false,
             sql_prepared: HashMap::new(),
-            summaries: vec![String::with_capacity(512)],
+            cursors: HashMap::new(),
+            listening: HashSet::new(),
+            table_gen: 0,
+            table_digest_raw: [0; 32],
+            recheck: Facts::unallocated(),
+            recheck_msg: None,
+            unit_bytes: VecDeque::new(),
+            current_unit_bytes: 0,
+            inflight_bytes: 0,
+            login_deadline_us: now
+                .mono_us
+                .saturating_add(cfg.login_timeout_ms.saturating_mul(1000)),
+            drain_deadline_us: None,
+            expiry_deadline_us: None,
+            summaries: vec![String::new()],
             free_summaries: Vec::new(),
-            pending: VecDeque::with_capacity(64),
+            pending: VecDeque::new(),
             unit_seq: 0,
             rows: 0,
             bytes: 0,
-            table_digest: String::new(),
-            now: Clock::default(),
+            table_digest: [b'0'; 16],
+            now,
             audit_accepting: true,
             allowed_count: 0,
             denied_count: 0,
@@ -396,21 +499,130 @@ impl Session {
         self.to_upstream.extend_from_slice(&body);
     }
 
+    /// The client's connection ended (EOF or error) without Terminate. The session ends
+    /// (audited); returns whether the upstream was still working for it, in which case the
+    /// driver cancels that work with the real key ([`CancelKeys::upstream`]).
+    pub fn client_closed(&mut self) -> bool {
+        if self.is_closed() {
+            return false;
+        }
+        let busy = self.inflight > 0 || self.copy_in;
+        self.end();
+        busy
+    }
+
     /// The upstream connection failed or closed.
     pub fn upstream_closed(&mut self, cause: &str) {
         let msg = format!("pgate lost the connection to the database: {cause}");
         self.fatal(sqlstate::CONNECTION_FAILURE, &msg);
     }
 
-    /// Time passes: ends the session when its token has expired (after the grace period).
+    /// The next moment (monotonic µs) at which [`Session::handle_timeout`] must be called:
+    /// the login deadline until the session is proxying, the drain deadline, the token's
+    /// expiry. `None` when nothing is due (a closed session).
+    pub fn poll_timeout(&self) -> Option<u64> {
+        if self.is_closed() {
+            return None;
+        }
+        let login = (!self.is_ready()).then_some(self.login_deadline_us);
+        [login, self.drain_deadline_us, self.expiry_deadline_us]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Time passes: ends the session at the login deadline (as PostgreSQL's
+    /// `authentication_timeout` does), at the drain deadline (57P01, like a server
+    /// shutdown), or when its token has expired (after the grace period).
     pub fn handle_timeout(&mut self, now: Clock) {
         self.now = now;
+        if self.is_closed() {
+            return;
+        }
+        if !self.is_ready() && now.mono_us >= self.login_deadline_us {
+            // Before a startup packet PostgreSQL closes without a word; once the client
+            // speaks the protocol it gets the reason.
+            if matches!(self.state, State::Startup { .. }) {
+                self.close_quietly();
+            } else {
+                self.fatal(
+                    sqlstate::QUERY_CANCELED,
+                    "canceling authentication due to timeout",
+                );
+            }
+            return;
+        }
+        if self.drain_deadline_us.is_some_and(|d| now.mono_us >= d) {
+            self.fatal(
+                sqlstate::ADMIN_SHUTDOWN,
+                "terminating connection due to administrator command (pgate is shutting down)",
+            );
+            return;
+        }
         let Some(id) = &self.identity else { return };
-        if now.unix_ms / 1000 > id.expires_at_unix.saturating_add(self.cfg.token_grace_secs) {
+        let expiry_unix = id.expires_at_unix.saturating_add(self.cfg.token_grace_secs);
+        if now.unix_ms / 1000 >= expiry_unix {
             self.fatal(
                 sqlstate::INVALID_AUTHORIZATION,
                 "pgate: the session's token has expired; reconnect with a fresh token",
             );
+            return;
+        }
+        self.set_expiry_deadline(expiry_unix);
+    }
+
+    /// The token's expiry as a monotonic deadline, from the wall clock now (recomputed at
+    /// every timeout, so a wall-clock step is caught at the next wake-up).
+    fn set_expiry_deadline(&mut self, expiry_unix: u64) {
+        let left_ms = expiry_unix
+            .saturating_mul(1000)
+            .saturating_sub(self.now.unix_ms);
+        self.expiry_deadline_us = Some(
+            self.now
+                .mono_us
+                .saturating_add(left_ms.saturating_mul(1000)),
+        );
+    }
+
+    /// The proxy is draining: the session goes on as usual until `deadline_us` (monotonic),
+    /// then ends with 57P01, as PostgreSQL's sessions do when the server shuts down. Nothing
+    /// fails before the deadline.
+    pub fn handle_drain(&mut self, deadline_us: u64) {
+        self.drain_deadline_us = Some(deadline_us);
+    }
+
+    /// The decision table the driver holds now. When its digest differs from the one the
+    /// session last saw (a swap), the session's role is re-resolved by name and re-bound
+    /// through the authenticator: a role that vanished, or that the token no longer maps
+    /// to, ends the session (FATAL 28000, audited). Stored statements are re-decided
+    /// lazily, before their next use. Called by [`Session::handle_client`] too, so a swap
+    /// is seen before any later message is decided.
+    pub fn handle_table(&mut self, table: &Table<'_>, auth: &dyn Authenticator) {
+        let digest = table.digest();
+        if digest == self.table_digest_raw {
+            return;
+        }
+        self.table_digest_raw = digest;
+        self.table_digest = digest_hex(&digest);
+        self.table_gen = self.table_gen.wrapping_add(1);
+        let Some(id) = &self.identity else { return };
+        if self.is_closed() {
+            return;
+        }
+        match auth.rebind(id, table) {
+            Ok(role) => {
+                if let Some(id) = self.identity.as_mut() {
+                    id.role = role;
+                }
+                self.audit_connection("rebind", None);
+            }
+            Err(why) => {
+                let msg = format!(
+                    "pgate: the policy was reloaded and no longer admits this session: {why}; reconnect"
+                );
+                self.audit_connection("revoked", Some(&msg));
+                self.fatal(sqlstate::INVALID_AUTHORIZATION, &msg);
+            }
         }
     }
 
@@ -426,6 +638,7 @@ impl Session {
         now: Clock,
     ) -> usize {
         self.now = now;
+        self.handle_table(table, auth);
         let mut consumed = 0;
         while !matches!(self.state, State::Closed) {
             let rest = &input[consumed..];
@@ -577,8 +790,13 @@ impl Session {
         };
         match auth.authenticate(&user, token, table, self.now.unix_ms / 1000) {
             Ok(identity) => {
-                self.table_digest = hex(&table.digest()[..8]);
+                self.table_digest_raw = table.digest();
+                self.table_digest = digest_hex(&self.table_digest_raw);
+                let expiry = identity
+                    .expires_at_unix
+                    .saturating_add(self.cfg.token_grace_secs);
                 self.identity = Some(identity);
+                self.set_expiry_deadline(expiry);
                 self.state = State::Connecting { database, params };
                 self.actions.push_back(Action::ConnectUpstream);
             }
@@ -620,19 +838,14 @@ impl Session {
             Frontend::Bind {
                 portal, statement, ..
             } => {
-                if let Some(p) = self.allowed_statement(statement) {
-                    if portal.is_empty() {
-                        self.unnamed_portal = Some(p.summary);
-                    } else if let Some(slot) = self.portals.get_mut(portal) {
-                        *slot = p.summary;
-                    } else {
-                        self.portals.insert(portal.to_owned(), p.summary);
+                if let Some(summary) = self.allowed_statement(statement, table) {
+                    if self.bind_portal(portal, statement, summary) {
+                        self.forward_in_batch(raw);
                     }
-                    self.forward_in_batch(raw);
                 }
             }
             Frontend::Describe { kind: b'S', name } => {
-                if self.allowed_statement(name).is_some() {
+                if self.allowed_statement(name, table).is_some() {
                     self.forward_in_batch(raw);
                 }
             }
@@ -640,16 +853,15 @@ impl Session {
             Frontend::Execute { portal, .. } => {
                 // Portals exist only through allowed Binds or DECLAREs pgate checked; an
                 // unknown portal name fails upstream.
-                let summary = if portal.is_empty() {
-                    self.unnamed_portal
-                } else {
-                    self.portals.get(portal).copied()
+                let Ok(summary) = self.portal_for_execute(portal, table) else {
+                    return;
                 };
                 if let Some(summary) = summary {
                     self.pending.push_back(Pending {
                         summary,
                         unit: self.unit_seq,
                         started_us: self.now.mono_us,
+                        digest: self.table_digest,
                     });
                 }
                 self.syncs_since_execute = 0;
@@ -662,9 +874,11 @@ impl Session {
                         self.release_summary(p.summary);
                     }
                 } else if name.is_empty() {
-                    self.unnamed_portal = None;
+                    self.unnamed_portal_open = false;
                 } else {
+                    // A SQL cursor is a portal too: Close closes either.
                     self.portals.remove(name);
+                    self.cursors.remove(name);
                 }
                 self.forward_in_batch(raw);
             }
@@ -690,7 +904,9 @@ impl Session {
                     if !matches!(m, Frontend::CopyData(_)) {
                         self.copy_in = false;
                     }
-                    self.forward(raw);
+                    // Not counted as pipelined bytes: COPY data streams, it is not queued
+                    // behind unanswered commands.
+                    self.to_upstream.extend_from_slice(raw);
                 }
             }
             Frontend::FunctionCall { .. } => {
@@ -717,46 +933,128 @@ impl Session {
             .unwrap_or(RoleId(u32::MAX))
     }
 
-    /// Classifies `sql` into `self.facts` and decides it; resolves `EXECUTE name`.
+    /// Classifies `sql` into `self.facts` and decides it; resolves `EXECUTE name`, and
+    /// decides again any stored statement it uses (`EXECUTE`, `FETCH`) that an earlier
+    /// table decided.
     fn decide_sql(&mut self, sql: &str, table: &Table<'_>) -> Verdict {
-        let mut path = [""; 16];
-        let n = self.search_path.len().min(path.len());
-        for (slot, s) in path.iter_mut().zip(&self.search_path) {
-            *slot = s.as_str();
-        }
-        let ctx = ClassifyContext {
-            search_path: &path[..n],
-            catalog: None,
-        };
-        classify(sql, &ctx, &mut self.facts);
-        let verdict = table.decide_all(self.role(), &self.facts);
+        self.recheck_msg = None;
+        let role = self.role();
+        let verdict = decide_text(&mut self.facts, sql, &self.search_path, role, table);
         if !verdict.is_allow() {
             return verdict;
         }
-        // EXECUTE of a SQL-level prepared statement: allowed only if pgate allowed its
-        // PREPARE in this session (the PREPARE's inner statement was decided then).
-        for (i, s) in self.facts.statements().iter().enumerate() {
-            if s.flags.contains(StatementFlags::EXECUTES_PREPARED) {
-                let name = self.facts.name(s.prepared_name);
-                if self.sql_prepared.get(name) != Some(&true) {
-                    return Verdict {
-                        decision: Decision::Deny {
-                            rule: None,
-                            statement: i as u16,
-                            reason: DenyReason::UnknownStatement,
-                        },
-                        ..verdict
-                    };
+        let tgen = self.table_gen;
+        for i in 0..self.facts.statements().len() {
+            let s = self.facts.statements()[i];
+            let executes = s.flags.contains(StatementFlags::EXECUTES_PREPARED);
+            let fetches = s.flags.contains(StatementFlags::USES_CURSOR);
+            if !executes && !fetches {
+                continue;
+            }
+            let name = self.facts.name(s.prepared_name);
+            // EXECUTE of a SQL-level prepared statement: allowed only if pgate allowed its
+            // PREPARE in this session (the PREPARE's inner statement was decided then).
+            let stored = if executes {
+                match self.sql_prepared.get(name) {
+                    Some(d) => Some(d),
+                    None => {
+                        return Verdict {
+                            decision: Decision::Deny {
+                                rule: None,
+                                statement: i as u16,
+                                reason: DenyReason::UnknownStatement,
+                            },
+                            ..verdict
+                        };
+                    }
                 }
+            } else {
+                // Cursors pgate did not see declared (a function's refcursor) pass as
+                // before: their opening statement was decided when it ran.
+                self.cursors.get(name).map(|c| &c.decided)
+            };
+            let Some(d) = stored.filter(|d| d.table_gen != tgen) else {
+                continue;
+            };
+            let (text, path) = (d.sql.clone(), d.search_path.clone());
+            let key = name.to_owned();
+            let v = self.recheck_stored(&text, &path, table);
+            if !v.is_allow() {
+                return Verdict {
+                    decision: Decision::Deny {
+                        rule: v.rule(),
+                        statement: i as u16,
+                        reason: DenyReason::UnknownStatement,
+                    },
+                    ..verdict
+                };
+            }
+            let d = if executes {
+                self.sql_prepared.get_mut(&key)
+            } else {
+                self.cursors.get_mut(&key).map(|c| &mut c.decided)
+            };
+            if let Some(d) = d {
+                d.table_gen = tgen;
             }
         }
         verdict
     }
 
-    /// Applies the session-state effects of allowed statements (search path, SQL-level
-    /// prepared statement names).
-    fn apply_effects(&mut self) {
+    /// Decides a stored statement's text again under `table` (into the scratch facts); on
+    /// a denial, keeps the message for the client in `recheck_msg`.
+    fn recheck_stored(&mut self, sql: &str, path: &[String], table: &Table<'_>) -> Verdict {
+        let role = self.role();
+        if self.recheck.is_unallocated() {
+            self.recheck = Facts::default();
+        }
+        let v = decide_text(&mut self.recheck, sql, path, role, table);
+        if !v.is_allow() {
+            let why = deny_message(&self.recheck, &v, self.role_name(), table);
+            self.recheck_msg = Some(format!(
+                "{why}; the statement was allowed under an earlier policy and decided again after a reload"
+            ));
+        }
+        v
+    }
+
+    /// SQL-level objects a statement string would create beyond the session's limits.
+    fn limit_exceeded(&self) -> Option<&'static str> {
+        let (mut prepares, mut cursors, mut channels) = (0usize, 0usize, 0usize);
         for s in self.facts.statements() {
+            let name = self.facts.name(s.prepared_name);
+            if s.flags.contains(StatementFlags::PREPARES) && !self.sql_prepared.contains_key(name) {
+                prepares += 1;
+            }
+            if s.flags.contains(StatementFlags::DECLARES_CURSOR) && !self.cursors.contains_key(name)
+            {
+                cursors += 1;
+            }
+            if s.flags.contains(StatementFlags::LISTENS) && !self.listening.contains(name) {
+                channels += 1;
+            }
+        }
+        if prepares > 0 && self.sql_prepared.len() + prepares > self.cfg.max_sql_prepared {
+            return Some(
+                "pgate: too many prepared statements (PREPARE) in this session; DEALLOCATE some first",
+            );
+        }
+        if cursors > 0 && self.cursors.len() + cursors > self.cfg.max_cursors {
+            return Some("pgate: too many open cursors in this session; CLOSE some first");
+        }
+        if channels > 0 && self.listening.len() + channels > self.cfg.max_listen_channels {
+            return Some("pgate: too many LISTEN channels in this session; UNLISTEN some first");
+        }
+        None
+    }
+
+    /// Applies the session-state effects of allowed statements (search path, SQL-level
+    /// prepared statements, cursors, LISTEN channels).
+    fn apply_effects(&mut self, sql: &str) {
+        let tgen = self.table_gen;
+        for s in self.facts.statements() {
+            let name = self.facts.name(s.prepared_name);
+            let text = sql.get(s.start as usize..s.end as usize).unwrap_or("");
             if s.flags.contains(StatementFlags::SETS_SEARCH_PATH) {
                 self.search_path.clear();
                 for n in self.facts.search_path(s) {
@@ -766,17 +1064,50 @@ impl Session {
             if s.flags.contains(StatementFlags::RESETS_SESSION) {
                 self.search_path.clone_from(&self.cfg.default_search_path);
                 self.sql_prepared.clear();
+                // DISCARD ALL also closes cursors and ends LISTENs (RESET ALL does not).
+                if text
+                    .trim_start()
+                    .get(..7)
+                    .is_some_and(|w| w.eq_ignore_ascii_case("discard"))
+                {
+                    self.cursors.clear();
+                    self.listening.clear();
+                }
             }
             if s.flags.contains(StatementFlags::PREPARES) {
                 self.sql_prepared
-                    .insert(self.facts.name(s.prepared_name).to_owned(), true);
+                    .insert(name.to_owned(), Decided::new(text, &self.search_path, tgen));
             }
             if s.flags.contains(StatementFlags::DEALLOCATES) {
-                let name = self.facts.name(s.prepared_name);
                 if name.is_empty() {
                     self.sql_prepared.clear();
                 } else {
                     self.sql_prepared.remove(name);
+                }
+            }
+            if s.flags.contains(StatementFlags::DECLARES_CURSOR) {
+                let cursor = Cursor {
+                    decided: Decided::new(text, &self.search_path, tgen),
+                    hold: s.flags.contains(StatementFlags::HOLDS_CURSOR),
+                    unit: self.unit_seq,
+                };
+                self.cursors.insert(name.to_owned(), cursor);
+            }
+            if s.flags.contains(StatementFlags::CLOSES_CURSOR) {
+                if name.is_empty() {
+                    self.cursors.clear();
+                } else {
+                    self.cursors.remove(name);
+                }
+            }
+            if s.flags.contains(StatementFlags::LISTENS) && !self.listening.contains(name) {
+                self.listening.insert(name.to_owned());
+            }
+            if s.flags.contains(StatementFlags::UNLISTENS) {
+                if name.is_empty() {
+                    self.listening.clear();
+                } else {
+                    self.listening.remove(name);
                 }
             }
         }
@@ -785,7 +1116,12 @@ impl Session {
     fn on_query(&mut self, sql: &str, raw: &[u8], table: &Table<'_>) {
         let verdict = self.decide_sql(sql, table);
         if verdict.is_allow() {
-            self.apply_effects();
+            if let Some(msg) = self.limit_exceeded() {
+                self.audit_denied(&verdict, table, msg, sql);
+                self.respond_error(sqlstate::TOO_MANY, msg);
+                return;
+            }
+            self.apply_effects(sql);
             // One audit line per statement of the string, each completed by its
             // CommandComplete (or error) from the upstream.
             for i in 0..self.facts.statements().len() {
@@ -794,15 +1130,25 @@ impl Session {
                     summary: slot,
                     unit: self.unit_seq,
                     started_us: self.now.mono_us,
+                    digest: self.table_digest,
                 });
             }
             self.forward(raw);
             self.last_command_extended = false;
             self.unit_forwarded();
         } else {
-            let msg = self.deny_message(&verdict, table);
+            let msg = self.denial_text(&verdict, table);
             self.audit_denied(&verdict, table, &msg, sql);
             self.respond_error(sqlstate::INSUFFICIENT_PRIVILEGE, &msg);
+        }
+    }
+
+    /// The message for a denial of the current facts (or of the stored statement a
+    /// re-decision refused).
+    fn denial_text(&mut self, verdict: &Verdict, table: &Table<'_>) -> String {
+        match self.recheck_msg.take() {
+            Some(m) => m,
+            None => deny_message(&self.facts, verdict, self.role_name(), table),
         }
     }
 
@@ -817,38 +1163,60 @@ impl Session {
             return;
         }
         let verdict = self.decide_sql(sql, table);
-        let allowed = verdict.is_allow();
-        if allowed {
-            self.apply_effects();
-        }
+        let limit = if verdict.is_allow() {
+            self.limit_exceeded()
+        } else {
+            None
+        };
+        let allowed = verdict.is_allow() && limit.is_none();
+        self.statement_versions += 1;
+        let version = self.statement_versions;
+        let tgen = self.table_gen;
         // The statement's audit summary lives as long as the statement.
-        let summary = match self.statements.get(name) {
-            Some(p) => p.summary,
-            None => self.new_summary(),
+        let summary = match self.statements.get_mut(name) {
+            Some(p) => {
+                p.allowed = allowed;
+                p.version = version;
+                p.decided.set(sql, &self.search_path, tgen);
+                p.summary
+            }
+            None => {
+                let summary = self.new_summary();
+                let p = Prepared {
+                    allowed,
+                    summary,
+                    decided: Decided::new(sql, &self.search_path, tgen),
+                    version,
+                };
+                self.statements.insert(name.to_owned(), p);
+                summary
+            }
         };
         self.write_summary(summary, 0, &verdict, table, sql);
-        if let Some(p) = self.statements.get_mut(name) {
-            *p = Prepared { allowed, summary };
-        } else {
-            self.statements
-                .insert(name.to_owned(), Prepared { allowed, summary });
-        }
-        if allowed {
+        if let Some(msg) = limit {
+            self.audit_denied(&verdict, table, msg, sql);
+            self.deny_batch(sqlstate::TOO_MANY, msg);
+        } else if allowed {
+            self.apply_effects(sql);
             self.forward_in_batch(raw);
         } else {
-            let msg = self.deny_message(&verdict, table);
+            let msg = self.denial_text(&verdict, table);
             self.audit_denied(&verdict, table, &msg, sql);
             self.deny_batch(sqlstate::INSUFFICIENT_PRIVILEGE, &msg);
         }
     }
 
-    /// A statement named by Bind or Describe: only statements pgate allowed. On refusal the
-    /// batch is denied and `None` returned.
-    fn allowed_statement(&mut self, name: &str) -> Option<Prepared> {
-        match self.statements.get(name).copied() {
-            Some(p) if p.allowed => Some(p),
-            Some(_) => {
-                let msg = format!("pgate: prepared statement \"{name}\" was denied by policy");
+    /// A statement named by Bind or Describe: only statements pgate allowed, decided
+    /// again first if an earlier table decided them. Returns the statement's summary
+    /// slot; on refusal the batch is denied and `None` returned.
+    fn allowed_statement(&mut self, name: &str, table: &Table<'_>) -> Option<usize> {
+        match self.refresh_statement(name, table) {
+            Some((true, summary)) => Some(summary),
+            Some((false, _)) => {
+                let msg = match self.recheck_msg.take() {
+                    Some(m) => m,
+                    None => format!("pgate: prepared statement \"{name}\" was denied by policy"),
+                };
                 self.deny_batch(sqlstate::INSUFFICIENT_PRIVILEGE, &msg);
                 None
             }
@@ -860,8 +1228,135 @@ impl Session {
         }
     }
 
+    /// Whether the prepared statement `name` is allowed under the current table (deciding
+    /// it again when an earlier table decided it), and its summary slot; `None` if pgate
+    /// knows no such statement.
+    fn refresh_statement(&mut self, name: &str, table: &Table<'_>) -> Option<(bool, usize)> {
+        self.recheck_msg = None;
+        let tgen = self.table_gen;
+        let p = self.statements.get(name)?;
+        if p.decided.table_gen == tgen {
+            return Some((p.allowed, p.summary));
+        }
+        // Cold: once per statement per swap.
+        let (sql, path, summary) = (
+            p.decided.sql.clone(),
+            p.decided.search_path.clone(),
+            p.summary,
+        );
+        let v = self.recheck_stored(&sql, &path, table);
+        let allowed = v.is_allow();
+        let mut out = std::mem::take(&mut self.summaries[summary]);
+        write_summary(&mut out, &self.recheck, 0, &v, table, &sql);
+        self.summaries[summary] = out;
+        if !allowed {
+            let msg = self.recheck_msg.clone().unwrap_or_default();
+            self.audit_denied_in(true, &v, table, &msg, &sql);
+        }
+        if let Some(p) = self.statements.get_mut(name) {
+            p.allowed = allowed;
+            p.decided.table_gen = tgen;
+        }
+        Some((allowed, summary))
+    }
+
+    /// Records the portal a Bind creates. False (batch denied) past the portal limit.
+    fn bind_portal(&mut self, portal: &str, statement: &str, summary: usize) -> bool {
+        let version = self.statements.get(statement).map_or(0, |p| p.version);
+        let (tgen, unit) = (self.table_gen, self.unit_seq);
+        let slot = if portal.is_empty() {
+            self.unnamed_portal_open = true;
+            &mut self.unnamed_portal
+        } else if let Some(p) = self.portals.get_mut(portal) {
+            p
+        } else if self.portals.len() >= self.cfg.max_portals {
+            self.deny_batch(
+                sqlstate::TOO_MANY,
+                "pgate: too many open portals in this session; close some or end the transaction",
+            );
+            return false;
+        } else {
+            self.portals.entry(portal.to_owned()).or_default()
+        };
+        slot.summary = summary;
+        slot.statement.clear();
+        slot.statement.push_str(statement);
+        slot.version = version;
+        slot.table_gen = tgen;
+        slot.unit = unit;
+        true
+    }
+
+    /// The summary slot of the portal an Execute runs (`Ok(None)`: a portal pgate did not
+    /// bind, which the server answers). A portal bound under an earlier table runs only
+    /// if its statement, decided again, is still allowed; otherwise the batch is denied
+    /// (`Err`).
+    fn portal_for_execute(&mut self, portal: &str, table: &Table<'_>) -> Result<Option<usize>, ()> {
+        let tgen = self.table_gen;
+        let p = if portal.is_empty() {
+            if !self.unnamed_portal_open {
+                return Ok(None);
+            }
+            &self.unnamed_portal
+        } else if let Some(p) = self.portals.get(portal) {
+            p
+        } else {
+            return self.cursor_for_execute(portal, table).map(|()| None);
+        };
+        if p.table_gen == tgen {
+            return Ok(Some(p.summary));
+        }
+        let (statement, version, summary) = (p.statement.clone(), p.version, p.summary);
+        let current = self.statements.get(&statement).map(|s| s.version) == Some(version);
+        let allowed =
+            current && matches!(self.refresh_statement(&statement, table), Some((true, _)));
+        if !allowed {
+            let msg = match self.recheck_msg.take() {
+                Some(m) => m,
+                None => format!(
+                    "pgate: portal \"{portal}\" was bound under an earlier policy from a statement pgate can no longer decide; bind it again"
+                ),
+            };
+            self.deny_batch(sqlstate::INSUFFICIENT_PRIVILEGE, &msg);
+            return Err(());
+        }
+        let p = if portal.is_empty() {
+            Some(&mut self.unnamed_portal)
+        } else {
+            self.portals.get_mut(portal)
+        };
+        if let Some(p) = p {
+            p.table_gen = tgen;
+        }
+        Ok(Some(summary))
+    }
+
+    /// Execute of a SQL cursor's portal: decided again when an earlier table allowed its
+    /// DECLARE.
+    fn cursor_for_execute(&mut self, name: &str, table: &Table<'_>) -> Result<(), ()> {
+        let tgen = self.table_gen;
+        let Some(c) = self
+            .cursors
+            .get(name)
+            .filter(|c| c.decided.table_gen != tgen)
+        else {
+            return Ok(());
+        };
+        let (sql, path) = (c.decided.sql.clone(), c.decided.search_path.clone());
+        if self.recheck_stored(&sql, &path, table).is_allow() {
+            if let Some(c) = self.cursors.get_mut(name) {
+                c.decided.table_gen = tgen;
+            }
+            return Ok(());
+        }
+        let msg = self.recheck_msg.take().unwrap_or_default();
+        self.deny_batch(sqlstate::INSUFFICIENT_PRIVILEGE, &msg);
+        Err(())
+    }
+
     fn forward(&mut self, raw: &[u8]) {
         self.to_upstream.extend_from_slice(raw);
+        self.current_unit_bytes += raw.len();
     }
 
     fn forward_in_batch(&mut self, raw: &[u8]) {
@@ -874,11 +1369,45 @@ impl Session {
         self.inflight += 1;
         self.unit_seq += 1;
         self.batch_forwarded = false;
+        let bytes = std::mem::take(&mut self.current_unit_bytes);
+        self.unit_bytes.push_back(bytes);
+        self.inflight_bytes += bytes;
         if self.inflight > self.cfg.max_pipeline_depth {
             self.fatal(
                 sqlstate::TOO_MANY,
                 "pgate: too many pipelined queries without reading their results",
             );
+        } else if self.inflight_bytes > self.cfg.max_pipeline_bytes {
+            self.fatal(
+                sqlstate::TOO_MANY,
+                "pgate: too many bytes of pipelined queries without reading their results",
+            );
+        }
+    }
+
+    /// A unit was answered (or will never be): its bytes leave the pipeline.
+    fn unit_answered(&mut self, newest: bool) {
+        let b = if newest {
+            self.unit_bytes.pop_back()
+        } else {
+            self.unit_bytes.pop_front()
+        };
+        self.inflight_bytes = self.inflight_bytes.saturating_sub(b.unwrap_or(0));
+    }
+
+    /// ReadyForQuery 'I': no transaction is open, so the portals and cursors (other than
+    /// WITH HOLD ones) of every answered unit are gone ("If successfully created, a named
+    /// portal object lasts till the end of the current transaction").
+    fn transaction_ended(&mut self) {
+        let done = self.unit_seq.saturating_sub(self.inflight as u64);
+        if self.unnamed_portal_open && self.unnamed_portal.unit < done {
+            self.unnamed_portal_open = false;
+        }
+        if !self.portals.is_empty() {
+            self.portals.retain(|_, p| p.unit >= done);
+        }
+        if !self.cursors.is_empty() {
+            self.cursors.retain(|_, c| c.hold || c.unit >= done);
         }
     }
 
@@ -948,100 +1477,15 @@ impl Session {
         self.defer_or_send(start, end);
     }
 
-    fn deny_message(&self, v: &Verdict, table: &Table<'_>) -> String {
-        let Decision::Deny {
-            rule,
-            statement,
-            reason,
-        } = v.decision
-        else {
-            return String::new();
-        };
-        let f = &self.facts;
-        let stmt = f.statements().get(statement as usize);
-        let what = match (reason, stmt) {
-            (DenyReason::UnknownStatement, Some(s))
-                if s.flags.contains(StatementFlags::EXECUTES_PREPARED) =>
-            {
-                format!(
-                    "EXECUTE of \"{}\", which pgate has not allowed in this session",
-                    f.name(s.prepared_name)
-                )
-            }
-            (DenyReason::UnknownStatement, Some(s)) => format!(
-                "a statement pgate cannot classify ({})",
-                s.unknown_reason.unwrap_or("not understood")
-            ),
-            (DenyReason::Class(c), _) => format!("{c} statements"),
-            (
-                DenyReason::Table { class, access } | DenyReason::UndeclaredTable { class, access },
-                Some(s),
-            ) => match f.tables(s).get(access as usize) {
-                Some(a) => format!(
-                    "{class} on table {}.{}",
-                    f.name(a.name.schema),
-                    f.name(a.name.name)
-                ),
-                None => class.to_string(),
-            },
-            (
-                DenyReason::Column {
-                    class,
-                    access,
-                    column,
-                },
-                Some(s),
-            ) => match (
-                f.tables(s).get(access as usize),
-                f.columns(s).get(column as usize),
-            ) {
-                (Some(t), Some(c)) => {
-                    let col = match c.name {
-                        ColumnName::Named(n) => f.name(n),
-                        ColumnName::All => "*",
-                    };
-                    format!(
-                        "{class} of column {}.{}.{col}",
-                        f.name(t.name.schema),
-                        f.name(t.name.name)
-                    )
-                }
-                _ => format!("{class} of a column"),
-            },
-            (DenyReason::Function { function }, Some(s)) => {
-                match f.functions(s).get(function as usize) {
-                    Some(func) if func.name.schema.is_empty() => {
-                        format!("function {}", f.name(func.name.name))
-                    }
-                    Some(func) => format!(
-                        "function {}.{}",
-                        f.name(func.name.schema),
-                        f.name(func.name.name)
-                    ),
-                    None => "a function call".into(),
-                }
-            }
-            (DenyReason::UnknownRole, _) => "any statement (the role is not in the policy)".into(),
-            (_, None) => "an empty statement".into(),
-        };
-        self.deny_text(&what, rule, table)
+    fn role_name(&self) -> &str {
+        self.identity
+            .as_ref()
+            .map(|i| i.role_name.as_str())
+            .unwrap_or("")
     }
 
     fn deny_text(&self, what: &str, rule: Option<u32>, table: &Table<'_>) -> String {
-        let role = self
-            .identity
-            .as_ref()
-            .map(|i| i.role_name.as_str())
-            .unwrap_or("");
-        match rule.and_then(|r| table.rule(r)) {
-            Some(r) => format!(
-                "pgate: permission denied for {what} (role \"{role}\", rule {}:{})",
-                r.file, r.line
-            ),
-            None => {
-                format!("pgate: permission denied for {what} (role \"{role}\": no rule allows it)")
-            }
-        }
+        deny_text(what, rule, self.role_name(), table)
     }
 
     // ---- upstream bytes ----
@@ -1219,7 +1663,9 @@ impl Session {
                 self.tx_status = body.first().copied().unwrap_or(b'I');
                 self.to_client.extend_from_slice(raw);
                 self.state = State::Ready;
-                self.audit_connection("open");
+                // The classifier's buffers, allocated once, now that statements will come.
+                self.facts = Facts::default();
+                self.audit_connection("open", None);
             }
             b'E' => self.fatal(
                 sqlstate::CONNECTION_FAILURE,
@@ -1237,7 +1683,11 @@ impl Session {
             b'Z' => {
                 self.tx_status = body.first().copied().unwrap_or(b'I');
                 self.inflight = self.inflight.saturating_sub(1);
+                self.unit_answered(false);
                 self.finish_unit();
+                if self.tx_status == b'I' {
+                    self.transaction_ended();
+                }
                 self.deliver_deferred_before_rfq();
                 self.to_client.extend_from_slice(raw);
                 self.deliver_deferred_after_rfq();
@@ -1259,6 +1709,9 @@ impl Session {
                     let k = std::mem::take(&mut self.syncs_since_execute);
                     self.inflight = self.inflight.saturating_sub(k);
                     self.unit_seq = self.unit_seq.saturating_sub(k as u64);
+                    for _ in 0..k {
+                        self.unit_answered(true);
+                    }
                 }
             }
             b'W' => {
@@ -1316,8 +1769,13 @@ impl Session {
         }
     }
 
+    /// Frees a summary slot no pending statement and no portal still names (a portal can
+    /// outlive its statement's Close: its Execute must still be logged as that statement).
     fn release_summary(&mut self, i: usize) {
-        if i != 0 && !self.pending.iter().any(|p| p.summary == i) {
+        let in_use = self.pending.iter().any(|p| p.summary == i)
+            || (self.unnamed_portal_open && self.unnamed_portal.summary == i)
+            || self.portals.values().any(|p| p.summary == i);
+        if i != 0 && !in_use {
             self.free_summaries.push(i);
         }
     }
@@ -1351,55 +1809,11 @@ impl Session {
         sql: &str,
     ) {
         let mut out = std::mem::take(&mut self.summaries[slot]);
-        out.clear();
-        let f = &self.facts;
-        if let Some(s) = f.statements().get(stmt) {
-            // The statement's text, bounded: enough to match the database's own log.
-            let text = sql
-                .get(s.start as usize..s.end as usize)
-                .unwrap_or("")
-                .trim();
-            let mut cut = text.len().min(MAX_AUDIT_SQL_BYTES);
-            while !text.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            out.push_str("\"sql\":\"");
-            json_escape_into(&mut out, &text[..cut]);
-            out.push_str("\",\"classes\":[");
-            for (i, c) in s.classes.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                let _ = write!(out, "\"{}\"", c.name());
-            }
-            out.push_str("],\"tables\":[");
-            let mut first = true;
-            for a in f.tables(s) {
-                if !first {
-                    out.push(',');
-                }
-                first = false;
-                out.push('"');
-                json_escape_into(&mut out, f.name(a.name.schema));
-                out.push('.');
-                json_escape_into(&mut out, f.name(a.name.name));
-                out.push('"');
-            }
-            out.push(']');
-        }
-        let rule = verdict.rule().and_then(|r| table.rule(r));
-        match rule {
-            Some(r) => {
-                out.push_str(",\"rule\":\"");
-                json_escape_into(&mut out, r.file);
-                let _ = write!(out, ":{}\"", r.line);
-            }
-            None => out.push_str(",\"rule\":null"),
-        }
+        write_summary(&mut out, &self.facts, stmt, verdict, table, sql);
         self.summaries[slot] = out;
     }
 
-    fn line_start(&mut self, event: &str) {
+    fn line_start(&mut self, event: &str, digest: &DigestHex) {
         let id = self.identity.as_ref();
         let _ = write!(
             self.audit,
@@ -1428,23 +1842,52 @@ impl Session {
             &mut self.audit,
             id.map(|i| i.role_name.as_str()).unwrap_or(""),
         );
-        let _ = write!(self.audit, "\",\"table\":\"{}\"", self.table_digest);
+        // The digest of the table that decided (a swap may come before a statement's line
+        // is written).
+        self.audit.push_str("\",\"table\":\"");
+        self.audit
+            .push_str(std::str::from_utf8(digest).unwrap_or(""));
+        self.audit.push('"');
     }
 
-    fn audit_connection(&mut self, event: &str) {
-        self.line_start(event);
+    /// A connection event (`open`, `close`, `rebind`, `revoked`), with the table in force.
+    fn audit_connection(&mut self, event: &str, reason: Option<&str>) {
+        let digest = self.table_digest;
+        self.line_start(event, &digest);
+        if let Some(r) = reason {
+            self.audit.push_str(",\"reason\":\"");
+            json_escape_into(&mut self.audit, r);
+            self.audit.push('"');
+        }
         self.audit.push_str("}\n");
     }
 
     fn audit_denied(&mut self, verdict: &Verdict, table: &Table<'_>, msg: &str, sql: &str) {
+        self.audit_denied_in(false, verdict, table, msg, sql);
+    }
+
+    /// The deny line of statement `verdict.statement` of the current facts, or of the
+    /// re-decision's facts (`recheck`).
+    fn audit_denied_in(
+        &mut self,
+        recheck: bool,
+        verdict: &Verdict,
+        table: &Table<'_>,
+        msg: &str,
+        sql: &str,
+    ) {
         self.denied_count += 1;
         let stmt = match verdict.decision {
             Decision::Deny { statement, .. } => statement as usize,
             Decision::Allow => 0,
         };
         let slot = self.new_summary();
-        self.write_summary(slot, stmt, verdict, table, sql);
-        self.line_start("statement");
+        let mut out = std::mem::take(&mut self.summaries[slot]);
+        let f = if recheck { &self.recheck } else { &self.facts };
+        write_summary(&mut out, f, stmt, verdict, table, sql);
+        self.summaries[slot] = out;
+        let digest = self.table_digest;
+        self.line_start("statement", &digest);
         self.audit.push_str(",\"verdict\":\"deny\",");
         let summary = std::mem::take(&mut self.summaries[slot]);
         self.audit.push_str(&summary);
@@ -1469,7 +1912,7 @@ impl Session {
     fn write_statement_line(&mut self, p: &Pending, status: &str) {
         self.allowed_count += 1;
         let duration = self.now.mono_us.saturating_sub(p.started_us);
-        self.line_start("statement");
+        self.line_start("statement", &p.digest);
         self.audit.push_str(",\"verdict\":\"allow\",");
         let summary = std::mem::take(&mut self.summaries[p.summary]);
         self.audit.push_str(&summary);
@@ -1524,7 +1967,7 @@ impl Session {
 
     fn end(&mut self) {
         if self.identity.is_some() {
-            self.audit_connection("close");
+            self.audit_connection("close", None);
         }
         self.state = State::Closed;
         self.actions.push_back(Action::Close);
@@ -1586,10 +2029,149 @@ fn json_escape_into(out: &mut String, s: &str) {
     }
 }
 
-fn hex(b: &[u8]) -> String {
-    let mut s = String::with_capacity(b.len() * 2);
-    for x in b {
-        let _ = write!(s, "{x:02x}");
+/// The client's message for a denial of statement `v.statement` of `f`.
+fn deny_message(f: &Facts, v: &Verdict, role: &str, table: &Table<'_>) -> String {
+    let Decision::Deny {
+        rule,
+        statement,
+        reason,
+    } = v.decision
+    else {
+        return String::new();
+    };
+    let stmt = f.statements().get(statement as usize);
+    let what = match (reason, stmt) {
+        (DenyReason::UnknownStatement, Some(s))
+            if s.flags.contains(StatementFlags::EXECUTES_PREPARED) =>
+        {
+            format!(
+                "EXECUTE of \"{}\", which pgate has not allowed in this session",
+                f.name(s.prepared_name)
+            )
+        }
+        (DenyReason::UnknownStatement, Some(s)) => format!(
+            "a statement pgate cannot classify ({})",
+            s.unknown_reason.unwrap_or("not understood")
+        ),
+        (DenyReason::Class(c), _) => format!("{c} statements"),
+        (
+            DenyReason::Table { class, access } | DenyReason::UndeclaredTable { class, access },
+            Some(s),
+        ) => match f.tables(s).get(access as usize) {
+            Some(a) => format!(
+                "{class} on table {}.{}",
+                f.name(a.name.schema),
+                f.name(a.name.name)
+            ),
+            None => class.to_string(),
+        },
+        (
+            DenyReason::Column {
+                class,
+                access,
+                column,
+            },
+            Some(s),
+        ) => match (
+            f.tables(s).get(access as usize),
+            f.columns(s).get(column as usize),
+        ) {
+            (Some(t), Some(c)) => {
+                let col = match c.name {
+                    ColumnName::Named(n) => f.name(n),
+                    ColumnName::All => "*",
+                };
+                format!(
+                    "{class} of column {}.{}.{col}",
+                    f.name(t.name.schema),
+                    f.name(t.name.name)
+                )
+            }
+            _ => format!("{class} of a column"),
+        },
+        (DenyReason::Function { function }, Some(s)) => {
+            match f.functions(s).get(function as usize) {
+                Some(func) if func.name.schema.is_empty() => {
+                    format!("function {}", f.name(func.name.name))
+                }
+                Some(func) => format!(
+                    "function {}.{}",
+                    f.name(func.name.schema),
+                    f.name(func.name.name)
+                ),
+                None => "a function call".into(),
+            }
+        }
+        (DenyReason::UnknownRole, _) => "any statement (the role is not in the policy)".into(),
+        (_, None) => "an empty statement".into(),
+    };
+    deny_text(&what, rule, role, table)
+}
+
+fn deny_text(what: &str, rule: Option<u32>, role: &str, table: &Table<'_>) -> String {
+    match rule.and_then(|r| table.rule(r)) {
+        Some(r) => format!(
+            "pgate: permission denied for {what} (role \"{role}\", rule {}:{})",
+            r.file, r.line
+        ),
+        None => {
+            format!("pgate: permission denied for {what} (role \"{role}\": no rule allows it)")
+        }
     }
-    s
+}
+
+/// An audit summary (`"table":…,"sql":…,"classes":[…],"tables":[…],"rule":…`) of
+/// statement `stmt` of `f`.
+fn write_summary(
+    out: &mut String,
+    f: &Facts,
+    stmt: usize,
+    verdict: &Verdict,
+    table: &Table<'_>,
+    sql: &str,
+) {
+    out.clear();
+    if let Some(s) = f.statements().get(stmt) {
+        // The statement's text, bounded: enough to match the database's own log.
+        let text = sql
+            .get(s.start as usize..s.end as usize)
+            .unwrap_or("")
+            .trim();
+        let mut cut = text.len().min(MAX_AUDIT_SQL_BYTES);
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.push_str("\"sql\":\"");
+        json_escape_into(out, &text[..cut]);
+        out.push_str("\",\"classes\":[");
+        for (i, c) in s.classes.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            let _ = write!(out, "\"{}\"", c.name());
+        }
+        out.push_str("],\"tables\":[");
+        let mut first = true;
+        for a in f.tables(s) {
+            if !first {
+                out.push(',');
+            }
+            first = false;
+            out.push('"');
+            json_escape_into(out, f.name(a.name.schema));
+            out.push('.');
+            json_escape_into(out, f.name(a.name.name));
+            out.push('"');
+        }
+        out.push(']');
+    }
+    let rule = verdict.rule().and_then(|r| table.rule(r));
+    match rule {
+        Some(r) => {
+            out.push_str(",\"rule\":\"");
+            json_escape_into(out, r.file);
+            let _ = write!(out, ":{}\"", r.line);
+        }
+        None => out.push_str(",\"rule\":null"),
+    }
 }

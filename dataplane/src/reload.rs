@@ -1,0 +1,190 @@
+//! The decision table: loaded by memory-mapping a built `.pgt` file, swapped when the file
+//! is replaced (a file watch on its folder) or on SIGHUP, and the JWKS with it.
+//!
+//! Production runs the artefact CI built and diffed, so the data plane loads only built
+//! tables — never policy sources. A table that fails to load (truncated, corrupt, wrong
+//! version) leaves the last good one in force; the reason goes to stderr and to the
+//! `pgate_policy_reload_failures_total` metric. What this module must never do: swap in a
+//! table it has not validated, or map a file that is rewritten in place.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use memmap2::Mmap;
+use pgate_core::table::TableFile;
+
+use crate::identity::JwtAuthenticator;
+use crate::runtime::ControlHandle;
+
+/// Memory-maps and validates the table at `path`.
+pub fn load_table(path: &Path) -> Result<TableFile, String> {
+    let show = path.display();
+    if path.is_dir() || path.extension().is_some_and(|e| e == "kdl") {
+        return Err(format!(
+            "policy {show}: expected a table built by `pgate-compile build {show} -o policy.pgt`, not policy sources"
+        ));
+    }
+    let file = File::open(path).map_err(|e| format!("policy {show}: {e}"))?;
+    let map = map_read_only(&file).map_err(|e| format!("policy {show}: cannot map: {e}"))?;
+    TableFile::from_shared(Box::new(map)).map_err(|e| format!("policy {show}: {e}"))
+}
+
+#[allow(unsafe_code)]
+fn map_read_only(file: &File) -> std::io::Result<Mmap> {
+    // SAFETY: `Mmap::map` is unsafe because the bytes change under the map if the file is
+    // modified in place (or truncated: SIGBUS). pgate maps only tables that are replaced
+    // by writing a new file and renaming it over the old one (`pgate-compile build` and
+    // the documented rollout do exactly that): a rename gives the path a new inode and
+    // leaves the mapped one untouched until the last map of it is dropped. The bytes are
+    // validated once, after mapping, and never written (the map is read-only).
+    unsafe { Mmap::map(file) }
+}
+
+/// Starts the reload thread: SIGHUP, and changes to the table file (its folder is
+/// watched, since a rename replaces the file), reload the table and the JWKS.
+pub fn spawn_reloader(
+    policy: PathBuf,
+    jwks: PathBuf,
+    table: Arc<ArcSwap<TableFile>>,
+    auth: Arc<JwtAuthenticator>,
+    control: Arc<ControlHandle>,
+) {
+    let spawned = std::thread::Builder::new()
+        .name("pgate-reload".into())
+        .spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                eprintln!("pgate: cannot start the reload thread; the table will not reload");
+                return;
+            };
+            rt.block_on(reload_loop(&policy, &jwks, &table, &auth, &control));
+        });
+    if let Err(e) = spawned {
+        eprintln!("pgate: cannot start the reload thread ({e}); the table will not reload");
+    }
+}
+
+async fn reload_loop(
+    policy: &Path,
+    jwks: &Path,
+    table: &ArcSwap<TableFile>,
+    auth: &JwtAuthenticator,
+    control: &ControlHandle,
+) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            eprintln!("pgate: cannot listen for SIGHUP ({e}); reload by SIGHUP disabled");
+            None
+        }
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let _watcher = watch(policy, tx);
+    loop {
+        let hup_fired = async {
+            match hup.as_mut() {
+                Some(h) => h.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        let by_signal = tokio::select! {
+            _ = hup_fired => true,
+            ev = rx.recv() => {
+                if ev.is_none() {
+                    return;
+                }
+                false
+            }
+        };
+        // A rename or a copy comes as several events: let them settle, then read once.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        while rx.try_recv().is_ok() {}
+        reload_table(policy, table, control);
+        if by_signal {
+            match auth.reload(jwks) {
+                Ok(warnings) => {
+                    for w in warnings {
+                        eprintln!("pgate: {}: {w}", jwks.display());
+                    }
+                    eprintln!("pgate: keys reloaded from {}", jwks.display());
+                }
+                Err(e) => eprintln!("pgate: key reload failed, keeping the last good keys: {e}"),
+            }
+        }
+    }
+}
+
+/// Loads the table again; swaps it in (and tells every session) if it loads and differs.
+fn reload_table(policy: &Path, table: &ArcSwap<TableFile>, control: &ControlHandle) {
+    match load_table(policy) {
+        Ok(t) if t.digest() == table.load().digest() => {}
+        Ok(t) => {
+            let digest = t.digest();
+            table.store(Arc::new(t));
+            control.table_swapped();
+            metrics::counter!(crate::metrics::RELOADS).increment(1);
+            eprintln!(
+                "pgate: policy reloaded from {} (table {})",
+                policy.display(),
+                hex8(&digest)
+            );
+        }
+        Err(e) => {
+            metrics::counter!(crate::metrics::RELOAD_FAILURES).increment(1);
+            eprintln!("pgate: policy reload failed, keeping the last good table: {e}");
+        }
+    }
+}
+
+fn hex8(d: &[u8; 32]) -> String {
+    d.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+/// Watches the table's folder for events naming the table file.
+fn watch(
+    policy: &Path,
+    tx: tokio::sync::mpsc::UnboundedSender<()>,
+) -> Option<notify::RecommendedWatcher> {
+    use notify::{RecursiveMode, Watcher};
+    let dir = policy
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    let name = policy.file_name()?.to_os_string();
+    let handler = move |ev: notify::Result<notify::Event>| {
+        if let Ok(ev) = ev
+            && !ev.kind.is_access()
+            && ev
+                .paths
+                .iter()
+                .any(|p| p.file_name() == Some(name.as_os_str()))
+        {
+            let _ = tx.send(());
+        }
+    };
+    let mut w = match notify::recommended_watcher(handler) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!(
+                "pgate: cannot watch {} ({e}); reload by SIGHUP only",
+                dir.display()
+            );
+            return None;
+        }
+    };
+    if let Err(e) = w.watch(&dir, RecursiveMode::NonRecursive) {
+        eprintln!(
+            "pgate: cannot watch {} ({e}); reload by SIGHUP only",
+            dir.display()
+        );
+        return None;
+    }
+    Some(w)
+}

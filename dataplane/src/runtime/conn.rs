@@ -1,0 +1,467 @@
+//! One client connection: moves bytes between the two sockets and the session, full
+//! duplex. Each round polls, in one future, writes to both peers, reads from both peers
+//! (each read only while the other side's queue is below [`MAX_QUEUED_BYTES`], so memory
+//! stays bounded and a slow reader slows its writer through TCP, nothing is buffered
+//! without bound), the session's timer and the control channel. A client that pipelines a
+//! large batch while the server streams a large result therefore never wedges: pgate keeps
+//! reading the server while it waits to write to it.
+//!
+//! What this module must never do: interpret bytes (the session does), or wait on one
+//! peer while the other has something for it.
+
+use std::future::poll_fn;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+
+use super::stream::Stream;
+use super::{Shared, instant_of, mono_us, now};
+use crate::session::{Action, Session};
+
+/// Read buffer size per direction once proxying; a message larger than this grows the
+/// buffer up to the session's `max_message_bytes` (checked by the session from the
+/// length header). Before login the client buffer is small: idle pre-login sockets must
+/// cost little.
+const READ_CHUNK: usize = 64 * 1024;
+const STARTUP_CHUNK: usize = 1024;
+/// Bytes queued for a peer above which pgate stops reading from the other peer.
+const MAX_QUEUED_BYTES: usize = 1 << 20;
+
+/// An initialised read buffer: `buf[..len]` holds bytes not yet consumed.
+struct ReadBuffer {
+    buf: Vec<u8>,
+    len: usize,
+}
+
+impl ReadBuffer {
+    fn new(size: usize) -> Self {
+        ReadBuffer {
+            buf: vec![0; size],
+            len: 0,
+        }
+    }
+    fn data(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+    fn consume(&mut self, n: usize) {
+        let n = n.min(self.len);
+        self.buf.copy_within(n..self.len, 0);
+        self.len -= n;
+    }
+    /// Room to read into: grows (to at least `min_size`) when full, so that a message
+    /// longer than the buffer can complete; the session bounds message sizes.
+    fn spare(&mut self, min_size: usize, max_size: usize) -> &mut [u8] {
+        if self.buf.len() < min_size {
+            self.buf.resize(min_size, 0);
+        }
+        if self.len == self.buf.len() && self.buf.len() < max_size {
+            let grown = (self.buf.len() * 2).min(max_size);
+            self.buf.resize(grown, 0);
+        }
+        &mut self.buf[self.len..]
+    }
+}
+
+enum Event {
+    ClientData,
+    ClientEof,
+    UpstreamData,
+    UpstreamEof,
+    Wrote,
+    Timer,
+    Control,
+}
+
+pub(super) async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    id: u64,
+    shared: &Shared,
+) -> io::Result<()> {
+    let mut cfg = shared.session.clone();
+    cfg.tls_available = shared.tls.is_some();
+    cfg.allow_plaintext_auth = shared.allow_plaintext_loopback && peer.ip().is_loopback();
+    let max_message = cfg.max_message_bytes as usize + 5;
+    let issued = shared.cancels.issue();
+    let mut session = Session::new(cfg, id, &peer.to_string(), issued, now().1);
+    let mut control = shared.control.clone();
+    let mut client = Stream::Plain(stream);
+    let mut upstream: Option<Stream> = None;
+    let mut cbuf = ReadBuffer::new(0);
+    let mut ubuf = ReadBuffer::new(0);
+    let mut registered = false;
+    let mut dirty = (false, false);
+    let sleep = tokio::time::sleep(Duration::from_secs(3600));
+    tokio::pin!(sleep);
+    // A drain that began before this connection was accepted still applies.
+    on_control(&mut session, &mut control, shared);
+
+    let result: io::Result<()> = async {
+        loop {
+            // 1. Carry out actions.
+            while let Some(a) = session.poll_action() {
+                match a {
+                    Action::StartTls => {
+                        write_all_client(&mut session, &mut client).await?;
+                        let Some(acceptor) = &shared.tls else {
+                            return Ok(());
+                        };
+                        let Stream::Plain(tcp) = std::mem::replace(&mut client, Stream::Gone)
+                        else {
+                            return Ok(());
+                        };
+                        // Bytes pipelined after SSLRequest would be plaintext the handshake
+                        // must not swallow: refuse them (CVE-2021-23214-class injection).
+                        if cbuf.len > 0 {
+                            return Err(io::Error::other(
+                                "client sent data after SSLRequest before the TLS handshake",
+                            ));
+                        }
+                        let tls =
+                            tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp))
+                                .await
+                                .map_err(|_| io::Error::other("TLS handshake timed out"))??;
+                        client = Stream::Tls(Box::new(tls));
+                        session.tls_established();
+                    }
+                    Action::ConnectUpstream => {
+                        match tokio::time::timeout(
+                            Duration::from_secs(10),
+                            connect_upstream(shared),
+                        )
+                        .await
+                        {
+                            Ok(Ok(s)) => {
+                                upstream = Some(s);
+                                session.upstream_connected();
+                            }
+                            Ok(Err(e)) => {
+                                eprintln!(
+                                    "pgate: connection {id}: upstream {}: {e}",
+                                    shared.upstream
+                                );
+                                session.upstream_closed(&e.to_string());
+                            }
+                            Err(_) => session.upstream_closed("connect timed out"),
+                        }
+                    }
+                    Action::Cancel {
+                        process_id,
+                        secret_key,
+                    } => {
+                        if let Some(real) = shared.cancels.lookup((process_id, secret_key)) {
+                            send_cancel(shared.upstream, real).await;
+                        }
+                    }
+                    Action::Close => {
+                        ship_audit(&mut session, shared);
+                        // The last words (a FATAL, say) reach the client, within bounds.
+                        let _ = tokio::time::timeout(Duration::from_secs(5), async {
+                            write_all_client(&mut session, &mut client).await?;
+                            if let Some(u) = upstream.as_mut() {
+                                let out = session.poll_upstream().to_vec();
+                                u.write_all(&out).await?;
+                                u.shutdown().await?;
+                            }
+                            client.shutdown().await
+                        })
+                        .await;
+                        return Ok(());
+                    }
+                }
+            }
+            if !registered && let Some(real) = session.cancel_keys().upstream {
+                shared.cancels.register(issued, real);
+                registered = true;
+            }
+            ship_audit(&mut session, shared);
+            if session.is_closed() {
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(5),
+                    write_all_client(&mut session, &mut client),
+                )
+                .await;
+                return Ok(());
+            }
+            match session.poll_timeout() {
+                Some(us) => sleep.as_mut().reset(instant_of(us).into()),
+                None => sleep
+                    .as_mut()
+                    .reset((std::time::Instant::now() + Duration::from_secs(3600)).into()),
+            }
+
+            // 2. One round of I/O in both directions.
+            let client_chunk = if session.is_ready() {
+                READ_CHUNK
+            } else {
+                STARTUP_CHUNK
+            };
+            let event = {
+                let mut changed = std::pin::pin!(control.changed());
+                poll_fn(|cx| {
+                    let mut wrote = false;
+                    if let Poll::Ready(r) =
+                        pump_writes(cx, &mut session, &mut client, upstream.as_mut(), &mut dirty)
+                    {
+                        match r {
+                            Ok(true) => wrote = true,
+                            Ok(false) => {}
+                            Err(e) => return Poll::Ready(Err(e)),
+                        }
+                    }
+                    if session.poll_upstream().len() < MAX_QUEUED_BYTES {
+                        let spare = cbuf.spare(client_chunk, max_message);
+                        match poll_read(cx, &mut client, spare) {
+                            Poll::Ready(Ok(0)) => return Poll::Ready(Ok(Event::ClientEof)),
+                            Poll::Ready(Ok(n)) => {
+                                cbuf.len += n;
+                                return Poll::Ready(Ok(Event::ClientData));
+                            }
+                            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                            Poll::Pending => {}
+                        }
+                    }
+                    if let Some(u) = upstream.as_mut()
+                        && session.poll_client().len() < MAX_QUEUED_BYTES
+                    {
+                        let spare = ubuf.spare(READ_CHUNK, max_message);
+                        match poll_read(cx, u, spare) {
+                            Poll::Ready(Ok(0)) => return Poll::Ready(Ok(Event::UpstreamEof)),
+                            Poll::Ready(Ok(n)) => {
+                                ubuf.len += n;
+                                return Poll::Ready(Ok(Event::UpstreamData));
+                            }
+                            // A read error upstream is the upstream gone: the session says so.
+                            Poll::Ready(Err(_)) => return Poll::Ready(Ok(Event::UpstreamEof)),
+                            Poll::Pending => {}
+                        }
+                    }
+                    if sleep.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Ok(Event::Timer));
+                    }
+                    if changed.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Ok(Event::Control));
+                    }
+                    if wrote {
+                        return Poll::Ready(Ok(Event::Wrote));
+                    }
+                    Poll::Pending
+                })
+                .await?
+            };
+
+            // 3. Feed the session.
+            match event {
+                Event::ClientData => {
+                    let table = shared.table.load();
+                    let (_, clock) = now();
+                    let accepting = shared.audit.accepting();
+                    if !accepting {
+                        shared.audit.note_refused();
+                    }
+                    session.set_audit_accepting(accepting);
+                    let n = session.handle_client(
+                        cbuf.data(),
+                        &table.table(),
+                        shared.auth.as_ref(),
+                        clock,
+                    );
+                    cbuf.consume(n);
+                }
+                Event::ClientEof => {
+                    // A client gone mid-result: the query it started must not run on.
+                    if session.client_closed()
+                        && let Some(real) = session.cancel_keys().upstream
+                    {
+                        send_cancel(shared.upstream, real).await;
+                    }
+                }
+                Event::UpstreamData => {
+                    let (_, clock) = now();
+                    let n = session.handle_upstream(ubuf.data(), clock);
+                    ubuf.consume(n);
+                }
+                Event::UpstreamEof => {
+                    upstream = None;
+                    session.upstream_closed("the database closed the connection");
+                }
+                Event::Wrote => {}
+                Event::Timer => session.handle_timeout(now().1),
+                Event::Control => on_control(&mut session, &mut control, shared),
+            }
+        }
+    }
+    .await;
+    if registered {
+        shared.cancels.remove(issued);
+    }
+    session.client_closed();
+    ship_audit(&mut session, shared);
+    result
+}
+
+fn on_control(
+    session: &mut Session,
+    control: &mut tokio::sync::watch::Receiver<super::Control>,
+    shared: &Shared,
+) {
+    let c = *control.borrow_and_update();
+    if let Some(d) = c.drain_deadline {
+        session.handle_drain(mono_us(d));
+    }
+    let table = shared.table.load();
+    session.handle_table(&table.table(), shared.auth.as_ref());
+    session.handle_timeout(now().1);
+}
+
+fn poll_read(cx: &mut Context<'_>, s: &mut Stream, spare: &mut [u8]) -> Poll<io::Result<usize>> {
+    if spare.is_empty() {
+        // Full and at the message limit: the session will refuse the message.
+        return Poll::Pending;
+    }
+    let mut rb = ReadBuf::new(spare);
+    match Pin::new(s).poll_read(cx, &mut rb) {
+        Poll::Ready(Ok(())) => Poll::Ready(Ok(rb.filled().len())),
+        Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+        Poll::Pending => Poll::Pending,
+    }
+}
+
+/// Writes what the session has queued for each peer, as far as the sockets take it, and
+/// flushes. `Ready(Ok(true))`: some bytes went out.
+fn pump_writes(
+    cx: &mut Context<'_>,
+    session: &mut Session,
+    client: &mut Stream,
+    upstream: Option<&mut Stream>,
+    dirty: &mut (bool, bool),
+) -> Poll<io::Result<bool>> {
+    let mut wrote = false;
+    loop {
+        let out = session.poll_client();
+        if out.is_empty() {
+            break;
+        }
+        match Pin::new(&mut *client).poll_write(cx, out) {
+            Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+            Poll::Ready(Ok(n)) => {
+                session.client_written(n);
+                dirty.0 = true;
+                wrote = true;
+            }
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => break,
+        }
+    }
+    if dirty.0 {
+        match Pin::new(&mut *client).poll_flush(cx) {
+            Poll::Ready(Ok(())) => dirty.0 = false,
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => {}
+        }
+    }
+    if let Some(u) = upstream {
+        loop {
+            let out = session.poll_upstream();
+            if out.is_empty() {
+                break;
+            }
+            match Pin::new(&mut *u).poll_write(cx, out) {
+                Poll::Ready(Ok(0)) => break,
+                Poll::Ready(Ok(n)) => {
+                    session.upstream_written(n);
+                    dirty.1 = true;
+                    wrote = true;
+                }
+                // The upstream's failure reaches the session through its read side.
+                Poll::Ready(Err(_)) | Poll::Pending => break,
+            }
+        }
+        if dirty.1
+            && let Poll::Ready(r) = Pin::new(&mut *u).poll_flush(cx)
+        {
+            dirty.1 = false;
+            let _ = r;
+        }
+    }
+    if wrote {
+        Poll::Ready(Ok(true))
+    } else {
+        Poll::Pending
+    }
+}
+
+async fn write_all_client(session: &mut Session, client: &mut Stream) -> io::Result<()> {
+    let out = session.poll_client();
+    if out.is_empty() {
+        return Ok(());
+    }
+    client.write_all(out).await?;
+    client.flush().await?;
+    let n = out.len();
+    session.client_written(n);
+    Ok(())
+}
+
+/// Connects to the upstream; with TLS configured, negotiates it first ("SSLRequest … The
+/// server then responds with a single byte containing S or N").
+async fn connect_upstream(shared: &Shared) -> io::Result<Stream> {
+    let mut tcp = TcpStream::connect(shared.upstream).await?;
+    let _ = tcp.set_nodelay(true);
+    let Some((connector, name)) = &shared.upstream_tls else {
+        return Ok(Stream::Plain(tcp));
+    };
+    let mut req = [0u8; 8];
+    req[..4].copy_from_slice(&8u32.to_be_bytes());
+    req[4..].copy_from_slice(&pgate_core::wire::SSL_REQUEST_CODE.to_be_bytes());
+    tcp.write_all(&req).await?;
+    let mut answer = [0u8; 1];
+    tcp.read_exact(&mut answer).await?;
+    match answer[0] {
+        b'S' => {
+            let tls = connector.connect(name.clone(), tcp).await?;
+            Ok(Stream::UpstreamTls(Box::new(tls)))
+        }
+        b'N' => Err(io::Error::other(
+            "the database does not offer TLS, and upstream tls is required by the configuration",
+        )),
+        _ => Err(io::Error::other(
+            "unexpected answer to SSLRequest from the database",
+        )),
+    }
+}
+
+fn ship_audit(session: &mut Session, shared: &Shared) {
+    let (allowed, denied) = session.take_verdict_counts();
+    if allowed > 0 {
+        metrics::counter!(crate::metrics::STATEMENTS, "verdict" => "allow").increment(allowed);
+    }
+    if denied > 0 {
+        metrics::counter!(crate::metrics::STATEMENTS, "verdict" => "deny").increment(denied);
+    }
+    let lines = session.poll_audit();
+    if !lines.is_empty() {
+        shared.audit.write(lines);
+        session.audit_taken();
+    }
+}
+
+/// CancelRequest to the upstream with the real key, on a new connection.
+async fn send_cancel(upstream: SocketAddr, (pid, key): (i32, i32)) {
+    let mut m = Vec::with_capacity(16);
+    m.extend_from_slice(&16u32.to_be_bytes());
+    m.extend_from_slice(&pgate_core::wire::CANCEL_REQUEST_CODE.to_be_bytes());
+    m.extend_from_slice(&pid.to_be_bytes());
+    m.extend_from_slice(&key.to_be_bytes());
+    if let Ok(Ok(mut s)) =
+        tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(upstream)).await
+    {
+        let _ = s.write_all(&m).await;
+        let _ = s.shutdown().await;
+    }
+}

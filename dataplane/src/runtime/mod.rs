@@ -1,0 +1,260 @@
+//! The thread-per-core driver: one worker thread per core, each with its own current-thread
+//! tokio runtime and its own `SO_REUSEPORT` listener; a connection never moves between
+//! workers. The driver only moves bytes between sockets and the sans-IO [`Session`] and
+//! carries out its [`crate::session::Action`]s — no protocol or policy logic lives here,
+//! so it can be swapped for an io_uring driver without touching enforcement.
+//!
+//! Shared state is read-only and swapped atomically: the decision table (see
+//! [`crate::reload`]) and the identity keys. A [`Control`] value tells every connection of
+//! a table swap and of the drain; connections then call the session's `handle_table` /
+//! `handle_drain`. What this module must never do: decide anything, or hold a connection
+//! past the drain deadline.
+//!
+//! [`Session`]: crate::session::Session
+
+mod cancel;
+mod conn;
+mod stream;
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use pgate_core::table::TableFile;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+pub use cancel::CancelRegistry;
+
+use crate::audit::AuditSink;
+use crate::session::{Authenticator, Clock, SessionConfig};
+
+/// Everything the workers share. Cheap to clone (all `Arc`s).
+#[derive(Clone)]
+pub struct Shared {
+    pub table: Arc<ArcSwap<TableFile>>,
+    pub auth: Arc<dyn Authenticator + Send + Sync>,
+    pub tls: Option<TlsAcceptor>,
+    pub session: SessionConfig,
+    pub upstream: SocketAddr,
+    /// TLS towards the upstream, with the name its certificate must carry.
+    pub upstream_tls: Option<(
+        tokio_rustls::TlsConnector,
+        rustls::pki_types::ServerName<'static>,
+    )>,
+    pub audit: AuditSink,
+    pub cancels: Arc<CancelRegistry>,
+    pub max_connections: usize,
+    pub max_connections_per_address: usize,
+    pub connections: Arc<AtomicU64>,
+    pub per_address: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    /// Plaintext token authentication is allowed for loopback clients only.
+    pub allow_plaintext_loopback: bool,
+    pub control: watch::Receiver<Control>,
+}
+
+/// What every connection must hear about: table swaps and the drain.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Control {
+    /// Bumped at every table swap.
+    pub table_gen: u64,
+    /// Set once, at SIGTERM / SIGINT / standard input's end: stop accepting; sessions end
+    /// at this moment at the latest.
+    pub drain_deadline: Option<Instant>,
+}
+
+/// The process's side of [`Control`].
+pub struct ControlHandle {
+    tx: watch::Sender<Control>,
+}
+
+impl ControlHandle {
+    pub fn new() -> (ControlHandle, watch::Receiver<Control>) {
+        let (tx, rx) = watch::channel(Control::default());
+        (ControlHandle { tx }, rx)
+    }
+    /// A new table is in `Shared::table`: sessions re-check themselves against it.
+    pub fn table_swapped(&self) {
+        self.tx.send_modify(|c| c.table_gen += 1);
+    }
+    /// Stop accepting; sessions may go on until `timeout` from now, then get 57P01.
+    pub fn drain(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        self.tx.send_modify(|c| {
+            c.drain_deadline.get_or_insert(deadline);
+        });
+    }
+}
+
+pub(crate) fn now() -> (Instant, Clock) {
+    let start = *START.get_or_init(Instant::now);
+    let i = Instant::now();
+    let unix_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    (
+        i,
+        Clock {
+            mono_us: i.duration_since(start).as_micros() as u64,
+            unix_ms,
+        },
+    )
+}
+
+/// The monotonic microseconds of [`Clock`] for an `Instant`, and back.
+fn mono_us(i: Instant) -> u64 {
+    let start = *START.get_or_init(Instant::now);
+    i.saturating_duration_since(start).as_micros() as u64
+}
+fn instant_of(mono_us: u64) -> Instant {
+    let start = *START.get_or_init(Instant::now);
+    start + Duration::from_micros(mono_us)
+}
+
+static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+
+/// Binds one `SO_REUSEPORT` listener per worker (so the kernel spreads connections) and runs
+/// the workers until the drain has ended. Returns early only on a startup error.
+pub fn run(listen: SocketAddr, workers: usize, shared: Shared) -> io::Result<()> {
+    let _ = now();
+    let mut listeners = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        listeners.push(bind_reuseport(listen)?);
+    }
+    let mut handles = Vec::with_capacity(workers);
+    for (i, l) in listeners.into_iter().enumerate() {
+        let shared = shared.clone();
+        handles.push(
+            std::thread::Builder::new()
+                .name(format!("pgate-worker-{i}"))
+                .spawn(move || worker(l, shared))?,
+        );
+    }
+    for h in handles {
+        match h.join() {
+            Ok(r) => r?,
+            Err(_) => return Err(io::Error::other("a worker thread panicked")),
+        }
+    }
+    Ok(())
+}
+
+fn bind_reuseport(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    s.set_reuse_address(true)?;
+    s.set_reuse_port(true)?;
+    s.set_tcp_nodelay(true)?;
+    s.bind(&addr.into())?;
+    s.listen(4096)?;
+    s.set_nonblocking(true)?;
+    Ok(s.into())
+}
+
+/// The first answer to a connection over a limit: PostgreSQL's own words for it
+/// (53300), sent without reading anything, then the socket closes.
+fn refuse(stream: &tokio::net::TcpStream, msg: &str) {
+    let mut m = Vec::with_capacity(96);
+    pgate_core::wire::write_error(&mut m, pgate_core::wire::Severity::Fatal, "53300", msg);
+    let _ = stream.try_write(&m);
+}
+
+fn worker(listener: std::net::TcpListener, shared: Shared) -> io::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, async move {
+        let listener = TcpListener::from_std(listener)?;
+        let conn_ids = Arc::new(AtomicU64::new(0));
+        let live_here = Rc::new(Cell::new(0usize));
+        let mut control = shared.control.clone();
+        let deadline = loop {
+            if let Some(d) = control.borrow_and_update().drain_deadline {
+                break d;
+            }
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                _ = control.changed() => continue,
+            };
+            let (stream, peer) = match accepted {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    eprintln!("pgate: accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let live = shared.connections.fetch_add(1, Ordering::Relaxed) + 1;
+            if live as usize > shared.max_connections {
+                shared.connections.fetch_sub(1, Ordering::Relaxed);
+                refuse(&stream, "sorry, too many clients already (pgate max-connections)");
+                continue;
+            }
+            if !address_admit(&shared, peer.ip()) {
+                shared.connections.fetch_sub(1, Ordering::Relaxed);
+                refuse(
+                    &stream,
+                    "sorry, too many connections from this address (pgate max-connections-per-address)",
+                );
+                continue;
+            }
+            let _ = stream.set_nodelay(true);
+            metrics::counter!(crate::metrics::CONNECTIONS).increment(1);
+            metrics::gauge!(crate::metrics::ACTIVE).set(live as f64);
+            let shared = shared.clone();
+            let id = (std::process::id() as u64) << 32 | conn_ids.fetch_add(1, Ordering::Relaxed);
+            let live_here = live_here.clone();
+            live_here.set(live_here.get() + 1);
+            tokio::task::spawn_local(async move {
+                if let Err(e) = conn::connection(stream, peer, id, &shared).await {
+                    eprintln!("pgate: connection {id} from {peer}: {e}");
+                }
+                address_release(&shared, peer.ip());
+                let live = shared.connections.fetch_sub(1, Ordering::Relaxed) - 1;
+                metrics::gauge!(crate::metrics::ACTIVE).set(live as f64);
+                live_here.set(live_here.get() - 1);
+            });
+        };
+        // Draining: no new connections; wait for this worker's sessions (each ends by the
+        // deadline on its own), with a short grace for their final writes.
+        drop(listener);
+        let hard_stop = deadline + Duration::from_secs(2);
+        while live_here.get() > 0 && Instant::now() < hard_stop {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    })
+}
+
+fn address_admit(shared: &Shared, ip: IpAddr) -> bool {
+    let Ok(mut m) = shared.per_address.lock() else {
+        return false;
+    };
+    let n = m.entry(ip).or_insert(0);
+    if *n >= shared.max_connections_per_address {
+        return false;
+    }
+    *n += 1;
+    true
+}
+
+fn address_release(shared: &Shared, ip: IpAddr) {
+    if let Ok(mut m) = shared.per_address.lock()
+        && let Some(n) = m.get_mut(&ip)
+    {
+        *n -= 1;
+        if *n == 0 {
+            m.remove(&ip);
+        }
+    }
+}
