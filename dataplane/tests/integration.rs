@@ -141,6 +141,33 @@ fn start_pgate(
     upstream: &str,
     extra: &str,
 ) -> Option<(ChildGuard, SocketAddr)> {
+    start_pgate_with(
+        dir,
+        name,
+        upstream,
+        "limits max-message-bytes=1048576",
+        extra,
+    )
+}
+
+/// Builds `policy` (KDL) into a table and puts it at `path` the way a rollout does: write
+/// a new file, rename it over the old one.
+fn build_table(policy: &str, path: &Path) {
+    let src = path.with_extension("kdl");
+    std::fs::write(&src, policy).unwrap();
+    let t = pgate_compile::load_table(&src).expect("the policy compiles");
+    let tmp = path.with_extension("pgt.tmp");
+    std::fs::write(&tmp, &t.bytes).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+fn start_pgate_with(
+    dir: &Path,
+    name: &str,
+    upstream: &str,
+    limits: &str,
+    extra: &str,
+) -> Option<(ChildGuard, SocketAddr)> {
     let port = free_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().ok()?;
     let config = format!(
@@ -151,12 +178,16 @@ tls cert="server.crt" key="server.key"
 allow-plaintext-loopback #true
 {upstream}
 identity issuer="{ISSUER}" audience="{AUDIENCE}" jwks="keys/jwks.json" leeway="5s"
-policy "policy.kdl"
+policy "policy-{name}.pgt"
 audit path="audit-{name}.jsonl" on-failure="block"
-limits max-message-bytes=1048576
+{limits}
 {extra}
 "#
     );
+    let table = dir.join(format!("policy-{name}.pgt"));
+    if !table.exists() {
+        build_table(POLICY, &table);
+    }
     let config_path = dir.join(format!("pgate-{name}.kdl"));
     std::fs::write(&config_path, config).ok()?;
     let log = dir.join(format!("pgate-{name}.log"));
@@ -226,7 +257,6 @@ fn setup() -> Option<Env> {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).ok()?;
     let keys = init_keys(&dir.join("keys")).expect("init keys");
-    std::fs::write(dir.join("policy.kdl"), POLICY).ok()?;
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
         .expect("cert");
     std::fs::write(dir.join("server.crt"), cert.cert.pem()).ok()?;
@@ -1011,4 +1041,386 @@ async fn upstream_md5_trust_and_verified_tls() {
             "{name}: TLS to the database"
         );
     }
+}
+
+// ------------------------------------------------------------------------- lifecycle
+
+fn upstream_line(e: &Env) -> String {
+    format!(
+        r#"upstream host="127.0.0.1" port={} user="postgres" password-file="db.pass""#,
+        e.pg_port
+    )
+}
+
+fn wait_for_log(log: &Path, what: &str, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.matches(what).count() >= count {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "`{what}` x{count} not in {}: {text}",
+            log.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+async fn client_at(
+    addr: SocketAddr,
+    token: &str,
+) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let mut cfg = tokio_postgres::Config::new();
+    cfg.host("127.0.0.1")
+        .port(addr.port())
+        .user("analyst")
+        .dbname(DB)
+        .password(token)
+        .ssl_mode(tokio_postgres::config::SslMode::Disable);
+    let (c, conn) = cfg.connect(tokio_postgres::NoTls).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(c)
+}
+
+/// The policy with one more role that sorts before "analyst" and may read everything, and
+/// the analyst's customers grant replaced by `customers` (KDL lines, or nothing).
+fn policy_variant(admin: bool, analyst: Option<&str>) -> String {
+    let base = POLICY.split("role \"analyst\"").next().unwrap().to_owned();
+    let mut p = base;
+    if admin {
+        p.push_str(
+            "role \"aaa_admin\" {\n    member claim=\"groups\" value=\"admins\"\n    allow \"select\" table=\"public.*\"\n}\n",
+        );
+    }
+    if let Some(customers) = analyst {
+        p.push_str(&format!(
+            "role \"analyst\" {{\n    member claim=\"groups\" value=\"analysts\"\n    allow \"select\" table=\"public.pgbench_*\"\n    allow \"select\" table=\"pg_catalog.*\"\n    {customers}\n    allow \"transaction\" \"session\" \"prepare\"\n    allow-function \"pg_catalog.*\"\n}}\n"
+        ));
+    }
+    p
+}
+
+#[tokio::test]
+async fn reload_keeps_sessions_in_their_role_and_redecides_what_they_hold() {
+    let e = require_env!();
+    let table = e.dir.join("policy-reload.pgt");
+    let wide = r#"allow "select" table="public.customers" { columns "id" "name" "email"; }"#;
+    build_table(&policy_variant(false, Some(wide)), &table);
+    let (_guard, addr) = start_pgate(&e.dir, "reload", &upstream_line(e), "").unwrap();
+    let log = e.dir.join("pgate-reload.log");
+    let c = client_at(addr, &good_token(e)).await.unwrap();
+    let held = c
+        .prepare("select name from customers where id = $1")
+        .await
+        .unwrap();
+    c.query(&held, &[&1i32]).await.unwrap();
+    assert_eq!(
+        code(
+            &c.simple_query("select ssn from customers")
+                .await
+                .unwrap_err()
+        ),
+        "42501"
+    );
+
+    // 1. A role sorting before the analyst's (role ids shift): the session stays analyst.
+    build_table(&policy_variant(true, Some(wide)), &table);
+    wait_for_log(&log, "policy reloaded", 1);
+    assert_eq!(
+        code(
+            &c.simple_query("select ssn from customers")
+                .await
+                .unwrap_err()
+        ),
+        "42501"
+    );
+    c.simple_query("select name from customers").await.unwrap();
+
+    // 2. A table that does not load: the last good one stays, the metric says why.
+    std::fs::write(e.dir.join("junk.tmp"), b"not a table").unwrap();
+    std::fs::rename(e.dir.join("junk.tmp"), &table).unwrap();
+    wait_for_log(&log, "policy reload failed", 1);
+    c.simple_query("select name from customers").await.unwrap();
+
+    // 3. Narrowed: customers no longer readable, the statement prepared before included.
+    build_table(&policy_variant(true, Some("")), &table);
+    wait_for_log(&log, "policy reloaded", 2);
+    assert_eq!(
+        code(
+            &c.simple_query("select name from customers")
+                .await
+                .unwrap_err()
+        ),
+        "42501"
+    );
+    let err = c.query(&held, &[&1i32]).await.unwrap_err();
+    assert_eq!(code(&err), "42501");
+    c.simple_query("select count(*) from pgbench_branches")
+        .await
+        .unwrap();
+
+    // 4. Widened again; then SIGHUP, which reloads the keys and finds the table unchanged.
+    build_table(&policy_variant(true, Some(wide)), &table);
+    wait_for_log(&log, "policy reloaded", 3);
+    let pid = _guard.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    wait_for_log(&log, "keys reloaded", 1);
+    c.simple_query("select email from customers").await.unwrap();
+    c.query(&held, &[&1i32]).await.unwrap();
+
+    // 5. The role removed: the session ends with FATAL 28000, audited.
+    build_table(&policy_variant(true, None), &table);
+    wait_for_log(&log, "policy reloaded", 4);
+    let err = c.simple_query("select 1").await.unwrap_err();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let audit = loop {
+        let a = std::fs::read_to_string(e.dir.join("audit-reload.jsonl")).unwrap_or_default();
+        if a.contains("\"event\":\"revoked\"") || Instant::now() > deadline {
+            break a;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(audit.contains("\"event\":\"revoked\""), "{err}: {audit}");
+    let digests: std::collections::BTreeSet<&str> = audit
+        .lines()
+        .filter_map(|l| l.split("\"table\":\"").nth(1))
+        .map(|t| &t[..16])
+        .collect();
+    assert!(
+        digests.len() >= 4,
+        "audit lines carry each deciding table: {digests:?}"
+    );
+    assert!(c.is_closed() || c.simple_query("select 1").await.is_err());
+    // Reloads that failed are counted.
+    assert!(
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .contains("keeping the last good table")
+    );
+}
+
+#[test]
+fn sigterm_during_pgbench_drains_without_failed_transactions() {
+    let e = require_env!();
+    let name = "drain";
+    let (guard, addr) = start_pgate_with(
+        &e.dir,
+        name,
+        &upstream_line(e),
+        r#"limits max-message-bytes=1048576 drain-timeout="30s""#,
+        "",
+    )
+    .unwrap();
+    let sub = format!("drain-{}@example.com", std::process::id());
+    let app = format!("drain{}", std::process::id());
+    let tok = token(
+        e,
+        TokenSpec {
+            sub: &sub,
+            ..TokenSpec::default()
+        },
+    );
+    let bench = Command::new("pgbench")
+        .args(["-n", "-S", "-M", "simple", "-c", "4", "-j", "2", "-T", "4"])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &addr.port().to_string(),
+            "-U",
+            "analyst",
+            DB,
+        ])
+        .env("PGPASSWORD", &tok)
+        .env("PGSSLMODE", "disable")
+        .env("PGAPPNAME", &app)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let pid = guard.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    // New connections are refused while the old ones finish.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        TcpStream::connect(addr).is_err(),
+        "still accepting after SIGTERM"
+    );
+    let out = bench.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "pgbench failed: {stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("number of failed transactions: 0"),
+        "{stdout}"
+    );
+    // pgate exits by itself once its sessions are gone, the audit log synced.
+    let mut guard = guard;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(st) = guard.0.try_wait().unwrap() {
+            assert!(st.success(), "pgate exit status {st}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pgate did not exit after the drain"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = std::fs::read_to_string(e.dir.join(format!("pgate-{name}.log"))).unwrap();
+    assert!(log.contains("audit log flushed and synced"), "{log}");
+    let audited = std::fs::read_to_string(e.dir.join(format!("audit-{name}.jsonl")))
+        .unwrap()
+        .lines()
+        .filter(|l| {
+            l.contains(&sub)
+                && l.contains("\"event\":\"statement\"")
+                && l.contains("\"status\":\"ok\"")
+        })
+        .count();
+    // PostgreSQL's own log_statement lines for this run.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let logged = loop {
+        let n = std::fs::read_to_string(&e.pg_log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(&format!("app={app} ")) && l.contains("statement: "))
+            .count();
+        if n >= audited || Instant::now() > deadline {
+            break n;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(audited > 100, "{audited} statements audited");
+    assert_eq!(
+        audited, logged,
+        "audit lines vs PostgreSQL's log_statement lines"
+    );
+}
+
+#[test]
+fn idle_pre_startup_sockets_cannot_lock_out_a_login_and_close_at_the_deadline() {
+    let e = require_env!();
+    let (_guard, addr) = start_pgate_with(
+        &e.dir,
+        "idle",
+        &upstream_line(e),
+        r#"limits max-message-bytes=1048576 login-timeout="4s" max-connections=20000 max-connections-per-address=2000"#,
+        "",
+    )
+    .unwrap();
+    // 10,000 sockets that never send a startup packet, from five loopback addresses.
+    let mut idle = Vec::with_capacity(10_000);
+    for host in 2..=6u8 {
+        for _ in 0..2000 {
+            let s =
+                socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+            let from: SocketAddr = format!("127.0.0.{host}:0").parse().unwrap();
+            s.bind(&from.into()).unwrap();
+            s.connect(&addr.into()).unwrap();
+            idle.push(std::net::TcpStream::from(s));
+        }
+    }
+    // One more from a full address is refused with PostgreSQL's words.
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    s.bind(&"127.0.0.2:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    s.connect(&addr.into()).unwrap();
+    let mut over = std::net::TcpStream::from(s);
+    over.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = Vec::new();
+    let _ = over.read_to_end(&mut buf);
+    assert!(String::from_utf8_lossy(&buf).contains("53300"), "{buf:?}");
+
+    // A real login still works, at once.
+    let started = Instant::now();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let c = client_at(addr, &good_token(e)).await.unwrap();
+        c.simple_query("select count(*) from pgbench_branches")
+            .await
+            .unwrap();
+    });
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "login waited for the idle sockets"
+    );
+
+    // At the login deadline every idle socket is closed by pgate.
+    std::thread::sleep(Duration::from_secs(5));
+    let mut closed = 0;
+    for s in &mut idle {
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut b = [0u8; 16];
+        if matches!(s.read(&mut b), Ok(0)) {
+            closed += 1;
+        }
+    }
+    assert_eq!(closed, idle.len());
+}
+
+#[test]
+fn a_large_pipeline_against_a_large_result_does_not_wedge() {
+    let e = require_env!();
+    let (_guard, addr) = start_pgate_with(
+        &e.dir,
+        "duplex",
+        &upstream_line(e),
+        "limits max-message-bytes=4194304 max-pipeline-bytes=268435456",
+        "",
+    )
+    .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let done = rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(120), async {
+            let c = client_at(addr, &good_token(e)).await.unwrap();
+            let big = c
+                .prepare("select repeat('x', 1000) from generate_series(1, 60000)")
+                .await
+                .unwrap();
+            let small = c.prepare("select length($1::text)").await.unwrap();
+            let param = "y".repeat(1 << 20);
+            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&param];
+            // tokio-postgres pipelines: every request is written before the first result
+            // is read. 64 MiB of parameters behind a 60 MB result.
+            let result = c.query(&big, &[]);
+            let lengths =
+                futures_util::future::join_all((0..64).map(|_| c.query_one(&small, &params)));
+            let (rows, lengths) = futures_util::future::join(result, lengths).await;
+            assert_eq!(rows.unwrap().len(), 60_000);
+            for l in lengths {
+                assert_eq!(l.unwrap().get::<_, i32>(0), 1 << 20);
+            }
+        })
+        .await
+    });
+    assert!(done.is_ok(), "the connection wedged");
 }

@@ -838,10 +838,10 @@ impl Session {
             Frontend::Bind {
                 portal, statement, ..
             } => {
-                if let Some(summary) = self.allowed_statement(statement, table) {
-                    if self.bind_portal(portal, statement, summary) {
-                        self.forward_in_batch(raw);
-                    }
+                if let Some(summary) = self.allowed_statement(statement, table)
+                    && self.bind_portal(portal, statement, summary)
+                {
+                    self.forward_in_batch(raw);
                 }
             }
             Frontend::Describe { kind: b'S', name } => {

@@ -43,9 +43,9 @@ pub fn policy() -> Vec<u8> {
 pub enum Grant {
     /// As [`policy`].
     Standard,
-    /// Orders only: customers are no longer readable.
+    /// Orders only: customers are no longer readable; cursors and PREPARE allowed.
     Narrowed,
-    /// Every column of customers too (ssn included), and cursors.
+    /// Every column of customers too (ssn included); cursors and PREPARE allowed.
     Widened,
     /// No analyst role at all.
     Removed,
@@ -105,7 +105,7 @@ pub fn policy_with(extra_roles: &[&str], grant: Grant) -> Vec<u8> {
         })
         .collect();
     if grant != Grant::Removed {
-        roles.push(analyst(customers, grant == Grant::Widened));
+        roles.push(analyst(customers, grant != Grant::Standard));
     }
     // Role ids are positions in name order, as the compiler assigns them.
     roles.sort_by(|a, b| a.name.cmp(&b.name));

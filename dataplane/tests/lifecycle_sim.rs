@@ -1,0 +1,307 @@
+//! The session under change and time, without sockets: table swaps (a role inserted before
+//! the session's, removed, narrowed, widened), stored statements decided again, the login
+//! deadline, the drain, token expiry through `poll_timeout`, and the per-session limits.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
+
+mod common;
+
+use common::*;
+use pgate::session::{Clock, SessionConfig};
+use pgate_core::table::Table;
+
+fn digest_hex(table: &[u8]) -> String {
+    let d = Table::parse(table).unwrap().digest();
+    d.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+fn code_of(reply: &[u8]) -> Vec<(String, String)> {
+    messages(reply)
+        .iter()
+        .filter(|(t, _)| *t == b'E')
+        .map(|(_, b)| (error_field(b, b'C'), error_field(b, b'S')))
+        .collect()
+}
+
+fn audit(s: &mut Sim) -> String {
+    let a = s.session.poll_audit().to_owned();
+    s.session.audit_taken();
+    a
+}
+
+/// Swaps the table the "driver" holds and tells the session, as the runtime does.
+fn swap(s: &mut Sim, table: Vec<u8>) -> Vec<u8> {
+    s.table = table;
+    let t = Table::parse(&s.table).unwrap();
+    s.session.handle_table(&t, &TestAuth);
+    s.pump()
+}
+
+#[test]
+fn a_role_inserted_before_the_sessions_keeps_the_session_in_its_own_role() {
+    let mut s = Sim::plaintext();
+    s.connect();
+    assert_eq!(
+        code_of(&s.client(&query("select ssn from customers")))[0].0,
+        "42501"
+    );
+    audit(&mut s);
+    // "aaa_admin" sorts first: the analyst's role id moves from 0 to 1.
+    let new = policy_with(&["aaa_admin"], Grant::Standard);
+    let t = Table::parse(&new).unwrap();
+    assert_eq!(t.role("aaa_admin").unwrap().0, 0);
+    assert_eq!(t.role("analyst").unwrap().0, 1);
+    let digest = digest_hex(&new);
+    assert!(
+        swap(&mut s, new).is_empty(),
+        "a rebind says nothing to the client"
+    );
+    let a = audit(&mut s);
+    assert!(a.contains("\"event\":\"rebind\""), "{a}");
+    assert!(a.contains(&format!("\"table\":\"{digest}\"")), "{a}");
+    // Still the analyst: ssn stays denied, id and name stay allowed.
+    let r = s.client(&query("select ssn from customers"));
+    assert_eq!(code_of(&r)[0].0, "42501");
+    assert!(error_field(&messages(&r)[0].1, b'M').contains("role \"analyst\""));
+    let r = s.client(&query("select id, name from customers"));
+    assert!(code_of(&r).is_empty());
+    assert_eq!(
+        s.server.queries.last().unwrap(),
+        "select id, name from customers"
+    );
+    let a = audit(&mut s);
+    assert_eq!(
+        a.matches(&format!("\"table\":\"{digest}\"")).count(),
+        2,
+        "{a}"
+    );
+}
+
+#[test]
+fn a_removed_role_ends_the_session_with_fatal_28000_and_an_audit_line() {
+    let mut s = Sim::plaintext();
+    s.connect();
+    audit(&mut s);
+    let r = swap(&mut s, policy_with(&["other"], Grant::Removed));
+    assert_eq!(code_of(&r), vec![("28000".into(), "FATAL".into())]);
+    assert!(s.session.is_closed());
+    let a = audit(&mut s);
+    assert!(a.contains("\"event\":\"revoked\""), "{a}");
+    assert!(a.contains("no longer in the policy"), "{a}");
+    assert!(a.contains("\"event\":\"close\""), "{a}");
+}
+
+#[test]
+fn the_same_table_again_changes_nothing() {
+    let mut s = Sim::plaintext();
+    s.connect();
+    audit(&mut s);
+    assert!(swap(&mut s, policy()).is_empty());
+    assert_eq!(audit(&mut s), "");
+}
+
+#[test]
+fn narrowing_decides_prepared_statements_and_sql_prepares_again() {
+    let mut s = Sim::plaintext();
+    s.table = policy_with(&[], Grant::Widened);
+    s.connect();
+    let mut b = parse("p1", "select name from customers");
+    b.extend(sync());
+    assert!(code_of(&s.client(&b)).is_empty());
+    let r = s.client(&query("prepare q as select name from customers"));
+    assert!(code_of(&r).is_empty());
+    let r = s.client(&query(
+        "declare c cursor with hold for select ssn from customers",
+    ));
+    assert!(code_of(&r).is_empty());
+    let seen = s.server.received.len();
+
+    swap(&mut s, policy_with(&[], Grant::Narrowed));
+    // Bind of the statement allowed before: decided again, denied, nothing forwarded.
+    let mut b = bind("", "p1");
+    b.extend(execute(""));
+    b.extend(sync());
+    let r = s.client(&b);
+    assert_eq!(code_of(&r)[0].0, "42501");
+    let m = error_field(&messages(&r)[0].1, b'M');
+    assert!(m.contains("customers") && m.contains("reload"), "{m}");
+    assert_eq!(tags(&messages(&r)), "EZ");
+    let r = s.client(&query("execute q"));
+    assert_eq!(code_of(&r)[0].0, "42501");
+    let r = s.client(&query("fetch 1 from c"));
+    assert_eq!(code_of(&r)[0].0, "42501");
+    assert_eq!(s.server.received.len(), seen, "nothing reached the server");
+    // Statements allowed by the new table still run.
+    assert!(code_of(&s.client(&query("select total from orders"))).is_empty());
+}
+
+#[test]
+fn a_portal_bound_before_a_swap_is_decided_again_at_execute() {
+    let mut s = Sim::plaintext();
+    s.connect();
+    let mut b = parse("p1", "select id from customers");
+    b.extend(bind("por", "p1"));
+    // The batch is cut before Execute: the swap comes in between.
+    let t = Table::parse(&s.table).unwrap();
+    s.t.mono_us += 10;
+    assert_eq!(s.session.handle_client(&b, &t, &TestAuth, s.t), b.len());
+    s.table = policy_with(&[], Grant::Narrowed);
+    let mut e = execute("por");
+    e.extend(sync());
+    let r = s.client(&e);
+    assert_eq!(code_of(&r)[0].0, "42501");
+    assert!(
+        !s.server.received.iter().any(|(t, _)| *t == b'E'),
+        "no Execute upstream"
+    );
+}
+
+#[test]
+fn widening_allows_what_was_denied() {
+    let mut s = Sim::plaintext();
+    s.connect();
+    assert_eq!(
+        code_of(&s.client(&query("select ssn from customers")))[0].0,
+        "42501"
+    );
+    swap(&mut s, policy_with(&[], Grant::Widened));
+    assert!(code_of(&s.client(&query("select ssn from customers"))).is_empty());
+    assert_eq!(
+        s.server.queries.last().unwrap(),
+        "select ssn from customers"
+    );
+}
+
+#[test]
+fn login_deadline_closes_silent_sockets_and_answers_talking_ones() {
+    let cfg = SessionConfig {
+        allow_plaintext_auth: true,
+        login_timeout_ms: 5_000,
+        ..SessionConfig::default()
+    };
+    // No startup packet: closed without a word at the deadline, as PostgreSQL does.
+    let mut s = Sim::new(cfg.clone());
+    let deadline = s.session.poll_timeout().unwrap();
+    assert_eq!(deadline, 1 + 5_000_000);
+    s.session.handle_timeout(Clock {
+        mono_us: deadline - 1,
+        unix_ms: 500_000,
+    });
+    assert!(!s.session.is_closed());
+    s.session.handle_timeout(Clock {
+        mono_us: deadline,
+        unix_ms: 505_000,
+    });
+    assert!(s.session.is_closed());
+    assert!(s.session.poll_client().is_empty());
+
+    // A startup packet, then no token.
+    let mut s = Sim::new(cfg);
+    s.client(&startup(&[("user", "analyst")]));
+    s.session.handle_timeout(Clock {
+        mono_us: deadline,
+        unix_ms: 505_000,
+    });
+    let r = s.pump();
+    assert_eq!(code_of(&r), vec![("57014".into(), "FATAL".into())]);
+    // Once logged in, the login deadline no longer applies.
+    let mut s = Sim::plaintext();
+    s.connect();
+    assert_ne!(s.session.poll_timeout(), Some(1 + 60_000_000));
+}
+
+#[test]
+fn drain_ends_the_session_with_57p01_at_its_deadline_only() {
+    let mut s = Sim::plaintext();
+    s.connect();
+    let d = s.t.mono_us + 1_000_000;
+    s.session.handle_drain(d);
+    assert_eq!(s.session.poll_timeout(), Some(d));
+    // Before the deadline the session works as usual.
+    assert!(code_of(&s.client(&query("select total from orders"))).is_empty());
+    s.session.handle_timeout(Clock {
+        mono_us: d,
+        unix_ms: 501_000,
+    });
+    let r = s.pump();
+    assert_eq!(code_of(&r), vec![("57P01".into(), "FATAL".into())]);
+    assert!(s.session.is_closed());
+}
+
+#[test]
+fn token_expiry_is_a_timeout_the_driver_is_asked_for() {
+    let mut s = Sim::plaintext();
+    s.client(&startup(&[("user", "analyst")]));
+    s.client(&msg(b'p', &cstr("good-expiring")));
+    assert!(s.session.is_ready());
+    // Expires at t = 1000 s; the clock says 500 s: due in 500 s of monotonic time.
+    let due = s.session.poll_timeout().unwrap();
+    let at = s.t.mono_us;
+    assert!(
+        (at + 499_000_000..=at + 500_000_000).contains(&due),
+        "{due} vs {at}"
+    );
+    s.session.handle_timeout(Clock {
+        mono_us: due,
+        unix_ms: 1_000_000,
+    });
+    let r = s.pump();
+    assert_eq!(code_of(&r), vec![("28000".into(), "FATAL".into())]);
+}
+
+#[test]
+fn cursor_prepare_and_portal_counts_are_capped_with_54000() {
+    let mut s = Sim::new(SessionConfig {
+        allow_plaintext_auth: true,
+        max_cursors: 2,
+        max_sql_prepared: 1,
+        max_portals: 1,
+        ..SessionConfig::default()
+    });
+    s.table = policy_with(&[], Grant::Widened);
+    s.connect();
+    for c in ["a", "b"] {
+        let sql = format!("declare {c} cursor with hold for select total from orders");
+        assert!(code_of(&s.client(&query(&sql))).is_empty());
+    }
+    let r = s.client(&query(
+        "declare c cursor with hold for select total from orders",
+    ));
+    assert_eq!(code_of(&r)[0].0, "54000");
+    // Closing one makes room.
+    assert!(code_of(&s.client(&query("close a"))).is_empty());
+    let r = s.client(&query(
+        "declare c cursor with hold for select total from orders",
+    ));
+    assert!(code_of(&r).is_empty());
+
+    assert!(code_of(&s.client(&query("prepare x as select total from orders"))).is_empty());
+    let r = s.client(&query("prepare y as select total from orders"));
+    assert_eq!(code_of(&r)[0].0, "54000");
+
+    let mut b = parse("p", "select total from orders");
+    b.extend(bind("one", "p"));
+    b.extend(bind("two", "p"));
+    b.extend(sync());
+    let r = s.client(&b);
+    assert_eq!(code_of(&r)[0].0, "54000");
+}
+
+#[test]
+fn pipelined_bytes_beyond_the_limit_are_fatal_54000() {
+    let mut s = Sim::new(SessionConfig {
+        allow_plaintext_auth: true,
+        max_pipeline_bytes: 2048,
+        ..SessionConfig::default()
+    });
+    s.connect();
+    let big = format!("select total from orders where id = {}", "1".repeat(900));
+    let mut b = Vec::new();
+    for _ in 0..3 {
+        b.extend(query(&big));
+    }
+    // The server answers nothing while the client keeps sending.
+    let t = Table::parse(&s.table).unwrap();
+    s.session.handle_client(&b, &t, &TestAuth, s.t);
+    let out = s.session.poll_client().to_vec();
+    assert_eq!(code_of(&out), vec![("54000".into(), "FATAL".into())]);
+}
