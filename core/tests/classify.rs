@@ -919,3 +919,38 @@ fn statements_longer_than_the_token_window() {
     assert_eq!(names[1500], "x");
     assert_eq!(o.tables(1), ["select:public.v"]);
 }
+
+/// Cursor and LISTEN statements name what they act on, for the session's bookkeeping
+/// (re-deciding a cursor after a reload, the per-session limits).
+#[test]
+fn cursor_and_listen_statements_name_their_object() {
+    let name = |sql: &str| {
+        let o = run(sql);
+        let s = o.st(0);
+        (o.facts.name(s.prepared_name).to_owned(), s.flags)
+    };
+    for (sql, want) in [
+        ("FETCH c", "c"),
+        ("FETCH 10 FROM \"My Cur\"", "My Cur"),
+        ("MOVE BACKWARD ALL IN c2", "c2"),
+        ("fetch forward 5 from C3", "c3"),
+    ] {
+        let (n, f) = name(sql);
+        assert_eq!(n, want, "{sql}");
+        assert!(f.contains(F::USES_CURSOR), "{sql}");
+        assert_eq!(run(sql).classes(0), ["cursor"]);
+    }
+    let (n, f) = name("CLOSE c");
+    assert_eq!((n.as_str(), f.contains(F::CLOSES_CURSOR)), ("c", true));
+    let (n, f) = name("CLOSE ALL");
+    assert_eq!((n.as_str(), f.contains(F::CLOSES_CURSOR)), ("", true));
+    let (_, f) = name("DECLARE c CURSOR WITH HOLD FOR SELECT 1");
+    assert!(f.contains(F::HOLDS_CURSOR) && f.contains(F::DECLARES_CURSOR));
+    let (_, f) = name("DECLARE c CURSOR WITHOUT HOLD FOR SELECT 1");
+    assert!(!f.contains(F::HOLDS_CURSOR));
+    let (n, f) = name("LISTEN chan");
+    assert_eq!((n.as_str(), f.contains(F::LISTENS)), ("chan", true));
+    let (n, f) = name("UNLISTEN *");
+    assert_eq!((n.as_str(), f.contains(F::UNLISTENS)), ("", true));
+    assert_eq!(run("LISTEN chan").classes(0), ["notify"]);
+}
