@@ -950,6 +950,17 @@ async fn audit_log_matches_what_postgres_executed() {
 
 // ------------------------------------------------------------------------- metrics
 
+fn metrics_text(addr: &SocketAddr) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    text
+}
+
 #[tokio::test]
 async fn prometheus_metrics_count_connections_and_verdicts() {
     let e = require_env!();
@@ -957,13 +968,7 @@ async fn prometheus_metrics_count_connections_and_verdicts() {
     c.simple_query("select 1").await.unwrap();
     assert!(c.simple_query("select ssn from customers").await.is_err());
     drop(c);
-    let mut s = TcpStream::connect(e.metrics).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    let text = metrics_text(&e.metrics);
     for needle in [
         "pgate_connections_total",
         "pgate_statements_total{verdict=\"allow\"}",
@@ -1110,7 +1115,14 @@ async fn reload_keeps_sessions_in_their_role_and_redecides_what_they_hold() {
     let table = e.dir.join("policy-reload.pgt");
     let wide = r#"allow "select" table="public.customers" { columns "id" "name" "email"; }"#;
     build_table(&policy_variant(false, Some(wide)), &table);
-    let (_guard, addr) = start_pgate(&e.dir, "reload", &upstream_line(e), "").unwrap();
+    let metrics_port = free_port();
+    let (_guard, addr) = start_pgate(
+        &e.dir,
+        "reload",
+        &upstream_line(e),
+        &format!(r#"metrics "127.0.0.1:{metrics_port}""#),
+    )
+    .unwrap();
     let log = e.dir.join("pgate-reload.log");
     let c = client_at(addr, &good_token(e)).await.unwrap();
     let held = c
@@ -1201,12 +1213,15 @@ async fn reload_keeps_sessions_in_their_role_and_redecides_what_they_hold() {
         "audit lines carry each deciding table: {digests:?}"
     );
     assert!(c.is_closed() || c.simple_query("select 1").await.is_err());
-    // Reloads that failed are counted.
+    // Reloads that failed are said and counted.
     assert!(
         std::fs::read_to_string(&log)
             .unwrap()
             .contains("keeping the last good table")
     );
+    let m = metrics_text(&format!("127.0.0.1:{metrics_port}").parse().unwrap());
+    assert!(m.contains("pgate_policy_reload_failures_total 1"), "{m}");
+    assert!(m.contains("pgate_policy_reloads_total 4"), "{m}");
 }
 
 #[test]
@@ -1423,4 +1438,174 @@ fn a_large_pipeline_against_a_large_result_does_not_wedge() {
         .await
     });
     assert!(done.is_ok(), "the connection wedged");
+}
+
+// ------------------------------------------------------------------------- faults
+
+#[path = "common/relay.rs"]
+mod relay;
+
+use relay::Relay;
+
+fn pg_addr(e: &Env) -> SocketAddr {
+    format!("127.0.0.1:{}", e.pg_port).parse().unwrap()
+}
+
+/// A pgate whose upstream is `relay`.
+fn pgate_via(e: &Env, name: &str, relay: &Relay) -> (ChildGuard, SocketAddr) {
+    let upstream = format!(
+        r#"upstream host="127.0.0.1" port={} user="postgres" password-file="db.pass""#,
+        relay.addr.port()
+    );
+    start_pgate(&e.dir, name, &upstream, "").unwrap()
+}
+
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+/// Waits until pgate holds no more file descriptors than `baseline` (nothing leaked).
+async fn no_leak(pid: u32, baseline: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while open_fds(pid) > baseline {
+        assert!(
+            Instant::now() < deadline,
+            "pgate holds {} fds, {baseline} before the sessions",
+            open_fds(pid)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The database restarts under live sessions: each gets a clean error (08006), logins
+/// during the outage fail at once with 08006, logins work again as soon as it is back,
+/// and pgate holds nothing of the dead sessions.
+#[tokio::test]
+async fn database_restart_mid_session_gives_clean_errors_and_recovers() {
+    let e = require_env!();
+    let relay = Relay::start(pg_addr(e));
+    let (guard, addr) = pgate_via(e, "restart", &relay);
+    let pid = guard.0.id();
+    let baseline = open_fds(pid);
+    let mut sessions = Vec::new();
+    for _ in 0..3 {
+        let c = client_at(addr, &good_token(e)).await.unwrap();
+        c.simple_query("select 1").await.unwrap();
+        sessions.push(c);
+    }
+    relay.set_refuse(true);
+    relay.cut_all();
+    for c in &sessions {
+        let r = tokio::time::timeout(Duration::from_secs(10), c.simple_query("select 1")).await;
+        assert!(matches!(r, Ok(Err(_))), "a clean error, not a hang: {r:?}");
+    }
+    let err = tokio::time::timeout(Duration::from_secs(15), client_at(addr, &good_token(e)))
+        .await
+        .expect("a login during the outage is answered")
+        .unwrap_err();
+    assert_eq!(code(&err), "08006", "{err}");
+    relay.set_refuse(false);
+    let c = client_at(addr, &good_token(e)).await.unwrap();
+    c.simple_query("select count(*) from pgbench_branches")
+        .await
+        .unwrap();
+    drop(c);
+    drop(sessions);
+    no_leak(pid, baseline).await;
+}
+
+/// The database unreachable when pgate starts: pgate starts anyway, logins get 08006
+/// naming the cause, and work once the database is reachable.
+#[tokio::test]
+async fn database_unreachable_at_start_then_reachable() {
+    let e = require_env!();
+    let relay = Relay::start(pg_addr(e));
+    relay.set_refuse(true);
+    let (_guard, addr) = pgate_via(e, "unreachable", &relay);
+    let err = client_at(addr, &good_token(e)).await.unwrap_err();
+    assert_eq!(code(&err), "08006", "{err}");
+    let msg = err
+        .as_db_error()
+        .map(|d| d.message().to_owned())
+        .unwrap_or_default();
+    assert!(msg.contains("lost the connection to the database"), "{msg}");
+    relay.set_refuse(false);
+    let c = client_at(addr, &good_token(e)).await.unwrap();
+    c.simple_query("select 1").await.unwrap();
+}
+
+/// One upstream link cut, another closed slowly (silent, then gone), and every link slow:
+/// only the sessions whose link failed see an error; the others go on.
+#[tokio::test]
+async fn faults_on_one_upstream_link_affect_only_its_session() {
+    let e = require_env!();
+    let relay = Relay::start(pg_addr(e));
+    let (guard, addr) = pgate_via(e, "partial", &relay);
+    let pid = guard.0.id();
+    let baseline = open_fds(pid);
+    let mut sessions = Vec::new();
+    for i in 0..5 {
+        let c = client_at(addr, &good_token(e)).await.unwrap();
+        c.simple_query("select 1").await.unwrap();
+        assert_eq!(relay.accepted(), i + 1);
+        sessions.push(c);
+    }
+    relay.set_latency(20);
+    relay.cut(1);
+    relay.slow_close(3, Duration::from_millis(1500));
+    let mut affected = Vec::new();
+    for round in 0..5 {
+        for (i, c) in sessions.iter().enumerate() {
+            let q = tokio::time::timeout(Duration::from_secs(15), c.simple_query("select 1")).await;
+            match q {
+                Ok(Ok(_)) => {}
+                Ok(Err(_)) if !affected.contains(&i) => affected.push(i),
+                Ok(Err(_)) => {}
+                Err(_) => panic!("session {i} hung in round {round}"),
+            }
+        }
+    }
+    affected.sort();
+    assert_eq!(affected, vec![1, 3], "only the faulty links' sessions fail");
+    drop(sessions);
+    no_leak(pid, baseline).await;
+}
+
+/// A client that disconnects in the middle of a long query: pgate cancels it upstream
+/// (PostgreSQL would notice the dead socket only when the query ends).
+#[tokio::test]
+async fn a_client_vanishing_mid_query_cancels_it_upstream() {
+    let e = require_env!();
+    let marker = format!("vanish{}", std::process::id());
+    let mut s = startup_and_auth(e, &good_token(e));
+    let sql = format!("select pg_sleep(60) /* {marker} */");
+    let mut q = vec![b'Q'];
+    q.extend_from_slice(&((sql.len() + 5) as u32).to_be_bytes());
+    q.extend_from_slice(sql.as_bytes());
+    q.push(0);
+    s.write_all(&q).unwrap();
+    let active = |e: &Env| {
+        admin_psql(
+            &e.socket,
+            &e.pg_port,
+            DB,
+            &format!(
+                "select count(*) from pg_stat_activity where state = 'active' and query like '%{marker}%' and pid <> pg_backend_pid()"
+            ),
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while active(e) != "1" {
+        assert!(Instant::now() < deadline, "the query never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(s);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while active(e) != "0" {
+        assert!(
+            Instant::now() < deadline,
+            "the query still runs after its client left"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

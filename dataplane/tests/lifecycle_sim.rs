@@ -278,6 +278,22 @@ fn cursor_prepare_and_portal_counts_are_capped_with_54000() {
     let r = s.client(&query("prepare y as select total from orders"));
     assert_eq!(code_of(&r)[0].0, "54000");
 
+    let mut s2 = Sim::new(SessionConfig {
+        allow_plaintext_auth: true,
+        max_listen_channels: 1,
+        ..SessionConfig::default()
+    });
+    s2.table = policy_with(&[], Grant::Widened);
+    s2.connect();
+    assert!(code_of(&s2.client(&query("listen one"))).is_empty());
+    assert!(
+        code_of(&s2.client(&query("listen one"))).is_empty(),
+        "the same channel again"
+    );
+    assert_eq!(code_of(&s2.client(&query("listen two")))[0].0, "54000");
+    assert!(code_of(&s2.client(&query("unlisten *"))).is_empty());
+    assert!(code_of(&s2.client(&query("listen two"))).is_empty());
+
     let mut b = parse("p", "select total from orders");
     b.extend(bind("one", "p"));
     b.extend(bind("two", "p"));
@@ -304,4 +320,42 @@ fn pipelined_bytes_beyond_the_limit_are_fatal_54000() {
     s.session.handle_client(&b, &t, &TestAuth, s.t);
     let out = s.session.poll_client().to_vec();
     assert_eq!(code_of(&out), vec![("54000".into(), "FATAL".into())]);
+}
+
+fn scram_sim(password: &str) -> Sim {
+    let mut s = Sim::new(SessionConfig {
+        allow_plaintext_auth: true,
+        upstream_password: Some(password.into()),
+        ..SessionConfig::default()
+    });
+    s.server.scram_password = Some("s3cret".into());
+    s
+}
+
+#[test]
+fn upstream_scram_uses_the_nonce_it_is_given_and_checks_the_server() {
+    // The same entropy gives the same bytes upstream: the exchange is replayable.
+    let mut upstream = Vec::new();
+    for _ in 0..2 {
+        let mut s = scram_sim("s3cret");
+        let m = s.connect();
+        assert_eq!(tags(&m), "RSKZ");
+        assert!(
+            s.server.scram_verified,
+            "PostgreSQL's side accepts the proof"
+        );
+        let sent: Vec<(u8, Vec<u8>)> = s.server.received.clone();
+        upstream.push(sent);
+    }
+    assert_eq!(upstream[0], upstream[1]);
+    // The nonce is the driver's: 18 bytes of 9 in the harness, base64 "CQkJ…".
+    let first = &upstream[0][0].1;
+    assert!(String::from_utf8_lossy(first).contains("n,,n=,r=CQkJCQkJCQkJCQkJCQkJCQkJ"));
+
+    // A wrong password: the proof fails and pgate refuses the server's signature.
+    let mut s = scram_sim("wrong");
+    s.client(&startup(&[("user", "analyst")]));
+    let r = s.client(&msg(b'p', &cstr("good")));
+    assert!(!s.server.scram_verified);
+    assert_eq!(code_of(&r), vec![("08006".into(), "FATAL".into())]);
 }

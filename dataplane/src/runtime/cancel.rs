@@ -23,6 +23,15 @@ impl CancelRegistry {
         let key = OsRng.next_u32() as i32;
         (pid.max(1), key)
     }
+    /// Everything random a new session needs, from the OS.
+    pub fn entropy(&self) -> crate::session::Entropy {
+        let mut scram_nonce = [0u8; crate::session::NONCE_BYTES];
+        OsRng.fill_bytes(&mut scram_nonce);
+        crate::session::Entropy {
+            cancel_key: self.issue(),
+            scram_nonce,
+        }
+    }
     pub(super) fn register(&self, issued: (i32, i32), real: (i32, i32)) {
         if let Ok(mut m) = self.map.lock() {
             m.insert(issued, real);

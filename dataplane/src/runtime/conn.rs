@@ -87,8 +87,9 @@ pub(super) async fn connection(
     cfg.tls_available = shared.tls.is_some();
     cfg.allow_plaintext_auth = shared.allow_plaintext_loopback && peer.ip().is_loopback();
     let max_message = cfg.max_message_bytes as usize + 5;
-    let issued = shared.cancels.issue();
-    let mut session = Session::new(cfg, id, &peer.to_string(), issued, now().1);
+    let entropy = shared.cancels.entropy();
+    let issued = entropy.cancel_key;
+    let mut session = Session::new(cfg, id, &peer.to_string(), entropy, now().1);
     let mut control = shared.control.clone();
     let mut client = Stream::Plain(stream);
     let mut upstream: Option<Stream> = None;

@@ -26,11 +26,22 @@ use pgate_core::wire::{
     self, Frontend, Severity, Startup, WireError, frame, frame_startup, parse_frontend,
     parse_startup,
 };
-use postgres_protocol::authentication::sasl::{ChannelBinding, SCRAM_SHA_256, ScramSha256};
-
 mod decided;
+mod scram;
 
 use decided::{Decided, DigestHex, decide_text, digest_hex};
+pub use scram::NONCE_BYTES;
+use scram::{SCRAM_SHA_256, ScramClient};
+
+/// The randomness a session needs, drawn by the driver from its source (the OS in
+/// production, a seed in simulations).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Entropy {
+    /// The BackendKeyData pgate issues to the client.
+    pub cancel_key: (i32, i32),
+    /// The SCRAM client nonce for the upstream login.
+    pub scram_nonce: [u8; NONCE_BYTES],
+}
 
 /// Time as the driver measures it: monotonic microseconds (durations) and wall-clock
 /// milliseconds since the Unix epoch (audit timestamps, token expiry).
@@ -176,7 +187,7 @@ enum State {
         params: Vec<(String, String)>,
     },
     /// StartupMessage sent upstream; answering its authentication requests.
-    UpstreamAuth { scram: Option<Box<ScramSha256>> },
+    UpstreamAuth { scram: Option<Box<ScramClient>> },
     /// Upstream authenticated; relaying ParameterStatus until its ReadyForQuery.
     UpstreamStartup { auth_ok_sent: bool },
     /// Proxying.
@@ -246,6 +257,7 @@ pub struct Session {
     cfg: SessionConfig,
     state: State,
     keys: CancelKeys,
+    scram_nonce: [u8; NONCE_BYTES],
     identity: Option<Identity>,
     client_addr: String,
     conn_id: u64,
@@ -332,22 +344,23 @@ mod sqlstate {
 }
 
 impl Session {
-    /// A new session for a client at `client_addr`, with the pgate-issued cancel key (the
-    /// driver draws it from its randomness source), accepted at `now`.
+    /// A new session for a client at `client_addr`, accepted at `now`, with the randomness
+    /// it will use (the driver draws it).
     pub fn new(
         cfg: SessionConfig,
         conn_id: u64,
         client_addr: &str,
-        issued_key: (i32, i32),
+        entropy: Entropy,
         now: Clock,
     ) -> Self {
         let search_path = cfg.default_search_path.clone();
         Session {
             state: State::Startup { tls: false },
             keys: CancelKeys {
-                issued: issued_key,
+                issued: entropy.cancel_key,
                 upstream: None,
             },
+            scram_nonce: entropy.scram_nonce,
             identity: None,
             client_addr: client_addr.to_owned(),
             conn_id,
@@ -1573,15 +1586,14 @@ impl Session {
                                 "pgate: the database offers no SASL mechanism pgate supports (SCRAM-SHA-256)",
                             );
                         }
-                        let scram =
-                            ScramSha256::new(password.as_bytes(), ChannelBinding::unsupported());
+                        let scram = ScramClient::new(&password, &self.scram_nonce);
                         // SASLInitialResponse: mechanism, Int32 length, initial response.
-                        let first = scram.message();
+                        let first = scram.client_first();
                         let mut b = Vec::with_capacity(first.len() + 32);
                         b.extend_from_slice(SCRAM_SHA_256.as_bytes());
                         b.push(0);
                         b.extend_from_slice(&(first.len() as i32).to_be_bytes());
-                        b.extend_from_slice(first);
+                        b.extend_from_slice(&first);
                         wire::write_message(&mut self.to_upstream, b'p', &b);
                         self.state = State::UpstreamAuth {
                             scram: Some(Box::new(scram)),
@@ -1596,16 +1608,15 @@ impl Session {
                         };
                         let data = r.rest();
                         let res = if code == 11 {
-                            scram.update(data)
+                            scram.handle_server_first(data).map(Some)
                         } else {
-                            scram.finish(data)
+                            scram.handle_server_final(data).map(|()| None)
                         };
                         match res {
-                            Ok(()) if code == 11 => {
-                                let m = scram.message().to_vec();
+                            Ok(Some(m)) => {
                                 wire::write_message(&mut self.to_upstream, b'p', &m);
                             }
-                            Ok(()) => {}
+                            Ok(None) => {}
                             Err(e) => {
                                 let msg = format!(
                                     "pgate: SCRAM authentication with the database failed: {e}"

@@ -3,7 +3,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests and benches fail loudly
 #![allow(dead_code)]
 
-use pgate::session::{Action, Authenticator, Clock, Identity, Session, SessionConfig};
+use pgate::session::{
+    Action, Authenticator, Clock, Entropy, Identity, NONCE_BYTES, Session, SessionConfig,
+};
 use pgate_core::class::{ClassSet, StatementClass as C};
 use pgate_core::table::model::*;
 use pgate_core::table::{Table, write};
@@ -143,7 +145,7 @@ fn analyst(customers: Option<ColumnAccess>, cursors: bool) -> CompiledRole {
             cell: allow(1, columns),
         });
     }
-    for class in [C::Cursor, C::Prepare] {
+    for class in [C::Cursor, C::Prepare, C::Notify] {
         if cursors {
             cells.push(CellEntry {
                 class,
@@ -296,6 +298,12 @@ pub struct FakeServer {
     pub password_seen: Option<Vec<u8>>,
     pub last_parsed: String,
     pub in_copy: bool,
+    /// Answer startup with SCRAM-SHA-256 for this password (server side of RFC 5802).
+    pub scram_password: Option<String>,
+    /// SCRAM state: the client-first-bare and server-first messages, once seen.
+    pub scram_messages: Option<(String, String)>,
+    /// Whether the client's SCRAM proof verified.
+    pub scram_verified: bool,
 }
 
 impl FakeServer {
@@ -320,6 +328,12 @@ impl FakeServer {
                 out.extend(msg(b'R', &[0, 0, 0, 5, 1, 2, 3, 4]));
                 return out;
             }
+            if self.scram_password.is_some() {
+                let mut b = 10i32.to_be_bytes().to_vec();
+                b.extend_from_slice(b"SCRAM-SHA-256\0\0");
+                out.extend(msg(b'R', &b));
+                return out;
+            }
             self.ready_after_auth(&mut out);
         }
         while let Ok(Some(f)) = frame(bytes, 1 << 30) {
@@ -340,6 +354,9 @@ impl FakeServer {
                 continue;
             }
             match m {
+                Frontend::Password(p) if self.scram_password.is_some() => {
+                    self.scram_step(p, &mut out);
+                }
                 Frontend::Password(p) => {
                     self.password_seen = Some(p.to_vec());
                     self.ready_after_auth(&mut out);
@@ -374,6 +391,68 @@ impl FakeServer {
         out
     }
 
+    /// The server side of SCRAM-SHA-256, with a fixed salt and server nonce.
+    fn scram_step(&mut self, p: &[u8], out: &mut Vec<u8>) {
+        use base64::Engine as _;
+        use base64::engine::general_purpose::STANDARD;
+        use hmac::{Hmac, Mac};
+        use sha2::{Digest, Sha256};
+        let mac = |k: &[u8], d: &[u8]| -> Vec<u8> {
+            let mut m = Hmac::<Sha256>::new_from_slice(k).unwrap();
+            m.update(d);
+            m.finalize().into_bytes().to_vec()
+        };
+        let salt = b"fixed-salt";
+        match self.scram_messages.take() {
+            None => {
+                // SASLInitialResponse: mechanism, Int32 length, client-first.
+                let end = p.iter().position(|b| *b == 0).unwrap();
+                assert_eq!(&p[..end], b"SCRAM-SHA-256");
+                let first = std::str::from_utf8(&p[end + 5..]).unwrap();
+                let bare = first.strip_prefix("n,,").unwrap().to_owned();
+                let cnonce = bare.strip_prefix("n=,r=").unwrap();
+                let server_first =
+                    format!("r={cnonce}SERVERNONCE,s={},i=4096", STANDARD.encode(salt));
+                let mut b = 11i32.to_be_bytes().to_vec();
+                b.extend_from_slice(server_first.as_bytes());
+                out.extend(msg(b'R', &b));
+                self.scram_messages = Some((bare, server_first));
+            }
+            Some((bare, server_first)) => {
+                let fin = std::str::from_utf8(p).unwrap();
+                let (without_proof, proof) = fin.rsplit_once(",p=").unwrap();
+                let auth = format!("{bare},{server_first},{without_proof}");
+                // Hi(password, salt, 4096)
+                let pw = self.scram_password.clone().unwrap();
+                let mut s1 = salt.to_vec();
+                s1.extend_from_slice(&1u32.to_be_bytes());
+                let mut u = mac(pw.as_bytes(), &s1);
+                let mut salted = u.clone();
+                for _ in 1..4096 {
+                    u = mac(pw.as_bytes(), &u);
+                    for (o, x) in salted.iter_mut().zip(&u) {
+                        *o ^= x;
+                    }
+                }
+                let stored = Sha256::digest(mac(&salted, b"Client Key")).to_vec();
+                let sig = mac(&stored, auth.as_bytes());
+                let key: Vec<u8> = STANDARD
+                    .decode(proof)
+                    .unwrap()
+                    .iter()
+                    .zip(&sig)
+                    .map(|(a, b)| a ^ b)
+                    .collect();
+                self.scram_verified = Sha256::digest(&key).to_vec() == stored;
+                let server_sig = mac(&mac(&salted, b"Server Key"), auth.as_bytes());
+                let mut b = 12i32.to_be_bytes().to_vec();
+                b.extend_from_slice(format!("v={}", STANDARD.encode(server_sig)).as_bytes());
+                out.extend(msg(b'R', &b));
+                self.ready_after_auth(out);
+            }
+        }
+    }
+
     pub fn ready_after_auth(&mut self, out: &mut Vec<u8>) {
         out.extend(msg(b'R', &[0, 0, 0, 0]));
         out.extend(msg(b'S', b"server_version\x0015.0\x00"));
@@ -401,7 +480,10 @@ impl Sim {
                 cfg,
                 1,
                 "127.0.0.1:5555",
-                (4242, 777),
+                Entropy {
+                    cancel_key: (4242, 777),
+                    scram_nonce: [9; NONCE_BYTES],
+                },
                 Clock {
                     mono_us: 1,
                     unix_ms: 500_000,
@@ -454,7 +536,7 @@ impl Sim {
             let reply = self.server.feed(&up);
             self.t.mono_us += 10;
             let n = self.session.handle_upstream(&reply, self.t);
-            assert_eq!(n, reply.len());
+            assert!(n == reply.len() || self.session.is_closed());
         }
         let out = self.session.poll_client().to_vec();
         self.session.client_written(out.len());
