@@ -1345,6 +1345,16 @@ fn idle_pre_startup_sockets_cannot_lock_out_a_login_and_close_at_the_deadline() 
         "",
     )
     .unwrap();
+    let rss_kib = |pid: u32| -> u64 {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let pid = _guard.0.id();
+    let rss_before = rss_kib(pid);
     // 10,000 sockets that never send a startup packet, from five loopback addresses.
     let mut idle = Vec::with_capacity(10_000);
     for host in 2..=6u8 {
@@ -1357,6 +1367,13 @@ fn idle_pre_startup_sockets_cannot_lock_out_a_login_and_close_at_the_deadline() 
             idle.push(std::net::TcpStream::from(s));
         }
     }
+    std::thread::sleep(Duration::from_millis(500));
+    // For the record (not a timed assertion): memory per idle pre-login connection.
+    eprintln!(
+        "idle pre-login connections: {} KiB RSS for {} sockets",
+        rss_kib(pid).saturating_sub(rss_before),
+        idle.len()
+    );
     // One more from a full address is refused with PostgreSQL's words.
     let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     s.bind(&"127.0.0.2:0".parse::<SocketAddr>().unwrap().into())

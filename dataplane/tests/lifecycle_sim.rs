@@ -359,3 +359,50 @@ fn upstream_scram_uses_the_nonce_it_is_given_and_checks_the_server() {
     assert!(!s.server.scram_verified);
     assert_eq!(code_of(&r), vec![("08006".into(), "FATAL".into())]);
 }
+
+#[test]
+fn a_server_that_skips_the_scram_proof_is_refused() {
+    let mut s = scram_sim("s3cret");
+    s.server.scram_skip_proof = true;
+    s.client(&startup(&[("user", "analyst")]));
+    let r = s.client(&msg(b'p', &cstr("good")));
+    assert_eq!(code_of(&r), vec![("08006".into(), "FATAL".into())]);
+    assert!(!s.session.is_ready());
+}
+
+#[test]
+fn bytes_pipelined_after_ssl_request_are_left_for_the_driver_to_refuse() {
+    let mut s = Sim::new(SessionConfig {
+        tls_available: true,
+        ..SessionConfig::default()
+    });
+    let mut ssl = 8u32.to_be_bytes().to_vec();
+    ssl.extend(pgate_core::wire::SSL_REQUEST_CODE.to_be_bytes());
+    let mut b = ssl.clone();
+    b.extend(startup(&[("user", "analyst")]));
+    let t = Table::parse(&s.table).unwrap();
+    let n = s.session.handle_client(&b, &t, &TestAuth, s.t);
+    assert_eq!(
+        n,
+        ssl.len(),
+        "only the SSLRequest is read before the handshake"
+    );
+}
+
+#[test]
+fn a_client_gone_mid_statement_leaves_an_unknown_line_and_asks_for_a_cancel() {
+    let mut s = Sim::plaintext();
+    s.connect();
+    audit(&mut s);
+    let t = Table::parse(&s.table).unwrap();
+    s.session
+        .handle_client(&query("select total from orders"), &t, &TestAuth, s.t);
+    // Forwarded, not answered: the client disconnects.
+    assert!(
+        s.session.client_closed(),
+        "the upstream is still working: cancel it"
+    );
+    let a = audit(&mut s);
+    assert!(a.contains("\"status\":\"unknown\""), "{a}");
+    assert!(a.contains("\"event\":\"close\""), "{a}");
+}

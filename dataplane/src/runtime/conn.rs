@@ -204,26 +204,39 @@ pub(super) async fn connection(
             };
             let event = {
                 let mut changed = std::pin::pin!(control.changed());
-                poll_fn(|cx| {
-                    let mut wrote = false;
-                    if let Poll::Ready(r) =
-                        pump_writes(cx, &mut session, &mut client, upstream.as_mut(), &mut dirty)
-                    {
-                        match r {
-                            Ok(true) => wrote = true,
-                            Ok(false) => {}
-                            Err(e) => return Poll::Ready(Err(e)),
-                        }
+                poll_fn(|cx| -> Poll<io::Result<Event>> {
+                    // Time and control first: a peer that always has bytes must not starve
+                    // the deadlines (token expiry, drain) or a table swap.
+                    if sleep.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Ok(Event::Timer));
                     }
-                    if session.poll_upstream().len() < MAX_QUEUED_BYTES {
+                    if changed.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Ok(Event::Control));
+                    }
+                    let mut wrote = false;
+                    match pump_writes(cx, &mut session, &mut client, upstream.as_mut(), &mut dirty)
+                    {
+                        Poll::Ready(Ok(Wrote::Some)) => wrote = true,
+                        Poll::Ready(Ok(Wrote::UpstreamFailed)) => {
+                            return Poll::Ready(Ok(Event::UpstreamEof));
+                        }
+                        // The client is gone: handled as its disconnect (audited, its
+                        // upstream work cancelled).
+                        Poll::Ready(Err(_)) => return Poll::Ready(Ok(Event::ClientEof)),
+                        Poll::Pending => {}
+                    }
+                    if session.poll_upstream().len() < MAX_QUEUED_BYTES
+                        && session.client_backlog() < MAX_QUEUED_BYTES
+                    {
                         let spare = cbuf.spare(client_chunk, max_message);
                         match poll_read(cx, &mut client, spare) {
-                            Poll::Ready(Ok(0)) => return Poll::Ready(Ok(Event::ClientEof)),
+                            Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
+                                return Poll::Ready(Ok(Event::ClientEof));
+                            }
                             Poll::Ready(Ok(n)) => {
                                 cbuf.len += n;
                                 return Poll::Ready(Ok(Event::ClientData));
                             }
-                            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                             Poll::Pending => {}
                         }
                     }
@@ -241,12 +254,6 @@ pub(super) async fn connection(
                             Poll::Ready(Err(_)) => return Poll::Ready(Ok(Event::UpstreamEof)),
                             Poll::Pending => {}
                         }
-                    }
-                    if sleep.as_mut().poll(cx).is_ready() {
-                        return Poll::Ready(Ok(Event::Timer));
-                    }
-                    if changed.as_mut().poll(cx).is_ready() {
-                        return Poll::Ready(Ok(Event::Control));
                     }
                     if wrote {
                         return Poll::Ready(Ok(Event::Wrote));
@@ -333,15 +340,21 @@ fn poll_read(cx: &mut Context<'_>, s: &mut Stream, spare: &mut [u8]) -> Poll<io:
     }
 }
 
+enum Wrote {
+    Some,
+    /// Writing to the upstream failed: it is gone.
+    UpstreamFailed,
+}
+
 /// Writes what the session has queued for each peer, as far as the sockets take it, and
-/// flushes. `Ready(Ok(true))`: some bytes went out.
+/// flushes. `Ready(Ok(Wrote::Some))`: some bytes went out; `Err`: the client is gone.
 fn pump_writes(
     cx: &mut Context<'_>,
     session: &mut Session,
     client: &mut Stream,
     upstream: Option<&mut Stream>,
     dirty: &mut (bool, bool),
-) -> Poll<io::Result<bool>> {
+) -> Poll<io::Result<Wrote>> {
     let mut wrote = false;
     loop {
         let out = session.poll_client();
@@ -373,25 +386,27 @@ fn pump_writes(
                 break;
             }
             match Pin::new(&mut *u).poll_write(cx, out) {
-                Poll::Ready(Ok(0)) => break,
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
+                    return Poll::Ready(Ok(Wrote::UpstreamFailed));
+                }
                 Poll::Ready(Ok(n)) => {
                     session.upstream_written(n);
                     dirty.1 = true;
                     wrote = true;
                 }
-                // The upstream's failure reaches the session through its read side.
-                Poll::Ready(Err(_)) | Poll::Pending => break,
+                Poll::Pending => break,
             }
         }
-        if dirty.1
-            && let Poll::Ready(r) = Pin::new(&mut *u).poll_flush(cx)
-        {
-            dirty.1 = false;
-            let _ = r;
+        if dirty.1 {
+            match Pin::new(&mut *u).poll_flush(cx) {
+                Poll::Ready(Ok(())) => dirty.1 = false,
+                Poll::Ready(Err(_)) => return Poll::Ready(Ok(Wrote::UpstreamFailed)),
+                Poll::Pending => {}
+            }
         }
     }
     if wrote {
-        Poll::Ready(Ok(true))
+        Poll::Ready(Ok(Wrote::Some))
     } else {
         Poll::Pending
     }

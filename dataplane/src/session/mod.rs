@@ -426,6 +426,12 @@ impl Session {
     pub fn client_written(&mut self, n: usize) {
         self.to_client.drain(..n.min(self.to_client.len()));
     }
+    /// Bytes queued for the client, including local answers waiting for their turn: the
+    /// driver stops reading the client while this is large (a client that sends without
+    /// reading must not grow pgate's memory).
+    pub fn client_backlog(&self) -> usize {
+        self.to_client.len() + self.deferred_buf.len()
+    }
     /// Bytes to write to the upstream. Call [`Session::upstream_written`].
     pub fn poll_upstream(&self) -> &[u8] {
         &self.to_upstream
@@ -656,7 +662,15 @@ impl Session {
         while !matches!(self.state, State::Closed) {
             let rest = &input[consumed..];
             let framed = match self.state {
-                State::Startup { .. } => frame_startup(rest, self.cfg.max_message_bytes),
+                // Before login, messages are small: PostgreSQL caps startup packets at
+                // 10,000 bytes (MAX_STARTUP_PACKET_LENGTH); a token is a few KiB.
+                State::Startup { .. } => {
+                    frame_startup(rest, self.cfg.max_message_bytes.min(MAX_STARTUP_BYTES))
+                }
+                State::AwaitToken { .. } => frame(
+                    rest,
+                    self.cfg.max_message_bytes.min(MAX_TOKEN_MESSAGE_BYTES),
+                ),
                 _ => frame(rest, self.cfg.max_message_bytes),
             };
             let f = match framed {
@@ -692,6 +706,12 @@ impl Session {
             };
             if let Err(e) = result {
                 self.protocol_violation(e);
+                break;
+            }
+            // After 'S' the TLS handshake comes next: bytes the client pipelined behind its
+            // SSLRequest are plaintext and must not be read as protocol (the driver refuses
+            // them; CVE-2021-23214).
+            if self.actions.contains(&Action::StartTls) {
                 break;
             }
         }
@@ -1545,6 +1565,17 @@ impl Session {
                 };
                 let password = self.cfg.upstream_password.clone().unwrap_or_default();
                 match code {
+                    // Once SCRAM began, only its completion (the server proving it knows
+                    // the password) admits AuthenticationOk, and no weaker method may
+                    // follow: a man in the middle could otherwise downgrade the login.
+                    0 | 3 | 5
+                        if matches!(&self.state, State::UpstreamAuth { scram: Some(s) } if code != 0 || !s.is_done()) =>
+                    {
+                        self.fatal(
+                            sqlstate::CONNECTION_FAILURE,
+                            "pgate: the database left SCRAM authentication unfinished (see pgate's log)",
+                        )
+                    }
                     0 => {
                         self.state = State::UpstreamStartup {
                             auth_ok_sent: false,
@@ -1977,6 +2008,11 @@ impl Session {
     }
 
     fn end(&mut self) {
+        // Statements forwarded and not answered: they may have run (and committed); their
+        // lines say that pgate does not know.
+        while let Some(p) = self.pending.pop_front() {
+            self.write_statement_line(&p, "unknown");
+        }
         if self.identity.is_some() {
             self.audit_connection("close", None);
         }
@@ -2020,6 +2056,11 @@ fn startup_param_allowed(name: &str, value: &str) -> Result<(), &'static str> {
         ),
     }
 }
+
+/// The largest startup packet PostgreSQL reads (`MAX_STARTUP_PACKET_LENGTH`).
+const MAX_STARTUP_BYTES: u32 = 10_000;
+/// The largest password message (the token) read before login.
+const MAX_TOKEN_MESSAGE_BYTES: u32 = 64 * 1024;
 
 /// Statement text kept in an audit line.
 const MAX_AUDIT_SQL_BYTES: usize = 4096;

@@ -25,7 +25,7 @@ pub enum ScramError {
     BadServerFirst(&'static str),
     #[error("the server's nonce does not extend pgate's")]
     NonceMismatch,
-    #[error("the server asked for {0} PBKDF2 iterations (allowed: 4096 to 10000000)")]
+    #[error("the server asked for {0} PBKDF2 iterations (allowed: 1 to 10000000)")]
     Iterations(u32),
     #[error("the server rejected the login: {0}")]
     ServerError(String),
@@ -90,6 +90,11 @@ impl ScramClient {
         }
     }
 
+    /// Whether the server proved it knows the password (server-final verified).
+    pub fn is_done(&self) -> bool {
+        matches!(self.step, Step::Done)
+    }
+
     /// The client-first message (GS2 header `n,,`: no channel binding).
     pub fn client_first(&self) -> Vec<u8> {
         format!("n,,{}", self.client_first).into_bytes()
@@ -120,8 +125,9 @@ impl ScramClient {
         if !nonce.starts_with(ours) || nonce.len() == ours.len() {
             return Err(ScramError::NonceMismatch);
         }
-        // A bound on the work a server can make pgate do per login.
-        if !(4096..=10_000_000).contains(&iterations) {
+        // A bound on the work a server can make pgate do per login (PostgreSQL 16's
+        // `scram_iterations` may be as low as 1).
+        if !(1..=10_000_000).contains(&iterations) {
             return Err(ScramError::Iterations(iterations));
         }
         let salted = hi(&self.password, &salt, iterations);

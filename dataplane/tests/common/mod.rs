@@ -304,6 +304,9 @@ pub struct FakeServer {
     pub scram_messages: Option<(String, String)>,
     /// Whether the client's SCRAM proof verified.
     pub scram_verified: bool,
+    /// A server (or a man in the middle) that answers SCRAM's first step with
+    /// AuthenticationOk, never proving it knows the password.
+    pub scram_skip_proof: bool,
 }
 
 impl FakeServer {
@@ -413,6 +416,10 @@ impl FakeServer {
                 let cnonce = bare.strip_prefix("n=,r=").unwrap();
                 let server_first =
                     format!("r={cnonce}SERVERNONCE,s={},i=4096", STANDARD.encode(salt));
+                if self.scram_skip_proof {
+                    self.ready_after_auth(out);
+                    return;
+                }
                 let mut b = 11i32.to_be_bytes().to_vec();
                 b.extend_from_slice(server_first.as_bytes());
                 out.extend(msg(b'R', &b));
