@@ -1,5 +1,6 @@
 //! The data plane's hot path allocates nothing: after warm-up, deciding and forwarding a
-//! simple query, and binding + executing a prepared statement, perform zero heap
+//! simple query, binding + executing a prepared statement, and parsing + binding +
+//! executing the unnamed statement (extended protocol), perform zero heap
 //! allocations inside the session (counted by a global allocator around the session calls
 //! only; the fake server's own allocations are outside the counted regions).
 //!
@@ -53,6 +54,12 @@ fn steady_state_allocates_nothing() {
     exec.extend(execute(""));
     exec.extend(sync());
     let exec_reply = s.server.feed(&exec);
+    // pgbench -M extended: the unnamed statement parsed again for every query.
+    let mut unnamed = parse("", "select total from orders where id = $1");
+    unnamed.extend(bind("", ""));
+    unnamed.extend(execute(""));
+    unnamed.extend(sync());
+    let unnamed_reply = s.server.feed(&unnamed);
     let denied = query("select ssn from customers");
 
     let mut t = Clock {
@@ -64,12 +71,14 @@ fn steady_state_allocates_nothing() {
         t.mono_us += 100;
         round_trip(&mut s, &table, &simple, &simple_reply, t);
         round_trip(&mut s, &table, &exec, &exec_reply, t);
+        round_trip(&mut s, &table, &unnamed, &unnamed_reply, t);
     }
     let mut allocations = 0;
     for _ in 0..1000 {
         t.mono_us += 100;
         allocations += round_trip(&mut s, &table, &simple, &simple_reply, t);
         allocations += round_trip(&mut s, &table, &exec, &exec_reply, t);
+        allocations += round_trip(&mut s, &table, &unnamed, &unnamed_reply, t);
     }
     assert_eq!(allocations, 0, "allocations on the hot path after warm-up");
 

@@ -406,3 +406,83 @@ fn a_client_gone_mid_statement_leaves_an_unknown_line_and_asks_for_a_cancel() {
     assert!(a.contains("\"status\":\"unknown\""), "{a}");
     assert!(a.contains("\"event\":\"close\""), "{a}");
 }
+
+fn batch(parts: &[Vec<u8>]) -> Vec<u8> {
+    let mut b: Vec<u8> = parts.concat();
+    b.extend(sync());
+    b
+}
+
+#[test]
+fn a_denied_parse_leaves_the_statement_the_server_still_holds() {
+    let mut s = Sim::plaintext();
+    s.connect();
+    // T1 is allowed now; T2 (LISTEN) is not — but will be after the swap, while T1 won't.
+    assert!(code_of(&s.client(&batch(&[parse("", "select id from customers")]))).is_empty());
+    let r = s.client(&batch(&[parse("", "listen x")]));
+    assert_eq!(code_of(&r)[0].0, "42501");
+    swap(&mut s, policy_with(&[], Grant::Narrowed));
+    // The server still holds T1 as the unnamed statement: that is what is decided.
+    let r = s.client(&batch(&[bind("", ""), execute("")]));
+    assert_eq!(code_of(&r)[0].0, "42501");
+    assert!(error_field(&messages(&r)[0].1, b'M').contains("customers"));
+}
+
+#[test]
+fn a_parse_the_server_skipped_is_never_recorded() {
+    let mut s = Sim::plaintext();
+    s.connect();
+    assert!(code_of(&s.client(&batch(&[parse("", "select id from customers")]))).is_empty());
+    // An Execute fails, so the server skips the Parse after it: the unnamed statement is
+    // still T1 there.
+    s.server.fail_executes = true;
+    let r = s.client(&batch(&[
+        bind("", ""),
+        execute(""),
+        parse("", "select total from orders"),
+    ]));
+    assert_eq!(tags(&messages(&r)), "2EZ");
+    s.server.fail_executes = false;
+    swap(&mut s, policy_with(&[], Grant::Narrowed));
+    let r = s.client(&batch(&[bind("", ""), execute("")]));
+    assert_eq!(
+        code_of(&r)[0].0,
+        "42501",
+        "T1 decided again, not the skipped T2"
+    );
+}
+
+#[test]
+fn a_named_statement_cannot_be_parsed_twice_as_in_postgres() {
+    let mut s = Sim::plaintext();
+    s.connect();
+    assert!(code_of(&s.client(&batch(&[parse("s1", "select total from orders")]))).is_empty());
+    let r = s.client(&batch(&[parse("s1", "select id from customers")]));
+    assert_eq!(code_of(&r)[0].0, "42P05");
+    assert_eq!(
+        error_field(&messages(&r)[0].1, b'M'),
+        "prepared statement \"s1\" already exists"
+    );
+    // After a confirmed Close the name is free again.
+    let mut close = vec![b'S'];
+    close.extend(cstr("s1"));
+    assert_eq!(
+        tags(&messages(&s.client(&batch(&[msg(b'C', &close)])))),
+        "3Z"
+    );
+    assert!(code_of(&s.client(&batch(&[parse("s1", "select id from customers")]))).is_empty());
+}
+
+#[test]
+fn a_sql_prepare_of_a_taken_name_does_not_replace_the_stored_text() {
+    let mut s = Sim::plaintext();
+    s.table = policy_with(&[], Grant::Widened);
+    s.connect();
+    assert!(code_of(&s.client(&query("prepare p as select ssn from customers"))).is_empty());
+    swap(&mut s, policy_with(&[], Grant::Narrowed));
+    // PostgreSQL refuses the duplicate name (42P05) and keeps the old p; pgate must not
+    // take the new text for it (this fake server even answers it with success).
+    assert!(code_of(&s.client(&query("prepare p as select total from orders"))).is_empty());
+    let r = s.client(&query("execute p"));
+    assert_eq!(code_of(&r)[0].0, "42501");
+}

@@ -11,7 +11,7 @@ use pgate_core::sql::{ClassifyContext, classify};
 use pgate_core::table::{RoleId, Table, Verdict};
 
 /// A statement text with the context it was decided in.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(super) struct Decided {
     pub sql: String,
     /// The search path in effect when it was decided: PostgreSQL re-plans a prepared

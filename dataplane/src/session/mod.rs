@@ -27,9 +27,11 @@ use pgate_core::wire::{
     parse_startup,
 };
 mod decided;
+mod objects;
 mod scram;
 
 use decided::{Decided, DigestHex, decide_text, digest_hex};
+use objects::{Confirm, Cursor, Portal, Prepared, SqlEffect};
 pub use scram::NONCE_BYTES;
 use scram::{SCRAM_SHA_256, ScramClient};
 
@@ -218,38 +220,8 @@ struct Pending {
     started_us: u64,
     /// The digest of the table that decided it (a swap may come before it completes).
     digest: DigestHex,
-}
-
-/// What pgate knows about a prepared statement (protocol level).
-#[derive(Debug)]
-struct Prepared {
-    allowed: bool,
-    /// Index into `summaries`.
-    summary: usize,
-    decided: Decided,
-    /// Changes with every Parse of this name: a portal bound from an earlier version
-    /// cannot be re-decided from this one.
-    version: u64,
-}
-
-/// A portal bound from an allowed statement.
-#[derive(Debug, Default)]
-struct Portal {
-    summary: usize,
-    /// The statement it was bound from, and that statement's version then.
-    statement: String,
-    version: u64,
-    table_gen: u32,
-    /// The unit of its Bind: portals end with their transaction.
-    unit: u64,
-}
-
-/// A SQL-level cursor (`DECLARE`) pgate allowed.
-#[derive(Debug)]
-struct Cursor {
-    decided: Decided,
-    hold: bool,
-    unit: u64,
+    /// What it does to SQL-level objects, applied when it completes.
+    effect: Option<Box<SqlEffect>>,
 }
 
 /// The session. See the module docs.
@@ -285,8 +257,17 @@ pub struct Session {
     syncs_since_execute: usize,
     /// The last command forwarded was an Execute (extended protocol), not a Query.
     last_command_extended: bool,
+    /// Confirmed by the server (ParseComplete); `confirms` holds what is not yet.
     statements: HashMap<String, Prepared>,
     statement_versions: u64,
+    confirms: VecDeque<Confirm>,
+    confirm_pool: Vec<Confirm>,
+    /// References to each summary slot (its statement, portals, pending lines).
+    summary_refs: Vec<u32>,
+    scratch_slots: Vec<usize>,
+    /// The table generation at login: a cursor pgate never saw opened is trusted only
+    /// while no reload has come since.
+    login_table_gen: u32,
     portals: HashMap<String, Portal>,
     /// The unnamed portal, reused (its strings keep their capacity).
     unnamed_portal: Portal,
@@ -337,6 +318,8 @@ mod sqlstate {
     pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
     pub const TOO_MANY: &str = "54000";
     pub const INVALID_SQL_STATEMENT_NAME: &str = "26000";
+    pub const DUPLICATE_PREPARED_STATEMENT: &str = "42P05";
+    pub const DUPLICATE_CURSOR: &str = "42P03";
     pub const QUERY_CANCELED: &str = "57014";
     pub const ADMIN_SHUTDOWN: &str = "57P01";
     /// io_error: the audit log cannot take more lines.
@@ -384,6 +367,11 @@ impl Session {
             last_command_extended: false,
             statements: HashMap::new(),
             statement_versions: 0,
+            confirms: VecDeque::new(),
+            confirm_pool: Vec::new(),
+            summary_refs: vec![0],
+            scratch_slots: Vec::new(),
+            login_table_gen: 0,
             portals: HashMap::new(),
             unnamed_portal: Portal::default(),
             unnamed_portal_open: false,
@@ -829,6 +817,7 @@ impl Session {
                     .expires_at_unix
                     .saturating_add(self.cfg.token_grace_secs);
                 self.identity = Some(identity);
+                self.login_table_gen = self.table_gen;
                 self.set_expiry_deadline(expiry);
                 self.state = State::Connecting { database, params };
                 self.actions.push_back(Action::ConnectUpstream);
@@ -886,35 +875,24 @@ impl Session {
             Frontend::Execute { portal, .. } => {
                 // Portals exist only through allowed Binds or DECLAREs pgate checked; an
                 // unknown portal name fails upstream.
-                let Ok(summary) = self.portal_for_execute(portal, table) else {
+                let Ok(found) = self.portal_for_execute(portal, table) else {
                     return;
                 };
-                if let Some(summary) = summary {
+                if let Some((summary, effect)) = found {
+                    self.slot_ref(summary);
                     self.pending.push_back(Pending {
                         summary,
                         unit: self.unit_seq,
                         started_us: self.now.mono_us,
                         digest: self.table_digest,
+                        effect,
                     });
                 }
                 self.syncs_since_execute = 0;
                 self.last_command_extended = true;
                 self.forward_in_batch(raw);
             }
-            Frontend::Close { kind, name } => {
-                if kind == b'S' {
-                    if let Some(p) = self.statements.remove(name) {
-                        self.release_summary(p.summary);
-                    }
-                } else if name.is_empty() {
-                    self.unnamed_portal_open = false;
-                } else {
-                    // A SQL cursor is a portal too: Close closes either.
-                    self.portals.remove(name);
-                    self.cursors.remove(name);
-                }
-                self.forward_in_batch(raw);
-            }
+            Frontend::Close { kind, name } => self.on_close(kind, name, raw),
             Frontend::Sync => {
                 self.forward(raw);
                 if self.copy_in {
@@ -976,62 +954,7 @@ impl Session {
         if !verdict.is_allow() {
             return verdict;
         }
-        let tgen = self.table_gen;
-        for i in 0..self.facts.statements().len() {
-            let s = self.facts.statements()[i];
-            let executes = s.flags.contains(StatementFlags::EXECUTES_PREPARED);
-            let fetches = s.flags.contains(StatementFlags::USES_CURSOR);
-            if !executes && !fetches {
-                continue;
-            }
-            let name = self.facts.name(s.prepared_name);
-            // EXECUTE of a SQL-level prepared statement: allowed only if pgate allowed its
-            // PREPARE in this session (the PREPARE's inner statement was decided then).
-            let stored = if executes {
-                match self.sql_prepared.get(name) {
-                    Some(d) => Some(d),
-                    None => {
-                        return Verdict {
-                            decision: Decision::Deny {
-                                rule: None,
-                                statement: i as u16,
-                                reason: DenyReason::UnknownStatement,
-                            },
-                            ..verdict
-                        };
-                    }
-                }
-            } else {
-                // Cursors pgate did not see declared (a function's refcursor) pass as
-                // before: their opening statement was decided when it ran.
-                self.cursors.get(name).map(|c| &c.decided)
-            };
-            let Some(d) = stored.filter(|d| d.table_gen != tgen) else {
-                continue;
-            };
-            let (text, path) = (d.sql.clone(), d.search_path.clone());
-            let key = name.to_owned();
-            let v = self.recheck_stored(&text, &path, table);
-            if !v.is_allow() {
-                return Verdict {
-                    decision: Decision::Deny {
-                        rule: v.rule(),
-                        statement: i as u16,
-                        reason: DenyReason::UnknownStatement,
-                    },
-                    ..verdict
-                };
-            }
-            let d = if executes {
-                self.sql_prepared.get_mut(&key)
-            } else {
-                self.cursors.get_mut(&key).map(|c| &mut c.decided)
-            };
-            if let Some(d) = d {
-                d.table_gen = tgen;
-            }
-        }
-        verdict
+        self.check_sql_uses(verdict, table)
     }
 
     /// Decides a stored statement's text again under `table` (into the scratch facts); on
@@ -1051,43 +974,9 @@ impl Session {
         v
     }
 
-    /// SQL-level objects a statement string would create beyond the session's limits.
-    fn limit_exceeded(&self) -> Option<&'static str> {
-        let (mut prepares, mut cursors, mut channels) = (0usize, 0usize, 0usize);
+    /// Applies the search-path effects of allowed statements.
+    fn apply_path_effects(&mut self) {
         for s in self.facts.statements() {
-            let name = self.facts.name(s.prepared_name);
-            if s.flags.contains(StatementFlags::PREPARES) && !self.sql_prepared.contains_key(name) {
-                prepares += 1;
-            }
-            if s.flags.contains(StatementFlags::DECLARES_CURSOR) && !self.cursors.contains_key(name)
-            {
-                cursors += 1;
-            }
-            if s.flags.contains(StatementFlags::LISTENS) && !self.listening.contains(name) {
-                channels += 1;
-            }
-        }
-        if prepares > 0 && self.sql_prepared.len() + prepares > self.cfg.max_sql_prepared {
-            return Some(
-                "pgate: too many prepared statements (PREPARE) in this session; DEALLOCATE some first",
-            );
-        }
-        if cursors > 0 && self.cursors.len() + cursors > self.cfg.max_cursors {
-            return Some("pgate: too many open cursors in this session; CLOSE some first");
-        }
-        if channels > 0 && self.listening.len() + channels > self.cfg.max_listen_channels {
-            return Some("pgate: too many LISTEN channels in this session; UNLISTEN some first");
-        }
-        None
-    }
-
-    /// Applies the session-state effects of allowed statements (search path, SQL-level
-    /// prepared statements, cursors, LISTEN channels).
-    fn apply_effects(&mut self, sql: &str) {
-        let tgen = self.table_gen;
-        for s in self.facts.statements() {
-            let name = self.facts.name(s.prepared_name);
-            let text = sql.get(s.start as usize..s.end as usize).unwrap_or("");
             if s.flags.contains(StatementFlags::SETS_SEARCH_PATH) {
                 self.search_path.clear();
                 for n in self.facts.search_path(s) {
@@ -1096,52 +985,6 @@ impl Session {
             }
             if s.flags.contains(StatementFlags::RESETS_SESSION) {
                 self.search_path.clone_from(&self.cfg.default_search_path);
-                self.sql_prepared.clear();
-                // DISCARD ALL also closes cursors and ends LISTENs (RESET ALL does not).
-                if text
-                    .trim_start()
-                    .get(..7)
-                    .is_some_and(|w| w.eq_ignore_ascii_case("discard"))
-                {
-                    self.cursors.clear();
-                    self.listening.clear();
-                }
-            }
-            if s.flags.contains(StatementFlags::PREPARES) {
-                self.sql_prepared
-                    .insert(name.to_owned(), Decided::new(text, &self.search_path, tgen));
-            }
-            if s.flags.contains(StatementFlags::DEALLOCATES) {
-                if name.is_empty() {
-                    self.sql_prepared.clear();
-                } else {
-                    self.sql_prepared.remove(name);
-                }
-            }
-            if s.flags.contains(StatementFlags::DECLARES_CURSOR) {
-                let cursor = Cursor {
-                    decided: Decided::new(text, &self.search_path, tgen),
-                    hold: s.flags.contains(StatementFlags::HOLDS_CURSOR),
-                    unit: self.unit_seq,
-                };
-                self.cursors.insert(name.to_owned(), cursor);
-            }
-            if s.flags.contains(StatementFlags::CLOSES_CURSOR) {
-                if name.is_empty() {
-                    self.cursors.clear();
-                } else {
-                    self.cursors.remove(name);
-                }
-            }
-            if s.flags.contains(StatementFlags::LISTENS) && !self.listening.contains(name) {
-                self.listening.insert(name.to_owned());
-            }
-            if s.flags.contains(StatementFlags::UNLISTENS) {
-                if name.is_empty() {
-                    self.listening.clear();
-                } else {
-                    self.listening.remove(name);
-                }
             }
         }
     }
@@ -1154,18 +997,20 @@ impl Session {
                 self.respond_error(sqlstate::TOO_MANY, msg);
                 return;
             }
-            self.apply_effects(sql);
             // One audit line per statement of the string, each completed by its
-            // CommandComplete (or error) from the upstream.
+            // CommandComplete (or error) from the upstream; object effects apply then.
             for i in 0..self.facts.statements().len() {
+                let effect = self.sql_effect(i, sql);
                 let slot = self.summary_for_statement(i, &verdict, table, sql);
                 self.pending.push_back(Pending {
                     summary: slot,
                     unit: self.unit_seq,
                     started_us: self.now.mono_us,
                     digest: self.table_digest,
+                    effect,
                 });
             }
+            self.apply_path_effects();
             self.forward(raw);
             self.last_command_extended = false;
             self.unit_forwarded();
@@ -1183,208 +1028,6 @@ impl Session {
             Some(m) => m,
             None => deny_message(&self.facts, verdict, self.role_name(), table),
         }
-    }
-
-    fn on_parse(&mut self, name: &str, sql: &str, raw: &[u8], table: &Table<'_>) {
-        if !self.statements.contains_key(name)
-            && self.statements.len() >= self.cfg.max_prepared_statements
-        {
-            self.deny_batch(
-                sqlstate::TOO_MANY,
-                "pgate: too many prepared statements in this session; close some first",
-            );
-            return;
-        }
-        let verdict = self.decide_sql(sql, table);
-        let limit = if verdict.is_allow() {
-            self.limit_exceeded()
-        } else {
-            None
-        };
-        let allowed = verdict.is_allow() && limit.is_none();
-        self.statement_versions += 1;
-        let version = self.statement_versions;
-        let tgen = self.table_gen;
-        // The statement's audit summary lives as long as the statement.
-        let summary = match self.statements.get_mut(name) {
-            Some(p) => {
-                p.allowed = allowed;
-                p.version = version;
-                p.decided.set(sql, &self.search_path, tgen);
-                p.summary
-            }
-            None => {
-                let summary = self.new_summary();
-                let p = Prepared {
-                    allowed,
-                    summary,
-                    decided: Decided::new(sql, &self.search_path, tgen),
-                    version,
-                };
-                self.statements.insert(name.to_owned(), p);
-                summary
-            }
-        };
-        self.write_summary(summary, 0, &verdict, table, sql);
-        if let Some(msg) = limit {
-            self.audit_denied(&verdict, table, msg, sql);
-            self.deny_batch(sqlstate::TOO_MANY, msg);
-        } else if allowed {
-            self.apply_effects(sql);
-            self.forward_in_batch(raw);
-        } else {
-            let msg = self.denial_text(&verdict, table);
-            self.audit_denied(&verdict, table, &msg, sql);
-            self.deny_batch(sqlstate::INSUFFICIENT_PRIVILEGE, &msg);
-        }
-    }
-
-    /// A statement named by Bind or Describe: only statements pgate allowed, decided
-    /// again first if an earlier table decided them. Returns the statement's summary
-    /// slot; on refusal the batch is denied and `None` returned.
-    fn allowed_statement(&mut self, name: &str, table: &Table<'_>) -> Option<usize> {
-        match self.refresh_statement(name, table) {
-            Some((true, summary)) => Some(summary),
-            Some((false, _)) => {
-                let msg = match self.recheck_msg.take() {
-                    Some(m) => m,
-                    None => format!("pgate: prepared statement \"{name}\" was denied by policy"),
-                };
-                self.deny_batch(sqlstate::INSUFFICIENT_PRIVILEGE, &msg);
-                None
-            }
-            None => {
-                let msg = format!("prepared statement \"{name}\" does not exist");
-                self.deny_batch(sqlstate::INVALID_SQL_STATEMENT_NAME, &msg);
-                None
-            }
-        }
-    }
-
-    /// Whether the prepared statement `name` is allowed under the current table (deciding
-    /// it again when an earlier table decided it), and its summary slot; `None` if pgate
-    /// knows no such statement.
-    fn refresh_statement(&mut self, name: &str, table: &Table<'_>) -> Option<(bool, usize)> {
-        self.recheck_msg = None;
-        let tgen = self.table_gen;
-        let p = self.statements.get(name)?;
-        if p.decided.table_gen == tgen {
-            return Some((p.allowed, p.summary));
-        }
-        // Cold: once per statement per swap.
-        let (sql, path, summary) = (
-            p.decided.sql.clone(),
-            p.decided.search_path.clone(),
-            p.summary,
-        );
-        let v = self.recheck_stored(&sql, &path, table);
-        let allowed = v.is_allow();
-        let mut out = std::mem::take(&mut self.summaries[summary]);
-        write_summary(&mut out, &self.recheck, 0, &v, table, &sql);
-        self.summaries[summary] = out;
-        if !allowed {
-            let msg = self.recheck_msg.clone().unwrap_or_default();
-            self.audit_denied_in(true, &v, table, &msg, &sql);
-        }
-        if let Some(p) = self.statements.get_mut(name) {
-            p.allowed = allowed;
-            p.decided.table_gen = tgen;
-        }
-        Some((allowed, summary))
-    }
-
-    /// Records the portal a Bind creates. False (batch denied) past the portal limit.
-    fn bind_portal(&mut self, portal: &str, statement: &str, summary: usize) -> bool {
-        let version = self.statements.get(statement).map_or(0, |p| p.version);
-        let (tgen, unit) = (self.table_gen, self.unit_seq);
-        let slot = if portal.is_empty() {
-            self.unnamed_portal_open = true;
-            &mut self.unnamed_portal
-        } else if let Some(p) = self.portals.get_mut(portal) {
-            p
-        } else if self.portals.len() >= self.cfg.max_portals {
-            self.deny_batch(
-                sqlstate::TOO_MANY,
-                "pgate: too many open portals in this session; close some or end the transaction",
-            );
-            return false;
-        } else {
-            self.portals.entry(portal.to_owned()).or_default()
-        };
-        slot.summary = summary;
-        slot.statement.clear();
-        slot.statement.push_str(statement);
-        slot.version = version;
-        slot.table_gen = tgen;
-        slot.unit = unit;
-        true
-    }
-
-    /// The summary slot of the portal an Execute runs (`Ok(None)`: a portal pgate did not
-    /// bind, which the server answers). A portal bound under an earlier table runs only
-    /// if its statement, decided again, is still allowed; otherwise the batch is denied
-    /// (`Err`).
-    fn portal_for_execute(&mut self, portal: &str, table: &Table<'_>) -> Result<Option<usize>, ()> {
-        let tgen = self.table_gen;
-        let p = if portal.is_empty() {
-            if !self.unnamed_portal_open {
-                return Ok(None);
-            }
-            &self.unnamed_portal
-        } else if let Some(p) = self.portals.get(portal) {
-            p
-        } else {
-            return self.cursor_for_execute(portal, table).map(|()| None);
-        };
-        if p.table_gen == tgen {
-            return Ok(Some(p.summary));
-        }
-        let (statement, version, summary) = (p.statement.clone(), p.version, p.summary);
-        let current = self.statements.get(&statement).map(|s| s.version) == Some(version);
-        let allowed =
-            current && matches!(self.refresh_statement(&statement, table), Some((true, _)));
-        if !allowed {
-            let msg = match self.recheck_msg.take() {
-                Some(m) => m,
-                None => format!(
-                    "pgate: portal \"{portal}\" was bound under an earlier policy from a statement pgate can no longer decide; bind it again"
-                ),
-            };
-            self.deny_batch(sqlstate::INSUFFICIENT_PRIVILEGE, &msg);
-            return Err(());
-        }
-        let p = if portal.is_empty() {
-            Some(&mut self.unnamed_portal)
-        } else {
-            self.portals.get_mut(portal)
-        };
-        if let Some(p) = p {
-            p.table_gen = tgen;
-        }
-        Ok(Some(summary))
-    }
-
-    /// Execute of a SQL cursor's portal: decided again when an earlier table allowed its
-    /// DECLARE.
-    fn cursor_for_execute(&mut self, name: &str, table: &Table<'_>) -> Result<(), ()> {
-        let tgen = self.table_gen;
-        let Some(c) = self
-            .cursors
-            .get(name)
-            .filter(|c| c.decided.table_gen != tgen)
-        else {
-            return Ok(());
-        };
-        let (sql, path) = (c.decided.sql.clone(), c.decided.search_path.clone());
-        if self.recheck_stored(&sql, &path, table).is_allow() {
-            if let Some(c) = self.cursors.get_mut(name) {
-                c.decided.table_gen = tgen;
-            }
-            return Ok(());
-        }
-        let msg = self.recheck_msg.take().unwrap_or_default();
-        self.deny_batch(sqlstate::INSUFFICIENT_PRIVILEGE, &msg);
-        Err(())
     }
 
     fn forward(&mut self, raw: &[u8]) {
@@ -1426,22 +1069,6 @@ impl Session {
             self.unit_bytes.pop_front()
         };
         self.inflight_bytes = self.inflight_bytes.saturating_sub(b.unwrap_or(0));
-    }
-
-    /// ReadyForQuery 'I': no transaction is open, so the portals and cursors (other than
-    /// WITH HOLD ones) of every answered unit are gone ("If successfully created, a named
-    /// portal object lasts till the end of the current transaction").
-    fn transaction_ended(&mut self) {
-        let done = self.unit_seq.saturating_sub(self.inflight as u64);
-        if self.unnamed_portal_open && self.unnamed_portal.unit < done {
-            self.unnamed_portal_open = false;
-        }
-        if !self.portals.is_empty() {
-            self.portals.retain(|_, p| p.unit >= done);
-        }
-        if !self.cursors.is_empty() {
-            self.cursors.retain(|_, c| c.hold || c.unit >= done);
-        }
     }
 
     /// Denies the current extended-query batch: the error is delivered in order, everything
@@ -1727,8 +1354,10 @@ impl Session {
                 self.inflight = self.inflight.saturating_sub(1);
                 self.unit_answered(false);
                 self.finish_unit();
+                let done = self.unit_seq.saturating_sub(self.inflight as u64);
+                self.drop_unconfirmed(done);
                 if self.tx_status == b'I' {
-                    self.transaction_ended();
+                    self.transaction_ended(done);
                 }
                 self.deliver_deferred_before_rfq();
                 self.to_client.extend_from_slice(raw);
@@ -1737,6 +1366,8 @@ impl Session {
             }
             // CommandComplete, EmptyQueryResponse, ErrorResponse end one statement.
             b'C' | b'I' => self.complete_statement("ok"),
+            b'1' => self.confirmed(true),
+            b'3' => self.confirmed(false),
             b'E' => self.complete_statement("error"),
             b'D' => {
                 self.rows += 1;
@@ -1801,24 +1432,15 @@ impl Session {
 
     // ---- audit ----
 
+    /// A summary slot with no references yet.
     fn new_summary(&mut self) -> usize {
         match self.free_summaries.pop() {
             Some(i) => i,
             None => {
                 self.summaries.push(String::with_capacity(256));
+                self.summary_refs.push(0);
                 self.summaries.len() - 1
             }
-        }
-    }
-
-    /// Frees a summary slot no pending statement and no portal still names (a portal can
-    /// outlive its statement's Close: its Execute must still be logged as that statement).
-    fn release_summary(&mut self, i: usize) {
-        let in_use = self.pending.iter().any(|p| p.summary == i)
-            || (self.unnamed_portal_open && self.unnamed_portal.summary == i)
-            || self.portals.values().any(|p| p.summary == i);
-        if i != 0 && !in_use {
-            self.free_summaries.push(i);
         }
     }
 
@@ -1836,7 +1458,9 @@ impl Session {
         let slot = if stmt == 0 && self.pending.is_empty() {
             0
         } else {
-            self.new_summary()
+            let slot = self.new_summary();
+            self.slot_ref(slot);
+            slot
         };
         self.write_summary(slot, stmt, verdict, table, sql);
         slot
@@ -1943,12 +1567,17 @@ impl Session {
 
     /// The upstream finished the oldest pending statement.
     fn complete_statement(&mut self, status: &str) {
-        let Some(p) = self.pending.pop_front() else {
+        let Some(mut p) = self.pending.pop_front() else {
             self.rows = 0;
             self.bytes = 0;
             return;
         };
         self.write_statement_line(&p, status);
+        if status == "ok"
+            && let Some(e) = p.effect.take()
+        {
+            self.apply_sql_effect(*e, p.unit);
+        }
     }
 
     fn write_statement_line(&mut self, p: &Pending, status: &str) {
@@ -1966,9 +1595,7 @@ impl Session {
         );
         self.rows = 0;
         self.bytes = 0;
-        if p.summary != 0 && !self.statements.values().any(|s| s.summary == p.summary) {
-            self.release_summary(p.summary);
-        }
+        self.slot_unref(p.summary);
     }
 
     /// ReadyForQuery: statements of the finished unit that never completed did not run

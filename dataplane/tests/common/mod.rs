@@ -307,6 +307,10 @@ pub struct FakeServer {
     /// A server (or a man in the middle) that answers SCRAM's first step with
     /// AuthenticationOk, never proving it knows the password.
     pub scram_skip_proof: bool,
+    /// Execute fails (ErrorResponse), and, as PostgreSQL does, everything up to Sync is
+    /// then skipped.
+    pub fail_executes: bool,
+    pub skipping: bool,
 }
 
 impl FakeServer {
@@ -343,6 +347,13 @@ impl FakeServer {
             bytes = &bytes[f.len..];
             self.received.push((f.tag, f.body.to_vec()));
             let m = parse_frontend(&f).unwrap();
+            if self.skipping {
+                if matches!(m, Frontend::Sync) {
+                    self.skipping = false;
+                    out.extend(msg(b'Z', b"I"));
+                }
+                continue;
+            }
             if self.in_copy {
                 // "The backend will ignore Flush and Sync messages received during
                 // copy-in mode."
@@ -379,6 +390,13 @@ impl FakeServer {
                     out.extend(msg(b'1', &[]));
                 }
                 Frontend::Bind { .. } => out.extend(msg(b'2', &[])),
+                Frontend::Execute { .. } if self.fail_executes => {
+                    let mut e = b"SERROR\0C22012\0Mdivision by zero\0".to_vec();
+                    e.push(0);
+                    out.extend(msg(b'E', &e));
+                    self.skipping = true;
+                }
+                Frontend::Close { .. } => out.extend(msg(b'3', &[])),
                 Frontend::Execute { .. } if self.last_parsed.contains("STDIN") => {
                     out.extend(msg(b'G', &[0, 0, 0]));
                     self.in_copy = true;

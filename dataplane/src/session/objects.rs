@@ -1,0 +1,771 @@
+//! Objects a session creates that outlive one message: protocol-level prepared statements
+//! and portals, SQL-level `PREPARE`d statements, cursors and LISTEN channels. pgate tracks
+//! them to decide their later use (again, after a table swap) and to cap them.
+//!
+//! A record changes when PostgreSQL confirms the change, never when pgate forwards it:
+//! PostgreSQL skips the rest of an extended batch after an error and rejects a duplicate
+//! name, so a record written at forwarding time could describe a statement the server does
+//! not hold — and a later use would be decided on the wrong text. Parse and Close wait for
+//! ParseComplete / CloseComplete; SQL-level effects wait for their statement's
+//! CommandComplete. Until then, later messages are decided against the pending change
+//! (the server runs them after it, in order).
+//!
+//! What this module must never do: decide the use of an object on a text other than the
+//! one the server holds under that name.
+
+use pgate_core::facts::StatementFlags;
+use pgate_core::table::{Decision, DenyReason, Table, Verdict};
+
+use super::decided::Decided;
+use super::{Session, sqlstate};
+
+/// What pgate knows about a prepared statement (protocol level).
+#[derive(Debug, Default)]
+pub(super) struct Prepared {
+    /// Whether the current table allows it (false after a re-decision refused it).
+    pub allowed: bool,
+    /// Index into `summaries` (this statement's own slot).
+    pub summary: usize,
+    pub decided: Decided,
+    /// Changes with every Parse: a portal bound from an earlier version cannot be decided
+    /// again from this one.
+    pub version: u64,
+    /// What executing it does to SQL-level objects (a Parse of `DECLARE …`, say).
+    pub effect: Option<Box<SqlEffect>>,
+}
+
+/// A portal bound from an allowed statement.
+#[derive(Debug, Default)]
+pub(super) struct Portal {
+    pub summary: usize,
+    /// The statement it was bound from, and that statement's version then.
+    pub statement: String,
+    pub version: u64,
+    pub table_gen: u32,
+    /// The unit of its Bind: portals end with their transaction.
+    pub unit: u64,
+    pub effect: Option<Box<SqlEffect>>,
+}
+
+/// A SQL-level cursor (`DECLARE`) pgate allowed and the server opened.
+#[derive(Debug)]
+pub(super) struct Cursor {
+    pub decided: Decided,
+    pub hold: bool,
+    pub unit: u64,
+}
+
+/// What a statement does to SQL-level objects once it completes.
+#[derive(Debug, Clone)]
+pub(super) enum SqlEffect {
+    Prepare(String, Decided),
+    /// `None`: DEALLOCATE ALL.
+    Deallocate(Option<String>),
+    Declare {
+        name: String,
+        decided: Decided,
+        hold: bool,
+    },
+    /// `None`: CLOSE ALL.
+    CloseCursor(Option<String>),
+    Listen(String),
+    /// `None`: UNLISTEN *.
+    Unlisten(Option<String>),
+    DiscardAll,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ConfirmKind {
+    #[default]
+    Parse,
+    CloseStatement,
+    ClosePortal,
+}
+
+/// A Parse or Close forwarded and not yet confirmed. Kept in a pool: the unnamed statement
+/// is parsed for every query by many drivers, and its records are reused, not reallocated.
+#[derive(Debug, Default)]
+pub(super) struct Confirm {
+    pub unit: u64,
+    pub what: ConfirmKind,
+    pub name: String,
+    pub stmt: Prepared,
+}
+
+/// What an Execute of a known portal runs: its summary slot and its SQL-level effect.
+pub(super) type PortalRun = (usize, Option<Box<SqlEffect>>);
+
+/// A SQL-level name as a statement sees it.
+enum Seen<'a> {
+    /// Created earlier in the same string (decided with it).
+    Here,
+    /// Created by a statement forwarded and not yet completed, or held by the server.
+    Stored(&'a Decided),
+    Unknown,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Prepared,
+    Cursor,
+}
+
+impl Session {
+    // ---- summary slots: referenced by their statement, portals and pending lines ----
+
+    pub(super) fn slot_ref(&mut self, i: usize) {
+        if let Some(r) = self.summary_refs.get_mut(i) {
+            *r += 1;
+        }
+    }
+
+    pub(super) fn slot_unref(&mut self, i: usize) {
+        if i == 0 {
+            return;
+        }
+        if let Some(r) = self.summary_refs.get_mut(i) {
+            *r = r.saturating_sub(1);
+            if *r == 0 {
+                self.free_summaries.push(i);
+            }
+        }
+    }
+
+    // ---- protocol-level statements ----
+
+    /// The statement a later message naming `name` uses: the newest pending Parse or Close
+    /// of that name, else the confirmed one.
+    fn find_statement(&self, name: &str) -> Option<&Prepared> {
+        for c in self.confirms.iter().rev() {
+            if c.name == name {
+                match c.what {
+                    ConfirmKind::Parse => return Some(&c.stmt),
+                    ConfirmKind::CloseStatement => return None,
+                    ConfirmKind::ClosePortal => {}
+                }
+            }
+        }
+        self.statements.get(name)
+    }
+
+    fn find_statement_mut(&mut self, name: &str) -> Option<&mut Prepared> {
+        let pending = self.confirms.iter().rposition(|c| {
+            c.name == name && matches!(c.what, ConfirmKind::Parse | ConfirmKind::CloseStatement)
+        });
+        match pending {
+            Some(i) => match self.confirms.get_mut(i) {
+                Some(c) if c.what == ConfirmKind::Parse => Some(&mut c.stmt),
+                _ => None,
+            },
+            None => self.statements.get_mut(name),
+        }
+    }
+
+    fn push_confirm(&mut self, what: ConfirmKind, name: &str) -> &mut Confirm {
+        let mut c = self.confirm_pool.pop().unwrap_or_default();
+        c.unit = self.unit_seq;
+        c.what = what;
+        c.name.clear();
+        c.name.push_str(name);
+        self.confirms.push_back(c);
+        let last = self.confirms.len() - 1;
+        &mut self.confirms[last]
+    }
+
+    pub(super) fn on_parse(&mut self, name: &str, sql: &str, raw: &[u8], table: &Table<'_>) {
+        // "If successfully created, a named prepared-statement object lasts till the end of
+        // the current session, unless explicitly destroyed … Named prepared statements must
+        // be explicitly closed before they can be redefined by another Parse message."
+        // SQL PREPARE shares the namespace.
+        if !name.is_empty()
+            && (self.find_statement(name).is_some() || self.sql_prepared.contains_key(name))
+        {
+            let msg = format!("prepared statement \"{name}\" already exists");
+            self.deny_batch(sqlstate::DUPLICATE_PREPARED_STATEMENT, &msg);
+            return;
+        }
+        if self.statements.len() + self.confirms.len() >= self.cfg.max_prepared_statements {
+            self.deny_batch(
+                sqlstate::TOO_MANY,
+                "pgate: too many prepared statements in this session; close some first",
+            );
+            return;
+        }
+        let verdict = self.decide_sql(sql, table);
+        let limit = if verdict.is_allow() {
+            self.limit_exceeded()
+        } else {
+            None
+        };
+        if let Some(msg) = limit {
+            self.audit_denied(&verdict, table, msg, sql);
+            self.deny_batch(sqlstate::TOO_MANY, msg);
+            return;
+        }
+        if !verdict.is_allow() {
+            // Nothing is recorded: the server never sees this Parse, and keeps whatever
+            // it held under the name.
+            let msg = self.denial_text(&verdict, table);
+            self.audit_denied(&verdict, table, &msg, sql);
+            self.deny_batch(sqlstate::INSUFFICIENT_PRIVILEGE, &msg);
+            return;
+        }
+        let effect = self.sql_effect(0, sql);
+        self.apply_path_effects();
+        let slot = self.new_summary();
+        self.slot_ref(slot);
+        self.write_summary(slot, 0, &verdict, table, sql);
+        self.statement_versions += 1;
+        let (version, tgen) = (self.statement_versions, self.table_gen);
+        let path = std::mem::take(&mut self.search_path);
+        let c = self.push_confirm(ConfirmKind::Parse, name);
+        c.stmt.allowed = true;
+        c.stmt.summary = slot;
+        c.stmt.decided.set(sql, &path, tgen);
+        c.stmt.version = version;
+        c.stmt.effect = effect;
+        self.search_path = path;
+        self.forward_in_batch(raw);
+    }
+
+    /// Close of a statement or portal: recorded as pending until CloseComplete.
+    pub(super) fn on_close(&mut self, kind: u8, name: &str, raw: &[u8]) {
+        let what = if kind == b'S' {
+            ConfirmKind::CloseStatement
+        } else {
+            ConfirmKind::ClosePortal
+        };
+        self.push_confirm(what, name);
+        self.forward_in_batch(raw);
+    }
+
+    /// ParseComplete or CloseComplete: the oldest pending change of that kind took effect.
+    pub(super) fn confirmed(&mut self, parse: bool) {
+        let matches = self
+            .confirms
+            .front()
+            .is_some_and(|c| (c.what == ConfirmKind::Parse) == parse);
+        if !matches {
+            return;
+        }
+        let Some(mut c) = self.confirms.pop_front() else {
+            return;
+        };
+        match c.what {
+            ConfirmKind::Parse => {
+                let stmt = std::mem::take(&mut c.stmt);
+                match self.statements.get_mut(&c.name) {
+                    Some(old) => {
+                        let old = std::mem::replace(old, stmt);
+                        self.slot_unref(old.summary);
+                        c.stmt = old;
+                    }
+                    None => {
+                        self.statements.insert(c.name.clone(), stmt);
+                    }
+                }
+            }
+            ConfirmKind::CloseStatement => {
+                if let Some(old) = self.statements.remove(&c.name) {
+                    self.slot_unref(old.summary);
+                }
+            }
+            ConfirmKind::ClosePortal => {
+                if c.name.is_empty() {
+                    self.close_unnamed_portal();
+                } else {
+                    if let Some(p) = self.portals.remove(&c.name) {
+                        self.slot_unref(p.summary);
+                    }
+                    // A SQL cursor is a portal too.
+                    self.cursors.remove(&c.name);
+                }
+            }
+        }
+        self.confirm_pool.push(c);
+    }
+
+    /// At ReadyForQuery: pending changes of answered units that were never confirmed were
+    /// skipped by the server (an error earlier in their batch).
+    pub(super) fn drop_unconfirmed(&mut self, done_unit: u64) {
+        while self.confirms.front().is_some_and(|c| c.unit < done_unit) {
+            let Some(c) = self.confirms.pop_front() else {
+                break;
+            };
+            if c.what == ConfirmKind::Parse {
+                self.slot_unref(c.stmt.summary);
+            }
+            self.confirm_pool.push(c);
+        }
+    }
+
+    /// A statement named by Bind or Describe: only statements pgate allowed, decided
+    /// again first if an earlier table decided them. Returns the statement's summary
+    /// slot; on refusal the batch is denied and `None` returned.
+    pub(super) fn allowed_statement(&mut self, name: &str, table: &Table<'_>) -> Option<usize> {
+        match self.refresh_statement(name, table) {
+            Some((true, summary)) => Some(summary),
+            Some((false, _)) => {
+                let msg = match self.recheck_msg.take() {
+                    Some(m) => m,
+                    None => format!("pgate: prepared statement \"{name}\" was denied by policy"),
+                };
+                self.deny_batch(sqlstate::INSUFFICIENT_PRIVILEGE, &msg);
+                None
+            }
+            None => {
+                let msg = format!("prepared statement \"{name}\" does not exist");
+                self.deny_batch(sqlstate::INVALID_SQL_STATEMENT_NAME, &msg);
+                None
+            }
+        }
+    }
+
+    /// Whether the prepared statement `name` is allowed under the current table (deciding
+    /// it again when an earlier table decided it), and its summary slot; `None` if pgate
+    /// knows no such statement.
+    fn refresh_statement(&mut self, name: &str, table: &Table<'_>) -> Option<(bool, usize)> {
+        self.recheck_msg = None;
+        let tgen = self.table_gen;
+        let p = self.find_statement(name)?;
+        if p.decided.table_gen == tgen {
+            return Some((p.allowed, p.summary));
+        }
+        // Cold: once per statement per swap.
+        let (sql, path, summary) = (
+            p.decided.sql.clone(),
+            p.decided.search_path.clone(),
+            p.summary,
+        );
+        let v = self.recheck_stored(&sql, &path, table);
+        let allowed = v.is_allow();
+        let mut out = std::mem::take(&mut self.summaries[summary]);
+        super::write_summary(&mut out, &self.recheck, 0, &v, table, &sql);
+        self.summaries[summary] = out;
+        if !allowed {
+            let msg = self.recheck_msg.clone().unwrap_or_default();
+            self.audit_denied_in(true, &v, table, &msg, &sql);
+        }
+        if let Some(p) = self.find_statement_mut(name) {
+            p.allowed = allowed;
+            p.decided.table_gen = tgen;
+        }
+        Some((allowed, summary))
+    }
+
+    fn close_unnamed_portal(&mut self) {
+        if std::mem::take(&mut self.unnamed_portal_open) {
+            self.slot_unref(self.unnamed_portal.summary);
+        }
+    }
+
+    /// Records the portal a Bind creates. False (batch denied) for a named portal that
+    /// exists (PostgreSQL: 42P03) or past the portal limit.
+    pub(super) fn bind_portal(&mut self, portal: &str, statement: &str, summary: usize) -> bool {
+        let (version, effect) = self
+            .find_statement(statement)
+            .map_or((0, None), |p| (p.version, p.effect.clone()));
+        let (tgen, unit) = (self.table_gen, self.unit_seq);
+        if portal.is_empty() {
+            self.close_unnamed_portal();
+            self.unnamed_portal_open = true;
+        } else if self.portals.contains_key(portal) || self.cursors.contains_key(portal) {
+            let msg = format!("cursor \"{portal}\" already exists");
+            self.deny_batch(sqlstate::DUPLICATE_CURSOR, &msg);
+            return false;
+        } else if self.portals.len() >= self.cfg.max_portals {
+            self.deny_batch(
+                sqlstate::TOO_MANY,
+                "pgate: too many open portals in this session; close some or end the transaction",
+            );
+            return false;
+        }
+        self.slot_ref(summary);
+        let slot = if portal.is_empty() {
+            &mut self.unnamed_portal
+        } else {
+            self.portals.entry(portal.to_owned()).or_default()
+        };
+        slot.summary = summary;
+        slot.statement.clear();
+        slot.statement.push_str(statement);
+        slot.version = version;
+        slot.table_gen = tgen;
+        slot.unit = unit;
+        slot.effect = effect;
+        true
+    }
+
+    /// The summary slot and SQL effect of the portal an Execute runs (`Ok(None)`: a portal
+    /// pgate did not bind, which the server answers). A portal bound under an earlier
+    /// table runs only if its statement, decided again, is still allowed; otherwise the
+    /// batch is denied (`Err`).
+    pub(super) fn portal_for_execute(
+        &mut self,
+        portal: &str,
+        table: &Table<'_>,
+    ) -> Result<Option<PortalRun>, ()> {
+        let tgen = self.table_gen;
+        let p = if portal.is_empty() {
+            if !self.unnamed_portal_open {
+                return Ok(None);
+            }
+            &self.unnamed_portal
+        } else if let Some(p) = self.portals.get(portal) {
+            p
+        } else {
+            return self.cursor_for_execute(portal, table).map(|()| None);
+        };
+        if p.table_gen == tgen {
+            return Ok(Some((p.summary, p.effect.clone())));
+        }
+        let (statement, version, summary) = (p.statement.clone(), p.version, p.summary);
+        let current = self.find_statement(&statement).map(|s| s.version) == Some(version);
+        let allowed =
+            current && matches!(self.refresh_statement(&statement, table), Some((true, _)));
+        if !allowed {
+            let msg = match self.recheck_msg.take() {
+                Some(m) => m,
+                None => format!(
+                    "pgate: portal \"{portal}\" was bound under an earlier policy from a statement pgate can no longer decide; bind it again"
+                ),
+            };
+            self.deny_batch(sqlstate::INSUFFICIENT_PRIVILEGE, &msg);
+            return Err(());
+        }
+        let p = if portal.is_empty() {
+            Some(&mut self.unnamed_portal)
+        } else {
+            self.portals.get_mut(portal)
+        };
+        let effect = p.map(|p| {
+            p.table_gen = tgen;
+            p.effect.clone()
+        });
+        Ok(Some((summary, effect.flatten())))
+    }
+
+    /// Execute of a portal pgate did not bind: a SQL cursor's, decided again when an
+    /// earlier table allowed its DECLARE. After a reload, a portal pgate knows nothing of
+    /// is refused: it may have been opened under the earlier policy.
+    fn cursor_for_execute(&mut self, name: &str, table: &Table<'_>) -> Result<(), ()> {
+        let tgen = self.table_gen;
+        let Some(c) = self.cursors.get(name) else {
+            if self.table_gen != self.login_table_gen {
+                let msg = unknown_cursor_after_reload(name);
+                self.deny_batch(sqlstate::INSUFFICIENT_PRIVILEGE, &msg);
+                return Err(());
+            }
+            return Ok(());
+        };
+        if c.decided.table_gen == tgen {
+            return Ok(());
+        }
+        let (sql, path) = (c.decided.sql.clone(), c.decided.search_path.clone());
+        if self.recheck_stored(&sql, &path, table).is_allow() {
+            if let Some(c) = self.cursors.get_mut(name) {
+                c.decided.table_gen = tgen;
+            }
+            return Ok(());
+        }
+        let msg = self.recheck_msg.take().unwrap_or_default();
+        self.deny_batch(sqlstate::INSUFFICIENT_PRIVILEGE, &msg);
+        Err(())
+    }
+
+    /// ReadyForQuery 'I': no transaction is open, so the portals and cursors (other than
+    /// WITH HOLD ones) of every answered unit are gone ("If successfully created, a named
+    /// portal object lasts till the end of the current transaction").
+    pub(super) fn transaction_ended(&mut self, done: u64) {
+        if self.unnamed_portal_open && self.unnamed_portal.unit < done {
+            self.close_unnamed_portal();
+        }
+        if !self.portals.is_empty() {
+            let mut gone = std::mem::take(&mut self.scratch_slots);
+            self.portals.retain(|_, p| {
+                let keep = p.unit >= done;
+                if !keep {
+                    gone.push(p.summary);
+                }
+                keep
+            });
+            for s in gone.drain(..) {
+                self.slot_unref(s);
+            }
+            self.scratch_slots = gone;
+        }
+        if !self.cursors.is_empty() {
+            self.cursors.retain(|_, c| c.hold || c.unit >= done);
+        }
+    }
+
+    // ---- SQL-level objects ----
+
+    /// What statement `i` of the current facts does to SQL-level objects.
+    pub(super) fn sql_effect(&self, i: usize, sql: &str) -> Option<Box<SqlEffect>> {
+        let s = self.facts.statements().get(i)?;
+        let f = s.flags;
+        let name = self.facts.name(s.prepared_name);
+        let named = || (!name.is_empty()).then(|| name.to_owned());
+        let text = sql.get(s.start as usize..s.end as usize).unwrap_or("");
+        let decided = || Decided::new(text, &self.search_path, self.table_gen);
+        let e = if f.contains(StatementFlags::PREPARES) {
+            SqlEffect::Prepare(name.to_owned(), decided())
+        } else if f.contains(StatementFlags::DEALLOCATES) {
+            SqlEffect::Deallocate(named())
+        } else if f.contains(StatementFlags::DECLARES_CURSOR) {
+            SqlEffect::Declare {
+                name: name.to_owned(),
+                decided: decided(),
+                hold: f.contains(StatementFlags::HOLDS_CURSOR),
+            }
+        } else if f.contains(StatementFlags::CLOSES_CURSOR) {
+            SqlEffect::CloseCursor(named())
+        } else if f.contains(StatementFlags::LISTENS) {
+            SqlEffect::Listen(name.to_owned())
+        } else if f.contains(StatementFlags::UNLISTENS) {
+            SqlEffect::Unlisten(named())
+        } else if f.contains(StatementFlags::RESETS_SESSION)
+            && text
+                .trim_start()
+                .get(..7)
+                .is_some_and(|w| w.eq_ignore_ascii_case("discard"))
+        {
+            // DISCARD ALL: CLOSE ALL, DEALLOCATE ALL, UNLISTEN * (RESET ALL does none).
+            SqlEffect::DiscardAll
+        } else {
+            return None;
+        };
+        Some(Box::new(e))
+    }
+
+    /// A statement with an effect completed (CommandComplete): the server changed state.
+    pub(super) fn apply_sql_effect(&mut self, e: SqlEffect, unit: u64) {
+        match e {
+            SqlEffect::Prepare(name, d) => {
+                self.sql_prepared.entry(name).or_insert(d);
+            }
+            SqlEffect::Deallocate(None) => {
+                self.sql_prepared.clear();
+                // The namespace is shared: protocol-level statements go too.
+                self.drop_all_statements();
+            }
+            SqlEffect::Deallocate(Some(name)) => {
+                self.sql_prepared.remove(&name);
+                if let Some(old) = self.statements.remove(&name) {
+                    self.slot_unref(old.summary);
+                }
+            }
+            SqlEffect::Declare {
+                name,
+                decided,
+                hold,
+            } => {
+                self.cursors.entry(name).or_insert(super::objects::Cursor {
+                    decided,
+                    hold,
+                    unit,
+                });
+            }
+            SqlEffect::CloseCursor(None) => self.cursors.clear(),
+            SqlEffect::CloseCursor(Some(name)) => {
+                self.cursors.remove(&name);
+            }
+            SqlEffect::Listen(name) => {
+                self.listening.insert(name);
+            }
+            SqlEffect::Unlisten(None) => self.listening.clear(),
+            SqlEffect::Unlisten(Some(name)) => {
+                self.listening.remove(&name);
+            }
+            SqlEffect::DiscardAll => {
+                self.sql_prepared.clear();
+                self.cursors.clear();
+                self.listening.clear();
+                self.drop_all_statements();
+            }
+        }
+    }
+
+    fn drop_all_statements(&mut self) {
+        let slots: Vec<usize> = self.statements.drain().map(|(_, p)| p.summary).collect();
+        for s in slots {
+            self.slot_unref(s);
+        }
+    }
+
+    /// How statement `i` of the current facts sees the SQL-level name `name`.
+    fn seen(&self, kind: Kind, name: &str, i: usize) -> Seen<'_> {
+        let (creates, removes) = match kind {
+            Kind::Prepared => (StatementFlags::PREPARES, StatementFlags::DEALLOCATES),
+            Kind::Cursor => (
+                StatementFlags::DECLARES_CURSOR,
+                StatementFlags::CLOSES_CURSOR,
+            ),
+        };
+        for s in self.facts.statements()[..i].iter().rev() {
+            let n = self.facts.name(s.prepared_name);
+            if s.flags.contains(creates) && n == name {
+                return Seen::Here;
+            }
+            if s.flags.contains(removes) && (n.is_empty() || n == name) {
+                return Seen::Unknown;
+            }
+        }
+        for p in self.pending.iter().rev() {
+            match (kind, p.effect.as_deref()) {
+                (Kind::Prepared, Some(SqlEffect::Prepare(n, d))) if n == name => {
+                    return Seen::Stored(d);
+                }
+                (
+                    Kind::Cursor,
+                    Some(SqlEffect::Declare {
+                        name: n, decided, ..
+                    }),
+                ) if n == name => {
+                    return Seen::Stored(decided);
+                }
+                (Kind::Prepared, Some(SqlEffect::Deallocate(n)))
+                | (Kind::Cursor, Some(SqlEffect::CloseCursor(n)))
+                    if n.as_deref().is_none_or(|n| n == name) =>
+                {
+                    return Seen::Unknown;
+                }
+                (_, Some(SqlEffect::DiscardAll)) => return Seen::Unknown,
+                _ => {}
+            }
+        }
+        let stored = match kind {
+            Kind::Prepared => self.sql_prepared.get(name),
+            Kind::Cursor => self.cursors.get(name).map(|c| &c.decided),
+        };
+        stored.map_or(Seen::Unknown, Seen::Stored)
+    }
+
+    /// Marks the stored text of `name` as decided by the current table.
+    fn mark_current(&mut self, kind: Kind, name: &str) {
+        let tgen = self.table_gen;
+        for p in self.pending.iter_mut().rev() {
+            match (kind, p.effect.as_deref_mut()) {
+                (Kind::Prepared, Some(SqlEffect::Prepare(n, d))) if n == name => {
+                    d.table_gen = tgen;
+                    return;
+                }
+                (
+                    Kind::Cursor,
+                    Some(SqlEffect::Declare {
+                        name: n, decided, ..
+                    }),
+                ) if n == name => {
+                    decided.table_gen = tgen;
+                    return;
+                }
+                _ => {}
+            }
+        }
+        let d = match kind {
+            Kind::Prepared => self.sql_prepared.get_mut(name),
+            Kind::Cursor => self.cursors.get_mut(name).map(|c| &mut c.decided),
+        };
+        if let Some(d) = d {
+            d.table_gen = tgen;
+        }
+    }
+
+    /// `EXECUTE name` and `FETCH`/`MOVE name` of the current facts: the stored statement
+    /// they run must be allowed under the current table (decided again if an earlier one
+    /// decided it). Returns the verdict to use instead of `verdict` when refused.
+    pub(super) fn check_sql_uses(&mut self, verdict: Verdict, table: &Table<'_>) -> Verdict {
+        let tgen = self.table_gen;
+        for i in 0..self.facts.statements().len() {
+            let s = self.facts.statements()[i];
+            let kind = if s.flags.contains(StatementFlags::EXECUTES_PREPARED) {
+                Kind::Prepared
+            } else if s.flags.contains(StatementFlags::USES_CURSOR) {
+                Kind::Cursor
+            } else {
+                continue;
+            };
+            let deny = |rule| Verdict {
+                decision: Decision::Deny {
+                    rule,
+                    statement: i as u16,
+                    reason: DenyReason::UnknownStatement,
+                },
+                ..verdict
+            };
+            let name = self.facts.name(s.prepared_name).to_owned();
+            let stale = match self.seen(kind, &name, i) {
+                Seen::Here => continue,
+                Seen::Stored(d) if d.table_gen == tgen => continue,
+                Seen::Stored(d) => (d.sql.clone(), d.search_path.clone()),
+                // EXECUTE of a SQL-level prepared statement: allowed only if pgate allowed
+                // its PREPARE in this session.
+                Seen::Unknown if kind == Kind::Prepared => return deny(None),
+                // A cursor pgate did not see declared (a function's refcursor): its opening
+                // statement was decided when it ran — unless a reload came since.
+                Seen::Unknown if self.table_gen == self.login_table_gen => continue,
+                Seen::Unknown => {
+                    self.recheck_msg = Some(unknown_cursor_after_reload(&name));
+                    return deny(None);
+                }
+            };
+            let v = self.recheck_stored(&stale.0, &stale.1, table);
+            if !v.is_allow() {
+                return deny(v.rule());
+            }
+            self.mark_current(kind, &name);
+        }
+        verdict
+    }
+
+    /// SQL-level objects a statement string would create beyond the session's limits
+    /// (counting those created by statements still running).
+    pub(super) fn limit_exceeded(&self) -> Option<&'static str> {
+        let (mut prepares, mut cursors, mut channels) = (0usize, 0usize, 0usize);
+        for p in &self.pending {
+            match p.effect.as_deref() {
+                Some(SqlEffect::Prepare(..)) => prepares += 1,
+                Some(SqlEffect::Declare { .. }) => cursors += 1,
+                Some(SqlEffect::Listen(_)) => channels += 1,
+                _ => {}
+            }
+        }
+        let mut new_here = (0usize, 0usize, 0usize);
+        for s in self.facts.statements() {
+            let name = self.facts.name(s.prepared_name);
+            if s.flags.contains(StatementFlags::PREPARES) && !self.sql_prepared.contains_key(name) {
+                new_here.0 += 1;
+            }
+            if s.flags.contains(StatementFlags::DECLARES_CURSOR) && !self.cursors.contains_key(name)
+            {
+                new_here.1 += 1;
+            }
+            if s.flags.contains(StatementFlags::LISTENS) && !self.listening.contains(name) {
+                new_here.2 += 1;
+            }
+        }
+        if new_here.0 > 0
+            && self.sql_prepared.len() + prepares + new_here.0 > self.cfg.max_sql_prepared
+        {
+            return Some(
+                "pgate: too many prepared statements (PREPARE) in this session; DEALLOCATE some first",
+            );
+        }
+        if new_here.1 > 0 && self.cursors.len() + cursors + new_here.1 > self.cfg.max_cursors {
+            return Some("pgate: too many open cursors in this session; CLOSE some first");
+        }
+        if new_here.2 > 0
+            && self.listening.len() + channels + new_here.2 > self.cfg.max_listen_channels
+        {
+            return Some("pgate: too many LISTEN channels in this session; UNLISTEN some first");
+        }
+        None
+    }
+}
+
+fn unknown_cursor_after_reload(name: &str) -> String {
+    format!(
+        "pgate: cursor \"{name}\" was not opened through a statement pgate can decide again after the policy reload; open it again"
+    )
+}
