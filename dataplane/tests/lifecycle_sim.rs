@@ -481,8 +481,104 @@ fn a_sql_prepare_of_a_taken_name_does_not_replace_the_stored_text() {
     assert!(code_of(&s.client(&query("prepare p as select ssn from customers"))).is_empty());
     swap(&mut s, policy_with(&[], Grant::Narrowed));
     // PostgreSQL refuses the duplicate name (42P05) and keeps the old p; pgate must not
-    // take the new text for it (this fake server even answers it with success).
-    assert!(code_of(&s.client(&query("prepare p as select total from orders"))).is_empty());
+    // take the new text for it.
+    s.server.fail_on = Some("prepare p as".into());
+    let r = s.client(&query("prepare p as select total from orders"));
+    assert_eq!(code_of(&r)[0].0, "42P05");
+    s.server.fail_on = None;
     let r = s.client(&query("execute p"));
     assert_eq!(code_of(&r)[0].0, "42501");
+}
+
+#[test]
+fn a_pending_parse_of_an_earlier_batch_may_have_been_skipped() {
+    let mut s = Sim::plaintext();
+    s.connect();
+    let b = batch(&[
+        parse("ok1", "select total from orders"),
+        parse("", "select id from customers"),
+    ]);
+    assert!(code_of(&s.client(&b)).is_empty());
+    swap(&mut s, policy_with(&[], Grant::Narrowed));
+    s.server.fail_executes = true;
+    // Pipelined: batch 1 fails at its Execute, so the server skips its Parse of the
+    // unnamed statement; batch 2 binds the unnamed statement, which may still be the
+    // customers query.
+    let mut b = batch(&[
+        bind("", "ok1"),
+        execute(""),
+        parse("", "select total from orders"),
+    ]);
+    b.extend(batch(&[bind("", ""), execute("")]));
+    let r = s.client(&b);
+    let codes: Vec<String> = code_of(&r).into_iter().map(|c| c.0).collect();
+    assert_eq!(codes, ["22012", "42501"], "{:?}", tags(&messages(&r)));
+}
+
+#[test]
+fn execute_of_a_portal_pgate_does_not_know_is_refused() {
+    let mut s = Sim::plaintext();
+    s.connect();
+    let mut close = vec![b'P'];
+    close.extend(cstr(""));
+    let b = batch(&[
+        parse("", "select total from orders"),
+        bind("", ""),
+        msg(b'C', &close),
+    ]);
+    assert_eq!(tags(&messages(&s.client(&b))), "123Z");
+    let seen = s.server.received.len();
+    let r = s.client(&batch(&[execute("")]));
+    assert_eq!(code_of(&r)[0].0, "34000");
+    assert_eq!(s.server.received.len(), seen, "not forwarded");
+}
+
+#[test]
+fn sql_close_and_declare_replace_the_records_of_a_name() {
+    let mut s = Sim::plaintext();
+    s.table = policy_with(&[], Grant::Widened);
+    s.connect();
+    assert!(code_of(&s.client(&query("begin"))).is_empty());
+    let b = batch(&[parse("s", "select total from orders"), bind("p", "s")]);
+    assert!(code_of(&s.client(&b)).is_empty());
+    // The protocol portal p is closed by SQL, and a cursor p opened on other data.
+    assert!(code_of(&s.client(&query("close p"))).is_empty());
+    let r = s.client(&query("declare p cursor for select ssn from customers"));
+    assert!(code_of(&r).is_empty());
+    // A cursor declared, rolled back to a savepoint, declared again on other data.
+    assert!(code_of(&s.client(&query("savepoint x"))).is_empty());
+    let r = s.client(&query("declare c cursor for select total from orders"));
+    assert!(code_of(&r).is_empty());
+    assert!(code_of(&s.client(&query("rollback to x"))).is_empty());
+    let r = s.client(&query("declare c cursor for select ssn from customers"));
+    assert!(code_of(&r).is_empty());
+    swap(&mut s, policy_with(&[], Grant::Narrowed));
+    let r = s.client(&batch(&[execute("p")]));
+    assert_eq!(code_of(&r)[0].0, "42501", "p is the ssn cursor now");
+    let r = s.client(&query("fetch 1 from c"));
+    assert_eq!(code_of(&r)[0].0, "42501", "c is the ssn cursor now");
+}
+
+#[test]
+fn a_pending_prepare_may_fail_and_leave_the_older_statement() {
+    let mut s = Sim::plaintext();
+    s.table = policy_with(&[], Grant::Widened);
+    s.connect();
+    assert!(code_of(&s.client(&query("prepare foo as select ssn from customers"))).is_empty());
+    swap(&mut s, policy_with(&[], Grant::Narrowed));
+    // Pipelined: the new PREPARE of the same name would fail at the server (42P05).
+    let mut b = query("prepare foo as select total from orders");
+    b.extend(query("execute foo"));
+    let r = s.client(&b);
+    let codes: Vec<String> = code_of(&r).into_iter().map(|c| c.0).collect();
+    assert_eq!(codes, ["42501"]);
+}
+
+#[test]
+fn a_confirmation_pgate_did_not_ask_for_ends_the_session() {
+    let mut s = Sim::plaintext();
+    s.connect();
+    s.session.handle_upstream(&msg(b'1', &[]), s.t);
+    assert!(s.session.is_closed());
+    assert_eq!(code_of(&s.pump())[0].0, "08P01");
 }

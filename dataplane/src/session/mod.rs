@@ -320,6 +320,7 @@ mod sqlstate {
     pub const INVALID_SQL_STATEMENT_NAME: &str = "26000";
     pub const DUPLICATE_PREPARED_STATEMENT: &str = "42P05";
     pub const DUPLICATE_CURSOR: &str = "42P03";
+    pub const INVALID_CURSOR_NAME: &str = "34000";
     pub const QUERY_CANCELED: &str = "57014";
     pub const ADMIN_SHUTDOWN: &str = "57P01";
     /// io_error: the audit log cannot take more lines.
@@ -838,6 +839,24 @@ impl Session {
                 _ => {}
             }
             return;
+        }
+        // In copy-in mode only the copy sub-protocol (and Flush, Sync, Terminate) may come;
+        // anything else would be decided against unit counts the server no longer keeps.
+        if self.copy_in
+            && !matches!(
+                m,
+                Frontend::CopyData(_)
+                    | Frontend::CopyDone
+                    | Frontend::CopyFail { .. }
+                    | Frontend::Flush
+                    | Frontend::Sync
+                    | Frontend::Terminate
+            )
+        {
+            return self.fatal(
+                sqlstate::PROTOCOL_VIOLATION,
+                "pgate: unexpected message during COPY FROM STDIN",
+            );
         }
         if !self.audit_accepting
             && matches!(
@@ -1368,7 +1387,12 @@ impl Session {
             b'C' | b'I' => self.complete_statement("ok"),
             b'1' => self.confirmed(true),
             b'3' => self.confirmed(false),
-            b'E' => self.complete_statement("error"),
+            b'E' => {
+                // "In the event of a backend-detected error during copy-in mode … the
+                // backend will issue an ErrorResponse": COPY is over.
+                self.copy_in = false;
+                self.complete_statement("error");
+            }
             b'D' => {
                 self.rows += 1;
                 self.bytes += raw.len() as u64;

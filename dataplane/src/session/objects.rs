@@ -95,15 +95,6 @@ pub(super) struct Confirm {
 /// What an Execute of a known portal runs: its summary slot and its SQL-level effect.
 pub(super) type PortalRun = (usize, Option<Box<SqlEffect>>);
 
-/// A SQL-level name as a statement sees it.
-enum Seen<'a> {
-    /// Created earlier in the same string (decided with it).
-    Here,
-    /// Created by a statement forwarded and not yet completed, or held by the server.
-    Stored(&'a Decided),
-    Unknown,
-}
-
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Prepared,
@@ -124,10 +115,11 @@ impl Session {
             return;
         }
         if let Some(r) = self.summary_refs.get_mut(i) {
-            *r = r.saturating_sub(1);
-            if *r == 0 {
+            debug_assert!(*r > 0, "summary slot {i} released more often than taken");
+            if *r == 1 {
                 self.free_summaries.push(i);
             }
+            *r = r.saturating_sub(1);
         }
     }
 
@@ -146,19 +138,6 @@ impl Session {
             }
         }
         self.statements.get(name)
-    }
-
-    fn find_statement_mut(&mut self, name: &str) -> Option<&mut Prepared> {
-        let pending = self.confirms.iter().rposition(|c| {
-            c.name == name && matches!(c.what, ConfirmKind::Parse | ConfirmKind::CloseStatement)
-        });
-        match pending {
-            Some(i) => match self.confirms.get_mut(i) {
-                Some(c) if c.what == ConfirmKind::Parse => Some(&mut c.stmt),
-                _ => None,
-            },
-            None => self.statements.get_mut(name),
-        }
     }
 
     fn push_confirm(&mut self, what: ConfirmKind, name: &str) -> &mut Confirm {
@@ -228,24 +207,55 @@ impl Session {
         self.forward_in_batch(raw);
     }
 
-    /// Close of a statement or portal: recorded as pending until CloseComplete.
+    /// Close of a statement (pending until CloseComplete) or of a portal. Portal records
+    /// change as Bind changes them, when forwarded (a portal lives only within its
+    /// transaction, which an error aborts); the FIFO still gets a placeholder, since
+    /// CloseComplete answers both kinds in order.
     pub(super) fn on_close(&mut self, kind: u8, name: &str, raw: &[u8]) {
         let what = if kind == b'S' {
             ConfirmKind::CloseStatement
         } else {
+            self.forget_portal(name);
             ConfirmKind::ClosePortal
         };
         self.push_confirm(what, name);
         self.forward_in_batch(raw);
     }
 
-    /// ParseComplete or CloseComplete: the oldest pending change of that kind took effect.
+    fn forget_portal(&mut self, name: &str) {
+        if name.is_empty() {
+            self.close_unnamed_portal();
+        } else {
+            if let Some(p) = self.portals.remove(name) {
+                self.slot_unref(p.summary);
+            }
+            // A SQL cursor is a portal too.
+            self.cursors.remove(name);
+        }
+    }
+
+    fn forget_all_portals(&mut self) {
+        self.close_unnamed_portal();
+        let slots: Vec<usize> = self.portals.drain().map(|(_, p)| p.summary).collect();
+        for s in slots {
+            self.slot_unref(s);
+        }
+        self.cursors.clear();
+    }
+
+    /// ParseComplete or CloseComplete: the oldest pending change took effect. Answers
+    /// come in order; one that matches nothing pending means pgate's view of the server
+    /// is lost, and the session ends rather than decide on it.
     pub(super) fn confirmed(&mut self, parse: bool) {
         let matches = self
             .confirms
             .front()
             .is_some_and(|c| (c.what == ConfirmKind::Parse) == parse);
         if !matches {
+            self.fatal(
+                sqlstate::PROTOCOL_VIOLATION,
+                "pgate: the database confirmed a Parse or Close pgate did not send",
+            );
             return;
         }
         let Some(mut c) = self.confirms.pop_front() else {
@@ -270,17 +280,8 @@ impl Session {
                     self.slot_unref(old.summary);
                 }
             }
-            ConfirmKind::ClosePortal => {
-                if c.name.is_empty() {
-                    self.close_unnamed_portal();
-                } else {
-                    if let Some(p) = self.portals.remove(&c.name) {
-                        self.slot_unref(p.summary);
-                    }
-                    // A SQL cursor is a portal too.
-                    self.cursors.remove(&c.name);
-                }
-            }
+            // Applied when forwarded.
+            ConfirmKind::ClosePortal => {}
         }
         self.confirm_pool.push(c);
     }
@@ -321,17 +322,67 @@ impl Session {
         }
     }
 
-    /// Whether the prepared statement `name` is allowed under the current table (deciding
-    /// it again when an earlier table decided it), and its summary slot; `None` if pgate
-    /// knows no such statement.
+    /// Whether the prepared statement `name` is allowed under the current table, and the
+    /// summary slot of the record a Bind would use; `None` if pgate knows no such statement.
+    ///
+    /// The records the server may hold under the name are checked, newest first: a pending
+    /// Parse (or Close) of the current batch is certain — the server runs a batch in order
+    /// and, after an error, skips the rest of it, this message included — but one of an
+    /// earlier batch may have been skipped, so the record behind it is possible too, and
+    /// every possible one must be allowed. Each is decided again if an earlier table
+    /// decided it.
     fn refresh_statement(&mut self, name: &str, table: &Table<'_>) -> Option<(bool, usize)> {
         self.recheck_msg = None;
-        let tgen = self.table_gen;
-        let p = self.find_statement(name)?;
-        if p.decided.table_gen == tgen {
-            return Some((p.allowed, p.summary));
+        let current_unit = self.unit_seq;
+        let mut newest: Option<usize> = None;
+        let mut all_allowed = true;
+        let mut certain = false;
+        let mut i = self.confirms.len();
+        while i > 0 {
+            i -= 1;
+            let c = &self.confirms[i];
+            if c.name != name || c.what == ConfirmKind::ClosePortal {
+                continue;
+            }
+            let definite = c.unit == current_unit;
+            if c.what == ConfirmKind::Parse {
+                let (ok, slot) = self.refresh_record(Some(i), name, table);
+                newest.get_or_insert(slot);
+                all_allowed &= ok;
+            } else if definite && newest.is_none() {
+                return None;
+            }
+            if definite {
+                certain = true;
+                break;
+            }
         }
-        // Cold: once per statement per swap.
+        if !certain && self.statements.contains_key(name) {
+            let (ok, slot) = self.refresh_record(None, name, table);
+            newest.get_or_insert(slot);
+            all_allowed &= ok;
+        }
+        newest.map(|slot| (all_allowed, slot))
+    }
+
+    /// Decides one record again if an earlier table decided it: `confirms[i]`'s, or the
+    /// confirmed statement `name` (`None`). Returns whether it is allowed and its slot.
+    fn refresh_record(
+        &mut self,
+        at: Option<usize>,
+        name: &str,
+        table: &Table<'_>,
+    ) -> (bool, usize) {
+        let tgen = self.table_gen;
+        let p = match at {
+            Some(i) => self.confirms.get(i).map(|c| &c.stmt),
+            None => self.statements.get(name),
+        };
+        let Some(p) = p else { return (false, 0) };
+        if p.decided.table_gen == tgen {
+            return (p.allowed, p.summary);
+        }
+        // Cold: once per record per swap.
         let (sql, path, summary) = (
             p.decided.sql.clone(),
             p.decided.search_path.clone(),
@@ -346,11 +397,20 @@ impl Session {
             let msg = self.recheck_msg.clone().unwrap_or_default();
             self.audit_denied_in(true, &v, table, &msg, &sql);
         }
-        if let Some(p) = self.find_statement_mut(name) {
+        let p = match at {
+            Some(i) => self.confirms.get_mut(i).map(|c| &mut c.stmt),
+            None => self.statements.get_mut(name),
+        };
+        if let Some(p) = p {
             p.allowed = allowed;
             p.decided.table_gen = tgen;
         }
-        Some((allowed, summary))
+        (allowed, summary)
+    }
+
+    fn no_such_portal(&mut self, name: &str) {
+        let msg = format!("portal \"{name}\" does not exist");
+        self.deny_batch(sqlstate::INVALID_CURSOR_NAME, &msg);
     }
 
     fn close_unnamed_portal(&mut self) {
@@ -408,7 +468,8 @@ impl Session {
         let tgen = self.table_gen;
         let p = if portal.is_empty() {
             if !self.unnamed_portal_open {
-                return Ok(None);
+                self.no_such_portal(portal);
+                return Err(());
             }
             &self.unnamed_portal
         } else if let Some(p) = self.portals.get(portal) {
@@ -446,17 +507,13 @@ impl Session {
     }
 
     /// Execute of a portal pgate did not bind: a SQL cursor's, decided again when an
-    /// earlier table allowed its DECLARE. After a reload, a portal pgate knows nothing of
-    /// is refused: it may have been opened under the earlier policy.
+    /// earlier table allowed its DECLARE. A portal pgate knows nothing of is refused as
+    /// PostgreSQL refuses a missing one: pgate cannot say what it would run.
     fn cursor_for_execute(&mut self, name: &str, table: &Table<'_>) -> Result<(), ()> {
         let tgen = self.table_gen;
         let Some(c) = self.cursors.get(name) else {
-            if self.table_gen != self.login_table_gen {
-                let msg = unknown_cursor_after_reload(name);
-                self.deny_batch(sqlstate::INSUFFICIENT_PRIVILEGE, &msg);
-                return Err(());
-            }
-            return Ok(());
+            self.no_such_portal(name);
+            return Err(());
         };
         if c.decided.table_gen == tgen {
             return Ok(());
@@ -542,8 +599,10 @@ impl Session {
     /// A statement with an effect completed (CommandComplete): the server changed state.
     pub(super) fn apply_sql_effect(&mut self, e: SqlEffect, unit: u64) {
         match e {
+            // Completed: the server created it under that name (a duplicate would have
+            // failed), replacing whatever pgate last knew of the name.
             SqlEffect::Prepare(name, d) => {
-                self.sql_prepared.entry(name).or_insert(d);
+                self.sql_prepared.insert(name, d);
             }
             SqlEffect::Deallocate(None) => {
                 self.sql_prepared.clear();
@@ -561,16 +620,19 @@ impl Session {
                 decided,
                 hold,
             } => {
-                self.cursors.entry(name).or_insert(super::objects::Cursor {
-                    decided,
-                    hold,
-                    unit,
-                });
+                self.forget_portal(&name);
+                self.cursors.insert(
+                    name,
+                    Cursor {
+                        decided,
+                        hold,
+                        unit,
+                    },
+                );
             }
-            SqlEffect::CloseCursor(None) => self.cursors.clear(),
-            SqlEffect::CloseCursor(Some(name)) => {
-                self.cursors.remove(&name);
-            }
+            // CLOSE ALL closes every portal, protocol-level ones included.
+            SqlEffect::CloseCursor(None) => self.forget_all_portals(),
+            SqlEffect::CloseCursor(Some(name)) => self.forget_portal(&name),
             SqlEffect::Listen(name) => {
                 self.listening.insert(name);
             }
@@ -580,7 +642,7 @@ impl Session {
             }
             SqlEffect::DiscardAll => {
                 self.sql_prepared.clear();
-                self.cursors.clear();
+                self.forget_all_portals();
                 self.listening.clear();
                 self.drop_all_statements();
             }
@@ -594,87 +656,64 @@ impl Session {
         }
     }
 
-    /// How statement `i` of the current facts sees the SQL-level name `name`.
-    fn seen(&self, kind: Kind, name: &str, i: usize) -> Seen<'_> {
-        let (creates, removes) = match kind {
-            Kind::Prepared => (StatementFlags::PREPARES, StatementFlags::DEALLOCATES),
-            Kind::Cursor => (
-                StatementFlags::DECLARES_CURSOR,
-                StatementFlags::CLOSES_CURSOR,
-            ),
+    /// Whether statement `i` of the current facts finds `name` created earlier in the same
+    /// string (decided with it; if that creation fails, the rest of the string does not
+    /// run).
+    fn created_here(&self, kind: Kind, name: &str, i: usize) -> bool {
+        let creates = match kind {
+            Kind::Prepared => StatementFlags::PREPARES,
+            Kind::Cursor => StatementFlags::DECLARES_CURSOR,
         };
-        for s in self.facts.statements()[..i].iter().rev() {
-            let n = self.facts.name(s.prepared_name);
-            if s.flags.contains(creates) && n == name {
-                return Seen::Here;
-            }
-            if s.flags.contains(removes) && (n.is_empty() || n == name) {
-                return Seen::Unknown;
-            }
-        }
-        for p in self.pending.iter().rev() {
-            match (kind, p.effect.as_deref()) {
-                (Kind::Prepared, Some(SqlEffect::Prepare(n, d))) if n == name => {
-                    return Seen::Stored(d);
-                }
-                (
-                    Kind::Cursor,
-                    Some(SqlEffect::Declare {
-                        name: n, decided, ..
-                    }),
-                ) if n == name => {
-                    return Seen::Stored(decided);
-                }
-                (Kind::Prepared, Some(SqlEffect::Deallocate(n)))
-                | (Kind::Cursor, Some(SqlEffect::CloseCursor(n)))
-                    if n.as_deref().is_none_or(|n| n == name) =>
-                {
-                    return Seen::Unknown;
-                }
-                (_, Some(SqlEffect::DiscardAll)) => return Seen::Unknown,
-                _ => {}
-            }
-        }
-        let stored = match kind {
-            Kind::Prepared => self.sql_prepared.get(name),
-            Kind::Cursor => self.cursors.get(name).map(|c| &c.decided),
-        };
-        stored.map_or(Seen::Unknown, Seen::Stored)
+        self.facts.statements()[..i]
+            .iter()
+            .any(|s| s.flags.contains(creates) && self.facts.name(s.prepared_name) == name)
     }
 
-    /// Marks the stored text of `name` as decided by the current table.
-    fn mark_current(&mut self, kind: Kind, name: &str) {
-        let tgen = self.table_gen;
-        for p in self.pending.iter_mut().rev() {
-            match (kind, p.effect.as_deref_mut()) {
-                (Kind::Prepared, Some(SqlEffect::Prepare(n, d))) if n == name => {
-                    d.table_gen = tgen;
-                    return;
-                }
-                (
-                    Kind::Cursor,
-                    Some(SqlEffect::Declare {
-                        name: n, decided, ..
-                    }),
-                ) if n == name => {
-                    decided.table_gen = tgen;
-                    return;
-                }
-                _ => {}
+    /// The stored texts the server may hold under `name` are the creations still running
+    /// (one may fail and leave the older one) and the one pgate knows. This gives the
+    /// position in `pending` of the next running creation below `below`, newest first.
+    fn next_pending_creation(&self, kind: Kind, name: &str, below: usize) -> Option<usize> {
+        (0..below.min(self.pending.len())).rev().find(|&j| {
+            match (kind, self.pending[j].effect.as_deref()) {
+                (Kind::Prepared, Some(SqlEffect::Prepare(n, _))) => n == name,
+                (Kind::Cursor, Some(SqlEffect::Declare { name: n, .. })) => n == name,
+                _ => false,
             }
-        }
-        let d = match kind {
-            Kind::Prepared => self.sql_prepared.get_mut(name),
-            Kind::Cursor => self.cursors.get_mut(name).map(|c| &mut c.decided),
-        };
-        if let Some(d) = d {
-            d.table_gen = tgen;
+        })
+    }
+
+    fn candidate(&self, kind: Kind, name: &str, at: Option<usize>) -> Option<&Decided> {
+        match at {
+            Some(j) => match (kind, self.pending.get(j)?.effect.as_deref()?) {
+                (Kind::Prepared, SqlEffect::Prepare(_, d)) => Some(d),
+                (Kind::Cursor, SqlEffect::Declare { decided, .. }) => Some(decided),
+                _ => None,
+            },
+            None => match kind {
+                Kind::Prepared => self.sql_prepared.get(name),
+                Kind::Cursor => self.cursors.get(name).map(|c| &c.decided),
+            },
         }
     }
 
-    /// `EXECUTE name` and `FETCH`/`MOVE name` of the current facts: the stored statement
-    /// they run must be allowed under the current table (decided again if an earlier one
-    /// decided it). Returns the verdict to use instead of `verdict` when refused.
+    fn candidate_mut(&mut self, kind: Kind, name: &str, at: Option<usize>) -> Option<&mut Decided> {
+        match at {
+            Some(j) => match (kind, self.pending.get_mut(j)?.effect.as_deref_mut()?) {
+                (Kind::Prepared, SqlEffect::Prepare(_, d)) => Some(d),
+                (Kind::Cursor, SqlEffect::Declare { decided, .. }) => Some(decided),
+                _ => None,
+            },
+            None => match kind {
+                Kind::Prepared => self.sql_prepared.get_mut(name),
+                Kind::Cursor => self.cursors.get_mut(name).map(|c| &mut c.decided),
+            },
+        }
+    }
+
+    /// `EXECUTE name` and `FETCH`/`MOVE name` of the current facts: every stored statement
+    /// the server may run under that name must be allowed under the current table
+    /// (decided again where an earlier table decided it). Returns the verdict to use
+    /// instead of `verdict` when refused.
     pub(super) fn check_sql_uses(&mut self, verdict: Verdict, table: &Table<'_>) -> Verdict {
         let tgen = self.table_gen;
         for i in 0..self.facts.statements().len() {
@@ -695,26 +734,47 @@ impl Session {
                 ..verdict
             };
             let name = self.facts.name(s.prepared_name).to_owned();
-            let stale = match self.seen(kind, &name, i) {
-                Seen::Here => continue,
-                Seen::Stored(d) if d.table_gen == tgen => continue,
-                Seen::Stored(d) => (d.sql.clone(), d.search_path.clone()),
+            if self.created_here(kind, &name, i) {
+                continue;
+            }
+            // Every candidate: running creations (`Some(j)`), then the known record (`None`).
+            let mut found = false;
+            let mut below = self.pending.len();
+            loop {
+                let at = self.next_pending_creation(kind, &name, below);
+                if let Some(d) = self.candidate(kind, &name, at) {
+                    found = true;
+                    if d.table_gen != tgen {
+                        let (sql, path) = (d.sql.clone(), d.search_path.clone());
+                        let v = self.recheck_stored(&sql, &path, table);
+                        if !v.is_allow() {
+                            return deny(v.rule());
+                        }
+                        if let Some(d) = self.candidate_mut(kind, &name, at) {
+                            d.table_gen = tgen;
+                        }
+                    }
+                }
+                match at {
+                    Some(j) => below = j,
+                    None => break,
+                }
+            }
+            if found {
+                continue;
+            }
+            match kind {
                 // EXECUTE of a SQL-level prepared statement: allowed only if pgate allowed
                 // its PREPARE in this session.
-                Seen::Unknown if kind == Kind::Prepared => return deny(None),
+                Kind::Prepared => return deny(None),
                 // A cursor pgate did not see declared (a function's refcursor): its opening
                 // statement was decided when it ran — unless a reload came since.
-                Seen::Unknown if self.table_gen == self.login_table_gen => continue,
-                Seen::Unknown => {
+                Kind::Cursor if self.table_gen == self.login_table_gen => {}
+                Kind::Cursor => {
                     self.recheck_msg = Some(unknown_cursor_after_reload(&name));
                     return deny(None);
                 }
-            };
-            let v = self.recheck_stored(&stale.0, &stale.1, table);
-            if !v.is_allow() {
-                return deny(v.rule());
             }
-            self.mark_current(kind, &name);
         }
         verdict
     }

@@ -311,6 +311,12 @@ pub struct FakeServer {
     /// then skipped.
     pub fail_executes: bool,
     pub skipping: bool,
+    /// The transaction status ReadyForQuery reports ('I' or 'T'), following BEGIN,
+    /// COMMIT and ROLLBACK in simple queries.
+    pub tx: u8,
+    /// A simple-query statement containing this text fails (ErrorResponse), and the rest
+    /// of its string does not run.
+    pub fail_on: Option<String>,
 }
 
 impl FakeServer {
@@ -377,12 +383,24 @@ impl FakeServer {
                 }
                 Frontend::Query { sql } => {
                     self.queries.push(sql.to_owned());
-                    for _ in sql.split(';').filter(|s| !s.trim().is_empty()) {
+                    for part in sql.split(';').filter(|s| !s.trim().is_empty()) {
+                        if self.fail_on.as_deref().is_some_and(|f| part.contains(f)) {
+                            let mut e = b"SERROR\0C42P05\0Malready exists\0".to_vec();
+                            e.push(0);
+                            out.extend(msg(b'E', &e));
+                            break;
+                        }
+                        let w = part.trim().to_ascii_lowercase();
+                        if w == "begin" {
+                            self.tx = b'T';
+                        } else if w == "commit" || w == "rollback" {
+                            self.tx = b'I';
+                        }
                         out.extend(msg(b'T', &[0, 0]));
                         out.extend(msg(b'D', &[0, 1, 0, 0, 0, 1, b'1']));
                         out.extend(msg(b'C', &cstr("SELECT 1")));
                     }
-                    out.extend(msg(b'Z', b"I"));
+                    out.extend(msg(b'Z', &[self.status()]));
                 }
                 Frontend::Parse { sql, .. } => {
                     self.queries.push(sql.to_owned());
@@ -405,7 +423,7 @@ impl FakeServer {
                     out.extend(msg(b'D', &[0, 1, 0, 0, 0, 1, b'1']));
                     out.extend(msg(b'C', &cstr("SELECT 1")));
                 }
-                Frontend::Sync => out.extend(msg(b'Z', b"I")),
+                Frontend::Sync => out.extend(msg(b'Z', &[self.status()])),
                 _ => {}
             }
         }
@@ -476,6 +494,10 @@ impl FakeServer {
                 self.ready_after_auth(out);
             }
         }
+    }
+
+    fn status(&self) -> u8 {
+        if self.tx == 0 { b'I' } else { self.tx }
     }
 
     pub fn ready_after_auth(&mut self, out: &mut Vec<u8>) {
