@@ -1,0 +1,273 @@
+//! Audit lines: one JSON line per statement (allowed, denied, not run, unknown) and per
+//! connection event, each with the identity, the delegation chain and the digest of the
+//! table that decided it. Statement summaries live in reference-counted slots, written
+//! when a statement is decided and completed by its result.
+//!
+//! What this module must never do: write a line naming another statement than the one
+//! it describes, or drop a statement that was forwarded.
+
+use super::*;
+
+impl Session {
+    /// A summary slot with no references yet.
+    pub(super) fn new_summary(&mut self) -> usize {
+        match self.free_summaries.pop() {
+            Some(i) => i,
+            None => {
+                self.summaries.push(String::with_capacity(256));
+                self.summary_refs.push(0);
+                self.summaries.len() - 1
+            }
+        }
+    }
+
+    /// Writes the summary of statement `stmt` of `self.facts` into a summary slot.
+    /// Simple queries use one slot per statement of the string, reused across queries.
+    pub(super) fn summary_for_statement(
+        &mut self,
+        stmt: usize,
+        verdict: &Verdict,
+        table: &Table<'_>,
+        sql: &str,
+    ) -> usize {
+        // Slot 0 serves the common case (one statement, nothing outstanding) without
+        // taking a slot; otherwise a free slot, released when its line is written.
+        let slot = if stmt == 0 && self.pending.is_empty() {
+            0
+        } else {
+            let slot = self.new_summary();
+            self.slot_ref(slot);
+            slot
+        };
+        self.write_summary(slot, stmt, verdict, table, sql);
+        slot
+    }
+
+    pub(super) fn write_summary(
+        &mut self,
+        slot: usize,
+        stmt: usize,
+        verdict: &Verdict,
+        table: &Table<'_>,
+        sql: &str,
+    ) {
+        let mut out = std::mem::take(&mut self.summaries[slot]);
+        write_summary(&mut out, &self.facts, stmt, verdict, table, sql);
+        self.summaries[slot] = out;
+    }
+
+    pub(super) fn line_start(&mut self, event: &str, digest: &DigestHex) {
+        let id = self.identity.as_ref();
+        let _ = write!(
+            self.audit,
+            "{{\"ts_ms\":{},\"event\":\"{event}\",\"conn\":{},\"client\":\"",
+            self.now.unix_ms, self.conn_id
+        );
+        json_escape_into(&mut self.audit, &self.client_addr);
+        self.audit.push_str("\",\"sub\":\"");
+        json_escape_into(
+            &mut self.audit,
+            id.map(|i| i.subject.as_str()).unwrap_or(""),
+        );
+        self.audit.push_str("\",\"act\":[");
+        if let Some(i) = id {
+            for (n, a) in i.actors.iter().enumerate() {
+                if n > 0 {
+                    self.audit.push(',');
+                }
+                self.audit.push('"');
+                json_escape_into(&mut self.audit, a);
+                self.audit.push('"');
+            }
+        }
+        self.audit.push_str("],\"role\":\"");
+        json_escape_into(
+            &mut self.audit,
+            id.map(|i| i.role_name.as_str()).unwrap_or(""),
+        );
+        // The digest of the table that decided (a swap may come before a statement's line
+        // is written).
+        self.audit.push_str("\",\"table\":\"");
+        self.audit
+            .push_str(std::str::from_utf8(digest).unwrap_or(""));
+        self.audit.push('"');
+    }
+
+    /// A connection event (`open`, `close`, `rebind`, `revoked`), with the table in force.
+    pub(super) fn audit_connection(&mut self, event: &str, reason: Option<&str>) {
+        let digest = self.table_digest;
+        self.line_start(event, &digest);
+        if let Some(r) = reason {
+            self.audit.push_str(",\"reason\":\"");
+            json_escape_into(&mut self.audit, r);
+            self.audit.push('"');
+        }
+        self.audit.push_str("}\n");
+    }
+
+    pub(super) fn audit_denied(
+        &mut self,
+        verdict: &Verdict,
+        table: &Table<'_>,
+        msg: &str,
+        sql: &str,
+    ) {
+        self.audit_denied_in(false, verdict, table, msg, sql);
+    }
+
+    /// The deny line of statement `verdict.statement` of the current facts, or of the
+    /// re-decision's facts (`recheck`).
+    pub(super) fn audit_denied_in(
+        &mut self,
+        recheck: bool,
+        verdict: &Verdict,
+        table: &Table<'_>,
+        msg: &str,
+        sql: &str,
+    ) {
+        self.denied_count += 1;
+        let stmt = match verdict.decision {
+            Decision::Deny { statement, .. } => statement as usize,
+            Decision::Allow => 0,
+        };
+        let slot = self.new_summary();
+        let mut out = std::mem::take(&mut self.summaries[slot]);
+        let f = if recheck { &self.recheck } else { &self.facts };
+        write_summary(&mut out, f, stmt, verdict, table, sql);
+        self.summaries[slot] = out;
+        let digest = self.table_digest;
+        self.line_start("statement", &digest);
+        self.audit.push_str(",\"verdict\":\"deny\",");
+        let summary = std::mem::take(&mut self.summaries[slot]);
+        self.audit.push_str(&summary);
+        self.summaries[slot] = summary;
+        self.audit.push_str(",\"reason\":\"");
+        json_escape_into(&mut self.audit, msg);
+        self.audit
+            .push_str("\",\"rows\":0,\"bytes\":0,\"duration_us\":0}\n");
+        self.free_summaries.push(slot);
+    }
+
+    /// The upstream finished the oldest pending statement.
+    pub(super) fn complete_statement(&mut self, status: &str) {
+        let Some(mut p) = self.pending.pop_front() else {
+            self.rows = 0;
+            self.bytes = 0;
+            return;
+        };
+        self.write_statement_line(&p, status);
+        if status == "ok"
+            && let Some(e) = p.effect.take()
+        {
+            self.apply_sql_effect(*e, p.unit);
+        }
+    }
+
+    pub(super) fn write_statement_line(&mut self, p: &Pending, status: &str) {
+        self.allowed_count += 1;
+        let duration = self.now.mono_us.saturating_sub(p.started_us);
+        self.line_start("statement", &p.digest);
+        self.audit.push_str(",\"verdict\":\"allow\",");
+        let summary = std::mem::take(&mut self.summaries[p.summary]);
+        self.audit.push_str(&summary);
+        self.summaries[p.summary] = summary;
+        let _ = writeln!(
+            self.audit,
+            ",\"status\":\"{status}\",\"rows\":{},\"bytes\":{},\"duration_us\":{duration}}}",
+            self.rows, self.bytes
+        );
+        self.rows = 0;
+        self.bytes = 0;
+        self.slot_unref(p.summary);
+    }
+
+    /// ReadyForQuery: statements of the finished unit that never completed did not run
+    /// (an earlier error in the same string or batch).
+    pub(super) fn finish_unit(&mut self) {
+        let done_unit = self.unit_seq.saturating_sub(self.inflight as u64);
+        while let Some(p) = self.pending.front() {
+            if p.unit >= done_unit {
+                break;
+            }
+            let Some(p) = self.pending.pop_front() else {
+                break;
+            };
+            self.write_statement_line(&p, "not-run");
+        }
+    }
+}
+
+/// Statement text kept in an audit line.
+const MAX_AUDIT_SQL_BYTES: usize = 4096;
+
+pub(super) fn json_escape_into(out: &mut String, s: &str) {
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+}
+
+/// An audit summary (`"table":…,"sql":…,"classes":[…],"tables":[…],"rule":…`) of
+/// statement `stmt` of `f`.
+pub(super) fn write_summary(
+    out: &mut String,
+    f: &Facts,
+    stmt: usize,
+    verdict: &Verdict,
+    table: &Table<'_>,
+    sql: &str,
+) {
+    out.clear();
+    if let Some(s) = f.statements().get(stmt) {
+        // The statement's text, bounded: enough to match the database's own log.
+        let text = sql
+            .get(s.start as usize..s.end as usize)
+            .unwrap_or("")
+            .trim();
+        let mut cut = text.len().min(MAX_AUDIT_SQL_BYTES);
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.push_str("\"sql\":\"");
+        json_escape_into(out, &text[..cut]);
+        out.push_str("\",\"classes\":[");
+        for (i, c) in s.classes.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            let _ = write!(out, "\"{}\"", c.name());
+        }
+        out.push_str("],\"tables\":[");
+        let mut first = true;
+        for a in f.tables(s) {
+            if !first {
+                out.push(',');
+            }
+            first = false;
+            out.push('"');
+            json_escape_into(out, f.name(a.name.schema));
+            out.push('.');
+            json_escape_into(out, f.name(a.name.name));
+            out.push('"');
+        }
+        out.push(']');
+    }
+    let rule = verdict.rule().and_then(|r| table.rule(r));
+    match rule {
+        Some(r) => {
+            out.push_str(",\"rule\":\"");
+            json_escape_into(out, r.file);
+            let _ = write!(out, ":{}\"", r.line);
+        }
+        None => out.push_str(",\"rule\":null"),
+    }
+}

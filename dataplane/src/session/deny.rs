@@ -1,0 +1,95 @@
+//! The one deny-message renderer: what the client reads when pgate refuses a statement,
+//! naming what was refused, the role and the deciding rule (file:line).
+
+use super::*;
+
+/// The client's message for a denial of statement `v.statement` of `f`.
+pub(super) fn deny_message(f: &Facts, v: &Verdict, role: &str, table: &Table<'_>) -> String {
+    let Decision::Deny {
+        rule,
+        statement,
+        reason,
+    } = v.decision
+    else {
+        return String::new();
+    };
+    let stmt = f.statements().get(statement as usize);
+    let what = match (reason, stmt) {
+        (DenyReason::UnknownStatement, Some(s))
+            if s.flags.contains(StatementFlags::EXECUTES_PREPARED) =>
+        {
+            format!(
+                "EXECUTE of \"{}\", which pgate has not allowed in this session",
+                f.name(s.prepared_name)
+            )
+        }
+        (DenyReason::UnknownStatement, Some(s)) => format!(
+            "a statement pgate cannot classify ({})",
+            s.unknown_reason.unwrap_or("not understood")
+        ),
+        (DenyReason::Class(c), _) => format!("{c} statements"),
+        (
+            DenyReason::Table { class, access } | DenyReason::UndeclaredTable { class, access },
+            Some(s),
+        ) => match f.tables(s).get(access as usize) {
+            Some(a) => format!(
+                "{class} on table {}.{}",
+                f.name(a.name.schema),
+                f.name(a.name.name)
+            ),
+            None => class.to_string(),
+        },
+        (
+            DenyReason::Column {
+                class,
+                access,
+                column,
+            },
+            Some(s),
+        ) => match (
+            f.tables(s).get(access as usize),
+            f.columns(s).get(column as usize),
+        ) {
+            (Some(t), Some(c)) => {
+                let col = match c.name {
+                    ColumnName::Named(n) => f.name(n),
+                    ColumnName::All => "*",
+                };
+                format!(
+                    "{class} of column {}.{}.{col}",
+                    f.name(t.name.schema),
+                    f.name(t.name.name)
+                )
+            }
+            _ => format!("{class} of a column"),
+        },
+        (DenyReason::Function { function }, Some(s)) => {
+            match f.functions(s).get(function as usize) {
+                Some(func) if func.name.schema.is_empty() => {
+                    format!("function {}", f.name(func.name.name))
+                }
+                Some(func) => format!(
+                    "function {}.{}",
+                    f.name(func.name.schema),
+                    f.name(func.name.name)
+                ),
+                None => "a function call".into(),
+            }
+        }
+        (DenyReason::UnknownRole, _) => "any statement (the role is not in the policy)".into(),
+        (_, None) => "an empty statement".into(),
+    };
+    deny_text(&what, rule, role, table)
+}
+
+pub(super) fn deny_text(what: &str, rule: Option<u32>, role: &str, table: &Table<'_>) -> String {
+    match rule.and_then(|r| table.rule(r)) {
+        Some(r) => format!(
+            "pgate: permission denied for {what} (role \"{role}\", rule {}:{})",
+            r.file, r.line
+        ),
+        None => {
+            format!("pgate: permission denied for {what} (role \"{role}\": no rule allows it)")
+        }
+    }
+}
