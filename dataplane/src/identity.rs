@@ -719,12 +719,7 @@ impl Authenticator for JwtAuthenticator {
 
     /// The role by name in the new table, if the token's claims still grant it.
     fn rebind(&self, identity: &Identity, table: &Table<'_>) -> Result<RoleId, String> {
-        let Some(role) = table.role(&identity.role_name) else {
-            return Err(format!(
-                "role \"{}\" is no longer in the policy",
-                identity.role_name
-            ));
-        };
+        let role = crate::session::role_by_name(identity, table)?;
         if granted_roles(&identity.claims, table).contains(&role) {
             Ok(role)
         } else {

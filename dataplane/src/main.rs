@@ -169,36 +169,28 @@ fn spawn_shutdown_listener(control: Arc<ControlHandle>, drain: Duration, stdin_e
                 control.drain(Duration::ZERO);
             });
     }
-    let _ = std::thread::Builder::new()
-        .name("pgate-signals".into())
-        .spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                eprintln!("pgate: cannot listen for SIGTERM/SIGINT");
-                return;
-            };
-            rt.block_on(async move {
-                use tokio::signal::unix::{SignalKind, signal};
-                let (Ok(mut term), Ok(mut int)) = (
-                    signal(SignalKind::terminate()),
-                    signal(SignalKind::interrupt()),
-                ) else {
-                    eprintln!("pgate: cannot listen for SIGTERM/SIGINT");
-                    return;
-                };
-                let which = tokio::select! {
-                    _ = term.recv() => "SIGTERM",
-                    _ = int.recv() => "SIGINT",
-                };
-                eprintln!(
-                    "pgate: {which}: draining (sessions may finish for up to {}s)",
-                    drain.as_secs()
-                );
-                control.drain(drain);
-            });
-        });
+    let spawned = pgate::runtime::spawn_on_own_runtime("pgate-signals", move || async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            eprintln!("pgate: cannot listen for SIGTERM/SIGINT");
+            return;
+        };
+        let which = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        eprintln!(
+            "pgate: {which}: draining (sessions may finish for up to {}s)",
+            drain.as_secs()
+        );
+        control.drain(drain);
+    });
+    if let Err(e) = spawned {
+        eprintln!("pgate: cannot listen for SIGTERM/SIGINT ({e})");
+    }
 }
 
 /// Everything a running proxy needs, loaded and checked.

@@ -52,18 +52,9 @@ pub fn spawn_reloader(
     auth: Arc<JwtAuthenticator>,
     control: Arc<ControlHandle>,
 ) {
-    let spawned = std::thread::Builder::new()
-        .name("pgate-reload".into())
-        .spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                eprintln!("pgate: cannot start the reload thread; the table will not reload");
-                return;
-            };
-            rt.block_on(reload_loop(&policy, &jwks, &table, &auth, &control));
-        });
+    let spawned = crate::runtime::spawn_on_own_runtime("pgate-reload", move || async move {
+        reload_loop(&policy, &jwks, &table, &auth, &control).await
+    });
     if let Err(e) = spawned {
         eprintln!("pgate: cannot start the reload thread ({e}); the table will not reload");
     }

@@ -263,9 +263,7 @@ fn setup() -> Option<Env> {
     std::fs::write(dir.join("server.key"), cert.signing_key.serialize_pem()).ok()?;
     std::fs::write(dir.join("db.pass"), format!("{password}\n")).ok()?;
     let metrics_port = free_port();
-    let upstream = format!(
-        r#"upstream host="127.0.0.1" port={pg_port} user="postgres" password-file="db.pass""#
-    );
+    let upstream = upstream_at(pg_port.parse().ok()?);
     let extra = format!(r#"metrics "127.0.0.1:{metrics_port}""#);
     let (guard, addr) = start_pgate(&dir, "main", &upstream, &extra)?;
     let audit = dir.join("audit-main.jsonl");
@@ -352,9 +350,17 @@ fn psql(e: &Env, token: &str, sslmode: &str, args: &[&str]) -> std::process::Out
 }
 
 async fn client(e: &Env, token: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    client_at(e.addr, token).await
+}
+
+/// tokio-postgres as user `analyst` to the pgate at `addr`, plaintext (loopback).
+async fn client_at(
+    addr: SocketAddr,
+    token: &str,
+) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
     let mut cfg = tokio_postgres::Config::new();
     cfg.host("127.0.0.1")
-        .port(e.addr.port())
+        .port(addr.port())
         .user("analyst")
         .dbname(DB)
         .password(token)
@@ -1050,11 +1056,13 @@ async fn upstream_md5_trust_and_verified_tls() {
 
 // ------------------------------------------------------------------------- lifecycle
 
+/// The upstream line of a pgate config: PostgreSQL (or a relay in front of it) at `port`.
+fn upstream_at(port: u16) -> String {
+    format!(r#"upstream host="127.0.0.1" port={port} user="postgres" password-file="db.pass""#)
+}
+
 fn upstream_line(e: &Env) -> String {
-    format!(
-        r#"upstream host="127.0.0.1" port={} user="postgres" password-file="db.pass""#,
-        e.pg_port
-    )
+    upstream_at(e.pg_port.parse().unwrap())
 }
 
 fn wait_for_log(log: &Path, what: &str, count: usize) {
@@ -1071,24 +1079,6 @@ fn wait_for_log(log: &Path, what: &str, count: usize) {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-async fn client_at(
-    addr: SocketAddr,
-    token: &str,
-) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
-    let mut cfg = tokio_postgres::Config::new();
-    cfg.host("127.0.0.1")
-        .port(addr.port())
-        .user("analyst")
-        .dbname(DB)
-        .password(token)
-        .ssl_mode(tokio_postgres::config::SslMode::Disable);
-    let (c, conn) = cfg.connect(tokio_postgres::NoTls).await?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Ok(c)
 }
 
 /// The policy with one more role that sorts before "analyst" and may read everything, and
@@ -1470,11 +1460,18 @@ fn pg_addr(e: &Env) -> SocketAddr {
 
 /// A pgate whose upstream is `relay`.
 fn pgate_via(e: &Env, name: &str, relay: &Relay) -> (ChildGuard, SocketAddr) {
-    let upstream = format!(
-        r#"upstream host="127.0.0.1" port={} user="postgres" password-file="db.pass""#,
-        relay.addr.port()
-    );
-    start_pgate(&e.dir, name, &upstream, "").unwrap()
+    start_pgate(&e.dir, name, &upstream_at(relay.addr.port()), "").unwrap()
+}
+
+/// `n` sessions through the pgate at `addr`, each with one query answered.
+async fn open_sessions(e: &Env, addr: SocketAddr, n: usize) -> Vec<tokio_postgres::Client> {
+    let mut sessions = Vec::with_capacity(n);
+    for _ in 0..n {
+        let c = client_at(addr, &good_token(e)).await.unwrap();
+        c.simple_query("select 1").await.unwrap();
+        sessions.push(c);
+    }
+    sessions
 }
 
 fn open_fds(pid: u32) -> usize {
@@ -1504,12 +1501,7 @@ async fn database_restart_mid_session_gives_clean_errors_and_recovers() {
     let (guard, addr) = pgate_via(e, "restart", &relay);
     let pid = guard.0.id();
     let baseline = open_fds(pid);
-    let mut sessions = Vec::new();
-    for _ in 0..3 {
-        let c = client_at(addr, &good_token(e)).await.unwrap();
-        c.simple_query("select 1").await.unwrap();
-        sessions.push(c);
-    }
+    let sessions = open_sessions(e, addr, 3).await;
     relay.set_refuse(true);
     relay.cut_all();
     for c in &sessions {
@@ -1560,12 +1552,11 @@ async fn faults_on_one_upstream_link_affect_only_its_session() {
     let (guard, addr) = pgate_via(e, "partial", &relay);
     let pid = guard.0.id();
     let baseline = open_fds(pid);
+    // Sessions and upstream links pair up by accept order.
     let mut sessions = Vec::new();
     for i in 0..5 {
-        let c = client_at(addr, &good_token(e)).await.unwrap();
-        c.simple_query("select 1").await.unwrap();
+        sessions.extend(open_sessions(e, addr, 1).await);
         assert_eq!(relay.accepted(), i + 1);
-        sessions.push(c);
     }
     relay.set_latency(20);
     relay.cut(1);

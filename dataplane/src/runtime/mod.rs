@@ -121,6 +121,23 @@ fn instant_of(mono_us: u64) -> Instant {
 
 static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
 
+/// Runs `task` on a thread of its own with a current-thread tokio runtime (signals, the
+/// file watch): work that must not share a worker's loop. The error says why it could not
+/// start.
+pub fn spawn_on_own_runtime<F, Fut>(name: &str, task: F) -> io::Result<()>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || rt.block_on(task()))?;
+    Ok(())
+}
+
 /// Binds one `SO_REUSEPORT` listener per worker (so the kernel spreads connections) and runs
 /// the workers until the drain has ended. Returns early only on a startup error.
 pub fn run(listen: SocketAddr, workers: usize, shared: Shared) -> io::Result<()> {

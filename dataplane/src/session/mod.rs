@@ -104,10 +104,15 @@ pub trait Authenticator {
     /// when roles are added or removed), if the identity's claims still grant it. The
     /// error is shown to the client (FATAL 28000). The default only looks the name up.
     fn rebind(&self, identity: &Identity, table: &Table<'_>) -> Result<RoleId, String> {
-        table
-            .role(&identity.role_name)
-            .ok_or_else(|| format!("role \"{}\" is no longer in the policy", identity.role_name))
+        role_by_name(identity, table)
     }
+}
+
+/// The identity's role in `table`, found by name: the first step of every rebind.
+pub fn role_by_name(identity: &Identity, table: &Table<'_>) -> Result<RoleId, String> {
+    table
+        .role(&identity.role_name)
+        .ok_or_else(|| format!("role \"{}\" is no longer in the policy", identity.role_name))
 }
 
 /// Per-session settings (from the operator's configuration).
