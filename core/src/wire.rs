@@ -478,6 +478,42 @@ pub fn write_message(out: &mut Vec<u8>, tag: u8, body: &[u8]) {
     out.extend_from_slice(body);
 }
 
+/// The value of field `code` of an ErrorResponse or NoticeResponse body ('C': the
+/// SQLSTATE, 'S': the severity, 'M': the message), borrowed. "The message body consists of
+/// one or more identified fields, followed by a zero byte as a terminator."
+pub fn error_field(body: &[u8], code: u8) -> Option<&str> {
+    let mut rest = body;
+    while let Some((&field, tail)) = rest.split_first() {
+        if field == 0 {
+            return None;
+        }
+        let end = tail.iter().position(|b| *b == 0)?;
+        if field == code {
+            return std::str::from_utf8(&tail[..end]).ok();
+        }
+        rest = &tail[end + 1..];
+    }
+    None
+}
+
+/// Appends Parse ('P') of `sql` as statement `name`, with no parameter types.
+pub fn write_parse(out: &mut Vec<u8>, name: &str, sql: &str) {
+    let start = out.len();
+    out.push(b'P');
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(name.as_bytes());
+    out.push(0);
+    out.extend_from_slice(sql.as_bytes());
+    out.push(0);
+    out.extend_from_slice(&0i16.to_be_bytes());
+    patch_len(out, start);
+}
+
+/// Appends Sync ('S').
+pub fn write_sync(out: &mut Vec<u8>) {
+    out.extend_from_slice(&[b'S', 0, 0, 0, 4]);
+}
+
 fn patch_len(out: &mut [u8], start: usize) {
     let len = (out.len() - start - 1) as u32;
     if let Some(slot) = out.get_mut(start + 1..start + 5) {
@@ -615,7 +651,30 @@ mod tests {
         let f = frame(&out, 1 << 20).unwrap().unwrap();
         assert_eq!(f.tag, b'E');
         assert!(f.body.windows(6).any(|w| w == b"C42501"));
+        assert_eq!(error_field(f.body, b'C'), Some("42501"));
+        assert_eq!(
+            error_field(f.body, b'M'),
+            Some("permission denied: rule x.kdl:3")
+        );
+        assert_eq!(error_field(f.body, b'D'), None);
+        // Truncated bodies end the search instead of reading past them.
+        assert_eq!(error_field(b"C4250", b'C'), None);
+        assert_eq!(error_field(b"", b'C'), None);
         let z = frame(&out[f.len..], 1 << 20).unwrap().unwrap();
         assert_eq!((z.tag, z.body), (b'Z', &b"I"[..]));
+        let mut p = Vec::new();
+        write_parse(&mut p, "s", "select 1");
+        write_sync(&mut p);
+        let f = frame(&p, 1 << 20).unwrap().unwrap();
+        assert!(matches!(
+            parse_frontend(&f),
+            Ok(Frontend::Parse {
+                statement: "s",
+                sql: "select 1",
+                ..
+            })
+        ));
+        let s = frame(&p[f.len..], 1 << 20).unwrap().unwrap();
+        assert_eq!(parse_frontend(&s), Ok(Frontend::Sync));
     }
 }

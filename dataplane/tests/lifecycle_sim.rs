@@ -113,7 +113,7 @@ fn narrowing_decides_prepared_statements_and_sql_prepares_again() {
         "declare c cursor with hold for select ssn from customers",
     ));
     assert!(code_of(&r).is_empty());
-    let seen = s.server.received.len();
+    let seen = s.server.statements_received();
 
     swap(&mut s, policy_with(&[], Grant::Narrowed));
     // Bind of the statement allowed before: decided again, denied, nothing forwarded.
@@ -129,7 +129,11 @@ fn narrowing_decides_prepared_statements_and_sql_prepares_again() {
     assert_eq!(code_of(&r)[0].0, "42501");
     let r = s.client(&query("fetch 1 from c"));
     assert_eq!(code_of(&r)[0].0, "42501");
-    assert_eq!(s.server.received.len(), seen, "nothing reached the server");
+    assert_eq!(
+        s.server.statements_received(),
+        seen,
+        "nothing reached the server"
+    );
     // Statements allowed by the new table still run.
     assert!(code_of(&s.client(&query("select total from orders"))).is_empty());
 }
@@ -418,14 +422,30 @@ fn a_denied_parse_leaves_the_statement_the_server_still_holds() {
     let mut s = Sim::plaintext();
     s.connect();
     // T1 is allowed now; T2 (LISTEN) is not — but will be after the swap, while T1 won't.
-    assert!(code_of(&s.client(&batch(&[parse("", "select id from customers")]))).is_empty());
-    let r = s.client(&batch(&[parse("", "listen x")]));
+    assert!(code_of(&s.client(&batch(&[parse("s", "select id from customers")]))).is_empty());
+    let r = s.client(&batch(&[parse("t", "listen x")]));
     assert_eq!(code_of(&r)[0].0, "42501");
     swap(&mut s, policy_with(&[], Grant::Narrowed));
-    // The server still holds T1 as the unnamed statement: that is what is decided.
-    let r = s.client(&batch(&[bind("", ""), execute("")]));
+    // The server still holds T1 as "s": that is what is decided.
+    let r = s.client(&batch(&[bind("", "s"), execute("")]));
     assert_eq!(code_of(&r)[0].0, "42501");
     assert!(error_field(&messages(&r)[0].1, b'M').contains("customers"));
+    // "t" was never created.
+    let r = s.client(&batch(&[bind("", "t"), execute("")]));
+    assert_eq!(code_of(&r)[0].0, "26000");
+}
+
+#[test]
+fn a_denied_parse_of_the_unnamed_statement_drops_it_as_postgresql_does() {
+    let mut s = Sim::plaintext();
+    s.connect();
+    assert!(code_of(&s.client(&batch(&[parse("", "select id from customers")]))).is_empty());
+    // PostgreSQL drops the unnamed statement before parsing a new one, even one that
+    // fails; so do the marker and pgate's record.
+    let r = s.client(&batch(&[parse("", "select ssn from customers")]));
+    assert_eq!(code_of(&r)[0].0, "42501");
+    let r = s.client(&batch(&[bind("", ""), execute("")]));
+    assert_eq!(code_of(&r)[0].0, "26000", "{:?}", tags(&messages(&r)));
 }
 
 #[test]
@@ -527,10 +547,10 @@ fn execute_of_a_portal_pgate_does_not_know_is_refused() {
         msg(b'C', &close),
     ]);
     assert_eq!(tags(&messages(&s.client(&b))), "123Z");
-    let seen = s.server.received.len();
+    let seen = s.server.statements_received();
     let r = s.client(&batch(&[execute("")]));
     assert_eq!(code_of(&r)[0].0, "34000");
-    assert_eq!(s.server.received.len(), seen, "not forwarded");
+    assert_eq!(s.server.statements_received(), seen, "not forwarded");
 }
 
 #[test]
@@ -552,9 +572,15 @@ fn sql_close_and_declare_replace_the_records_of_a_name() {
     assert!(code_of(&s.client(&query("rollback to x"))).is_empty());
     let r = s.client(&query("declare c cursor for select ssn from customers"));
     assert!(code_of(&r).is_empty());
+    assert!(code_of(&s.client(&query("savepoint y"))).is_empty());
     swap(&mut s, policy_with(&[], Grant::Narrowed));
     let r = s.client(&batch(&[execute("p")]));
     assert_eq!(code_of(&r)[0].0, "42501", "p is the ssn cursor now");
+    // The refusal failed the transaction, as PostgreSQL's own error would.
+    assert_eq!(s.session.transaction_status(), b'E');
+    let r = s.client(&query("select total from orders"));
+    assert_eq!(code_of(&r)[0].0, "25P02");
+    assert!(code_of(&s.client(&query("rollback to y"))).is_empty());
     let r = s.client(&query("fetch 1 from c"));
     assert_eq!(code_of(&r)[0].0, "42501", "c is the ssn cursor now");
 }

@@ -153,10 +153,12 @@ fn denied_parse_skips_to_sync_and_the_session_recovers() {
     let r = messages(&s.client(&batch));
     assert_eq!(tags(&r), "EZ");
     assert_eq!(error_field(&r[0].1, b'C'), "42501");
-    assert!(
-        s.server.received.is_empty(),
+    assert_eq!(
+        s.server.statements_received(),
+        0,
         "nothing of the batch was forwarded"
     );
+    assert_eq!(s.server.markers_received(), 1, "the marker took its place");
 
     // Bind of the denied statement later is refused too.
     let mut batch = bind("", "s1");
@@ -164,7 +166,7 @@ fn denied_parse_skips_to_sync_and_the_session_recovers() {
     batch.extend(sync());
     let r = messages(&s.client(&batch));
     assert_eq!(tags(&r), "EZ");
-    assert!(s.server.received.is_empty());
+    assert_eq!(s.server.statements_received(), 0);
 
     let mut batch = parse("s2", "select id from orders where id = $1");
     batch.extend(bind("", "s2"));
@@ -189,10 +191,11 @@ fn denial_in_the_middle_of_a_pipelined_batch_keeps_response_order() {
     // Results of the allowed part, then the error, then exactly one ReadyForQuery.
     assert_eq!(tags(&r), "12DCEZ");
     let sent: Vec<u8> = s.server.received.iter().map(|(t, _)| *t).collect();
-    assert_eq!(
-        sent, b"PBES",
-        "pgate ended the upstream batch with its own Sync"
-    );
+    // The marker in place of the denied Parse, then the client's own Sync: the server
+    // fails and skips the batch (rolling back its implicit transaction) as it would
+    // for its own error.
+    assert_eq!(sent, b"PBEPS");
+    assert_eq!(s.server.markers_received(), 1);
     assert!(!s.server.queries.iter().any(|q| q.contains("ssn")));
 }
 

@@ -148,11 +148,24 @@ impl Session {
         self.free_summaries.push(slot);
     }
 
-    /// The upstream finished the oldest pending statement.
-    pub(super) fn complete_statement(&mut self, status: &str) {
-        let Some(mut p) = self.pending.pop_front() else {
+    /// A final response (at `position` of the unit the upstream is answering) ended the
+    /// oldest pending statement — if it is that statement's: a Query's statements end in
+    /// order; an Execute's at its own position. An error at an earlier position came from
+    /// a message before the Execute (a Parse or Bind), so the Execute did not run: its line
+    /// is written at ReadyForQuery ([`Session::finish_unit`]). A final of a message pgate
+    /// keeps no line for (an Execute of a cursor's portal) ends no line.
+    pub(super) fn complete_statement(&mut self, status: &str, position: u32) {
+        let unit = self.upstream_unit();
+        let mine = self
+            .pending
+            .front()
+            .is_some_and(|p| p.unit == unit && p.position.is_none_or(|q| q == position));
+        if !mine {
             self.rows = 0;
             self.bytes = 0;
+            return;
+        }
+        let Some(mut p) = self.pending.pop_front() else {
             return;
         };
         self.write_statement_line(&p, status);
@@ -195,6 +208,22 @@ impl Session {
             self.write_statement_line(&p, "not-run");
         }
     }
+}
+
+/// The row count of a CommandComplete tag ("INSERT 0 5", "UPDATE 3", "SELECT 7",
+/// "COPY 10", "FETCH 2", "MERGE 1"); `None` for tags without one (MOVE counts rows it did
+/// not send).
+pub(super) fn command_rows(body: &[u8]) -> Option<u64> {
+    let tag = body.split(|b| *b == 0).next()?;
+    let tag = std::str::from_utf8(tag).ok()?;
+    let (command, rest) = tag.split_once(' ')?;
+    if !matches!(
+        command,
+        "INSERT" | "UPDATE" | "DELETE" | "SELECT" | "COPY" | "FETCH" | "MERGE"
+    ) {
+        return None;
+    }
+    rest.rsplit(' ').next()?.parse().ok()
 }
 
 /// Statement text kept in an audit line.

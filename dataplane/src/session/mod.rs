@@ -39,16 +39,18 @@ mod audit;
 mod decided;
 mod deny;
 mod objects;
+mod refusal;
 mod scram;
 mod startup;
 mod upstream;
 
-use audit::write_summary;
+use audit::{command_rows, write_summary};
 use deny::{deny_message, deny_text};
 use startup::{MAX_STARTUP_BYTES, MAX_TOKEN_MESSAGE_BYTES};
 
 use decided::{Decided, DigestHex, decide_text, digest_hex};
 use objects::{Confirm, Cursor, Portal, Prepared, SqlEffect};
+use refusal::{Refusal, is_final};
 pub use scram::NONCE_BYTES;
 use scram::{SCRAM_SHA_256, ScramClient};
 
@@ -220,18 +222,6 @@ enum State {
     Closed,
 }
 
-/// A local response to deliver in order with the upstream's responses.
-#[derive(Debug)]
-struct Deferred {
-    /// Upstream ReadyForQuery messages still to pass before this is due.
-    rfqs_left: usize,
-    /// Due just *before* the `rfqs_left`-th ReadyForQuery (an error inside a batch the
-    /// upstream is finishing), rather than after it (a whole local response).
-    before: bool,
-    start: usize,
-    end: usize,
-}
-
 /// A statement forwarded and not yet completed, for its audit line.
 #[derive(Debug)]
 struct Pending {
@@ -239,6 +229,9 @@ struct Pending {
     summary: usize,
     /// The unit (Query or batch up to Sync) it belongs to.
     unit: u64,
+    /// Its Execute's place among the final responses of its unit (`None`: a statement
+    /// of a simple Query, completed in order).
+    position: Option<u32>,
     started_us: u64,
     /// The digest of the table that decided it (a swap may come before it completes).
     digest: DigestHex,
@@ -264,14 +257,17 @@ pub struct Session {
     tx_status: u8,
     /// Units forwarded and not yet answered by ReadyForQuery.
     inflight: usize,
-    deferred: VecDeque<Deferred>,
-    deferred_buf: Vec<u8>,
+    /// Markers in flight for refused messages, and the errors the client gets for them.
+    refusals: VecDeque<Refusal>,
+    refusal_buf: Vec<u8>,
+    /// Final responses the messages forwarded in the current unit will produce.
+    batch_finals: u32,
+    /// Final responses the upstream sent in the unit it is answering.
+    unit_finals: u32,
     /// Some message of the current extended batch went upstream.
     batch_forwarded: bool,
     /// A message of the current batch was denied: drop everything up to Sync.
     skipping_batch: bool,
-    /// The denied batch's Sync is answered by the upstream's ReadyForQuery.
-    sync_answered_upstream: bool,
     copy_in: bool,
     /// Syncs forwarded since the last Execute: if that Execute starts a COPY FROM STDIN,
     /// PostgreSQL ignores them ("The backend will ignore Flush and Sync messages received
@@ -380,11 +376,12 @@ impl Session {
             search_path,
             tx_status: b'I',
             inflight: 0,
-            deferred: VecDeque::new(),
-            deferred_buf: Vec::new(),
+            refusals: VecDeque::new(),
+            refusal_buf: Vec::new(),
+            batch_finals: 0,
+            unit_finals: 0,
             batch_forwarded: false,
             skipping_batch: false,
-            sync_answered_upstream: false,
             copy_in: false,
             syncs_since_execute: 0,
             last_command_extended: false,
@@ -441,7 +438,7 @@ impl Session {
     /// driver stops reading the client while this is large (a client that sends without
     /// reading must not grow pgate's memory).
     pub fn client_backlog(&self) -> usize {
-        self.to_client.len() + self.deferred_buf.len()
+        self.to_client.len() + self.refusal_buf.len()
     }
     /// Bytes to write to the upstream. Call [`Session::upstream_written`].
     pub fn poll_upstream(&self) -> &[u8] {
@@ -733,7 +730,7 @@ impl Session {
         // Inside a denied extended-query batch everything up to Sync is dropped.
         if self.skipping_batch {
             match m {
-                Frontend::Sync => self.end_denied_batch(),
+                Frontend::Sync => self.end_refused_batch(raw),
                 Frontend::Terminate => self.close_quietly(),
                 _ => {}
             }
@@ -765,10 +762,10 @@ impl Session {
         {
             const MSG: &str =
                 "pgate: the audit log is unavailable, so statements are refused; try again shortly";
-            if matches!(m, Frontend::Parse { .. }) {
-                self.deny_batch(sqlstate::AUDIT_UNAVAILABLE, MSG);
+            if let Frontend::Parse { statement, .. } = m {
+                self.refuse_parse(statement, sqlstate::AUDIT_UNAVAILABLE, MSG);
             } else {
-                self.respond_error(sqlstate::AUDIT_UNAVAILABLE, MSG);
+                self.refuse_alone(sqlstate::AUDIT_UNAVAILABLE, MSG);
             }
             return;
         }
@@ -801,6 +798,7 @@ impl Session {
                     self.pending.push_back(Pending {
                         summary,
                         unit: self.unit_seq,
+                        position: Some(self.batch_finals),
                         started_us: self.now.mono_us,
                         digest: self.table_digest,
                         effect,
@@ -845,7 +843,7 @@ impl Session {
                     self.unit_forwarded();
                 } else {
                     let msg = self.deny_text("FunctionCall messages", rule, table);
-                    self.respond_error(sqlstate::INSUFFICIENT_PRIVILEGE, &msg);
+                    self.refuse_alone(sqlstate::INSUFFICIENT_PRIVILEGE, &msg);
                 }
             }
             Frontend::Password(_) => self.fatal(
@@ -912,7 +910,7 @@ impl Session {
         if verdict.is_allow() {
             if let Some(msg) = self.limit_exceeded() {
                 self.audit_denied(&verdict, table, msg, sql);
-                self.respond_error(sqlstate::TOO_MANY, msg);
+                self.refuse_alone(sqlstate::TOO_MANY, msg);
                 return;
             }
             // One audit line per statement of the string, each completed by its
@@ -923,6 +921,7 @@ impl Session {
                 self.pending.push_back(Pending {
                     summary: slot,
                     unit: self.unit_seq,
+                    position: None,
                     started_us: self.now.mono_us,
                     digest: self.table_digest,
                     effect,
@@ -935,7 +934,7 @@ impl Session {
         } else {
             let msg = self.denial_text(&verdict, table);
             self.audit_denied(&verdict, table, &msg, sql);
-            self.respond_error(sqlstate::INSUFFICIENT_PRIVILEGE, &msg);
+            self.refuse_alone(sqlstate::INSUFFICIENT_PRIVILEGE, &msg);
         }
     }
 
@@ -953,9 +952,11 @@ impl Session {
         self.current_unit_bytes += raw.len();
     }
 
+    /// A Parse, Bind, Describe, Execute or Close: each gets one final response.
     fn forward_in_batch(&mut self, raw: &[u8]) {
         self.forward(raw);
         self.batch_forwarded = true;
+        self.batch_finals += 1;
     }
 
     /// A Query, Sync or FunctionCall went upstream: one more ReadyForQuery to come.
@@ -963,6 +964,7 @@ impl Session {
         self.inflight += 1;
         self.unit_seq += 1;
         self.batch_forwarded = false;
+        self.batch_finals = 0;
         let bytes = std::mem::take(&mut self.current_unit_bytes);
         self.unit_bytes.push_back(bytes);
         self.inflight_bytes += bytes;
@@ -987,72 +989,6 @@ impl Session {
             self.unit_bytes.pop_front()
         };
         self.inflight_bytes = self.inflight_bytes.saturating_sub(b.unwrap_or(0));
-    }
-
-    /// Denies the current extended-query batch: the error is delivered in order, everything
-    /// up to Sync is dropped, and one ReadyForQuery answers the client's Sync.
-    fn deny_batch(&mut self, code: &str, msg: &str) {
-        self.skipping_batch = true;
-        let start = self.deferred_buf.len();
-        wire::write_error(&mut self.deferred_buf, Severity::Error, code, msg);
-        let end = self.deferred_buf.len();
-        if self.batch_forwarded {
-            // Earlier messages of this batch are upstream already: end the batch there with
-            // a Sync of pgate's own, and put the error just before its ReadyForQuery, which
-            // then answers the client's Sync.
-            self.to_upstream.extend_from_slice(&[b'S', 0, 0, 0, 4]);
-            self.unit_forwarded();
-            self.deferred.push_back(Deferred {
-                rfqs_left: self.inflight,
-                before: true,
-                start,
-                end,
-            });
-            self.sync_answered_upstream = true;
-        } else {
-            self.defer_or_send(start, end);
-            self.sync_answered_upstream = false;
-        }
-    }
-
-    /// The client's Sync that ends a denied batch.
-    fn end_denied_batch(&mut self) {
-        self.skipping_batch = false;
-        if std::mem::take(&mut self.sync_answered_upstream) {
-            return;
-        }
-        let start = self.deferred_buf.len();
-        wire::write_ready_for_query(&mut self.deferred_buf, self.tx_status);
-        let end = self.deferred_buf.len();
-        self.defer_or_send(start, end);
-    }
-
-    /// Sends `deferred_buf[start..end]` to the client now if no upstream response is
-    /// outstanding, else once the outstanding ReadyForQuery messages have passed.
-    fn defer_or_send(&mut self, start: usize, end: usize) {
-        if self.inflight == 0 && self.deferred.is_empty() {
-            let bytes = self.deferred_buf.get(start..end).unwrap_or(&[]);
-            self.to_client.extend_from_slice(bytes);
-            self.deferred_buf.truncate(start);
-        } else {
-            self.deferred.push_back(Deferred {
-                rfqs_left: self.inflight,
-                before: false,
-                start,
-                end,
-            });
-        }
-    }
-
-    /// A local ErrorResponse and ReadyForQuery (a denied simple query), in order.
-    fn respond_error(&mut self, code: &str, msg: &str) {
-        let start = self.deferred_buf.len();
-        wire::write_error(&mut self.deferred_buf, Severity::Error, code, msg);
-        // A denied statement changes no transaction state upstream: the status is the one
-        // the upstream reported last.
-        wire::write_ready_for_query(&mut self.deferred_buf, self.tx_status);
-        let end = self.deferred_buf.len();
-        self.defer_or_send(start, end);
     }
 
     fn role_name(&self) -> &str {
@@ -1099,31 +1035,46 @@ impl Session {
     }
 
     fn on_upstream_message(&mut self, tag: u8, body: &[u8], raw: &[u8]) {
+        let mut position = 0;
+        if is_final(tag) {
+            position = self.unit_finals;
+            self.unit_finals += 1;
+            if self.refusal_answered(position, tag, body, raw) {
+                return;
+            }
+        }
         match tag {
             b'Z' => {
                 self.tx_status = body.first().copied().unwrap_or(b'I');
                 self.inflight = self.inflight.saturating_sub(1);
                 self.unit_answered(false);
+                self.unit_finals = 0;
                 self.finish_unit();
+                self.drop_skipped_refusals();
                 let done = self.unit_seq.saturating_sub(self.inflight as u64);
                 self.drop_unconfirmed(done);
                 if self.tx_status == b'I' {
                     self.transaction_ended(done);
                 }
-                self.deliver_deferred_before_rfq();
                 self.to_client.extend_from_slice(raw);
-                self.deliver_deferred_after_rfq();
                 return;
             }
             // CommandComplete, EmptyQueryResponse, ErrorResponse end one statement.
-            b'C' | b'I' => self.complete_statement("ok"),
+            b'C' => {
+                if let Some(n) = command_rows(body) {
+                    self.rows = n;
+                }
+                self.complete_statement("ok", position);
+            }
+            b'I' => self.complete_statement("ok", position),
+            b's' => self.complete_statement("suspended", position),
             b'1' => self.confirmed(true),
             b'3' => self.confirmed(false),
             b'E' => {
                 // "In the event of a backend-detected error during copy-in mode … the
                 // backend will issue an ErrorResponse": COPY is over.
                 self.copy_in = false;
-                self.complete_statement("error");
+                self.complete_statement("error", position);
             }
             b'D' => {
                 self.rows += 1;
@@ -1154,36 +1105,6 @@ impl Session {
             _ => {}
         }
         self.to_client.extend_from_slice(raw);
-    }
-
-    fn deliver_deferred_before_rfq(&mut self) {
-        while let Some(d) = self.deferred.front() {
-            if !(d.before && d.rfqs_left <= 1) {
-                break;
-            }
-            let (s, e) = (d.start, d.end);
-            self.deferred.pop_front();
-            self.to_client
-                .extend_from_slice(self.deferred_buf.get(s..e).unwrap_or(&[]));
-        }
-    }
-
-    fn deliver_deferred_after_rfq(&mut self) {
-        for d in self.deferred.iter_mut() {
-            d.rfqs_left = d.rfqs_left.saturating_sub(1);
-        }
-        while let Some(d) = self.deferred.front() {
-            if d.before || d.rfqs_left > 0 {
-                break;
-            }
-            let (s, e) = (d.start, d.end);
-            self.deferred.pop_front();
-            self.to_client
-                .extend_from_slice(self.deferred_buf.get(s..e).unwrap_or(&[]));
-        }
-        if self.deferred.is_empty() {
-            self.deferred_buf.clear();
-        }
     }
 
     // ---- endings ----

@@ -160,11 +160,12 @@ impl Session {
             && (self.find_statement(name).is_some() || self.sql_prepared.contains_key(name))
         {
             let msg = format!("prepared statement \"{name}\" already exists");
-            self.deny_batch(sqlstate::DUPLICATE_PREPARED_STATEMENT, &msg);
+            self.refuse_parse(name, sqlstate::DUPLICATE_PREPARED_STATEMENT, &msg);
             return;
         }
         if self.statements.len() + self.confirms.len() >= self.cfg.max_prepared_statements {
-            self.deny_batch(
+            self.refuse_parse(
+                name,
                 sqlstate::TOO_MANY,
                 "pgate: too many prepared statements in this session; close some first",
             );
@@ -178,7 +179,7 @@ impl Session {
         };
         if let Some(msg) = limit {
             self.audit_denied(&verdict, table, msg, sql);
-            self.deny_batch(sqlstate::TOO_MANY, msg);
+            self.refuse_parse(name, sqlstate::TOO_MANY, msg);
             return;
         }
         if !verdict.is_allow() {
@@ -186,7 +187,7 @@ impl Session {
             // it held under the name.
             let msg = self.denial_text(&verdict, table);
             self.audit_denied(&verdict, table, &msg, sql);
-            self.deny_batch(sqlstate::INSUFFICIENT_PRIVILEGE, &msg);
+            self.refuse_parse(name, sqlstate::INSUFFICIENT_PRIVILEGE, &msg);
             return;
         }
         let effect = self.sql_effect(0, sql);
@@ -220,6 +221,13 @@ impl Session {
         };
         self.push_confirm(what, name);
         self.forward_in_batch(raw);
+    }
+
+    /// The server dropped the unnamed statement (a failed Parse of it).
+    pub(super) fn forget_unnamed_statement(&mut self) {
+        if let Some(old) = self.statements.remove("") {
+            self.slot_unref(old.summary);
+        }
     }
 
     fn forget_portal(&mut self, name: &str) {
@@ -311,12 +319,12 @@ impl Session {
                     Some(m) => m,
                     None => format!("pgate: prepared statement \"{name}\" was denied by policy"),
                 };
-                self.deny_batch(sqlstate::INSUFFICIENT_PRIVILEGE, &msg);
+                self.refuse_in_batch(sqlstate::INSUFFICIENT_PRIVILEGE, &msg);
                 None
             }
             None => {
                 let msg = format!("prepared statement \"{name}\" does not exist");
-                self.deny_batch(sqlstate::INVALID_SQL_STATEMENT_NAME, &msg);
+                self.refuse_in_batch(sqlstate::INVALID_SQL_STATEMENT_NAME, &msg);
                 None
             }
         }
@@ -410,7 +418,7 @@ impl Session {
 
     fn no_such_portal(&mut self, name: &str) {
         let msg = format!("portal \"{name}\" does not exist");
-        self.deny_batch(sqlstate::INVALID_CURSOR_NAME, &msg);
+        self.refuse_in_batch(sqlstate::INVALID_CURSOR_NAME, &msg);
     }
 
     fn close_unnamed_portal(&mut self) {
@@ -431,10 +439,10 @@ impl Session {
             self.unnamed_portal_open = true;
         } else if self.portals.contains_key(portal) || self.cursors.contains_key(portal) {
             let msg = format!("cursor \"{portal}\" already exists");
-            self.deny_batch(sqlstate::DUPLICATE_CURSOR, &msg);
+            self.refuse_in_batch(sqlstate::DUPLICATE_CURSOR, &msg);
             return false;
         } else if self.portals.len() >= self.cfg.max_portals {
-            self.deny_batch(
+            self.refuse_in_batch(
                 sqlstate::TOO_MANY,
                 "pgate: too many open portals in this session; close some or end the transaction",
             );
@@ -491,7 +499,7 @@ impl Session {
                     "pgate: portal \"{portal}\" was bound under an earlier policy from a statement pgate can no longer decide; bind it again"
                 ),
             };
-            self.deny_batch(sqlstate::INSUFFICIENT_PRIVILEGE, &msg);
+            self.refuse_in_batch(sqlstate::INSUFFICIENT_PRIVILEGE, &msg);
             return Err(());
         }
         let p = if portal.is_empty() {
@@ -526,7 +534,7 @@ impl Session {
             return Ok(());
         }
         let msg = self.recheck_msg.take().unwrap_or_default();
-        self.deny_batch(sqlstate::INSUFFICIENT_PRIVILEGE, &msg);
+        self.refuse_in_batch(sqlstate::INSUFFICIENT_PRIVILEGE, &msg);
         Err(())
     }
 

@@ -356,7 +356,7 @@ impl FakeServer {
             if self.skipping {
                 if matches!(m, Frontend::Sync) {
                     self.skipping = false;
-                    out.extend(msg(b'Z', b"I"));
+                    out.extend(msg(b'Z', &[self.status()]));
                 }
                 continue;
             }
@@ -384,13 +384,26 @@ impl FakeServer {
                 Frontend::Query { sql } => {
                     self.queries.push(sql.to_owned());
                     for part in sql.split(';').filter(|s| !s.trim().is_empty()) {
-                        if self.fail_on.as_deref().is_some_and(|f| part.contains(f)) {
-                            let mut e = b"SERROR\0C42P05\0Malready exists\0".to_vec();
-                            e.push(0);
-                            out.extend(msg(b'E', &e));
+                        let w = part.trim().to_ascii_lowercase();
+                        let exit = w == "commit" || w == "rollback";
+                        if self.tx == b'E' && w.starts_with("rollback to") {
+                            self.tx = b'T';
+                            out.extend(msg(b'C', &cstr("ROLLBACK")));
+                            continue;
+                        }
+                        if self.tx == b'E' && exit {
+                            self.tx = b'I';
+                            out.extend(msg(b'C', &cstr("ROLLBACK")));
+                            continue;
+                        }
+                        if self.tx == b'E' {
+                            self.error(&mut out, "25P02", "current transaction is aborted");
                             break;
                         }
-                        let w = part.trim().to_ascii_lowercase();
+                        if self.fail_on.as_deref().is_some_and(|f| part.contains(f)) {
+                            self.error(&mut out, "42P05", "already exists");
+                            break;
+                        }
                         if w == "begin" {
                             self.tx = b'T';
                         } else if w == "commit" || w == "rollback" {
@@ -402,6 +415,17 @@ impl FakeServer {
                     }
                     out.extend(msg(b'Z', &[self.status()]));
                 }
+                // pgate's marker for a refused message: PostgreSQL rejects it in parse
+                // analysis, after its aborted-transaction check.
+                Frontend::Parse { sql, .. } if sql.contains("pgate refused") => {
+                    let code = if self.tx == b'E' { "25P02" } else { "42P10" };
+                    self.error(&mut out, code, "ORDER BY position 2 is not in select list");
+                    self.skipping = true;
+                }
+                Frontend::Parse { .. } | Frontend::Bind { .. } if self.tx == b'E' => {
+                    self.error(&mut out, "25P02", "current transaction is aborted");
+                    self.skipping = true;
+                }
                 Frontend::Parse { sql, .. } => {
                     self.queries.push(sql.to_owned());
                     self.last_parsed = sql.to_owned();
@@ -409,9 +433,7 @@ impl FakeServer {
                 }
                 Frontend::Bind { .. } => out.extend(msg(b'2', &[])),
                 Frontend::Execute { .. } if self.fail_executes => {
-                    let mut e = b"SERROR\0C22012\0Mdivision by zero\0".to_vec();
-                    e.push(0);
-                    out.extend(msg(b'E', &e));
+                    self.error(&mut out, "22012", "division by zero");
                     self.skipping = true;
                 }
                 Frontend::Close { .. } => out.extend(msg(b'3', &[])),
@@ -493,6 +515,40 @@ impl FakeServer {
                 out.extend(msg(b'R', &b));
                 self.ready_after_auth(out);
             }
+        }
+    }
+
+    /// Messages received that carry or run a statement (Query, Parse, Bind, Describe,
+    /// Execute, FunctionCall), pgate's refusal markers excepted: what "nothing reached the
+    /// server" counts.
+    pub fn statements_received(&self) -> usize {
+        self.received
+            .iter()
+            .filter(|(t, body)| match t {
+                b'P' => !String::from_utf8_lossy(body).contains("pgate refused"),
+                b'Q' | b'B' | b'D' | b'E' | b'F' => true,
+                _ => false,
+            })
+            .count()
+    }
+
+    /// pgate's refusal markers received.
+    pub fn markers_received(&self) -> usize {
+        self.received
+            .iter()
+            .filter(|(t, body)| {
+                *t == b'P' && String::from_utf8_lossy(body).contains("pgate refused")
+            })
+            .count()
+    }
+
+    /// An ErrorResponse; inside a transaction block, the block fails.
+    fn error(&mut self, out: &mut Vec<u8>, code: &str, text: &str) {
+        let mut e = format!("SERROR\0VERROR\0C{code}\0M{text}\0").into_bytes();
+        e.push(0);
+        out.extend(msg(b'E', &e));
+        if self.tx == b'T' {
+            self.tx = b'E';
         }
     }
 

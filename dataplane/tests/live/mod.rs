@@ -1,0 +1,420 @@
+//! The live environment the integration test binaries share: one pgate in front of the
+//! PostgreSQL `ci/test.sh` starts, the test database, tokens and clients.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use pgate::token::{MintArgs, init_keys, mint};
+use serde_json::Value;
+
+pub const ISSUER: &str = "https://idp.pgate.test";
+pub const AUDIENCE: &str = "pgate-it";
+pub const DB: &str = "pgate_it";
+
+pub const POLICY: &str = r#"
+table "public.pgbench_accounts" { columns "aid" "bid" "abalance" "filler"; }
+table "public.pgbench_branches" { columns "bid" "bbalance" "filler"; }
+table "public.pgbench_tellers" { columns "tid" "bid" "tbalance" "filler"; }
+table "public.pgbench_history" { columns "tid" "bid" "aid" "delta" "mtime" "filler"; }
+table "public.customers" {
+    columns "id" "name" "email"
+    column "ssn" { tags "secret"; }
+}
+table "public.events" { columns "id" "payload"; }
+function "pg_catalog.pg_read_file"
+
+role "analyst" {
+    member claim="groups" value="analysts"
+    allow "select" table="public.pgbench_*"
+    allow "select" table="pg_catalog.*"
+    allow "select" table="public.customers" {
+        columns "id" "name" "email"
+    }
+    allow "select" "insert" "copy-in" "copy-out" table="public.events"
+    allow "transaction" "session" "prepare" "cursor" "notify"
+    allow-function "pg_catalog.*"
+    deny-function "pg_catalog.pg_read_file"
+}
+"#;
+
+pub struct Env {
+    pub dir: PathBuf,
+    pub addr: SocketAddr,
+    pub metrics: SocketAddr,
+    pub socket: String,
+    pub pg_port: String,
+    pub pg_log: PathBuf,
+    pub audit: PathBuf,
+    pub key: PathBuf,
+    pub kid: String,
+    pub _child: ChildGuard,
+}
+
+pub struct ChildGuard(pub Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn env() -> Option<&'static Env> {
+    static ENV: OnceLock<Option<Env>> = OnceLock::new();
+    ENV.get_or_init(setup).as_ref()
+}
+
+#[macro_export]
+macro_rules! require_env {
+    () => {
+        match $crate::live::env() {
+            Some(e) => e,
+            None => {
+                assert!(
+                    std::env::var_os("CI").is_none(),
+                    "PGATE_TEST_* not set under CI: run through ci/test.sh"
+                );
+                eprintln!("skipped: PGATE_TEST_DATABASE_URL not set (run ci/test.sh)");
+                return;
+            }
+        }
+    };
+}
+
+pub fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+pub fn admin_psql(e_socket: &str, port: &str, db: &str, sql: &str) -> String {
+    let out = Command::new("psql")
+        .args([
+            "-X",
+            "-q",
+            "-tA",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            e_socket,
+            "-p",
+            port,
+            "-U",
+            "postgres",
+            "-d",
+            db,
+            "-c",
+            sql,
+        ])
+        .output()
+        .expect("psql runs");
+    assert!(
+        out.status.success(),
+        "admin psql failed: {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Starts a pgate with the shared keys, certificate and policy in `dir`, the given upstream
+/// line and extra settings; waits until it listens. Its audit log is `audit-NAME.jsonl`.
+pub fn start_pgate(
+    dir: &Path,
+    name: &str,
+    upstream: &str,
+    extra: &str,
+) -> Option<(ChildGuard, SocketAddr)> {
+    start_pgate_with(
+        dir,
+        name,
+        upstream,
+        "limits max-message-bytes=1048576",
+        extra,
+    )
+}
+
+/// Builds `policy` (KDL) into a table and puts it at `path` the way a rollout does: write
+/// a new file, rename it over the old one.
+pub fn build_table(policy: &str, path: &Path) {
+    let src = path.with_extension("kdl");
+    std::fs::write(&src, policy).unwrap();
+    let t = pgate_compile::load_table(&src).expect("the policy compiles");
+    let tmp = path.with_extension("pgt.tmp");
+    std::fs::write(&tmp, &t.bytes).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+pub fn start_pgate_with(
+    dir: &Path,
+    name: &str,
+    upstream: &str,
+    limits: &str,
+    extra: &str,
+) -> Option<(ChildGuard, SocketAddr)> {
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().ok()?;
+    let config = format!(
+        r#"
+listen "{addr}"
+workers 2
+tls cert="server.crt" key="server.key"
+allow-plaintext-loopback #true
+{upstream}
+identity issuer="{ISSUER}" audience="{AUDIENCE}" jwks="keys/jwks.json" leeway="5s"
+policy "policy-{name}.pgt"
+audit path="audit-{name}.jsonl" on-failure="block"
+{limits}
+{extra}
+"#
+    );
+    let table = dir.join(format!("policy-{name}.pgt"));
+    if !table.exists() {
+        build_table(POLICY, &table);
+    }
+    let config_path = dir.join(format!("pgate-{name}.kdl"));
+    std::fs::write(&config_path, config).ok()?;
+    let log = dir.join(format!("pgate-{name}.log"));
+    let child = Command::new(env!("CARGO_BIN_EXE_pgate"))
+        .args(["run", "--exit-on-stdin-eof", "--config"])
+        .arg(&config_path)
+        // pgate exits when this pipe closes, i.e. when the test process ends (the guard in
+        // a static is never dropped).
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).ok()?)
+        .spawn()
+        .expect("pgate starts");
+    let guard = ChildGuard(child);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(addr).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "pgate {name} did not listen: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Some((guard, addr))
+}
+
+pub fn setup() -> Option<Env> {
+    std::env::var("PGATE_TEST_DATABASE_URL").ok()?;
+    let socket = std::env::var("PGATE_TEST_PG_SOCKET").ok()?;
+    let pg_port = std::env::var("PGATE_TEST_PG_PORT").ok()?;
+    let pg_log = PathBuf::from(std::env::var("PGATE_TEST_PG_LOG").ok()?);
+    let password =
+        std::env::var("PG_SUPERUSER_PASSWORD").unwrap_or_else(|_| "pgate-test-superuser".into());
+
+    // A fresh database with the tables the policy talks about.
+    admin_psql(
+        &socket,
+        &pg_port,
+        "postgres",
+        &format!("DROP DATABASE IF EXISTS {DB} WITH (FORCE)"),
+    );
+    admin_psql(
+        &socket,
+        &pg_port,
+        "postgres",
+        &format!("CREATE DATABASE {DB}"),
+    );
+    admin_psql(
+        &socket,
+        &pg_port,
+        DB,
+        "CREATE TABLE customers (id int primary key, name text, email text, ssn text);
+         INSERT INTO customers VALUES (1, 'Ada', 'ada@example.com', '123-45-6789'), (2, 'Bob', 'bob@example.com', '987-65-4321');
+         CREATE TABLE events (id serial primary key, payload text);",
+    );
+    let st = Command::new("pgbench")
+        .args([
+            "-i", "-s", "1", "-q", "-h", &socket, "-p", &pg_port, "-U", "postgres", DB,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("pgbench runs");
+    assert!(st.success(), "pgbench -i failed");
+
+    let dir = std::env::temp_dir().join(format!("pgate-it-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).ok()?;
+    let keys = init_keys(&dir.join("keys")).expect("init keys");
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+        .expect("cert");
+    std::fs::write(dir.join("server.crt"), cert.cert.pem()).ok()?;
+    std::fs::write(dir.join("server.key"), cert.signing_key.serialize_pem()).ok()?;
+    std::fs::write(dir.join("db.pass"), format!("{password}\n")).ok()?;
+    let metrics_port = free_port();
+    let upstream = upstream_at(pg_port.parse().ok()?);
+    let extra = format!(r#"metrics "127.0.0.1:{metrics_port}""#);
+    let (guard, addr) = start_pgate(&dir, "main", &upstream, &extra)?;
+    let audit = dir.join("audit-main.jsonl");
+    Some(Env {
+        dir,
+        addr,
+        metrics: format!("127.0.0.1:{metrics_port}").parse().ok()?,
+        socket,
+        pg_port,
+        pg_log,
+        audit,
+        key: keys.key_path,
+        kid: keys.kid,
+        _child: guard,
+    })
+}
+
+pub struct TokenSpec<'a> {
+    pub sub: &'a str,
+    pub groups: &'a str,
+    pub ttl: u64,
+    pub issued: u64,
+    pub issuer: &'a str,
+    pub audience: &'a str,
+    pub key: Option<&'a Path>,
+    pub kid: Option<&'a str>,
+}
+
+impl Default for TokenSpec<'_> {
+    fn default() -> Self {
+        TokenSpec {
+            sub: "alice@example.com",
+            groups: "analysts",
+            ttl: 600,
+            issued: now_unix(),
+            issuer: ISSUER,
+            audience: AUDIENCE,
+            key: None,
+            kid: None,
+        }
+    }
+}
+
+pub fn token(e: &Env, s: TokenSpec<'_>) -> String {
+    mint(&MintArgs {
+        key_path: s
+            .key
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| e.key.clone()),
+        kid: s.kid.map(str::to_owned),
+        sub: s.sub.into(),
+        claims: vec![("groups".into(), Value::String(s.groups.into()))],
+        act: vec!["ci-agent".into()],
+        ttl_secs: s.ttl,
+        issuer: s.issuer.into(),
+        audience: s.audience.into(),
+        now_unix: s.issued,
+    })
+    .expect("mint")
+}
+
+pub fn good_token(e: &Env) -> String {
+    token(e, TokenSpec::default())
+}
+
+pub fn psql(e: &Env, token: &str, sslmode: &str, args: &[&str]) -> std::process::Output {
+    Command::new("psql")
+        .args([
+            "-X",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &e.addr.port().to_string(),
+            "-U",
+            "analyst",
+            "-d",
+            DB,
+        ])
+        .args(args)
+        .env("PGPASSWORD", token)
+        .env("PGSSLMODE", sslmode)
+        .output()
+        .expect("psql runs")
+}
+
+pub async fn client(e: &Env, token: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    client_at(e.addr, token).await
+}
+
+/// tokio-postgres as user `analyst` to the pgate at `addr`, plaintext (loopback).
+pub async fn client_at(
+    addr: SocketAddr,
+    token: &str,
+) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let mut cfg = tokio_postgres::Config::new();
+    cfg.host("127.0.0.1")
+        .port(addr.port())
+        .user("analyst")
+        .dbname(DB)
+        .password(token)
+        .application_name("pgate-it")
+        .ssl_mode(tokio_postgres::config::SslMode::Disable);
+    let (c, conn) = cfg.connect(tokio_postgres::NoTls).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(c)
+}
+
+pub fn code(e: &tokio_postgres::Error) -> String {
+    e.as_db_error()
+        .map(|d| d.code().code().to_owned())
+        .unwrap_or_else(|| format!("no db error: {e}"))
+}
+
+/// The upstream line of a pgate config: PostgreSQL (or a relay in front of it) at `port`.
+pub fn upstream_at(port: u16) -> String {
+    format!(r#"upstream host="127.0.0.1" port={port} user="postgres" password-file="db.pass""#)
+}
+
+pub fn upstream_line(e: &Env) -> String {
+    upstream_at(e.pg_port.parse().unwrap())
+}
+
+/// A raw protocol session to pgate as `analyst` with `token`, read up to its first
+/// ReadyForQuery.
+pub fn startup_and_auth(e: &Env, token: &str) -> TcpStream {
+    let mut s = TcpStream::connect(e.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut body = 196_608u32.to_be_bytes().to_vec();
+    body.extend_from_slice(b"user\0analyst\0database\0pgate_it\0\0");
+    let mut m = ((body.len() + 4) as u32).to_be_bytes().to_vec();
+    m.extend_from_slice(&body);
+    s.write_all(&m).unwrap();
+    let mut r = [0u8; 9];
+    s.read_exact(&mut r).unwrap();
+    assert_eq!(&r, &[b'R', 0, 0, 0, 8, 0, 0, 0, 3]);
+    let mut p = token.as_bytes().to_vec();
+    p.push(0);
+    let mut pm = vec![b'p'];
+    pm.extend_from_slice(&((p.len() + 4) as u32).to_be_bytes());
+    pm.extend_from_slice(&p);
+    s.write_all(&pm).unwrap();
+    // Read up to ReadyForQuery.
+    let mut seen = Vec::new();
+    loop {
+        let mut h = [0u8; 5];
+        s.read_exact(&mut h).unwrap();
+        let len = u32::from_be_bytes([h[1], h[2], h[3], h[4]]) as usize;
+        let mut b = vec![0u8; len - 4];
+        s.read_exact(&mut b).unwrap();
+        seen.push(h[0]);
+        if h[0] == b'Z' {
+            break;
+        }
+    }
+    s
+}
