@@ -7,6 +7,12 @@
 //! full because the disk is slower than the traffic, the configured behaviour applies:
 //! `block` makes workers wait for room, `refuse` makes sessions refuse new statements
 //! ([`AuditSink::accepting`]) until the sink recovers. Both are counted and logged.
+//!
+//! The writer seals every line into the file's hash chain ([`crate::audit_chain`]) in the
+//! order it writes them, and opens every file — a new one, one it appends to after a
+//! restart, one that appeared after a rotation (the path was renamed away) — with an
+//! `audit-start` line that continues the chain.
+//!
 //! What this module must never do: drop a line it accepted, or write on a worker thread.
 
 use std::fs::{File, OpenOptions};
@@ -16,7 +22,16 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
+use crate::audit_chain::{Chain, ChainValue, last_chain_value};
 use crate::config::AuditFailure;
+
+/// What the first line of every file names.
+#[derive(Clone, Debug)]
+pub struct ChainStart {
+    pub instance: u64,
+    /// The digest of the table in force at start (hex).
+    pub table: String,
+}
 
 #[derive(Default)]
 struct Buffer {
@@ -39,6 +54,8 @@ struct Inner {
     /// Shutdown asks for everything written and on disk: requests made, requests done.
     sync_requests: AtomicU64,
     syncs_done: AtomicU64,
+    /// The newest chain value written.
+    head: Mutex<ChainValue>,
 }
 
 /// A handle to the sink; clones share it.
@@ -58,11 +75,17 @@ pub struct AuditStats {
 
 impl AuditSink {
     /// Opens (appends to) `path` (`-`: standard output) and starts the writer thread.
-    pub fn start(path: &Path, mode: AuditFailure, max_bytes: usize) -> io::Result<AuditSink> {
-        let out = if path == Path::new("-") {
-            Out::Stdout(io::stdout())
+    pub fn start(
+        path: &Path,
+        mode: AuditFailure,
+        max_bytes: usize,
+        start: ChainStart,
+    ) -> io::Result<AuditSink> {
+        let (out, prev) = if path == Path::new("-") {
+            (Out::Stdout(io::stdout()), ChainValue::GENESIS)
         } else {
-            Out::File(open(path)?)
+            let prev = tail_chain_value(path)?;
+            (Out::File(open(path)?), prev)
         };
         let inner = Arc::new(Inner {
             buf: Mutex::new(Buffer {
@@ -79,6 +102,7 @@ impl AuditSink {
             write_errors: AtomicU64::new(0),
             sync_requests: AtomicU64::new(0),
             syncs_done: AtomicU64::new(0),
+            head: Mutex::new(prev),
         });
         let sink = AuditSink {
             inner: inner.clone(),
@@ -86,7 +110,7 @@ impl AuditSink {
         let path = path.to_path_buf();
         std::thread::Builder::new()
             .name("pgate-audit".into())
-            .spawn(move || writer(inner, out, path))?;
+            .spawn(move || writer(inner, out, path, Chain::new(prev), start))?;
         Ok(sink)
     }
 
@@ -147,6 +171,12 @@ impl AuditSink {
         if was_empty {
             self.inner.cond.notify_all();
         }
+    }
+
+    /// The newest chain value written: ship it elsewhere to make the end of the log
+    /// tamper-evident too.
+    pub fn chain_head(&self) -> String {
+        self.inner.head.lock().map(|h| h.hex()).unwrap_or_default()
     }
 
     pub fn stats(&self) -> AuditStats {
@@ -231,10 +261,54 @@ fn open(path: &Path) -> io::Result<File> {
     OpenOptions::new().create(true).append(true).open(path)
 }
 
-fn writer(inner: Arc<Inner>, mut out: Out, path: PathBuf) {
+/// The chain value an existing file ends with (genesis for a new or empty file).
+fn tail_chain_value(path: &Path) -> io::Result<ChainValue> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(ChainValue::GENESIS),
+        Err(e) => return Err(e),
+    };
+    let len = f.metadata()?.len();
+    if len == 0 {
+        return Ok(ChainValue::GENESIS);
+    }
+    // A line is at most a few KiB (statement text is cut at 4 KiB).
+    f.seek(SeekFrom::Start(len.saturating_sub(64 << 10)))?;
+    let mut tail = Vec::new();
+    f.read_to_end(&mut tail)?;
+    last_chain_value(&String::from_utf8_lossy(&tail)).ok_or_else(|| {
+        io::Error::other(
+            "its last line carries no chain value (not written by this pgate, or cut off); move the file away to start a new chain",
+        )
+    })
+}
+
+/// Whether `path` no longer names the open file (renamed away by a rotation, or removed).
+fn rotated(path: &Path, out: &Out) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Out::File(f) = out else { return false };
+    match (std::fs::metadata(path), f.metadata()) {
+        (Ok(p), Ok(o)) => p.ino() != o.ino() || p.dev() != o.dev(),
+        (Err(_), _) => true,
+        _ => false,
+    }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn writer(inner: Arc<Inner>, mut out: Out, path: PathBuf, mut chain: Chain, start: ChainStart) {
     let mut batch: Vec<u8> = Vec::with_capacity(inner.max_bytes.min(1 << 20));
+    // Sealed lines not yet written: kept across failed writes, never sealed twice.
+    let mut sealed: Vec<u8> = Vec::with_capacity(inner.max_bytes.min(1 << 20));
+    chain.start_line(unix_ms(), start.instance, &start.table, &mut sealed);
     loop {
-        if batch.is_empty() {
+        if batch.is_empty() && sealed.is_empty() {
             let Ok(mut b) = inner.buf.lock() else { return };
             while b.data.is_empty() {
                 if sync_pending(&inner) {
@@ -267,13 +341,29 @@ fn writer(inner: Arc<Inner>, mut out: Out, path: PathBuf) {
                 inner.cond.notify_all();
             }
         }
-        let written = out.write_batch(&batch);
+        if sealed.is_empty() && rotated(&path, &out) {
+            match open(&path) {
+                Ok(f) => {
+                    out = Out::File(f);
+                    chain.start_line(unix_ms(), start.instance, &start.table, &mut sealed);
+                }
+                Err(e) => eprintln!("pgate: cannot reopen audit log {}: {e}", path.display()),
+            }
+        }
+        for line in batch.split_inclusive(|b| *b == b'\n') {
+            chain.seal(line, &mut sealed);
+        }
+        batch.clear();
+        let written = out.write_batch(&sealed);
         match written {
             Ok(()) => {
                 if inner.failing.swap(false, Ordering::Relaxed) {
                     eprintln!("pgate: audit log {} is writable again", path.display());
                 }
-                batch.clear();
+                sealed.clear();
+                if let Ok(mut h) = inner.head.lock() {
+                    *h = chain.head();
+                }
             }
             Err(e) => {
                 // Keep the batch and retry: nothing accepted is ever dropped.
@@ -299,13 +389,20 @@ fn writer(inner: Arc<Inner>, mut out: Out, path: PathBuf) {
 mod tests {
     use super::*;
 
+    fn start() -> ChainStart {
+        ChainStart {
+            instance: 1,
+            table: "00".into(),
+        }
+    }
+
     #[test]
     fn lines_reach_the_file_in_order() {
         let dir = std::env::temp_dir().join(format!("pgate-audit-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("audit.jsonl");
         let _ = std::fs::remove_file(&path);
-        let sink = AuditSink::start(&path, AuditFailure::Block, 256).unwrap();
+        let sink = AuditSink::start(&path, AuditFailure::Block, 256, start()).unwrap();
         for i in 0..100 {
             sink.write(&format!("{{\"n\":{i}}}\n"));
         }
@@ -313,20 +410,56 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         let ns: Vec<usize> = text
             .lines()
-            .map(|l| l[5..l.len() - 1].parse().unwrap())
+            .skip(1)
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["n"]
+                    .as_u64()
+                    .unwrap() as usize
+            })
             .collect();
         assert_eq!(ns, (0..100).collect::<Vec<_>>());
+        assert!(text.starts_with("{\"ts_ms\":"));
+        assert!(text.lines().next().unwrap().contains("audit-start"));
         assert_eq!(sink.stats().lines, 100);
         assert!(sink.accepting());
         sink.write("{\"n\":100}\n");
         assert!(sink.flush_and_sync(Duration::from_secs(10)));
-        assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 101);
+        assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 102);
+        let v = crate::audit_chain::verify_files(std::slice::from_ref(&path)).unwrap();
+        assert_eq!(v.lines, 102);
+        assert_eq!(v.head.hex(), sink.chain_head());
+        drop(sink);
+
+        // A restart appends and continues the chain; a rotation (rename) starts a new
+        // file that continues it too.
+        let again = AuditSink::start(&path, AuditFailure::Block, 256, start()).unwrap();
+        again.write("{\"n\":101}\n");
+        assert!(again.flush(Duration::from_secs(10)));
+        let rotated = dir.join("audit.jsonl.1");
+        std::fs::rename(&path, &rotated).unwrap();
+        again.write("{\"n\":102}\n");
+        assert!(again.flush(Duration::from_secs(10)));
+        let v = crate::audit_chain::verify_files(&[rotated.clone(), path.clone()]).unwrap();
+        assert_eq!(v.lines, 102 + 2 + 2);
+        assert!(
+            std::fs::read_to_string(&path)
+                .unwrap()
+                .starts_with("{\"ts_ms\":")
+        );
+        // Out of order: found.
+        assert!(crate::audit_chain::verify_files(&[path.clone(), rotated]).is_err());
     }
 
     #[test]
     fn refuse_mode_stops_accepting_when_the_file_cannot_be_written() {
         // /dev/full accepts the open and fails every write with ENOSPC.
-        let sink = AuditSink::start(Path::new("/dev/full"), AuditFailure::Refuse, 1 << 16).unwrap();
+        let sink = AuditSink::start(
+            Path::new("/dev/full"),
+            AuditFailure::Refuse,
+            1 << 16,
+            start(),
+        )
+        .unwrap();
         assert!(sink.accepting());
         sink.write("{\"x\":1}\n");
         let deadline = std::time::Instant::now() + Duration::from_secs(5);

@@ -9,6 +9,7 @@
 #![deny(unsafe_code)]
 
 pub mod audit;
+pub mod audit_chain;
 pub mod config;
 pub mod identity;
 pub mod metrics;

@@ -45,6 +45,20 @@ enum Command {
     CheckTable { file: PathBuf },
     /// Mint a token for local use, demos and tests, or create a signing key pair.
     Token(TokenArgs),
+    /// Audit log tools.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Verify the hash chain of audit files (oldest first, rotated files before the
+    /// current one): names the first edited, removed, inserted or reordered line, and
+    /// prints the chain head to compare with a copy kept elsewhere.
+    Verify {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -142,6 +156,11 @@ fn main() -> ExitCode {
             );
         }),
         (Some(Command::Token(args)), _) => token_cmd(&args),
+        (Some(Command::Audit(AuditCommand::Verify { files })), _) => {
+            pgate::audit_chain::verify_files(&files)
+                .map(|v| println!("ok: {} lines, chain head {}", v.lines, v.head.hex()))
+                .map_err(|e| e.to_string())
+        }
         (None, None) => Err("nothing to do: pass --config FILE (see --help)".into()),
     };
     match result {
@@ -259,8 +278,21 @@ fn run(path: &Path, exit_on_stdin_eof: bool) -> Result<(), String> {
         }
         None => None,
     };
-    let audit = pgate::audit::AuditSink::start(&c.audit.path, c.audit.on_failure, 8 << 20)
-        .map_err(|e| format!("audit log {}: {e}", c.audit.path.display()))?;
+    let instance = rand_core::RngCore::next_u64(&mut rand_core::OsRng);
+    let table_hex: String = l.table.table().digest()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let audit = pgate::audit::AuditSink::start(
+        &c.audit.path,
+        c.audit.on_failure,
+        8 << 20,
+        pgate::audit::ChainStart {
+            instance,
+            table: table_hex,
+        },
+    )
+    .map_err(|e| format!("audit log {}: {e}", c.audit.path.display()))?;
     pgate::metrics::install(c.metrics, audit.clone())?;
     let table = Arc::new(ArcSwap::from_pointee(l.table));
     let auth = Arc::new(l.auth);
@@ -307,6 +339,8 @@ fn run(path: &Path, exit_on_stdin_eof: bool) -> Result<(), String> {
         per_address: Arc::default(),
         allow_plaintext_loopback: c.allow_plaintext_loopback,
         control: control_rx,
+        instance,
+        conn_seq: Arc::default(),
     };
     eprintln!(
         "pgate: listening on {} ({} workers), upstream {upstream}",
@@ -316,7 +350,10 @@ fn run(path: &Path, exit_on_stdin_eof: bool) -> Result<(), String> {
         pgate::runtime::run(c.listen, c.workers, shared).map_err(|e| format!("{}: {e}", c.listen));
     // Every session has ended: the audit log is complete; make it durable before exiting.
     if audit.flush_and_sync(Duration::from_secs(30)) {
-        eprintln!("pgate: audit log flushed and synced; exiting");
+        eprintln!(
+            "pgate: audit log flushed and synced (chain head {}); exiting",
+            audit.chain_head()
+        );
     } else {
         eprintln!("pgate: the audit log could not be flushed within 30s; exiting anyway");
     }

@@ -384,6 +384,7 @@ async fn bad_tokens_are_refused_with_28p01_and_a_reason() {
         ),
         ("garbage", "not-a-token".into(), "malformed"),
     ];
+    let mut refused = Vec::new();
     for (name, tok, why) in cases {
         let err = client(e, &tok)
             .await
@@ -399,6 +400,45 @@ async fn bad_tokens_are_refused_with_28p01_and_a_reason() {
             !msg.contains(&tok),
             "{name}: the message must not echo the token"
         );
+        refused.push((name, tok, msg));
+    }
+    // Every refused login is in the audit log with its cause — never with the token.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(&e.audit).unwrap_or_default();
+        let lines: Vec<Value> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .filter(|v: &Value| v["event"] == "login-refused")
+            .collect();
+        let missing: Vec<&str> = refused
+            .iter()
+            .filter(|(_, _, msg)| {
+                !lines.iter().any(|v| {
+                    v["reason"].as_str() == Some(&format!("FATAL 28P01: {msg}"))
+                        && v["user"] == "analyst"
+                        && v["client"]
+                            .as_str()
+                            .is_some_and(|c| c.starts_with("127.0.0.1:"))
+                })
+            })
+            .map(|(n, _, _)| *n)
+            .collect();
+        if missing.is_empty() {
+            for (name, tok, _) in &refused {
+                assert!(
+                    !text.contains(tok.as_str()),
+                    "{name}: the token is in the audit log"
+                );
+            }
+            let wrong_iss = lines
+                .iter()
+                .find(|v| v["token_unverified"]["iss"] == "https://evil.example");
+            assert!(wrong_iss.is_some(), "what the token claimed is recorded");
+            break;
+        }
+        assert!(Instant::now() < deadline, "not audited: {missing:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -558,6 +598,117 @@ async fn audit_log_matches_what_postgres_executed() {
         assert_eq!(v["act"][0], "ci-agent");
         assert_eq!(v["role"], "analyst");
         assert!(v["table"].as_str().is_some_and(|s| s.len() == 16));
+    }
+}
+
+/// The SQL of PostgreSQL's `log_statement` lines containing `marker`, in log order.
+fn pg_logged(e: &Env, marker: &str) -> Vec<String> {
+    std::fs::read_to_string(&e.pg_log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(marker))
+        .filter_map(|l| {
+            // "LOG:  statement: SQL" or "LOG:  execute <name>: SQL"
+            if let Some(i) = l.find("LOG:  statement: ") {
+                return Some(l[i + 17..].trim().to_owned());
+            }
+            let i = l.find("LOG:  execute ")?;
+            let rest = &l[i + 14..];
+            let j = rest.find(": ")?;
+            Some(rest[j + 2..].trim().to_owned())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn audit_lines_equal_postgres_log_for_a_pipelined_workload() {
+    let e = require_env!();
+    let m = format!("pipe{}", std::process::id());
+    let c = client(e, &good_token(e)).await.unwrap();
+    c.simple_query(&format!("select /* {m} */ 1"))
+        .await
+        .unwrap();
+    let named = c
+        .prepare(&format!(
+            "select /* {m} */ name from customers where id = $1"
+        ))
+        .await
+        .unwrap();
+    let insert = c
+        .prepare(&format!(
+            "insert /* {m} */ into events(payload) values ($1)"
+        ))
+        .await
+        .unwrap();
+    // tokio-postgres pipelines requests that are polled together: these go out before
+    // the first answer comes back, denied ones among them.
+    let denied = format!("select /* {m} */ ssn from customers");
+    let mut futs = Vec::new();
+    for i in 0..10i32 {
+        let (c, named, insert, denied) = (&c, &named, &insert, &denied);
+        futs.push(async move {
+            let a = c
+                .query(named, &[&(i % 2 + 1)])
+                .await
+                .map(|r| r.len() as u64);
+            let b = c.execute(insert, &[&format!("{i}")]).await;
+            let d = c.query(denied.as_str(), &[]).await;
+            (a, b, d.is_err())
+        });
+    }
+    let results = futures_util::future::join_all(futs).await;
+    for (a, b, refused) in &results {
+        assert_eq!(*a.as_ref().unwrap(), 1);
+        assert_eq!(*b.as_ref().unwrap(), 1);
+        assert!(refused);
+    }
+    let out = c
+        .copy_out(&format!("copy (select /* {m} */ id from events) to stdout"))
+        .await
+        .unwrap();
+    let copied: Vec<_> = futures_util::StreamExt::collect::<Vec<_>>(out).await;
+    let copied_rows = copied
+        .iter()
+        .map(|b| b.as_ref().unwrap().iter().filter(|c| **c == b'\n').count() as u64)
+        .sum::<u64>();
+    assert!(copied_rows > 0);
+    drop(c);
+
+    let expected = 1 + 10 + 10 + 1;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (pg, audit) = loop {
+        let pg = pg_logged(e, &m);
+        let audit: Vec<Value> = std::fs::read_to_string(&e.audit)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["sql"].as_str().is_some_and(|s| s.contains(&m)))
+            .collect();
+        let allowed = audit.iter().filter(|v| v["verdict"] == "allow").count();
+        if (pg.len() >= expected && allowed >= expected) || Instant::now() > deadline {
+            break (pg, audit);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let ran: Vec<&str> = audit
+        .iter()
+        .filter(|v| v["verdict"] == "allow")
+        .map(|v| v["sql"].as_str().unwrap())
+        .collect();
+    assert_eq!(ran.len(), pg.len(), "audit: {ran:#?}\npostgres: {pg:#?}");
+    assert_eq!(ran, pg, "the same statements, in the same order");
+    let denied_lines = audit.iter().filter(|v| v["verdict"] == "deny").count();
+    assert_eq!(denied_lines, 10);
+    // Rows from CommandComplete: each insert 1, each select 1, the COPY all customers.
+    for v in audit.iter().filter(|v| v["verdict"] == "allow") {
+        let sql = v["sql"].as_str().unwrap();
+        let rows = v["rows"].as_u64().unwrap();
+        if sql.starts_with("copy") {
+            assert_eq!(rows, copied_rows, "{v}");
+        } else {
+            assert_eq!(rows, 1, "{v}");
+        }
+        assert_eq!(v["status"], "ok", "{v}");
     }
 }
 
@@ -920,6 +1071,38 @@ fn sigterm_during_pgbench_drains_without_failed_transactions() {
         audited, logged,
         "audit lines vs PostgreSQL's log_statement lines"
     );
+
+    // The log pgate left is a whole hash chain; an edited copy is caught at its line.
+    let file = e.dir.join(format!("audit-{name}.jsonl"));
+    let verify = |f: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_pgate"))
+            .args(["audit", "verify"])
+            .arg(f)
+            .output()
+            .unwrap()
+    };
+    let out = verify(&file);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && said.starts_with("ok: "),
+        "{said} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        log.contains(said.trim().rsplit(' ').next().unwrap()),
+        "the head pgate printed at exit is the one verify finds"
+    );
+    let text = std::fs::read_to_string(&file).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    let edited = lines[40].replacen("\"status\":\"ok\"", "\"status\":\"error\"", 1);
+    assert_ne!(edited, lines[40], "line 41 is a statement line");
+    lines[40] = &edited;
+    let copy = e.dir.join(format!("audit-{name}-edited.jsonl"));
+    std::fs::write(&copy, lines.join("\n") + "\n").unwrap();
+    let out = verify(&copy);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(":41: the line does not follow"), "{err}");
 }
 
 #[test]

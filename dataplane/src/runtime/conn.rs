@@ -80,7 +80,7 @@ enum Event {
 pub(super) async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
-    id: u64,
+    id: crate::session::ConnId,
     shared: &Shared,
 ) -> io::Result<()> {
     let mut cfg = shared.session.clone();

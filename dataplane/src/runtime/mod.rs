@@ -34,7 +34,7 @@ use tokio_rustls::TlsAcceptor;
 pub use cancel::CancelRegistry;
 
 use crate::audit::AuditSink;
-use crate::session::{Authenticator, Clock, SessionConfig};
+use crate::session::{Authenticator, Clock, ConnId, SessionConfig};
 
 /// Everything the workers share. Cheap to clone (all `Arc`s).
 #[derive(Clone)]
@@ -58,6 +58,10 @@ pub struct Shared {
     /// Plaintext token authentication is allowed for loopback clients only.
     pub allow_plaintext_loopback: bool,
     pub control: watch::Receiver<Control>,
+    /// This process's id in the audit log ([`ConnId::instance`]).
+    pub instance: u64,
+    /// Connections accepted, across workers: the next [`ConnId::seq`].
+    pub conn_seq: Arc<AtomicU64>,
 }
 
 /// What every connection must hear about: table swaps and the drain.
@@ -178,10 +182,23 @@ fn bind_reuseport(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
 
 /// The first answer to a connection over a limit: PostgreSQL's own words for it
 /// (53300), sent without reading anything, then the socket closes.
-fn refuse(stream: &tokio::net::TcpStream, msg: &str) {
+fn refuse(shared: &Shared, stream: &tokio::net::TcpStream, peer: SocketAddr, msg: &str) {
     let mut m = Vec::with_capacity(96);
     pgate_core::wire::write_error(&mut m, pgate_core::wire::Severity::Fatal, "53300", msg);
     let _ = stream.try_write(&m);
+    // Refused before a session exists: the line is written here, with its own id.
+    let id = ConnId {
+        instance: shared.instance,
+        seq: shared.conn_seq.fetch_add(1, Ordering::Relaxed),
+    };
+    let line = serde_json::json!({
+        "ts_ms": now().1.unix_ms,
+        "event": "connection-refused",
+        "conn": id.to_string(),
+        "client": peer.to_string(),
+        "reason": format!("FATAL 53300: {msg}"),
+    });
+    shared.audit.write(&format!("{line}\n"));
 }
 
 fn worker(listener: std::net::TcpListener, shared: Shared) -> io::Result<()> {
@@ -191,7 +208,6 @@ fn worker(listener: std::net::TcpListener, shared: Shared) -> io::Result<()> {
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, async move {
         let listener = TcpListener::from_std(listener)?;
-        let conn_ids = Arc::new(AtomicU64::new(0));
         let live_here = Rc::new(Cell::new(0usize));
         let mut control = shared.control.clone();
         let deadline = loop {
@@ -214,13 +230,15 @@ fn worker(listener: std::net::TcpListener, shared: Shared) -> io::Result<()> {
             let live = shared.connections.fetch_add(1, Ordering::Relaxed) + 1;
             if live as usize > shared.max_connections {
                 shared.connections.fetch_sub(1, Ordering::Relaxed);
-                refuse(&stream, "sorry, too many clients already (pgate max-connections)");
+                refuse(&shared, &stream, peer, "sorry, too many clients already (pgate max-connections)");
                 continue;
             }
             if !address_admit(&shared, peer.ip()) {
                 shared.connections.fetch_sub(1, Ordering::Relaxed);
                 refuse(
+                    &shared,
                     &stream,
+                    peer,
                     "sorry, too many connections from this address (pgate max-connections-per-address)",
                 );
                 continue;
@@ -229,7 +247,10 @@ fn worker(listener: std::net::TcpListener, shared: Shared) -> io::Result<()> {
             metrics::counter!(crate::metrics::CONNECTIONS).increment(1);
             metrics::gauge!(crate::metrics::ACTIVE).set(live as f64);
             let shared = shared.clone();
-            let id = (std::process::id() as u64) << 32 | conn_ids.fetch_add(1, Ordering::Relaxed);
+            let id = ConnId {
+                instance: shared.instance,
+                seq: shared.conn_seq.fetch_add(1, Ordering::Relaxed),
+            };
             let live_here = live_here.clone();
             live_here.set(live_here.get() + 1);
             tokio::task::spawn_local(async move {

@@ -60,7 +60,7 @@ impl Session {
         let id = self.identity.as_ref();
         let _ = write!(
             self.audit,
-            "{{\"ts_ms\":{},\"event\":\"{event}\",\"conn\":{},\"client\":\"",
+            "{{\"ts_ms\":{},\"event\":\"{event}\",\"conn\":\"{}\",\"client\":\"",
             self.now.unix_ms, self.conn_id
         );
         json_escape_into(&mut self.audit, &self.client_addr);
@@ -103,6 +103,45 @@ impl Session {
             self.audit.push('"');
         }
         self.audit.push_str("}\n");
+    }
+
+    /// A login that did not succeed: who asked (as the startup packet and the token say,
+    /// unverified), from where, and why it was refused.
+    pub(super) fn audit_login_refused(&mut self, cause: &str) {
+        let digest = self.table_digest;
+        self.line_start("login-refused", &digest);
+        let Some(l) = self.login.take() else {
+            self.audit.push_str("}\n");
+            return;
+        };
+        self.audit.push_str(",\"user\":\"");
+        json_escape_into(&mut self.audit, &l.user);
+        self.audit.push_str("\",\"database\":\"");
+        json_escape_into(&mut self.audit, &l.database);
+        self.audit.push('"');
+        if let Some(t) = &l.token {
+            self.audit.push_str(",\"token_unverified\":{");
+            let mut first = true;
+            for (k, v) in [
+                ("kid", &t.kid),
+                ("iss", &t.iss),
+                ("sub", &t.sub),
+                ("jti", &t.jti),
+            ] {
+                let Some(v) = v else { continue };
+                if !first {
+                    self.audit.push(',');
+                }
+                first = false;
+                let _ = write!(self.audit, "\"{k}\":\"");
+                json_escape_into(&mut self.audit, v);
+                self.audit.push('"');
+            }
+            self.audit.push('}');
+        }
+        self.audit.push_str(",\"reason\":\"");
+        json_escape_into(&mut self.audit, cause);
+        self.audit.push_str("\"}\n");
     }
 
     pub(super) fn audit_denied(

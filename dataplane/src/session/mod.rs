@@ -64,6 +64,21 @@ pub struct Entropy {
     pub scram_nonce: [u8; NONCE_BYTES],
 }
 
+/// A connection's id in the audit log: the pgate instance (drawn at start, named in the
+/// audit file's `audit-start` line) and the connection's number in that instance — unique
+/// for the life of the audit file, across workers and restarts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ConnId {
+    pub instance: u64,
+    pub seq: u64,
+}
+
+impl std::fmt::Display for ConnId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:016x}-{}", self.instance, self.seq)
+    }
+}
+
 /// Time as the driver measures it: monotonic microseconds (durations) and wall-clock
 /// milliseconds since the Unix epoch (audit timestamps, token expiry).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -115,6 +130,16 @@ pub fn role_by_name(identity: &Identity, table: &Table<'_>) -> Result<RoleId, St
     table
         .role(&identity.role_name)
         .ok_or_else(|| format!("role \"{}\" is no longer in the policy", identity.role_name))
+}
+
+/// A login as the audit log records it: the startup packet's user and database, and
+/// what could be read from the token without trusting it.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct LoginAttempt {
+    pub user: String,
+    pub database: String,
+    /// `kid`, `iss`, `sub`, `jti` as the token states them (unverified; never the token).
+    pub token: Option<startup::TokenHints>,
 }
 
 /// Per-session settings (from the operator's configuration).
@@ -246,8 +271,10 @@ pub struct Session {
     keys: CancelKeys,
     scram_nonce: [u8; NONCE_BYTES],
     identity: Option<Identity>,
+    /// What the client asked for at login, kept for the `login-refused` line.
+    login: Option<Box<LoginAttempt>>,
     client_addr: String,
-    conn_id: u64,
+    conn_id: ConnId,
     to_client: Vec<u8>,
     to_upstream: Vec<u8>,
     actions: VecDeque<Action>,
@@ -350,7 +377,7 @@ impl Session {
     /// it will use (the driver draws it).
     pub fn new(
         cfg: SessionConfig,
-        conn_id: u64,
+        conn_id: ConnId,
         client_addr: &str,
         entropy: Entropy,
         now: Clock,
@@ -364,6 +391,7 @@ impl Session {
             },
             scram_nonce: entropy.scram_nonce,
             identity: None,
+            login: None,
             client_addr: client_addr.to_owned(),
             conn_id,
             // Small until used: a connection that never logs in costs little (buffers grow
@@ -534,7 +562,7 @@ impl Session {
             return false;
         }
         let busy = self.inflight > 0 || self.copy_in;
-        self.end();
+        self.end("the client closed the connection without Terminate");
         busy
     }
 
@@ -570,7 +598,7 @@ impl Session {
             // Before a startup packet PostgreSQL closes without a word; once the client
             // speaks the protocol it gets the reason.
             if matches!(self.state, State::Startup { .. }) {
-                self.close_quietly();
+                self.close_quietly("no startup packet before the login timeout");
             } else {
                 self.fatal(
                     sqlstate::QUERY_CANCELED,
@@ -695,7 +723,7 @@ impl Session {
                 State::Startup { .. } => parse_startup(&f).map(|s| self.on_startup(s)),
                 State::AwaitToken { .. } => parse_frontend(&f).map(|m| match m {
                     Frontend::Password(p) => self.on_token(p, table, auth),
-                    Frontend::Terminate => self.close_quietly(),
+                    Frontend::Terminate => self.close_quietly("the client sent Terminate"),
                     _ => self.fatal(
                         sqlstate::PROTOCOL_VIOLATION,
                         "pgate: expected a password message carrying the token",
@@ -705,7 +733,7 @@ impl Session {
                 // libpq waits for ReadyForQuery before sending more; anything else here is
                 // a client that does not follow the protocol.
                 _ => parse_frontend(&f).map(|m| match m {
-                    Frontend::Terminate => self.close_quietly(),
+                    Frontend::Terminate => self.close_quietly("the client sent Terminate"),
                     _ => self.fatal(
                         sqlstate::PROTOCOL_VIOLATION,
                         "pgate: message received before authentication completed",
@@ -731,7 +759,7 @@ impl Session {
         if self.skipping_batch {
             match m {
                 Frontend::Sync => self.end_refused_batch(raw),
-                Frontend::Terminate => self.close_quietly(),
+                Frontend::Terminate => self.close_quietly("the client sent Terminate"),
                 _ => {}
             }
             return;
@@ -821,7 +849,7 @@ impl Session {
             Frontend::Flush => self.forward(raw),
             Frontend::Terminate => {
                 self.forward(raw);
-                self.close_quietly();
+                self.close_quietly("the client sent Terminate");
             }
             // The copy sub-protocol: only while the upstream is in COPY FROM STDIN (outside
             // it PostgreSQL ignores these too).
@@ -1114,7 +1142,8 @@ impl Session {
             return;
         }
         wire::write_error(&mut self.to_client, Severity::Fatal, code, msg);
-        self.end();
+        let cause = format!("FATAL {code}: {msg}");
+        self.end(&cause);
     }
 
     fn protocol_violation(&mut self, e: WireError) {
@@ -1122,20 +1151,25 @@ impl Session {
         self.fatal(sqlstate::PROTOCOL_VIOLATION, &msg);
     }
 
-    fn close_quietly(&mut self) {
+    fn close_quietly(&mut self, cause: &str) {
         if !matches!(self.state, State::Closed) {
-            self.end();
+            self.end(cause);
         }
     }
 
-    fn end(&mut self) {
+    /// Ends the session: every forwarded statement gets its line, then the connection
+    /// its `close` line with the cause — or, if it never logged in, its `login-refused`
+    /// line.
+    fn end(&mut self, cause: &str) {
         // Statements forwarded and not answered: they may have run (and committed); their
         // lines say that pgate does not know.
         while let Some(p) = self.pending.pop_front() {
             self.write_statement_line(&p, "unknown");
         }
         if self.identity.is_some() {
-            self.audit_connection("close", None);
+            self.audit_connection("close", Some(cause));
+        } else if self.login.is_some() {
+            self.audit_login_refused(cause);
         }
         self.state = State::Closed;
         self.actions.push_back(Action::Close);

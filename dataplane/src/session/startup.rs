@@ -35,13 +35,18 @@ impl Session {
                 self.actions.push_back(Action::Close);
             }
             Startup::Startup { minor: _, params } => {
-                let mut user = None;
-                let mut database = None;
+                let user = params.get("user").map(str::to_owned);
+                let database = params.get("database").map(str::to_owned);
+                // From here on, a refusal is a refused login, and audited as one.
+                self.login = Some(Box::new(LoginAttempt {
+                    user: user.clone().unwrap_or_default(),
+                    database: database.clone().unwrap_or_default(),
+                    token: None,
+                }));
                 let mut forward = Vec::new();
                 for (k, v) in params.iter() {
                     match k {
-                        "user" => user = Some(v.to_owned()),
-                        "database" => database = Some(v.to_owned()),
+                        "user" | "database" => {}
                         // `options` can carry `-c search_path=…` or `-c role=…`.
                         "options" => {
                             return self.fatal(
@@ -124,10 +129,58 @@ impl Session {
                 self.actions.push_back(Action::ConnectUpstream);
             }
             Err(reason) => {
+                if let Some(l) = self.login.as_mut() {
+                    l.token = TokenHints::peek(token);
+                }
                 let msg = format!("pgate: token rejected: {reason}");
                 self.fatal(sqlstate::INVALID_PASSWORD, &msg);
             }
         }
+    }
+}
+
+/// What a token says about itself, read without verifying it: for the audit line of a
+/// refused login (which key, which issuer, whom, which token). Each value is bounded and
+/// marked unverified where it is written; the token itself is never kept.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct TokenHints {
+    pub kid: Option<String>,
+    pub iss: Option<String>,
+    pub sub: Option<String>,
+    pub jti: Option<String>,
+}
+
+/// Longest value kept from an unverified token.
+const MAX_HINT_CHARS: usize = 128;
+
+impl TokenHints {
+    /// The hints of a compact JWS (`header.payload.signature`), if it parses that far.
+    pub(crate) fn peek(token: &str) -> Option<TokenHints> {
+        use base64::Engine as _;
+        let mut parts = token.split('.');
+        let (h, p) = (parts.next()?, parts.next()?);
+        let decode = |part: &str| -> Option<serde_json::Map<String, serde_json::Value>> {
+            let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(part.trim_end_matches('='))
+                .ok()?;
+            match serde_json::from_slice(&bytes) {
+                Ok(serde_json::Value::Object(m)) => Some(m),
+                _ => None,
+            }
+        };
+        let header = decode(h)?;
+        let payload = decode(p).unwrap_or_default();
+        let get = |m: &serde_json::Map<String, serde_json::Value>, k: &str| {
+            m.get(k)
+                .and_then(|v| v.as_str())
+                .map(|s| s.chars().take(MAX_HINT_CHARS).collect::<String>())
+        };
+        Some(TokenHints {
+            kid: get(&header, "kid"),
+            iss: get(&payload, "iss"),
+            sub: get(&payload, "sub"),
+            jti: get(&payload, "jti"),
+        })
     }
 }
 

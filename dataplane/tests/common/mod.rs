@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use pgate::session::{
-    Action, Authenticator, Clock, Entropy, Identity, NONCE_BYTES, Session, SessionConfig,
+    Action, Authenticator, Clock, ConnId, Entropy, Identity, NONCE_BYTES, Session, SessionConfig,
 };
 use pgate_core::class::{ClassSet, StatementClass as C};
 use pgate_core::table::model::*;
@@ -125,6 +125,11 @@ fn analyst(customers: Option<ColumnAccess>, cursors: bool) -> CompiledRole {
         CellEntry {
             class: C::Select,
             table: None,
+            cell: allow(0, ColumnAccess::All),
+        },
+        CellEntry {
+            class: C::Insert,
+            table: Some(0),
             cell: allow(0, ColumnAccess::All),
         },
         CellEntry {
@@ -426,6 +431,10 @@ impl FakeServer {
                     self.error(&mut out, "25P02", "current transaction is aborted");
                     self.skipping = true;
                 }
+                Frontend::Parse { sql, .. } if sql.contains("no_such_column") => {
+                    self.error(&mut out, "42703", "column does not exist");
+                    self.skipping = true;
+                }
                 Frontend::Parse { sql, .. } => {
                     self.queries.push(sql.to_owned());
                     self.last_parsed = sql.to_owned();
@@ -440,6 +449,10 @@ impl FakeServer {
                 Frontend::Execute { .. } if self.last_parsed.contains("STDIN") => {
                     out.extend(msg(b'G', &[0, 0, 0]));
                     self.in_copy = true;
+                }
+                // DML reports its row count in CommandComplete only.
+                Frontend::Execute { .. } if self.last_parsed.starts_with("insert") => {
+                    out.extend(msg(b'C', &cstr("INSERT 0 3")));
                 }
                 Frontend::Execute { .. } => {
                     out.extend(msg(b'D', &[0, 1, 0, 0, 0, 1, b'1']));
@@ -581,7 +594,10 @@ impl Sim {
             table: policy(),
             session: Session::new(
                 cfg,
-                1,
+                ConnId {
+                    instance: 0xabc,
+                    seq: 1,
+                },
                 "127.0.0.1:5555",
                 Entropy {
                     cancel_key: (4242, 777),
