@@ -510,6 +510,95 @@ async fn malformed_wire_input_is_fatal_08p01_and_others_keep_working() {
     );
 }
 
+#[test]
+fn an_oversized_message_gets_its_fatal_not_a_reset() {
+    // The client sends a 4 MiB query (the limit here is 1 MiB) and keeps writing it while
+    // pgate answers: the FATAL must arrive, not a connection reset caused by unread input.
+    let e = require_env!();
+    let mut s = startup_and_auth(e, &good_token(e));
+    let total = 4usize << 20;
+    let mut msg = vec![b'Q'];
+    msg.extend_from_slice(&((total + 4) as u32).to_be_bytes());
+    msg.resize(5 + total, b' ');
+    let mut w = s.try_clone().unwrap();
+    let writer = std::thread::spawn(move || {
+        let _ = w.write_all(&msg);
+    });
+    let mut all = Vec::new();
+    let r = s.read_to_end(&mut all);
+    let _ = writer.join();
+    let text = String::from_utf8_lossy(&all);
+    assert!(
+        text.contains("FATAL") && text.contains("08P01") && text.contains("exceeds the limit"),
+        "read {r:?}: {text}"
+    );
+    assert!(
+        r.is_ok(),
+        "the connection ended with an orderly close, not {r:?}"
+    );
+}
+
+#[tokio::test]
+async fn tls_sessions_end_with_close_notify() {
+    // A CancelRequest over TLS (libpq 17 sends cancels that way): pgate answers nothing and
+    // closes — with close_notify, so that the client sees a clean end, not "unexpected eof".
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let e = require_env!();
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(e.dir.join("server.crt")).unwrap();
+    for c in rustls_pemfile_certs(&pem) {
+        roots.add(c).unwrap();
+    }
+    let cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg));
+    for what in ["cancel", "fatal"] {
+        let mut tcp = tokio::net::TcpStream::connect(e.addr).await.unwrap();
+        let mut ssl = 8u32.to_be_bytes().to_vec();
+        ssl.extend_from_slice(&80_877_103u32.to_be_bytes());
+        tcp.write_all(&ssl).await.unwrap();
+        let mut answer = [0u8; 1];
+        tcp.read_exact(&mut answer).await.unwrap();
+        assert_eq!(&answer, b"S");
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut tls = connector.connect(name, tcp).await.unwrap();
+        if what == "cancel" {
+            let mut m = 16u32.to_be_bytes().to_vec();
+            m.extend_from_slice(&80_877_102u32.to_be_bytes());
+            m.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 2]);
+            tls.write_all(&m).await.unwrap();
+        } else {
+            // A startup packet that is refused: a FATAL, then the close.
+            let mut body = 196_608u32.to_be_bytes().to_vec();
+            body.extend_from_slice(b"database\0x\0\0");
+            let mut m = ((body.len() + 4) as u32).to_be_bytes().to_vec();
+            m.extend_from_slice(&body);
+            tls.write_all(&m).await.unwrap();
+        }
+        let mut rest = Vec::new();
+        let r = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut rest))
+            .await
+            .unwrap();
+        assert!(r.is_ok(), "{what}: {r:?} (no close_notify)");
+        if what == "fatal" {
+            assert!(String::from_utf8_lossy(&rest).contains("FATAL"));
+        }
+    }
+}
+
+/// The certificates of a PEM file.
+fn rustls_pemfile_certs(pem: &[u8]) -> Vec<rustls::pki_types::CertificateDer<'static>> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::pem_slice_iter(pem)
+        .map(|c| c.unwrap())
+        .collect()
+}
+
 // ------------------------------------------------------------------------- audit
 
 /// Every statement PostgreSQL executed for this test's marker appears in pgate's audit log

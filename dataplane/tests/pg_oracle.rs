@@ -346,3 +346,40 @@ fn psql_single_transaction_script_with_a_denied_line_commits_nothing() {
     );
     assert_eq!(left, "0", "nothing of the script was committed");
 }
+
+#[test]
+fn startup_settings_reach_postgresql_as_it_would_read_them_itself() {
+    // The quoted encoding a Python driver sends, and settings in `options`, as PostgreSQL
+    // itself accepts them: the session shows the values PostgreSQL applied.
+    let e = require_env!();
+    let s = startup_and_auth_with(
+        e,
+        &good_token(e),
+        &[
+            ("client_encoding", "'utf-8'"),
+            ("options", "-c statement_timeout=4321 --lock-timeout=1234"),
+        ],
+    );
+    let mut out = Vec::new();
+    let mut s = s;
+    exchange(
+        &mut s,
+        &query(
+            "select current_setting('client_encoding'), current_setting('statement_timeout'), current_setting('lock_timeout')",
+        ),
+        &mut out,
+    );
+    let row = out.iter().find(|l| l.starts_with('D')).unwrap();
+    let bytes: Vec<u8> = serde_json_bytes(row);
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(
+        text.contains("UTF8") && text.contains("4321ms") && text.contains("1234ms"),
+        "{text}"
+    );
+}
+
+/// The bytes of a transcript's `D [..]` line.
+fn serde_json_bytes(line: &str) -> Vec<u8> {
+    let list = &line[line.find('[').unwrap()..];
+    serde_json::from_str(list).unwrap()
+}

@@ -105,6 +105,41 @@ fn bad_token_is_fatal_28p01_and_options_are_refused() {
 }
 
 #[test]
+fn startup_settings_are_read_as_postgresql_reads_them_and_forwarded_one_by_one() {
+    let mut s = Sim::plaintext();
+    // A Python driver's quoted encoding; settings in `options` (libpq's PGOPTIONS).
+    let r = s.client(&startup(&[
+        ("user", "analyst"),
+        ("client_encoding", "'utf-8'"),
+        ("options", "-c statement_timeout=5s --lock-timeout=1s"),
+    ]));
+    assert_eq!(messages(&r)[0].0, b'R');
+    s.client(&msg(b'p', &cstr("good")));
+    assert!(s.session.is_ready());
+    let p = &s.server.startup_params;
+    let get = |k: &str| p.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    assert_eq!(get("client_encoding"), Some("'utf-8'"));
+    assert_eq!(get("statement_timeout"), Some("5s"));
+    assert_eq!(get("lock_timeout"), Some("1s"));
+    assert_eq!(
+        get("options"),
+        None,
+        "the database never parses `options` itself"
+    );
+    // Any other switch, or a refused setting inside `options`, is refused by name.
+    for bad in [
+        "-F",
+        "-c session_replication_role=replica",
+        "-c role=postgres",
+    ] {
+        let mut s = Sim::plaintext();
+        let r = messages(&s.client(&startup(&[("user", "analyst"), ("options", bad)])));
+        assert_eq!(error_field(&r[0].1, b'C'), "0A000", "{bad}");
+        assert_eq!(error_field(&r[0].1, b'S'), "FATAL");
+    }
+}
+
+#[test]
 fn allowed_query_is_forwarded_and_denied_query_names_its_rule() {
     let mut s = Sim::plaintext();
     s.connect();

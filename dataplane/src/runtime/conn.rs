@@ -161,17 +161,7 @@ pub(super) async fn connection(
                     }
                     Action::Close => {
                         ship_audit(&mut session, shared);
-                        // The last words (a FATAL, say) reach the client, within bounds.
-                        let _ = tokio::time::timeout(Duration::from_secs(5), async {
-                            write_all_client(&mut session, &mut client).await?;
-                            if let Some(u) = upstream.as_mut() {
-                                let out = session.poll_upstream().to_vec();
-                                u.write_all(&out).await?;
-                                u.shutdown().await?;
-                            }
-                            client.shutdown().await
-                        })
-                        .await;
+                        finish(&mut session, &mut client, upstream.as_mut()).await;
                         return Ok(());
                     }
                 }
@@ -182,11 +172,7 @@ pub(super) async fn connection(
             }
             ship_audit(&mut session, shared);
             if session.is_closed() {
-                let _ = tokio::time::timeout(
-                    Duration::from_secs(5),
-                    write_all_client(&mut session, &mut client),
-                )
-                .await;
+                finish(&mut session, &mut client, upstream.as_mut()).await;
                 return Ok(());
             }
             match session.poll_timeout() {
@@ -450,6 +436,41 @@ async fn connect_upstream(shared: &Shared) -> io::Result<Stream> {
             "unexpected answer to SSLRequest from the database",
         )),
     }
+}
+
+/// Bytes of a client's unread input pgate reads and discards after its last words.
+const LINGER_MAX_BYTES: usize = 16 << 20;
+/// How long it does so.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// Ends a connection the way a server should: the last words (a FATAL, say) written; TLS
+/// closed with close_notify and the write side shut (FIN); what the client still sends
+/// read and discarded until it closes too, within bounds — closing a socket with unread
+/// input makes the kernel send a reset, and a reset can destroy the FATAL before the
+/// client reads it (an oversized message, a pipeline cut off by a refusal).
+async fn finish(session: &mut Session, client: &mut Stream, upstream: Option<&mut Stream>) {
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        write_all_client(session, client).await?;
+        if let Some(u) = upstream {
+            let out = session.poll_upstream().to_vec();
+            u.write_all(&out).await?;
+            u.shutdown().await?;
+        }
+        // TLS: close_notify, then FIN.
+        client.shutdown().await
+    })
+    .await;
+    let _ = tokio::time::timeout(LINGER, async {
+        let mut sink = [0u8; 16 << 10];
+        let mut left = LINGER_MAX_BYTES;
+        while left > 0 {
+            match client.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    })
+    .await;
 }
 
 fn ship_audit(session: &mut Session, shared: &Shared) {

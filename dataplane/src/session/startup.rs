@@ -47,13 +47,27 @@ impl Session {
                 for (k, v) in params.iter() {
                     match k {
                         "user" | "database" => {}
-                        // `options` can carry `-c search_path=…` or `-c role=…`.
-                        "options" => {
-                            return self.fatal(
-                                sqlstate::FEATURE_NOT_SUPPORTED,
-                                "pgate: the startup parameter `options` is not allowed (it could set search_path or role); use SET after connecting",
-                            );
-                        }
+                        // Command-line switches for the backend: only settings (`-c
+                        // name=value`, `--name=value`), each checked like a parameter and
+                        // forwarded as one — the database never parses `options` itself,
+                        // so pgate's reading of it is the only one.
+                        "options" => match options_settings(v) {
+                            Ok(settings) => {
+                                for (k, v) in settings {
+                                    if let Err(why) = startup_param_allowed(&k, &v) {
+                                        let msg = format!(
+                                            "pgate: setting `{k}` in the startup parameter `options` {why}"
+                                        );
+                                        return self.fatal(sqlstate::FEATURE_NOT_SUPPORTED, &msg);
+                                    }
+                                    forward.push((k, v));
+                                }
+                            }
+                            Err(why) => {
+                                let msg = format!("pgate: startup parameter `options`: {why}");
+                                return self.fatal(sqlstate::FEATURE_NOT_SUPPORTED, &msg);
+                            }
+                        },
                         "replication" => {
                             return self.fatal(
                                 sqlstate::FEATURE_NOT_SUPPORTED,
@@ -185,38 +199,226 @@ impl TokenHints {
 }
 
 /// Startup parameters are settings the upstream applies before any statement — outside
-/// policy. Only harmless ones pass (what libpq, JDBC, pgbench and tokio-postgres send);
-/// settings that change how SQL is lexed (`standard_conforming_strings`, exotic
-/// `client_encoding`s) or resolved (`search_path`, `role`, …) would let a client make the
-/// classifier read a statement differently from the database, so they are refused.
+/// policy, and with the upstream user's rights (often a superuser's). Only settings known
+/// not to change how SQL is read (`client_encoding`, `standard_conforming_strings`), how
+/// names resolve (`search_path`, `role`, `session_authorization`) or what is checked and
+/// logged (`session_replication_role`, `log_*`, `*preload_libraries`, …) pass; anything
+/// else is refused by name. Names are case-insensitive, as PostgreSQL's are; values are
+/// read as PostgreSQL reads them for these settings.
 pub(super) fn startup_param_allowed(name: &str, value: &str) -> Result<(), &'static str> {
-    let v = value.to_ascii_lowercase();
-    match name.to_ascii_lowercase().as_str() {
-        "application_name"
-        | "fallback_application_name"
-        | "datestyle"
-        | "timezone"
-        | "intervalstyle"
-        | "extra_float_digits"
-        | "lc_messages"
-        | "lc_monetary"
-        | "lc_numeric"
-        | "lc_time"
-        | "bytea_output"
-        | "statement_timeout"
-        | "idle_in_transaction_session_timeout"
-        | "geqo" => Ok(()),
-        "client_encoding" => match v.as_str() {
-            "utf8" | "utf-8" | "unicode" | "sql_ascii" => Ok(()),
-            _ => Err("must be UTF8 through pgate (other encodings change how SQL is read)"),
+    let name = name.to_ascii_lowercase();
+    match name.as_str() {
+        // PostgreSQL compares encoding names after dropping everything but letters and
+        // digits (`clean_encoding_name`): 'utf-8' with its quotes is UTF8.
+        "client_encoding" => {
+            let clean: String = value
+                .chars()
+                .filter(char::is_ascii_alphanumeric)
+                .map(|c| c.to_ascii_lowercase())
+                .collect();
+            match clean.as_str() {
+                "utf8" | "unicode" | "sqlascii" => Ok(()),
+                _ => Err("must be UTF8 through pgate (other encodings change how SQL is read)"),
+            }
+        }
+        "standard_conforming_strings" => match parse_bool(value) {
+            Some(true) => Ok(()),
+            _ => Err("must be on through pgate (off changes how string literals are read)"),
         },
-        "standard_conforming_strings" => match v.as_str() {
-            "on" | "true" | "1" => Ok(()),
-            _ => Err("must be on through pgate"),
-        },
-        _ => Err(
-            "is not allowed through pgate (it could change how statements run); set it with SET after connecting if policy allows",
+        "search_path" | "role" | "session_authorization" => Err(
+            "is not allowed through pgate (it changes how names resolve); use SET after connecting if policy allows",
         ),
+        n if HARMLESS_SETTINGS.contains(&n)
+            || n.starts_with("enable_")
+            || n.starts_with("lc_")
+            || n.starts_with("geqo") =>
+        {
+            Ok(())
+        }
+        _ => Err(
+            "is not allowed through pgate: only settings known not to change how statements are read, resolved, checked or logged pass at startup; set it with SET after connecting if policy allows",
+        ),
+    }
+}
+
+/// Settings a client may pass at startup: formats, timeouts, planner and resource knobs.
+const HARMLESS_SETTINGS: &[&str] = &[
+    "application_name",
+    "fallback_application_name",
+    "datestyle",
+    "timezone",
+    "intervalstyle",
+    "extra_float_digits",
+    "bytea_output",
+    "xmlbinary",
+    "xmloption",
+    "client_min_messages",
+    "statement_timeout",
+    "lock_timeout",
+    "idle_in_transaction_session_timeout",
+    "idle_session_timeout",
+    "transaction_timeout",
+    "default_transaction_isolation",
+    "default_transaction_read_only",
+    "default_transaction_deferrable",
+    "synchronous_commit",
+    "work_mem",
+    "maintenance_work_mem",
+    "hash_mem_multiplier",
+    "temp_buffers",
+    "jit",
+    "plan_cache_mode",
+    "random_page_cost",
+    "seq_page_cost",
+    "effective_cache_size",
+    "cpu_tuple_cost",
+    "cpu_index_tuple_cost",
+    "cpu_operator_cost",
+    "parallel_setup_cost",
+    "parallel_tuple_cost",
+    "max_parallel_workers_per_gather",
+    "from_collapse_limit",
+    "join_collapse_limit",
+    "cursor_tuple_fraction",
+    "tcp_keepalives_idle",
+    "tcp_keepalives_interval",
+    "tcp_keepalives_count",
+    "tcp_user_timeout",
+];
+
+/// PostgreSQL's `parse_bool`: on/off, true/false, yes/no, 1/0, and unique prefixes,
+/// case-insensitive.
+fn parse_bool(v: &str) -> Option<bool> {
+    let v = v.to_ascii_lowercase();
+    let prefix_of = |word: &str, min: usize| v.len() >= min && word.starts_with(v.as_str());
+    if prefix_of("true", 1) || prefix_of("yes", 1) || v == "on" || v == "1" {
+        Some(true)
+    } else if prefix_of("false", 1) || prefix_of("no", 1) || prefix_of("off", 2) || v == "0" {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// The settings in a startup `options` value, read as PostgreSQL reads it: split at
+/// unescaped whitespace, a backslash taking the next character literally
+/// (`pg_split_opts`), then `-c name=value`, `-cname=value` or `--name=value`, dashes in
+/// the name read as underscores (`ParseLongOption`). Any other switch is refused.
+pub(super) fn options_settings(options: &str) -> Result<Vec<(String, String)>, String> {
+    let mut args = Vec::new();
+    let mut chars = options.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_ascii_whitespace()) {
+            chars.next();
+        }
+        if chars.peek().is_none() {
+            break;
+        }
+        let mut arg = String::new();
+        while let Some(c) = chars.next() {
+            if c.is_ascii_whitespace() {
+                break;
+            }
+            if c == '\\' {
+                if let Some(n) = chars.next() {
+                    arg.push(n);
+                }
+            } else {
+                arg.push(c);
+            }
+        }
+        args.push(arg);
+    }
+    let mut out = Vec::new();
+    let mut it = args.into_iter();
+    while let Some(a) = it.next() {
+        let setting = if let Some(rest) = a.strip_prefix("--") {
+            rest.to_owned()
+        } else if let Some(rest) = a.strip_prefix("-c") {
+            if rest.is_empty() {
+                it.next().ok_or("-c requires a value")?
+            } else {
+                rest.to_owned()
+            }
+        } else {
+            return Err(format!(
+                "only settings (-c name=value) are allowed through pgate, not `{a}`"
+            ));
+        };
+        let (name, value) = setting
+            .split_once('=')
+            .ok_or_else(|| format!("-c {setting} requires a value"))?;
+        out.push((name.replace('-', "_"), value.to_owned()));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_are_read_as_postgresql_reads_them() {
+        for ok in ["UTF8", "utf-8", "'utf-8'", "Unicode", "SQL_ASCII"] {
+            assert!(startup_param_allowed("client_encoding", ok).is_ok(), "{ok}");
+        }
+        for bad in ["LATIN1", "sjis", "'big5'", ""] {
+            assert!(
+                startup_param_allowed("client_encoding", bad).is_err(),
+                "{bad}"
+            );
+        }
+        for ok in ["on", "ON", "true", "t", "yes", "1"] {
+            assert!(
+                startup_param_allowed("standard_conforming_strings", ok).is_ok(),
+                "{ok}"
+            );
+        }
+        for bad in ["off", "of", "false", "0", "o", "'on'"] {
+            assert!(
+                startup_param_allowed("standard_conforming_strings", bad).is_err(),
+                "{bad}"
+            );
+        }
+        assert!(startup_param_allowed("DateStyle", "ISO, MDY").is_ok());
+        assert!(startup_param_allowed("enable_seqscan", "off").is_ok());
+        for refused in [
+            "search_path",
+            "Search_Path",
+            "role",
+            "session_authorization",
+            "session_replication_role",
+            "session_preload_libraries",
+            "log_statement",
+            "lo_compat_privileges",
+        ] {
+            assert!(startup_param_allowed(refused, "x").is_err(), "{refused}");
+        }
+    }
+
+    #[test]
+    fn options_are_split_as_postgresql_splits_them() {
+        assert_eq!(
+            options_settings("-c statement_timeout=5s --lock-timeout=1s -cDateStyle=ISO").unwrap(),
+            [
+                ("statement_timeout".to_owned(), "5s".to_owned()),
+                ("lock_timeout".to_owned(), "1s".to_owned()),
+                ("DateStyle".to_owned(), "ISO".to_owned()),
+            ]
+        );
+        // An escaped space stays in the value.
+        assert_eq!(
+            options_settings(r"-c application_name=a\ b").unwrap(),
+            [("application_name".to_owned(), "a b".to_owned())]
+        );
+        assert_eq!(
+            options_settings("-c search_path=evil").unwrap(),
+            [("search_path".to_owned(), "evil".to_owned())]
+        );
+        assert!(options_settings("-F").is_err());
+        assert!(options_settings("-c").is_err());
+        assert!(options_settings("-c novalue").is_err());
+        assert_eq!(options_settings("   ").unwrap(), []);
     }
 }
 

@@ -387,10 +387,19 @@ pub fn upstream_line(e: &Env) -> String {
 /// A raw protocol session to pgate as `analyst` with `token`, read up to its first
 /// ReadyForQuery.
 pub fn startup_and_auth(e: &Env, token: &str) -> TcpStream {
+    startup_and_auth_with(e, token, &[])
+}
+
+/// [`startup_and_auth`] with more startup parameters.
+pub fn startup_and_auth_with(e: &Env, token: &str, params: &[(&str, &str)]) -> TcpStream {
     let mut s = TcpStream::connect(e.addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut body = 196_608u32.to_be_bytes().to_vec();
-    body.extend_from_slice(b"user\0analyst\0database\0pgate_it\0\0");
+    body.extend_from_slice(b"user\0analyst\0database\0pgate_it\0");
+    for (k, v) in params {
+        body.extend_from_slice(format!("{k}\0{v}\0").as_bytes());
+    }
+    body.push(0);
     let mut m = ((body.len() + 4) as u32).to_be_bytes().to_vec();
     m.extend_from_slice(&body);
     s.write_all(&m).unwrap();
