@@ -353,6 +353,11 @@ pub(super) fn options_settings(options: &str) -> Result<Vec<(String, String)>, S
     Ok(out)
 }
 
+/// The largest startup packet PostgreSQL reads (`MAX_STARTUP_PACKET_LENGTH`).
+pub(super) const MAX_STARTUP_BYTES: u32 = 10_000;
+/// The largest password message (the token) read before login.
+pub(super) const MAX_TOKEN_MESSAGE_BYTES: u32 = 64 * 1024;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -421,8 +426,3 @@ mod tests {
         assert_eq!(options_settings("   ").unwrap(), []);
     }
 }
-
-/// The largest startup packet PostgreSQL reads (`MAX_STARTUP_PACKET_LENGTH`).
-pub(super) const MAX_STARTUP_BYTES: u32 = 10_000;
-/// The largest password message (the token) read before login.
-pub(super) const MAX_TOKEN_MESSAGE_BYTES: u32 = 64 * 1024;
