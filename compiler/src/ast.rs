@@ -30,6 +30,8 @@ pub struct Ast {
     pub roles: Vec<RoleNode>,
     pub invariants: Vec<InvariantNode>,
     pub tests: Vec<TestNode>,
+    /// `catalog "postgresql"`: the built-in declarations of PostgreSQL's system catalogs.
+    pub catalogs: Vec<Name>,
 }
 
 #[derive(Clone, Debug)]

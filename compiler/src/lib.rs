@@ -19,6 +19,7 @@
 
 pub mod ast;
 pub mod bits;
+pub mod catalog;
 pub mod cmd;
 pub mod combine;
 pub mod diag;
@@ -64,9 +65,15 @@ impl Compilation {
 }
 
 /// Runs every pass over `sources`.
-pub fn compile(sources: Sources) -> Compilation {
+pub fn compile(mut sources: Sources) -> Compilation {
     let mut diagnostics = Diagnostics::default();
-    let ast = parse::parse(&sources, &mut diagnostics);
+    let mut ast = parse::parse(&sources, &mut diagnostics);
+    if !ast.catalogs.is_empty() && !sources.files.iter().any(|f| f.path == catalog::PATH) {
+        // `catalog "postgresql"`: the built-in declarations join the policy's files.
+        sources = sources.with_file(catalog::PATH, catalog::TEXT);
+        diagnostics = Diagnostics::default();
+        ast = parse::parse(&sources, &mut diagnostics);
+    }
     let model = resolve::resolve(&sources, &ast, &mut diagnostics);
     let mut policy = None;
     if !diagnostics.has_errors() {

@@ -23,7 +23,7 @@ pub const MAX_NESTING: usize = 32;
 /// Longest rule text kept for the table (bytes).
 pub const MAX_RULE_TEXT: usize = 240;
 
-const TOP_LEVEL: &[&str] = &["table", "function", "role", "invariant", "test"];
+const TOP_LEVEL: &[&str] = &["table", "function", "role", "invariant", "test", "catalog"];
 
 /// Parses every file of `sources`.
 pub fn parse(sources: &Sources, diags: &mut Diagnostics) -> Ast {
@@ -129,6 +129,29 @@ impl Parser<'_> {
                 "test" => {
                     if let Some(t) = self.test(node) {
                         ast.tests.push(t);
+                    }
+                }
+                "catalog" => {
+                    let e = self.entries(node, &[]);
+                    self.no_children(node);
+                    if let Some(n) =
+                        self.single_name(node, &e.args, "a catalog name (`postgresql`)")
+                    {
+                        if n.value == crate::catalog::NAME {
+                            ast.catalogs.push(n);
+                        } else {
+                            self.diags.push(
+                                Diagnostic::error(
+                                    codes::UNKNOWN_NODE,
+                                    format!("unknown catalog `{}`", n.value),
+                                )
+                                .label(n.span, "here")
+                                .with_help(Some(format!(
+                                    "the built-in catalog is `{}` (PostgreSQL's system catalogs and views)",
+                                    crate::catalog::NAME
+                                ))),
+                            );
+                        }
                     }
                 }
                 _ => self.unknown_node(node, TOP_LEVEL, "at the top level"),

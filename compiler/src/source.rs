@@ -181,6 +181,15 @@ impl Sources {
         }
     }
 
+    /// These sources and one more file (the built-in catalog), in path order, digested.
+    pub fn with_file(self, path: &str, text: &str) -> Sources {
+        let mut pairs: Vec<(String, Arc<str>)> =
+            self.files.into_iter().map(|f| (f.path, f.text)).collect();
+        pairs.push((path.to_owned(), Arc::from(text)));
+        pairs.sort_by(|a, b| a.0.cmp(&b.0));
+        Sources::from_sorted(self.root, pairs)
+    }
+
     pub fn file(&self, id: FileId) -> Option<&SourceFile> {
         self.files.get(id.0 as usize)
     }

@@ -383,3 +383,47 @@ fn serde_json_bytes(line: &str) -> Vec<u8> {
     let list = &line[line.find('[').unwrap()..];
     serde_json::from_str(list).unwrap()
 }
+
+#[test]
+fn drivers_read_the_catalog_metadata_and_nobody_reads_the_credentials() {
+    // The test policy grants `tag="pg-metadata"` of the built-in catalog: what drivers
+    // read at connect works; the credential catalogs, which a superuser upstream could
+    // read, are refused — and PostgreSQL agrees the upstream could have read them.
+    let e = require_env!();
+    let mut s = startup_and_auth(e, &good_token(e));
+    let mut out = Vec::new();
+    for sql in [
+        "select t.typname, n.nspname from pg_type t join pg_namespace n on n.oid = t.typnamespace where t.oid = 23",
+        "select attname from pg_attribute a join pg_class c on c.oid = a.attrelid where c.relname = 'customers' and attnum > 0",
+        "select rolname from pg_roles where rolname = current_user",
+    ] {
+        out.clear();
+        exchange(&mut s, &query(sql), &mut out);
+        assert!(out.iter().any(|l| l.starts_with('D')), "{sql}: {out:?}");
+        assert!(!out.iter().any(|l| l.starts_with('E')), "{sql}: {out:?}");
+    }
+    for sql in [
+        "select rolpassword from pg_authid",
+        "select passwd from pg_shadow",
+        "select * from pg_user_mappings",
+        "select * from pg_statistic",
+    ] {
+        out.clear();
+        exchange(&mut s, &query(sql), &mut out);
+        assert!(out.iter().any(|l| l == "E ERROR refused"), "{sql}: {out:?}");
+    }
+    let direct = admin_psql(
+        &e.socket,
+        &e.pg_port,
+        DB,
+        "select count(*) > 0 from pg_authid where rolpassword is not null",
+    );
+    assert_eq!(direct, "t", "the upstream superuser could read the hashes");
+    let log = std::fs::read_to_string(e.dir.join("pgate-main.log")).unwrap();
+    assert_eq!(
+        log.matches("upstream user `postgres` is a superuser")
+            .count(),
+        1,
+        "pgate warns once: {log}"
+    );
+}

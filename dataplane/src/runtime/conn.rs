@@ -169,6 +169,7 @@ pub(super) async fn connection(
             if !registered && let Some(real) = session.cancel_keys().upstream {
                 shared.cancels.register(issued, real);
                 registered = true;
+                warn_if_superuser(&session, shared);
             }
             ship_audit(&mut session, shared);
             if session.is_closed() {
@@ -435,6 +436,19 @@ async fn connect_upstream(shared: &Shared) -> io::Result<Stream> {
         _ => Err(io::Error::other(
             "unexpected answer to SSLRequest from the database",
         )),
+    }
+}
+
+/// Says once per process that the upstream user is a superuser: every session then runs
+/// with rights no policy rule can narrow at the database (catalogs with password hashes,
+/// server files, other sessions) — pgate is the only wall.
+fn warn_if_superuser(session: &Session, shared: &Shared) {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if session.upstream_is_superuser() && !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        eprintln!(
+            "pgate: warning: upstream user `{}` is a superuser; run pgate with a least-privilege upstream role (docs/dataplane.md, \"Upstream role\")",
+            shared.session.upstream_user
+        );
     }
 }
 

@@ -348,6 +348,8 @@ pub struct Session {
     now: Clock,
     /// False while the audit sink refuses new statements (`on-failure "refuse"`).
     audit_accepting: bool,
+    /// The database reported `is_superuser=on` for pgate's upstream user.
+    upstream_superuser: bool,
     /// Statements decided since the driver last took the counts (metrics).
     allowed_count: u64,
     denied_count: u64,
@@ -447,6 +449,7 @@ impl Session {
             table_digest: [b'0'; 16],
             now,
             audit_accepting: true,
+            upstream_superuser: false,
             allowed_count: 0,
             denied_count: 0,
             cfg,
@@ -504,6 +507,11 @@ impl Session {
     /// Whether the session is proxying (authenticated both ways).
     pub fn is_ready(&self) -> bool {
         matches!(self.state, State::Ready)
+    }
+    /// Whether the database said pgate's upstream user is a superuser (ParameterStatus
+    /// `is_superuser` at startup): the driver warns the operator once.
+    pub fn upstream_is_superuser(&self) -> bool {
+        self.upstream_superuser
     }
     /// The transaction status the client last saw ('I', 'T' or 'E').
     pub fn transaction_status(&self) -> u8 {

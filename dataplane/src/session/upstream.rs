@@ -143,7 +143,15 @@ impl Session {
                 .extend_from_slice(&[b'R', 0, 0, 0, 8, 0, 0, 0, 0]);
         }
         match tag {
-            b'S' | b'N' => self.to_client.extend_from_slice(raw),
+            b'S' => {
+                // "is_superuser" is reported at startup (ParameterStatus).
+                let mut r = wire::Reader::new(body, "ParameterStatus");
+                if let (Ok("is_superuser"), Ok(v)) = (r.cstr(), r.cstr()) {
+                    self.upstream_superuser = v == "on";
+                }
+                self.to_client.extend_from_slice(raw);
+            }
+            b'N' => self.to_client.extend_from_slice(raw),
             b'K' => {
                 let mut r = wire::Reader::new(body, "BackendKeyData");
                 if let (Ok(pid), Ok(key)) = (r.i32(), r.i32()) {
