@@ -75,6 +75,9 @@ run_as analyst "$ANALYST_TOKEN" "SELECT country, count(*) FROM customers GROUP B
 run_as analyst "$ANALYST_TOKEN" "SELECT name, ssn FROM customers LIMIT 3"
 run_as analyst "$ANALYST_TOKEN" "SELECT count(*) FROM customers WHERE ssn LIKE '1%'"
 run_as analyst "$ANALYST_TOKEN" "WITH gone AS (DELETE FROM orders RETURNING *) SELECT count(*) FROM gone"
+# psql's \dt reads the catalog metadata (tag pg-metadata); password hashes stay inside.
+run_as analyst "$ANALYST_TOKEN" "\dt"
+run_as analyst "$ANALYST_TOKEN" "SELECT rolname, rolpassword FROM pg_authid"
 
 log "an AI agent acting for bob@example.com (token: client_id=support-copilot, act chain)"
 run_as ai-agent "$AGENT_TOKEN" "SELECT id, status FROM orders WHERE id = 1001"
@@ -88,6 +91,8 @@ run_as analyst "not-a-real-token" "SELECT 1"
 log "the audit log (last 3 lines of $DEMO/audit.jsonl)"
 sleep 0.3
 tail -n 3 "$DEMO/audit.jsonl" | cut -c1-300
+log "the audit log's hash chain"
+"$PGATE" audit verify "$DEMO/audit.jsonl" | sed 's/^/    /' || true
 
 cat <<MSG
 

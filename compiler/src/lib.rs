@@ -28,6 +28,7 @@ pub mod explain;
 pub mod glob;
 pub mod parse;
 pub mod reference;
+pub mod replay;
 pub mod resolve;
 pub mod runner;
 pub mod source;

@@ -236,10 +236,26 @@ enum Out {
 }
 
 impl Out {
-    fn write_batch(&mut self, b: &[u8]) -> io::Result<()> {
+    /// Writes from the front of `b`, removing what was written: after a failure part-way
+    /// (a full disk), only the unwritten rest is retried — never a line twice.
+    fn write_front(&mut self, b: &mut Vec<u8>) -> io::Result<()> {
+        while !b.is_empty() {
+            let n = match self {
+                Out::Stdout(o) => o.write(b),
+                Out::File(f) => f.write(b),
+            };
+            match n {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    b.drain(..n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
         match self {
-            Out::Stdout(o) => o.write_all(b).and_then(|()| o.flush()),
-            Out::File(f) => f.write_all(b).and_then(|()| f.flush()),
+            Out::Stdout(o) => o.flush(),
+            Out::File(f) => f.flush(),
         }
     }
     fn sync(&mut self) -> io::Result<()> {
@@ -354,13 +370,12 @@ fn writer(inner: Arc<Inner>, mut out: Out, path: PathBuf, mut chain: Chain, star
             chain.seal(line, &mut sealed);
         }
         batch.clear();
-        let written = out.write_batch(&sealed);
+        let written = out.write_front(&mut sealed);
         match written {
             Ok(()) => {
                 if inner.failing.swap(false, Ordering::Relaxed) {
                     eprintln!("pgate: audit log {} is writable again", path.display());
                 }
-                sealed.clear();
                 if let Ok(mut h) = inner.head.lock() {
                     *h = chain.head();
                 }

@@ -427,3 +427,50 @@ fn drivers_read_the_catalog_metadata_and_nobody_reads_the_credentials() {
         "pgate warns once: {log}"
     );
 }
+
+#[test]
+fn replay_of_a_real_audit_log_decides_as_the_proxy_did() {
+    // Statements through pgate, under a search path set in the session; then the audit
+    // log replayed: under the same policy nothing changes; under one without the
+    // `events` grant, exactly those statements are newly denied.
+    let e = require_env!();
+    let m = format!("replay{}", std::process::id());
+    let mut s = startup_and_auth(e, &good_token(e));
+    let mut out = Vec::new();
+    for sql in [
+        format!("select /* {m} */ count(*) from events"),
+        "set search_path = public".to_owned(),
+        format!("select /* {m} */ name from customers"),
+        format!("select /* {m} */ ssn from customers"),
+    ] {
+        exchange(&mut s, &query(&sql), &mut out);
+    }
+    drop(s);
+    std::thread::sleep(Duration::from_millis(500));
+    let text = std::fs::read_to_string(&e.audit).unwrap();
+    let ours: String = text
+        .lines()
+        .filter(|l| l.contains(&m))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(ours.lines().count(), 3, "{ours}");
+    assert!(ours.contains("\"search_path\":[\"public\"]"), "{ours}");
+    let replay = |policy: &str| {
+        let c = pgate_compile::compile_str("policy.kdl", policy);
+        assert!(!c.has_errors(), "{:?}", c.diagnostics);
+        let bytes = c.table_bytes().unwrap();
+        let table = pgate_core::table::Table::parse(&bytes).unwrap();
+        pgate_compile::replay::replay(&table, ours.as_bytes()).unwrap()
+    };
+    let same = replay(POLICY);
+    assert_eq!(same.changes(), 0, "{same:#?}");
+    assert_eq!(same.roles["analyst"].unchanged, 3);
+    let narrowed = replay(&POLICY.replace(
+        r#"allow "select" "insert" "copy-in" "copy-out" table="public.events""#,
+        r#"allow "insert" table="public.events""#,
+    ));
+    let a = &narrowed.roles["analyst"];
+    assert_eq!(a.newly_denied.len(), 1, "{narrowed:#?}");
+    assert!(a.newly_denied[0].sql.contains("from events"));
+    assert!(a.newly_allowed.is_empty());
+}

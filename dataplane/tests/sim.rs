@@ -357,3 +357,55 @@ fn extended_copy_in_with_pipelined_sync_keeps_responses_in_step() {
     let r = messages(&s.client(&query("select ssn from customers")));
     assert_eq!(tags(&r), "EZ");
 }
+
+#[test]
+fn a_query_inside_an_unsynced_batch_is_refused_rather_than_miscounted() {
+    // PostgreSQL skips a Query after an error in an unsynced batch: whether it answers
+    // depends on an error pgate cannot foresee.
+    let mut s = Sim::plaintext();
+    s.connect();
+    let mut b = parse("", "select id from orders");
+    b.extend(bind("", ""));
+    b.extend(query("select 1"));
+    let r = messages(&s.client(&b));
+    let last = r.last().unwrap();
+    assert_eq!(error_field(&last.1, b'C'), "08P01");
+    assert_eq!(error_field(&last.1, b'S'), "FATAL");
+}
+
+#[test]
+fn a_sync_pipelined_behind_a_simple_copy_from_stdin_is_not_awaited() {
+    let mut s = Sim::plaintext();
+    s.table = policy_with(&[], Grant::Widened);
+    s.connect();
+    let mut b = query("copy orders from stdin");
+    b.extend(sync());
+    let r = messages(&s.client(&b));
+    assert_eq!(tags(&r), "G");
+    let mut done = msg(b'd', b"1\n");
+    done.extend(msg(b'c', &[]));
+    let r = messages(&s.client(&done));
+    assert_eq!(tags(&r), "CZ");
+    // The count is right: the next query's line is complete and nothing is outstanding.
+    s.session.audit_taken();
+    let r = messages(&s.client(&query("select total from orders")));
+    assert_eq!(tags(&r), "TDCZ");
+    assert!(s.session.poll_audit().contains("\"status\":\"ok\""));
+    assert!(!s.session.client_closed(), "nothing outstanding upstream");
+}
+
+#[test]
+fn messages_pipelined_behind_copy_from_stdin_end_the_session() {
+    let mut s = Sim::plaintext();
+    s.table = policy_with(&[], Grant::Widened);
+    s.connect();
+    let mut b = parse("", "copy orders from STDIN");
+    b.extend(bind("", ""));
+    b.extend(execute(""));
+    b.extend(parse("x", "select id from orders"));
+    b.extend(sync());
+    let r = messages(&s.client(&b));
+    let last = r.last().unwrap();
+    assert_eq!(error_field(&last.1, b'C'), "08P01", "{:?}", tags(&r));
+    assert!(s.session.is_closed());
+}

@@ -17,6 +17,7 @@ pub mod build;
 pub mod check;
 pub mod diff;
 pub mod explain;
+pub mod replay;
 pub mod schema;
 pub mod test;
 
@@ -49,6 +50,9 @@ pub enum Command {
     Diff(DiffArgs),
     /// Write catalog declarations (`table …`) from a live PostgreSQL database.
     Schema(SchemaArgs),
+    /// Decide every statement of an audit log again under a proposed policy: what it
+    /// would break and what it would open, per role.
+    Replay(ReplayArgs),
 }
 
 impl Cli {
@@ -60,6 +64,7 @@ impl Cli {
             Command::Explain(a) => explain::run(&a),
             Command::Diff(a) => diff::run(&a),
             Command::Schema(a) => schema::run(&a),
+            Command::Replay(a) => replay::run(&a),
         }
     }
 }
@@ -155,6 +160,21 @@ pub struct DiffArgs {
     pub fail_on_widening: bool,
     #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
     pub format: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The proposed policy (sources or a built `.pgt`).
+    #[arg(long)]
+    pub policy: PathBuf,
+    /// The audit log (pgate's JSON lines; rotated files may be given one after another).
+    #[arg(long, required = true)]
+    pub audit: Vec<PathBuf>,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+    pub format: OutputFormat,
+    /// Exit 1 when any statement would change verdict.
+    #[arg(long)]
+    pub fail_on_change: bool,
 }
 
 #[derive(Debug, Args)]

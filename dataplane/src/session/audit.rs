@@ -52,7 +52,15 @@ impl Session {
         sql: &str,
     ) {
         let mut out = std::mem::take(&mut self.summaries[slot]);
-        write_summary(&mut out, &self.facts, stmt, verdict, table, sql);
+        write_summary(
+            &mut out,
+            &self.facts,
+            stmt,
+            verdict,
+            table,
+            sql,
+            &self.search_path,
+        );
         self.summaries[slot] = out;
     }
 
@@ -151,7 +159,9 @@ impl Session {
         msg: &str,
         sql: &str,
     ) {
-        self.audit_denied_in(false, verdict, table, msg, sql);
+        let path = std::mem::take(&mut self.search_path);
+        self.audit_denied_in(false, verdict, table, msg, sql, &path);
+        self.search_path = path;
     }
 
     /// The deny line of statement `verdict.statement` of the current facts, or of the
@@ -163,6 +173,7 @@ impl Session {
         table: &Table<'_>,
         msg: &str,
         sql: &str,
+        path: &[String],
     ) {
         self.denied_count += 1;
         let stmt = match verdict.decision {
@@ -172,7 +183,7 @@ impl Session {
         let slot = self.new_summary();
         let mut out = std::mem::take(&mut self.summaries[slot]);
         let f = if recheck { &self.recheck } else { &self.facts };
-        write_summary(&mut out, f, stmt, verdict, table, sql);
+        write_summary(&mut out, f, stmt, verdict, table, sql, path);
         self.summaries[slot] = out;
         let digest = self.table_digest;
         self.line_start("statement", &digest);
@@ -284,8 +295,9 @@ pub(super) fn json_escape_into(out: &mut String, s: &str) {
     }
 }
 
-/// An audit summary (`"table":…,"sql":…,"classes":[…],"tables":[…],"rule":…`) of
-/// statement `stmt` of `f`.
+/// An audit summary (`"sql":…,"classes":[…],"tables":[…],"search_path":[…],"rule":…`)
+/// of statement `stmt` of `f`, decided under `path`: what `pgate-compile replay` needs to
+/// decide it again as the proxy did.
 pub(super) fn write_summary(
     out: &mut String,
     f: &Facts,
@@ -293,6 +305,7 @@ pub(super) fn write_summary(
     verdict: &Verdict,
     table: &Table<'_>,
     sql: &str,
+    path: &[String],
 ) {
     out.clear();
     if let Some(s) = f.statements().get(stmt) {
@@ -307,7 +320,11 @@ pub(super) fn write_summary(
         }
         out.push_str("\"sql\":\"");
         json_escape_into(out, &text[..cut]);
-        out.push_str("\",\"classes\":[");
+        out.push('"');
+        if cut < text.len() {
+            out.push_str(",\"sql_truncated\":true");
+        }
+        out.push_str(",\"classes\":[");
         for (i, c) in s.classes.iter().enumerate() {
             if i > 0 {
                 out.push(',');
@@ -325,6 +342,15 @@ pub(super) fn write_summary(
             json_escape_into(out, f.name(a.name.schema));
             out.push('.');
             json_escape_into(out, f.name(a.name.name));
+            out.push('"');
+        }
+        out.push_str("],\"search_path\":[");
+        for (i, p) in path.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push('"');
+            json_escape_into(out, p);
             out.push('"');
         }
         out.push(']');

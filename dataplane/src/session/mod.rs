@@ -300,8 +300,8 @@ pub struct Session {
     /// PostgreSQL ignores them ("The backend will ignore Flush and Sync messages received
     /// during copy-in mode"), so they will get no ReadyForQuery.
     syncs_since_execute: usize,
-    /// The last command forwarded was an Execute (extended protocol), not a Query.
-    last_command_extended: bool,
+    /// Messages other than Sync and Flush forwarded since the last Execute or Query.
+    sent_after_command: u32,
     /// Confirmed by the server (ParseComplete); `confirms` holds what is not yet.
     statements: HashMap<String, Prepared>,
     statement_versions: u64,
@@ -414,7 +414,7 @@ impl Session {
             skipping_batch: false,
             copy_in: false,
             syncs_since_execute: 0,
-            last_command_extended: false,
+            sent_after_command: 0,
             statements: HashMap::new(),
             statement_versions: 0,
             confirms: VecDeque::new(),
@@ -543,12 +543,24 @@ impl Session {
         let mut body = Vec::with_capacity(128);
         body.extend_from_slice(&wire::PROTOCOL_3_0.to_be_bytes());
         let db = self.cfg.upstream_database.clone().unwrap_or(database);
+        // pgate reads SQL as UTF-8: the session's client encoding is UTF8 unless the client
+        // chose an equivalent one (the server's default would be the database's).
+        let encoding = if params
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("client_encoding"))
+        {
+            None
+        } else {
+            Some(("client_encoding", "UTF8"))
+        };
         let fixed = [
-            ("user", self.cfg.upstream_user.as_str()),
-            ("database", db.as_str()),
+            Some(("user", self.cfg.upstream_user.as_str())),
+            Some(("database", db.as_str())),
+            encoding,
         ];
         for (k, v) in fixed
             .into_iter()
+            .flatten()
             .chain(params.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         {
             body.extend_from_slice(k.as_bytes());
@@ -805,6 +817,18 @@ impl Session {
             }
             return;
         }
+        // PostgreSQL skips a Query or FunctionCall that follows an error in an unsynced
+        // extended batch (it ignores everything until Sync), so whether it gets a
+        // ReadyForQuery depends on an error pgate cannot foresee. No driver sends one there;
+        // pgate refuses rather than lose count of the server's answers.
+        if self.batch_forwarded
+            && matches!(m, Frontend::Query { .. } | Frontend::FunctionCall { .. })
+        {
+            return self.fatal(
+                sqlstate::PROTOCOL_VIOLATION,
+                "pgate: a Query or FunctionCall inside an extended-protocol batch (before its Sync) is not supported",
+            );
+        }
         match m {
             Frontend::Query { sql } => self.on_query(sql, raw, table),
             Frontend::Parse { statement, sql, .. } => self.on_parse(statement, sql, raw, table),
@@ -841,8 +865,8 @@ impl Session {
                     });
                 }
                 self.syncs_since_execute = 0;
-                self.last_command_extended = true;
                 self.forward_in_batch(raw);
+                self.sent_after_command = 0;
             }
             Frontend::Close { kind, name } => self.on_close(kind, name, raw),
             Frontend::Sync => {
@@ -965,7 +989,8 @@ impl Session {
             }
             self.apply_path_effects();
             self.forward(raw);
-            self.last_command_extended = false;
+            self.syncs_since_execute = 0;
+            self.sent_after_command = 0;
             self.unit_forwarded();
         } else {
             let msg = self.denial_text(&verdict, table);
@@ -993,6 +1018,7 @@ impl Session {
         self.forward(raw);
         self.batch_forwarded = true;
         self.batch_finals += 1;
+        self.sent_after_command += 1;
     }
 
     /// A Query, Sync or FunctionCall went upstream: one more ReadyForQuery to come.
@@ -1072,6 +1098,11 @@ impl Session {
 
     fn on_upstream_message(&mut self, tag: u8, body: &[u8], raw: &[u8]) {
         let mut position = 0;
+        if tag == b'E' {
+            // "In the event of a backend-detected error during copy-in mode … the backend
+            // will issue an ErrorResponse": COPY is over, whoever's error it is.
+            self.copy_in = false;
+        }
         if is_final(tag) {
             position = self.unit_finals;
             self.unit_finals += 1;
@@ -1119,8 +1150,22 @@ impl Session {
             b'd' => self.bytes += raw.len() as u64,
             b'G' => {
                 self.copy_in = true;
-                if self.last_command_extended {
-                    // The client's Syncs after the COPY's Execute reached the server in
+                // Anything but Sync and Flush pipelined behind the COPY's command reaches
+                // the server in copy-in mode, which fails the COPY: what it answers then
+                // depends on where the server was, and pgate would lose count of it.
+                let copy = self.pending.front().map(|p| (p.unit, p.position));
+                let more = self.pending.iter().skip(1).any(|p| {
+                    Some(p.unit) != copy.map(|c| c.0)
+                        || (p.position.is_some() && copy.is_some_and(|c| c.1.is_some()))
+                });
+                if self.sent_after_command > 0 || more || !self.refusals.is_empty() {
+                    return self.fatal(
+                        sqlstate::PROTOCOL_VIOLATION,
+                        "pgate: messages pipelined behind COPY FROM STDIN before the copy started are not supported",
+                    );
+                }
+                {
+                    // The client's Syncs after the COPY's command reached the server in
                     // copy-in mode and are ignored there: they will get no ReadyForQuery.
                     let k = std::mem::take(&mut self.syncs_since_execute);
                     self.inflight = self.inflight.saturating_sub(k);

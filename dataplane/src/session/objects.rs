@@ -191,10 +191,11 @@ impl Session {
             return;
         }
         let effect = self.sql_effect(0, sql);
-        self.apply_path_effects();
         let slot = self.new_summary();
         self.slot_ref(slot);
+        // The summary names the path the statement was decided under.
         self.write_summary(slot, 0, &verdict, table, sql);
+        self.apply_path_effects();
         self.statement_versions += 1;
         let (version, tgen) = (self.statement_versions, self.table_gen);
         let path = std::mem::take(&mut self.search_path);
@@ -399,11 +400,11 @@ impl Session {
         let v = self.recheck_stored(&sql, &path, table);
         let allowed = v.is_allow();
         let mut out = std::mem::take(&mut self.summaries[summary]);
-        super::write_summary(&mut out, &self.recheck, 0, &v, table, &sql);
+        super::write_summary(&mut out, &self.recheck, 0, &v, table, &sql, &path);
         self.summaries[summary] = out;
         if !allowed {
             let msg = self.recheck_msg.clone().unwrap_or_default();
-            self.audit_denied_in(true, &v, table, &msg, &sql);
+            self.audit_denied_in(true, &v, table, &msg, &sql, &path);
         }
         let p = match at {
             Some(i) => self.confirms.get_mut(i).map(|c| &mut c.stmt),

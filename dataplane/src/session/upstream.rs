@@ -146,8 +146,18 @@ impl Session {
             b'S' => {
                 // "is_superuser" is reported at startup (ParameterStatus).
                 let mut r = wire::Reader::new(body, "ParameterStatus");
-                if let (Ok("is_superuser"), Ok(v)) = (r.cstr(), r.cstr()) {
-                    self.upstream_superuser = v == "on";
+                match (r.cstr(), r.cstr()) {
+                    (Ok("is_superuser"), Ok(v)) => self.upstream_superuser = v == "on",
+                    // pgate reads identifiers and literals as UTF-8; a database in another
+                    // encoding reads the same bytes differently (LATIN1 folds non-ASCII
+                    // letters in identifiers).
+                    (Ok("server_encoding"), Ok(v)) if !v.eq_ignore_ascii_case("UTF8") => {
+                        let msg = format!(
+                            "pgate: the database's encoding is {v}; pgate supports only UTF8 databases"
+                        );
+                        return self.fatal(sqlstate::FEATURE_NOT_SUPPORTED, &msg);
+                    }
+                    _ => {}
                 }
                 self.to_client.extend_from_slice(raw);
             }

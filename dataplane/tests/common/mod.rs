@@ -133,6 +133,11 @@ fn analyst(customers: Option<ColumnAccess>, cursors: bool) -> CompiledRole {
             cell: allow(0, ColumnAccess::All),
         },
         CellEntry {
+            class: C::CopyIn,
+            table: Some(0),
+            cell: allow(0, ColumnAccess::All),
+        },
+        CellEntry {
             class: C::Transaction,
             table: None,
             cell: allow(2, ColumnAccess::All),
@@ -303,6 +308,8 @@ pub struct FakeServer {
     pub password_seen: Option<Vec<u8>>,
     pub last_parsed: String,
     pub in_copy: bool,
+    /// The copy was started by a simple Query: its end brings ReadyForQuery.
+    pub copy_simple: bool,
     /// Answer startup with SCRAM-SHA-256 for this password (server side of RFC 5802).
     pub scram_password: Option<String>,
     /// SCRAM state: the client-first-bare and server-first messages, once seen.
@@ -372,9 +379,21 @@ impl FakeServer {
                     Frontend::CopyDone => {
                         self.in_copy = false;
                         out.extend(msg(b'C', &cstr("COPY 1")));
+                        if std::mem::take(&mut self.copy_simple) {
+                            out.extend(msg(b'Z', &[self.status()]));
+                        }
                     }
                     Frontend::CopyData(_) | Frontend::Sync | Frontend::Flush => {}
-                    _ => panic!("unexpected message in copy-in mode"),
+                    // PostgreSQL: 08P01, the COPY fails, the rest is skipped to Sync.
+                    _ => {
+                        self.in_copy = false;
+                        self.error(
+                            &mut out,
+                            "08P01",
+                            "unexpected message type during COPY from stdin",
+                        );
+                        self.skipping = !std::mem::take(&mut self.copy_simple);
+                    }
                 }
                 continue;
             }
@@ -385,6 +404,12 @@ impl FakeServer {
                 Frontend::Password(p) => {
                     self.password_seen = Some(p.to_vec());
                     self.ready_after_auth(&mut out);
+                }
+                Frontend::Query { sql } if sql.to_ascii_lowercase().contains("stdin") => {
+                    self.queries.push(sql.to_owned());
+                    out.extend(msg(b'G', &[0, 0, 0]));
+                    self.in_copy = true;
+                    self.copy_simple = true;
                 }
                 Frontend::Query { sql } => {
                     self.queries.push(sql.to_owned());
