@@ -128,3 +128,20 @@ pg_stop_dir() {
 pg_stop() {
     [ -n "${PG_DATA_DIR:-}" ] && pg_stop_dir "$PG_DATA_DIR"
 }
+
+# install_drivers — the client libraries of the driver matrix, from their registries, into
+# target/drivers (psycopg 3 and asyncpg from PyPI, node-postgres from npm); exports
+# PGATE_DRIVERS_PYTHON and PGATE_DRIVERS_NODE_PATH for dataplane/tests/drivers.rs.
+install_drivers() {
+    install_packages python3 python3-venv nodejs
+    command -v npm >/dev/null || install_packages npm
+    local d="$ROOT/target/drivers"
+    mkdir -p "$d"
+    if [ ! -x "$d/venv/bin/python" ]; then
+        python3 -m venv "$d/venv"
+    fi
+    log "installing psycopg 3 and asyncpg (PyPI), node-postgres (npm)"
+    "$d/venv/bin/pip" install -q --disable-pip-version-check 'psycopg[binary]>=3.2,<3.4' 'asyncpg>=0.30,<0.33'
+    npm install --prefix "$d/node" --silent --no-audit --no-fund 'pg@^8.13' 'pg-copy-streams@^7' >/dev/null
+    export PGATE_DRIVERS_PYTHON="$d/venv/bin/python" PGATE_DRIVERS_NODE_PATH="$d/node/node_modules"
+}

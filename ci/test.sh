@@ -15,6 +15,9 @@ cargo fmt --all -- --check
 log "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+# The driver matrix's client libraries (dataplane/tests/drivers.rs).
+install_drivers
+
 # log_statement=all: the audit test compares PostgreSQL's log with pgate's audit log.
 PG_LOG_ALL=1 pg_start test 54329
 trap pg_stop EXIT

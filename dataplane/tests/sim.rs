@@ -371,6 +371,17 @@ fn a_query_inside_an_unsynced_batch_is_refused_rather_than_miscounted() {
     let last = r.last().unwrap();
     assert_eq!(error_field(&last.1, b'C'), "08P01");
     assert_eq!(error_field(&last.1, b'S'), "FATAL");
+
+    // asyncpg's way: Parse, Describe, Flush, wait for the answers, then a Query. Every
+    // answer is in and none is an error: the server runs the Query, and so does pgate.
+    let mut s = Sim::plaintext();
+    s.connect();
+    let mut b = parse("s", "select id from orders");
+    b.extend(msg(b'H', &[]));
+    assert_eq!(tags(&messages(&s.client(&b))), "1");
+    let r = messages(&s.client(&query("select 1")));
+    assert_eq!(tags(&r), "TDCZ");
+    assert!(!s.session.is_closed());
 }
 
 #[test]
@@ -408,4 +419,35 @@ fn messages_pipelined_behind_copy_from_stdin_end_the_session() {
     let last = r.last().unwrap();
     assert_eq!(error_field(&last.1, b'C'), "08P01", "{:?}", tags(&r));
     assert!(s.session.is_closed());
+}
+
+#[test]
+fn asyncpg_copy_records_to_table() {
+    // asyncpg: Parse, Describe, Flush (no Sync), then a simple Query COPY … FROM STDIN.
+    let mut s = Sim::plaintext();
+    s.table = policy_with(&[], Grant::Widened);
+    s.connect();
+    let describe = |name: &str| {
+        let mut b = vec![b'S'];
+        b.extend(cstr(name));
+        msg(b'D', &b)
+    };
+    let mut b = parse("s2", "select total from orders where id = $1");
+    b.extend(describe("s2"));
+    b.extend(msg(b'H', &[]));
+    assert_eq!(tags(&messages(&s.client(&b))), "1tT");
+    let mut b = bind("", "s2");
+    b.extend(execute(""));
+    b.extend(sync());
+    assert_eq!(tags(&messages(&s.client(&b))), "2DCZ");
+    let mut b = parse("s3", "select total from orders limit 1");
+    b.extend(describe("s3"));
+    b.extend(msg(b'H', &[]));
+    assert_eq!(tags(&messages(&s.client(&b))), "1tT");
+    let r = messages(&s.client(&query("copy orders from stdin")));
+    assert_eq!(tags(&r), "G");
+    let mut done = msg(b'd', b"1\n");
+    done.extend(msg(b'c', &[]));
+    let r = messages(&s.client(&done));
+    assert_eq!(tags(&r), "CZ");
 }

@@ -289,8 +289,10 @@ pub struct Session {
     refusal_buf: Vec<u8>,
     /// Final responses the messages forwarded in the current unit will produce.
     batch_finals: u32,
-    /// Final responses the upstream sent in the unit it is answering.
+    /// Final responses the upstream sent in the unit it is answering, and whether one was
+    /// an error (the server then skips to Sync).
     unit_finals: u32,
+    unit_error: bool,
     /// Some message of the current extended batch went upstream.
     batch_forwarded: bool,
     /// A message of the current batch was denied: drop everything up to Sync.
@@ -302,6 +304,8 @@ pub struct Session {
     syncs_since_execute: usize,
     /// Messages other than Sync and Flush forwarded since the last Execute or Query.
     sent_after_command: u32,
+    /// CopyDone or CopyFail came before the server's CopyInResponse.
+    copy_ended_early: bool,
     /// Confirmed by the server (ParseComplete); `confirms` holds what is not yet.
     statements: HashMap<String, Prepared>,
     statement_versions: u64,
@@ -410,11 +414,13 @@ impl Session {
             refusal_buf: Vec::new(),
             batch_finals: 0,
             unit_finals: 0,
+            unit_error: false,
             batch_forwarded: false,
             skipping_batch: false,
             copy_in: false,
             syncs_since_execute: 0,
             sent_after_command: 0,
+            copy_ended_early: false,
             statements: HashMap::new(),
             statement_versions: 0,
             confirms: VecDeque::new(),
@@ -819,9 +825,14 @@ impl Session {
         }
         // PostgreSQL skips a Query or FunctionCall that follows an error in an unsynced
         // extended batch (it ignores everything until Sync), so whether it gets a
-        // ReadyForQuery depends on an error pgate cannot foresee. No driver sends one there;
-        // pgate refuses rather than lose count of the server's answers.
+        // ReadyForQuery depends on that batch's answers. Drivers that do this (asyncpg:
+        // Parse, Describe, Flush, then a Query) wait for the answers first; pgate allows it
+        // when every answer is in and none was an error, and otherwise refuses rather than
+        // lose count of the server's answers.
+        let batch_answered =
+            self.inflight == 0 && self.unit_finals == self.batch_finals && !self.unit_error;
         if self.batch_forwarded
+            && !batch_answered
             && matches!(m, Frontend::Query { .. } | Frontend::FunctionCall { .. })
         {
             return self.fatal(
@@ -867,6 +878,7 @@ impl Session {
                 self.syncs_since_execute = 0;
                 self.forward_in_batch(raw);
                 self.sent_after_command = 0;
+                self.copy_ended_early = false;
             }
             Frontend::Close { kind, name } => self.on_close(kind, name, raw),
             Frontend::Sync => {
@@ -886,15 +898,21 @@ impl Session {
             // The copy sub-protocol: only while the upstream is in COPY FROM STDIN (outside
             // it PostgreSQL ignores these too).
             Frontend::CopyData(_) | Frontend::CopyDone | Frontend::CopyFail { .. } => {
-                if self.copy_in {
-                    self.bytes += raw.len() as u64;
-                    if !matches!(m, Frontend::CopyData(_)) {
+                // Forwarded in order whether or not the server has entered copy-in yet:
+                // drivers (asyncpg) send the data right behind the COPY command, and the
+                // server reads it once CopyInResponse is out; outside copy-in it ignores
+                // these messages ("Accept but ignore these messages, per protocol spec").
+                self.bytes += raw.len() as u64;
+                if !matches!(m, Frontend::CopyData(_)) {
+                    if self.copy_in {
                         self.copy_in = false;
+                    } else {
+                        self.copy_ended_early = true;
                     }
-                    // Not counted as pipelined bytes: COPY data streams, it is not queued
-                    // behind unanswered commands.
-                    self.to_upstream.extend_from_slice(raw);
                 }
+                // Not counted as pipelined bytes: COPY data streams, it is not queued
+                // behind unanswered commands.
+                self.to_upstream.extend_from_slice(raw);
             }
             Frontend::FunctionCall { .. } => {
                 let (ok, rule) = table.cell(self.role(), StatementClass::Call, None);
@@ -991,6 +1009,7 @@ impl Session {
             self.forward(raw);
             self.syncs_since_execute = 0;
             self.sent_after_command = 0;
+            self.copy_ended_early = false;
             self.unit_forwarded();
         } else {
             let msg = self.denial_text(&verdict, table);
@@ -1102,6 +1121,7 @@ impl Session {
             // "In the event of a backend-detected error during copy-in mode … the backend
             // will issue an ErrorResponse": COPY is over, whoever's error it is.
             self.copy_in = false;
+            self.unit_error = true;
         }
         if is_final(tag) {
             position = self.unit_finals;
@@ -1116,6 +1136,7 @@ impl Session {
                 self.inflight = self.inflight.saturating_sub(1);
                 self.unit_answered(false);
                 self.unit_finals = 0;
+                self.unit_error = false;
                 self.finish_unit();
                 self.drop_skipped_refusals();
                 let done = self.unit_seq.saturating_sub(self.inflight as u64);
@@ -1149,7 +1170,8 @@ impl Session {
             }
             b'd' => self.bytes += raw.len() as u64,
             b'G' => {
-                self.copy_in = true;
+                // The client may have ended the copy before this arrived.
+                self.copy_in = !std::mem::take(&mut self.copy_ended_early);
                 // Anything but Sync and Flush pipelined behind the COPY's command reaches
                 // the server in copy-in mode, which fails the COPY: what it answers then
                 // depends on where the server was, and pgate would lose count of it.

@@ -471,6 +471,10 @@ impl FakeServer {
                     self.skipping = true;
                 }
                 Frontend::Close { .. } => out.extend(msg(b'3', &[])),
+                Frontend::Describe { kind: b'S', .. } => {
+                    out.extend(msg(b't', &[0, 0]));
+                    out.extend(msg(b'T', &[0, 0]));
+                }
                 Frontend::Execute { .. } if self.last_parsed.contains("STDIN") => {
                     out.extend(msg(b'G', &[0, 0, 0]));
                     self.in_copy = true;
