@@ -179,11 +179,8 @@ fn exchange<S: Read + Write>(s: &mut S, step: &[u8], out: &mut Vec<String>) {
         rest = &rest[f.len..];
     }
     while rfqs > 0 {
-        let mut h = [0u8; 5];
-        s.read_exact(&mut h).unwrap();
-        let len = u32::from_be_bytes([h[1], h[2], h[3], h[4]]) as usize;
-        let mut body = vec![0u8; len - 4];
-        s.read_exact(&mut body).unwrap();
+        let (tag, body) = read_message(s);
+        let h = [tag];
         let field = |c| common::error_field(&body, c);
         let line = match h[0] {
             b'Z' => {
@@ -228,13 +225,9 @@ fn direct(e: &Env) -> UnixStream {
     m.extend_from_slice(&body);
     s.write_all(&m).unwrap();
     loop {
-        let mut h = [0u8; 5];
-        s.read_exact(&mut h).unwrap();
-        let len = u32::from_be_bytes([h[1], h[2], h[3], h[4]]) as usize;
-        let mut b = vec![0u8; len - 4];
-        s.read_exact(&mut b).unwrap();
-        assert_ne!(h[0], b'E', "oracle login: {}", String::from_utf8_lossy(&b));
-        if h[0] == b'Z' {
+        let (tag, b) = read_message(&mut s);
+        assert_ne!(tag, b'E', "oracle login: {}", String::from_utf8_lossy(&b));
+        if tag == b'Z' {
             return s;
         }
     }

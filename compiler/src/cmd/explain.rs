@@ -1,8 +1,7 @@
 //! `pgate-compile explain --policy P --role R --sql S`: the verdict and why.
 use std::process::ExitCode;
 
-use super::{EXIT_OK, EXIT_POLICY, ExplainArgs, ExplainFormat, print_diagnostics, usage_error};
-use crate::diag::DiagFormat;
+use super::{EXIT_OK, ExplainArgs, ExplainFormat, usage_error};
 
 /// Largest SQL file accepted.
 const MAX_SQL_BYTES: u64 = 1024 * 1024;
@@ -28,20 +27,9 @@ pub fn run(args: &ExplainArgs) -> ExitCode {
         }
         (None, None) => return usage_error("give `--sql` or `--sql-file`"),
     };
-    let loaded = match crate::load_table(&args.policy) {
+    let loaded = match super::load_policy(&args.policy) {
         Ok(t) => t,
-        Err(crate::Error::Policy { .. }) => {
-            if let Ok(c) = crate::compile_path(&args.policy) {
-                print_diagnostics(
-                    &c.diagnostics,
-                    &c.sources,
-                    DiagFormat::Human,
-                    Default::default(),
-                );
-            }
-            return ExitCode::from(EXIT_POLICY);
-        }
-        Err(e) => return usage_error(e),
+        Err(code) => return code,
     };
     let table = match loaded.table() {
         Ok(t) => t,

@@ -230,6 +230,26 @@ pub fn diagnostics_exit(diags: &Diagnostics, deny_warnings: bool) -> u8 {
     }
 }
 
+/// The table of `--policy` (sources or a built `.pgt`); on failure, the diagnostics or
+/// the error are reported and the exit code returned.
+pub fn load_policy(policy: &std::path::Path) -> Result<crate::PolicyTable, ExitCode> {
+    match crate::load_table(policy) {
+        Ok(t) => Ok(t),
+        Err(crate::Error::Policy { .. }) => {
+            if let Ok(c) = crate::compile_path(policy) {
+                print_diagnostics(
+                    &c.diagnostics,
+                    &c.sources,
+                    DiagFormat::Human,
+                    Default::default(),
+                );
+            }
+            Err(ExitCode::from(EXIT_POLICY))
+        }
+        Err(e) => Err(usage_error(e)),
+    }
+}
+
 /// Reports a usage or I/O error and returns [`EXIT_USAGE`].
 pub fn usage_error(msg: impl std::fmt::Display) -> ExitCode {
     eprintln!("error: {msg}");

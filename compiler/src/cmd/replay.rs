@@ -3,24 +3,12 @@
 use std::io::BufRead;
 use std::process::ExitCode;
 
-use super::{EXIT_OK, EXIT_POLICY, OutputFormat, ReplayArgs, print_diagnostics, usage_error};
-use crate::diag::DiagFormat;
+use super::{EXIT_OK, EXIT_POLICY, OutputFormat, ReplayArgs, usage_error};
 
 pub fn run(args: &ReplayArgs) -> ExitCode {
-    let loaded = match crate::load_table(&args.policy) {
+    let loaded = match super::load_policy(&args.policy) {
         Ok(t) => t,
-        Err(crate::Error::Policy { .. }) => {
-            if let Ok(c) = crate::compile_path(&args.policy) {
-                print_diagnostics(
-                    &c.diagnostics,
-                    &c.sources,
-                    DiagFormat::Human,
-                    Default::default(),
-                );
-            }
-            return ExitCode::from(EXIT_POLICY);
-        }
-        Err(e) => return usage_error(e),
+        Err(code) => return code,
     };
     let table = match loaded.table() {
         Ok(t) => t,

@@ -416,17 +416,16 @@ pub fn startup_and_auth_with(e: &Env, token: &str, params: &[(&str, &str)]) -> T
     pm.extend_from_slice(&p);
     s.write_all(&pm).unwrap();
     // Read up to ReadyForQuery.
-    let mut seen = Vec::new();
-    loop {
-        let mut h = [0u8; 5];
-        s.read_exact(&mut h).unwrap();
-        let len = u32::from_be_bytes([h[1], h[2], h[3], h[4]]) as usize;
-        let mut b = vec![0u8; len - 4];
-        s.read_exact(&mut b).unwrap();
-        seen.push(h[0]);
-        if h[0] == b'Z' {
-            break;
-        }
-    }
+    while read_message(&mut s).0 != b'Z' {}
     s
+}
+
+/// One backend message: its tag and body.
+pub fn read_message<R: Read>(s: &mut R) -> (u8, Vec<u8>) {
+    let mut h = [0u8; 5];
+    s.read_exact(&mut h).unwrap();
+    let len = u32::from_be_bytes([h[1], h[2], h[3], h[4]]) as usize;
+    let mut body = vec![0u8; len - 4];
+    s.read_exact(&mut body).unwrap();
+    (h[0], body)
 }
