@@ -41,6 +41,8 @@ with rels as (
                         'pg_stat_subscription_stats')
              or r.name like 'pg\_stat\_progress\_%'
             then 'pg-sessions'
+        when r.name = 'pg_statistic_ext'
+            then 'pg-metadata'  -- extended statistics' definitions (their values: _data)
         when r.name like 'pg\_stat%' or r.name like 'pg\_statio%'
             then 'pg-monitoring'
         when r.name in ('pg_file_settings', 'pg_hba_file_rules', 'pg_ident_file_mappings',

@@ -130,10 +130,11 @@ pg_stop() {
 }
 
 # install_drivers — the client libraries of the driver matrix, from their registries, into
-# target/drivers (psycopg 3 and asyncpg from PyPI, node-postgres from npm); exports
-# PGATE_DRIVERS_PYTHON and PGATE_DRIVERS_NODE_PATH for dataplane/tests/drivers.rs.
+# target/drivers (psycopg 3 and asyncpg from PyPI, node-postgres from npm), and pgJDBC from
+# Debian; exports PGATE_DRIVERS_PYTHON, PGATE_DRIVERS_NODE_PATH and PGATE_DRIVERS_JDBC_JAR
+# for dataplane/tests/drivers.rs.
 install_drivers() {
-    install_packages python3 python3-venv nodejs
+    install_packages python3 python3-venv nodejs default-jdk-headless libpostgresql-jdbc-java
     command -v npm >/dev/null || install_packages npm
     local d="$ROOT/target/drivers"
     mkdir -p "$d"
@@ -144,4 +145,5 @@ install_drivers() {
     "$d/venv/bin/pip" install -q --disable-pip-version-check 'psycopg[binary]>=3.2,<3.4' 'asyncpg>=0.30,<0.33'
     npm install --prefix "$d/node" --silent --no-audit --no-fund 'pg@^8.13' 'pg-copy-streams@^7' >/dev/null
     export PGATE_DRIVERS_PYTHON="$d/venv/bin/python" PGATE_DRIVERS_NODE_PATH="$d/node/node_modules"
+    export PGATE_DRIVERS_JDBC_JAR=/usr/share/java/postgresql.jar
 }

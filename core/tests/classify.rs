@@ -306,6 +306,40 @@ fn session_settings() {
     assert!(
         o.flags(0) & (F::SETS_ROLE | F::SETS_SEARCH_PATH) == F::SETS_ROLE | F::SETS_SEARCH_PATH
     );
+    // pg_dump's form: the WHERE names the one setting changed.
+    let o = run(
+        "SELECT set_config(name, 'view, foreign-table', false) FROM pg_settings WHERE name = 'restrict_nonsystem_relation_kind'",
+    );
+    assert_eq!(o.classes(0), ["select"]);
+    assert_eq!(o.flags(0) & (F::SETS_ROLE | F::SETS_SEARCH_PATH), 0);
+    let o = run(
+        "SELECT pg_catalog.set_config(name, 'x', true) FROM pg_catalog.pg_settings WHERE name = 'search_path'",
+    );
+    assert!(o.flags(0) & F::SETS_SEARCH_PATH != 0);
+    assert_eq!(o.flags(0) & F::SETS_ROLE, 0);
+    let o = run("SELECT set_config(name, 'x', false) FROM pg_settings WHERE name = 'role'");
+    assert!(o.classes(0).contains(&"dcl"));
+    // Any other shape: the setting is not known.
+    for sql in [
+        "SELECT set_config(name, 'x', false) FROM pg_settings WHERE name = 'a' OR true",
+        "SELECT set_config(name, 'x', false) FROM pg_settings WHERE name <> 'a'",
+        "SELECT set_config(name, 'x', false) FROM pg_settings",
+        "SELECT set_config(name, 'x', false) FROM other.pg_settings WHERE name = 'a'",
+        "SELECT set_config(name, 'x', false) FROM pg_settings s WHERE name = 'a'",
+        "SELECT set_config(\"name\", 'x', false) FROM pg_settings WHERE name = 'a'",
+        "SELECT 1, set_config(name, 'x', false) FROM pg_settings WHERE name = 'a'",
+        "SELECT set_config(name, $1, false) FROM pg_settings WHERE name = 'a'",
+    ] {
+        let o = run(sql);
+        assert!(
+            o.unknown(0) || o.classes(0).contains(&"dcl"),
+            "{sql}: {:?}",
+            o.classes(0)
+        );
+        if !o.unknown(0) {
+            assert!(o.flags(0) & F::SETS_ROLE != 0, "{sql}");
+        }
+    }
     assert_eq!(
         run("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE").classes(0),
         ["transaction"]

@@ -2670,8 +2670,12 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
     fn set_config_flags(&mut self, c: &Chain) -> R<()> {
         let a = self.peek_n(1);
         let after = self.peek_n(2);
-        if a.kind == Kind::Str(StrKind::Standard) && after.kind == Kind::Comma {
-            let n = self.name_of(&a)?;
+        let setting = if a.kind == Kind::Str(StrKind::Standard) && after.kind == Kind::Comma {
+            Some(self.name_of(&a)?)
+        } else {
+            self.pg_settings_setting(c)?
+        };
+        if let Some(n) = setting {
             let s = n.as_str();
             if LEXING_SETTINGS.iter().any(|l| s.eq_ignore_ascii_case(l)) {
                 return Err(Fail(
@@ -2694,6 +2698,67 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
             self.set_path_effect(super::PathEffect::Unknown);
         }
         Ok(())
+    }
+
+    /// The setting `set_config(name, 'value', bool)` changes when it is the whole statement
+    /// `SELECT set_config(name, 'value', true|false) FROM [pg_catalog.]pg_settings WHERE
+    /// name = 'setting'` (the `(` is next): the form `pg_dump` uses for
+    /// `restrict_nonsystem_relation_kind`. The `WHERE` leaves only rows whose `name` is
+    /// that literal, so it is the only setting changed (`pg_settings` resolves to
+    /// `pg_catalog` as every `pg_*` relation does here). `None` for any other shape.
+    fn pg_settings_setting(&mut self, c: &Chain) -> R<Option<Name>> {
+        let call_start = (self.cur + 1).checked_sub(2 * c.n);
+        let first = self.tok(self.base);
+        if self.base != 0 || call_start != Some(1) || !first.is(Kw::Select) {
+            return Ok(None);
+        }
+        let is_name_column = |t: &Token| t.kind == Kind::Ident && t.kw == Kw::Name;
+        let head = [
+            self.peek_n(1),
+            self.peek_n(2),
+            self.peek_n(3),
+            self.peek_n(4),
+        ];
+        let flag = self.peek_n(5);
+        if !is_name_column(&head[0])
+            || head[1].kind != Kind::Comma
+            || head[2].kind != Kind::Str(StrKind::Standard)
+            || head[3].kind != Kind::Comma
+            || !(flag.is(Kw::True) || flag.is(Kw::False))
+            || self.peek_n(6).kind != Kind::RParen
+            || !self.peek_n(7).is(Kw::From)
+        {
+            return Ok(None);
+        }
+        let mut i = 8;
+        let t = self.peek_n(i);
+        if t.kind == Kind::Ident && self.name_of(&t)?.as_str() == "pg_catalog" {
+            if self.peek_n(i + 1).kind != Kind::Dot {
+                return Ok(None);
+            }
+            i += 2;
+        }
+        let table = self.peek_n(i);
+        if table.kind != Kind::Ident || self.name_of(&table)?.as_str() != "pg_settings" {
+            return Ok(None);
+        }
+        let (w, col, eq, lit, end) = (
+            self.peek_n(i + 1),
+            self.peek_n(i + 2),
+            self.peek_n(i + 3),
+            self.peek_n(i + 4),
+            self.peek_n(i + 5),
+        );
+        if !w.is(Kw::Where)
+            || !is_name_column(&col)
+            || eq.kind != Kind::Op
+            || self.text(&eq) != "="
+            || lit.kind != Kind::Str(StrKind::Standard)
+            || !matches!(end.kind, Kind::Eof)
+        {
+            return Ok(None);
+        }
+        Ok(Some(self.name_of(&lit)?))
     }
 
     /// A path effect; `Unknown` is never replaced.

@@ -43,6 +43,20 @@ role "analyst" {
     allow-function "pg_catalog.*"
     deny-function "pg_catalog.pg_read_file"
 }
+
+// What pg_dump needs to dump schema `dumpme` (tests/drivers.rs).
+role "dumper" {
+    member claim="groups" value="dumpers"
+    allow "select" "copy-out" "lock" table="dumpme.*"
+    allow "select" table="pg_catalog.pg_settings"
+    allow "select" table="pg_catalog.pg_foreign_data_wrapper"
+    allow "select" table="pg_catalog.pg_foreign_server"
+    allow "select" table="pg_catalog.pg_db_role_setting"
+    allow "select" tag="pg-metadata"
+    allow "transaction" "session" "prepare"
+    allow-function "pg_catalog.*"
+    deny-function "pg_catalog.pg_read_file"
+}
 "#;
 
 pub struct Env {
