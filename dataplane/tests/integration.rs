@@ -1487,3 +1487,133 @@ async fn a_client_vanishing_mid_query_cancels_it_upstream() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn a_fast_path_function_call_is_refused_and_audited() {
+    // FunctionCall names its function by OID only, so function rules cannot be checked:
+    // refused as a PostgreSQL error (the session goes on), with a deny line naming the OID.
+    let e = require_env!();
+    let oid: u32 = admin_psql(
+        &e.socket,
+        &e.pg_port,
+        DB,
+        "select 'pg_read_file(text)'::regprocedure::oid",
+    )
+    .parse()
+    .unwrap();
+    let mut s = startup_and_auth(e, &good_token(e));
+    let arg = b"/etc/passwd";
+    let mut body = Vec::new();
+    body.extend_from_slice(&oid.to_be_bytes());
+    body.extend_from_slice(&0u16.to_be_bytes()); // argument format codes: none (text)
+    body.extend_from_slice(&1u16.to_be_bytes()); // one argument
+    body.extend_from_slice(&(arg.len() as u32).to_be_bytes());
+    body.extend_from_slice(arg);
+    body.extend_from_slice(&0u16.to_be_bytes()); // result format: text
+    let mut msg = vec![b'F'];
+    msg.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
+    msg.extend_from_slice(&body);
+    s.write_all(&msg).unwrap();
+    let (tag, err) = read_message(&mut s);
+    assert_eq!(tag, b'E', "{}", String::from_utf8_lossy(&err));
+    let err = String::from_utf8_lossy(&err);
+    assert!(
+        err.contains("C42501") && err.contains("FunctionCall"),
+        "{err}"
+    );
+    let (tag, rfq) = read_message(&mut s);
+    assert_eq!((tag, rfq.as_slice()), (b'Z', b"I".as_slice()));
+    // The session goes on.
+    let q = b"select 41 + 1\0";
+    let mut m = vec![b'Q'];
+    m.extend_from_slice(&((q.len() + 4) as u32).to_be_bytes());
+    m.extend_from_slice(q);
+    s.write_all(&m).unwrap();
+    let mut tags = Vec::new();
+    loop {
+        let (t, _) = read_message(&mut s);
+        tags.push(t);
+        if t == b'Z' {
+            break;
+        }
+    }
+    assert_eq!(tags, b"TDCZ");
+    let needle = format!("\"function_call_oid\":{oid}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !std::fs::read_to_string(&e.audit)
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.contains(&needle) && l.contains("\"verdict\":\"deny\""))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no deny line for the FunctionCall"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A cursor DECLAREd in SQL and read with the extended protocol's Execute: the Execute has
+/// its own audit line (the cursor's statement, as PostgreSQL logs it), with its status.
+#[test]
+fn an_execute_of_a_sql_cursor_has_its_own_audit_line() {
+    let e = require_env!();
+    let m = format!("cur{}", std::process::id());
+    let mut s = startup_and_auth(e, &good_token(e));
+    let query = |s: &mut TcpStream, sql: &str| {
+        let mut q = vec![b'Q'];
+        q.extend_from_slice(&((sql.len() + 5) as u32).to_be_bytes());
+        q.extend_from_slice(sql.as_bytes());
+        q.push(0);
+        s.write_all(&q).unwrap();
+    };
+    let until_ready = |s: &mut TcpStream| -> Vec<u8> {
+        let mut tags = Vec::new();
+        loop {
+            let (t, _) = read_message(s);
+            tags.push(t);
+            if t == b'Z' {
+                return tags;
+            }
+        }
+    };
+    query(&mut s, "begin");
+    until_ready(&mut s);
+    let cursor = format!("c_{m}");
+    let declare = format!("declare {cursor} cursor for select /* {m} */ id from customers");
+    query(&mut s, &declare);
+    assert_eq!(until_ready(&mut s), b"CZ");
+    // Execute portal c_… for one row, then Sync.
+    let mut x = vec![b'E'];
+    x.extend_from_slice(&((4 + cursor.len() + 1 + 4) as u32).to_be_bytes());
+    x.extend_from_slice(cursor.as_bytes());
+    x.push(0);
+    x.extend_from_slice(&1u32.to_be_bytes());
+    x.extend_from_slice(&[b'S', 0, 0, 0, 4]);
+    s.write_all(&x).unwrap();
+    assert_eq!(until_ready(&mut s), b"DsZ");
+    query(&mut s, "commit");
+    until_ready(&mut s);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let audit: Vec<Value> = std::fs::read_to_string(&e.audit)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["sql"].as_str().is_some_and(|s| s.contains(&m)))
+            .collect();
+        let pg = pg_logged(e, &m);
+        if audit.len() >= 2 && pg.len() >= 2 {
+            let sqls: Vec<&str> = audit.iter().map(|v| v["sql"].as_str().unwrap()).collect();
+            assert_eq!(sqls, pg, "audit lines vs PostgreSQL's log");
+            assert_eq!(audit[1]["status"], "suspended", "{}", audit[1]);
+            assert_eq!(audit[1]["verdict"], "allow", "{}", audit[1]);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "audit {audit:#?} postgres {pg:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

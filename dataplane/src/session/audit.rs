@@ -198,12 +198,25 @@ impl Session {
         self.free_summaries.push(slot);
     }
 
+    /// The deny line of a FunctionCall message: no SQL, the function's OID.
+    pub(super) fn audit_function_call(&mut self, oid: u32, msg: &str) {
+        self.denied_count += 1;
+        let digest = self.table_digest;
+        self.line_start("statement", &digest);
+        let _ = write!(
+            self.audit,
+            ",\"verdict\":\"deny\",\"sql\":\"\",\"function_call_oid\":{oid},\"classes\":[\"call\"],\"rule\":null,\"reason\":\""
+        );
+        json_escape_into(&mut self.audit, msg);
+        self.audit
+            .push_str("\",\"rows\":0,\"bytes\":0,\"duration_us\":0}\n");
+    }
+
     /// A final response (at `position` of the unit the upstream is answering) ended the
     /// oldest pending statement — if it is that statement's: a Query's statements end in
     /// order; an Execute's at its own position. An error at an earlier position came from
     /// a message before the Execute (a Parse or Bind), so the Execute did not run: its line
-    /// is written at ReadyForQuery ([`Session::finish_unit`]). A final of a message pgate
-    /// keeps no line for (an Execute of a cursor's portal) ends no line.
+    /// is written at ReadyForQuery ([`Session::finish_unit`]).
     pub(super) fn complete_statement(&mut self, status: &str, position: u32) {
         let unit = self.upstream_unit();
         let mine = self

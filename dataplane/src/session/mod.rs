@@ -28,7 +28,6 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt::Write as _;
 
-use pgate_core::class::StatementClass;
 use pgate_core::facts::{ColumnName, Facts, StatementFlags};
 use pgate_core::table::{Decision, DenyReason, RoleId, Table, Verdict};
 use pgate_core::wire::{
@@ -45,7 +44,7 @@ mod startup;
 mod upstream;
 
 use audit::{command_rows, write_summary};
-use deny::{deny_message, deny_text};
+use deny::deny_message;
 use startup::{MAX_STARTUP_BYTES, MAX_TOKEN_MESSAGE_BYTES};
 
 use decided::{Decided, DigestHex, decide_text, digest_hex};
@@ -914,15 +913,13 @@ impl Session {
                 // behind unanswered commands.
                 self.to_upstream.extend_from_slice(raw);
             }
-            Frontend::FunctionCall { .. } => {
-                let (ok, rule) = table.cell(self.role(), StatementClass::Call, None);
-                if ok {
-                    self.forward(raw);
-                    self.unit_forwarded();
-                } else {
-                    let msg = self.deny_text("FunctionCall messages", rule, table);
-                    self.refuse_alone(sqlstate::INSUFFICIENT_PRIVILEGE, &msg);
-                }
+            Frontend::FunctionCall { oid, .. } => {
+                // The fast-path interface names the function by OID alone, which function
+                // rules (by name, with tags) cannot be checked against: refused for every
+                // role (fail closed). `SELECT f(…)` is decided like any statement.
+                const MSG: &str = "pgate: FunctionCall messages (the fast-path interface, e.g. libpq's large-object calls) are not supported: they name the function by OID, which pgate cannot check against the policy's function rules; call it with SELECT instead";
+                self.audit_function_call(oid, MSG);
+                self.refuse_alone(sqlstate::INSUFFICIENT_PRIVILEGE, MSG);
             }
             Frontend::Password(_) => self.fatal(
                 sqlstate::PROTOCOL_VIOLATION,
@@ -1077,10 +1074,6 @@ impl Session {
             .as_ref()
             .map(|i| i.role_name.as_str())
             .unwrap_or("")
-    }
-
-    fn deny_text(&self, what: &str, rule: Option<u32>, table: &Table<'_>) -> String {
-        deny_text(what, rule, self.role_name(), table)
     }
 
     // ---- upstream bytes ----

@@ -484,7 +484,7 @@ impl Session {
         } else if let Some(p) = self.portals.get(portal) {
             p
         } else {
-            return self.cursor_for_execute(portal, table).map(|()| None);
+            return self.cursor_for_execute(portal, table);
         };
         if p.table_gen == tgen {
             return Ok(Some((p.summary, p.effect.clone())));
@@ -518,25 +518,34 @@ impl Session {
     /// Execute of a portal pgate did not bind: a SQL cursor's, decided again when an
     /// earlier table allowed its DECLARE. A portal pgate knows nothing of is refused as
     /// PostgreSQL refuses a missing one: pgate cannot say what it would run.
-    fn cursor_for_execute(&mut self, name: &str, table: &Table<'_>) -> Result<(), ()> {
+    fn cursor_for_execute(
+        &mut self,
+        name: &str,
+        table: &Table<'_>,
+    ) -> Result<Option<PortalRun>, ()> {
         let tgen = self.table_gen;
         let Some(c) = self.cursors.get(name) else {
             self.no_such_portal(name);
             return Err(());
         };
-        if c.decided.table_gen == tgen {
-            return Ok(());
-        }
+        // Decided again (under the table in force: a reload may have come since the
+        // DECLARE), and for its own audit line: PostgreSQL logs the Execute of a cursor's
+        // portal with the cursor's statement.
         let (sql, path) = (c.decided.sql.clone(), c.decided.search_path.clone());
-        if self.recheck_stored(&sql, &path, table).is_allow() {
-            if let Some(c) = self.cursors.get_mut(name) {
-                c.decided.table_gen = tgen;
-            }
-            return Ok(());
+        let verdict = self.recheck_stored(&sql, &path, table);
+        if !verdict.is_allow() {
+            let msg = self.recheck_msg.take().unwrap_or_default();
+            self.refuse_in_batch(sqlstate::INSUFFICIENT_PRIVILEGE, &msg);
+            return Err(());
         }
-        let msg = self.recheck_msg.take().unwrap_or_default();
-        self.refuse_in_batch(sqlstate::INSUFFICIENT_PRIVILEGE, &msg);
-        Err(())
+        if let Some(c) = self.cursors.get_mut(name) {
+            c.decided.table_gen = tgen;
+        }
+        let slot = self.new_summary();
+        let mut out = std::mem::take(&mut self.summaries[slot]);
+        super::audit::write_summary(&mut out, &self.recheck, 0, &verdict, table, &sql, &path);
+        self.summaries[slot] = out;
+        Ok(Some((slot, None)))
     }
 
     /// ReadyForQuery 'I': no transaction is open, so the portals and cursors (other than
