@@ -84,8 +84,9 @@ impl AuditSink {
         let (out, prev) = if path == Path::new("-") {
             (Out::Stdout(io::stdout()), ChainValue::GENESIS)
         } else {
-            let prev = tail_chain_value(path)?;
-            (Out::File(open(path)?), prev)
+            // Locked first: the chain's tail is read from a file no one else appends to.
+            let f = open(path)?;
+            (Out::File(f), tail_chain_value(path)?)
         };
         let inner = Arc::new(Inner {
             buf: Mutex::new(Buffer {
@@ -273,8 +274,23 @@ fn sync_pending(inner: &Inner) -> bool {
 /// How long the writer lets lines accumulate after the first one arrives.
 const BATCH_GATHER: Duration = Duration::from_millis(5);
 
+/// Opens the audit log for appending and takes an exclusive lock on it: two writers would
+/// interleave their chains, and the file would no longer verify.
 fn open(path: &Path) -> io::Result<File> {
-    OpenOptions::new().create(true).append(true).open(path)
+    let f = OpenOptions::new().create(true).append(true).open(path)?;
+    lock(&f, path)?;
+    Ok(f)
+}
+
+fn lock(f: &File, path: &Path) -> io::Result<()> {
+    match f.try_lock() {
+        Ok(()) => Ok(()),
+        Err(std::fs::TryLockError::WouldBlock) => Err(io::Error::other(format!(
+            "audit log {} is locked by another process (another pgate writing it?); give each instance its own audit path",
+            path.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
+    }
 }
 
 /// The chain value an existing file ends with (genesis for a new or empty file).
@@ -341,6 +357,11 @@ fn writer(inner: Arc<Inner>, mut out: Out, path: PathBuf, mut chain: Chain, star
                     };
                     continue;
                 }
+                if Arc::strong_count(&inner) == 1 {
+                    // Every sink is gone and everything is written: close the file, which
+                    // releases its lock.
+                    return;
+                }
                 b = match inner.cond.wait_timeout(b, Duration::from_millis(200)) {
                     Ok((g, _)) => g,
                     Err(_) => return,
@@ -391,9 +412,15 @@ fn writer(inner: Arc<Inner>, mut out: Out, path: PathBuf, mut chain: Chain, star
                 }
                 std::thread::sleep(Duration::from_millis(200));
                 if path != Path::new("-")
-                    && let Ok(f) = open(&path)
+                    && let Ok(f) = OpenOptions::new().create(true).append(true).open(&path)
                 {
-                    out = Out::File(f);
+                    // The old handle goes first: it holds the lock if this is the same file.
+                    drop(std::mem::replace(&mut out, Out::File(f)));
+                    if let Out::File(f) = &out
+                        && let Err(e) = lock(f, &path)
+                    {
+                        eprintln!("pgate: {e}");
+                    }
                 }
             }
         }
@@ -443,11 +470,30 @@ mod tests {
         let v = crate::audit_chain::verify_files(std::slice::from_ref(&path)).unwrap();
         assert_eq!(v.lines, 102);
         assert_eq!(v.head.hex(), sink.chain_head());
+        // A second writer of the same file is refused while this one holds it.
+        let err = AuditSink::start(&path, AuditFailure::Block, 256, start())
+            .err()
+            .expect("a second writer is refused");
+        assert!(
+            err.to_string().contains("locked by another process"),
+            "{err}"
+        );
         drop(sink);
 
         // A restart appends and continues the chain; a rotation (rename) starts a new
         // file that continues it too.
-        let again = AuditSink::start(&path, AuditFailure::Block, 256, start()).unwrap();
+        // (The old writer closes the file, releasing its lock, once it sees no sink left.)
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let again = loop {
+            match AuditSink::start(&path, AuditFailure::Block, 256, start()) {
+                Ok(s) => break s,
+                Err(e) if std::time::Instant::now() < deadline => {
+                    assert!(e.to_string().contains("locked"), "{e}");
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => panic!("the lock was not released: {e}"),
+            }
+        };
         again.write("{\"n\":101}\n");
         assert!(again.flush(Duration::from_secs(10)));
         let rotated = dir.join("audit.jsonl.1");
