@@ -130,8 +130,27 @@ pub enum VerifyError {
         "{file}:1: the file does not continue the chain of the file before it (its audit-start line names another `prev`): a file is missing, out of order, or its end was cut off"
     )]
     Discontinuous { file: String },
+    #[error(
+        "{file}:1: the chain does not start here (its audit-start line continues an earlier file): pass the older files first, or drop --from-genesis"
+    )]
+    NotGenesis { file: String },
+    #[error(
+        "the chain head is {found}, not the expected {expected}: lines at the end were removed, or the copy of the head is from another point of the log"
+    )]
+    HeadMismatch { expected: String, found: String },
     #[error("{file}: {cause}")]
     Io { file: String, cause: String },
+}
+
+/// What `verify` also requires of a log.
+#[derive(Debug, Default)]
+pub struct Expect {
+    /// The first file starts the chain (its audit-start line's `prev` is zeros): no older
+    /// file was left out.
+    pub from_genesis: bool,
+    /// The chain head (hex) as pgate printed it at exit or a copy kept elsewhere: no line
+    /// at the end was removed.
+    pub head: Option<ChainValue>,
 }
 
 /// What a verified log holds.
@@ -144,10 +163,37 @@ pub struct Verified {
 /// Verifies files in order (the oldest first): each line must follow from the one
 /// before it; each file after the first must continue the chain of the one before.
 pub fn verify_files(paths: &[std::path::PathBuf]) -> Result<Verified, VerifyError> {
+    verify_files_expecting(paths, &Expect::default())
+}
+
+/// [`verify_files`], and what `expect` requires.
+pub fn verify_files_expecting(
+    paths: &[std::path::PathBuf],
+    expect: &Expect,
+) -> Result<Verified, VerifyError> {
     let mut head = None;
     let mut lines = 0;
-    for p in paths {
+    for (i, p) in paths.iter().enumerate() {
         let name = p.display().to_string();
+        let f = std::fs::File::open(p).map_err(|e| VerifyError::Io {
+            file: name.clone(),
+            cause: e.to_string(),
+        })?;
+        if i == 0 && expect.from_genesis {
+            let mut first = String::new();
+            io::BufReader::new(&f)
+                .read_line(&mut first)
+                .map_err(|e| VerifyError::Io {
+                    file: name.clone(),
+                    cause: e.to_string(),
+                })?;
+            let starts = unseal(first.trim_end_matches('\n'))
+                .and_then(|(text, _)| start_prev(text))
+                == Some(ChainValue::GENESIS);
+            if !starts {
+                return Err(VerifyError::NotGenesis { file: name });
+            }
+        }
         let f = std::fs::File::open(p).map_err(|e| VerifyError::Io {
             file: name.clone(),
             cause: e.to_string(),
@@ -156,10 +202,16 @@ pub fn verify_files(paths: &[std::path::PathBuf]) -> Result<Verified, VerifyErro
         lines += v.lines;
         head = Some(v.head);
     }
-    Ok(Verified {
-        lines,
-        head: head.unwrap_or(ChainValue::GENESIS),
-    })
+    let head = head.unwrap_or(ChainValue::GENESIS);
+    if let Some(expected) = expect.head
+        && expected != head
+    {
+        return Err(VerifyError::HeadMismatch {
+            expected: expected.hex(),
+            found: head.hex(),
+        });
+    }
+    Ok(Verified { lines, head })
 }
 
 /// Verifies one file's lines, continuing from `head` (the previous file's last value).
@@ -312,6 +364,51 @@ mod tests {
             verify_lines("d", &d[..], Some(va.head)),
             Err(VerifyError::Discontinuous { file: "d".into() })
         );
+    }
+
+    #[test]
+    fn from_genesis_and_expect_head_find_a_missing_first_file_and_a_cut_end() {
+        let dir = tempfile_dir("expect");
+        let mut c = Chain::new(ChainValue::GENESIS);
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        c.start_line(1, 7, "t", &mut a);
+        c.seal(b"{\"n\":1}", &mut a);
+        c.start_line(2, 7, "t", &mut b);
+        c.seal(b"{\"n\":2}", &mut b);
+        c.seal(b"{\"n\":3}", &mut b);
+        let (pa, pb) = (dir.join("a"), dir.join("b"));
+        std::fs::write(&pa, &a).unwrap();
+        std::fs::write(&pb, &b).unwrap();
+        let both = [pa.clone(), pb.clone()];
+        let head = c.head();
+        let strict = Expect {
+            from_genesis: true,
+            head: ChainValue::from_hex(&head.hex()),
+        };
+        let v = verify_files_expecting(&both, &strict).unwrap();
+        assert_eq!((v.lines, v.head), (5, head));
+        // Without the first file: each file verifies on its own, but not from genesis.
+        verify_files(std::slice::from_ref(&pb)).unwrap();
+        assert_eq!(
+            verify_files_expecting(std::slice::from_ref(&pb), &strict),
+            Err(VerifyError::NotGenesis {
+                file: pb.display().to_string()
+            })
+        );
+        // The last line cut off: every line left follows, the head does not.
+        let cut = b.len() - b.rsplit(|x| *x == b'\n').nth(1).unwrap().len() - 1;
+        std::fs::write(&pb, &b[..cut]).unwrap();
+        verify_files(&both).unwrap();
+        assert!(matches!(
+            verify_files_expecting(&both, &strict),
+            Err(VerifyError::HeadMismatch { .. })
+        ));
+    }
+
+    fn tempfile_dir(name: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("pgate-chain-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
     }
 
     #[test]

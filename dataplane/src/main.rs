@@ -58,6 +58,13 @@ enum AuditCommand {
     Verify {
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// Require the first file to start the chain (no older file left out).
+        #[arg(long)]
+        from_genesis: bool,
+        /// Require this chain head (hex, as pgate printed it at exit): no line at the end
+        /// removed.
+        #[arg(long, value_name = "HEX")]
+        expect_head: Option<String>,
     },
 }
 
@@ -156,11 +163,14 @@ fn main() -> ExitCode {
             );
         }),
         (Some(Command::Token(args)), _) => token_cmd(&args),
-        (Some(Command::Audit(AuditCommand::Verify { files })), _) => {
-            pgate::audit_chain::verify_files(&files)
-                .map(|v| println!("ok: {} lines, chain head {}", v.lines, v.head.hex()))
-                .map_err(|e| e.to_string())
-        }
+        (
+            Some(Command::Audit(AuditCommand::Verify {
+                files,
+                from_genesis,
+                expect_head,
+            })),
+            _,
+        ) => verify_cmd(&files, from_genesis, expect_head.as_deref()),
         (None, None) => Err("nothing to do: pass --config FILE (see --help)".into()),
     };
     match result {
@@ -170,6 +180,24 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+fn verify_cmd(
+    files: &[PathBuf],
+    from_genesis: bool,
+    expect_head: Option<&str>,
+) -> Result<(), String> {
+    use pgate::audit_chain::{ChainValue, Expect, verify_files_expecting};
+    let head = match expect_head {
+        Some(h) => Some(ChainValue::from_hex(h.trim()).ok_or_else(|| {
+            format!("--expect-head {h}: not a chain head (64 hex digits, as pgate prints it)")
+        })?),
+        None => None,
+    };
+    let expect = Expect { from_genesis, head };
+    verify_files_expecting(files, &expect)
+        .map(|v| println!("ok: {} lines, chain head {}", v.lines, v.head.hex()))
+        .map_err(|e| e.to_string())
 }
 
 /// SIGTERM, SIGINT and (with `--exit-on-stdin-eof`) the end of standard input begin the
