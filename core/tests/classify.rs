@@ -313,14 +313,18 @@ fn session_settings() {
     assert_eq!(o.classes(0), ["select"]);
     assert_eq!(o.flags(0) & (F::SETS_ROLE | F::SETS_SEARCH_PATH), 0);
     let o = run(
-        "SELECT pg_catalog.set_config(name, 'x', true) FROM pg_catalog.pg_settings WHERE name = 'search_path'",
+        "SELECT pg_catalog.set_config(name, 'x', true) FROM pg_catalog.pg_settings WHERE name = 'restrict_nonsystem_relation_kind'",
     );
-    assert!(o.flags(0) & F::SETS_SEARCH_PATH != 0);
-    assert_eq!(o.flags(0) & F::SETS_ROLE, 0);
-    let o = run("SELECT set_config(name, 'x', false) FROM pg_settings WHERE name = 'role'");
-    assert!(o.classes(0).contains(&"dcl"));
-    // Any other shape: the setting is not known.
+    assert_eq!(o.classes(0), ["select"]);
+    assert_eq!(o.flags(0) & (F::SETS_ROLE | F::SETS_SEARCH_PATH), 0);
+    // Any other name, any other shape, a literal continued on the next line: the setting
+    // is not known.
     for sql in [
+        "SELECT set_config(name, 'x', false) FROM pg_settings WHERE name = 'search_path'",
+        "SELECT set_config(name, 'x', false) FROM pg_settings WHERE name = 'role'",
+        "SELECT set_config(name, 'off', false) FROM pg_settings WHERE name = 'standard_conforming_strings'",
+        "SELECT set_config(name, 'x', false) FROM pg_settings WHERE name = 'restrict_nonsystem_relation'\n'_kind'",
+        "SELECT set_config(name, 'x', false) FROM pg_settings WHERE name = 'Restrict_nonsystem_relation_kind'",
         "SELECT set_config(name, 'x', false) FROM pg_settings WHERE name = 'a' OR true",
         "SELECT set_config(name, 'x', false) FROM pg_settings WHERE name <> 'a'",
         "SELECT set_config(name, 'x', false) FROM pg_settings",
@@ -329,6 +333,8 @@ fn session_settings() {
         "SELECT set_config(\"name\", 'x', false) FROM pg_settings WHERE name = 'a'",
         "SELECT 1, set_config(name, 'x', false) FROM pg_settings WHERE name = 'a'",
         "SELECT set_config(name, $1, false) FROM pg_settings WHERE name = 'a'",
+        "SELECT set_config('ro'\n'le', 'x', false)",
+        "SELECT set_config('search'\n'_path', 'x', false)",
     ] {
         let o = run(sql);
         assert!(
@@ -357,6 +363,8 @@ fn settings_that_change_lexing_are_unknown() {
         "SET NAMES 'BIG5'",
         "SELECT set_config('standard_conforming_strings', 'off', false)",
         "SELECT set_config('client_encoding', 'SJIS', false)",
+        "SELECT set_config('standard_conforming'\n'_strings', 'off', false)",
+        "SET search_path = 'sec'\n'ret'; SELECT * FROM t",
     ] {
         assert!(run(sql).unknown(0), "{sql}");
     }

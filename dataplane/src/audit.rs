@@ -282,7 +282,11 @@ fn open(path: &Path) -> io::Result<File> {
     Ok(f)
 }
 
+/// Locks a regular file (a device such as `/dev/null` is shared by design: not locked).
 fn lock(f: &File, path: &Path) -> io::Result<()> {
+    if !f.metadata()?.is_file() {
+        return Ok(());
+    }
     match f.try_lock() {
         Ok(()) => Ok(()),
         Err(std::fs::TryLockError::WouldBlock) => Err(io::Error::other(format!(
@@ -339,6 +343,7 @@ fn writer(inner: Arc<Inner>, mut out: Out, path: PathBuf, mut chain: Chain, star
     // Sealed lines not yet written: kept across failed writes, never sealed twice.
     let mut sealed: Vec<u8> = Vec::with_capacity(inner.max_bytes.min(1 << 20));
     chain.start_line(unix_ms(), start.instance, &start.table, &mut sealed);
+    let mut reopen_failing = false;
     loop {
         if batch.is_empty() && sealed.is_empty() {
             let Ok(mut b) = inner.buf.lock() else { return };
@@ -366,6 +371,11 @@ fn writer(inner: Arc<Inner>, mut out: Out, path: PathBuf, mut chain: Chain, star
                     Ok((g, _)) => g,
                     Err(_) => return,
                 };
+                if b.data.is_empty() && !reopen_failing && rotated(&path, &out) {
+                    // Rotated while idle: open (and lock) the new file now, with its
+                    // audit-start line, rather than at the next statement.
+                    break;
+                }
             }
             // Let a batch gather (group commit): a write per statement would cost a
             // context switch per statement on the workers' cores.
@@ -382,9 +392,15 @@ fn writer(inner: Arc<Inner>, mut out: Out, path: PathBuf, mut chain: Chain, star
             match open(&path) {
                 Ok(f) => {
                     out = Out::File(f);
+                    reopen_failing = false;
                     chain.start_line(unix_ms(), start.instance, &start.table, &mut sealed);
                 }
-                Err(e) => eprintln!("pgate: cannot reopen audit log {}: {e}", path.display()),
+                // Said once; lines go on to the old file meanwhile (nothing is dropped).
+                Err(e) if !reopen_failing => {
+                    reopen_failing = true;
+                    eprintln!("pgate: cannot reopen audit log {}: {e}", path.display());
+                }
+                Err(_) => {}
             }
         }
         for line in batch.split_inclusive(|b| *b == b'\n') {
@@ -411,17 +427,9 @@ fn writer(inner: Arc<Inner>, mut out: Out, path: PathBuf, mut chain: Chain, star
                     );
                 }
                 std::thread::sleep(Duration::from_millis(200));
-                if path != Path::new("-")
-                    && let Ok(f) = OpenOptions::new().create(true).append(true).open(&path)
-                {
-                    // The old handle goes first: it holds the lock if this is the same file.
-                    drop(std::mem::replace(&mut out, Out::File(f)));
-                    if let Out::File(f) = &out
-                        && let Err(e) = lock(f, &path)
-                    {
-                        eprintln!("pgate: {e}");
-                    }
-                }
+                // The same handle again: the lines are sealed to follow the ones before
+                // them in this file. A rotation meanwhile is taken once they are written
+                // (the new file opens with its audit-start line, continuing the chain).
             }
         }
     }
@@ -509,6 +517,30 @@ mod tests {
         );
         // Out of order: found.
         assert!(crate::audit_chain::verify_files(&[path.clone(), rotated]).is_err());
+    }
+
+    #[test]
+    fn a_rotation_while_idle_opens_and_locks_the_new_file_at_once() {
+        let dir = std::env::temp_dir().join(format!("pgate-audit-idle-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("audit.jsonl");
+        let _ = std::fs::remove_file(&path);
+        let sink = AuditSink::start(&path, AuditFailure::Block, 256, start()).unwrap();
+        sink.write("{\"n\":1}\n");
+        assert!(sink.flush(Duration::from_secs(10)));
+        let old = dir.join("audit.jsonl.1");
+        std::fs::rename(&path, &old).unwrap();
+        // No statement comes: the new file appears anyway, continuing the chain, and is
+        // locked against a second writer.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !std::fs::read_to_string(&path).is_ok_and(|t| t.contains("audit-start")) {
+            assert!(std::time::Instant::now() < deadline, "no new file");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let v = crate::audit_chain::verify_files(&[old, path.clone()]).unwrap();
+        assert_eq!(v.lines, 3);
+        assert!(AuditSink::start(&path, AuditFailure::Block, 256, start()).is_err());
+        drop(sink);
     }
 
     #[test]

@@ -88,7 +88,7 @@ fn pgjdbc() {
 
 /// `pg_dump` of a schema through pgate, for a role allowed to dump it, is the dump
 /// PostgreSQL gives its owner directly (apart from the random `\restrict` key); the same
-/// for `pg_restore --list` of a custom-format dump (apart from its creation time).
+/// for a custom-format dump, compared by `pg_restore --list` (apart from its creation time).
 #[test]
 fn pg_dump_and_pg_restore_list() {
     let e = require_env!();
@@ -192,6 +192,11 @@ fn pg_dump_and_pg_restore_list() {
         .filter(|l| l.contains("backup@example.com") && l.contains("\"event\":\"statement\""))
         .collect();
     assert!(lines.len() > 20, "{} audit lines", lines.len());
+    let denied: Vec<_> = lines
+        .iter()
+        .filter(|l| l.contains("\"verdict\":\"deny\""))
+        .collect();
+    assert!(denied.is_empty(), "pg_dump was refused: {denied:#?}");
     assert!(
         lines.iter().any(|l| l.contains("COPY dumpme.pets")),
         "the data copy is audited"

@@ -1491,7 +1491,8 @@ async fn a_client_vanishing_mid_query_cancels_it_upstream() {
 #[test]
 fn a_fast_path_function_call_is_refused_and_audited() {
     // FunctionCall names its function by OID only, so function rules cannot be checked:
-    // refused as a PostgreSQL error (the session goes on), with a deny line naming the OID.
+    // refused as a PostgreSQL error (the session goes on), with a deny line naming the OID,
+    // although the analyst may use class `call`.
     let e = require_env!();
     let oid: u32 = admin_psql(
         &e.socket,

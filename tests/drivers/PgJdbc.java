@@ -139,17 +139,24 @@ public class PgJdbc {
             // A cancel: Statement.cancel sends a CancelRequest with the key pgate issued.
             try (Statement s = c.createStatement()) {
                 long t = System.nanoTime();
+                // Cancelled again every half second until the query ends: pgJDBC's cancel
+                // does nothing before the query is under way.
+                java.util.concurrent.atomic.AtomicBoolean done = new java.util.concurrent.atomic.AtomicBoolean();
                 Thread canceller = new Thread(() -> {
                     try {
-                        Thread.sleep(500);
-                        s.cancel();
+                        while (!done.get()) {
+                            Thread.sleep(500);
+                            s.cancel();
+                        }
                     } catch (Exception e) {
                         System.err.println("cancel: " + e);
                     }
                 });
                 canceller.start();
-                check(sqlState(() -> s.executeQuery("select pg_sleep(20)")).equals("57014"), "cancel code");
+                String code = sqlState(() -> s.executeQuery("select pg_sleep(20)"));
+                done.set(true);
                 canceller.join();
+                check(code.equals("57014"), "cancel code " + code);
                 check(System.nanoTime() - t < 10_000_000_000L, "the cancel reached the backend");
             }
             try (Statement s = c.createStatement(); ResultSet r = s.executeQuery("select 2")) {

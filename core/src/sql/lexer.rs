@@ -1200,8 +1200,10 @@ impl Name {
                 let body = text.get(1..text.len().saturating_sub(1)).unwrap_or("");
                 let mut chars = body.chars().peekable();
                 while let Some(c) = chars.next() {
-                    if c == '\'' {
-                        chars.next();
+                    if c == '\'' && chars.next() != Some('\'') {
+                        // A quote not doubled: the literal continues after a newline
+                        // (`'ro'` ⏎ `'le'` is `'role'`), which is not followed here.
+                        return Err(LexError("a string literal continued on another line"));
                     }
                     if !n.push(c) {
                         break;

@@ -2700,12 +2700,14 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
         Ok(())
     }
 
-    /// The setting `set_config(name, 'value', bool)` changes when it is the whole statement
+    /// The setting `set_config(name, 'value', bool)` changes when it is exactly pg_dump's
     /// `SELECT set_config(name, 'value', true|false) FROM [pg_catalog.]pg_settings WHERE
-    /// name = 'setting'` (the `(` is next): the form `pg_dump` uses for
-    /// `restrict_nonsystem_relation_kind`. The `WHERE` leaves only rows whose `name` is
-    /// that literal, so it is the only setting changed (`pg_settings` resolves to
-    /// `pg_catalog` as every `pg_*` relation does here). `None` for any other shape.
+    /// name = 'restrict_nonsystem_relation_kind'` (the `(` is next). Only that name, byte
+    /// for byte: a temporary relation can stand in for an unqualified `pg_settings`, and a
+    /// padded or differently typed `name` could then equal another setting's name, but
+    /// nothing makes `restrict_nonsystem_relation_kind` name a setting that changes how SQL
+    /// is read, resolved or checked (the worst a stand-in can do is set that one, or none).
+    /// `None` for any other shape or name.
     fn pg_settings_setting(&mut self, c: &Chain) -> R<Option<Name>> {
         let call_start = (self.cur + 1).checked_sub(2 * c.n);
         let first = self.tok(self.base);
@@ -2753,7 +2755,7 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
             || !is_name_column(&col)
             || eq.kind != Kind::Op
             || self.text(&eq) != "="
-            || lit.kind != Kind::Str(StrKind::Standard)
+            || self.text(&lit) != "'restrict_nonsystem_relation_kind'"
             || !matches!(end.kind, Kind::Eof)
         {
             return Ok(None);

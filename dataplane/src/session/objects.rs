@@ -535,6 +535,7 @@ impl Session {
         let verdict = self.recheck_stored(&sql, &path, table);
         if !verdict.is_allow() {
             let msg = self.recheck_msg.take().unwrap_or_default();
+            self.audit_denied_in(true, &verdict, table, &msg, &sql, &path);
             self.refuse_in_batch(sqlstate::INSUFFICIENT_PRIVILEGE, &msg);
             return Err(());
         }
