@@ -281,35 +281,14 @@ async fn sqlx() {
             .get(0);
         assert!(!name.is_empty());
     }
-    let count = "select count(*) from events where payload = $1";
     let mut tx = c.begin().await.unwrap();
-    sqlx::query("insert into events(payload) values ($1)")
-        .bind(&tag)
-        .execute(&mut *tx)
-        .await
-        .unwrap();
+    sqlx_insert(&mut tx, &tag).await;
     tx.rollback().await.unwrap();
-    let n: i64 = sqlx::query(count)
-        .bind(&tag)
-        .fetch_one(&mut c)
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(n, 0, "rolled back");
+    assert_eq!(sqlx_count(&mut c, &tag).await, 0, "rolled back");
     let mut tx = c.begin().await.unwrap();
-    sqlx::query("insert into events(payload) values ($1)")
-        .bind(&tag)
-        .execute(&mut *tx)
-        .await
-        .unwrap();
+    sqlx_insert(&mut tx, &tag).await;
     tx.commit().await.unwrap();
-    let n: i64 = sqlx::query(count)
-        .bind(&tag)
-        .fetch_one(&mut c)
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(n, 1, "committed");
+    assert_eq!(sqlx_count(&mut c, &tag).await, 1, "committed");
     // COPY in and out.
     let copied = format!("{tag}-copy");
     let mut copy = c
@@ -344,11 +323,7 @@ async fn sqlx() {
     assert_eq!(one, 1);
     let failed = format!("{tag}-failed");
     let mut tx = c.begin().await.unwrap();
-    sqlx::query("insert into events(payload) values ($1)")
-        .bind(&failed)
-        .execute(&mut *tx)
-        .await
-        .unwrap();
+    sqlx_insert(&mut tx, &failed).await;
     let r = sqlx::query("select ssn from customers")
         .fetch_all(&mut *tx)
         .await;
@@ -356,13 +331,11 @@ async fn sqlx() {
     let r = sqlx::query("select 1").fetch_all(&mut *tx).await;
     assert_eq!(state(r), "25P02");
     let _ = tx.commit().await;
-    let n: i64 = sqlx::query(count)
-        .bind(&failed)
-        .fetch_one(&mut c)
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(n, 0, "the failed transaction committed nothing");
+    assert_eq!(
+        sqlx_count(&mut c, &failed).await,
+        0,
+        "the failed transaction committed nothing"
+    );
     // LISTEN / NOTIFY.
     let pool = PgPoolOptions::new()
         .max_connections(2)
@@ -381,4 +354,22 @@ async fn sqlx() {
         .unwrap();
     assert_eq!(got.payload(), "yo");
     c.close().await.unwrap();
+}
+
+async fn sqlx_insert(c: &mut sqlx::PgConnection, payload: &str) {
+    sqlx::query("insert into events(payload) values ($1)")
+        .bind(payload)
+        .execute(c)
+        .await
+        .unwrap();
+}
+
+async fn sqlx_count(c: &mut sqlx::PgConnection, payload: &str) -> i64 {
+    use sqlx::Row;
+    sqlx::query("select count(*) from events where payload = $1")
+        .bind(payload)
+        .fetch_one(c)
+        .await
+        .unwrap()
+        .get(0)
 }

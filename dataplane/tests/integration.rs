@@ -1525,20 +1525,8 @@ fn a_fast_path_function_call_is_refused_and_audited() {
     let (tag, rfq) = read_message(&mut s);
     assert_eq!((tag, rfq.as_slice()), (b'Z', b"I".as_slice()));
     // The session goes on.
-    let q = b"select 41 + 1\0";
-    let mut m = vec![b'Q'];
-    m.extend_from_slice(&((q.len() + 4) as u32).to_be_bytes());
-    m.extend_from_slice(q);
-    s.write_all(&m).unwrap();
-    let mut tags = Vec::new();
-    loop {
-        let (t, _) = read_message(&mut s);
-        tags.push(t);
-        if t == b'Z' {
-            break;
-        }
-    }
-    assert_eq!(tags, b"TDCZ");
+    send_query(&mut s, "select 41 + 1");
+    assert_eq!(tags_until_ready(&mut s), b"TDCZ");
     let needle = format!("\"function_call_oid\":{oid}");
     let deadline = Instant::now() + Duration::from_secs(5);
     while !std::fs::read_to_string(&e.audit)
@@ -1561,29 +1549,12 @@ fn an_execute_of_a_sql_cursor_has_its_own_audit_line() {
     let e = require_env!();
     let m = format!("cur{}", std::process::id());
     let mut s = startup_and_auth(e, &good_token(e));
-    let query = |s: &mut TcpStream, sql: &str| {
-        let mut q = vec![b'Q'];
-        q.extend_from_slice(&((sql.len() + 5) as u32).to_be_bytes());
-        q.extend_from_slice(sql.as_bytes());
-        q.push(0);
-        s.write_all(&q).unwrap();
-    };
-    let until_ready = |s: &mut TcpStream| -> Vec<u8> {
-        let mut tags = Vec::new();
-        loop {
-            let (t, _) = read_message(s);
-            tags.push(t);
-            if t == b'Z' {
-                return tags;
-            }
-        }
-    };
-    query(&mut s, "begin");
-    until_ready(&mut s);
+    send_query(&mut s, "begin");
+    tags_until_ready(&mut s);
     let cursor = format!("c_{m}");
     let declare = format!("declare {cursor} cursor for select /* {m} */ id from customers");
-    query(&mut s, &declare);
-    assert_eq!(until_ready(&mut s), b"CZ");
+    send_query(&mut s, &declare);
+    assert_eq!(tags_until_ready(&mut s), b"CZ");
     // Execute portal c_… for one row, then Sync.
     let mut x = vec![b'E'];
     x.extend_from_slice(&((4 + cursor.len() + 1 + 4) as u32).to_be_bytes());
@@ -1592,9 +1563,9 @@ fn an_execute_of_a_sql_cursor_has_its_own_audit_line() {
     x.extend_from_slice(&1u32.to_be_bytes());
     x.extend_from_slice(&[b'S', 0, 0, 0, 4]);
     s.write_all(&x).unwrap();
-    assert_eq!(until_ready(&mut s), b"DsZ");
-    query(&mut s, "commit");
-    until_ready(&mut s);
+    assert_eq!(tags_until_ready(&mut s), b"DsZ");
+    send_query(&mut s, "commit");
+    tags_until_ready(&mut s);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let audit: Vec<Value> = std::fs::read_to_string(&e.audit)

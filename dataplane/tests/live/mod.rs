@@ -444,3 +444,24 @@ pub fn read_message<R: Read>(s: &mut R) -> (u8, Vec<u8>) {
     s.read_exact(&mut body).unwrap();
     (h[0], body)
 }
+
+/// Sends a simple Query.
+pub fn send_query<W: Write>(s: &mut W, sql: &str) {
+    let mut q = vec![b'Q'];
+    q.extend_from_slice(&((sql.len() + 5) as u32).to_be_bytes());
+    q.extend_from_slice(sql.as_bytes());
+    q.push(0);
+    s.write_all(&q).unwrap();
+}
+
+/// The tags of the backend messages up to and including ReadyForQuery.
+pub fn tags_until_ready<R: Read>(s: &mut R) -> Vec<u8> {
+    let mut tags = Vec::new();
+    loop {
+        let (t, _) = read_message(s);
+        tags.push(t);
+        if t == b'Z' {
+            return tags;
+        }
+    }
+}
