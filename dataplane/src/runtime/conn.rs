@@ -97,6 +97,8 @@ pub(super) async fn connection(
     let mut ubuf = ReadBuffer::new(0);
     let mut registered = false;
     let mut dirty = (false, false);
+    // Client bytes are waiting for the session to take them again.
+    let mut held = false;
     let sleep = tokio::time::sleep(Duration::from_secs(3600));
     tokio::pin!(sleep);
     // A drain that began before this connection was accepted still applies.
@@ -159,12 +161,24 @@ pub(super) async fn connection(
                             send_cancel(shared.upstream, real).await;
                         }
                     }
+                    Action::CancelUpstream => {
+                        if let Some(real) = session.cancel_keys().upstream {
+                            cancel_and_wait(shared.upstream, real).await;
+                        }
+                        session.upstream_cancel_done();
+                    }
                     Action::Close => {
                         ship_audit(&mut session, shared);
                         finish(&mut session, &mut client, upstream.as_mut()).await;
                         return Ok(());
                     }
                 }
+            }
+            // Client bytes that waited while a cut result was settled.
+            if held && !session.holding_client() && cbuf.len > 0 {
+                held = false;
+                feed_client(&mut session, &mut cbuf, shared);
+                continue;
             }
             if !registered && let Some(real) = session.cancel_keys().upstream {
                 shared.cancels.register(issued, real);
@@ -253,20 +267,8 @@ pub(super) async fn connection(
             // 3. Feed the session.
             match event {
                 Event::ClientData => {
-                    let table = shared.table.load();
-                    let (_, clock) = now();
-                    let accepting = shared.audit.accepting();
-                    if !accepting {
-                        shared.audit.note_refused();
-                    }
-                    session.set_audit_accepting(accepting);
-                    let n = session.handle_client(
-                        cbuf.data(),
-                        &table.table(),
-                        shared.auth.as_ref(),
-                        clock,
-                    );
-                    cbuf.consume(n);
+                    feed_client(&mut session, &mut cbuf, shared);
+                    held = session.holding_client() && cbuf.len > 0;
                 }
                 Event::ClientEof => {
                     // A client gone mid-result: the query it started must not run on.
@@ -298,6 +300,18 @@ pub(super) async fn connection(
     session.client_closed();
     ship_audit(&mut session, shared);
     result
+}
+
+fn feed_client(session: &mut Session, cbuf: &mut ReadBuffer, shared: &Shared) {
+    let table = shared.table.load();
+    let (_, clock) = now();
+    let accepting = shared.audit.accepting();
+    if !accepting {
+        shared.audit.note_refused();
+    }
+    session.set_audit_accepting(accepting);
+    let n = session.handle_client(cbuf.data(), &table.table(), shared.auth.as_ref(), clock);
+    cbuf.consume(n);
 }
 
 fn on_control(
@@ -502,13 +516,33 @@ fn ship_audit(session: &mut Session, shared: &Shared) {
     }
 }
 
-/// CancelRequest to the upstream with the real key, on a new connection.
-async fn send_cancel(upstream: SocketAddr, (pid, key): (i32, i32)) {
+/// CancelRequest to the upstream with the real key, then wait (at most 5 s) until the
+/// database closes that connection: it has signalled the backend by then, so a statement
+/// sent afterwards cannot be the one cancelled (an idle backend ignores a cancel).
+async fn cancel_and_wait(upstream: SocketAddr, (pid, key): (i32, i32)) {
+    let m = cancel_request(pid, key);
+    let wait = async {
+        let mut s = TcpStream::connect(upstream).await?;
+        s.write_all(&m).await?;
+        let mut sink = [0u8; 64];
+        while s.read(&mut sink).await? > 0 {}
+        io::Result::Ok(())
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(5), wait).await;
+}
+
+fn cancel_request(pid: i32, key: i32) -> Vec<u8> {
     let mut m = Vec::with_capacity(16);
     m.extend_from_slice(&16u32.to_be_bytes());
     m.extend_from_slice(&pgate_core::wire::CANCEL_REQUEST_CODE.to_be_bytes());
     m.extend_from_slice(&pid.to_be_bytes());
     m.extend_from_slice(&key.to_be_bytes());
+    m
+}
+
+/// CancelRequest to the upstream with the real key, on a new connection.
+async fn send_cancel(upstream: SocketAddr, (pid, key): (i32, i32)) {
+    let m = cancel_request(pid, key);
     if let Ok(Ok(mut s)) =
         tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(upstream)).await
     {

@@ -247,9 +247,15 @@ impl Session {
         let summary = std::mem::take(&mut self.summaries[p.summary]);
         self.audit.push_str(&summary);
         self.summaries[p.summary] = summary;
+        let _ = write!(self.audit, ",\"status\":\"{status}\"");
+        if status == "cut"
+            && let Some(note) = self.cut_note.take()
+        {
+            self.audit.push_str(&note);
+        }
         let _ = writeln!(
             self.audit,
-            ",\"status\":\"{status}\",\"rows\":{},\"bytes\":{},\"duration_us\":{duration}}}",
+            ",\"rows\":{},\"bytes\":{},\"duration_us\":{duration}}}",
             self.rows, self.bytes
         );
         self.rows = 0;

@@ -39,6 +39,7 @@ mod decided;
 mod deny;
 mod objects;
 mod refusal;
+mod results;
 mod scram;
 mod startup;
 mod upstream;
@@ -50,6 +51,7 @@ use startup::{MAX_STARTUP_BYTES, MAX_TOKEN_MESSAGE_BYTES};
 use decided::{Decided, DigestHex, decide_text, digest_hex};
 use objects::{Confirm, Cursor, Portal, Prepared, SqlEffect};
 use refusal::{Refusal, is_final};
+use results::{Caps, Cut};
 pub use scram::NONCE_BYTES;
 use scram::{SCRAM_SHA_256, ScramClient};
 
@@ -210,6 +212,11 @@ pub enum Action {
     /// The client sent a CancelRequest with this (pgate-issued) key: look up the session
     /// it belongs to and, if the key matches, send that session's real cancel upstream.
     Cancel { process_id: i32, secret_key: i32 },
+    /// A result reached a cap: send the upstream a CancelRequest with this session's real
+    /// key, wait until the database has taken it (it closes that connection), then call
+    /// [`Session::upstream_cancel_done`]. Client input waits meanwhile
+    /// ([`Session::holding_client`]): feed it again afterwards.
+    CancelUpstream,
     /// Flush what is queued for the client, then close both sides.
     Close,
 }
@@ -347,6 +354,14 @@ pub struct Session {
     unit_seq: u64,
     rows: u64,
     bytes: u64,
+    /// The role's result caps, what the result being answered has sent the client, and the
+    /// cut in progress (`results`).
+    caps: Caps,
+    cap_rows: u64,
+    cap_bytes: u64,
+    cut: Option<Cut>,
+    /// The cut statement's audit note, taken by its line.
+    cut_note: Option<String>,
     table_digest: DigestHex,
     now: Clock,
     /// False while the audit sink refuses new statements (`on-failure "refuse"`).
@@ -451,6 +466,11 @@ impl Session {
             unit_seq: 0,
             rows: 0,
             bytes: 0,
+            caps: Caps::default(),
+            cap_rows: 0,
+            cap_bytes: 0,
+            cut: None,
+            cut_note: None,
             table_digest: [b'0'; 16],
             now,
             audit_accepting: true,
@@ -694,6 +714,7 @@ impl Session {
                 if let Some(id) = self.identity.as_mut() {
                     id.role = role;
                 }
+                self.caps = Caps::of(table, role);
                 self.audit_connection("rebind", None);
             }
             Err(why) => {
@@ -721,6 +742,9 @@ impl Session {
         self.handle_table(table, auth);
         let mut consumed = 0;
         while !matches!(self.state, State::Closed) {
+            if self.holding_client() {
+                break;
+            }
             let rest = &input[consumed..];
             let framed = match self.state {
                 // Before login, messages are small: PostgreSQL caps startup packets at
@@ -1116,12 +1140,23 @@ impl Session {
             self.copy_in = false;
             self.unit_error = true;
         }
+        let dropping = self.cut_drops(tag);
+        let cut_unit = self.cut_unit();
         if is_final(tag) {
             position = self.unit_finals;
             self.unit_finals += 1;
+            let shown = self.to_client.len();
             if self.refusal_answered(position, tag, body, raw) {
+                if dropping {
+                    // A marker later in a cut unit: skipped, for the client, as PostgreSQL
+                    // would have skipped the refused message after the cap's error.
+                    self.to_client.truncate(shown);
+                }
                 return;
             }
+        }
+        if self.on_cut_message(tag, position) {
+            return;
         }
         match tag {
             b'Z' => {
@@ -1137,6 +1172,9 @@ impl Session {
                 if self.tx_status == b'I' {
                     self.transaction_ended(done);
                 }
+                if cut_unit && self.cut_ready(self.tx_status) {
+                    return;
+                }
                 self.to_client.extend_from_slice(raw);
                 return;
             }
@@ -1145,9 +1183,16 @@ impl Session {
                 if let Some(n) = command_rows(body) {
                     self.rows = n;
                 }
+                self.cap_rows = 0;
+                self.cap_bytes = 0;
                 self.complete_statement("ok", position);
             }
-            b'I' => self.complete_statement("ok", position),
+            b'I' => {
+                self.cap_rows = 0;
+                self.cap_bytes = 0;
+                self.complete_statement("ok", position);
+            }
+            // The portal's result goes on at its next Execute: its counts carry over.
             b's' => self.complete_statement("suspended", position),
             b'1' => self.confirmed(true),
             b'3' => self.confirmed(false),
@@ -1155,13 +1200,24 @@ impl Session {
                 // "In the event of a backend-detected error during copy-in mode … the
                 // backend will issue an ErrorResponse": COPY is over.
                 self.copy_in = false;
+                self.cap_rows = 0;
+                self.cap_bytes = 0;
                 self.complete_statement("error", position);
             }
             b'D' => {
+                if !dropping && !self.count_result(raw, true) {
+                    return;
+                }
                 self.rows += 1;
                 self.bytes += raw.len() as u64;
             }
-            b'd' => self.bytes += raw.len() as u64,
+            // COPY TO STDOUT data (copy-out; in copy-in mode the server sends none).
+            b'd' => {
+                if !dropping && !self.count_result(raw, false) {
+                    return;
+                }
+                self.bytes += raw.len() as u64;
+            }
             b'G' => {
                 // The client may have ended the copy before this arrived.
                 self.copy_in = !std::mem::take(&mut self.copy_ended_early);
@@ -1200,7 +1256,9 @@ impl Session {
             b'K' => return,
             _ => {}
         }
-        self.to_client.extend_from_slice(raw);
+        if !dropping {
+            self.to_client.extend_from_slice(raw);
+        }
     }
 
     // ---- endings ----

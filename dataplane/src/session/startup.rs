@@ -136,6 +136,7 @@ impl Session {
                 let expiry = identity
                     .expires_at_unix
                     .saturating_add(self.cfg.token_grace_secs);
+                self.caps = results::Caps::of(table, identity.role);
                 self.identity = Some(identity);
                 self.login_table_gen = self.table_gen;
                 self.set_expiry_deadline(expiry);

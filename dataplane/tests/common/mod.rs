@@ -56,6 +56,24 @@ pub enum Grant {
 /// [`policy`] with extra roles (each may read everything, cursors included) and the
 /// analyst's grant varied: role ids shift as roles are added before the analyst.
 pub fn policy_with(extra_roles: &[&str], grant: Grant) -> Vec<u8> {
+    write(&compiled(extra_roles, grant))
+}
+
+/// [`policy`] with the analyst's results capped (rule 5, "limit …").
+pub fn policy_capped(max_rows: Option<u64>, max_bytes: Option<u64>) -> Vec<u8> {
+    let mut p = compiled(&[], Grant::Standard);
+    p.rules.push(rule(9, RuleKind::Limit, "limit rows=2"));
+    for r in &mut p.roles {
+        r.limits = Limits {
+            max_rows,
+            max_bytes,
+            rule: Some(4),
+        };
+    }
+    write(&p)
+}
+
+fn compiled(extra_roles: &[&str], grant: Grant) -> CompiledPolicy {
     let cols = |names: &[&str]| {
         names
             .iter()
@@ -112,7 +130,7 @@ pub fn policy_with(extra_roles: &[&str], grant: Grant) -> Vec<u8> {
     // Role ids are positions in name order, as the compiler assigns them.
     roles.sort_by(|a, b| a.name.cmp(&b.name));
     p.roles = roles;
-    write(&p)
+    p
 }
 
 fn analyst(customers: Option<ColumnAccess>, cursors: bool) -> CompiledRole {
@@ -329,6 +347,11 @@ pub struct FakeServer {
     /// A simple-query statement containing this text fails (ErrorResponse), and the rest
     /// of its string does not run.
     pub fail_on: Option<String>,
+    /// DataRows each SELECT sends (0: one).
+    pub rows: usize,
+    /// A SELECT is cancelled after its rows (57014 in place of CommandComplete), as when
+    /// pgate's CancelRequest reaches it in time; its transaction fails.
+    pub cancel_wins: bool,
 }
 
 impl FakeServer {
@@ -440,8 +463,9 @@ impl FakeServer {
                             self.tx = b'I';
                         }
                         out.extend(msg(b'T', &[0, 0]));
-                        out.extend(msg(b'D', &[0, 1, 0, 0, 0, 1, b'1']));
-                        out.extend(msg(b'C', &cstr("SELECT 1")));
+                        if !self.select_rows(&mut out, w.starts_with("select")) {
+                            break;
+                        }
                     }
                     out.extend(msg(b'Z', &[self.status()]));
                 }
@@ -484,14 +508,30 @@ impl FakeServer {
                     out.extend(msg(b'C', &cstr("INSERT 0 3")));
                 }
                 Frontend::Execute { .. } => {
-                    out.extend(msg(b'D', &[0, 1, 0, 0, 0, 1, b'1']));
-                    out.extend(msg(b'C', &cstr("SELECT 1")));
+                    if !self.select_rows(&mut out, true) {
+                        self.skipping = true;
+                    }
                 }
                 Frontend::Sync => out.extend(msg(b'Z', &[self.status()])),
                 _ => {}
             }
         }
         out
+    }
+
+    /// A statement's rows and its end (a SELECT's as `rows` and `cancel_wins` say); false
+    /// if it failed (cancelled).
+    fn select_rows(&mut self, out: &mut Vec<u8>, select: bool) -> bool {
+        let n = if select { self.rows.max(1) } else { 1 };
+        for _ in 0..n {
+            out.extend(msg(b'D', &[0, 1, 0, 0, 0, 1, b'1']));
+        }
+        if self.cancel_wins && select {
+            self.error(out, "57014", "canceling statement due to user request");
+            return false;
+        }
+        out.extend(msg(b'C', &cstr(&format!("SELECT {n}"))));
+        true
     }
 
     /// The server side of SCRAM-SHA-256, with a fixed salt and server nonce.

@@ -1,0 +1,249 @@
+//! The result stream: per-statement caps on the rows and bytes a result sends the client
+//! (`limit rows=… bytes=…`), DataRow and COPY TO STDOUT data alike.
+//!
+//! A result that would go past a cap is cut: the message that would exceed it and
+//! everything after it of that statement is dropped, the database is sent a CancelRequest
+//! (with the real key) so that it stops producing, and the statement ends, for the client,
+//! with ErrorResponse 54000 naming the cap and its rule. From there the client sees what
+//! PostgreSQL shows for its own error:
+//! - the cancel reached the statement: the database's own error (57014, replaced by the
+//!   54000) fails the transaction or the batch, skips the rest to Sync, and its
+//!   ReadyForQuery follows;
+//! - the statement had finished before the cancel reached it: pgate drops the rest of the
+//!   unit's answers (PostgreSQL would have skipped that work) and, in a transaction block,
+//!   sends the database a marker statement (as for a refusal, `refusal.rs`) that fails the
+//!   transaction, so that COMMIT rolls back as the client expects. Outside a transaction
+//!   block the unit has committed by then (see docs/dataplane.md).
+//!
+//! While a cut is being settled, pgate reads nothing more from the client: the cancel must
+//! not hit a later statement (pgate waits until the database has taken the cancel, which
+//! it ignores once idle) and the marker must follow the cut unit directly. If the client
+//! had already pipelined later work the transaction cannot be failed in place: the session
+//! ends with FATAL 54000 (closing the upstream connection rolls its transaction back).
+//!
+//! A result fetched in pieces is one result: counts carry over a PortalSuspended to the
+//! next Execute.
+//!
+//! What this module must never do: pass a row or a COPY byte past a cap, or let the
+//! client's view of the transaction differ from the database's.
+
+use super::*;
+
+/// The role's caps and the rule that sets them, looked up at login and at every swap.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(super) struct Caps {
+    pub max_rows: Option<u64>,
+    pub max_bytes: Option<u64>,
+    /// `file:line` of the `limit` rule.
+    pub rule: String,
+}
+
+impl Caps {
+    pub fn of(table: &Table<'_>, role: RoleId) -> Caps {
+        let l = table.limits(role);
+        let rule = l
+            .rule
+            .and_then(|r| table.rule(r))
+            .map(|r| format!("{}:{}", r.file, r.line))
+            .unwrap_or_default();
+        Caps {
+            max_rows: l.max_rows,
+            max_bytes: l.max_bytes,
+            rule,
+        }
+    }
+}
+
+/// A result being cut, until its unit is settled.
+#[derive(Debug)]
+pub(super) struct Cut {
+    /// The unit the cut statement belongs to.
+    unit: u64,
+    /// The cut statement's own end (CommandComplete, PortalSuspended or an error) came:
+    /// the rest of the unit's answers are dropped until its ReadyForQuery.
+    ended: bool,
+    /// It ended as completed: the database does not know it failed.
+    completed: bool,
+    /// The unit's ReadyForQuery status, held until the cut is settled.
+    ready: Option<u8>,
+    /// A CancelRequest is on its way and not yet taken by the database.
+    cancel_pending: bool,
+    /// pgate's ErrorResponse for the client.
+    error: Vec<u8>,
+    /// The message text (for the marker's refusal, when one is needed).
+    message: String,
+    /// The cut statement's audit note.
+    note: String,
+}
+
+impl Session {
+    /// A DataRow (`row`) or CopyData of the result being answered: counts it; false if it
+    /// must not reach the client (a cap is reached: the result is cut from here).
+    pub(super) fn count_result(&mut self, raw: &[u8], row: bool) -> bool {
+        let rows = self.cap_rows + u64::from(row);
+        let bytes = self.cap_bytes + raw.len() as u64;
+        let over = match (self.caps.max_rows, self.caps.max_bytes) {
+            (Some(m), _) if rows > m => Some(("rows", m)),
+            (_, Some(m)) if bytes > m => Some(("bytes", m)),
+            _ => None,
+        };
+        let Some((cap, limit)) = over else {
+            self.cap_rows = rows;
+            self.cap_bytes = bytes;
+            return true;
+        };
+        self.start_cut(cap, limit);
+        false
+    }
+
+    fn start_cut(&mut self, cap: &str, limit: u64) {
+        let what = if cap == "rows" {
+            format!("more than {limit} rows")
+        } else {
+            format!("more than {limit} bytes")
+        };
+        let message = format!(
+            "pgate: result cap reached: the statement returned {what} (the limit rule at {}); the rest of the result was not sent and the statement was cancelled",
+            self.caps.rule
+        );
+        let mut error = Vec::new();
+        wire::write_error(&mut error, Severity::Error, sqlstate::TOO_MANY, &message);
+        let mut note = String::from(",\"cut\":{\"cap\":\"");
+        note.push_str(cap);
+        let _ = write!(note, "\",\"limit\":{limit},\"rule\":\"");
+        audit::json_escape_into(&mut note, &self.caps.rule);
+        note.push_str("\"}");
+        // A cancel is safe only when nothing of the client's after this unit is upstream:
+        // otherwise it could stop a later statement instead.
+        let cancel = !self.later_work_upstream();
+        if cancel {
+            self.actions.push_back(Action::CancelUpstream);
+        }
+        self.cut = Some(Cut {
+            unit: self.upstream_unit(),
+            ended: false,
+            completed: false,
+            ready: None,
+            cancel_pending: cancel,
+            error,
+            message,
+            note,
+        });
+    }
+
+    /// Whether the client has work upstream after the unit being answered.
+    fn later_work_upstream(&self) -> bool {
+        self.inflight > 1 || (self.inflight == 1 && self.batch_forwarded)
+    }
+
+    /// Whether client input waits: a cut is being settled.
+    pub fn holding_client(&self) -> bool {
+        self.cut.is_some()
+    }
+
+    /// The driver: the database has taken the CancelRequest (its connection closed), or
+    /// sending it failed.
+    pub fn upstream_cancel_done(&mut self) {
+        if let Some(c) = self.cut.as_mut() {
+            c.cancel_pending = false;
+        }
+        self.settle_cut();
+    }
+
+    /// While a cut is on: handles an upstream message of the cut statement or of the rest
+    /// of its unit. True if it was consumed here (dropped, or replaced).
+    pub(super) fn on_cut_message(&mut self, tag: u8, position: u32) -> bool {
+        let Some(cut) = self.cut.as_mut() else {
+            return false;
+        };
+        if !cut.ended {
+            match tag {
+                b'D' | b'd' | b'c' => return true,
+                b'C' | b's' | b'I' | b'E' => {
+                    cut.ended = true;
+                    cut.completed = tag != b'E';
+                    if tag == b'E' {
+                        // The database's own error (the cancel's 57014, or another):
+                        // the client gets the cap's error in its place.
+                        self.to_client.extend_from_slice(&cut.error);
+                    }
+                    self.cut_note = Some(std::mem::take(&mut cut.note));
+                    self.rows = self.cap_rows;
+                    self.bytes = self.cap_bytes;
+                    self.cap_rows = 0;
+                    self.cap_bytes = 0;
+                    self.complete_statement("cut", position);
+                    return true;
+                }
+                _ => return false,
+            }
+        }
+        false
+    }
+
+    /// After the cut statement ended: the rest of its unit is not shown to the client
+    /// (PostgreSQL would have skipped it), apart from notices and notifications.
+    pub(super) fn cut_drops(&self, tag: u8) -> bool {
+        self.cut.as_ref().is_some_and(|c| {
+            c.ended
+                && c.ready.is_none()
+                && c.unit == self.upstream_unit()
+                && !matches!(tag, b'N' | b'A' | b'S')
+        })
+    }
+
+    /// Whether the upstream is answering the cut's unit (and it is not answered yet).
+    pub(super) fn cut_unit(&self) -> bool {
+        self.cut
+            .as_ref()
+            .is_some_and(|c| c.ready.is_none() && c.unit == self.upstream_unit())
+    }
+
+    /// The cut unit's ReadyForQuery (`status`): held until the cut is settled. True if it
+    /// was (the caller does not forward it).
+    pub(super) fn cut_ready(&mut self, status: u8) -> bool {
+        let Some(cut) = self.cut.as_mut() else {
+            return false;
+        };
+        if !cut.ended {
+            // A ReadyForQuery before the cut statement's end cannot happen; settle anyway.
+            cut.ended = true;
+        }
+        cut.ready = Some(status);
+        self.settle_cut();
+        true
+    }
+
+    /// Once the unit is answered and the cancel taken: what the client is owed.
+    fn settle_cut(&mut self) {
+        let done = self
+            .cut
+            .as_ref()
+            .is_some_and(|c| c.ready.is_some() && !c.cancel_pending);
+        if !done {
+            return;
+        }
+        let Some(cut) = self.cut.take() else { return };
+        let status = cut.ready.unwrap_or(b'I');
+        if !cut.completed {
+            // The database failed the statement: its state is the client's already.
+            wire::write_ready_for_query(&mut self.to_client, status);
+            return;
+        }
+        match status {
+            b'T' if self.inflight > 0 || self.batch_forwarded => {
+                let msg = format!(
+                    "{}; later statements were already sent, so the session ends and its transaction is rolled back",
+                    cut.message
+                );
+                self.fatal(sqlstate::TOO_MANY, &msg);
+            }
+            // The transaction must fail as it would for PostgreSQL's own error.
+            b'T' => self.refuse_alone(sqlstate::TOO_MANY, &cut.message),
+            _ => {
+                self.to_client.extend_from_slice(&cut.error);
+                wire::write_ready_for_query(&mut self.to_client, status);
+            }
+        }
+    }
+}
