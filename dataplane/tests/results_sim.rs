@@ -187,3 +187,24 @@ fn a_cut_with_later_work_already_upstream_in_a_block_ends_the_session() {
     assert!(s.session.is_closed());
     assert_eq!(tags(&r[..3]), "TDD", "nothing past the cap was sent");
 }
+
+#[test]
+fn a_cursor_read_in_pieces_is_one_result() {
+    // DECLARE, then FETCHes of 3 rows under a cap of 5: the second FETCH crosses it.
+    let mut s = capped(Some(5), None, 3);
+    assert_eq!(tags(&messages(&s.client(&query("begin")))), "TDCZ");
+    let r = messages(&s.client(&query("declare c cursor for select id from orders")));
+    assert_eq!(tags(&r), "TDCZ");
+    let r = messages(&s.client(&query("fetch 3 from c")));
+    assert_eq!(tags(&r), "TDDDCZ");
+    let r = messages(&s.client(&query("fetch 3 from c")));
+    assert_eq!(tags(&r), "TDD", "two more rows, then the cap");
+    assert_eq!(cancels(&mut s), 1);
+    let r = cancel_done(&mut s);
+    assert_eq!(tags(&r), "EZ");
+    assert_eq!(error_field(&r[0].1, b'C'), "54000");
+    let l = statement_lines(&mut s);
+    let last = l.last().unwrap();
+    assert_eq!(last["status"], "cut");
+    assert_eq!(last["rows"], 2, "the cut FETCH's own rows");
+}

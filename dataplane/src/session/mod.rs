@@ -359,6 +359,9 @@ pub struct Session {
     caps: Caps,
     cap_rows: u64,
     cap_bytes: u64,
+    /// What the pieces of SQL cursors' results sent since no cursor was open.
+    fetch_rows: u64,
+    fetch_bytes: u64,
     cut: Option<Cut>,
     /// The cut statement's audit note, taken by its line.
     cut_note: Option<String>,
@@ -469,6 +472,8 @@ impl Session {
             caps: Caps::default(),
             cap_rows: 0,
             cap_bytes: 0,
+            fetch_rows: 0,
+            fetch_bytes: 0,
             cut: None,
             cut_note: None,
             table_digest: [b'0'; 16],
@@ -1172,6 +1177,7 @@ impl Session {
                 if self.tx_status == b'I' {
                     self.transaction_ended(done);
                 }
+                self.cursor_counts_end();
                 if cut_unit && self.cut_ready(self.tx_status) {
                     return;
                 }

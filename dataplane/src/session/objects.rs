@@ -72,6 +72,9 @@ pub(super) enum SqlEffect {
     /// `None`: UNLISTEN *.
     Unlisten(Option<String>),
     DiscardAll,
+    /// `FETCH`/`MOVE`, or an Execute of a cursor's portal: a piece of a cursor's result,
+    /// counted against the caps with the other pieces (`results`). Changes nothing here.
+    Fetch,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -546,7 +549,7 @@ impl Session {
         let mut out = std::mem::take(&mut self.summaries[slot]);
         super::audit::write_summary(&mut out, &self.recheck, 0, &verdict, table, &sql, &path);
         self.summaries[slot] = out;
-        Ok(Some((slot, None)))
+        Ok(Some((slot, Some(Box::new(SqlEffect::Fetch)))))
     }
 
     /// ReadyForQuery 'I': no transaction is open, so the portals and cursors (other than
@@ -595,6 +598,8 @@ impl Session {
                 decided: decided(),
                 hold: f.contains(StatementFlags::HOLDS_CURSOR),
             }
+        } else if f.contains(StatementFlags::USES_CURSOR) {
+            SqlEffect::Fetch
         } else if f.contains(StatementFlags::CLOSES_CURSOR) {
             SqlEffect::CloseCursor(named())
         } else if f.contains(StatementFlags::LISTENS) {
@@ -665,6 +670,7 @@ impl Session {
                 self.listening.clear();
                 self.drop_all_statements();
             }
+            SqlEffect::Fetch => {}
         }
     }
 

@@ -22,7 +22,9 @@
 //! ends with FATAL 54000 (closing the upstream connection rolls its transaction back).
 //!
 //! A result fetched in pieces is one result: counts carry over a PortalSuspended to the
-//! next Execute.
+//! next Execute, and every piece of a SQL cursor's result (`FETCH`, an Execute of its
+//! portal) counts with the others until no cursor is left outside a transaction (pieces
+//! of different cursors count together: never less than each cursor's own).
 //!
 //! What this module must never do: pass a row or a COPY byte past a cap, or let the
 //! client's view of the transaction differ from the database's.
@@ -74,22 +76,39 @@ pub(super) struct Cut {
     message: String,
     /// The cut statement's audit note.
     note: String,
+    /// What the cut statement itself sent the client.
+    rows: u64,
+    bytes: u64,
 }
 
 impl Session {
     /// A DataRow (`row`) or CopyData of the result being answered: counts it; false if it
     /// must not reach the client (a cap is reached: the result is cut from here).
     pub(super) fn count_result(&mut self, raw: &[u8], row: bool) -> bool {
-        let rows = self.cap_rows + u64::from(row);
-        let bytes = self.cap_bytes + raw.len() as u64;
+        // A piece of a cursor's result counts with the cursor's other pieces: otherwise
+        // `FETCH 100` in a loop would walk past any cap.
+        let fetch = self
+            .pending
+            .front()
+            .is_some_and(|p| matches!(p.effect.as_deref(), Some(SqlEffect::Fetch)));
+        let (so_far_rows, so_far_bytes) = if fetch {
+            (self.fetch_rows, self.fetch_bytes)
+        } else {
+            (self.cap_rows, self.cap_bytes)
+        };
+        let rows = so_far_rows + u64::from(row);
+        let bytes = so_far_bytes + raw.len() as u64;
         let over = match (self.caps.max_rows, self.caps.max_bytes) {
             (Some(m), _) if rows > m => Some(("rows", m)),
             (_, Some(m)) if bytes > m => Some(("bytes", m)),
             _ => None,
         };
         let Some((cap, limit)) = over else {
-            self.cap_rows = rows;
-            self.cap_bytes = bytes;
+            if fetch {
+                (self.fetch_rows, self.fetch_bytes) = (rows, bytes);
+            } else {
+                (self.cap_rows, self.cap_bytes) = (rows, bytes);
+            }
             return true;
         };
         self.start_cut(cap, limit);
@@ -97,6 +116,8 @@ impl Session {
     }
 
     fn start_cut(&mut self, cap: &str, limit: u64) {
+        // `self.rows`/`self.bytes` count what this statement sent so far (its audit line).
+        let (rows, bytes) = (self.rows, self.bytes);
         let what = if cap == "rows" {
             format!("more than {limit} rows")
         } else {
@@ -128,12 +149,24 @@ impl Session {
             error,
             message,
             note,
+            rows,
+            bytes,
         });
     }
 
     /// Whether the client has work upstream after the unit being answered.
     fn later_work_upstream(&self) -> bool {
         self.inflight > 1 || (self.inflight == 1 && self.batch_forwarded)
+    }
+
+    /// ReadyForQuery: once no cursor can be open, cursor pieces count from zero again
+    /// (a cursor pgate did not see declared, a function's refcursor, lives until its
+    /// transaction ends).
+    pub(super) fn cursor_counts_end(&mut self) {
+        if self.tx_status == b'I' && self.cursors.is_empty() {
+            self.fetch_rows = 0;
+            self.fetch_bytes = 0;
+        }
     }
 
     /// Whether client input waits: a cut is being settled.
@@ -168,8 +201,8 @@ impl Session {
                         self.to_client.extend_from_slice(&cut.error);
                     }
                     self.cut_note = Some(std::mem::take(&mut cut.note));
-                    self.rows = self.cap_rows;
-                    self.bytes = self.cap_bytes;
+                    self.rows = cut.rows;
+                    self.bytes = cut.bytes;
                     self.cap_rows = 0;
                     self.cap_bytes = 0;
                     self.complete_statement("cut", position);

@@ -59,9 +59,10 @@ pub fn policy_with(extra_roles: &[&str], grant: Grant) -> Vec<u8> {
     write(&compiled(extra_roles, grant))
 }
 
-/// [`policy`] with the analyst's results capped (rule 5, "limit …").
+/// The analyst of [`Grant::Narrowed`] with its results capped (rule 4, "limit …").
 pub fn policy_capped(max_rows: Option<u64>, max_bytes: Option<u64>) -> Vec<u8> {
-    let mut p = compiled(&[], Grant::Standard);
+    // Narrowed: cursors allowed (their pieces count together).
+    let mut p = compiled(&[], Grant::Narrowed);
     p.rules.push(rule(9, RuleKind::Limit, "limit rows=2"));
     for r in &mut p.roles {
         r.limits = Limits {
@@ -463,7 +464,8 @@ impl FakeServer {
                             self.tx = b'I';
                         }
                         out.extend(msg(b'T', &[0, 0]));
-                        if !self.select_rows(&mut out, w.starts_with("select")) {
+                        let rows = w.starts_with("select") || w.starts_with("fetch");
+                        if !self.select_rows(&mut out, rows) {
                             break;
                         }
                     }
