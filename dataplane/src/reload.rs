@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use memmap2::Mmap;
-use pgate_core::table::TableFile;
+use pgate_core::table::{Feature, Table, TableFile};
 
 use crate::identity::JwtAuthenticator;
 use crate::runtime::ControlHandle;
@@ -29,7 +29,31 @@ pub fn load_table(path: &Path) -> Result<TableFile, String> {
     }
     let file = File::open(path).map_err(|e| format!("policy {show}: {e}"))?;
     let map = map_read_only(&file).map_err(|e| format!("policy {show}: cannot map: {e}"))?;
-    TableFile::from_shared(Box::new(map)).map_err(|e| format!("policy {show}: {e}"))
+    let t = TableFile::from_shared(Box::new(map)).map_err(|e| format!("policy {show}: {e}"))?;
+    refuse_unenforced(&t.table()).map_err(|e| format!("policy {show}: {e}"))?;
+    Ok(t)
+}
+
+/// The features of the policy language this data plane enforces. A table that uses any
+/// other is refused (a rule pgate loads is a rule pgate enforces).
+pub const ENFORCED: &[Feature] = &[Feature::Limit];
+
+/// Refuses a table with a rule this data plane does not enforce, naming the rule.
+pub fn refuse_unenforced(t: &Table<'_>) -> Result<(), String> {
+    for (feature, rule) in t.features() {
+        if ENFORCED.contains(&feature) {
+            continue;
+        }
+        let at = t
+            .rule(rule)
+            .map(|r| format!("{}:{} (role \"{}\": {})", r.file, r.line, r.role, r.text))
+            .unwrap_or_else(|| format!("rule {rule}"));
+        return Err(format!(
+            "it uses {}, which this pgate does not enforce yet: {at}; remove the rule, or run a pgate that enforces it",
+            feature.name()
+        ));
+    }
+    Ok(())
 }
 
 #[allow(unsafe_code)]

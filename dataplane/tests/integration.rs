@@ -1589,3 +1589,186 @@ fn an_execute_of_a_sql_cursor_has_its_own_audit_line() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+// ------------------------------------------------------------------------- result caps
+
+async fn capped_client(e: &Env) -> tokio_postgres::Client {
+    let t = token(
+        e,
+        TokenSpec {
+            sub: "capped@example.com",
+            groups: "capped",
+            ..Default::default()
+        },
+    );
+    client_as(e.addr, "capped", &t).await.expect("connect")
+}
+
+fn active_backends(e: &Env, like: &str) -> String {
+    admin_psql(
+        &e.socket,
+        &e.pg_port,
+        DB,
+        &format!(
+            "select count(*) from pg_stat_activity where state = 'active' and query like '%{like}%' and pid <> pg_backend_pid()"
+        ),
+    )
+}
+
+#[tokio::test]
+async fn a_result_past_its_cap_is_cut_with_54000_and_the_backend_stops() {
+    let e = require_env!();
+    let c = capped_client(e).await;
+    // 10^10 rows: only the cancel ends it.
+    let marker = format!("cap{}", std::process::id());
+    let started = Instant::now();
+    let err = c
+        .query(
+            &format!("select /* {marker} */ a.aid from pgbench_accounts a, pgbench_accounts b"),
+            &[],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), "54000", "{err}");
+    let msg = err.as_db_error().unwrap().message().to_owned();
+    assert!(
+        msg.contains("more than 100 rows") && msg.contains("policy-main.kdl:"),
+        "{msg}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert_eq!(active_backends(e, &marker), "0", "the backend stopped");
+    // The same session goes on.
+    let one: i32 = c.query_one("select 1::int", &[]).await.unwrap().get(0);
+    assert_eq!(one, 1);
+    // Under the cap: untouched.
+    let rows = c
+        .query(
+            "select aid from pgbench_accounts order by aid limit 100",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 100);
+    // The byte cap: 50 rows of 10 kB.
+    let err = c
+        .query(
+            "select repeat('x', 10000) from pgbench_accounts limit 50",
+            &[],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), "54000");
+    assert!(err.to_string().contains("more than 65536 bytes"), "{err}");
+    // COPY TO STDOUT counts alike.
+    let out = c
+        .copy_out("copy (select * from pgbench_accounts) to stdout")
+        .await
+        .unwrap();
+    let got: Vec<_> = futures_util::StreamExt::collect::<Vec<_>>(out).await;
+    let last = got.last().unwrap();
+    assert!(
+        last.as_ref().is_err_and(|e| code(e) == "54000"),
+        "the copy ends with 54000: {last:?}"
+    );
+    let sent: usize = got
+        .iter()
+        .filter_map(|r| r.as_ref().ok())
+        .map(|b| b.len())
+        .sum();
+    assert!(
+        sent <= 65536,
+        "{sent} bytes of COPY data passed a 64 KiB cap"
+    );
+    // A cursor read in pieces is one result.
+    c.batch_execute("begin; declare cur cursor for select aid from pgbench_accounts")
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        assert_eq!(c.query("fetch 40 from cur", &[]).await.unwrap().len(), 40);
+    }
+    let err = c.query("fetch 40 from cur", &[]).await.unwrap_err();
+    assert_eq!(code(&err), "54000");
+    c.batch_execute("rollback").await.unwrap();
+    // Audited as cut, naming the rule.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = std::fs::read_to_string(&e.audit).unwrap_or_default();
+        let cut: Vec<Value> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["sql"].as_str().is_some_and(|s| s.contains(&marker)))
+            .collect();
+        if let Some(v) = cut.first() {
+            assert_eq!(v["status"], "cut", "{v}");
+            assert_eq!(v["rows"], 100, "{v}");
+            assert_eq!(v["cut"]["cap"], "rows", "{v}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no audit line for the cut statement"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_cut_in_a_transaction_fails_it_as_a_postgres_error_does() {
+    let e = require_env!();
+    let c = capped_client(e).await;
+    let tag = format!("capped-tx-{}", std::process::id());
+    c.batch_execute("begin").await.unwrap();
+    c.execute("insert into events(payload) values ($1)", &[&tag])
+        .await
+        .unwrap();
+    // 100,000 rows: finished upstream long before any cancel could reach it.
+    let err = c
+        .query("select aid from pgbench_accounts", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), "54000");
+    let err = c.query("select 1", &[]).await.unwrap_err();
+    assert_eq!(code(&err), "25P02");
+    c.batch_execute("commit").await.unwrap();
+    let n: i64 = c
+        .query_one("select count(*) from events where payload = $1", &[&tag])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0, "the failed transaction committed nothing");
+}
+
+#[test]
+fn psql_sees_the_cap_as_an_error_and_goes_on() {
+    let e = require_env!();
+    let t = token(
+        e,
+        TokenSpec {
+            sub: "capped@example.com",
+            groups: "capped",
+            ..Default::default()
+        },
+    );
+    let out = Command::new("psql")
+        .args([
+            "-X",
+            "-tA",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &e.addr.port().to_string(),
+        ])
+        .args(["-U", "capped", "-d", DB])
+        .args(["-c", "select aid from pgbench_accounts", "-c", "select 42"])
+        .env("PGPASSWORD", &t)
+        .env("PGSSLMODE", "disable")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("result cap reached") && stderr.contains("more than 100 rows"),
+        "{stderr}"
+    );
+    assert_eq!(stdout.trim(), "42", "{stdout}");
+}

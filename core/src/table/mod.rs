@@ -24,8 +24,8 @@ mod writer;
 
 pub use format::{FORMAT_VERSION, MAGIC};
 pub use reader::{
-    ColumnId, Decision, DenyReason, FunctionId, LoadError, RoleId, RuleView, Table, TableId,
-    Verdict,
+    ColumnId, Decision, DenyReason, Feature, FunctionId, LoadError, RoleId, RuleView, Table,
+    TableId, Verdict,
 };
 pub use writer::{catalog_digest, write};
 

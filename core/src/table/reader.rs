@@ -121,6 +121,28 @@ impl Verdict {
     }
 }
 
+/// A kind of rule beyond access decisions, which a data plane enforces on the result
+/// stream (or does not yet: then it must refuse the table, see [`Table::features`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Feature {
+    Mask = 0,
+    Limit = 1,
+    Rate = 2,
+}
+
+impl Feature {
+    pub const ALL: [Feature; 3] = [Feature::Mask, Feature::Limit, Feature::Rate];
+
+    /// As a policy author knows it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Feature::Mask => "masks (`mask`)",
+            Feature::Limit => "result caps (`limit`)",
+            Feature::Rate => "byte-rate limits (`rate`)",
+        }
+    }
+}
+
 /// A byte-rate bucket of a role.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RateView {
@@ -623,6 +645,33 @@ impl<'a> Table<'a> {
     }
     pub fn role_count(&self) -> u32 {
         self.roles.len() as u32
+    }
+
+    /// The features the table's rules use, each with the first rule (in role order) that
+    /// uses it: a data plane refuses to load a table that uses one it does not enforce.
+    pub fn features(&self) -> impl Iterator<Item = (Feature, u32)> + 'a {
+        let mut found = [None; Feature::ALL.len()];
+        for r in self.roles {
+            let first = |start: u32, count: u32| (count > 0).then_some(start as usize);
+            if found[Feature::Mask as usize].is_none()
+                && let Some(i) = first(r.masks_first.get(), r.masks_count.get())
+                && let Some(m) = self.masks.get(i)
+            {
+                found[Feature::Mask as usize] = Some((Feature::Mask, m.rule.get()));
+            }
+            if found[Feature::Rate as usize].is_none()
+                && let Some(i) = first(r.rates_first.get(), r.rates_count.get())
+                && let Some(m) = self.rates.get(i)
+            {
+                found[Feature::Rate as usize] = Some((Feature::Rate, m.rule.get()));
+            }
+            if found[Feature::Limit as usize].is_none()
+                && let Some(rule) = none_to_opt(r.limit_rule.get())
+            {
+                found[Feature::Limit as usize] = Some((Feature::Limit, rule));
+            }
+        }
+        found.into_iter().flatten()
     }
     pub fn role_name(&self, role: RoleId) -> &'a str {
         self.roles

@@ -1217,9 +1217,10 @@ impl Session {
                 self.rows += 1;
                 self.bytes += raw.len() as u64;
             }
-            // COPY TO STDOUT data (copy-out; in copy-in mode the server sends none).
+            // COPY TO STDOUT data (copy-out; in copy-in mode the server sends none):
+            // PostgreSQL sends one CopyData per row, so each counts as a row.
             b'd' => {
-                if !dropping && !self.count_result(raw, false) {
+                if !dropping && !self.count_result(raw, true) {
                     return;
                 }
                 self.bytes += raw.len() as u64;

@@ -45,6 +45,17 @@ role "analyst" {
     deny-function "pg_catalog.pg_read_file"
 }
 
+// Result caps (tests/integration.rs): at most 100 rows and 64 KiB per statement.
+role "capped" {
+    member claim="groups" value="capped"
+    allow "select" table="public.pgbench_*"
+    allow "copy-out" table="public.pgbench_accounts"
+    allow "select" "insert" table="public.events"
+    allow "transaction" "session" "cursor"
+    allow-function "pg_catalog.*"
+    limit rows=100 bytes="64KiB"
+}
+
 // What pg_dump needs to dump schema `dumpme` (tests/drivers.rs).
 role "dumper" {
     member claim="groups" value="dumpers"
@@ -372,10 +383,19 @@ pub async fn client_at(
     addr: SocketAddr,
     token: &str,
 ) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    client_as(addr, "analyst", token).await
+}
+
+/// tokio-postgres as `user` (the role to take) to the pgate at `addr`, plaintext.
+pub async fn client_as(
+    addr: SocketAddr,
+    user: &str,
+    token: &str,
+) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
     let mut cfg = tokio_postgres::Config::new();
     cfg.host("127.0.0.1")
         .port(addr.port())
-        .user("analyst")
+        .user(user)
         .dbname(DB)
         .password(token)
         .application_name("pgate-it")

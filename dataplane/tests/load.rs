@@ -1,0 +1,47 @@
+//! A table is loaded only if every rule in it is enforced: a rule the data plane does not
+//! enforce (a mask, a byte rate) makes it refuse the table, naming the rule.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
+
+fn table_of(policy: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("policy.kdl");
+    std::fs::write(&src, policy).unwrap();
+    let t = pgate_compile::load_table(&src).expect("the policy compiles");
+    let out = dir.path().join("policy.pgt");
+    std::fs::write(&out, &t.bytes).unwrap();
+    (dir, out)
+}
+
+const BASE: &str = r#"
+table "public.customers" { columns "id" "email"; }
+role "analyst" {
+    member claim="groups" value="analysts"
+    allow "select" table="public.customers"
+"#;
+
+#[test]
+fn access_rules_and_limits_load() {
+    let (_d, path) = table_of(&format!("{BASE}    limit rows=10 bytes=\"1MiB\"\n}}\n"));
+    let t = pgate::reload::load_table(&path).expect("loads");
+    assert!(pgate::reload::refuse_unenforced(&t.table()).is_ok());
+}
+
+#[test]
+fn a_mask_is_refused_at_load_naming_its_rule() {
+    let policy =
+        format!("{BASE}    mask table=\"public.customers\" column=\"email\" with=\"hash\"\n}}\n");
+    let (_d, path) = table_of(&policy);
+    let err = pgate::reload::load_table(&path).err().expect("refused");
+    assert!(err.contains("masks"), "{err}");
+    assert!(err.contains("policy.kdl:6"), "{err}");
+    assert!(err.contains("does not enforce"), "{err}");
+}
+
+#[test]
+fn a_rate_is_refused_at_load_naming_its_rule() {
+    let policy = format!("{BASE}    limit rows=10\n    rate bytes=\"1MiB\" per=\"second\"\n}}\n");
+    let (_d, path) = table_of(&policy);
+    let err = pgate::reload::load_table(&path).err().expect("refused");
+    assert!(err.contains("byte-rate limits"), "{err}");
+    assert!(err.contains("policy.kdl:7"), "{err}");
+}
