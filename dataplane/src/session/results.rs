@@ -111,13 +111,18 @@ impl Session {
             }
             return true;
         };
-        self.start_cut(cap, limit);
+        // What this statement itself sent so far, for its audit line (a FETCH's own rows,
+        // not its cursor's; a COPY's CopyData rows).
+        let sent = if fetch {
+            (self.rows, self.bytes)
+        } else {
+            (self.cap_rows, self.cap_bytes)
+        };
+        self.start_cut(cap, limit, sent);
         false
     }
 
-    fn start_cut(&mut self, cap: &str, limit: u64) {
-        // `self.rows`/`self.bytes` count what this statement sent so far (its audit line).
-        let (rows, bytes) = (self.rows, self.bytes);
+    fn start_cut(&mut self, cap: &str, limit: u64, (rows, bytes): (u64, u64)) {
         let what = if cap == "rows" {
             format!("more than {limit} rows")
         } else {

@@ -509,11 +509,7 @@ impl FakeServer {
                 Frontend::Execute { .. } if self.last_parsed.starts_with("insert") => {
                     out.extend(msg(b'C', &cstr("INSERT 0 3")));
                 }
-                Frontend::Execute { .. } => {
-                    if !self.select_rows(&mut out, true) {
-                        self.skipping = true;
-                    }
-                }
+                Frontend::Execute { .. } => self.skipping = !self.select_rows(&mut out, true),
                 Frontend::Sync => out.extend(msg(b'Z', &[self.status()])),
                 _ => {}
             }

@@ -430,10 +430,15 @@ pub fn startup_and_auth(e: &Env, token: &str) -> TcpStream {
 
 /// [`startup_and_auth`] with more startup parameters.
 pub fn startup_and_auth_with(e: &Env, token: &str, params: &[(&str, &str)]) -> TcpStream {
+    startup_and_auth_as(e, "analyst", token, params)
+}
+
+/// A raw connection as `user` (the role to take), logged in, after its ReadyForQuery.
+pub fn startup_and_auth_as(e: &Env, user: &str, token: &str, params: &[(&str, &str)]) -> TcpStream {
     let mut s = TcpStream::connect(e.addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut body = 196_608u32.to_be_bytes().to_vec();
-    body.extend_from_slice(b"user\0analyst\0database\0pgate_it\0");
+    body.extend_from_slice(format!("user\0{user}\0database\0{DB}\0").as_bytes());
     for (k, v) in params {
         body.extend_from_slice(format!("{k}\0{v}\0").as_bytes());
     }
