@@ -178,7 +178,7 @@ fn pg_dump_and_pg_restore_list() {
         String::from_utf8(out.stdout)
             .unwrap()
             .lines()
-            .filter(|l| !l.starts_with(";     Archive created at"))
+            .filter(|l| !l.starts_with("; Archive created at "))
             .collect::<Vec<_>>()
             .join("\n")
     };
