@@ -4,12 +4,13 @@
 //!   bytes and time, handing back bytes to write each way and actions. All protocol and
 //!   enforcement logic lives there; it never touches a socket or a clock.
 //!
-//! Runtimes (the thread-per-core driver), TLS, JWT identity, configuration and audit
-//! sinks are built around the core in their own modules (issue 4, in progress).
+//! Runtimes (the thread-per-core driver), TLS, JWT identity, configuration, audit sinks
+//! and the identity-scoped rate buckets are built around the core in their own modules.
 #![deny(unsafe_code)]
 
 pub mod audit;
 pub mod audit_chain;
+pub mod buckets;
 pub mod config;
 pub mod identity;
 pub mod metrics;

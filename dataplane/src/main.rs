@@ -361,6 +361,7 @@ fn run(path: &Path, exit_on_stdin_eof: bool) -> Result<(), String> {
         upstream_tls,
         audit: audit.clone(),
         cancels: Arc::default(),
+        identity_buckets: Arc::default(),
         max_connections: lim.max_connections,
         max_connections_per_address: lim.max_connections_per_address,
         connections: Arc::new(AtomicU64::new(0)),

@@ -36,7 +36,7 @@ pub fn load_table(path: &Path) -> Result<TableFile, String> {
 
 /// The features of the policy language this data plane enforces. A table that uses any
 /// other is refused (a rule pgate loads is a rule pgate enforces).
-pub const ENFORCED: &[Feature] = &[Feature::Limit];
+pub const ENFORCED: &[Feature] = &[Feature::Limit, Feature::Rate];
 
 /// Refuses a table with a rule this data plane does not enforce, naming the rule.
 pub fn refuse_unenforced(t: &Table<'_>) -> Result<(), String> {

@@ -1772,3 +1772,132 @@ fn psql_sees_the_cap_as_an_error_and_goes_on() {
     );
     assert_eq!(stdout.trim(), "42", "{stdout}");
 }
+
+// ------------------------------------------------------------------------- byte rates
+
+async fn client_of(e: &Env, role: &str) -> tokio_postgres::Client {
+    let t = token(
+        e,
+        TokenSpec {
+            sub: "rated@example.com",
+            groups: role,
+            ..Default::default()
+        },
+    );
+    client_as(e.addr, role, &t).await.expect("connect")
+}
+
+fn pgate_rss_kib(e: &Env) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", e._child.0.id())).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// Streams `sql` (a SELECT, or a COPY … TO STDOUT) and returns the bytes received, the
+/// time it took and pgate's largest RSS growth meanwhile (KiB).
+async fn stream_measured(e: &Env, c: &tokio_postgres::Client, sql: &str) -> (u64, f64, i64) {
+    use futures_util::StreamExt;
+    let rss0 = pgate_rss_kib(e) as i64;
+    let mut grown = 0i64;
+    let started = Instant::now();
+    let mut bytes = 0u64;
+    let mut n = 0u64;
+    if sql.starts_with("copy") {
+        let s = c.copy_out(sql).await.unwrap();
+        futures_util::pin_mut!(s);
+        while let Some(b) = s.next().await {
+            bytes += b.unwrap().len() as u64;
+            n += 1;
+            if n.is_multiple_of(2000) {
+                grown = grown.max(pgate_rss_kib(e) as i64 - rss0);
+            }
+        }
+    } else {
+        let s = c.query_raw(sql, Vec::<i32>::new()).await.unwrap();
+        futures_util::pin_mut!(s);
+        while let Some(r) = s.next().await {
+            let r = r.unwrap();
+            bytes += r.get::<_, &str>(1).len() as u64 + 4;
+            n += 1;
+            if n.is_multiple_of(2000) {
+                grown = grown.max(pgate_rss_kib(e) as i64 - rss0);
+            }
+        }
+    }
+    (bytes, started.elapsed().as_secs_f64(), grown)
+}
+
+#[tokio::test]
+async fn a_throttled_50_mb_select_and_copy_keep_the_rate_with_flat_memory() {
+    let e = require_env!();
+    let c = client_of(e, "throttled").await;
+    // 100,000 rows of about 520 bytes: 52 MB on the wire, 4 MiB/s after a 4 MiB burst.
+    let rate = 4.0 * 1024.0 * 1024.0;
+    for sql in [
+        "select aid, repeat('x', 500) from pgbench_accounts",
+        "copy (select aid, repeat('x', 500) from pgbench_accounts) to stdout",
+    ] {
+        let (bytes, secs, grown) = stream_measured(e, &c, sql).await;
+        assert!(bytes >= 50_000_000, "{sql}: only {bytes} bytes");
+        // Wire bytes are a little more than the payload counted here (headers).
+        let wire = if sql.starts_with("copy") {
+            bytes as f64 + 100_000.0 * 5.0
+        } else {
+            bytes as f64 + 100_000.0 * 15.0
+        };
+        let expected = (wire - rate) / rate;
+        let ratio = secs / expected;
+        eprintln!(
+            "throttle: {sql}: {wire:.0} bytes in {secs:.2} s, expected {expected:.2} s (ratio {ratio:.3}), pgate RSS +{grown} KiB"
+        );
+        assert!(
+            (0.85..=1.15).contains(&ratio),
+            "{sql}: {secs:.2} s for {wire} bytes, expected {expected:.2} s at 4 MiB/s"
+        );
+        assert!(
+            grown <= 10 * 1024,
+            "{sql}: pgate grew {grown} KiB while throttling"
+        );
+    }
+}
+
+#[tokio::test]
+async fn two_sessions_of_one_identity_share_its_rate() {
+    let e = require_env!();
+    let a = client_of(e, "shared-rate").await;
+    let b = client_of(e, "shared-rate").await;
+    // 8,000 rows of about 520 bytes each: 4 MB per session, 8 MB together at 2 MiB/s
+    // after one 2 MiB burst: about 3 s (each alone would take about 1 s).
+    let sql = "select aid, repeat('x', 500) from pgbench_accounts limit 8000";
+    let started = Instant::now();
+    let (x, y) = tokio::join!(stream_measured(e, &a, sql), stream_measured(e, &b, sql));
+    let secs = started.elapsed().as_secs_f64();
+    assert!(x.0 > 4_000_000 && y.0 > 4_000_000);
+    assert!(
+        secs > 2.2,
+        "two sessions of one identity took only {secs:.2} s"
+    );
+}
+
+#[tokio::test]
+async fn a_terminating_rate_cuts_the_result_and_the_session_goes_on() {
+    let e = require_env!();
+    let c = client_of(e, "rate-terminate").await;
+    let marker = format!("rate{}", std::process::id());
+    let err = c
+        .query(
+            &format!("select /* {marker} */ aid, repeat('x', 500) from pgbench_accounts"),
+            &[],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), "54000");
+    let msg = err.as_db_error().unwrap().message().to_owned();
+    assert!(msg.contains("byte rate exceeded"), "{msg}");
+    assert_eq!(active_backends(e, &marker), "0", "the backend stopped");
+    let one: i32 = c.query_one("select 1::int", &[]).await.unwrap().get(0);
+    assert_eq!(one, 1);
+}

@@ -1,5 +1,5 @@
 //! A table is loaded only if every rule in it is enforced: a rule the data plane does not
-//! enforce (a mask, a byte rate) makes it refuse the table, naming the rule.
+//! enforce (a mask) makes it refuse the table, naming the rule.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
 
 fn table_of(policy: &str) -> (tempfile::TempDir, std::path::PathBuf) {

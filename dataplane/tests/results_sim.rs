@@ -208,3 +208,120 @@ fn a_cursor_read_in_pieces_is_one_result() {
     assert_eq!(last["status"], "cut");
     assert_eq!(last["rows"], 2, "the cut FETCH's own rows");
 }
+
+// ------------------------------------------------------------------------- byte rates
+
+use pgate_core::table::model::{OnExceed, RateScope};
+
+fn rated(bps: u64, burst: u64, scope: RateScope, on: OnExceed, rows: usize) -> Sim {
+    let mut s = Sim::plaintext();
+    s.table = policy_rated(bps, burst, scope, on);
+    s.server.rows = rows;
+    let login = s.connect();
+    assert_eq!(login.last().map(|m| m.0), Some(b'Z'));
+    s
+}
+
+/// Runs `sql` to its ReadyForQuery, moving virtual time forward whenever the session
+/// throttles; returns what the client got and the virtual time it took (µs).
+fn run_throttled(s: &mut Sim, sql: &str) -> (Vec<(u8, Vec<u8>)>, u64) {
+    let table = pgate_core::table::Table::parse(&s.table).unwrap();
+    let start = s.t.mono_us;
+    let n = s.session.handle_client(&query(sql), &table, &TestAuth, s.t);
+    assert_eq!(n, query(sql).len());
+    let up = s.session.poll_upstream().to_vec();
+    s.session.upstream_written(up.len());
+    let reply = s.server.feed(&up);
+    let mut off = 0;
+    let mut got = Vec::new();
+    let mut pauses = 0;
+    while off < reply.len() {
+        let n = s.session.handle_upstream(&reply[off..], s.t);
+        off += n;
+        let out = s.session.poll_client().to_vec();
+        s.session.client_written(out.len());
+        got.extend(messages(&out));
+        if s.session.upstream_paused() {
+            pauses += 1;
+            assert!(pauses < 1_000_000, "the throttle never lets go");
+            let at = s.session.poll_timeout().expect("a throttle has a deadline");
+            assert!(at > s.t.mono_us, "the deadline is in the future");
+            s.t.mono_us = at;
+            s.session.handle_timeout(s.t);
+        } else {
+            assert_eq!(off, reply.len(), "unconsumed bytes without a throttle");
+        }
+    }
+    (got, s.t.mono_us - start)
+}
+
+#[test]
+fn a_throttle_holds_the_result_to_its_rate_without_buffering_it() {
+    // 10,000 rows of 12 bytes = 120 kB at 10 kB/s after a 10 kB burst: about 11 s.
+    let mut s = rated(
+        10_000,
+        10_000,
+        RateScope::Session,
+        OnExceed::Throttle,
+        10_000,
+    );
+    let (got, us) = run_throttled(&mut s, "select id from orders");
+    let rows = got.iter().filter(|m| m.0 == b'D').count();
+    assert_eq!(rows, 10_000, "every row arrives");
+    assert_eq!(got.last().unwrap().0, b'Z');
+    let expected = (120_000 - 10_000) as f64 / 10_000.0 * 1e6;
+    let ratio = us as f64 / expected;
+    assert!(
+        (0.97..1.03).contains(&ratio),
+        "took {us} µs, expected about {expected}"
+    );
+    assert_eq!(cancels(&mut s), 0);
+    let l = statement_lines(&mut s);
+    let ms = l[0]["throttled_ms"].as_u64().unwrap();
+    assert!(ms > 10_000 && ms < 12_000, "{ms}");
+}
+
+#[test]
+fn a_terminating_rate_cuts_the_result_with_54000() {
+    let mut s = rated(1_000, 1_200, RateScope::Session, OnExceed::Terminate, 1_000);
+    let r = messages(&s.client(&query("select id from orders")));
+    // The burst (1,200 bytes: 100 rows of 12) goes out, then the cut.
+    assert_eq!(r.iter().filter(|m| m.0 == b'D').count(), 100);
+    assert_eq!(cancels(&mut s), 1);
+    let r = cancel_done(&mut s);
+    assert_eq!(tags(&r), "EZ");
+    assert_eq!(error_field(&r[0].1, b'C'), "54000");
+    let m = error_field(&r[0].1, b'M');
+    assert!(
+        m.contains("byte rate exceeded") && m.contains("roles/analyst.kdl:9"),
+        "{m}"
+    );
+    let l = statement_lines(&mut s);
+    assert_eq!(l[0]["cut"]["cap"], "rate");
+}
+
+#[test]
+fn sessions_of_one_identity_share_its_bucket() {
+    let shared = std::sync::Arc::new(pgate::buckets::IdentityBuckets::default());
+    let mut a = Sim::plaintext();
+    let mut b = Sim::plaintext();
+    for s in [&mut a, &mut b] {
+        s.table = policy_rated(1_000, 1_200, RateScope::Identity, OnExceed::Throttle);
+        s.session.set_identity_buckets(shared.clone());
+        s.server.rows = 100;
+        s.connect();
+    }
+    // A spends the shared burst (100 rows of 12 bytes) without waiting…
+    let (_, us) = run_throttled(&mut a, "select id from orders");
+    assert!(us < 1_000, "{us}");
+    // …so B, the same subject in another session, waits for the rate at once.
+    b.t = a.t;
+    let (got, us) = run_throttled(&mut b, "select id from orders");
+    assert_eq!(got.iter().filter(|m| m.0 == b'D').count(), 100);
+    assert!(us > 1_000_000, "B waited {us} µs");
+    // With session scope each has a bucket of its own.
+    let mut c = rated(1_000, 1_200, RateScope::Session, OnExceed::Throttle, 100);
+    let mut d = rated(1_000, 1_200, RateScope::Session, OnExceed::Throttle, 100);
+    assert!(run_throttled(&mut c, "select id from orders").1 < 1_000);
+    assert!(run_throttled(&mut d, "select id from orders").1 < 1_000);
+}

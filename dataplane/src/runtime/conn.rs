@@ -90,6 +90,7 @@ pub(super) async fn connection(
     let entropy = shared.cancels.entropy();
     let issued = entropy.cancel_key;
     let mut session = Session::new(cfg, id, &peer.to_string(), entropy, now().1);
+    session.set_identity_buckets(shared.identity_buckets.clone());
     let mut control = shared.control.clone();
     let mut client = Stream::Plain(stream);
     let mut upstream: Option<Stream> = None;
@@ -99,6 +100,8 @@ pub(super) async fn connection(
     let mut dirty = (false, false);
     // Client bytes are waiting for the session to take them again.
     let mut held = false;
+    // Upstream bytes wait while a rate throttles the result.
+    let mut uheld = false;
     let sleep = tokio::time::sleep(Duration::from_secs(3600));
     tokio::pin!(sleep);
     // A drain that began before this connection was accepted still applies.
@@ -174,6 +177,14 @@ pub(super) async fn connection(
                     }
                 }
             }
+            // Upstream bytes that waited for a throttle.
+            if uheld && !session.upstream_paused() && ubuf.len > 0 {
+                let (_, clock) = now();
+                let n = session.handle_upstream(ubuf.data(), clock);
+                ubuf.consume(n);
+                uheld = session.upstream_paused() && ubuf.len > 0;
+                continue;
+            }
             // Client bytes that waited while a cut result was settled.
             if held && !session.holding_client() && cbuf.len > 0 {
                 held = false;
@@ -243,6 +254,7 @@ pub(super) async fn connection(
                     }
                     if let Some(u) = upstream.as_mut()
                         && session.poll_client().len() < MAX_QUEUED_BYTES
+                        && !session.upstream_paused()
                     {
                         let spare = ubuf.spare(READ_CHUNK, max_message);
                         match poll_read(cx, u, spare) {
@@ -282,6 +294,7 @@ pub(super) async fn connection(
                     let (_, clock) = now();
                     let n = session.handle_upstream(ubuf.data(), clock);
                     ubuf.consume(n);
+                    uheld = session.upstream_paused() && ubuf.len > 0;
                 }
                 Event::UpstreamEof => {
                     upstream = None;

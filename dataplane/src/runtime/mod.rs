@@ -51,6 +51,8 @@ pub struct Shared {
     )>,
     pub audit: AuditSink,
     pub cancels: Arc<CancelRegistry>,
+    /// Identity-scoped rate buckets, shared by every session on every worker.
+    pub identity_buckets: Arc<crate::buckets::IdentityBuckets>,
     pub max_connections: usize,
     pub max_connections_per_address: usize,
     pub connections: Arc<AtomicU64>,

@@ -253,6 +253,13 @@ impl Session {
         {
             self.audit.push_str(&note);
         }
+        if self.throttled_us > 0 {
+            let _ = write!(
+                self.audit,
+                ",\"throttled_ms\":{}",
+                std::mem::take(&mut self.throttled_us) / 1000
+            );
+        }
         let _ = writeln!(
             self.audit,
             ",\"rows\":{},\"bytes\":{},\"duration_us\":{duration}}}",

@@ -51,7 +51,7 @@ use startup::{MAX_STARTUP_BYTES, MAX_TOKEN_MESSAGE_BYTES};
 use decided::{Decided, DigestHex, decide_text, digest_hex};
 use objects::{Confirm, Cursor, Portal, Prepared, SqlEffect};
 use refusal::{Refusal, is_final};
-use results::{Caps, Cut};
+use results::{Caps, Cut, Rate, RateCheck};
 pub use scram::NONCE_BYTES;
 use scram::{SCRAM_SHA_256, ScramClient};
 
@@ -365,6 +365,13 @@ pub struct Session {
     cut: Option<Cut>,
     /// The cut statement's audit note, taken by its line.
     cut_note: Option<String>,
+    /// The role's byte rates; a throttle in force (until, and since: µs), and the time the
+    /// current statement spent throttled; the instance's identity-scoped buckets.
+    rates: Vec<Rate>,
+    paused_until: Option<u64>,
+    paused_since: Option<u64>,
+    throttled_us: u64,
+    identity_buckets: std::sync::Arc<crate::buckets::IdentityBuckets>,
     table_digest: DigestHex,
     now: Clock,
     /// False while the audit sink refuses new statements (`on-failure "refuse"`).
@@ -476,6 +483,11 @@ impl Session {
             fetch_bytes: 0,
             cut: None,
             cut_note: None,
+            rates: Vec::new(),
+            paused_until: None,
+            paused_since: None,
+            throttled_us: 0,
+            identity_buckets: Default::default(),
             table_digest: [b'0'; 16],
             now,
             audit_accepting: true,
@@ -528,6 +540,12 @@ impl Session {
     pub fn identity(&self) -> Option<&Identity> {
         self.identity.as_ref()
     }
+    /// The instance's identity-scoped rate buckets, shared by its sessions (by default a
+    /// session has a registry of its own). Set before the login.
+    pub fn set_identity_buckets(&mut self, b: std::sync::Arc<crate::buckets::IdentityBuckets>) {
+        self.identity_buckets = b;
+    }
+
     pub fn cancel_keys(&self) -> CancelKeys {
         self.keys
     }
@@ -630,10 +648,15 @@ impl Session {
             return None;
         }
         let login = (!self.is_ready()).then_some(self.login_deadline_us);
-        [login, self.drain_deadline_us, self.expiry_deadline_us]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            login,
+            self.drain_deadline_us,
+            self.expiry_deadline_us,
+            self.paused_until,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Time passes: ends the session at the login deadline (as PostgreSQL's
@@ -644,6 +667,7 @@ impl Session {
         if self.is_closed() {
             return;
         }
+        self.resume_if_due(now.mono_us);
         if !self.is_ready() && now.mono_us >= self.login_deadline_us {
             // Before a startup packet PostgreSQL closes without a word; once the client
             // speaks the protocol it gets the reason.
@@ -720,6 +744,14 @@ impl Session {
                     id.role = role;
                 }
                 self.caps = Caps::of(table, role);
+                let subject = self.identity.as_ref().map(|i| i.subject.clone());
+                self.rates = Rate::of(
+                    table,
+                    role,
+                    subject.as_deref().unwrap_or(""),
+                    &self.identity_buckets,
+                    self.now.mono_us,
+                );
                 self.audit_connection("rebind", None);
             }
             Err(why) => {
@@ -1110,8 +1142,12 @@ impl Session {
     /// Consumes complete messages from the upstream; returns bytes consumed.
     pub fn handle_upstream(&mut self, input: &[u8], now: Clock) -> usize {
         self.now = now;
+        self.resume_if_due(now.mono_us);
         let mut consumed = 0;
         while !matches!(self.state, State::Closed) {
+            if self.upstream_paused() {
+                break;
+            }
             let rest = &input[consumed..];
             let f = match frame(rest, self.cfg.max_message_bytes) {
                 Ok(Some(f)) => f,
@@ -1122,6 +1158,14 @@ impl Session {
                     break;
                 }
             };
+            if matches!(self.state, State::Ready)
+                && matches!(f.tag, b'D' | b'd')
+                && let RateCheck::WaitUntil(t) = self.check_rates(f.len as u64)
+            {
+                // Throttled: this message waits (unread) until the bucket has tokens.
+                self.paused_until = Some(t);
+                break;
+            }
             consumed += f.len;
             let raw = &rest[..f.len];
             match self.state {

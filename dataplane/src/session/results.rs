@@ -1,5 +1,8 @@
 //! The result stream: per-statement caps on the rows and bytes a result sends the client
-//! (`limit rows=… bytes=…`), DataRow and COPY TO STDOUT data alike.
+//! (`limit rows=… bytes=…`), DataRow and COPY TO STDOUT data alike, and byte-rate buckets
+//! (`rate …`, [`crate::buckets`]): `throttle` stops reading the upstream until the bucket
+//! has tokens again (TCP backpressure: nothing is buffered beyond the message that must
+//! wait), `terminate` cuts the result as a cap does.
 //!
 //! A result that would go past a cap is cut: the message that would exceed it and
 //! everything after it of that statement is dropped, the database is sent a CancelRequest
@@ -30,6 +33,9 @@
 //! client's view of the transaction differ from the database's.
 
 use super::*;
+use crate::buckets::{Bucket, IdentityBuckets, SharedBucket};
+use pgate_core::table::model::{OnExceed, RateScope};
+use std::sync::Arc;
 
 /// The role's caps and the rule that sets them, looked up at login and at every swap.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -54,6 +60,81 @@ impl Caps {
             rule,
         }
     }
+}
+
+/// A `rate` rule of the role, with its bucket.
+#[derive(Debug)]
+pub(super) struct Rate {
+    bucket: RateBucket,
+    bytes_per_second: u64,
+    terminate: bool,
+    /// `file:line` of the rule.
+    rule: String,
+}
+
+#[derive(Debug)]
+enum RateBucket {
+    Session(Bucket),
+    Identity(Arc<SharedBucket>),
+}
+
+impl Rate {
+    /// The role's rates; identity-scoped buckets come from `shared` (this instance's
+    /// registry), keyed by the subject and the bucket's size and rate.
+    pub fn of(
+        table: &Table<'_>,
+        role: RoleId,
+        subject: &str,
+        shared: &IdentityBuckets,
+        now_us: u64,
+    ) -> Vec<Rate> {
+        table
+            .rates(role)
+            .map(|r| {
+                let bucket = match r.scope {
+                    RateScope::Session => {
+                        RateBucket::Session(Bucket::new(r.bytes_per_second, r.burst_bytes, now_us))
+                    }
+                    RateScope::Identity => RateBucket::Identity(shared.get(
+                        subject,
+                        r.bytes_per_second,
+                        r.burst_bytes,
+                        now_us,
+                    )),
+                };
+                Rate {
+                    bucket,
+                    bytes_per_second: r.bytes_per_second,
+                    terminate: r.on_exceed == OnExceed::Terminate,
+                    rule: table
+                        .rule(r.rule)
+                        .map(|v| format!("{}:{}", v.file, v.line))
+                        .unwrap_or_default(),
+                }
+            })
+            .collect()
+    }
+
+    fn ready_at(&mut self, now_us: u64) -> Option<u64> {
+        match &mut self.bucket {
+            RateBucket::Session(b) => b.ready_at(now_us),
+            RateBucket::Identity(b) => b.ready_at(now_us),
+        }
+    }
+
+    fn take(&mut self, bytes: u64) {
+        match &mut self.bucket {
+            RateBucket::Session(b) => b.take(bytes),
+            RateBucket::Identity(b) => b.take(bytes),
+        }
+    }
+}
+
+/// What the rates say about the next result message.
+pub(super) enum RateCheck {
+    Pass,
+    /// Throttled: read nothing more upstream until this time (µs).
+    WaitUntil(u64),
 }
 
 /// A result being cut, until its unit is settled.
@@ -82,6 +163,63 @@ pub(super) struct Cut {
 }
 
 impl Session {
+    /// Before a DataRow or CopyData of `bytes` is taken from the upstream: every rate must
+    /// have tokens. A throttling rate without them makes the upstream wait; a terminating
+    /// one cuts the result (the message is then dropped with the rest).
+    pub(super) fn check_rates(&mut self, bytes: u64) -> RateCheck {
+        if self.rates.is_empty() || self.cut.is_some() {
+            return RateCheck::Pass;
+        }
+        let now = self.now.mono_us;
+        let mut wait = None;
+        let mut over = None;
+        for (i, r) in self.rates.iter_mut().enumerate() {
+            if let Some(at) = r.ready_at(now) {
+                if r.terminate {
+                    over = Some(i);
+                    break;
+                }
+                wait = Some(wait.map_or(at, |w: u64| w.max(at)));
+            }
+        }
+        if let Some(i) = over {
+            let (bps, rule) = match self.rates.get(i) {
+                Some(r) => (r.bytes_per_second, r.rule.clone()),
+                None => (0, String::new()),
+            };
+            let sent = (self.rows, self.bytes);
+            let what = format!(
+                "the result came faster than its byte rate of {bps} bytes per second (the rate rule at {rule})"
+            );
+            self.start_cut_with("rate", bps, &rule, &what, sent);
+            return RateCheck::Pass;
+        }
+        if let Some(at) = wait {
+            self.paused_since.get_or_insert(now);
+            return RateCheck::WaitUntil(at);
+        }
+        for r in &mut self.rates {
+            r.take(bytes);
+        }
+        RateCheck::Pass
+    }
+
+    /// Whether the driver must not read (or feed) upstream bytes now: a rate is throttling
+    /// the result; [`Session::poll_timeout`] says until when.
+    pub fn upstream_paused(&self) -> bool {
+        self.paused_until.is_some()
+    }
+
+    /// Time passed: a throttle whose time is up lets the upstream go on.
+    pub(super) fn resume_if_due(&mut self, now_us: u64) {
+        if self.paused_until.is_some_and(|t| now_us >= t) {
+            self.paused_until = None;
+            if let Some(since) = self.paused_since.take() {
+                self.throttled_us += now_us.saturating_sub(since);
+            }
+        }
+    }
+
     /// A DataRow (`row`) or CopyData of the result being answered: counts it; false if it
     /// must not reach the client (a cap is reached: the result is cut from here).
     pub(super) fn count_result(&mut self, raw: &[u8], row: bool) -> bool {
@@ -122,22 +260,39 @@ impl Session {
         false
     }
 
-    fn start_cut(&mut self, cap: &str, limit: u64, (rows, bytes): (u64, u64)) {
+    fn start_cut(&mut self, cap: &str, limit: u64, sent: (u64, u64)) {
         let what = if cap == "rows" {
-            format!("more than {limit} rows")
+            format!("the statement returned more than {limit} rows")
         } else {
-            format!("more than {limit} bytes")
+            format!("the statement returned more than {limit} bytes")
+        };
+        let rule = self.caps.rule.clone();
+        let what = format!("{what} (the limit rule at {rule})");
+        self.start_cut_with(cap, limit, &rule, &what, sent);
+    }
+
+    fn start_cut_with(
+        &mut self,
+        cap: &str,
+        limit: u64,
+        rule: &str,
+        what: &str,
+        (rows, bytes): (u64, u64),
+    ) {
+        let reached = if cap == "rate" {
+            "byte rate exceeded"
+        } else {
+            "result cap reached"
         };
         let message = format!(
-            "pgate: result cap reached: the statement returned {what} (the limit rule at {}); the rest of the result was not sent and the statement was cancelled",
-            self.caps.rule
+            "pgate: {reached}: {what}; the rest of the result was not sent and the statement was cancelled"
         );
         let mut error = Vec::new();
         wire::write_error(&mut error, Severity::Error, sqlstate::TOO_MANY, &message);
         let mut note = String::from(",\"cut\":{\"cap\":\"");
         note.push_str(cap);
         let _ = write!(note, "\",\"limit\":{limit},\"rule\":\"");
-        audit::json_escape_into(&mut note, &self.caps.rule);
+        audit::json_escape_into(&mut note, rule);
         note.push_str("\"}");
         // A cancel is safe only when nothing of the client's after this unit is upstream:
         // otherwise it could stop a later statement instead.

@@ -137,6 +137,13 @@ impl Session {
                     .expires_at_unix
                     .saturating_add(self.cfg.token_grace_secs);
                 self.caps = results::Caps::of(table, identity.role);
+                self.rates = results::Rate::of(
+                    table,
+                    identity.role,
+                    &identity.subject,
+                    &self.identity_buckets,
+                    self.now.mono_us,
+                );
                 self.identity = Some(identity);
                 self.login_table_gen = self.table_gen;
                 self.set_expiry_deadline(expiry);

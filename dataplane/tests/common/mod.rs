@@ -74,6 +74,27 @@ pub fn policy_capped(max_rows: Option<u64>, max_bytes: Option<u64>) -> Vec<u8> {
     write(&p)
 }
 
+/// The analyst of [`Grant::Narrowed`] with a byte rate (rule 4, "rate …").
+pub fn policy_rated(
+    bytes_per_second: u64,
+    burst_bytes: u64,
+    scope: RateScope,
+    on_exceed: OnExceed,
+) -> Vec<u8> {
+    let mut p = compiled(&[], Grant::Narrowed);
+    p.rules.push(rule(9, RuleKind::Rate, "rate bytes=…"));
+    for r in &mut p.roles {
+        r.rates = vec![RateLimit {
+            bytes_per_second,
+            burst_bytes,
+            scope,
+            on_exceed,
+            rule: 4,
+        }];
+    }
+    write(&p)
+}
+
 fn compiled(extra_roles: &[&str], grant: Grant) -> CompiledPolicy {
     let cols = |names: &[&str]| {
         names

@@ -56,6 +56,26 @@ role "capped" {
     limit rows=100 bytes="64KiB"
 }
 
+// Byte rates (tests/integration.rs).
+role "throttled" {
+    member claim="groups" value="throttled"
+    allow "select" "copy-out" table="public.pgbench_accounts"
+    allow-function "pg_catalog.*"
+    rate bytes="4MiB" per="second" burst="4MiB" scope="session" on-exceed="throttle"
+}
+role "shared-rate" {
+    member claim="groups" value="shared-rate"
+    allow "select" table="public.pgbench_accounts"
+    allow-function "pg_catalog.*"
+    rate bytes="2MiB" per="second" burst="2MiB" scope="identity" on-exceed="throttle"
+}
+role "rate-terminate" {
+    member claim="groups" value="rate-terminate"
+    allow "select" table="public.pgbench_accounts"
+    allow-function "pg_catalog.*"
+    rate bytes="1MiB" per="second" burst="1MiB" scope="session" on-exceed="terminate"
+}
+
 // What pg_dump needs to dump schema `dumpme` (tests/drivers.rs).
 role "dumper" {
     member claim="groups" value="dumpers"
