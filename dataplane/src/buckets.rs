@@ -106,7 +106,14 @@ impl SharedBucket {
 /// their last session does.
 #[derive(Debug, Default)]
 pub struct IdentityBuckets {
-    map: Mutex<HashMap<(String, u64, u64), Weak<SharedBucket>>>,
+    map: Mutex<Registry>,
+}
+
+#[derive(Debug, Default)]
+struct Registry {
+    buckets: HashMap<(String, u64, u64), Weak<SharedBucket>>,
+    /// Buckets created since the last sweep of the ones no session holds.
+    created: usize,
 }
 
 impl IdentityBuckets {
@@ -129,12 +136,17 @@ impl IdentityBuckets {
             return fresh();
         };
         let key = (subject.to_owned(), bytes_per_second, burst_bytes);
-        if let Some(b) = map.get(&key).and_then(Weak::upgrade) {
+        if let Some(b) = map.buckets.get(&key).and_then(Weak::upgrade) {
             return b;
         }
-        map.retain(|_, w| w.strong_count() > 0);
+        // Swept now and then, not at every miss: a reload makes every session miss.
+        map.created += 1;
+        if map.created >= 64.max(map.buckets.len() / 2) {
+            map.created = 0;
+            map.buckets.retain(|_, w| w.strong_count() > 0);
+        }
         let b = fresh();
-        map.insert(key, Arc::downgrade(&b));
+        map.buckets.insert(key, Arc::downgrade(&b));
         b
     }
 }

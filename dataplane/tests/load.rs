@@ -38,10 +38,8 @@ fn a_mask_is_refused_at_load_naming_its_rule() {
 }
 
 #[test]
-fn a_rate_is_refused_at_load_naming_its_rule() {
+fn limits_and_rates_load() {
     let policy = format!("{BASE}    limit rows=10\n    rate bytes=\"1MiB\" per=\"second\"\n}}\n");
     let (_d, path) = table_of(&policy);
-    let err = pgate::reload::load_table(&path).err().expect("refused");
-    assert!(err.contains("byte-rate limits"), "{err}");
-    assert!(err.contains("policy.kdl:7"), "{err}");
+    assert!(pgate::reload::load_table(&path).is_ok());
 }

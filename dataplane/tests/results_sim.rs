@@ -38,7 +38,7 @@ fn cancels(s: &mut Sim) -> usize {
 
 /// The cancel was taken: what the session owed the client comes now.
 fn cancel_done(s: &mut Sim) -> Vec<(u8, Vec<u8>)> {
-    s.session.upstream_cancel_done();
+    s.session.upstream_cancel_done(true);
     messages(&s.pump())
 }
 
@@ -324,4 +324,65 @@ fn sessions_of_one_identity_share_its_bucket() {
     let mut d = rated(1_000, 1_200, RateScope::Session, OnExceed::Throttle, 100);
     assert!(run_throttled(&mut c, "select id from orders").1 < 1_000);
     assert!(run_throttled(&mut d, "select id from orders").1 < 1_000);
+}
+
+#[test]
+fn a_cut_in_a_batch_whose_sync_comes_later_lets_the_sync_through() {
+    // Parse, Bind, Execute, Flush: the client sends Sync only after reading the results
+    // (libpq's PQsendFlushRequest, pipeline mode).
+    let mut s = capped(Some(2), None, 10);
+    let mut b = parse("", "select id from orders");
+    b.extend(bind("", ""));
+    b.extend(execute(""));
+    b.extend(msg(b'H', &[]));
+    let r = messages(&s.client(&b));
+    assert_eq!(tags(&r), "12DD");
+    assert_eq!(cancels(&mut s), 1);
+    let markers = s.server.markers_received();
+    let r = cancel_done(&mut s);
+    // The statement had completed: a marker fails the batch; the client gets the error
+    // and may send its Sync.
+    assert_eq!(tags(&r), "E");
+    assert_eq!(error_field(&r[0].1, b'C'), "54000");
+    assert_eq!(s.server.markers_received(), markers + 1);
+    assert!(!s.session.holding_client());
+    let r = messages(&s.client(&sync()));
+    assert_eq!(tags(&r), "Z");
+    // The session goes on.
+    s.server.rows = 1;
+    assert_eq!(tags(&messages(&s.client(&query("select 1")))), "TDCZ");
+}
+
+#[test]
+fn a_portal_read_in_pieces_is_one_result_whatever_runs_between() {
+    // Execute(P, 1) pieces with other statements completing between them: the portal's
+    // count is its own and carries over its PortalSuspended.
+    let mut s = capped(Some(2), None, 1);
+    assert_eq!(tags(&messages(&s.client(&query("begin")))), "TDCZ");
+    let mut b = parse("s1", "select id from orders");
+    b.extend(bind("p", "s1"));
+    b.extend(sync());
+    assert_eq!(tags(&messages(&s.client(&b))), "12Z");
+    for i in 0..2 {
+        let r = messages(&s.client(&[execute_n("p", 1), sync()].concat()));
+        assert_eq!(tags(&r), "DsZ", "piece {i}");
+        let r = messages(&s.client(&query("select 1")));
+        assert_eq!(tags(&r), "TDCZ");
+    }
+    // The third row of portal p is past the cap of 2.
+    let r = messages(&s.client(&[execute_n("p", 1), sync()].concat()));
+    assert_eq!(tags(&r), "", "{r:?}");
+    assert_eq!(cancels(&mut s), 1);
+    let r = cancel_done(&mut s);
+    assert_eq!(tags(&r), "EZ");
+    assert_eq!(error_field(&r[0].1, b'C'), "54000");
+    // A portal bound afresh starts from zero.
+    let mut s = capped(Some(2), None, 1);
+    for _ in 0..3 {
+        let mut b = parse("", "select id from orders");
+        b.extend(bind("", ""));
+        b.extend(execute_n("", 1));
+        b.extend(sync());
+        assert_eq!(tags(&messages(&s.client(&b))), "12DsZ");
+    }
 }

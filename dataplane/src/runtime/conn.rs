@@ -165,10 +165,11 @@ pub(super) async fn connection(
                         }
                     }
                     Action::CancelUpstream => {
-                        if let Some(real) = session.cancel_keys().upstream {
-                            cancel_and_wait(shared.upstream, real).await;
-                        }
-                        session.upstream_cancel_done();
+                        let taken = match session.cancel_keys().upstream {
+                            Some(real) => cancel_and_wait(shared.upstream, real).await,
+                            None => false,
+                        };
+                        session.upstream_cancel_done(taken);
                     }
                     Action::Close => {
                         ship_audit(&mut session, shared);
@@ -239,6 +240,7 @@ pub(super) async fn connection(
                     }
                     if session.poll_upstream().len() < MAX_QUEUED_BYTES
                         && session.client_backlog() < MAX_QUEUED_BYTES
+                        && !session.holding_client()
                     {
                         let spare = cbuf.spare(client_chunk, max_message);
                         match poll_read(cx, &mut client, spare) {
@@ -532,7 +534,9 @@ fn ship_audit(session: &mut Session, shared: &Shared) {
 /// CancelRequest to the upstream with the real key, then wait (at most 5 s) until the
 /// database closes that connection: it has signalled the backend by then, so a statement
 /// sent afterwards cannot be the one cancelled (an idle backend ignores a cancel).
-async fn cancel_and_wait(upstream: SocketAddr, (pid, key): (i32, i32)) {
+/// True once the database closed the connection; false if it could not be reached or did
+/// not answer in time.
+async fn cancel_and_wait(upstream: SocketAddr, (pid, key): (i32, i32)) -> bool {
     let m = cancel_request(pid, key);
     let wait = async {
         let mut s = TcpStream::connect(upstream).await?;
@@ -541,7 +545,10 @@ async fn cancel_and_wait(upstream: SocketAddr, (pid, key): (i32, i32)) {
         while s.read(&mut sink).await? > 0 {}
         io::Result::Ok(())
     };
-    let _ = tokio::time::timeout(Duration::from_secs(5), wait).await;
+    matches!(
+        tokio::time::timeout(Duration::from_secs(5), wait).await,
+        Ok(Ok(()))
+    )
 }
 
 fn cancel_request(pid: i32, key: i32) -> Vec<u8> {

@@ -268,6 +268,9 @@ struct Pending {
     digest: DigestHex,
     /// What it does to SQL-level objects, applied when it completes.
     effect: Option<Box<SqlEffect>>,
+    /// The portal an Execute runs (0: none) and what that portal's result sent before.
+    portal: u64,
+    carried: (u64, u64),
 }
 
 /// The session. See the module docs.
@@ -324,6 +327,8 @@ pub struct Session {
     /// while no reload has come since.
     login_table_gen: u32,
     portals: HashMap<String, Portal>,
+    /// The last portal id given out.
+    portal_ids: u64,
     /// The unnamed portal, reused (its strings keep their capacity).
     unnamed_portal: Portal,
     unnamed_portal_open: bool,
@@ -481,6 +486,7 @@ impl Session {
             cap_bytes: 0,
             fetch_rows: 0,
             fetch_bytes: 0,
+            portal_ids: 0,
             cut: None,
             cut_note: None,
             rates: Vec::new(),
@@ -745,13 +751,14 @@ impl Session {
                 }
                 self.caps = Caps::of(table, role);
                 let subject = self.identity.as_ref().map(|i| i.subject.clone());
-                self.rates = Rate::of(
+                let rates = Rate::of(
                     table,
                     role,
                     subject.as_deref().unwrap_or(""),
                     &self.identity_buckets,
                     self.now.mono_us,
                 );
+                self.rates = Rate::carry_over(std::mem::take(&mut self.rates), rates);
                 self.audit_connection("rebind", None);
             }
             Err(why) => {
@@ -924,15 +931,17 @@ impl Session {
                 let Ok(found) = self.portal_for_execute(portal, table) else {
                     return;
                 };
-                if let Some((summary, effect)) = found {
-                    self.slot_ref(summary);
+                if let Some(run) = found {
+                    self.slot_ref(run.summary);
                     self.pending.push_back(Pending {
-                        summary,
+                        summary: run.summary,
                         unit: self.unit_seq,
                         position: Some(self.batch_finals),
                         started_us: self.now.mono_us,
                         digest: self.table_digest,
-                        effect,
+                        effect: run.effect,
+                        portal: run.portal,
+                        carried: run.carried,
                     });
                 }
                 self.syncs_since_execute = 0;
@@ -1061,6 +1070,8 @@ impl Session {
                     started_us: self.now.mono_us,
                     digest: self.table_digest,
                     effect,
+                    portal: 0,
+                    carried: (0, 0),
                 });
             }
             self.apply_path_effects();
@@ -1207,6 +1218,9 @@ impl Session {
         if self.on_cut_message(tag, position) {
             return;
         }
+        if dropping && matches!(tag, b'C' | b'I') {
+            self.cut_later_ran();
+        }
         match tag {
             b'Z' => {
                 self.tx_status = body.first().copied().unwrap_or(b'I');
@@ -1243,7 +1257,14 @@ impl Session {
                 self.complete_statement("ok", position);
             }
             // The portal's result goes on at its next Execute: its counts carry over.
-            b's' => self.complete_statement("suspended", position),
+            b's' => {
+                if let Some((id, (r, b))) = self.pending.front().map(|p| (p.portal, p.carried)) {
+                    self.portal_sent(id, (r + self.cap_rows, b + self.cap_bytes));
+                }
+                self.cap_rows = 0;
+                self.cap_bytes = 0;
+                self.complete_statement("suspended", position);
+            }
             b'1' => self.confirmed(true),
             b'3' => self.confirmed(false),
             b'E' => {
@@ -1270,6 +1291,14 @@ impl Session {
                 self.bytes += raw.len() as u64;
             }
             b'G' => {
+                if dropping {
+                    // A COPY FROM STDIN after a cut statement, in its unit: its answers are
+                    // not the client's, and pgate cannot end the copy for it.
+                    return self.fatal(
+                        sqlstate::TOO_MANY,
+                        "pgate: a result cap was reached in a request that goes on with COPY FROM STDIN; the session ends",
+                    );
+                }
                 // The client may have ended the copy before this arrived.
                 self.copy_in = !std::mem::take(&mut self.copy_ended_early);
                 // Anything but Sync and Flush pipelined behind the COPY's command reaches

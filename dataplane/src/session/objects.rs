@@ -45,6 +45,11 @@ pub(super) struct Portal {
     /// The unit of its Bind: portals end with their transaction.
     pub unit: u64,
     pub effect: Option<Box<SqlEffect>>,
+    /// Unique in the session (a new one at every Bind), and what its result sent the
+    /// client so far: a result fetched in pieces (PortalSuspended) is one result for the
+    /// caps.
+    pub id: u64,
+    pub sent: (u64, u64),
 }
 
 /// A SQL-level cursor (`DECLARE`) pgate allowed and the server opened.
@@ -96,7 +101,14 @@ pub(super) struct Confirm {
 }
 
 /// What an Execute of a known portal runs: its summary slot and its SQL-level effect.
-pub(super) type PortalRun = (usize, Option<Box<SqlEffect>>);
+/// What an Execute runs: its audit summary slot, its SQL effect, and its portal's id and
+/// what that portal's result sent before (0 and nothing for a cursor's portal).
+pub(super) struct PortalRun {
+    pub summary: usize,
+    pub effect: Option<Box<SqlEffect>>,
+    pub portal: u64,
+    pub carried: (u64, u64),
+}
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -453,11 +465,15 @@ impl Session {
             return false;
         }
         self.slot_ref(summary);
+        self.portal_ids += 1;
+        let id = self.portal_ids;
         let slot = if portal.is_empty() {
             &mut self.unnamed_portal
         } else {
             self.portals.entry(portal.to_owned()).or_default()
         };
+        slot.id = id;
+        slot.sent = (0, 0);
         slot.summary = summary;
         slot.statement.clear();
         slot.statement.push_str(statement);
@@ -466,6 +482,18 @@ impl Session {
         slot.unit = unit;
         slot.effect = effect;
         true
+    }
+
+    /// A piece of portal `id`'s result ended (PortalSuspended) having sent `sent` in all.
+    pub(super) fn portal_sent(&mut self, id: u64, sent: (u64, u64)) {
+        if id == 0 {
+            return;
+        }
+        if self.unnamed_portal_open && self.unnamed_portal.id == id {
+            self.unnamed_portal.sent = sent;
+        } else if let Some(p) = self.portals.values_mut().find(|p| p.id == id) {
+            p.sent = sent;
+        }
     }
 
     /// The summary slot and SQL effect of the portal an Execute runs (`Ok(None)`: a portal
@@ -489,8 +517,14 @@ impl Session {
         } else {
             return self.cursor_for_execute(portal, table);
         };
+        let (id, carried) = (p.id, p.sent);
         if p.table_gen == tgen {
-            return Ok(Some((p.summary, p.effect.clone())));
+            return Ok(Some(PortalRun {
+                summary: p.summary,
+                effect: p.effect.clone(),
+                portal: id,
+                carried,
+            }));
         }
         let (statement, version, summary) = (p.statement.clone(), p.version, p.summary);
         let current = self.find_statement(&statement).map(|s| s.version) == Some(version);
@@ -515,7 +549,12 @@ impl Session {
             p.table_gen = tgen;
             p.effect.clone()
         });
-        Ok(Some((summary, effect.flatten())))
+        Ok(Some(PortalRun {
+            summary,
+            effect: effect.flatten(),
+            portal: id,
+            carried,
+        }))
     }
 
     /// Execute of a portal pgate did not bind: a SQL cursor's, decided again when an
@@ -549,7 +588,12 @@ impl Session {
         let mut out = std::mem::take(&mut self.summaries[slot]);
         super::audit::write_summary(&mut out, &self.recheck, 0, &verdict, table, &sql, &path);
         self.summaries[slot] = out;
-        Ok(Some((slot, Some(Box::new(SqlEffect::Fetch)))))
+        Ok(Some(PortalRun {
+            summary: slot,
+            effect: Some(Box::new(SqlEffect::Fetch)),
+            portal: 0,
+            carried: (0, 0),
+        }))
     }
 
     /// ReadyForQuery 'I': no transaction is open, so the portals and cursors (other than

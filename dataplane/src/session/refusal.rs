@@ -91,9 +91,19 @@ impl Session {
         self.unit_forwarded();
     }
 
+    /// A marker in the current batch whose failure the client does not see (it was told
+    /// already, `results`): it fails the batch's implicit transaction, and the rest of the
+    /// batch is dropped up to the client's Sync.
+    pub(super) fn send_silent_marker(&mut self) {
+        self.send_marker(MARKER_NAME, "", "");
+        self.skipping_batch = true;
+    }
+
     fn send_marker(&mut self, name: &str, code: &str, msg: &str) {
         let start = self.refusal_buf.len();
-        wire::write_error(&mut self.refusal_buf, Severity::Error, code, msg);
+        if !code.is_empty() {
+            wire::write_error(&mut self.refusal_buf, Severity::Error, code, msg);
+        }
         self.refusals.push_back(Refusal {
             unit: self.unit_seq,
             position: self.batch_finals,

@@ -67,6 +67,7 @@ impl Caps {
 pub(super) struct Rate {
     bucket: RateBucket,
     bytes_per_second: u64,
+    burst_bytes: u64,
     terminate: bool,
     /// `file:line` of the rule.
     rule: String,
@@ -105,6 +106,7 @@ impl Rate {
                 Rate {
                     bucket,
                     bytes_per_second: r.bytes_per_second,
+                    burst_bytes: r.burst_bytes,
                     terminate: r.on_exceed == OnExceed::Terminate,
                     rule: table
                         .rule(r.rule)
@@ -113,6 +115,30 @@ impl Rate {
                 }
             })
             .collect()
+    }
+
+    /// After a table swap: the new rates, each keeping the bucket of an old rate of the
+    /// same kind (a reload must not refill a bucket).
+    pub fn carry_over(old: Vec<Rate>, mut new: Vec<Rate>) -> Vec<Rate> {
+        let mut old: Vec<Option<Rate>> = old.into_iter().map(Some).collect();
+        for n in &mut new {
+            let same = old.iter_mut().find(|o| {
+                o.as_ref().is_some_and(|o| {
+                    o.bytes_per_second == n.bytes_per_second
+                        && o.burst_bytes == n.burst_bytes
+                        && o.terminate == n.terminate
+                        && matches!(
+                            (&o.bucket, &n.bucket),
+                            (RateBucket::Session(_), RateBucket::Session(_))
+                                | (RateBucket::Identity(_), RateBucket::Identity(_))
+                        )
+                })
+            });
+            if let Some(o) = same.and_then(Option::take) {
+                n.bucket = o.bucket;
+            }
+        }
+        new
     }
 
     fn ready_at(&mut self, now_us: u64) -> Option<u64> {
@@ -151,9 +177,13 @@ pub(super) struct Cut {
     ready: Option<u8>,
     /// A CancelRequest is on its way and not yet taken by the database.
     cancel_pending: bool,
-    /// pgate's ErrorResponse for the client.
-    error: Vec<u8>,
-    /// The message text (for the marker's refusal, when one is needed).
+    /// The client got the cap's error already.
+    error_sent: bool,
+    /// A statement after the cut one, in its unit, completed in the database.
+    later_ran: bool,
+    /// Client input may go on (the cut unit's batch is open: its Sync must come).
+    release_input: bool,
+    /// "pgate: result cap reached: …" without its ending (which depends on the outcome).
     message: String,
     /// The cut statement's audit note.
     note: String,
@@ -187,7 +217,15 @@ impl Session {
                 Some(r) => (r.bytes_per_second, r.rule.clone()),
                 None => (0, String::new()),
             };
-            let sent = (self.rows, self.bytes);
+            let fetch = self
+                .pending
+                .front()
+                .is_some_and(|p| matches!(p.effect.as_deref(), Some(SqlEffect::Fetch)));
+            let sent = if fetch {
+                (self.rows, self.bytes)
+            } else {
+                (self.cap_rows, self.cap_bytes)
+            };
             let what = format!(
                 "the result came faster than its byte rate of {bps} bytes per second (the rate rule at {rule})"
             );
@@ -225,14 +263,13 @@ impl Session {
     pub(super) fn count_result(&mut self, raw: &[u8], row: bool) -> bool {
         // A piece of a cursor's result counts with the cursor's other pieces: otherwise
         // `FETCH 100` in a loop would walk past any cap.
-        let fetch = self
-            .pending
-            .front()
-            .is_some_and(|p| matches!(p.effect.as_deref(), Some(SqlEffect::Fetch)));
+        let front = self.pending.front();
+        let fetch = front.is_some_and(|p| matches!(p.effect.as_deref(), Some(SqlEffect::Fetch)));
+        let (before_rows, before_bytes) = front.map_or((0, 0), |p| p.carried);
         let (so_far_rows, so_far_bytes) = if fetch {
             (self.fetch_rows, self.fetch_bytes)
         } else {
-            (self.cap_rows, self.cap_bytes)
+            (before_rows + self.cap_rows, before_bytes + self.cap_bytes)
         };
         let rows = so_far_rows + u64::from(row);
         let bytes = so_far_bytes + raw.len() as u64;
@@ -245,7 +282,7 @@ impl Session {
             if fetch {
                 (self.fetch_rows, self.fetch_bytes) = (rows, bytes);
             } else {
-                (self.cap_rows, self.cap_bytes) = (rows, bytes);
+                (self.cap_rows, self.cap_bytes) = (rows - before_rows, bytes - before_bytes);
             }
             return true;
         };
@@ -284,11 +321,7 @@ impl Session {
         } else {
             "result cap reached"
         };
-        let message = format!(
-            "pgate: {reached}: {what}; the rest of the result was not sent and the statement was cancelled"
-        );
-        let mut error = Vec::new();
-        wire::write_error(&mut error, Severity::Error, sqlstate::TOO_MANY, &message);
+        let message = format!("pgate: {reached}: {what}; the rest of the result was not sent");
         let mut note = String::from(",\"cut\":{\"cap\":\"");
         note.push_str(cap);
         let _ = write!(note, "\",\"limit\":{limit},\"rule\":\"");
@@ -306,7 +339,9 @@ impl Session {
             completed: false,
             ready: None,
             cancel_pending: cancel,
-            error,
+            error_sent: false,
+            later_ran: false,
+            release_input: false,
             message,
             note,
             rows,
@@ -331,16 +366,57 @@ impl Session {
 
     /// Whether client input waits: a cut is being settled.
     pub fn holding_client(&self) -> bool {
-        self.cut.is_some()
+        self.cut.as_ref().is_some_and(|c| !c.release_input)
     }
 
     /// The driver: the database has taken the CancelRequest (its connection closed), or
     /// sending it failed.
-    pub fn upstream_cancel_done(&mut self) {
+    ///
+    /// `taken` false: the database could not be reached (or did not answer in time), so
+    /// the statement may run on, and a late cancel could still stop a later statement: the
+    /// session ends (closing the upstream connection stops the backend).
+    pub fn upstream_cancel_done(&mut self, taken: bool) {
+        if !taken && self.cut.is_some() {
+            let msg = self
+                .cut
+                .as_ref()
+                .map(|c| c.message.clone())
+                .unwrap_or_default();
+            self.fatal(
+                sqlstate::TOO_MANY,
+                &format!("{msg}; the database could not be asked to stop the statement, so the session ends"),
+            );
+            return;
+        }
         if let Some(c) = self.cut.as_mut() {
             c.cancel_pending = false;
         }
         self.settle_cut();
+    }
+
+    /// The cap's error, ending as the outcome says, for the client.
+    fn send_cut_error(&mut self, committed: bool) {
+        let Some(c) = self.cut.as_mut() else { return };
+        c.error_sent = true;
+        let ending = if committed {
+            "; the statement had already completed in the database, and its transaction committed"
+        } else {
+            " and the statement was cancelled"
+        };
+        let text = format!("{}{ending}", c.message);
+        wire::write_error(
+            &mut self.to_client,
+            Severity::Error,
+            sqlstate::TOO_MANY,
+            &text,
+        );
+    }
+
+    /// A statement after the cut one, in its unit, completed (its answer is dropped).
+    pub(super) fn cut_later_ran(&mut self) {
+        if let Some(c) = self.cut.as_mut() {
+            c.later_ran = true;
+        }
     }
 
     /// While a cut is on: handles an upstream message of the cut statement or of the rest
@@ -355,17 +431,19 @@ impl Session {
                 b'C' | b's' | b'I' | b'E' => {
                     cut.ended = true;
                     cut.completed = tag != b'E';
-                    if tag == b'E' {
-                        // The database's own error (the cancel's 57014, or another):
-                        // the client gets the cap's error in its place.
-                        self.to_client.extend_from_slice(&cut.error);
-                    }
                     self.cut_note = Some(std::mem::take(&mut cut.note));
                     self.rows = cut.rows;
                     self.bytes = cut.bytes;
                     self.cap_rows = 0;
                     self.cap_bytes = 0;
+                    if tag == b'E' {
+                        // The database's own error (the cancel's 57014, or another): the
+                        // client gets the cap's error in its place; the database's state
+                        // (failed transaction, batch skipped to Sync) is the client's.
+                        self.send_cut_error(false);
+                    }
                     self.complete_statement("cut", position);
+                    self.settle_cut();
                     return true;
                 }
                 _ => return false,
@@ -399,42 +477,77 @@ impl Session {
             return false;
         };
         if !cut.ended {
-            // A ReadyForQuery before the cut statement's end cannot happen; settle anyway.
+            // A ReadyForQuery before the cut statement's end cannot happen: take it as
+            // completed, so that the client gets the error (and a block fails).
             cut.ended = true;
+            cut.completed = true;
         }
         cut.ready = Some(status);
         self.settle_cut();
         true
     }
 
-    /// Once the unit is answered and the cancel taken: what the client is owed.
+    /// Once the cut statement ended and the cancel is taken: what the client is owed.
     fn settle_cut(&mut self) {
-        let done = self
-            .cut
-            .as_ref()
-            .is_some_and(|c| c.ready.is_some() && !c.cancel_pending);
-        if !done {
+        let Some(cut) = self.cut.as_ref() else { return };
+        if !cut.ended || cut.cancel_pending {
             return;
         }
-        let Some(cut) = self.cut.take() else { return };
-        let status = cut.ready.unwrap_or(b'I');
-        if !cut.completed {
-            // The database failed the statement: its state is the client's already.
+        let Some(status) = cut.ready else {
+            // The unit is not answered yet. If its batch is still open (the client sends
+            // Sync after reading the results: Flush, pipeline mode), the client must be
+            // able to send it: the error now, and — when the statement completed — a
+            // marker in the same batch, which fails its implicit transaction as the error
+            // would have (the rest of the batch is skipped to its Sync).
+            if cut.unit == self.unit_seq && !cut.release_input {
+                let (completed, error_sent) = (cut.completed, cut.error_sent);
+                if completed && !error_sent {
+                    self.send_silent_marker();
+                }
+                if !error_sent {
+                    self.send_cut_error(false);
+                }
+                if let Some(c) = self.cut.as_mut() {
+                    c.release_input = true;
+                }
+            }
+            return;
+        };
+        let (completed, error_sent, later_ran) = (cut.completed, cut.error_sent, cut.later_ran);
+        if error_sent {
+            self.cut = None;
             wire::write_ready_for_query(&mut self.to_client, status);
             return;
         }
+        debug_assert!(completed, "an uncompleted cut sends its error at its end");
         match status {
             b'T' if self.inflight > 0 || self.batch_forwarded => {
                 let msg = format!(
                     "{}; later statements were already sent, so the session ends and its transaction is rolled back",
                     cut.message
                 );
+                self.cut = None;
                 self.fatal(sqlstate::TOO_MANY, &msg);
             }
             // The transaction must fail as it would for PostgreSQL's own error.
-            b'T' => self.refuse_alone(sqlstate::TOO_MANY, &cut.message),
+            b'T' => {
+                let msg = format!("{} and the statement was cancelled", cut.message);
+                self.cut = None;
+                self.refuse_alone(sqlstate::TOO_MANY, &msg);
+            }
+            // Committed (no transaction block): what ran cannot be undone. Statements
+            // after the cut one ran too, and the client was not shown them: it must know.
+            b'I' if later_ran => {
+                let msg = format!(
+                    "{}; the statement, and those after it in the same request, had already completed in the database and committed, so the session ends",
+                    cut.message
+                );
+                self.cut = None;
+                self.fatal(sqlstate::TOO_MANY, &msg);
+            }
             _ => {
-                self.to_client.extend_from_slice(&cut.error);
+                self.send_cut_error(status == b'I');
+                self.cut = None;
                 wire::write_ready_for_query(&mut self.to_client, status);
             }
         }

@@ -302,6 +302,13 @@ pub fn execute(portal: &str) -> Vec<u8> {
     msg(b'E', &b)
 }
 
+/// Execute with a row limit (the portal is suspended after that many rows).
+pub fn execute_n(portal: &str, max_rows: i32) -> Vec<u8> {
+    let mut b = cstr(portal);
+    b.extend_from_slice(&max_rows.to_be_bytes());
+    msg(b'E', &b)
+}
+
 pub fn sync() -> Vec<u8> {
     msg(b'S', &[])
 }
@@ -529,6 +536,13 @@ impl FakeServer {
                 // DML reports its row count in CommandComplete only.
                 Frontend::Execute { .. } if self.last_parsed.starts_with("insert") => {
                     out.extend(msg(b'C', &cstr("INSERT 0 3")));
+                }
+                // A row limit: that many rows, then PortalSuspended (the portal never ends).
+                Frontend::Execute { max_rows, .. } if max_rows > 0 => {
+                    for _ in 0..max_rows {
+                        out.extend(msg(b'D', &[0, 1, 0, 0, 0, 1, b'1']));
+                    }
+                    out.extend(msg(b's', &[]));
                 }
                 Frontend::Execute { .. } => self.skipping = !self.select_rows(&mut out, true),
                 Frontend::Sync => out.extend(msg(b'Z', &[self.status()])),
