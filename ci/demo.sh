@@ -85,7 +85,7 @@ run_as ai-agent "$AGENT_TOKEN" "COPY (SELECT * FROM customers) TO STDOUT"
 run_as ai-agent "$AGENT_TOKEN" "SELECT 1; DROP TABLE orders"
 run_as ai-agent "$AGENT_TOKEN" "SELECT pg_read_file('/etc/passwd')"
 # One big SELECT is cut at the agent's cap (limit rows=200): 54000 naming the rule.
-run_as ai-agent "$AGENT_TOKEN" "SELECT o.id, g FROM orders o CROSS JOIN generate_series(1, 3000) g"
+run_as ai-agent "$AGENT_TOKEN" "SELECT o.id, o.status FROM orders o CROSS JOIN generate_series(1, 3000)"
 
 log "a forged token"
 run_as analyst "not-a-real-token" "SELECT 1"
