@@ -13,7 +13,8 @@
 //! This file holds the state machine, the batch/pipeline bookkeeping and deciding; the
 //! rest is split by concern: `startup` (the client's login), `upstream` (pgate's login to
 //! the database), `objects` (prepared statements, portals, cursors, channels, recorded as
-//! the server confirms them), `decided` (stored statement texts), `audit` (lines),
+//! the server confirms them), `refusal` (refusals as the database's own errors), `results`
+//! (caps and rates on the result stream), `decided` (stored statement texts), `audit` (lines),
 //! `deny` (the deny-message renderer), `scram` (the SCRAM client).
 //!
 //! What it must never do: forward a message it has not framed, parsed and — for Query, Parse,
