@@ -8,11 +8,7 @@ use common::*;
 use serde_json::Value;
 
 fn lines(s: &mut Sim) -> Vec<Value> {
-    let a = s.session.poll_audit().to_owned();
-    s.session.audit_taken();
-    a.lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    audit_lines(s)
 }
 
 fn batch(parts: &[Vec<u8>]) -> Vec<u8> {

@@ -1528,18 +1528,12 @@ fn a_fast_path_function_call_is_refused_and_audited() {
     send_query(&mut s, "select 41 + 1");
     assert_eq!(tags_until_ready(&mut s), b"TDCZ");
     let needle = format!("\"function_call_oid\":{oid}");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !std::fs::read_to_string(&e.audit)
-        .unwrap_or_default()
-        .lines()
-        .any(|l| l.contains(&needle) && l.contains("\"verdict\":\"deny\""))
-    {
-        assert!(
-            Instant::now() < deadline,
-            "no deny line for the FunctionCall"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    eventually(5, "no deny line for the FunctionCall", || {
+        std::fs::read_to_string(&e.audit)
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.contains(&needle) && l.contains("\"verdict\":\"deny\""))
+    });
 }
 
 /// A cursor DECLAREd in SQL and read with the extended protocol's Execute: the Execute has

@@ -19,11 +19,7 @@ fn capped(rows: Option<u64>, bytes: Option<u64>, server_rows: usize) -> Sim {
 }
 
 fn lines(s: &mut Sim) -> Vec<Value> {
-    let a = s.session.poll_audit().to_owned();
-    s.session.audit_taken();
-    a.lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    audit_lines(s)
 }
 
 fn cancels(s: &mut Sim) -> usize {

@@ -770,3 +770,12 @@ impl Sim {
         messages(&self.client(&msg(b'p', &cstr("good"))))
     }
 }
+
+/// The audit lines the session produced since the last call, parsed.
+pub fn audit_lines(s: &mut Sim) -> Vec<serde_json::Value> {
+    let a = s.session.poll_audit().to_owned();
+    s.session.audit_taken();
+    a.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}

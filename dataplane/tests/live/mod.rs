@@ -510,3 +510,12 @@ pub fn tags_until_ready<R: Read>(s: &mut R) -> Vec<u8> {
         }
     }
 }
+
+/// Waits (at most `secs`) until `done` holds; fails naming `what` otherwise.
+pub fn eventually(secs: u64, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
