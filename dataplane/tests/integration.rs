@@ -1598,6 +1598,13 @@ async fn capped_client(e: &Env) -> tokio_postgres::Client {
     client_as(e.addr, "capped", &t).await.expect("connect")
 }
 
+/// Runs `sql`, which must end with 54000 (a cap or a rate): its message.
+async fn cut_message(c: &tokio_postgres::Client, sql: &str) -> String {
+    let err = c.query(sql, &[]).await.unwrap_err();
+    assert_eq!(code(&err), "54000", "{sql}: {err}");
+    err.as_db_error().unwrap().message().to_owned()
+}
+
 fn active_backends(e: &Env, like: &str) -> String {
     admin_psql(
         &e.socket,
@@ -1616,15 +1623,11 @@ async fn a_result_past_its_cap_is_cut_with_54000_and_the_backend_stops() {
     // 10^10 rows: only the cancel ends it.
     let marker = format!("cap{}", std::process::id());
     let started = Instant::now();
-    let err = c
-        .query(
-            &format!("select /* {marker} */ a.aid from pgbench_accounts a, pgbench_accounts b"),
-            &[],
-        )
-        .await
-        .unwrap_err();
-    assert_eq!(code(&err), "54000", "{err}");
-    let msg = err.as_db_error().unwrap().message().to_owned();
+    let msg = cut_message(
+        &c,
+        &format!("select /* {marker} */ a.aid from pgbench_accounts a, pgbench_accounts b"),
+    )
+    .await;
     assert!(
         msg.contains("more than 100 rows") && msg.contains("policy-main.kdl:"),
         "{msg}"
@@ -1644,15 +1647,11 @@ async fn a_result_past_its_cap_is_cut_with_54000_and_the_backend_stops() {
         .unwrap();
     assert_eq!(rows.len(), 100);
     // The byte cap: 50 rows of 10 kB.
-    let err = c
-        .query(
-            "select repeat('x', 10000) from pgbench_accounts limit 50",
-            &[],
-        )
-        .await
-        .unwrap_err();
-    assert_eq!(code(&err), "54000");
-    let msg = err.as_db_error().unwrap().message().to_owned();
+    let msg = cut_message(
+        &c,
+        "select repeat('x', 10000) from pgbench_accounts limit 50",
+    )
+    .await;
     assert!(msg.contains("more than 65536 bytes"), "{msg}");
     // COPY TO STDOUT counts alike.
     let out = c
@@ -1680,8 +1679,7 @@ async fn a_result_past_its_cap_is_cut_with_54000_and_the_backend_stops() {
     for _ in 0..2 {
         assert_eq!(c.query("fetch 40 from cur", &[]).await.unwrap().len(), 40);
     }
-    let err = c.query("fetch 40 from cur", &[]).await.unwrap_err();
-    assert_eq!(code(&err), "54000");
+    cut_message(&c, "fetch 40 from cur").await;
     c.batch_execute("rollback").await.unwrap();
     // Audited as cut, naming the rule.
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -1716,11 +1714,7 @@ async fn a_cut_in_a_transaction_fails_it_as_a_postgres_error_does() {
         .await
         .unwrap();
     // 100,000 rows: finished upstream long before any cancel could reach it.
-    let err = c
-        .query("select aid from pgbench_accounts", &[])
-        .await
-        .unwrap_err();
-    assert_eq!(code(&err), "54000");
+    cut_message(&c, "select aid from pgbench_accounts").await;
     let err = c.query("select 1", &[]).await.unwrap_err();
     assert_eq!(code(&err), "25P02");
     c.batch_execute("commit").await.unwrap();
@@ -1884,15 +1878,11 @@ async fn a_terminating_rate_cuts_the_result_and_the_session_goes_on() {
     let e = require_env!();
     let c = client_of(e, "rate-terminate").await;
     let marker = format!("rate{}", std::process::id());
-    let err = c
-        .query(
-            &format!("select /* {marker} */ aid, repeat('x', 500) from pgbench_accounts"),
-            &[],
-        )
-        .await
-        .unwrap_err();
-    assert_eq!(code(&err), "54000");
-    let msg = err.as_db_error().unwrap().message().to_owned();
+    let msg = cut_message(
+        &c,
+        &format!("select /* {marker} */ aid, repeat('x', 500) from pgbench_accounts"),
+    )
+    .await;
     assert!(msg.contains("byte rate exceeded"), "{msg}");
     assert_eq!(active_backends(e, &marker), "0", "the backend stopped");
     let one: i32 = c.query_one("select 1::int", &[]).await.unwrap().get(0);

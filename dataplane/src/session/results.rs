@@ -261,6 +261,9 @@ impl Session {
     /// A DataRow (`row`) or CopyData of the result being answered: counts it; false if it
     /// must not reach the client (a cap is reached: the result is cut from here).
     pub(super) fn count_result(&mut self, raw: &[u8], row: bool) -> bool {
+        if self.caps.max_rows.is_none() && self.caps.max_bytes.is_none() {
+            return true;
+        }
         // A piece of a cursor's result counts with the cursor's other pieces: otherwise
         // `FETCH 100` in a loop would walk past any cap.
         let front = self.pending.front();
