@@ -103,6 +103,20 @@ pub fn describe_deny(
                 .unwrap_or_else(|| "?".to_string());
             format!("role `{role}` may not call `{f}`")
         }
+        DenyReason::MaskedColumn { access, column } => {
+            let c = facts.columns(stmt).get(column as usize);
+            let col = c
+                .map(|c| match c.name {
+                    ColumnName::Named(n) => facts.name(n).to_string(),
+                    ColumnName::All => "*".to_string(),
+                })
+                .unwrap_or_else(|| "?".to_string());
+            let clause = c.map(|c| c.clause.name()).unwrap_or("?");
+            format!(
+                "role `{role}` reads column `{col}` of `{}` masked, and uses it in {clause}: a masked column may only be selected as itself",
+                table(access)
+            )
+        }
         DenyReason::UnknownRole => format!("role `{role}` is not in the policy table"),
     }
 }

@@ -135,6 +135,7 @@ fn pgbench_like_facts(schema: &str, table: &str, column: &str) -> Facts {
             qualified: false,
             clause: Clause::SelectList,
             output_alias: false,
+            plain: true,
         })
         .unwrap();
     }

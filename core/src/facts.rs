@@ -146,6 +146,14 @@ pub struct ColumnRef {
     /// reported where it is written): a name no candidate table declares is then not a
     /// column at all.
     pub output_alias: bool,
+    /// A plain output column: the whole of one item of the select list whose rows reach
+    /// the client (a top-level SELECT, a cursor's or a prepared statement's query), written
+    /// as a bare column reference (`c`, `t.c`, `*`, `t.*`), in a select without DISTINCT,
+    /// set operation or INTO, and not sorted or grouped by (by name, alias or position).
+    /// Its value reaches the client as itself, and RowDescription names its table and
+    /// column: a mask can rewrite it there. Anything else that uses a masked column is
+    /// denied (see `Table::decide`).
+    pub plain: bool,
 }
 
 /// A function call as written: `schema` empty = unqualified: the decider checks it against

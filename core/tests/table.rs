@@ -255,6 +255,7 @@ fn facts(s: &Stmt<'_>) -> Facts {
             qualified: *qualified,
             clause: Clause::SelectList,
             output_alias: false,
+            plain: true,
         })
         .unwrap();
     }

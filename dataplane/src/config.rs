@@ -18,6 +18,7 @@
 //! policy "policy.pgt"                        // a table built by pgate-compile (reloaded on change)
 //! audit path="audit.jsonl" on-failure="block" // block | refuse
 //! metrics "127.0.0.1:9187"
+//! masks hash-key-file="keys/mask.key"        // or hash-key-env=; the key of `hash` masks
 //! limits max-message-bytes=16777216 max-prepared-statements=1024 max-pipeline-depth=1024 \
 //!     max-pipeline-bytes=67108864 max-connections=10000 max-connections-per-address=1000 \
 //!     max-portals=1024 max-sql-prepared=1024 max-cursors=1024 max-listen-channels=256 \
@@ -153,6 +154,8 @@ pub struct Config {
     pub audit: Audit,
     pub metrics: Option<SocketAddr>,
     pub limits: Limits,
+    /// The key of `hash` masks (`masks hash-key-file=` or `hash-key-env=`).
+    pub mask_hash_key: Secret,
 }
 
 /// Maximum config file size: a config is a page of text, not a data file.
@@ -240,6 +243,7 @@ impl Parser<'_> {
         let mut audit = None;
         let mut metrics = None;
         let mut limits = Limits::default();
+        let mut mask_hash_key = Secret::None;
         let mut seen: Vec<&str> = Vec::new();
 
         for node in doc.nodes() {
@@ -409,10 +413,27 @@ impl Parser<'_> {
                         }
                     }
                 }
+                "masks" => {
+                    self.only_props(node, &["hash-key-file", "hash-key-env"])?;
+                    mask_hash_key = match (
+                        self.prop_str(node, "hash-key-file")?,
+                        self.prop_str(node, "hash-key-env")?,
+                    ) {
+                        (Some(f), None) => Secret::File(resolve(&f)),
+                        (None, Some(e)) => Secret::Env(e),
+                        _ => {
+                            return Err(self.err(
+                                node,
+                                "masks: give `hash-key-file=` or `hash-key-env=` (one of them)"
+                                    .into(),
+                            ));
+                        }
+                    };
+                }
                 other => {
                     return Err(self.err(
                         node,
-                        format!("unknown setting `{other}` (expected one of: listen, workers, tls, allow-plaintext-loopback, upstream, identity, policy, audit, metrics, limits)"),
+                        format!("unknown setting `{other}` (expected one of: listen, workers, tls, allow-plaintext-loopback, upstream, identity, policy, audit, metrics, limits, masks)"),
                     ));
                 }
             }
@@ -435,6 +456,7 @@ impl Parser<'_> {
             audit: audit.ok_or_else(|| at_end("audit"))?,
             metrics,
             limits,
+            mask_hash_key,
         })
     }
 

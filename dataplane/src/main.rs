@@ -152,16 +152,18 @@ fn main() -> ExitCode {
         (Some(Command::CheckConfig { file }), _) => check_config(&file).map(|_| {
             println!("{}: ok", file.display());
         }),
-        (Some(Command::CheckTable { file }), _) => pgate::reload::load_table(&file).map(|t| {
-            let v = t.table();
-            println!(
-                "{}: ok ({} roles, {} tables, {} rules)",
-                file.display(),
-                v.role_count(),
-                v.table_count(),
-                v.rule_count()
-            );
-        }),
+        (Some(Command::CheckTable { file }), _) => {
+            pgate::reload::load_table(&file, true).map(|t| {
+                let v = t.table();
+                println!(
+                    "{}: ok ({} roles, {} tables, {} rules)",
+                    file.display(),
+                    v.role_count(),
+                    v.table_count(),
+                    v.rule_count()
+                );
+            })
+        }
         (Some(Command::Token(args)), _) => token_cmd(&args),
         (
             Some(Command::Audit(AuditCommand::Verify {
@@ -247,11 +249,24 @@ struct Loaded {
     auth: pgate::identity::JwtAuthenticator,
     tls: Option<tokio_rustls::TlsAcceptor>,
     upstream_password: Option<String>,
+    mask_hash_key: Option<Arc<pgate::masks::HashKey>>,
 }
 
 fn check_config(path: &Path) -> Result<Loaded, String> {
     let config = Config::load(path).map_err(|e| e.to_string())?;
-    let table = pgate::reload::load_table(&config.policy)?;
+    let mask_hash_key = match &config.mask_hash_key {
+        Secret::None => None,
+        Secret::File(f) => Some(Arc::new(pgate::masks::load_hash_key(f)?)),
+        Secret::Env(v) => {
+            let m = std::env::var(v)
+                .map_err(|_| format!("masks: hash key: environment variable {v} is not set"))?;
+            Some(Arc::new(
+                pgate::masks::hash_key_from(m.as_bytes())
+                    .map_err(|e| format!("masks: hash key from {v}: {e}"))?,
+            ))
+        }
+    };
+    let table = pgate::reload::load_table(&config.policy, mask_hash_key.is_some())?;
     let auth = pgate::identity::JwtAuthenticator::from_config(&config.identity)
         .map_err(|e| format!("identity: {}: {e}", config.identity.jwks.display()))?;
     let tls = match &config.tls {
@@ -283,6 +298,7 @@ fn check_config(path: &Path) -> Result<Loaded, String> {
         auth,
         tls,
         upstream_password,
+        mask_hash_key,
     })
 }
 
@@ -332,6 +348,7 @@ fn run(path: &Path, exit_on_stdin_eof: bool) -> Result<(), String> {
         table.clone(),
         auth.clone(),
         control.clone(),
+        l.mask_hash_key.is_some(),
     );
     spawn_shutdown_listener(control.clone(), c.limits.drain_timeout, exit_on_stdin_eof);
     let lim = &c.limits;
@@ -356,12 +373,14 @@ fn run(path: &Path, exit_on_stdin_eof: bool) -> Result<(), String> {
             max_cursors: lim.max_cursors,
             max_listen_channels: lim.max_listen_channels,
             max_pipeline_bytes: lim.max_pipeline_bytes,
+            mask_hash_key: l.mask_hash_key.clone(),
         },
         upstream,
         upstream_tls,
         audit: audit.clone(),
         cancels: Arc::default(),
         identity_buckets: Arc::default(),
+        catalogs: Arc::default(),
         max_connections: lim.max_connections,
         max_connections_per_address: lim.max_connections_per_address,
         connections: Arc::new(AtomicU64::new(0)),

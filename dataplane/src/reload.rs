@@ -19,8 +19,9 @@ use pgate_core::table::{Feature, Table, TableFile};
 use crate::identity::JwtAuthenticator;
 use crate::runtime::ControlHandle;
 
-/// Memory-maps and validates the table at `path`.
-pub fn load_table(path: &Path) -> Result<TableFile, String> {
+/// Memory-maps and validates the table at `path`. `hash_key`: the configuration has a
+/// key for `hash` masks.
+pub fn load_table(path: &Path, hash_key: bool) -> Result<TableFile, String> {
     let show = path.display();
     if path.is_dir() || path.extension().is_some_and(|e| e == "kdl") {
         return Err(format!(
@@ -30,16 +31,30 @@ pub fn load_table(path: &Path) -> Result<TableFile, String> {
     let file = File::open(path).map_err(|e| format!("policy {show}: {e}"))?;
     let map = map_read_only(&file).map_err(|e| format!("policy {show}: cannot map: {e}"))?;
     let t = TableFile::from_shared(Box::new(map)).map_err(|e| format!("policy {show}: {e}"))?;
-    refuse_unenforced(&t.table()).map_err(|e| format!("policy {show}: {e}"))?;
+    refuse_unenforced(&t.table(), hash_key).map_err(|e| format!("policy {show}: {e}"))?;
     Ok(t)
 }
 
 /// The features of the policy language this data plane enforces. A table that uses any
 /// other is refused (a rule pgate loads is a rule pgate enforces).
-pub const ENFORCED: &[Feature] = &[Feature::Limit, Feature::Rate];
+pub const ENFORCED: &[Feature] = &[Feature::Mask, Feature::Limit, Feature::Rate];
 
-/// Refuses a table with a rule this data plane does not enforce, naming the rule.
-pub fn refuse_unenforced(t: &Table<'_>) -> Result<(), String> {
+/// Refuses a table with a rule this data plane does not enforce, naming the rule; and a
+/// `hash` mask when there is no key to hash with.
+pub fn refuse_unenforced(t: &Table<'_>, hash_key: bool) -> Result<(), String> {
+    if !hash_key
+        && let Some((.., rule)) = t
+            .all_masks()
+            .find(|m| m.3 == pgate_core::table::model::MaskKind::Hash)
+    {
+        let at = t
+            .rule(rule)
+            .map(|r| format!("{}:{} (role \"{}\": {})", r.file, r.line, r.role, r.text))
+            .unwrap_or_else(|| format!("rule {rule}"));
+        return Err(format!(
+            "it uses a `hash` mask, and the configuration gives no key for it: {at}; add `masks hash-key-file=\"…\"` to pgate's configuration"
+        ));
+    }
     for (feature, rule) in t.features() {
         if ENFORCED.contains(&feature) {
             continue;
@@ -75,9 +90,10 @@ pub fn spawn_reloader(
     table: Arc<ArcSwap<TableFile>>,
     auth: Arc<JwtAuthenticator>,
     control: Arc<ControlHandle>,
+    hash_key: bool,
 ) {
     let spawned = crate::runtime::spawn_on_own_runtime("pgate-reload", move || async move {
-        reload_loop(&policy, &jwks, &table, &auth, &control).await
+        reload_loop(&policy, &jwks, &table, &auth, &control, hash_key).await
     });
     if let Err(e) = spawned {
         eprintln!("pgate: cannot start the reload thread ({e}); the table will not reload");
@@ -90,6 +106,7 @@ async fn reload_loop(
     table: &ArcSwap<TableFile>,
     auth: &JwtAuthenticator,
     control: &ControlHandle,
+    hash_key: bool,
 ) {
     use tokio::signal::unix::{SignalKind, signal};
     let mut hup = match signal(SignalKind::hangup()) {
@@ -120,7 +137,7 @@ async fn reload_loop(
         // A rename or a copy comes as several events: let them settle, then read once.
         tokio::time::sleep(Duration::from_millis(50)).await;
         while rx.try_recv().is_ok() {}
-        reload_table(policy, table, control);
+        reload_table(policy, table, control, hash_key);
         if by_signal {
             match auth.reload(jwks) {
                 Ok(warnings) => {
@@ -136,8 +153,13 @@ async fn reload_loop(
 }
 
 /// Loads the table again; swaps it in (and tells every session) if it loads and differs.
-fn reload_table(policy: &Path, table: &ArcSwap<TableFile>, control: &ControlHandle) {
-    match load_table(policy) {
+fn reload_table(
+    policy: &Path,
+    table: &ArcSwap<TableFile>,
+    control: &ControlHandle,
+    hash_key: bool,
+) {
+    match load_table(policy, hash_key) {
         Ok(t) if t.digest() == table.load().digest() => {}
         Ok(t) => {
             let digest = t.digest();

@@ -1,5 +1,5 @@
 //! A table is loaded only if every rule in it is enforced: a rule the data plane does not
-//! enforce (a mask) makes it refuse the table, naming the rule.
+//! enforce makes it refuse the table, naming the rule; so does a `hash` mask without a key.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
 
 fn table_of(policy: &str) -> (tempfile::TempDir, std::path::PathBuf) {
@@ -22,24 +22,45 @@ role "analyst" {
 #[test]
 fn access_rules_and_limits_load() {
     let (_d, path) = table_of(&format!("{BASE}    limit rows=10 bytes=\"1MiB\"\n}}\n"));
-    let t = pgate::reload::load_table(&path).expect("loads");
-    assert!(pgate::reload::refuse_unenforced(&t.table()).is_ok());
+    let t = pgate::reload::load_table(&path, false).expect("loads");
+    assert!(pgate::reload::refuse_unenforced(&t.table(), false).is_ok());
 }
 
 #[test]
-fn a_mask_is_refused_at_load_naming_its_rule() {
+fn a_hash_mask_without_a_key_is_refused_at_load_naming_its_rule() {
     let policy =
         format!("{BASE}    mask table=\"public.customers\" column=\"email\" with=\"hash\"\n}}\n");
     let (_d, path) = table_of(&policy);
-    let err = pgate::reload::load_table(&path).err().expect("refused");
-    assert!(err.contains("masks"), "{err}");
+    let err = pgate::reload::load_table(&path, false)
+        .err()
+        .expect("refused");
+    assert!(err.contains("hash"), "{err}");
     assert!(err.contains("policy.kdl:6"), "{err}");
-    assert!(err.contains("does not enforce"), "{err}");
+    assert!(err.contains("hash-key-file"), "{err}");
+    // With a key, the same table loads: masks are enforced.
+    assert!(pgate::reload::load_table(&path, true).is_ok());
+}
+
+#[test]
+fn redact_and_null_masks_need_no_key() {
+    for with in ["redact", "null"] {
+        let policy = format!(
+            "{BASE}    mask table=\"public.customers\" column=\"email\" with=\"{with}\"\n}}\n"
+        );
+        let (_d, path) = table_of(&policy);
+        assert!(pgate::reload::load_table(&path, false).is_ok(), "{with}");
+    }
+}
+
+#[test]
+fn hash_key_material_must_be_long_enough() {
+    assert!(pgate::masks::hash_key_from(b"short\n").is_err());
+    assert!(pgate::masks::hash_key_from(&[b'k'; 32]).is_ok());
 }
 
 #[test]
 fn limits_and_rates_load() {
     let policy = format!("{BASE}    limit rows=10\n    rate bytes=\"1MiB\" per=\"second\"\n}}\n");
     let (_d, path) = table_of(&policy);
-    assert!(pgate::reload::load_table(&path).is_ok());
+    assert!(pgate::reload::load_table(&path, false).is_ok());
 }

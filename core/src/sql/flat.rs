@@ -445,6 +445,8 @@ fn record(
                 qualified: false,
                 clause,
                 output_alias: false,
+                // A bare name of a flat SELECT's list (no DISTINCT, no ORDER BY).
+                plain: k < where_from,
             })
             .ok()?;
     }

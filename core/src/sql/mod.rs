@@ -52,6 +52,7 @@
 //!   outer query levels included (a correlated reference can reach them). A policy check
 //!   must require the column to be allowed on every candidate that has it.
 
+pub mod copy_options;
 mod flat;
 pub mod keywords;
 pub mod lexer;
@@ -304,6 +305,11 @@ fn classify_inner(
         let mut p = Parser::new(sql, end, tokens, resume, facts, scopes, outs, ctx, &path);
         let result = p.statement();
         let (classes, flags, prepared) = (p.classes, p.flags, p.prepared_name);
+        if p.unplain_all {
+            for c in p.facts.current_columns_mut() {
+                c.plain = false;
+            }
+        }
         let effect = p.path_effect;
         stats.work += p.work;
         let ok = matches!(result, Ok(())) && !classes.is_empty();

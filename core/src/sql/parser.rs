@@ -194,6 +194,16 @@ pub struct Parser<'a, 'f, 'c> {
     n_outs: usize,
     /// Whether `outs` overflowed at some level (then ORDER BY names are all reported).
     outs_full: bool,
+    /// For each remembered output name, the select-list column it names when that item
+    /// is a plain output column (else `NO_COLUMN`): sorting or grouping by it uses the
+    /// value (see `ColumnRef::plain`).
+    outs_col: [u32; MAX_OUTPUT_NAMES],
+    /// The query level whose select list is the statement's result (`NO_LEVEL`: none).
+    output_level: u16,
+    /// An ORDER BY / GROUP BY item by position: no column of the statement stays plain.
+    pub unplain_all: bool,
+    /// The plain column of the select-list item being read (`NO_COLUMN`: none).
+    out_col: u32,
     depth: u32,
     /// Backtracks left for this statement (each may re-read part of it).
     backtracks: u32,
@@ -228,6 +238,11 @@ pub const MAX_PAREN_LOOKAHEAD_TOKENS: usize = 32;
 
 /// Backtracking attempts per statement: bounds the re-reading to a constant factor.
 pub const MAX_BACKTRACKS: u32 = 16;
+
+/// `Parser::outs_col` of an output that is not a plain column.
+const NO_COLUMN: u32 = u32::MAX;
+/// `Parser::output_level` of a statement whose rows are not a query's select list.
+const NO_LEVEL: u16 = u16::MAX;
 
 /// Output names (aliases) remembered per statement for ORDER BY / GROUP BY.
 pub const MAX_OUTPUT_NAMES: usize = 16;
@@ -270,6 +285,10 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
             outs,
             n_outs: 0,
             outs_full: false,
+            outs_col: [NO_COLUMN; MAX_OUTPUT_NAMES],
+            output_level: NO_LEVEL,
+            unplain_all: false,
+            out_col: NO_COLUMN,
             depth: 0,
             backtracks: MAX_BACKTRACKS,
             token_error: None,
@@ -811,6 +830,8 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
             qualified,
             clause,
             output_alias: false,
+            // An INSERT's target column is written: it reads nothing.
+            plain: clause == Clause::InsertColumns,
         })?;
         Ok(())
     }
@@ -887,6 +908,7 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
             | Kw::Update
             | Kw::Delete
             | Kw::Merge => {
+                self.output_level = self.scopes.level.saturating_add(1);
                 let c = self.dml_or_query()?;
                 self.class(c);
             }
@@ -1237,13 +1259,22 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
 
     /// `term ((UNION|INTERSECT|EXCEPT) [ALL|DISTINCT] term)*`
     fn set_expr(&mut self) -> R<()> {
+        let mark = self.facts.current_columns_mut().len();
+        let mut set_op = false;
         loop {
             self.select_term()?;
             if self.eat_kw(Kw::Union) || self.eat_kw(Kw::Intersect) || self.eat_kw(Kw::Except) {
+                set_op = true;
                 if !self.eat_kw(Kw::All) {
                     self.eat_kw(Kw::Distinct);
                 }
                 continue;
+            }
+            if set_op {
+                // A set operation compares the rows, and its result names no table.
+                for c in self.facts.current_columns_mut().iter_mut().skip(mark) {
+                    c.plain = false;
+                }
             }
             return Ok(());
         }
@@ -1278,7 +1309,11 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
             self.eat_op("*");
             let q = self.resolve_table(&c)?;
             let r = self.push_access(StatementClass::Select, q)?;
-            return self.push_column(ColumnName::All, 1u64 << r, 0, true, Clause::SelectList);
+            self.push_column(ColumnName::All, 1u64 << r, 0, true, Clause::SelectList)?;
+            if self.scopes.level == self.output_level {
+                self.mark_last_plain();
+            }
+            return Ok(());
         }
         Err(Fail("expected SELECT, VALUES, TABLE or ("))
     }
@@ -1386,6 +1421,10 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
 
     fn sort_items(&mut self, clause: Clause, outputs: bool) -> R<()> {
         loop {
+            if outputs && self.peek().kind == Kind::Number {
+                // `ORDER BY 2` sorts by a select-list item: whichever it is, it is used.
+                self.unplain_all = true;
+            }
             if !(outputs && self.eat_output_name()?) {
                 self.expr(clause)?;
             }
@@ -1430,10 +1469,43 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
             let (l, o) = self.outs[i];
             if l == level && self.name_of(&o)? == name {
                 self.next();
+                self.unplain_output(i);
                 return Ok(true);
             }
         }
         Ok(false)
+    }
+
+    /// The output `i` is sorted or grouped by: its column's value is used.
+    fn unplain_output(&mut self, i: usize) {
+        let c = self.outs_col.get(i).copied().unwrap_or(NO_COLUMN);
+        if let Some(col) = self.facts.current_columns_mut().get_mut(c as usize) {
+            col.plain = false;
+        }
+    }
+
+    /// The column just pushed is a plain one (see `ColumnRef::plain`).
+    fn mark_last_plain(&mut self) {
+        if let Some(c) = self.facts.current_columns_mut().last_mut() {
+            c.plain = true;
+        }
+    }
+
+    /// Whether tokens `start..end` are a bare column reference: `name(.name)*`, optionally
+    /// ending in `.*`.
+    fn is_bare_chain(&mut self, start: usize, end: usize) -> bool {
+        if end <= start || !self.tok(start).is_name() {
+            return false;
+        }
+        let mut i = start + 1;
+        while i + 1 < end && self.tok(i).kind == Kind::Dot {
+            let t = self.tok(i + 1);
+            if !(t.is_name() || t.is_op(self.sql, "*")) {
+                return false;
+            }
+            i += 2;
+        }
+        i == end
     }
 
     /// Remembers an output name of the select list being read (see `order_by_list`).
@@ -1441,6 +1513,9 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
         match self.outs.get_mut(self.n_outs) {
             Some(slot) => {
                 *slot = (self.scopes.level, t);
+                if let Some(c) = self.outs_col.get_mut(self.n_outs) {
+                    *c = self.out_col;
+                }
                 self.n_outs += 1;
             }
             // Too many to remember: ORDER BY names are then all reported (fail closed).
@@ -1565,7 +1640,10 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
     fn simple_select(&mut self) -> R<()> {
         self.expect_kw(Kw::Select)?;
         let mut distinct_on = None;
+        // DISTINCT compares the values, INTO stores them: no item is a plain output.
+        let mut plain = self.scopes.level == self.output_level;
         if self.eat_kw(Kw::Distinct) {
+            plain = false;
             if self.at_kw(Kw::On) {
                 self.next();
                 distinct_on = Some(self.save());
@@ -1578,6 +1656,7 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
         self.skip_to_clause(Self::SELECT_CLAUSES)?;
         let targets_end = self.peek().start;
         if self.at_kw(Kw::Into) {
+            plain = false;
             self.select_into_clause()?;
         }
         if self.eat_kw(Kw::From) {
@@ -1592,7 +1671,7 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
         }
         self.restore(targets);
         if self.peek().start < targets_end {
-            self.target_list(Clause::SelectList)?;
+            self.target_list(Clause::SelectList, plain)?;
         }
         if self.peek().start != targets_end {
             return Err(Fail("target list not understood"));
@@ -1670,6 +1749,10 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
             self.expect(Kind::RParen)?;
             return Ok(());
         }
+        if self.peek().kind == Kind::Number {
+            // `GROUP BY 1` groups by a select-list item.
+            self.unplain_all = true;
+        }
         let alias = self.at_group_output_name()?;
         let mark = self.facts.current_columns_mut().len();
         self.expr(Clause::GroupBy)?;
@@ -1714,6 +1797,7 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
         for i in 0..self.n_outs.min(MAX_OUTPUT_NAMES) {
             let (l, o) = self.outs[i];
             if l == level && self.name_of(&o)? == name {
+                self.unplain_output(i);
                 return Ok(true);
             }
         }
@@ -1783,17 +1867,30 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
         Ok(())
     }
 
-    /// `item [AS label | label], …` (select list, RETURNING).
-    fn target_list(&mut self, clause: Clause) -> R<()> {
+    /// `item [AS label | label], …` (select list, RETURNING). `plain`: this is the
+    /// statement's result, whose bare column items are plain output columns.
+    fn target_list(&mut self, clause: Clause, plain: bool) -> R<()> {
         loop {
             if self.peek().is_op(self.sql, "*") {
                 self.next();
                 let m = self.level_bases()?;
                 self.push_column(ColumnName::All, m, 0, false, clause)?;
+                if plain {
+                    self.mark_last_plain();
+                }
             } else {
                 let start = self.cur;
+                let mark = self.facts.current_columns_mut().len();
                 self.expr(clause)?;
                 let end = self.cur;
+                self.out_col = NO_COLUMN;
+                if plain
+                    && self.facts.current_columns_mut().len() == mark + 1
+                    && self.is_bare_chain(start, end)
+                {
+                    self.mark_last_plain();
+                    self.out_col = mark as u32;
+                }
                 let outputs = clause == Clause::SelectList;
                 if self.eat_kw(Kw::As) {
                     let t = self.peek();
@@ -3188,7 +3285,7 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
             }
             self.expect(Kind::RParen)?;
         }
-        self.target_list(Clause::Returning)
+        self.target_list(Clause::Returning, false)
     }
 
     /// `col = expr | (cols) = (exprs) | (cols) = ROW(…) | (cols) = (subquery), …`
@@ -3234,7 +3331,10 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
             0,
             true,
             Clause::UpdateSet,
-        )
+        )?;
+        // A column written reads nothing.
+        self.mark_last_plain();
+        Ok(())
     }
 
     fn update(&mut self) -> R<()> {
@@ -3462,9 +3562,18 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
                             true,
                             Clause::Other,
                         )?;
+                        if class == StatementClass::CopyOut {
+                            self.mark_last_plain();
+                        }
                     }
                 }
-                None => self.push_column(ColumnName::All, 1u64 << idx, 0, true, Clause::Other)?,
+                None => {
+                    self.push_column(ColumnName::All, 1u64 << idx, 0, true, Clause::Other)?;
+                    // `COPY t TO STDOUT` sends the table's columns as they are.
+                    if class == StatementClass::CopyOut {
+                        self.mark_last_plain();
+                    }
+                }
             }
             target = Some((self.name_of(&c.last())?, q));
         } else {
@@ -3612,6 +3721,9 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
             self.class(StatementClass::Select);
             return self.query();
         }
+        // A prepared statement's rows reach the client (EXECUTE); EXPLAIN's name no
+        // values.
+        self.output_level = self.scopes.level.saturating_add(1);
         let c = self.dml_or_query()?;
         self.class(c);
         Ok(())
@@ -3727,6 +3839,8 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
             self.class(StatementClass::Select);
             return self.query();
         }
+        // The cursor's rows reach the client (FETCH).
+        self.output_level = self.scopes.level.saturating_add(1);
         let c = self.dml_or_query()?;
         self.class(c);
         Ok(())

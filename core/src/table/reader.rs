@@ -79,6 +79,11 @@ pub enum DenyReason {
     },
     /// A called function is not allowed.
     Function { function: u16 },
+    /// A column the role reads masked is used other than as a plain output column (in an
+    /// expression, a predicate, a join, a sort, a grouping, a set operation, a subquery):
+    /// the value would reach the client, or decide what reaches it, unmasked. The rule is
+    /// the mask's.
+    MaskedColumn { access: u16, column: u16 },
     /// The role is not in this table.
     UnknownRole,
 }
@@ -1038,6 +1043,36 @@ impl<'a> Table<'a> {
         (true, rule)
     }
 
+    /// Every mask of every role: (role, table, column, kind, rule), by role then table.
+    pub fn all_masks(
+        &self,
+    ) -> impl Iterator<Item = (RoleId, TableId, ColumnId, MaskKind, u32)> + 'a {
+        let masks = self.masks;
+        self.roles.iter().enumerate().flat_map(move |(role, r)| {
+            let first = r.masks_first.get() as usize;
+            masks
+                .get(first..first + r.masks_count.get() as usize)
+                .unwrap_or(&[])
+                .iter()
+                .filter_map(move |m| {
+                    Some((
+                        RoleId(role as u32),
+                        TableId(m.table.get()),
+                        ColumnId(m.column.get()),
+                        MaskKind::from_id(m.kind)?,
+                        m.rule.get(),
+                    ))
+                })
+        })
+    }
+
+    /// Whether the role has any mask.
+    pub fn role_has_masks(&self, role: RoleId) -> bool {
+        self.roles
+            .get(role.0 as usize)
+            .is_some_and(|r| r.masks_count.get() > 0)
+    }
+
     pub fn mask(&self, role: RoleId, table: TableId, column: ColumnId) -> Option<(MaskKind, u32)> {
         let r = self.roles.get(role.0 as usize)?;
         let first = r.masks_first.get() as usize;
@@ -1052,17 +1087,7 @@ impl<'a> Table<'a> {
     }
 
     fn has_masks_on(&self, role: RoleId, table: TableId) -> bool {
-        let Some(r) = self.roles.get(role.0 as usize) else {
-            return false;
-        };
-        let count = r.masks_count.get() as usize;
-        if count == 0 {
-            return false;
-        }
-        let first = r.masks_first.get() as usize;
-        let masks = self.masks.get(first..first + count).unwrap_or(&[]);
-        let i = masks.partition_point(|m| m.table.get() < table.0);
-        masks.get(i).is_some_and(|m| m.table.get() == table.0)
+        self.first_mask_rule(role, table).is_some()
     }
 
     // ---- decide ----
@@ -1165,6 +1190,8 @@ impl<'a> Table<'a> {
         // (`u32` with a sentinel rather than `Option<TableId>`: half the bytes to clear.)
         let mut ids = [UNDECLARED; crate::facts::MAX_TABLES_PER_STATEMENT];
         let mut masked = false;
+        // Some table of the statement has masks for the role: uses are checked.
+        let mut mask_uses = false;
 
         // Classes with no access in this statement are decided by the class-level cell.
         let mut with_access = ClassSet::EMPTY;
@@ -1204,6 +1231,7 @@ impl<'a> Table<'a> {
                     if let Some(slot) = ids.get_mut(i) {
                         *slot = t.0;
                     }
+                    mask_uses |= self.has_masks_on(role, t);
                     if matches!(
                         a.class,
                         StatementClass::Select
@@ -1340,7 +1368,89 @@ impl<'a> Table<'a> {
             }
         }
 
+        if mask_uses {
+            self.masked_uses(role, facts, stmt, &ids)?;
+        }
         Ok(Granted { allow_rule, masked })
+    }
+
+    /// Every use of a column the role reads masked must be a plain output column
+    /// ([`ColumnRef::plain`]), where the data plane rewrites the value: anywhere else the
+    /// database would compute with the real value (`WHERE email LIKE 'a%'`, `lower(email)`,
+    /// `ORDER BY email`, a whole-row `c` of `SELECT c FROM customers c`).
+    #[cold]
+    fn masked_uses(
+        &self,
+        role: RoleId,
+        facts: &Facts,
+        stmt: &StatementFacts,
+        ids: &[u32],
+    ) -> Result<(), Refused> {
+        for (j, col) in facts.columns(stmt).iter().enumerate() {
+            let refuse = |i: usize, rule: u32| Refused {
+                rule: Some(rule),
+                reason: DenyReason::MaskedColumn {
+                    access: i as u16,
+                    column: j as u16,
+                },
+            };
+            match col.name {
+                ColumnName::All => {
+                    if col.plain {
+                        continue;
+                    }
+                    for i in bits(col.candidates) {
+                        if let Some(t) = declared(ids, i)
+                            && let Some(rule) = self.first_mask_rule(role, t)
+                        {
+                            return Err(refuse(i, rule));
+                        }
+                    }
+                }
+                ColumnName::Named(n) => {
+                    let cname = facts.name_bytes(n);
+                    let mut resolved = false;
+                    for i in bits(col.candidates) {
+                        let Some(t) = declared(ids, i) else { continue };
+                        let Some(c) = self.column_id_bytes(t, cname) else {
+                            continue;
+                        };
+                        resolved = true;
+                        if !col.plain
+                            && let Some((_, rule)) = self.mask(role, t, c)
+                        {
+                            return Err(refuse(i, rule));
+                        }
+                    }
+                    if !resolved {
+                        // A whole-row reference (`c` of `customers c`): every column, as
+                        // one value the database builds.
+                        for i in bits(col.whole_row) {
+                            if let Some(t) = declared(ids, i)
+                                && let Some(rule) = self.first_mask_rule(role, t)
+                            {
+                                return Err(refuse(i, rule));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The rule of the role's first mask on `table`.
+    fn first_mask_rule(&self, role: RoleId, table: TableId) -> Option<u32> {
+        let r = self.roles.get(role.0 as usize)?;
+        let first = r.masks_first.get() as usize;
+        let masks = self
+            .masks
+            .get(first..first + r.masks_count.get() as usize)?;
+        let i = masks.partition_point(|m| m.table.get() < table.0);
+        masks
+            .get(i)
+            .filter(|m| m.table.get() == table.0)
+            .map(|m| m.rule.get())
     }
 }
 

@@ -171,6 +171,25 @@ pub(super) async fn connection(
                         };
                         session.upstream_cancel_done(taken);
                     }
+                    Action::LookupCatalog => {
+                        let request = session
+                            .catalog_request()
+                            .map(|(db, oids, names)| (db.to_string(), oids.to_vec(), names));
+                        let answer = match request {
+                            Some((db, oids, names)) => {
+                                super::lookup::catalog_for(shared, &db, &oids, names).await
+                            }
+                            None => Err("no database".to_string()),
+                        };
+                        if let Err(e) = &answer {
+                            eprintln!("pgate: connection {id}: catalog lookup for masks: {e}");
+                        }
+                        // The catalog is built for the current table: the session takes
+                        // it first.
+                        let table = shared.table.load();
+                        session.handle_table(&table.table(), shared.auth.as_ref());
+                        session.handle_catalog(answer, &table.table());
+                    }
                     Action::Close => {
                         ship_audit(&mut session, shared);
                         finish(&mut session, &mut client, upstream.as_mut()).await;
@@ -442,7 +461,7 @@ async fn write_all_client(session: &mut Session, client: &mut Stream) -> io::Res
 
 /// Connects to the upstream; with TLS configured, negotiates it first ("SSLRequest … The
 /// server then responds with a single byte containing S or N").
-async fn connect_upstream(shared: &Shared) -> io::Result<Stream> {
+pub(super) async fn connect_upstream(shared: &Shared) -> io::Result<Stream> {
     let mut tcp = TcpStream::connect(shared.upstream).await?;
     let _ = tcp.set_nodelay(true);
     let Some((connector, name)) = &shared.upstream_tls else {

@@ -14,6 +14,7 @@
 
 mod cancel;
 mod conn;
+pub mod lookup;
 mod stream;
 
 use std::cell::Cell;
@@ -53,6 +54,8 @@ pub struct Shared {
     pub cancels: Arc<CancelRegistry>,
     /// Identity-scoped rate buckets, shared by every session on every worker.
     pub identity_buckets: Arc<crate::buckets::IdentityBuckets>,
+    /// The masks' catalogs, per database (`lookup`).
+    pub catalogs: Arc<lookup::Catalogs>,
     pub max_connections: usize,
     pub max_connections_per_address: usize,
     pub connections: Arc<AtomicU64>,

@@ -6,6 +6,7 @@
 //! it (a real cancel key, a marker's own error), or lose count of the answers.
 
 use super::*;
+use masking::Planned;
 use refusal::is_final;
 use results::RateCheck;
 
@@ -37,6 +38,14 @@ impl Session {
                 self.paused_until = Some(t);
                 break;
             }
+            if matches!(self.state, State::Ready)
+                && matches!(f.tag, b'T' | b'H')
+                && self.masking.is_some()
+                && matches!(self.plan_result(f.tag, f.body), Planned::Wait)
+            {
+                // The catalog must name the result's relations first: this message waits.
+                break;
+            }
             consumed += f.len;
             let raw = &rest[..f.len];
             match self.state {
@@ -54,6 +63,9 @@ impl Session {
 
     pub(super) fn on_upstream_message(&mut self, tag: u8, body: &[u8], raw: &[u8]) {
         let mut position = 0;
+        // The answer to pgate's own Describe (masks) counts as the server sent it, and
+        // goes no further.
+        let own = self.masks_on_message(tag);
         if tag == b'E' {
             // "In the event of a backend-detected error during copy-in mode … the backend
             // will issue an ErrorResponse": COPY is over, whoever's error it is.
@@ -74,6 +86,9 @@ impl Session {
                 }
                 return;
             }
+        }
+        if own {
+            return;
         }
         if self.on_cut_message(tag, position) {
             return;
@@ -141,6 +156,10 @@ impl Session {
                 }
                 self.rows += 1;
                 self.bytes += raw.len() as u64;
+                if !dropping {
+                    self.pass_data_row(body, raw);
+                }
+                return;
             }
             // COPY TO STDOUT data (copy-out; in copy-in mode the server sends none):
             // PostgreSQL sends one CopyData per row, so each counts as a row.
@@ -149,7 +168,12 @@ impl Session {
                     return;
                 }
                 self.bytes += raw.len() as u64;
+                if !dropping {
+                    self.pass_copy_data(body, raw);
+                }
+                return;
             }
+            b'c' if !self.copy_done() => return,
             b'G' => {
                 if dropping {
                     // A COPY FROM STDIN after a cut statement, in its unit: its answers are

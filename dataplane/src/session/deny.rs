@@ -76,6 +76,24 @@ pub(super) fn deny_message(f: &Facts, v: &Verdict, role: &str, table: &Table<'_>
                 None => "a function call".into(),
             }
         }
+        (DenyReason::MaskedColumn { access, column }, Some(s)) => match (
+            f.tables(s).get(access as usize),
+            f.columns(s).get(column as usize),
+        ) {
+            (Some(t), Some(c)) => {
+                let col = match c.name {
+                    ColumnName::Named(n) => f.name(n),
+                    ColumnName::All => "*",
+                };
+                format!(
+                    "a use of masked column {}.{}.{col} in {} (a masked column may only be selected as itself, where pgate masks its value)",
+                    f.name(t.name.schema),
+                    f.name(t.name.name),
+                    c.clause.name()
+                )
+            }
+            _ => "a use of a masked column".into(),
+        },
         (DenyReason::UnknownRole, _) => "any statement (the role is not in the policy)".into(),
         (_, None) => "an empty statement".into(),
     };

@@ -41,10 +41,11 @@ mod audit;
 mod batch;
 mod decided;
 mod deny;
+mod masking;
 mod objects;
 mod refusal;
 mod results;
-mod scram;
+pub(crate) mod scram;
 mod startup;
 mod upstream;
 
@@ -52,12 +53,12 @@ use audit::{command_rows, write_summary};
 use deny::deny_message;
 use startup::{MAX_STARTUP_BYTES, MAX_TOKEN_MESSAGE_BYTES};
 
+use crate::upstream_login::{LoginStep, UpstreamLogin, write_startup};
 use decided::{Decided, DigestHex, decide_text, digest_hex};
 use objects::{Confirm, Cursor, Portal, Prepared, SqlEffect};
 use refusal::Refusal;
 use results::{Caps, Cut, Rate};
 pub use scram::NONCE_BYTES;
-use scram::{SCRAM_SHA_256, ScramClient};
 
 /// The randomness a session needs, drawn by the driver from its source (the OS in
 /// production, a seed in simulations).
@@ -180,6 +181,9 @@ pub struct SessionConfig {
     pub max_listen_channels: usize,
     /// Bytes of client messages forwarded and not yet answered by ReadyForQuery.
     pub max_pipeline_bytes: usize,
+    /// The key of `hash` masks (`masks hash-key-file=`); `None`: a result with a hash mask
+    /// is refused (the table is refused at load before it comes to that).
+    pub mask_hash_key: Option<std::sync::Arc<crate::masks::HashKey>>,
 }
 
 impl Default for SessionConfig {
@@ -201,6 +205,7 @@ impl Default for SessionConfig {
             max_cursors: 1024,
             max_listen_channels: 256,
             max_pipeline_bytes: 64 << 20,
+            mask_hash_key: None,
         }
     }
 }
@@ -221,6 +226,11 @@ pub enum Action {
     /// [`Session::upstream_cancel_done`]. Client input waits meanwhile
     /// ([`Session::holding_client`]): feed it again afterwards.
     CancelUpstream,
+    /// A result has masked columns and the catalog that ties its OIDs to the policy is
+    /// missing or incomplete: look up what [`Session::catalog_request`] names, then call
+    /// [`Session::handle_catalog`]. Upstream input waits meanwhile
+    /// ([`Session::upstream_paused`]).
+    LookupCatalog,
     /// Flush what is queued for the client, then close both sides.
     Close,
 }
@@ -248,7 +258,7 @@ enum State {
         params: Vec<(String, String)>,
     },
     /// StartupMessage sent upstream; answering its authentication requests.
-    UpstreamAuth { scram: Option<Box<ScramClient>> },
+    UpstreamAuth { login: Box<UpstreamLogin> },
     /// Upstream authenticated; relaying ParameterStatus until its ReadyForQuery.
     UpstreamStartup { auth_ok_sent: bool },
     /// Proxying.
@@ -387,6 +397,8 @@ pub struct Session {
     audit_accepting: bool,
     /// The database reported `is_superuser=on` for pgate's upstream user.
     upstream_superuser: bool,
+    /// Result masks, for a role that has any (`masking`).
+    masking: Option<Box<masking::Masking>>,
     /// Statements decided since the driver last took the counts (metrics).
     allowed_count: u64,
     denied_count: u64,
@@ -407,6 +419,8 @@ mod sqlstate {
     pub const INVALID_CURSOR_NAME: &str = "34000";
     pub const QUERY_CANCELED: &str = "57014";
     pub const ADMIN_SHUTDOWN: &str = "57P01";
+    /// internal_error: pgate cannot do what the policy asks of a result (a mask).
+    pub const INTERNAL_ERROR: &str = "XX000";
     /// io_error: the audit log cannot take more lines.
     pub const AUDIT_UNAVAILABLE: &str = "58030";
 }
@@ -502,6 +516,7 @@ impl Session {
             now,
             audit_accepting: true,
             upstream_superuser: false,
+            masking: None,
             allowed_count: 0,
             denied_count: 0,
             cfg,
@@ -593,14 +608,18 @@ impl Session {
 
     /// The upstream connection is open: send its StartupMessage.
     pub fn upstream_connected(&mut self) {
-        let State::Connecting { database, params } =
-            std::mem::replace(&mut self.state, State::UpstreamAuth { scram: None })
-        else {
+        let State::Connecting { database, params } = std::mem::replace(
+            &mut self.state,
+            State::UpstreamAuth {
+                login: Box::new(UpstreamLogin::new(self.scram_nonce)),
+            },
+        ) else {
             return;
         };
-        let mut body = Vec::with_capacity(128);
-        body.extend_from_slice(&wire::PROTOCOL_3_0.to_be_bytes());
         let db = self.cfg.upstream_database.clone().unwrap_or(database);
+        if let Some(m) = self.masking.as_mut() {
+            m.database = db.clone();
+        }
         // pgate reads SQL as UTF-8: the session's client encoding is UTF8 unless the client
         // chose an equivalent one (the server's default would be the database's).
         let encoding = if params
@@ -616,20 +635,13 @@ impl Session {
             Some(("database", db.as_str())),
             encoding,
         ];
-        for (k, v) in fixed
-            .into_iter()
-            .flatten()
-            .chain(params.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        {
-            body.extend_from_slice(k.as_bytes());
-            body.push(0);
-            body.extend_from_slice(v.as_bytes());
-            body.push(0);
-        }
-        body.push(0);
-        self.to_upstream
-            .extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
-        self.to_upstream.extend_from_slice(&body);
+        write_startup(
+            &mut self.to_upstream,
+            fixed
+                .into_iter()
+                .flatten()
+                .chain(params.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+        );
     }
 
     /// The client's connection ended (EOF or error) without Terminate. The session ends
@@ -754,6 +766,7 @@ impl Session {
                     id.role = role;
                 }
                 self.caps = Caps::of(table, role);
+                self.masks_for_role(table);
                 let subject = self.identity.as_ref().map(|i| i.subject.clone());
                 let rates = Rate::of(
                     table,
@@ -925,16 +938,22 @@ impl Session {
             }
             Frontend::Describe { kind: b'S', name } => {
                 if self.allowed_statement(name, table).is_some() {
+                    self.client_describe();
                     self.forward_in_batch(raw);
                 }
             }
-            Frontend::Describe { .. } => self.forward_in_batch(raw),
+            Frontend::Describe { .. } => {
+                self.client_describe();
+                self.forward_in_batch(raw);
+            }
             Frontend::Execute { portal, .. } => {
                 // Portals exist only through allowed Binds or DECLAREs pgate checked; an
                 // unknown portal name fails upstream.
                 let Ok(found) = self.portal_for_execute(portal, table) else {
                     return;
                 };
+                // Its result's RowDescription, for the masks (the answer is pgate's).
+                self.describe_before_execute(portal);
                 if let Some(run) = found {
                     self.slot_ref(run.summary);
                     self.pending.push_back(Pending {

@@ -80,6 +80,9 @@ pub(super) enum SqlEffect {
     /// `FETCH`/`MOVE`, or an Execute of a cursor's portal: a piece of a cursor's result,
     /// counted against the caps with the other pieces (`results`). Changes nothing here.
     Fetch,
+    /// `COPY table TO STDOUT` by a role with masks: what the COPY data's rewriter needs
+    /// (`masking`), or why pgate cannot read its options. Changes nothing here.
+    CopyOut(Result<Box<super::masking::CopySpec>, &'static str>),
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -644,6 +647,13 @@ impl Session {
             }
         } else if f.contains(StatementFlags::USES_CURSOR) {
             SqlEffect::Fetch
+        } else if self.masking.is_some()
+            && s.classes
+                .contains(pgate_core::class::StatementClass::CopyOut)
+        {
+            return self
+                .copy_spec(s, text)
+                .map(|r| Box::new(SqlEffect::CopyOut(r)));
         } else if f.contains(StatementFlags::CLOSES_CURSOR) {
             SqlEffect::CloseCursor(named())
         } else if f.contains(StatementFlags::LISTENS) {
@@ -714,7 +724,7 @@ impl Session {
                 self.listening.clear();
                 self.drop_all_statements();
             }
-            SqlEffect::Fetch => {}
+            SqlEffect::Fetch | SqlEffect::CopyOut(_) => {}
         }
     }
 

@@ -245,7 +245,7 @@ impl Session {
     /// Whether the driver must not read (or feed) upstream bytes now: a rate is throttling
     /// the result; [`Session::poll_timeout`] says until when.
     pub fn upstream_paused(&self) -> bool {
-        self.paused_until.is_some()
+        self.paused_until.is_some() || self.catalog_wait()
     }
 
     /// Time passed: a throttle whose time is up lets the upstream go on.

@@ -145,6 +145,7 @@ impl Session {
                     self.now.mono_us,
                 );
                 self.identity = Some(identity);
+                self.masks_for_role(table);
                 self.login_table_gen = self.table_gen;
                 self.set_expiry_deadline(expiry);
                 self.state = State::Connecting { database, params };

@@ -11,110 +11,32 @@ impl Session {
     pub(super) fn on_upstream_auth(&mut self, tag: u8, body: &[u8]) {
         match tag {
             b'R' => {
-                let mut r = wire::Reader::new(body, "Authentication");
-                let Ok(code) = r.i32() else {
-                    return self.fatal(
-                        sqlstate::PROTOCOL_VIOLATION,
-                        "pgate: malformed authentication request from the database",
-                    );
+                let State::UpstreamAuth { login } = &mut self.state else {
+                    return;
                 };
-                let password = self.cfg.upstream_password.clone().unwrap_or_default();
-                match code {
-                    // Once SCRAM began, only its completion (the server proving it knows
-                    // the password) admits AuthenticationOk, and no weaker method may
-                    // follow: a man in the middle could otherwise downgrade the login.
-                    0 | 3 | 5
-                        if matches!(&self.state, State::UpstreamAuth { scram: Some(s) } if code != 0 || !s.is_done()) =>
-                    {
-                        self.fatal(
-                            sqlstate::CONNECTION_FAILURE,
-                            "pgate: the database left SCRAM authentication unfinished (see pgate's log)",
-                        )
-                    }
-                    0 => {
+                let password = self.cfg.upstream_password.as_deref().unwrap_or_default();
+                match login.handle_auth(
+                    body,
+                    &self.cfg.upstream_user,
+                    password,
+                    &mut self.to_upstream,
+                ) {
+                    Ok(LoginStep::Continue) => {}
+                    Ok(LoginStep::Authenticated) => {
                         self.state = State::UpstreamStartup {
                             auth_ok_sent: false,
                         }
                     }
-                    3 => {
-                        let mut p = password.into_bytes();
-                        p.push(0);
-                        wire::write_message(&mut self.to_upstream, b'p', &p);
+                    Err(e @ crate::upstream_login::LoginError::Malformed(_)) => {
+                        let msg = format!("pgate: {e}");
+                        self.fatal(sqlstate::PROTOCOL_VIOLATION, &msg)
                     }
-                    5 => {
-                        let Ok(salt) = r.bytes(4) else {
-                            return self.fatal(
-                                sqlstate::PROTOCOL_VIOLATION,
-                                "pgate: malformed md5 request from the database",
-                            );
-                        };
-                        let mut h = postgres_protocol::authentication::md5_hash(
-                            self.cfg.upstream_user.as_bytes(),
-                            password.as_bytes(),
-                            [salt[0], salt[1], salt[2], salt[3]],
-                        )
-                        .into_bytes();
-                        h.push(0);
-                        wire::write_message(&mut self.to_upstream, b'p', &h);
+                    Err(e @ crate::upstream_login::LoginError::ScramUnfinished) => {
+                        let msg = format!("pgate: {e} (see pgate's log)");
+                        self.fatal(sqlstate::CONNECTION_FAILURE, &msg)
                     }
-                    10 => {
-                        // AuthenticationSASL: the mechanisms the server accepts.
-                        let mut has_scram = false;
-                        while let Ok(m) = r.cstr() {
-                            if m.is_empty() {
-                                break;
-                            }
-                            has_scram |= m == SCRAM_SHA_256;
-                        }
-                        if !has_scram {
-                            return self.fatal(
-                                sqlstate::CONNECTION_FAILURE,
-                                "pgate: the database offers no SASL mechanism pgate supports (SCRAM-SHA-256)",
-                            );
-                        }
-                        let scram = ScramClient::new(&password, &self.scram_nonce);
-                        // SASLInitialResponse: mechanism, Int32 length, initial response.
-                        let first = scram.client_first();
-                        let mut b = Vec::with_capacity(first.len() + 32);
-                        b.extend_from_slice(SCRAM_SHA_256.as_bytes());
-                        b.push(0);
-                        b.extend_from_slice(&(first.len() as i32).to_be_bytes());
-                        b.extend_from_slice(&first);
-                        wire::write_message(&mut self.to_upstream, b'p', &b);
-                        self.state = State::UpstreamAuth {
-                            scram: Some(Box::new(scram)),
-                        };
-                    }
-                    11 | 12 => {
-                        let State::UpstreamAuth { scram: Some(scram) } = &mut self.state else {
-                            return self.fatal(
-                                sqlstate::PROTOCOL_VIOLATION,
-                                "pgate: SASL message from the database out of order",
-                            );
-                        };
-                        let data = r.rest();
-                        let res = if code == 11 {
-                            scram.handle_server_first(data).map(Some)
-                        } else {
-                            scram.handle_server_final(data).map(|()| None)
-                        };
-                        match res {
-                            Ok(Some(m)) => {
-                                wire::write_message(&mut self.to_upstream, b'p', &m);
-                            }
-                            Ok(None) => {}
-                            Err(e) => {
-                                let msg = format!(
-                                    "pgate: SCRAM authentication with the database failed: {e}"
-                                );
-                                self.fatal(sqlstate::CONNECTION_FAILURE, &msg);
-                            }
-                        }
-                    }
-                    other => {
-                        let msg = format!(
-                            "pgate: the database asked for an authentication method pgate does not support (code {other})"
-                        );
+                    Err(e) => {
+                        let msg = format!("pgate: {e}");
                         self.fatal(sqlstate::CONNECTION_FAILURE, &msg)
                     }
                 }

@@ -1,0 +1,150 @@
+//! The masks' catalog lookups, driven: a connection to the database with pgate's own
+//! credential per lookup (`masks::lookup` speaks the protocol), and the catalogs every
+//! worker shares, one per database, for the current decision table.
+//!
+//! What this module must never do: hand a session a catalog built for another table or
+//! database, or wait without a deadline.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use pgate_core::table::{Table, TableFile};
+use rand_core::{OsRng, RngCore};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::Shared;
+use super::conn::connect_upstream;
+use crate::masks::catalog::{self, Lookup as Known, MaskCatalog};
+use crate::masks::lookup::{Lookup, Row};
+use crate::session::NONCE_BYTES;
+
+/// How long one lookup may take, connection and login included.
+pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The catalogs of every database sessions use, for the current table.
+#[derive(Default)]
+pub struct Catalogs {
+    by_database: Mutex<HashMap<String, Arc<MaskCatalog>>>,
+}
+
+impl Catalogs {
+    fn get(&self, database: &str, digest: [u8; 32]) -> Option<Arc<MaskCatalog>> {
+        let map = self.by_database.lock().ok()?;
+        map.get(database).filter(|c| c.digest == digest).cloned()
+    }
+    fn put(&self, c: Arc<MaskCatalog>) {
+        if let Ok(mut map) = self.by_database.lock() {
+            map.insert(c.database.clone(), c);
+        }
+    }
+}
+
+/// Runs `sql` (read-only catalog statements) on a new connection to `database`.
+pub async fn run_lookup(
+    shared: &Shared,
+    database: &str,
+    sql: String,
+) -> Result<Vec<Vec<Row>>, String> {
+    let go = async {
+        let mut s = connect_upstream(shared).await.map_err(|e| e.to_string())?;
+        let mut nonce = [0u8; NONCE_BYTES];
+        OsRng.fill_bytes(&mut nonce);
+        let cfg = &shared.session;
+        let password = cfg.upstream_password.as_deref().unwrap_or_default();
+        let mut l = Lookup::new(&cfg.upstream_user, password, database, nonce, sql);
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut len = 0;
+        loop {
+            let out = l.poll_output();
+            if !out.is_empty() {
+                s.write_all(&out).await.map_err(|e| e.to_string())?;
+                s.flush().await.map_err(|e| e.to_string())?;
+            }
+            if l.is_done() {
+                break;
+            }
+            if len == buf.len() {
+                buf.resize(buf.len() * 2, 0);
+            }
+            let n = s.read(&mut buf[len..]).await.map_err(|e| e.to_string())?;
+            if n == 0 {
+                return Err("the database closed the connection".to_string());
+            }
+            len += n;
+            let used = l.handle_input(&buf[..len]).map_err(|e| e.to_string())?;
+            buf.copy_within(used..len, 0);
+            len -= used;
+        }
+        // Terminate.
+        let _ = s.write_all(&[b'X', 0, 0, 0, 4]).await;
+        let _ = s.shutdown().await;
+        Ok(l.into_results())
+    };
+    tokio::time::timeout(LOOKUP_TIMEOUT, go)
+        .await
+        .map_err(|_| format!("no answer within {} s", LOOKUP_TIMEOUT.as_secs()))?
+}
+
+/// The snapshot for `database`: the policy's masked tables and every relation OID.
+pub async fn snapshot(
+    shared: &Shared,
+    file: &TableFile,
+    database: &str,
+) -> Result<MaskCatalog, String> {
+    let table = file.table();
+    let sql = format!(
+        "{}; {}",
+        catalog::attributes_query(&table, &[], true),
+        catalog::RELATIONS_QUERY
+    );
+    let results = run_lookup(shared, database, sql).await?;
+    let (attrs, oids) = match results.as_slice() {
+        [a, o] => (a, o),
+        _ => return Err("the catalog lookup returned an unexpected answer".into()),
+    };
+    let attrs = catalog::attribute_rows(attrs)?;
+    let oids = oids
+        .iter()
+        .filter_map(|r| r.first().and_then(|v| v.as_deref()?.parse::<u32>().ok()));
+    MaskCatalog::build(&table, file.digest(), database, &attrs, oids)
+}
+
+/// What a session asked for ([`crate::session::Session::catalog_request`]): the
+/// database's catalog, with `oids` looked up, and the masked tables again by name if
+/// `refresh_names`.
+pub async fn catalog_for(
+    shared: &Shared,
+    database: &str,
+    oids: &[u32],
+    refresh_names: bool,
+) -> Result<Arc<MaskCatalog>, String> {
+    let file = shared.table.load_full();
+    let digest = file.digest();
+    let mut current = match shared.catalogs.get(database, digest) {
+        Some(c) => c,
+        None => {
+            let c = Arc::new(snapshot(shared, &file, database).await?);
+            shared.catalogs.put(c.clone());
+            if oids.is_empty() && !refresh_names {
+                return Ok(c);
+            }
+            c
+        }
+    };
+    let table: Table<'_> = file.table();
+    let unknown: Vec<u32> = oids
+        .iter()
+        .copied()
+        .filter(|&o| matches!(current.lookup(o), Known::Unknown) || refresh_names)
+        .collect();
+    if !unknown.is_empty() || refresh_names {
+        let sql = catalog::attributes_query(&table, &unknown, refresh_names);
+        let results = run_lookup(shared, database, sql).await?;
+        let rows = results.first().map(|r| r.as_slice()).unwrap_or(&[]);
+        let attrs = catalog::attribute_rows(rows)?;
+        current = Arc::new(current.extended(&table, &attrs, &unknown)?);
+        shared.catalogs.put(current.clone());
+    }
+    Ok(current)
+}

@@ -1,0 +1,648 @@
+//! Result masks in the session: each result's plan from its RowDescription (table OID and
+//! attribute number → the policy's column → the role's mask), DataRow rewritten into the
+//! client's buffer, COPY TO STDOUT data through the streaming rewriter, and the wait for
+//! the catalog that ties OIDs to the policy ([`crate::masks::catalog`]).
+//!
+//! Every extended-protocol result needs its RowDescription, which the database sends only
+//! when asked (Describe): for a role with masks, pgate sends a Describe of the portal of
+//! its own before each Execute and keeps the answer from the client.
+//!
+//! The decision already refused every statement that uses a masked column other than as
+//! a plain output column (`DenyReason::MaskedColumn`), so a masked value can only come
+//! out where RowDescription names its table and column, or in `COPY table TO STDOUT`.
+//!
+//! What this module must never do: let a row through before its plan is known (a result
+//! from a relation the catalog has not seen waits for the lookup; a DataRow without a
+//! plan ends the session), or rewrite a value into one its type cannot decode.
+
+use super::*;
+use crate::masks::catalog::{Lookup, MaskCatalog};
+use crate::masks::copy::{CopyColumn, CopyPlan, CopyRewriter};
+use crate::masks::value::{Family, Format, HashKey, MaskAction, mask_value};
+use crate::masks::{self, action_of};
+use pgate_core::sql::copy_options::{CopyFormat, CopyOptions, CopySource, copy_to_options};
+use std::sync::Arc;
+
+/// `COPY table [(columns)] TO STDOUT`, as decided: what the rewriter needs at
+/// CopyOutResponse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct CopySpec {
+    /// `schema.name` as pgate resolved it.
+    pub table: String,
+    /// The column list, if any (else every column but generated ones, in order).
+    pub columns: Option<Vec<String>>,
+    pub options: CopyOptions,
+}
+
+/// One field of the result being answered: its mask (if any) and format.
+#[derive(Debug, Clone, Copy)]
+struct Field {
+    mask: Option<(MaskAction, Family)>,
+    format: Format,
+}
+
+/// A mask of the role on one column: (attnum, action, family, type OID, base type OID).
+type ColumnMask = (i16, MaskAction, Option<Family>, u32, u32);
+
+/// The session's mask state; present only for a role with masks.
+pub(super) struct Masking {
+    key: Option<Arc<HashKey>>,
+    catalog: Option<Arc<MaskCatalog>>,
+    /// The role's masks by relation OID (from the catalog and the table).
+    role: HashMap<u32, Vec<ColumnMask>>,
+    pub database: String,
+    /// Waiting for the catalog: the upstream is not read meanwhile.
+    pub waiting: bool,
+    /// OIDs to look up (empty with `waiting`: the snapshot itself), and whether the
+    /// masked tables must be looked up again by name (before a COPY).
+    pub request: Vec<u32>,
+    pub refresh_names: bool,
+    /// OIDs looked up for the message being planned: if still unknown, the database does
+    /// not show them to other sessions (created in this session's open transaction).
+    looked_up: Vec<u32>,
+    /// The relation names looked up for the COPY being planned.
+    names_refreshed: bool,
+    plan: Vec<Field>,
+    plan_any: bool,
+    plan_set: bool,
+    /// Describes answered in order: (unit, pgate's own).
+    describes: VecDeque<(u64, bool)>,
+    copy: Option<Box<CopyRewriter>>,
+}
+
+/// What planning a message needs.
+pub(super) enum Planned {
+    Ready,
+    /// The catalog must answer first (the session asked the driver).
+    Wait,
+}
+
+impl Masking {
+    pub fn new(key: Option<Arc<HashKey>>) -> Self {
+        Masking {
+            key,
+            catalog: None,
+            role: HashMap::new(),
+            database: String::new(),
+            waiting: false,
+            request: Vec::new(),
+            refresh_names: false,
+            looked_up: Vec::new(),
+            names_refreshed: false,
+            plan: Vec::new(),
+            plan_any: false,
+            plan_set: false,
+            describes: VecDeque::new(),
+            copy: None,
+        }
+    }
+}
+
+impl Session {
+    /// The COPY-data plan of `COPY table TO STDOUT` (`None` for `COPY (query)`, whose
+    /// columns the decision keeps free of masked ones).
+    pub(super) fn copy_spec(
+        &self,
+        s: &pgate_core::facts::StatementFacts,
+        text: &str,
+    ) -> Option<Result<Box<CopySpec>, &'static str>> {
+        let (source, options) = match copy_to_options(text) {
+            Ok(v) => v,
+            Err(e) => return Some(Err(e)),
+        };
+        if source != CopySource::Table {
+            return None;
+        }
+        let a = self.facts.tables(s).first()?;
+        let table = format!(
+            "{}.{}",
+            self.facts.name(a.name.schema),
+            self.facts.name(a.name.name)
+        );
+        let mut names = Vec::new();
+        let mut all = false;
+        for c in self.facts.columns(s) {
+            match c.name {
+                ColumnName::Named(n) => names.push(self.facts.name(n).to_string()),
+                ColumnName::All => all = true,
+            }
+        }
+        Some(Ok(Box::new(CopySpec {
+            table,
+            columns: (!all).then_some(names),
+            options,
+        })))
+    }
+
+    /// At login and at every swap: masks on or off for the role.
+    pub(super) fn masks_for_role(&mut self, table: &Table<'_>) {
+        if !table.role_has_masks(self.role()) {
+            self.masking = None;
+            return;
+        }
+        let database = self.masking.as_ref().map(|m| m.database.clone());
+        let m = self
+            .masking
+            .get_or_insert_with(|| Box::new(Masking::new(self.cfg.mask_hash_key.clone())));
+        if let Some(db) = database {
+            m.database = db;
+        }
+        // A catalog of another table: rebuilt when next needed.
+        if m.catalog
+            .as_ref()
+            .is_some_and(|c| c.digest != table.digest())
+        {
+            m.catalog = None;
+            m.role.clear();
+        }
+    }
+
+    /// What the driver is to look up for [`Action::LookupCatalog`]: the database, the
+    /// relation OIDs, and whether the masked tables are looked up again by name.
+    pub fn catalog_request(&self) -> Option<(&str, &[u32], bool)> {
+        let m = self.masking.as_ref()?;
+        Some((&m.database, &m.request, m.refresh_names))
+    }
+
+    /// The driver's answer to [`Action::LookupCatalog`]: the catalog for this database
+    /// (built for `table`), or why it could not be had (the statement's result cannot be
+    /// masked: the session ends, closing the upstream, which stops the statement).
+    pub fn handle_catalog(&mut self, answer: Result<Arc<MaskCatalog>, String>, table: &Table<'_>) {
+        let role = self.role();
+        let Some(m) = self.masking.as_mut() else {
+            return;
+        };
+        match answer {
+            Ok(c) if c.digest == table.digest() && c.digest == self.table_digest_raw => {
+                m.role = role_masks(table, role, &c);
+                m.catalog = Some(c);
+                m.looked_up = std::mem::take(&mut m.request);
+                m.names_refreshed = m.refresh_names;
+                m.refresh_names = false;
+                m.waiting = false;
+            }
+            Ok(_) => {
+                // Built for another table than this session's: ask again (the session
+                // takes the swap first, see the driver).
+                self.actions.push_back(Action::LookupCatalog);
+            }
+            Err(why) => {
+                m.waiting = false;
+                let msg = format!(
+                    "pgate: the result has masked columns and pgate could not look up the database's catalog for them ({why}); the session ends"
+                );
+                self.fatal(sqlstate::CONNECTION_FAILURE, &msg);
+            }
+        }
+    }
+
+    /// Whether the driver must not feed upstream bytes: the catalog is being looked up.
+    pub(super) fn catalog_wait(&self) -> bool {
+        self.masking.as_ref().is_some_and(|m| m.waiting)
+    }
+
+    fn ask_catalog(&mut self) -> Planned {
+        if let Some(m) = self.masking.as_mut() {
+            m.waiting = true;
+        }
+        self.actions.push_back(Action::LookupCatalog);
+        Planned::Wait
+    }
+
+    /// Before a RowDescription or CopyOutResponse is taken: the catalog must know every
+    /// relation it names. Also builds the plan.
+    pub(super) fn plan_result(&mut self, tag: u8, body: &[u8]) -> Planned {
+        let Some(m) = self.masking.as_mut() else {
+            return Planned::Ready;
+        };
+        if m.catalog.is_none() {
+            m.request.clear();
+            return self.ask_catalog();
+        }
+        match tag {
+            b'T' => self.plan_row_description(body),
+            b'H' => self.plan_copy(body),
+            _ => Planned::Ready,
+        }
+    }
+
+    fn plan_row_description(&mut self, body: &[u8]) -> Planned {
+        let Some(m) = self.masking.as_mut() else {
+            return Planned::Ready;
+        };
+        let Some(catalog) = m.catalog.clone() else {
+            return Planned::Ready;
+        };
+        m.plan.clear();
+        m.plan_any = false;
+        m.plan_set = false;
+        let mut r = wire::Reader::new(body, "RowDescription");
+        let Ok(n) = r.i16() else {
+            return self.mask_failure("a malformed RowDescription");
+        };
+        let mut unknown: Vec<u32> = Vec::new();
+        for _ in 0..n.max(0) {
+            let field = (|| {
+                r.cstr()?;
+                let table = r.u32()?;
+                let attnum = r.i16()?;
+                let type_oid = r.u32()?;
+                r.i16()?;
+                r.i32()?;
+                let format = r.i16()?;
+                Ok::<_, wire::WireError>((table, attnum, type_oid, format))
+            })();
+            let Ok((table, attnum, type_oid, format)) = field else {
+                return self.mask_failure("a malformed RowDescription");
+            };
+            let format = if format == 1 {
+                Format::Binary
+            } else {
+                Format::Text
+            };
+            let mut mask = None;
+            if table != 0 {
+                match catalog.lookup(table) {
+                    Lookup::Masked(_) => {
+                        if let Some(cm) = m
+                            .role
+                            .get(&table)
+                            .and_then(|v| v.iter().find(|c| c.0 == attnum))
+                        {
+                            let (_, action, family, t, base) = *cm;
+                            if type_oid != t && type_oid != base {
+                                // The column's type changed since the lookup.
+                                if m.looked_up.contains(&table) {
+                                    return self.mask_failure(
+                                        "a masked column whose type is not the one pgate looked up",
+                                    );
+                                }
+                                unknown.push(table);
+                                continue;
+                            }
+                            mask = match (action, family) {
+                                (_, Some(f)) => Some((action, f)),
+                                // `null` suits every type (checked at load).
+                                (MaskAction::Null, None) => Some((action, Family::Text)),
+                                _ => {
+                                    return self
+                                        .mask_failure("a mask the column's type cannot carry");
+                                }
+                            };
+                        }
+                    }
+                    Lookup::Unmasked => {}
+                    Lookup::Unknown if m.looked_up.contains(&table) => {}
+                    Lookup::Unknown => unknown.push(table),
+                }
+            }
+            m.plan_any |= mask.is_some();
+            m.plan.push(Field { mask, format });
+        }
+        if !unknown.is_empty() {
+            unknown.sort_unstable();
+            unknown.dedup();
+            m.request = unknown;
+            return self.ask_catalog();
+        }
+        m.looked_up.clear();
+        m.plan_set = true;
+        if m.plan_any
+            && m.key.is_none()
+            && m.plan
+                .iter()
+                .any(|f| matches!(f.mask, Some((MaskAction::Hash, _))))
+        {
+            return self
+                .mask_failure("a hash mask without a key (configure `masks hash-key-file=`)");
+        }
+        Planned::Ready
+    }
+
+    fn plan_copy(&mut self, body: &[u8]) -> Planned {
+        let spec = match self.pending.front().and_then(|p| p.effect.as_deref()) {
+            Some(SqlEffect::CopyOut(Ok(spec))) => spec.clone(),
+            Some(SqlEffect::CopyOut(Err(why))) => {
+                // The role masks something, and this COPY's data cannot be read.
+                let why = *why;
+                return self.mask_failure(why);
+            }
+            _ => {
+                // COPY (query): the decision refused any use of a masked column in it.
+                if let Some(m) = self.masking.as_mut() {
+                    m.copy = None;
+                }
+                return Planned::Ready;
+            }
+        };
+        let Some(m) = self.masking.as_mut() else {
+            return Planned::Ready;
+        };
+        let Some(catalog) = m.catalog.clone() else {
+            return Planned::Ready;
+        };
+        let Some((oid, rel)) = catalog.relation_named(&spec.table) else {
+            // No role masks this table: its data passes as it is.
+            m.copy = None;
+            return Planned::Ready;
+        };
+        if !m.names_refreshed {
+            // The table's columns as they are now (the COPY holds its lock: they cannot
+            // change while it runs).
+            m.request.clear();
+            m.refresh_names = true;
+            return self.ask_catalog();
+        }
+        m.names_refreshed = false;
+        let masks = m.role.get(&oid);
+        let columns: Vec<_> = match &spec.columns {
+            None => rel.columns.iter().filter(|c| !c.generated).collect(),
+            Some(names) => {
+                let mut v = Vec::with_capacity(names.len());
+                for n in names {
+                    match rel.columns.iter().find(|c| &c.name == n) {
+                        Some(c) => v.push(c),
+                        None => {
+                            return self.mask_failure(
+                                "a COPY column list naming a column pgate did not find",
+                            );
+                        }
+                    }
+                }
+                v
+            }
+        };
+        let mut r = wire::Reader::new(body, "CopyOutResponse");
+        let count = r.u8().and_then(|_| r.i16());
+        if count.ok() != Some(columns.len() as i16) {
+            return self.mask_failure("a COPY whose columns are not those pgate looked up");
+        }
+        let cols = columns
+            .iter()
+            .map(|c| CopyColumn {
+                mask: masks
+                    .and_then(|v| v.iter().find(|x| x.0 == c.attnum))
+                    .map(|&(_, a, f, ..)| (a, f.unwrap_or(Family::Text))),
+            })
+            .collect::<Vec<_>>();
+        let o = &spec.options;
+        let format = match o.format {
+            CopyFormat::Text => masks::copy::CopyFormat::Text {
+                delimiter: o.delimiter,
+                null: o.null.as_bytes().to_vec(),
+            },
+            CopyFormat::Csv => masks::copy::CopyFormat::Csv {
+                delimiter: o.delimiter,
+                null: o.null.as_bytes().to_vec(),
+                quote: o.quote,
+                escape: o.escape,
+            },
+            CopyFormat::Binary => masks::copy::CopyFormat::Binary,
+        };
+        let any = cols.iter().any(|c| c.mask.is_some());
+        if any
+            && m.key.is_none()
+            && cols
+                .iter()
+                .any(|c| matches!(c.mask, Some((MaskAction::Hash, _))))
+        {
+            return self
+                .mask_failure("a hash mask without a key (configure `masks hash-key-file=`)");
+        }
+        if !any {
+            m.copy = None;
+            return Planned::Ready;
+        }
+        match CopyRewriter::new(CopyPlan {
+            format,
+            header: o.header,
+            columns: cols,
+        }) {
+            Ok(c) => m.copy = Some(Box::new(c)),
+            Err(e) => return self.mask_failure(&e.to_string()),
+        }
+        Planned::Ready
+    }
+
+    /// A masked result cannot be rewritten: nothing more of it may pass.
+    fn mask_failure(&mut self, what: &str) -> Planned {
+        if let Some(m) = self.masking.as_mut() {
+            m.waiting = false;
+        }
+        let msg = format!(
+            "pgate: the result has masked columns and pgate cannot mask it ({what}); the session ends"
+        );
+        self.fatal(sqlstate::INTERNAL_ERROR, &msg);
+        Planned::Ready
+    }
+
+    /// A Describe the client sent (answered by RowDescription or NoData, in order).
+    pub(super) fn client_describe(&mut self) {
+        let unit = self.unit_seq;
+        if let Some(m) = self.masking.as_mut() {
+            m.describes.push_back((unit, false));
+        }
+    }
+
+    /// Before an Execute of the portal `portal`: pgate's own Describe of it, so that the
+    /// result comes with its RowDescription.
+    pub(super) fn describe_before_execute(&mut self, portal: &str) {
+        let unit = self.unit_seq;
+        let Some(m) = self.masking.as_mut() else {
+            return;
+        };
+        m.describes.push_back((unit, true));
+        let mut body = Vec::with_capacity(portal.len() + 2);
+        body.push(b'P');
+        body.extend_from_slice(portal.as_bytes());
+        body.push(0);
+        let mut msg = Vec::with_capacity(body.len() + 5);
+        wire::write_message(&mut msg, b'D', &body);
+        self.forward_in_batch(&msg);
+    }
+
+    /// An upstream message, before the rest of `on_upstream_message`: the mask plan's
+    /// bookkeeping. True if the message is pgate's own (the answer to its Describe) and
+    /// must not reach the client.
+    pub(super) fn masks_on_message(&mut self, tag: u8) -> bool {
+        let unit = self.upstream_unit();
+        let Some(m) = self.masking.as_mut() else {
+            return false;
+        };
+        // Describes of units answered (or skipped) before this one.
+        while m.describes.front().is_some_and(|d| d.0 < unit) {
+            m.describes.pop_front();
+        }
+        match tag {
+            b'T' | b'n' => {
+                if m.describes.front().is_some_and(|d| d.0 == unit) {
+                    return m.describes.pop_front().is_some_and(|d| d.1);
+                }
+                false
+            }
+            b'C' | b'I' | b's' => {
+                m.plan_set = false;
+                m.plan_any = false;
+                false
+            }
+            b'E' | b'Z' => {
+                // An error skips the rest of the batch: its Describes go unanswered.
+                while m.describes.front().is_some_and(|d| d.0 == unit) {
+                    m.describes.pop_front();
+                }
+                m.plan_set = false;
+                m.plan_any = false;
+                m.copy = None;
+                false
+            }
+            _ => false,
+        }
+    }
+
+    /// A DataRow for the client: rewritten if the plan masks a field. False if it cannot
+    /// be (the session is ending).
+    pub(super) fn pass_data_row(&mut self, body: &[u8], raw: &[u8]) -> bool {
+        let Some(m) = self.masking.as_mut() else {
+            self.to_client.extend_from_slice(raw);
+            return true;
+        };
+        if !m.plan_set {
+            self.mask_failure("a row without its row description");
+            return false;
+        }
+        if !m.plan_any {
+            self.to_client.extend_from_slice(raw);
+            return true;
+        }
+        let at = self.to_client.len();
+        match rewrite_row(m, body, &mut self.to_client) {
+            Ok(()) => true,
+            Err(why) => {
+                self.to_client.truncate(at);
+                self.mask_failure(&why);
+                false
+            }
+        }
+    }
+
+    /// COPY data for the client: through the rewriter if this COPY masks a column.
+    pub(super) fn pass_copy_data(&mut self, body: &[u8], raw: &[u8]) -> bool {
+        let Some((copy, key)) = self
+            .masking
+            .as_mut()
+            .and_then(|m| Some((m.copy.as_mut()?, m.key.clone())))
+        else {
+            self.to_client.extend_from_slice(raw);
+            return true;
+        };
+        let key = key.unwrap_or_else(|| Arc::new(HashKey::new([0; 32])));
+        let at = self.to_client.len();
+        self.to_client.push(b'd');
+        self.to_client.extend_from_slice(&[0; 4]);
+        match copy.rewrite(body, &key, &mut self.to_client) {
+            Ok(()) => {
+                let len = (self.to_client.len() - at - 1) as u32;
+                self.to_client[at + 1..at + 5].copy_from_slice(&len.to_be_bytes());
+                true
+            }
+            Err(e) => {
+                self.to_client.truncate(at);
+                self.mask_failure(&e.to_string());
+                false
+            }
+        }
+    }
+
+    /// CopyDone: the masked COPY data must have ended at a row's end.
+    pub(super) fn copy_done(&mut self) -> bool {
+        let Some(copy) = self.masking.as_mut().and_then(|m| m.copy.take()) else {
+            return true;
+        };
+        let mut copy = copy;
+        match copy.finish() {
+            Ok(()) => true,
+            Err(e) => {
+                self.mask_failure(&e.to_string());
+                false
+            }
+        }
+    }
+}
+
+/// The role's masks by relation OID, from the catalog.
+fn role_masks(
+    table: &Table<'_>,
+    role: RoleId,
+    catalog: &MaskCatalog,
+) -> HashMap<u32, Vec<ColumnMask>> {
+    let mut out: HashMap<u32, Vec<ColumnMask>> = HashMap::new();
+    for (r, t, c, kind, _) in table.all_masks() {
+        if r != role {
+            continue;
+        }
+        let Some((oid, rel)) = catalog.relation_of(t) else {
+            continue;
+        };
+        if let Some(col) = rel.columns.iter().find(|x| x.column == Some(c)) {
+            out.entry(oid).or_default().push((
+                col.attnum,
+                action_of(kind),
+                col.family,
+                col.type_oid,
+                col.base_type_oid,
+            ));
+        }
+    }
+    out
+}
+
+/// DataRow: "Int16 The number of column values that follow … Int32 The length of the
+/// column value, in bytes … -1 indicates a NULL column value … Byten The value of the
+/// column, in the format indicated by the associated format code".
+fn rewrite_row(m: &Masking, body: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+    let mut r = wire::Reader::new(body, "DataRow");
+    let n = r.i16().map_err(|_| "a malformed DataRow".to_string())?;
+    if n as usize != m.plan.len() {
+        return Err("a DataRow whose fields do not match its row description".into());
+    }
+    let at = out.len();
+    out.push(b'D');
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&n.to_be_bytes());
+    let zero = HashKey::new([0; 32]);
+    let key = m.key.as_deref().unwrap_or(&zero);
+    for f in &m.plan {
+        let len = r.i32().map_err(|_| "a malformed DataRow".to_string())?;
+        let value = if len < 0 {
+            None
+        } else {
+            Some(
+                r.bytes(len as usize)
+                    .map_err(|_| "a malformed DataRow".to_string())?,
+            )
+        };
+        match f.mask {
+            None => {
+                out.extend_from_slice(&len.to_be_bytes());
+                if let Some(v) = value {
+                    out.extend_from_slice(v);
+                }
+            }
+            Some((action, family)) => {
+                let lpos = out.len();
+                out.extend_from_slice(&[0; 4]);
+                let wrote = mask_value(action, family, f.format, key, value, out)
+                    .map_err(|e| e.to_string())?;
+                let l: i32 = if wrote {
+                    (out.len() - lpos - 4) as i32
+                } else {
+                    -1
+                };
+                out[lpos..lpos + 4].copy_from_slice(&l.to_be_bytes());
+            }
+        }
+    }
+    let len = (out.len() - at - 1) as u32;
+    out[at + 1..at + 5].copy_from_slice(&len.to_be_bytes());
+    Ok(())
+}
