@@ -318,13 +318,14 @@ pub fn attributes_query(table: &Table<'_>, oids: &[u32], by_name: bool) -> Strin
         cond.push_str("false");
     }
     format!(
-        "SELECT c.oid, n.nspname, c.relname, a.attnum, a.attname, a.atttypid, bt.oid, \
-         bt.typsend::pg_catalog.text, a.attgenerated <> '' \
+        // A domain's send function is its base type's (CREATE DOMAIN copies it).
+        "SELECT c.oid, n.nspname, c.relname, a.attnum, a.attname, a.atttypid, \
+         CASE WHEN t.typbasetype <> 0 THEN t.typbasetype ELSE t.oid END, \
+         t.typsend::pg_catalog.text, a.attgenerated <> '' \
          FROM pg_catalog.pg_class c \
          JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
          JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
          JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
-         JOIN pg_catalog.pg_type bt ON bt.oid = CASE WHEN t.typtype = 'd' THEN pg_catalog.getbasetype(t.oid) ELSE t.oid END \
          WHERE {cond} ORDER BY c.oid, a.attnum"
     )
 }

@@ -27,6 +27,10 @@ table "public.customers" {
     column "ssn" { tags "secret"; }
 }
 table "public.events" { columns "id" "payload"; }
+table "public.masked_things" {
+    columns "id" "t" "vc" "n" "big" "sm" "u" "b" "ts" "doc" "gen" "plain"
+}
+table "public.recreated" { columns "id" "secret"; }
 function "pg_catalog.pg_read_file"
 
 role "analyst" {
@@ -76,6 +80,32 @@ role "rate-terminate" {
     rate bytes="1MiB" per="second" burst="1MiB" scope="session" on-exceed="terminate"
 }
 
+// Result masks (tests/masks.rs): one mask of each kind on each type family.
+role "masked" {
+    member claim="groups" value="masked"
+    allow "select" "copy-out" table="public.masked_things"
+    allow "select" "copy-out" table="public.customers" {
+        columns "id" "name" "email"
+    }
+    allow "select" table="public.recreated"
+    allow "select" tag="pg-metadata"
+    allow "transaction" "session" "prepare" "cursor"
+    allow-function "pg_catalog.*"
+    mask table="public.customers" column="email" with="hash"
+    mask table="public.customers" column="name" with="redact"
+    mask table="public.masked_things" column="t" with="hash"
+    mask table="public.masked_things" column="vc" with="redact"
+    mask table="public.masked_things" column="n" with="hash"
+    mask table="public.masked_things" column="big" with="hash"
+    mask table="public.masked_things" column="sm" with="hash"
+    mask table="public.masked_things" column="u" with="hash"
+    mask table="public.masked_things" column="b" with="hash"
+    mask table="public.masked_things" column="ts" with="null"
+    mask table="public.masked_things" column="doc" with="null"
+    mask table="public.masked_things" column="gen" with="hash"
+    mask table="public.recreated" column="secret" with="hash"
+}
+
 // What pg_dump needs to dump schema `dumpme` (tests/drivers.rs).
 role "dumper" {
     member claim="groups" value="dumpers"
@@ -90,6 +120,9 @@ role "dumper" {
     deny-function "pg_catalog.pg_read_file"
 }
 "#;
+
+/// The `hash` masks' key material of the live pgates (`masks hash-key-file`).
+pub const MASK_KEY: &str = "pgate-live-tests-mask-key-0123456789abcdef\n";
 
 pub struct Env {
     pub dir: PathBuf,
@@ -226,6 +259,7 @@ identity issuer="{ISSUER}" audience="{AUDIENCE}" jwks="keys/jwks.json" leeway="5
 policy "policy-{name}.pgt"
 audit path="audit-{name}.jsonl" on-failure="block"
 {limits}
+masks hash-key-file="mask.key"
 {extra}
 "#
     );
@@ -286,7 +320,20 @@ pub fn setup() -> Option<Env> {
         DB,
         "CREATE TABLE customers (id int primary key, name text, email text, ssn text);
          INSERT INTO customers VALUES (1, 'Ada', 'ada@example.com', '123-45-6789'), (2, 'Bob', 'bob@example.com', '987-65-4321');
-         CREATE TABLE events (id serial primary key, payload text);",
+         CREATE TABLE events (id serial primary key, payload text);
+         CREATE TABLE recreated (id int, secret text);
+         INSERT INTO recreated VALUES (1, 'first');
+         CREATE TABLE masked_things (id int primary key, t text, vc varchar(40), n int4,
+             big int8, sm int2, u uuid, b bytea, ts timestamptz, doc jsonb,
+             gen text GENERATED ALWAYS AS (t || '!') STORED, plain text);
+         INSERT INTO masked_things (id, t, vc, n, big, sm, u, b, ts, doc, plain) VALUES
+           (1, 'Zoë', 'visible? no', 42, -9000000000, 7, 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11',
+            '\\x00ff5c0a', now(), '{\"a\": 1}', 'tab\there'),
+           (2, '日本 \\ back,slash \"q\"', 'x', -1, 0, -32768, '00000000-0000-0000-0000-000000000000',
+            '', now(), 'null', E'line\nbreak'),
+           (3, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+           (4, repeat('long-', 100000), 'y', 2147483647, 9223372036854775807, 32767,
+            'ffffffff-ffff-ffff-ffff-ffffffffffff', decode(repeat('ab', 1000), 'hex'), now(), '[]', 'p');",
     );
     let st = Command::new("pgbench")
         .args([
@@ -307,6 +354,7 @@ pub fn setup() -> Option<Env> {
     std::fs::write(dir.join("server.crt"), cert.cert.pem()).ok()?;
     std::fs::write(dir.join("server.key"), cert.signing_key.serialize_pem()).ok()?;
     std::fs::write(dir.join("db.pass"), format!("{password}\n")).ok()?;
+    std::fs::write(dir.join("mask.key"), MASK_KEY).ok()?;
     let metrics_port = free_port();
     let upstream = upstream_at(pg_port.parse().ok()?);
     let extra = format!(r#"metrics "127.0.0.1:{metrics_port}""#);
