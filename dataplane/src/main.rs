@@ -340,16 +340,9 @@ fn run(path: &Path, exit_on_stdin_eof: bool) -> Result<(), String> {
     pgate::metrics::install(c.metrics, audit.clone())?;
     let table = Arc::new(ArcSwap::from_pointee(l.table));
     let auth = Arc::new(l.auth);
+    let jwt = auth.clone();
     let (control, control_rx) = ControlHandle::new();
     let control = Arc::new(control);
-    pgate::reload::spawn_reloader(
-        c.policy.clone(),
-        c.identity.jwks.clone(),
-        table.clone(),
-        auth.clone(),
-        control.clone(),
-        l.mask_hash_key.is_some(),
-    );
     spawn_shutdown_listener(control.clone(), c.limits.drain_timeout, exit_on_stdin_eof);
     let lim = &c.limits;
     let shared = pgate::runtime::Shared {
@@ -390,6 +383,19 @@ fn run(path: &Path, exit_on_stdin_eof: bool) -> Result<(), String> {
         instance,
         conn_seq: Arc::default(),
     };
+    // The masks' catalog of the configured database: a mask its column's type cannot
+    // carry refuses the table now, not at the first result.
+    let first = shared.table.load_full();
+    pgate::runtime::block_on_own_runtime(pgate::runtime::lookup::prepare(&shared, &first))
+        .map_err(|e| format!("policy {}: {e}", c.policy.display()))??;
+    pgate::reload::spawn_reloader(
+        c.policy.clone(),
+        c.identity.jwks.clone(),
+        shared.clone(),
+        jwt,
+        control.clone(),
+        shared.session.mask_hash_key.is_some(),
+    );
     eprintln!(
         "pgate: listening on {} ({} workers), upstream {upstream}",
         c.listen, c.workers

@@ -12,12 +12,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use memmap2::Mmap;
 use pgate_core::table::{Feature, Table, TableFile};
 
 use crate::identity::JwtAuthenticator;
-use crate::runtime::ControlHandle;
+use crate::runtime::{ControlHandle, Shared};
 
 /// Memory-maps and validates the table at `path`. `hash_key`: the configuration has a
 /// key for `hash` masks.
@@ -87,13 +86,13 @@ fn map_read_only(file: &File) -> std::io::Result<Mmap> {
 pub fn spawn_reloader(
     policy: PathBuf,
     jwks: PathBuf,
-    table: Arc<ArcSwap<TableFile>>,
+    shared: Shared,
     auth: Arc<JwtAuthenticator>,
     control: Arc<ControlHandle>,
     hash_key: bool,
 ) {
     let spawned = crate::runtime::spawn_on_own_runtime("pgate-reload", move || async move {
-        reload_loop(&policy, &jwks, &table, &auth, &control, hash_key).await
+        reload_loop(&policy, &jwks, &shared, &auth, &control, hash_key).await
     });
     if let Err(e) = spawned {
         eprintln!("pgate: cannot start the reload thread ({e}); the table will not reload");
@@ -103,7 +102,7 @@ pub fn spawn_reloader(
 async fn reload_loop(
     policy: &Path,
     jwks: &Path,
-    table: &ArcSwap<TableFile>,
+    shared: &Shared,
     auth: &JwtAuthenticator,
     control: &ControlHandle,
     hash_key: bool,
@@ -137,7 +136,7 @@ async fn reload_loop(
         // A rename or a copy comes as several events: let them settle, then read once.
         tokio::time::sleep(Duration::from_millis(50)).await;
         while rx.try_recv().is_ok() {}
-        reload_table(policy, table, control, hash_key);
+        reload_table(policy, shared, control, hash_key).await;
         if by_signal {
             match auth.reload(jwks) {
                 Ok(warnings) => {
@@ -153,13 +152,19 @@ async fn reload_loop(
 }
 
 /// Loads the table again; swaps it in (and tells every session) if it loads and differs.
-fn reload_table(
-    policy: &Path,
-    table: &ArcSwap<TableFile>,
-    control: &ControlHandle,
-    hash_key: bool,
-) {
-    match load_table(policy, hash_key) {
+async fn reload_table(policy: &Path, shared: &Shared, control: &ControlHandle, hash_key: bool) {
+    let table = &shared.table;
+    let loaded = match load_table(policy, hash_key) {
+        Ok(t) if t.digest() != table.load().digest() => {
+            // A mask the database's types cannot carry refuses the new table.
+            match crate::runtime::lookup::prepare(shared, &t).await {
+                Ok(()) => Ok(t),
+                Err(e) => Err(format!("policy {}: {e}", policy.display())),
+            }
+        }
+        other => other,
+    };
+    match loaded {
         Ok(t) if t.digest() == table.load().digest() => {}
         Ok(t) => {
             let digest = t.digest();

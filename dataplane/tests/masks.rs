@@ -500,3 +500,43 @@ fn psql_shows_the_hashed_and_redacted_values() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn a_mask_the_column_type_cannot_carry_refuses_the_table_at_start() {
+    let e = require_env!();
+    // `redact` writes `***`, which an int4 cannot hold.
+    let policy = POLICY.replace(
+        r#"column="n" with="hash""#,
+        r#"column="n" with="redact""#,
+    );
+    assert_ne!(policy, POLICY);
+    let table = e.dir.join("policy-badmask.pgt");
+    build_table(&policy, &table);
+    let port = free_port();
+    let config = format!(
+        r#"
+listen "127.0.0.1:{port}"
+workers 1
+allow-plaintext-loopback #true
+upstream host="127.0.0.1" port={} database="{DB}" user="postgres" password-file="db.pass"
+identity issuer="{ISSUER}" audience="{AUDIENCE}" jwks="keys/jwks.json"
+policy "policy-badmask.pgt"
+audit path="audit-badmask.jsonl"
+masks hash-key-file="mask.key"
+"#,
+        e.pg_port
+    );
+    let path = e.dir.join("pgate-badmask.kdl");
+    std::fs::write(&path, config).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pgate"))
+        .args(["run", "--exit-on-stdin-eof", "--config"])
+        .arg(&path)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("cannot be applied"), "{stderr}");
+    assert!(stderr.contains("public.masked_things.n"), "{stderr}");
+    assert!(stderr.contains("policy-badmask.kdl:"), "{stderr}");
+}

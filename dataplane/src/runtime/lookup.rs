@@ -86,28 +86,71 @@ pub async fn run_lookup(
         .map_err(|_| format!("no answer within {} s", LOOKUP_TIMEOUT.as_secs()))?
 }
 
+/// Why a snapshot could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// The database could not be asked: sessions ask again when they need it.
+    #[error("{0}")]
+    Unreachable(String),
+    /// The database's catalog contradicts the table (a mask its column's type cannot
+    /// carry): the table must not be used.
+    #[error("{0}")]
+    Refused(String),
+}
+
 /// The snapshot for `database`: the policy's masked tables and every relation OID.
 pub async fn snapshot(
     shared: &Shared,
     file: &TableFile,
     database: &str,
-) -> Result<MaskCatalog, String> {
+) -> Result<MaskCatalog, SnapshotError> {
+    use SnapshotError::{Refused, Unreachable};
     let table = file.table();
     let sql = format!(
         "{}; {}",
         catalog::attributes_query(&table, &[], true),
         catalog::RELATIONS_QUERY
     );
-    let results = run_lookup(shared, database, sql).await?;
+    let results = run_lookup(shared, database, sql).await.map_err(Unreachable)?;
     let (attrs, oids) = match results.as_slice() {
         [a, o] => (a, o),
-        _ => return Err("the catalog lookup returned an unexpected answer".into()),
+        _ => {
+            return Err(Unreachable(
+                "the catalog lookup returned an unexpected answer".into(),
+            ));
+        }
     };
-    let attrs = catalog::attribute_rows(attrs)?;
+    let attrs = catalog::attribute_rows(attrs).map_err(Unreachable)?;
     let oids = oids
         .iter()
         .filter_map(|r| r.first().and_then(|v| v.as_deref()?.parse::<u32>().ok()));
-    MaskCatalog::build(&table, file.digest(), database, &attrs, oids)
+    MaskCatalog::build(&table, file.digest(), database, &attrs, oids).map_err(Refused)
+}
+
+/// At start and before a table swap: the snapshot of the configured database, so that a
+/// mask the database's types cannot carry refuses the table (naming the rule) before any
+/// session uses it. `Ok` also when the database cannot be reached (said on stderr): the
+/// sessions look the catalog up when they need it, and fail closed if it stays away.
+pub async fn prepare(shared: &Shared, file: &TableFile) -> Result<(), String> {
+    let Some(db) = shared.session.upstream_database.clone() else {
+        return Ok(());
+    };
+    if catalog::masked_tables(&file.table()).is_empty() {
+        return Ok(());
+    }
+    match snapshot(shared, file, &db).await {
+        Ok(c) => {
+            shared.catalogs.put(Arc::new(c));
+            Ok(())
+        }
+        Err(SnapshotError::Refused(e)) => Err(e),
+        Err(SnapshotError::Unreachable(e)) => {
+            eprintln!(
+                "pgate: masks: cannot look up the catalog of database {db} now ({e}); sessions will look it up when they need it"
+            );
+            Ok(())
+        }
+    }
 }
 
 /// What a session asked for ([`crate::session::Session::catalog_request`]): the
@@ -124,7 +167,11 @@ pub async fn catalog_for(
     let mut current = match shared.catalogs.get(database, digest) {
         Some(c) => c,
         None => {
-            let c = Arc::new(snapshot(shared, &file, database).await?);
+            let c = Arc::new(
+                snapshot(shared, &file, database)
+                    .await
+                    .map_err(|e| e.to_string())?,
+            );
             shared.catalogs.put(c.clone());
             if oids.is_empty() && !refresh_names {
                 return Ok(c);

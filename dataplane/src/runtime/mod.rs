@@ -147,6 +147,16 @@ where
     Ok(())
 }
 
+/// Runs `fut` to its end on a current-thread runtime of its own, here (before the
+/// workers start). The error says why the runtime could not start.
+pub fn block_on_own_runtime<F: std::future::Future>(fut: F) -> Result<F::Output, String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start a runtime: {e}"))?;
+    Ok(rt.block_on(fut))
+}
+
 /// Binds one `SO_REUSEPORT` listener per worker (so the kernel spreads connections) and runs
 /// the workers until the drain has ended. Returns early only on a startup error.
 pub fn run(listen: SocketAddr, workers: usize, shared: Shared) -> io::Result<()> {
