@@ -505,10 +505,7 @@ fn psql_shows_the_hashed_and_redacted_values() {
 fn a_mask_the_column_type_cannot_carry_refuses_the_table_at_start() {
     let e = require_env!();
     // `redact` writes `***`, which an int4 cannot hold.
-    let policy = POLICY.replace(
-        r#"column="n" with="hash""#,
-        r#"column="n" with="redact""#,
-    );
+    let policy = POLICY.replace(r#"column="n" with="hash""#, r#"column="n" with="redact""#);
     assert_ne!(policy, POLICY);
     let table = e.dir.join("policy-badmask.pgt");
     build_table(&policy, &table);
@@ -539,4 +536,71 @@ masks hash-key-file="mask.key"
     assert!(stderr.contains("cannot be applied"), "{stderr}");
     assert!(stderr.contains("public.masked_things.n"), "{stderr}");
     assert!(stderr.contains("policy-badmask.kdl:"), "{stderr}");
+}
+
+#[test]
+fn psycopg_reads_masked_values_in_text_and_binary() {
+    let e = require_env!();
+    let python = match std::env::var("PGATE_DRIVERS_PYTHON") {
+        Ok(p) => p,
+        Err(_) => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "PGATE_DRIVERS_PYTHON not set under CI"
+            );
+            eprintln!("skipped: PGATE_DRIVERS_PYTHON not set (run ci/test.sh)");
+            return;
+        }
+    };
+    let script = r#"
+import json, os, sys, psycopg
+c = psycopg.connect(host="127.0.0.1", port=int(os.environ["PORT"]), user="masked",
+                    dbname=os.environ["DB"], password=os.environ["TOKEN"], sslmode="disable")
+out = {}
+for binary in (False, True):
+    with c.cursor(binary=binary) as cur:
+        cur.execute("SELECT id, email, name FROM customers ORDER BY id")
+        out["binary" if binary else "text"] = [[r[0], r[1], r[2]] for r in cur.fetchall()]
+    with c.cursor(binary=binary) as cur:
+        cur.execute("SELECT n, u FROM masked_things WHERE id = %s", (1,))
+        n, u = cur.fetchone()
+        out["n_" + ("binary" if binary else "text")] = [n, str(u)]
+with c.cursor() as cur:
+    with cur.copy("COPY customers (id, email) TO STDOUT") as copy:
+        out["copy"] = [list(r) for r in copy.rows()]
+print(json.dumps(out))
+"#;
+    let out = std::process::Command::new(python)
+        .args(["-c", script])
+        .env("PORT", e.addr.port().to_string())
+        .env("DB", DB)
+        .env("TOKEN", masked_token(e))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let want = serde_json::json!([
+        [1, text_hash("ada@example.com"), "***"],
+        [2, text_hash("bob@example.com"), "***"]
+    ]);
+    assert_eq!(v["text"], want);
+    assert_eq!(v["binary"], want);
+    let real = real_rows(e);
+    let w = expected_text(&real[0]);
+    let n: i64 = w[3].as_ref().unwrap().parse().unwrap();
+    let n_want = serde_json::json!([n, w[6].clone().unwrap()]);
+    assert_eq!(v["n_text"], n_want);
+    assert_eq!(v["n_binary"], n_want);
+    assert_eq!(
+        v["copy"],
+        serde_json::json!([
+            ["1", text_hash("ada@example.com")],
+            ["2", text_hash("bob@example.com")]
+        ])
+    );
 }

@@ -111,7 +111,9 @@ pub async fn snapshot(
         catalog::attributes_query(&table, &[], true),
         catalog::RELATIONS_QUERY
     );
-    let results = run_lookup(shared, database, sql).await.map_err(Unreachable)?;
+    let results = run_lookup(shared, database, sql)
+        .await
+        .map_err(Unreachable)?;
     let (attrs, oids) = match results.as_slice() {
         [a, o] => (a, o),
         _ => {

@@ -74,6 +74,30 @@ pub fn policy_capped(max_rows: Option<u64>, max_bytes: Option<u64>) -> Vec<u8> {
     write(&p)
 }
 
+/// The analyst of [`Grant::Widened`] with masks (rule 4, "mask …"): customers.name hashed,
+/// customers.ssn redacted.
+pub fn policy_masked() -> Vec<u8> {
+    let mut p = compiled(&[], Grant::Widened);
+    p.rules.push(rule(9, RuleKind::Mask, "mask …"));
+    for r in &mut p.roles {
+        r.masks = vec![
+            MaskEntry {
+                table: 1,
+                column: 1,
+                kind: MaskKind::Hash,
+                rule: 4,
+            },
+            MaskEntry {
+                table: 1,
+                column: 2,
+                kind: MaskKind::Redact,
+                rule: 4,
+            },
+        ];
+    }
+    write(&p)
+}
+
 /// The analyst of [`Grant::Narrowed`] with a byte rate (rule 4, "rate …").
 pub fn policy_rated(
     bytes_per_second: u64,

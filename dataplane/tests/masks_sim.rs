@@ -1,0 +1,361 @@
+//! Result masks through the sans-IO session, with the database's answers written by hand:
+//! the plan comes from RowDescription's table OID and attribute number, the catalog is
+//! waited for (nothing is read from the database meanwhile), values are rewritten, an
+//! unknown relation is looked up before its rows pass, and pgate's own Describe before an
+//! Execute is answered to pgate alone.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
+
+mod common;
+use std::sync::Arc;
+
+use common::*;
+use pgate::masks::catalog::{AttributeRow, MaskCatalog};
+use pgate::masks::value::{Family, Format, HashKey, MaskAction, mask_value};
+use pgate::session::{Action, SessionConfig};
+use pgate_core::table::Table;
+
+const CUSTOMERS: u32 = 16_400;
+const OTHER: u32 = 16_500;
+const KEY: [u8; 32] = [7; 32];
+
+fn masked() -> Sim {
+    let mut s = Sim::new(SessionConfig {
+        allow_plaintext_auth: true,
+        upstream_user: "pgate_upstream".into(),
+        mask_hash_key: Some(Arc::new(HashKey::new(KEY))),
+        ..SessionConfig::default()
+    });
+    s.table = policy_masked();
+    let login = s.connect();
+    assert_eq!(login.last().map(|m| m.0), Some(b'Z'));
+    s
+}
+
+fn attr(oid: u32, rel: &str, attnum: i16, name: &str, typ: u32, send: &str) -> AttributeRow {
+    AttributeRow {
+        oid,
+        schema: "public".into(),
+        relation: rel.into(),
+        attnum,
+        name: name.into(),
+        type_oid: typ,
+        base_type_oid: typ,
+        send: send.into(),
+        generated: false,
+    }
+}
+
+/// What the database's catalog says: customers (id int4, name text, ssn text) at OID
+/// 16400, and `others` as relations seen.
+fn catalog(s: &Sim, others: &[u32]) -> Arc<MaskCatalog> {
+    let t = Table::parse(&s.table).unwrap();
+    let rows = [
+        attr(CUSTOMERS, "customers", 1, "id", 23, "int4send"),
+        attr(CUSTOMERS, "customers", 2, "name", 25, "textsend"),
+        attr(CUSTOMERS, "customers", 3, "ssn", 25, "textsend"),
+    ];
+    Arc::new(MaskCatalog::build(&t, t.digest(), "app", &rows, others.iter().copied()).unwrap())
+}
+
+/// RowDescription of (table OID, attnum, type OID) fields, in `format`.
+fn row_description(fields: &[(u32, i16, u32)], format: i16) -> Vec<u8> {
+    let mut b = (fields.len() as i16).to_be_bytes().to_vec();
+    for (i, (t, a, ty)) in fields.iter().enumerate() {
+        b.extend(cstr(&format!("c{i}")));
+        b.extend(t.to_be_bytes());
+        b.extend(a.to_be_bytes());
+        b.extend(ty.to_be_bytes());
+        b.extend((-1i16).to_be_bytes());
+        b.extend((-1i32).to_be_bytes());
+        b.extend(format.to_be_bytes());
+    }
+    msg(b'T', &b)
+}
+
+fn data_row(values: &[Option<&[u8]>]) -> Vec<u8> {
+    let mut b = (values.len() as i16).to_be_bytes().to_vec();
+    for v in values {
+        match v {
+            Some(v) => {
+                b.extend((v.len() as i32).to_be_bytes());
+                b.extend(*v);
+            }
+            None => b.extend((-1i32).to_be_bytes()),
+        }
+    }
+    msg(b'D', &b)
+}
+
+fn fields(d: &[u8]) -> Vec<Option<Vec<u8>>> {
+    let n = i16::from_be_bytes([d[0], d[1]]);
+    let mut p = 2;
+    (0..n)
+        .map(|_| {
+            let l = i32::from_be_bytes(d[p..p + 4].try_into().unwrap());
+            p += 4;
+            if l < 0 {
+                return None;
+            }
+            let v = d[p..p + l as usize].to_vec();
+            p += l as usize;
+            Some(v)
+        })
+        .collect()
+}
+
+fn hashed_text(v: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    mask_value(
+        MaskAction::Hash,
+        Family::Text,
+        Format::Text,
+        &HashKey::new(KEY),
+        Some(v),
+        &mut out,
+    )
+    .unwrap();
+    out
+}
+
+/// Sends client bytes; returns what went upstream (not answered yet).
+fn send(s: &mut Sim, bytes: &[u8]) -> Vec<u8> {
+    let tb = s.table.clone();
+    let table = Table::parse(&tb).unwrap();
+    s.session.handle_client(bytes, &table, &TestAuth, s.t);
+    let up = s.session.poll_upstream().to_vec();
+    s.session.upstream_written(up.len());
+    up
+}
+
+/// Feeds the database's answer; returns how much the session took.
+fn answer(s: &mut Sim, bytes: &[u8]) -> usize {
+    s.t.mono_us += 10;
+    s.session.handle_upstream(bytes, s.t)
+}
+
+fn lookups(s: &mut Sim) -> usize {
+    let mut n = 0;
+    while let Some(a) = s.session.poll_action() {
+        if a == Action::LookupCatalog {
+            n += 1;
+        }
+    }
+    n
+}
+
+fn to_client(s: &mut Sim) -> Vec<(u8, Vec<u8>)> {
+    let out = s.session.poll_client().to_vec();
+    s.session.client_written(out.len());
+    messages(&out)
+}
+
+fn result(fields_: &[(u32, i16, u32)], rows: &[Vec<Option<&[u8]>>]) -> Vec<u8> {
+    let mut b = row_description(fields_, 0);
+    for r in rows {
+        b.extend(data_row(r));
+    }
+    b
+}
+
+#[test]
+fn a_result_waits_for_the_catalog_then_comes_masked() {
+    let mut s = masked();
+    let up = send(&mut s, &query("select id, name, ssn from customers"));
+    assert_eq!(up[0], b'Q');
+    let mut reply = result(
+        &[(CUSTOMERS, 1, 23), (CUSTOMERS, 2, 25), (CUSTOMERS, 3, 25)],
+        &[
+            vec![Some(b"1"), Some("Zoë".as_bytes()), Some(b"123-45-6789")],
+            vec![Some(b"2"), None, Some(b"987")],
+        ],
+    );
+    reply.extend(msg(b'C', &cstr("SELECT 2")));
+    reply.extend(msg(b'Z', b"I"));
+    // No catalog yet: nothing is taken, the driver is asked, and told not to read on.
+    assert_eq!(answer(&mut s, &reply), 0);
+    assert_eq!(lookups(&mut s), 1);
+    assert!(s.session.upstream_paused());
+    assert_eq!(s.session.catalog_request(), Some(("app", &[][..], false)));
+    assert!(to_client(&mut s).is_empty());
+    let table = Table::parse(&s.table).unwrap();
+    let c = catalog(&s, &[]);
+    s.session.handle_catalog(Ok(c), &table);
+    assert!(!s.session.upstream_paused());
+    assert_eq!(answer(&mut s, &reply), reply.len());
+    let r = to_client(&mut s);
+    assert_eq!(tags(&r), "TDDCZ");
+    assert_eq!(
+        fields(&r[1].1),
+        vec![
+            Some(b"1".to_vec()),
+            Some(hashed_text("Zoë".as_bytes())),
+            Some(b"***".to_vec())
+        ]
+    );
+    // NULL stays NULL; the id (unmasked) is as sent.
+    assert_eq!(
+        fields(&r[2].1),
+        vec![Some(b"2".to_vec()), None, Some(b"***".to_vec())]
+    );
+    // The next result needs no lookup.
+    send(&mut s, &query("select name from customers"));
+    let mut reply = result(&[(CUSTOMERS, 2, 25)], &[vec![Some(b"Ada")]]);
+    reply.extend(msg(b'C', &cstr("SELECT 1")));
+    reply.extend(msg(b'Z', b"I"));
+    assert_eq!(answer(&mut s, &reply), reply.len());
+    assert_eq!(lookups(&mut s), 0);
+    let r = to_client(&mut s);
+    assert_eq!(fields(&r[1].1), vec![Some(hashed_text(b"Ada"))]);
+}
+
+#[test]
+fn a_relation_the_catalog_has_not_seen_is_looked_up_before_its_rows_pass() {
+    let mut s = masked();
+    let tb = s.table.clone();
+    let table = Table::parse(&tb).unwrap();
+    s.session.handle_catalog(Ok(catalog(&s, &[])), &table);
+    send(&mut s, &query("select id, name from customers"));
+    // A relation OID the snapshot does not know (created since, or customers created
+    // again under a new OID).
+    const NEW: u32 = 17_000;
+    let mut reply = result(
+        &[(NEW, 1, 23), (NEW, 2, 25)],
+        &[vec![Some(b"1"), Some(b"Ada")]],
+    );
+    reply.extend(msg(b'C', &cstr("SELECT 1")));
+    reply.extend(msg(b'Z', b"I"));
+    assert_eq!(answer(&mut s, &reply), 0);
+    assert_eq!(lookups(&mut s), 1);
+    assert_eq!(
+        s.session.catalog_request(),
+        Some(("app", &[NEW][..], false))
+    );
+    // The lookup says: it is customers, created again.
+    let t = Table::parse(&tb).unwrap();
+    let again = catalog(&s, &[])
+        .extended(
+            &t,
+            &[
+                attr(NEW, "customers", 1, "id", 23, "int4send"),
+                attr(NEW, "customers", 2, "name", 25, "textsend"),
+            ],
+            &[NEW],
+        )
+        .unwrap();
+    s.session.handle_catalog(Ok(Arc::new(again)), &table);
+    assert_eq!(answer(&mut s, &reply), reply.len());
+    let r = to_client(&mut s);
+    assert_eq!(
+        fields(&r[1].1),
+        vec![Some(b"1".to_vec()), Some(hashed_text(b"Ada"))]
+    );
+}
+
+#[test]
+fn an_unmasked_relation_passes_byte_for_byte() {
+    let mut s = masked();
+    let tb = s.table.clone();
+    let table = Table::parse(&tb).unwrap();
+    s.session.handle_catalog(Ok(catalog(&s, &[OTHER])), &table);
+    send(&mut s, &query("select id from orders"));
+    let mut reply = result(
+        &[(OTHER, 1, 23), (0, 0, 25)],
+        &[vec![Some(b"5"), Some(b"x")]],
+    );
+    reply.extend(msg(b'C', &cstr("SELECT 1")));
+    reply.extend(msg(b'Z', b"I"));
+    assert_eq!(answer(&mut s, &reply), reply.len());
+    let r = to_client(&mut s);
+    let mut got = Vec::new();
+    for (t, b) in &r {
+        got.extend(msg(*t, b));
+    }
+    assert_eq!(got, reply);
+}
+
+#[test]
+fn pgate_describes_the_portal_before_execute_and_keeps_the_answer() {
+    let mut s = masked();
+    let tb = s.table.clone();
+    let table = Table::parse(&tb).unwrap();
+    s.session.handle_catalog(Ok(catalog(&s, &[])), &table);
+    let mut b = parse("", "select name from customers");
+    b.extend(bind("", ""));
+    b.extend(execute(""));
+    b.extend(sync());
+    let up = messages(&send(&mut s, &b));
+    // Parse, Bind, pgate's Describe of the portal, Execute, Sync.
+    assert_eq!(tags(&up), "PBDES");
+    assert_eq!(up[2].1, b"P\0".to_vec());
+    let mut reply = msg(b'1', &[]);
+    reply.extend(msg(b'2', &[]));
+    reply.extend(row_description(&[(CUSTOMERS, 2, 25)], 1));
+    reply.extend(data_row(&[Some(b"Ada")]));
+    reply.extend(msg(b'C', &cstr("SELECT 1")));
+    reply.extend(msg(b'Z', b"I"));
+    assert_eq!(answer(&mut s, &reply), reply.len());
+    let r = to_client(&mut s);
+    // The client did not ask for the RowDescription: it does not get it.
+    assert_eq!(tags(&r), "12DCZ");
+    assert_eq!(fields(&r[2].1), vec![Some(hashed_text(b"Ada"))]);
+
+    // A failed Parse: the rest of the batch (pgate's Describe included) goes unanswered,
+    // and the next batch is matched right.
+    let up = messages(&send(&mut s, &b));
+    assert_eq!(tags(&up), "PBDES");
+    let mut reply = msg(b'E', b"SERROR\0C42601\0Msyntax error\0\0");
+    reply.extend(msg(b'Z', b"I"));
+    assert_eq!(answer(&mut s, &reply), reply.len());
+    assert_eq!(tags(&to_client(&mut s)), "EZ");
+    let mut b2 = parse("", "select name from customers");
+    b2.extend(bind("", ""));
+    b2.extend(msg(b'D', b"P\0"));
+    b2.extend(execute(""));
+    b2.extend(sync());
+    let up = messages(&send(&mut s, &b2));
+    assert_eq!(tags(&up), "PBDDES");
+    let mut reply = msg(b'1', &[]);
+    reply.extend(msg(b'2', &[]));
+    reply.extend(row_description(&[(CUSTOMERS, 2, 25)], 0));
+    reply.extend(row_description(&[(CUSTOMERS, 2, 25)], 0));
+    reply.extend(data_row(&[Some(b"Bob")]));
+    reply.extend(msg(b'C', &cstr("SELECT 1")));
+    reply.extend(msg(b'Z', b"I"));
+    assert_eq!(answer(&mut s, &reply), reply.len());
+    let r = to_client(&mut s);
+    // The client's own Describe is answered; pgate's is not.
+    assert_eq!(tags(&r), "12TDCZ");
+    assert_eq!(fields(&r[3].1), vec![Some(hashed_text(b"Bob"))]);
+}
+
+#[test]
+fn a_row_without_its_row_description_ends_the_session() {
+    let mut s = masked();
+    let tb = s.table.clone();
+    let table = Table::parse(&tb).unwrap();
+    s.session.handle_catalog(Ok(catalog(&s, &[])), &table);
+    send(&mut s, &query("select name from customers"));
+    let reply = data_row(&[Some(b"Ada")]);
+    answer(&mut s, &reply);
+    let r = to_client(&mut s);
+    assert_eq!(tags(&r), "E");
+    assert!(error_field(&r[0].1, b'M').contains("cannot mask"), "{r:?}");
+    assert!(s.session.is_closed());
+}
+
+#[test]
+fn a_catalog_that_cannot_be_had_ends_the_session_before_any_row() {
+    let mut s = masked();
+    send(&mut s, &query("select name from customers"));
+    let mut reply = result(&[(CUSTOMERS, 2, 25)], &[vec![Some(b"Ada")]]);
+    reply.extend(msg(b'C', &cstr("SELECT 1")));
+    assert_eq!(answer(&mut s, &reply), 0);
+    let tb = s.table.clone();
+    let table = Table::parse(&tb).unwrap();
+    s.session
+        .handle_catalog(Err("connection refused".into()), &table);
+    let r = to_client(&mut s);
+    assert_eq!(tags(&r), "E");
+    assert!(error_field(&r[0].1, b'M').contains("connection refused"));
+    assert!(s.session.is_closed());
+}
