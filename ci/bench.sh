@@ -18,6 +18,8 @@
 #   BENCH_PGBENCH_TIME=5   seconds per pgbench run (0: skip pgbench)
 #   BENCH_WORKLOADS=…      comma-separated pgate-loadtest workloads (default: all)
 #   BENCH_DIRECT_TLS=1     also measure PostgreSQL directly over TLS (isolates TLS cost)
+#   BENCH_STREAM_REPEAT=100  the result-stream section streams scale × 100000 × this many
+#                          account rows per query (100: about 1 GB); 0 skips the section
 #   BENCH_OUT=bench        where REPORT.md and loadtest.json go
 #   BENCH_COMMIT=…         what the report says was measured (default: git HEAD)
 source "$(dirname "$0")/lib.sh"
@@ -251,6 +253,62 @@ if [ "$PGBENCH_TIME" != 0 ]; then
     done
 fi
 
+# ------------------------------------------------------------------ result stream
+# One large SELECT per query, through pgate without caps (pgate-allow), with caps set but
+# not reached, with one masked text column (`filler`, redact) and with it hashed.
+STREAM_REPEAT=${BENCH_STREAM_REPEAT:-100}
+STREAM_ROWS=$((SCALE * 100000 * STREAM_REPEAT))
+if [ "$STREAM_REPEAT" != 0 ]; then
+    openssl rand -hex 32 > "$WORK/mask.key"
+    stream_pgate() { # NAME PORT EXTRA-RULES
+        mkdir -p "$WORK/stream-$1"
+        cat > "$WORK/stream-$1/policy.kdl" <<KDL
+$PGBENCH_TABLES
+role "bench" {
+    member claim="groups" value="bench"
+    allow "select" table="public.pgbench_*"
+    allow "select" table="pg_catalog.*"
+    allow-function "pg_catalog.*"
+    $3
+}
+KDL
+        compile_policy "$WORK/stream-$1" "$WORK/stream-$1.pgt" >/dev/null
+        cat > "$WORK/pgate-stream-$1.kdl" <<KDL
+listen "127.0.0.1:$2"
+workers 2
+tls cert="server.crt" key="server.key"
+upstream host="127.0.0.1" port=$PG_PORT database="bench" user="postgres" password-file="db.pass"
+identity issuer="https://idp.bench.pgate" audience="pgate" jwks="keys/jwks.json" leeway="30s"
+policy "stream-$1.pgt"
+audit path="/dev/null" on-failure="block"
+masks hash-key-file="mask.key"
+KDL
+        "$PGATE" run --config "$WORK/pgate-stream-$1.kdl" 2>"$WORK/pgate-stream-$1.log" &
+        PIDS+=("$!")
+        eval "STREAM_PID_${1//-/_}=$!"
+        wait_port "$2"
+        export "PGATE_LOADTEST_PASSWORD_PGATE_$(echo "$1" | tr 'a-z-' 'A-Z_')=$TOKEN"
+    }
+    stream_pgate capped 54344 'limit rows=1000000000 bytes="512GiB"'
+    stream_pgate redact 54345 'mask table="public.pgbench_accounts" column="filler" with="redact"'
+    stream_pgate hash 54346 'mask table="public.pgbench_accounts" column="filler" with="hash"'
+    STREAM_ARGS=(--target "direct=postgres://postgres@127.0.0.1:$PG_PORT/bench?sslmode=disable"
+        --target "pgate-allow=postgres://bench@127.0.0.1:$PGATE_ALLOW_PORT/bench?sslrootcert=$WORK/ca.crt"
+        --target "pgate-capped=postgres://bench@127.0.0.1:54344/bench?sslrootcert=$WORK/ca.crt"
+        --target "pgate-redact=postgres://bench@127.0.0.1:54345/bench?sslrootcert=$WORK/ca.crt"
+        --target "pgate-hash=postgres://bench@127.0.0.1:54346/bench?sslrootcert=$WORK/ca.crt"
+        --proxy-pid "pgate-allow=$PGATE_ALLOW_PID"
+        --proxy-pid "pgate-capped=$STREAM_PID_capped"
+        --proxy-pid "pgate-redact=$STREAM_PID_redact"
+        --proxy-pid "pgate-hash=$STREAM_PID_hash"
+        --workload stream --connections 1 --duration "$DURATION" --rounds "$ROUNDS" --warmup 0
+        --scale "$SCALE" --stream-rows "$STREAM_ROWS" --stream-repeat "$STREAM_REPEAT"
+        --max-rows $((STREAM_ROWS + 1)) --clk-tck "$CLK_TCK")
+    log "result stream: $STREAM_ROWS rows per query (pgate without caps, with caps, redact, hash)"
+    "$LOADTEST" "${STREAM_ARGS[@]}" --format markdown > "$WORK/stream.md" || true
+    cat "$WORK/stream.md"
+fi
+
 # ------------------------------------------------------------------ report
 pgbench_table() {
     echo "| target | mode | clients | tps | tps × direct | latency avg ms | transactions | proxy CPU s/10k tx |"
@@ -323,6 +381,18 @@ fi
         pgbench_table
         echo
     fi
+    if [ "$STREAM_REPEAT" != 0 ]; then
+        echo "## Result stream"
+        echo
+        echo "One connection, \`SELECT a.* FROM pgbench_accounts a CROSS JOIN generate_series(1, $STREAM_REPEAT) g"
+        echo "LIMIT $STREAM_ROWS\` (about $((STREAM_ROWS / 10000)) MB of rows) per query, run until each segment's time is"
+        echo "up. pgate-allow: no caps; pgate-capped: \`limit rows=1000000000 bytes=\"512GiB\"\` (counted, never"
+        echo "reached); pgate-redact / pgate-hash: \`filler\` (char(84)) masked with \`redact\` / \`hash\`, so"
+        echo "every row is rewritten. Masking cost per row = (1/masked − 1/unmasked MB/s) × bytes per row."
+        echo
+        cat "$WORK/stream.md"
+        echo
+    fi
     echo "## Commands"
     echo
     echo '```sh'
@@ -334,6 +404,10 @@ fi
     echo
     echo "# the token: pgate token --key \$WORK/keys/signing-key.pem --iss https://idp.bench.pgate --aud pgate --ttl 2h --sub bench@example.com --claim groups=bench"
     for c in "${PGBENCH_CMDS[@]}"; do echo "$c"; done
+    if [ "$STREAM_REPEAT" != 0 ]; then
+        printf '%q ' target/release/pgate-loadtest "${STREAM_ARGS[@]}" --format markdown | sed "s#$WORK#\$WORK#g"
+        echo
+    fi
     echo '```'
     echo
     echo "Policies: \`\$WORK/allow/policy.kdl\` and \`\$WORK/policies/bench.kdl\` as written by \`ci/bench.sh\`;"

@@ -37,6 +37,9 @@ log "keys, TLS certificate, configuration"
 make_cert "$DEMO" server
 echo "$PG_SUPERUSER_PASSWORD" > "$DEMO/db.pass"
 chmod 600 "$DEMO/db.pass"
+# The key of `hash` masks: the data plane's secret, never in the policy.
+openssl rand -hex 32 > "$DEMO/mask.key"
+chmod 600 "$DEMO/mask.key"
 PORT=${PGATE_DEMO_PORT:-6432}
 cat > "$DEMO/pgate.kdl" <<KDL
 listen "127.0.0.1:$PORT"
@@ -46,6 +49,7 @@ upstream host="127.0.0.1" port=$PG_PORT database="app" user="postgres" password-
 identity issuer="https://idp.demo.pgate" audience="pgate" jwks="keys/jwks.json" leeway="30s"
 policy "policy.pgt"
 audit path="audit.jsonl" on-failure="block"
+masks hash-key-file="mask.key"
 KDL
 "$PGATE" check-config "$DEMO/pgate.kdl"
 
@@ -61,6 +65,7 @@ mint() {
     "$PGATE" token --key "$DEMO/keys/signing-key.pem" --iss https://idp.demo.pgate --aud pgate --ttl 1h "$@"
 }
 ANALYST_TOKEN=$(mint --sub alice@example.com --claim groups=data-analysts)
+SUPPORT_TOKEN=$(mint --sub sam@example.com --claim groups=support)
 AGENT_TOKEN=$(mint --sub support-copilot --claim client_id=support-copilot --act agent-run-42 --act bob@example.com)
 
 run_as() {
@@ -74,10 +79,32 @@ run_as analyst "$ANALYST_TOKEN" "SELECT id, status, total_cents FROM orders ORDE
 run_as analyst "$ANALYST_TOKEN" "SELECT country, count(*) FROM customers GROUP BY country ORDER BY country"
 run_as analyst "$ANALYST_TOKEN" "SELECT name, ssn FROM customers LIMIT 3"
 run_as analyst "$ANALYST_TOKEN" "SELECT count(*) FROM customers WHERE ssn LIKE '1%'"
+# The e-mail is masked with a keyed hash: equal addresses give equal hashes (exports still
+# join), and the database never computes with the real value for this role.
+run_as analyst "$ANALYST_TOKEN" "SELECT id, email, country FROM customers ORDER BY id LIMIT 3"
+run_as analyst "$ANALYST_TOKEN" "SELECT id FROM customers WHERE email LIKE 'ada%'"
 run_as analyst "$ANALYST_TOKEN" "WITH gone AS (DELETE FROM orders RETURNING *) SELECT count(*) FROM gone"
 # psql's \dt reads the catalog metadata (tag pg-metadata); password hashes stay inside.
 run_as analyst "$ANALYST_TOKEN" "\dt"
 run_as analyst "$ANALYST_TOKEN" "SELECT rolname, rolpassword FROM pg_authid"
+
+log "support (token: groups=support): the address is redacted"
+run_as support "$SUPPORT_TOKEN" "SELECT id, name, address FROM customers ORDER BY id LIMIT 2"
+
+log "a throttled export: the analyst's rate (4 MiB/s after a 32 MiB burst, per identity)"
+ITEMS=$(PGDATABASE_ADMIN=app psql_admin -tAc 'select count(*) from order_items')
+REPEAT=$((85000 / ITEMS))
+EXPORT_SQL="COPY (SELECT i.id, repeat('x', 500) FROM order_items i CROSS JOIN generate_series(1, $REPEAT)) TO STDOUT"
+printf '\n\033[1manalyst$\033[0m %s\n' "$EXPORT_SQL"
+START_NS=$(date +%s%N)
+BYTES=$(PGPASSWORD="$ANALYST_TOKEN" PGSSLMODE=require psql -X -h 127.0.0.1 -p "$PORT" -U analyst -d app -c "$EXPORT_SQL" | wc -c)
+END_NS=$(date +%s%N)
+sleep 0.3
+THROTTLED=$(grep '"event":"statement"' "$DEMO/audit.jsonl" | grep -o '"throttled_ms":[0-9]*' | tail -n 1)
+awk -v b="$BYTES" -v ns=$((END_NS - START_NS)) -v t="$THROTTLED" 'BEGIN {
+    s = ns / 1e9; mib = b / 1048576;
+    printf "    %.1f MiB in %.2f s: %.1f MiB/s overall, %.1f MiB/s after the 32 MiB burst (%s on its audit line)\n",
+        mib, s, mib / s, (mib - 32) / s, t }'
 
 log "an AI agent acting for bob@example.com (token: client_id=support-copilot, act chain)"
 run_as ai-agent "$AGENT_TOKEN" "SELECT id, status FROM orders WHERE id = 1001"

@@ -74,6 +74,10 @@ struct Cli {
     /// Rows per query in the stream workload (`SELECT * FROM pgbench_accounts LIMIT n`).
     #[arg(long, default_value_t = 100_000)]
     stream_rows: u64,
+    /// Each account row this many times in the stream workload (`… CROSS JOIN
+    /// generate_series(1, n)`): results larger than the table (1 GB from scale 1).
+    #[arg(long, default_value_t = 1)]
+    stream_repeat: u64,
     /// The PID of the proxy behind a target, NAME=PID (repeatable): its CPU time (user +
     /// system, /proc/PID/stat) is read around every measured window.
     #[arg(long = "proxy-pid", value_name = "NAME=PID")]
@@ -156,8 +160,15 @@ fn run(cli: Cli) -> Result<ExitCode, SetupError> {
     if !(1..=1000).contains(&cli.rounds) || !(1..=64).contains(&cli.threads) {
         return usage("--rounds must be 1..=1000 and --threads 1..=64");
     }
-    if cli.scale == 0 || cli.scale > 1_000_000 || cli.stream_rows == 0 {
-        return usage("--scale must be 1..=1000000 and --stream-rows positive");
+    if cli.scale == 0
+        || cli.scale > 1_000_000
+        || cli.stream_rows == 0
+        || cli.stream_repeat == 0
+        || cli.stream_repeat > 1_000_000
+    {
+        return usage(
+            "--scale must be 1..=1000000, --stream-rows positive, --stream-repeat 1..=1000000",
+        );
     }
     if cli.targets.len() > 64 {
         return usage("at most 64 targets");
@@ -255,6 +266,7 @@ fn run(cli: Cli) -> Result<ExitCode, SetupError> {
                     duration,
                     accounts: cli.scale * 100_000,
                     stream_rows: cli.stream_rows,
+                    stream_repeat: cli.stream_repeat,
                     seed: cli.seed ^ (u64::from(round) << 32) ^ (wi as u64) << 48,
                 };
                 let pid = t.pid;

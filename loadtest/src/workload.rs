@@ -72,6 +72,7 @@ pub struct SegmentSpec {
     /// Number of pgbench_accounts rows (100,000 × scale).
     pub accounts: u64,
     pub stream_rows: u64,
+    pub stream_repeat: u64,
     pub seed: u64,
 }
 
@@ -285,7 +286,14 @@ async fn drive(
 ) -> Result<(), ClientError> {
     let mut sql = String::with_capacity(128);
     let mut param = String::with_capacity(16);
-    let stream_sql = format!("SELECT * FROM pgbench_accounts LIMIT {}", seg.stream_rows);
+    let stream_sql = if seg.stream_repeat > 1 {
+        format!(
+            "SELECT a.* FROM pgbench_accounts a CROSS JOIN generate_series(1, {}) g LIMIT {}",
+            seg.stream_repeat, seg.stream_rows
+        )
+    } else {
+        format!("SELECT * FROM pgbench_accounts LIMIT {}", seg.stream_rows)
+    };
     loop {
         let t0 = Instant::now();
         if t0 >= t_end {

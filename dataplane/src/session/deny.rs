@@ -86,10 +86,10 @@ pub(super) fn deny_message(f: &Facts, v: &Verdict, role: &str, table: &Table<'_>
                     ColumnName::All => "*",
                 };
                 format!(
-                    "a use of masked column {}.{}.{col} in {} (a masked column may only be selected as itself, where pgate masks its value)",
+                    "a use of masked column {}.{}.{col} {} (a masked column may only be selected as itself, where pgate masks its value)",
                     f.name(t.name.schema),
                     f.name(t.name.name),
-                    c.clause.name()
+                    masked_use_place(c.clause)
                 )
             }
             _ => "a use of a masked column".into(),
@@ -98,6 +98,16 @@ pub(super) fn deny_message(f: &Facts, v: &Verdict, role: &str, table: &Table<'_>
         (_, None) => "an empty statement".into(),
     };
     deny_text(&what, rule, role, table)
+}
+
+/// Where a masked column was used, for the denial.
+fn masked_use_place(clause: pgate_core::facts::Clause) -> String {
+    match clause {
+        pgate_core::facts::Clause::SelectList => {
+            "in a select list that is not the plain result (a subquery, a set operation, DISTINCT, an expression, or sorted or grouped by it)".into()
+        }
+        c => format!("in {}", c.name()),
+    }
 }
 
 pub(super) fn deny_text(what: &str, rule: Option<u32>, role: &str, table: &Table<'_>) -> String {
