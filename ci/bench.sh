@@ -118,6 +118,7 @@ log "PgBouncer $(pgbouncer --version | head -n 1 | awk '{print $2}') on 127.0.0.
 make_cert "$WORK" server
 echo "$PG_SUPERUSER_PASSWORD" > "$WORK/db.pass"
 chmod 600 "$WORK/db.pass"
+openssl rand -hex 32 > "$WORK/mask.key"
 
 PGBENCH_TABLES='table "public.pgbench_accounts" { columns "aid" "bid" "abalance" "filler"; }
 table "public.pgbench_branches" { columns "bid" "bbalance" "filler"; }
@@ -150,7 +151,8 @@ $PGBENCH_TABLES
 role "bench" {
     member claim="groups" value="bench"
     allow "select" table="public.pgbench_*"
-    allow "select" table="pg_catalog.*"
+    // What drivers read at connect; policies/invariants.kdl forbids the credentials.
+    allow "select" tag="pg-metadata"
     allow "transaction"
     allow-function "pg_catalog.*"
     deny-function tag="server-files"
@@ -167,6 +169,7 @@ upstream host="127.0.0.1" port=$PG_PORT database="bench" user="postgres" passwor
 identity issuer="https://idp.bench.pgate" audience="pgate" jwks="keys/jwks.json" leeway="30s"
 policy "$3"
 audit path="$4" on-failure="block"
+masks hash-key-file="mask.key"
 KDL
     "$PGATE" check-config "$WORK/$1.kdl" >/dev/null
 }
@@ -259,7 +262,6 @@ fi
 STREAM_REPEAT=${BENCH_STREAM_REPEAT:-100}
 STREAM_ROWS=$((SCALE * 100000 * STREAM_REPEAT))
 if [ "$STREAM_REPEAT" != 0 ]; then
-    openssl rand -hex 32 > "$WORK/mask.key"
     stream_pgate() { # NAME PORT EXTRA-RULES
         mkdir -p "$WORK/stream-$1"
         cat > "$WORK/stream-$1/policy.kdl" <<KDL

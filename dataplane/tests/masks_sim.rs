@@ -359,3 +359,24 @@ fn a_catalog_that_cannot_be_had_ends_the_session_before_any_row() {
     assert!(error_field(&r[0].1, b'M').contains("connection refused"));
     assert!(s.session.is_closed());
 }
+
+#[test]
+fn a_role_with_masks_gets_errors_without_their_detail() {
+    let mut s = masked();
+    let tb = s.table.clone();
+    let table = Table::parse(&tb).unwrap();
+    s.session.handle_catalog(Ok(catalog(&s, &[])), &table);
+    send(&mut s, &query("select name from customers"));
+    // A DETAIL quoting a row: real values of masked columns.
+    let mut reply = msg(
+        b'E',
+        b"SERROR\0C23502\0Mnull value in column \"x\" violates not-null constraint\0DFailing row contains (1, Ada, 123-45-6789).\0\0",
+    );
+    reply.extend(msg(b'Z', b"I"));
+    assert_eq!(answer(&mut s, &reply), reply.len());
+    let r = to_client(&mut s);
+    assert_eq!(tags(&r), "EZ");
+    assert_eq!(error_field(&r[0].1, b'C'), "23502");
+    assert!(error_field(&r[0].1, b'M').contains("not-null"));
+    assert!(!String::from_utf8_lossy(&r[0].1).contains("Ada"), "{r:?}");
+}

@@ -208,8 +208,26 @@ pub fn copy_to_options(sql: &str) -> Result<(CopySource, CopyOptions), &'static 
                 "quote" => quote = Some(byte(value(&mut i)?)?),
                 "escape" => escape = Some(byte(value(&mut i)?)?),
                 "force" => {
-                    // FORCE QUOTE {* | col, …}: the rest of the statement.
-                    i = toks.len();
+                    // FORCE QUOTE {* | col [, …]}: quotes non-NULL values only.
+                    if !at(i).is_some_and(|t| t.text(sql).eq_ignore_ascii_case("quote")) {
+                        return Err("a COPY FORCE option pgate does not know");
+                    }
+                    i += 1;
+                    if at(i).is_some_and(|t| t.is_op(sql, "*")) {
+                        i += 1;
+                    } else {
+                        loop {
+                            if !at(i).is_some_and(|t| t.is_name()) {
+                                return Err("COPY FORCE QUOTE not understood");
+                            }
+                            i += 1;
+                            if at(i).is_some_and(|t| t.kind == Kind::Comma) {
+                                i += 1;
+                            } else {
+                                break;
+                            }
+                        }
+                    }
                 }
                 _ => return Err("a COPY option pgate does not know"),
             }
@@ -265,6 +283,10 @@ mod tests {
             (o.delimiter, o.null.as_str(), o.quote, o.escape, o.header),
             (b';', "n/a", b'\'', b'\\', true)
         );
+        let o = opts("COPY t TO STDOUT CSV FORCE QUOTE id, name DELIMITER ';'");
+        assert_eq!((o.format, o.delimiter), (CopyFormat::Csv, b';'));
+        let o = opts("COPY t TO STDOUT CSV FORCE QUOTE * HEADER");
+        assert!(o.header);
         let o = opts(
             "COPY t TO STDOUT (FORMAT 'csv', HEADER false, FORCE_QUOTE (a, b), ENCODING 'UTF8');",
         );

@@ -777,7 +777,7 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
             return Ok(None);
         };
         match kind {
-            EntryKind::Derived => Ok(None),
+            EntryKind::Derived | EntryKind::Join { .. } => Ok(None),
             EntryKind::Base {
                 read: Some(r),
                 name: _,
@@ -788,6 +788,15 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
                 Ok(Some(r))
             }
         }
+    }
+
+    /// The accesses entry `i` reads columns through: one for a base table, the joined
+    /// tables' for a join alias, none for a derived table.
+    fn entry_bits(&mut self, i: usize) -> R<u64> {
+        if let Some(EntryKind::Join { reads }) = self.scopes.get(i).map(|e| e.kind) {
+            return Ok(reads);
+        }
+        Ok(self.entry_read(i)?.map_or(0, |r| 1u64 << r))
     }
 
     /// Every base table visible here (all levels: see the module docs).
@@ -847,9 +856,8 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
                     .scopes
                     .get(i)
                     .is_some_and(|e| e.name.eq_token(&tok, self.sql))
-                    && let Some(r) = self.entry_read(i)?
                 {
-                    whole |= 1u64 << r;
+                    whole |= self.entry_bits(i)?;
                 }
             }
             let n = self.push_tok(&c.parts[0])?;
@@ -872,10 +880,7 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
             found
         };
         let candidates = match qual_idx {
-            Some(i) => match self.entry_read(i)? {
-                Some(r) => 1u64 << r,
-                None => 0,
-            },
+            Some(i) => self.entry_bits(i)?,
             // Not a FROM item we know: be conservative, any visible table.
             None => self.visible_bases()?,
         };
@@ -1421,8 +1426,9 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
 
     fn sort_items(&mut self, clause: Clause, outputs: bool) -> R<()> {
         loop {
-            if outputs && self.peek().kind == Kind::Number {
-                // `ORDER BY 2` sorts by a select-list item: whichever it is, it is used.
+            if outputs && matches!(self.peek().kind, Kind::Number | Kind::LParen) {
+                // `ORDER BY 2` sorts by a select-list item: whichever it is, it is used
+                // (PostgreSQL drops the parentheses of `ORDER BY (2)`, `(e)`).
                 self.unplain_all = true;
             }
             if !(outputs && self.eat_output_name()?) {
@@ -1518,8 +1524,12 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
                 }
                 self.n_outs += 1;
             }
-            // Too many to remember: ORDER BY names are then all reported (fail closed).
-            None => self.outs_full = true,
+            // Too many to remember: ORDER BY names are then all reported (fail closed),
+            // and no column stays plain (a sort by alias could not be told).
+            None => {
+                self.outs_full = true;
+                self.unplain_all = true;
+            }
         }
     }
 
@@ -1732,12 +1742,15 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
             return Ok(());
         }
         if (self.at_kw(Kw::Rollup) || self.at_kw(Kw::Cube)) && self.peek_n(1).kind == Kind::LParen {
+            // Their items may be select-list positions or aliases too.
+            self.unplain_all = true;
             self.next();
             self.expect(Kind::LParen)?;
             self.expr_list_until_rparen(Clause::GroupBy)?;
             return Ok(());
         }
         if self.at_kw(Kw::Grouping) && self.at_kw_n(1, Kw::Sets) {
+            self.unplain_all = true;
             self.next();
             self.next();
             self.expect(Kind::LParen)?;
@@ -1749,8 +1762,8 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
             self.expect(Kind::RParen)?;
             return Ok(());
         }
-        if self.peek().kind == Kind::Number {
-            // `GROUP BY 1` groups by a select-list item.
+        if matches!(self.peek().kind, Kind::Number | Kind::LParen) {
+            // `GROUP BY 1` groups by a select-list item (and so may `(1)`, `(e)`).
             self.unplain_all = true;
         }
         let alias = self.at_group_output_name()?;
@@ -2057,10 +2070,17 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
             }
             fn joined(p: &mut Parser<'_, '_, '_>) -> R<()> {
                 p.next();
+                let mark = p.scopes.len();
                 p.table_item()?;
                 p.expect(Kind::RParen)?;
                 if let Some(a) = p.alias(&[])? {
-                    p.scopes.add(a, EntryKind::Derived)?;
+                    // `j.c` is a column of one of the joined tables: checked on all of
+                    // them (a join alias is not a derived table checked inside).
+                    let mut reads = 0u64;
+                    for i in mark..p.scopes.len() {
+                        reads |= p.entry_bits(i)?;
+                    }
+                    p.scopes.add(a, EntryKind::Join { reads })?;
                 }
                 Ok(())
             }

@@ -28,6 +28,9 @@ pub enum EntryKind {
         read: Option<u8>,
         name: QualifiedName,
     },
+    /// The alias of a parenthesised join (`(a JOIN b) AS j`): its columns are the joined
+    /// tables' columns, read through these accesses (a bit mask).
+    Join { reads: u64 },
 }
 
 #[derive(Clone, Copy, Debug)]

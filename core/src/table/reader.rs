@@ -1422,10 +1422,12 @@ impl<'a> Table<'a> {
                             return Err(refuse(i, rule));
                         }
                     }
-                    if !resolved {
-                        // A whole-row reference (`c` of `customers c`): every column, as
-                        // one value the database builds.
-                        for i in bits(col.whole_row) {
+                    if !resolved && !col.output_alias {
+                        // A name no candidate table declares: a whole-row reference (`c`
+                        // of `customers c`), attribute notation (`c.to_jsonb` is
+                        // `to_jsonb(c)`), a column renamed by an alias list (`AS c(i, e)`)
+                        // — every column, or any, as the database builds it.
+                        for i in bits(col.whole_row | col.candidates) {
                             if let Some(t) = declared(ids, i)
                                 && let Some(rule) = self.first_mask_rule(role, t)
                             {

@@ -74,6 +74,11 @@ impl Lookup {
                 ("database", database),
                 ("client_encoding", "UTF8"),
                 ("application_name", "pgate catalog lookup"),
+                // Every name in the lookups is qualified; literals are standard strings.
+                (
+                    "options",
+                    "-c search_path=pg_catalog -c standard_conforming_strings=on",
+                ),
             ]
             .into_iter(),
         );

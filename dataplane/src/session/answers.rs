@@ -40,7 +40,7 @@ impl Session {
             }
             if matches!(self.state, State::Ready)
                 && matches!(f.tag, b'T' | b'H')
-                && self.masking.is_some()
+                && self.masks_active()
                 && matches!(self.plan_result(f.tag, f.body), Planned::Wait)
             {
                 // The catalog must name the result's relations first: this message waits.
@@ -221,7 +221,37 @@ impl Session {
             _ => {}
         }
         if !dropping {
-            self.to_client.extend_from_slice(raw);
+            if matches!(tag, b'E' | b'N') && self.masks_active() {
+                // DETAIL may quote a row ("Failing row contains (…)", "Key (…)=(…)"),
+                // masked columns and all: a role with masks does not get it.
+                write_without_detail(&mut self.to_client, tag, body);
+            } else {
+                self.to_client.extend_from_slice(raw);
+            }
         }
     }
+}
+
+/// An ErrorResponse or NoticeResponse without its DETAIL field ('D'): "The message body
+/// consists of one or more identified fields, followed by a zero byte as a terminator".
+fn write_without_detail(out: &mut Vec<u8>, tag: u8, body: &[u8]) {
+    let at = out.len();
+    out.push(tag);
+    out.extend_from_slice(&[0; 4]);
+    let mut rest = body;
+    while let [code, tail @ ..] = rest {
+        if *code == 0 {
+            break;
+        }
+        let end = tail.iter().position(|b| *b == 0).unwrap_or(tail.len());
+        if *code != b'D' {
+            out.push(*code);
+            out.extend_from_slice(&tail[..end]);
+            out.push(0);
+        }
+        rest = tail.get(end + 1..).unwrap_or(&[]);
+    }
+    out.push(0);
+    let len = (out.len() - at - 1) as u32;
+    out[at + 1..at + 5].copy_from_slice(&len.to_be_bytes());
 }

@@ -31,6 +31,9 @@ pub(super) struct CopySpec {
     pub table: String,
     /// The column list, if any (else every column but generated ones, in order).
     pub columns: Option<Vec<String>>,
+    /// `COPY (query) TO STDOUT`: no table column to mask (the decision refused any use of
+    /// a masked column in the query).
+    pub query: bool,
     pub options: CopyOptions,
 }
 
@@ -46,6 +49,11 @@ type ColumnMask = (i16, MaskAction, Option<Family>, u32, u32);
 
 /// The session's mask state; present only for a role with masks.
 pub(super) struct Masking {
+    /// The role has masks (under the current table).
+    active: bool,
+    /// Relations the catalog does not show (created in this session's open transaction):
+    /// unmasked until the transaction ends.
+    tx_unseen: Vec<u32>,
     key: Option<Arc<HashKey>>,
     catalog: Option<Arc<MaskCatalog>>,
     /// The role's masks by relation OID (from the catalog and the table).
@@ -80,6 +88,8 @@ pub(super) enum Planned {
 impl Masking {
     pub fn new(key: Option<Arc<HashKey>>) -> Self {
         Masking {
+            active: true,
+            tx_unseen: Vec::new(),
             key,
             catalog: None,
             role: HashMap::new(),
@@ -111,9 +121,16 @@ impl Session {
             Err(e) => return Some(Err(e)),
         };
         if source != CopySource::Table {
-            return None;
+            return Some(Ok(Box::new(CopySpec {
+                table: String::new(),
+                columns: None,
+                query: true,
+                options,
+            })));
         }
-        let a = self.facts.tables(s).first()?;
+        let Some(a) = self.facts.tables(s).first() else {
+            return Some(Err("a COPY whose table pgate did not find"));
+        };
         let table = format!(
             "{}.{}",
             self.facts.name(a.name.schema),
@@ -130,23 +147,27 @@ impl Session {
         Some(Ok(Box::new(CopySpec {
             table,
             columns: (!all).then_some(names),
+            query: false,
             options,
         })))
     }
 
-    /// At login and at every swap: masks on or off for the role.
+    /// At login and at every swap: masks on or off for the role. The state stays once
+    /// made (pgate's own Describes may be in flight), inactive when the role has none.
     pub(super) fn masks_for_role(&mut self, table: &Table<'_>) {
         if !table.role_has_masks(self.role()) {
-            self.masking = None;
+            if let Some(m) = self.masking.as_mut() {
+                m.active = false;
+                m.role.clear();
+            }
             return;
         }
-        let database = self.masking.as_ref().map(|m| m.database.clone());
+        let database = self.upstream_db.clone();
         let m = self
             .masking
             .get_or_insert_with(|| Box::new(Masking::new(self.cfg.mask_hash_key.clone())));
-        if let Some(db) = database {
-            m.database = db;
-        }
+        m.active = true;
+        m.database = database;
         // A catalog of another table: rebuilt when next needed.
         if m.catalog
             .as_ref()
@@ -196,6 +217,11 @@ impl Session {
         }
     }
 
+    /// Whether the role's results are masked.
+    pub(super) fn masks_active(&self) -> bool {
+        self.masking.as_ref().is_some_and(|m| m.active)
+    }
+
     /// Whether the driver must not feed upstream bytes: the catalog is being looked up.
     pub(super) fn catalog_wait(&self) -> bool {
         self.masking.as_ref().is_some_and(|m| m.waiting)
@@ -212,7 +238,7 @@ impl Session {
     /// Before a RowDescription or CopyOutResponse is taken: the catalog must know every
     /// relation it names. Also builds the plan.
     pub(super) fn plan_result(&mut self, tag: u8, body: &[u8]) -> Planned {
-        let Some(m) = self.masking.as_mut() else {
+        let Some(m) = self.masking.as_mut().filter(|m| m.active) else {
             return Planned::Ready;
         };
         if m.catalog.is_none() {
@@ -233,6 +259,10 @@ impl Session {
         let Some(catalog) = m.catalog.clone() else {
             return Planned::Ready;
         };
+        let in_tx = self.tx_status != b'I';
+        if !in_tx {
+            m.tx_unseen.clear();
+        }
         m.plan.clear();
         m.plan_any = false;
         m.plan_set = false;
@@ -292,7 +322,17 @@ impl Session {
                         }
                     }
                     Lookup::Unmasked => {}
-                    Lookup::Unknown if m.looked_up.contains(&table) => {}
+                    Lookup::Unknown if m.tx_unseen.contains(&table) => {}
+                    Lookup::Unknown if m.looked_up.contains(&table) => {
+                        // Looked up, and the database's catalog does not show it: created
+                        // in this session's open transaction (other sessions see it once
+                        // committed), or gone.
+                        if !in_tx {
+                            return self
+                                .mask_failure("a relation the database's catalog does not show");
+                        }
+                        m.tx_unseen.push(table);
+                    }
                     Lookup::Unknown => unknown.push(table),
                 }
             }
@@ -321,19 +361,20 @@ impl Session {
 
     fn plan_copy(&mut self, body: &[u8]) -> Planned {
         let spec = match self.pending.front().and_then(|p| p.effect.as_deref()) {
-            Some(SqlEffect::CopyOut(Ok(spec))) => spec.clone(),
-            Some(SqlEffect::CopyOut(Err(why))) => {
-                // The role masks something, and this COPY's data cannot be read.
-                let why = *why;
-                return self.mask_failure(why);
-            }
-            _ => {
+            Some(SqlEffect::CopyOut(Ok(spec))) if spec.query => {
                 // COPY (query): the decision refused any use of a masked column in it.
                 if let Some(m) = self.masking.as_mut() {
                     m.copy = None;
                 }
                 return Planned::Ready;
             }
+            Some(SqlEffect::CopyOut(Ok(spec))) => spec.clone(),
+            Some(SqlEffect::CopyOut(Err(why))) => {
+                // The role masks something, and this COPY's data cannot be read.
+                let why = *why;
+                return self.mask_failure(why);
+            }
+            _ => return self.mask_failure("a COPY pgate did not see decided"),
         };
         let Some(m) = self.masking.as_mut() else {
             return Planned::Ready;
@@ -372,8 +413,14 @@ impl Session {
                 v
             }
         };
+        // CopyOutResponse: "Int8 0 indicates the overall COPY format is textual …, 1
+        // indicates … binary", then "Int16 The number of columns in the data".
         let mut r = wire::Reader::new(body, "CopyOutResponse");
-        let count = r.u8().and_then(|_| r.i16());
+        let binary = r.u8().map(|f| f == 1);
+        let count = r.i16();
+        if binary.ok() != Some(spec.options.format == CopyFormat::Binary) {
+            return self.mask_failure("a COPY whose format is not the one pgate read");
+        }
         if count.ok() != Some(columns.len() as i16) {
             return self.mask_failure("a COPY whose columns are not those pgate looked up");
         }
@@ -448,7 +495,7 @@ impl Session {
     /// result comes with its RowDescription.
     pub(super) fn describe_before_execute(&mut self, portal: &str) {
         let unit = self.unit_seq;
-        let Some(m) = self.masking.as_mut() else {
+        let Some(m) = self.masking.as_mut().filter(|m| m.active) else {
             return;
         };
         m.describes.push_back((unit, true));
@@ -502,7 +549,7 @@ impl Session {
     /// A DataRow for the client: rewritten if the plan masks a field. False if it cannot
     /// be (the session is ending).
     pub(super) fn pass_data_row(&mut self, body: &[u8], raw: &[u8]) -> bool {
-        let Some(m) = self.masking.as_mut() else {
+        let Some(m) = self.masking.as_mut().filter(|m| m.active) else {
             self.to_client.extend_from_slice(raw);
             return true;
         };

@@ -399,6 +399,8 @@ pub struct Session {
     upstream_superuser: bool,
     /// Result masks, for a role that has any (`masking`).
     masking: Option<Box<masking::Masking>>,
+    /// The database the upstream session is in (for the masks' catalog).
+    upstream_db: String,
     /// Statements decided since the driver last took the counts (metrics).
     allowed_count: u64,
     denied_count: u64,
@@ -517,6 +519,7 @@ impl Session {
             audit_accepting: true,
             upstream_superuser: false,
             masking: None,
+            upstream_db: String::new(),
             allowed_count: 0,
             denied_count: 0,
             cfg,
@@ -617,6 +620,7 @@ impl Session {
             return;
         };
         let db = self.cfg.upstream_database.clone().unwrap_or(database);
+        self.upstream_db = db.clone();
         if let Some(m) = self.masking.as_mut() {
             m.database = db.clone();
         }

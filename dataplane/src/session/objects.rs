@@ -647,10 +647,11 @@ impl Session {
             }
         } else if f.contains(StatementFlags::USES_CURSOR) {
             SqlEffect::Fetch
-        } else if self.masking.is_some()
-            && s.classes
-                .contains(pgate_core::class::StatementClass::CopyOut)
+        } else if s
+            .classes
+            .contains(pgate_core::class::StatementClass::CopyOut)
         {
+            // Recorded for every role: a reload may give the role masks before it runs.
             return self
                 .copy_spec(s, text)
                 .map(|r| Box::new(SqlEffect::CopyOut(r)));
@@ -813,6 +814,19 @@ impl Session {
                 ..verdict
             };
             let name = self.facts.name(s.prepared_name).to_owned();
+            if matches!(kind, Kind::Prepared)
+                && self.masks_active()
+                && s.classes
+                    .contains(pgate_core::class::StatementClass::SelectInto)
+            {
+                // `CREATE TABLE … AS EXECUTE p` stores p's result in a table, where no mask
+                // applies: p was allowed as a result for the client only.
+                self.recheck_msg = Some(format!(
+                    "pgate: permission denied for CREATE TABLE … AS EXECUTE \"{name}\" (role \"{}\" reads masked columns; a prepared statement's result may reach the client, masked, but not be stored)",
+                    self.role_name()
+                ));
+                return deny(None);
+            }
             if self.created_here(kind, &name, i) {
                 continue;
             }
