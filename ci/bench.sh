@@ -20,6 +20,7 @@
 #   BENCH_DIRECT_TLS=1     also measure PostgreSQL directly over TLS (isolates TLS cost)
 #   BENCH_STREAM_REPEAT=100  the result-stream section streams scale × 100000 × this many
 #                          account rows per query (100: about 1 GB); 0 skips the section
+#   BENCH_STREAM_DURATION=12  measured seconds per target per round in that section
 #   BENCH_OUT=bench        where REPORT.md and loadtest.json go
 #   BENCH_COMMIT=…         what the report says was measured (default: git HEAD)
 source "$(dirname "$0")/lib.sh"
@@ -261,6 +262,8 @@ fi
 # not reached, with one masked text column (`filler`, redact) and with it hashed.
 STREAM_REPEAT=${BENCH_STREAM_REPEAT:-100}
 STREAM_ROWS=$((SCALE * 100000 * STREAM_REPEAT))
+# Long enough for several whole queries per segment (one takes seconds).
+STREAM_DURATION=${BENCH_STREAM_DURATION:-12}
 if [ "$STREAM_REPEAT" != 0 ]; then
     stream_pgate() { # NAME PORT EXTRA-RULES
         mkdir -p "$WORK/stream-$1"
@@ -303,7 +306,7 @@ KDL
         --proxy-pid "pgate-capped=$STREAM_PID_capped"
         --proxy-pid "pgate-redact=$STREAM_PID_redact"
         --proxy-pid "pgate-hash=$STREAM_PID_hash"
-        --workload stream --connections 1 --duration "$DURATION" --rounds "$ROUNDS" --warmup 0
+        --workload stream --connections 1 --duration "$STREAM_DURATION" --rounds "$ROUNDS" --warmup 0
         --scale "$SCALE" --stream-rows "$STREAM_ROWS" --stream-repeat "$STREAM_REPEAT"
         --max-rows $((STREAM_ROWS + 1)) --clk-tck "$CLK_TCK")
     log "result stream: $STREAM_ROWS rows per query (pgate without caps, with caps, redact, hash)"
