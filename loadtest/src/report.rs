@@ -126,6 +126,15 @@ pub fn row(
         }
     };
     let secs = a.window.as_secs_f64();
+    // The time the measured operations took, per connection: an operation is measured
+    // whole when it starts in the window, so for results that take seconds (stream) the
+    // window alone would count whole queries against a fixed time. For short operations
+    // the two agree.
+    let busy = if workload == Workload::Stream && !a.hist.is_empty() {
+        a.ops as f64 * (a.hist.mean() / 1e9) / connections.max(1) as f64
+    } else {
+        secs
+    };
     let statements = a.ops * workload.statements_per_op();
     Row {
         workload,
@@ -138,9 +147,9 @@ pub fn row(
         errors: a.errors,
         first_error: a.first_error.clone(),
         measured_seconds: secs,
-        throughput: if secs > 0.0 { a.ops as f64 / secs } else { 0.0 },
-        mb_per_s: if secs > 0.0 {
-            a.bytes as f64 / secs / 1e6
+        throughput: if busy > 0.0 { a.ops as f64 / busy } else { 0.0 },
+        mb_per_s: if busy > 0.0 {
+            a.bytes as f64 / busy / 1e6
         } else {
             0.0
         },
