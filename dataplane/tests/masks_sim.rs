@@ -380,3 +380,110 @@ fn a_role_with_masks_gets_errors_without_their_detail() {
     assert!(error_field(&r[0].1, b'M').contains("not-null"));
     assert!(!String::from_utf8_lossy(&r[0].1).contains("Ada"), "{r:?}");
 }
+
+/// A simple COPY answered by the database: CopyOutResponse (text, `n` columns), rows,
+/// CopyDone, CommandComplete, ReadyForQuery.
+fn copy_answer(n: i16, rows: &[&[u8]]) -> Vec<u8> {
+    let mut h = vec![0u8];
+    h.extend(n.to_be_bytes());
+    for _ in 0..n {
+        h.extend(0i16.to_be_bytes());
+    }
+    let mut b = msg(b'H', &h);
+    for r in rows {
+        b.extend(msg(b'd', r));
+    }
+    b.extend(msg(b'c', &[]));
+    b.extend(msg(b'C', &cstr("COPY 1")));
+    b.extend(msg(b'Z', b"I"));
+    b
+}
+
+/// Feeds `reply` until the session takes it all, answering its catalog lookups.
+fn answer_with_lookups(s: &mut Sim, reply: &[u8]) -> usize {
+    let tb = s.table.clone();
+    let table = Table::parse(&tb).unwrap();
+    let mut taken = 0;
+    let mut lookups_seen = 0;
+    for _ in 0..5 {
+        taken += answer(s, &reply[taken..]);
+        let n = lookups(s);
+        if n == 0 {
+            break;
+        }
+        lookups_seen += n;
+        s.session.handle_catalog(Ok(catalog(s, &[])), &table);
+    }
+    assert_eq!(taken, reply.len());
+    lookups_seen
+}
+
+#[test]
+fn a_copy_parsed_before_a_reload_gave_masks_is_masked_when_it_runs() {
+    let mut s = Sim::new(SessionConfig {
+        allow_plaintext_auth: true,
+        upstream_user: "pgate_upstream".into(),
+        mask_hash_key: Some(Arc::new(HashKey::new(KEY))),
+        ..SessionConfig::default()
+    });
+    // No masks at first: the COPY is parsed (its plan recorded all the same).
+    s.table = policy_customers_out(false);
+    s.connect();
+    let mut b = parse("c", "COPY customers TO STDOUT");
+    b.extend(sync());
+    send(&mut s, &b);
+    let mut reply = msg(b'1', &[]);
+    reply.extend(msg(b'Z', b"I"));
+    assert_eq!(answer(&mut s, &reply), reply.len());
+    to_client(&mut s);
+    // A reload masks customers.name; the statement runs after it.
+    s.table = policy_masked();
+    let mut b = bind("", "c");
+    b.extend(execute(""));
+    b.extend(sync());
+    let up = messages(&send(&mut s, &b));
+    assert_eq!(tags(&up), "BDES", "pgate describes the portal now");
+    let mut reply = msg(b'2', &[]);
+    reply.extend(msg(b'n', &[]));
+    reply.extend(copy_answer(3, &[b"1\tAda\t123\n"]));
+    // The snapshot, then the table's columns afresh for the COPY.
+    assert_eq!(answer_with_lookups(&mut s, &reply), 2);
+    let r = to_client(&mut s);
+    assert_eq!(tags(&r), "2HdcCZ");
+    let mut want = b"1\t".to_vec();
+    want.extend(hashed_text(b"Ada"));
+    want.extend(b"\t***\n");
+    assert_eq!(r[2].1, want);
+}
+
+#[test]
+fn a_reload_that_takes_the_masks_away_stops_rewriting_and_describing() {
+    let mut s = masked();
+    let tb = s.table.clone();
+    let table = Table::parse(&tb).unwrap();
+    s.session.handle_catalog(Ok(catalog(&s, &[])), &table);
+    // pgate's Describe is in flight when the reload comes.
+    let mut b = parse("", "select name from customers");
+    b.extend(bind("", ""));
+    b.extend(execute(""));
+    b.extend(sync());
+    assert_eq!(tags(&messages(&send(&mut s, &b))), "PBDES");
+    s.table = policy_customers_out(false);
+    let mut reply = msg(b'1', &[]);
+    reply.extend(msg(b'2', &[]));
+    reply.extend(row_description(&[(CUSTOMERS, 2, 25)], 0));
+    reply.extend(data_row(&[Some(b"Ada")]));
+    reply.extend(msg(b'C', &cstr("SELECT 1")));
+    reply.extend(msg(b'Z', b"I"));
+    // The swap reaches the session with its next client bytes.
+    let tb = s.table.clone();
+    let t2 = Table::parse(&tb).unwrap();
+    s.session.handle_table(&t2, &TestAuth);
+    assert_eq!(answer(&mut s, &reply), reply.len());
+    let r = to_client(&mut s);
+    // pgate's own RowDescription is still kept from the client; the row is as sent.
+    assert_eq!(tags(&r), "12DCZ");
+    assert_eq!(fields(&r[2].1), vec![Some(b"Ada".to_vec())]);
+    // And the next Execute goes without pgate's Describe.
+    assert_eq!(tags(&messages(&send(&mut s, &b))), "PBES");
+}

@@ -77,9 +77,24 @@ pub fn policy_capped(max_rows: Option<u64>, max_bytes: Option<u64>) -> Vec<u8> {
 /// The analyst of [`Grant::Widened`] with masks (rule 4, "mask …"): customers.name hashed,
 /// customers.ssn redacted.
 pub fn policy_masked() -> Vec<u8> {
+    policy_customers_out(true)
+}
+
+/// [`Grant::Widened`] with `copy-out` on customers, and the masks of [`policy_masked`] if
+/// `masked`.
+pub fn policy_customers_out(masked: bool) -> Vec<u8> {
     let mut p = compiled(&[], Grant::Widened);
     p.rules.push(rule(9, RuleKind::Mask, "mask …"));
     for r in &mut p.roles {
+        r.cells.push(CellEntry {
+            class: C::CopyOut,
+            table: Some(1),
+            cell: allow(1, ColumnAccess::All),
+        });
+        r.cells.sort_by_key(|c| (c.class as u8, c.table));
+        if !masked {
+            continue;
+        }
         r.masks = vec![
             MaskEntry {
                 table: 1,
