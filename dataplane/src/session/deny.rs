@@ -46,22 +46,9 @@ pub(super) fn deny_message(f: &Facts, v: &Verdict, role: &str, table: &Table<'_>
                 column,
             },
             Some(s),
-        ) => match (
-            f.tables(s).get(access as usize),
-            f.columns(s).get(column as usize),
-        ) {
-            (Some(t), Some(c)) => {
-                let col = match c.name {
-                    ColumnName::Named(n) => f.name(n),
-                    ColumnName::All => "*",
-                };
-                format!(
-                    "{class} of column {}.{}.{col}",
-                    f.name(t.name.schema),
-                    f.name(t.name.name)
-                )
-            }
-            _ => format!("{class} of a column"),
+        ) => match column_of(f, s, access, column) {
+            Some((name, _)) => format!("{class} of column {name}"),
+            None => format!("{class} of a column"),
         },
         (DenyReason::Function { function }, Some(s)) => {
             match f.functions(s).get(function as usize) {
@@ -76,28 +63,39 @@ pub(super) fn deny_message(f: &Facts, v: &Verdict, role: &str, table: &Table<'_>
                 None => "a function call".into(),
             }
         }
-        (DenyReason::MaskedColumn { access, column }, Some(s)) => match (
-            f.tables(s).get(access as usize),
-            f.columns(s).get(column as usize),
-        ) {
-            (Some(t), Some(c)) => {
-                let col = match c.name {
-                    ColumnName::Named(n) => f.name(n),
-                    ColumnName::All => "*",
-                };
-                format!(
-                    "a use of masked column {}.{}.{col} {} (a masked column may only be selected as itself, where pgate masks its value)",
-                    f.name(t.name.schema),
-                    f.name(t.name.name),
-                    masked_use_place(c.clause)
-                )
+        (DenyReason::MaskedColumn { access, column }, Some(s)) => {
+            match column_of(f, s, access, column) {
+                Some((name, clause)) => format!(
+                    "a use of masked column {name} {} (a masked column may only be selected as itself, where pgate masks its value)",
+                    masked_use_place(clause)
+                ),
+                None => "a use of a masked column".into(),
             }
-            _ => "a use of a masked column".into(),
-        },
+        }
         (DenyReason::UnknownRole, _) => "any statement (the role is not in the policy)".into(),
         (_, None) => "an empty statement".into(),
     };
     deny_text(&what, rule, role, table)
+}
+
+/// `schema.table.column` of column reference `column` through access `access`, and where
+/// it was written.
+fn column_of(
+    f: &Facts,
+    s: &pgate_core::facts::StatementFacts,
+    access: u16,
+    column: u16,
+) -> Option<(String, pgate_core::facts::Clause)> {
+    let t = f.tables(s).get(access as usize)?;
+    let c = f.columns(s).get(column as usize)?;
+    let col = match c.name {
+        ColumnName::Named(n) => f.name(n),
+        ColumnName::All => "*",
+    };
+    Some((
+        format!("{}.{}.{col}", f.name(t.name.schema), f.name(t.name.name)),
+        c.clause,
+    ))
 }
 
 /// Where a masked column was used, for the denial.
