@@ -123,6 +123,8 @@ pub enum RuleBodyNode {
         tables: TableSelector,
         columns: ColumnSelector,
         kind: Spanned<MaskKind>,
+        /// `predicates="allow"`.
+        predicates: bool,
     },
     Limit {
         rows: Option<u64>,

@@ -343,7 +343,7 @@ fn cell_of(slot: &Acc, ncols: usize) -> Option<Cell> {
 }
 
 fn masks_of(model: &Model, role: &Role, acc: &[Acc], ntables: usize) -> Vec<MaskEntry> {
-    let mut best: std::collections::BTreeMap<(u32, u32), (MaskKind, RuleIndex)> =
+    let mut best: std::collections::BTreeMap<(u32, u32), (MaskKind, RuleIndex, bool)> =
         std::collections::BTreeMap::new();
     let readable = |t: u32| -> ColSet {
         let ncols = model.catalog.table(t).map(|t| t.columns.len()).unwrap_or(0);
@@ -372,21 +372,22 @@ fn masks_of(model: &Model, role: &Role, acc: &[Acc], ntables: usize) -> Vec<Mask
                 if !read.contains(c) {
                     continue;
                 }
-                let e = best.entry((*t, c)).or_insert((m.kind, ri));
+                let e = best.entry((*t, c)).or_insert((m.kind, ri, m.predicates));
                 let stronger = mask_strength(m.kind) > mask_strength(e.0);
                 let same_lower = m.kind == e.0 && ri < e.1;
                 if stronger || same_lower {
-                    *e = (m.kind, ri);
+                    *e = (m.kind, ri, m.predicates);
                 }
             }
         }
     }
     best.into_iter()
-        .map(|((table, column), (kind, rule))| MaskEntry {
+        .map(|((table, column), (kind, rule, predicates))| MaskEntry {
             table,
             column,
             kind,
             rule,
+            predicates,
         })
         .collect()
 }

@@ -728,7 +728,10 @@ impl Parser<'_> {
     }
 
     fn mask_rule(&mut self, node: &KdlNode) -> Option<RuleBodyNode> {
-        let e = self.entries(node, &["table", "tag", "column", "column-tag", "with"]);
+        let e = self.entries(
+            node,
+            &["table", "tag", "column", "column-tag", "with", "predicates"],
+        );
         self.no_args(node, &e.args);
         let tables = self.table_selector(&e);
         let mut columns = ColumnSelector::default();
@@ -753,10 +756,15 @@ impl Parser<'_> {
                 ("hash", MaskKind::Hash),
             ],
         )?;
+        let predicates = match e.prop("predicates") {
+            Some(p) => self.choice(p, "predicates", &[("allow", true), ("deny", false)])?,
+            None => false,
+        };
         Some(RuleBodyNode::Mask {
             tables,
             columns,
             kind: Spanned::new(kind, span),
+            predicates,
         })
     }
 

@@ -192,6 +192,8 @@ pub struct MaskRule {
     pub kind: MaskKind,
     /// One exact table and one named column: masking what the role cannot read is an error.
     pub explicit: bool,
+    /// `predicates="allow"`.
+    pub predicates: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -938,6 +940,7 @@ impl Resolver<'_> {
                 tables,
                 columns,
                 kind,
+                predicates,
             } => {
                 let target = self.target(tables, columns)?;
                 let explicit = matches!(target.table, TablePattern::Exact(_))
@@ -948,6 +951,7 @@ impl Resolver<'_> {
                     target,
                     kind: kind.value,
                     explicit,
+                    predicates: *predicates,
                 }))
             }
             RuleBodyNode::Limit { rows, bytes } => Some(Body::Limit {

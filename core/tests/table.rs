@@ -169,6 +169,7 @@ fn sample() -> CompiledPolicy {
             column: 2,
             kind: MaskKind::Redact,
             rule: 5,
+            predicates: false,
         }],
         limits: Limits {
             max_rows: Some(100),

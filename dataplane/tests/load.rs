@@ -64,3 +64,49 @@ fn limits_and_rates_load() {
     let (_d, path) = table_of(&policy);
     assert!(pgate::reload::load_table(&path, false).is_ok());
 }
+
+/// Decides `sql` for the analyst of the table at `path`.
+fn allowed(path: &std::path::Path, sql: &str) -> bool {
+    use pgate_core::facts::Facts;
+    use pgate_core::sql::{ClassifyContext, classify};
+    let t = pgate::reload::load_table(path, true).unwrap();
+    let table = t.table();
+    let role = table.role("analyst").unwrap();
+    let mut facts = Facts::default();
+    let ctx = ClassifyContext {
+        search_path: &["public"],
+        catalog: None,
+    };
+    classify(sql, &ctx, &mut facts);
+    table.decide_all(role, &facts).is_allow()
+}
+
+#[test]
+fn a_mask_may_allow_predicates_and_nothing_else() {
+    let policy = format!(
+        "{BASE}    mask table=\"public.customers\" column=\"email\" with=\"hash\" predicates=\"allow\"\n    mask table=\"public.customers\" column=\"id\" with=\"hash\"\n}}\n"
+    );
+    let (_d, path) = table_of(&policy);
+    assert!(allowed(&path, "SELECT email FROM customers"));
+    // The email's mask allows predicates: filtering and joining on it.
+    assert!(allowed(
+        &path,
+        "SELECT id FROM customers WHERE email = 'a@b.c'"
+    ));
+    assert!(allowed(
+        &path,
+        "SELECT a.id FROM customers a JOIN customers b ON a.email = b.email"
+    ));
+    // Still not an expression in the output, a sort or a grouping.
+    assert!(!allowed(&path, "SELECT lower(email) FROM customers"));
+    assert!(!allowed(
+        &path,
+        "SELECT email FROM customers ORDER BY email"
+    ));
+    assert!(!allowed(
+        &path,
+        "SELECT email, count(*) FROM customers GROUP BY email"
+    ));
+    // The id's mask does not.
+    assert!(!allowed(&path, "SELECT email FROM customers WHERE id = 1"));
+}

@@ -172,6 +172,8 @@ pub struct RoleSnap {
     pub functions: BTreeMap<String, Verdict>,
     /// ("schema.table", column) → mask.
     pub masks: BTreeMap<(String, String), (MaskKind, Option<RuleLoc>)>,
+    /// The masked columns that may also be used in predicates (`predicates="allow"`).
+    pub mask_predicates: BTreeSet<(String, String)>,
     pub max_rows: Option<u64>,
     pub max_bytes: Option<u64>,
     pub limit_rule: Option<RuleLoc>,
@@ -284,6 +286,9 @@ impl Snapshot {
                     if let Some((kind, rid)) = t.mask(r, *tid, *cid) {
                         role.masks
                             .insert((tname.clone(), cname.clone()), (kind, rule(Some(rid))));
+                        if t.mask_allows_predicates(r, *tid, *cid) {
+                            role.mask_predicates.insert((tname.clone(), cname.clone()));
+                        }
                     }
                 }
             }
@@ -738,6 +743,44 @@ fn compare_role(old_s: &Snapshot, new_s: &Snapshot, o: &RoleSnap, n: &RoleSnap) 
             rule: nm
                 .and_then(|m| m.1.clone())
                 .or_else(|| om.and_then(|m| m.1.clone())),
+            note: None,
+        });
+    }
+
+    // A masked column usable in predicates is wider than one that is not.
+    let pkeys: BTreeSet<&(String, String)> = o
+        .mask_predicates
+        .symmetric_difference(&n.mask_predicates)
+        .collect();
+    for key in pkeys {
+        let now = n.mask_predicates.contains(key);
+        out.push(Change {
+            subject: Subject::Mask {
+                table: key.0.clone(),
+                column: key.1.clone(),
+            },
+            direction: if now {
+                Direction::Wider
+            } else {
+                Direction::Narrower
+            },
+            old: if now {
+                "predicates denied"
+            } else {
+                "predicates allowed"
+            }
+            .to_string(),
+            new: if now {
+                "predicates allowed"
+            } else {
+                "predicates denied"
+            }
+            .to_string(),
+            rule: n
+                .masks
+                .get(key)
+                .and_then(|m| m.1.clone())
+                .or_else(|| o.masks.get(key).and_then(|m| m.1.clone())),
             note: None,
         });
     }
@@ -1422,6 +1465,26 @@ mod tests {
             r.roles_added[0].grants,
             vec!["select: public.customers (id)".to_string()]
         );
+    }
+
+    #[test]
+    fn a_mask_that_comes_to_allow_predicates_is_wider() {
+        let mut o = RoleSnap::default();
+        let key = ("public.customers".to_string(), "email".to_string());
+        o.masks.insert(key.clone(), (MaskKind::Hash, None));
+        let mut n = o.clone();
+        n.mask_predicates.insert(key.clone());
+        let mask = Subject::Mask {
+            table: key.0.clone(),
+            column: key.1.clone(),
+        };
+        let r = compare(&snap(vec![("x", o.clone())]), &snap(vec![("x", n.clone())]));
+        let c = r.roles["x"].iter().find(|c| c.subject == mask).unwrap();
+        assert_eq!(c.direction, Direction::Wider);
+        assert_eq!(c.new, "predicates allowed");
+        let r = compare(&snap(vec![("x", n)]), &snap(vec![("x", o)]));
+        let c = r.roles["x"].iter().find(|c| c.subject == mask).unwrap();
+        assert_eq!(c.direction, Direction::Narrower);
     }
 
     #[test]

@@ -227,8 +227,13 @@ pub struct MaskRec {
     pub column: U32,
     pub rule: U32,
     pub kind: u8,
-    pub pad: [u8; 3],
+    /// Bit 0: predicates allowed (`MASK_PREDICATES`).
+    pub flags: u8,
+    pub pad: [u8; 2],
 }
+
+/// [`MaskRec::flags`]: the masked column may be used in predicates.
+pub const MASK_PREDICATES: u8 = 1;
 
 #[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy, Debug)]
 #[repr(C)]

@@ -157,6 +157,9 @@ pub struct MaskEntry {
     pub column: u32,
     pub kind: MaskKind,
     pub rule: RuleIndex,
+    /// `predicates="allow"`: the column may also be used in WHERE, JOIN … ON and HAVING
+    /// (the database compares the real value; the result still shows it masked).
+    pub predicates: bool,
 }
 
 /// Per-statement result caps (the smallest that applies to the role wins).

@@ -12,7 +12,7 @@ use zerocopy::FromBytes;
 use super::format::*;
 use super::model::{Limits, MaskKind, OnExceed, RateScope, RuleKind};
 use crate::class::{ClassSet, StatementClass};
-use crate::facts::{ColumnName, Facts, StatementFacts};
+use crate::facts::{Clause, ColumnName, Facts, StatementFacts};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct RoleId(pub u32);
@@ -564,7 +564,10 @@ impl<'a> Table<'a> {
                 .tables
                 .get(m.table.get() as usize)
                 .ok_or(LoadError::Malformed("mask table out of range"))?;
-            if m.column.get() >= t.column_count.get() || MaskKind::from_id(m.kind).is_none() {
+            if m.column.get() >= t.column_count.get()
+                || MaskKind::from_id(m.kind).is_none()
+                || m.flags & !MASK_PREDICATES != 0
+            {
                 return Err(LoadError::Malformed("mask column or kind"));
             }
             self.check_rule(m.rule.get())?;
@@ -1074,6 +1077,18 @@ impl<'a> Table<'a> {
     }
 
     pub fn mask(&self, role: RoleId, table: TableId, column: ColumnId) -> Option<(MaskKind, u32)> {
+        let m = self.mask_rec(role, table, column)?;
+        Some((MaskKind::from_id(m.kind)?, m.rule.get()))
+    }
+
+    /// Whether the role's mask on the column lets it be used in predicates
+    /// (`predicates="allow"`).
+    pub fn mask_allows_predicates(&self, role: RoleId, table: TableId, column: ColumnId) -> bool {
+        self.mask_rec(role, table, column)
+            .is_some_and(|m| m.flags & MASK_PREDICATES != 0)
+    }
+
+    fn mask_rec(&self, role: RoleId, table: TableId, column: ColumnId) -> Option<&'a MaskRec> {
         let r = self.roles.get(role.0 as usize)?;
         let first = r.masks_first.get() as usize;
         let masks = self
@@ -1082,8 +1097,7 @@ impl<'a> Table<'a> {
         let i = masks
             .binary_search_by(|m| (m.table.get(), m.column.get()).cmp(&(table.0, column.0)))
             .ok()?;
-        let m = masks.get(i)?;
-        Some((MaskKind::from_id(m.kind)?, m.rule.get()))
+        masks.get(i)
     }
 
     fn has_masks_on(&self, role: RoleId, table: TableId) -> bool {
@@ -1416,8 +1430,11 @@ impl<'a> Table<'a> {
                             continue;
                         };
                         resolved = true;
+                        let predicate =
+                            matches!(col.clause, Clause::Where | Clause::Join | Clause::Having);
                         if !col.plain
                             && let Some((_, rule)) = self.mask(role, t, c)
+                            && !(predicate && self.mask_allows_predicates(role, t, c))
                         {
                             return Err(refuse(i, rule));
                         }

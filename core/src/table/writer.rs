@@ -374,18 +374,19 @@ pub fn write(policy: &CompiledPolicy) -> Vec<u8> {
             .iter()
             .filter_map(|m| {
                 let nt = *table_remap.get(m.table as usize)?;
-                Some((nt, m.column, m.kind as u8, m.rule))
+                Some((nt, m.column, m.kind as u8, m.rule, m.predicates))
             })
             .collect();
         ms.sort();
         ms.dedup_by_key(|m| (m.0, m.1));
-        for (t, c, kind, rule) in &ms {
+        for (t, c, kind, rule, predicates) in &ms {
             masks.push(MaskRec {
                 table: U32::new(*t),
                 column: U32::new(*c),
                 rule: U32::new(*rule),
                 kind: *kind,
-                pad: [0; 3],
+                flags: if *predicates { MASK_PREDICATES } else { 0 },
+                pad: [0; 2],
             });
         }
 

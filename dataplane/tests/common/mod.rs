@@ -101,12 +101,14 @@ pub fn policy_customers_out(masked: bool) -> Vec<u8> {
                 column: 1,
                 kind: MaskKind::Hash,
                 rule: 4,
+                predicates: false,
             },
             MaskEntry {
                 table: 1,
                 column: 2,
                 kind: MaskKind::Redact,
                 rule: 4,
+                predicates: false,
             },
         ];
     }
