@@ -278,16 +278,7 @@ role "bench" {
 }
 KDL
         compile_policy "$WORK/stream-$1" "$WORK/stream-$1.pgt" >/dev/null
-        cat > "$WORK/pgate-stream-$1.kdl" <<KDL
-listen "127.0.0.1:$2"
-workers 2
-tls cert="server.crt" key="server.key"
-upstream host="127.0.0.1" port=$PG_PORT database="bench" user="postgres" password-file="db.pass"
-identity issuer="https://idp.bench.pgate" audience="pgate" jwks="keys/jwks.json" leeway="30s"
-policy "stream-$1.pgt"
-audit path="/dev/null" on-failure="block"
-masks hash-key-file="mask.key"
-KDL
+        pgate_config "pgate-stream-$1" "$2" "stream-$1.pgt" /dev/null
         "$PGATE" run --config "$WORK/pgate-stream-$1.kdl" 2>"$WORK/pgate-stream-$1.log" &
         PIDS+=("$!")
         eval "STREAM_PID_${1//-/_}=$!"

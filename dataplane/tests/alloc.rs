@@ -4,6 +4,9 @@
 //! allocations inside the session (counted by a global allocator around the session calls
 //! only; the fake server's own allocations are outside the counted regions).
 //!
+//! So does a role with masks: its rows rewritten (a hashed and a redacted column) and
+//! pgate's own Describe sent before every Execute.
+//!
 //! One test in this file on purpose: the count is process-wide.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests and benches fail loudly
 
@@ -81,6 +84,7 @@ fn steady_state_allocates_nothing() {
         allocations += round_trip(&mut s, &table, &unnamed, &unnamed_reply, t);
     }
     assert_eq!(allocations, 0, "allocations on the hot path after warm-up");
+    masked_results_allocate_nothing();
 
     // Denials format a message naming the rule: not the hot path, but bounded — and the
     // counter does see them (so the zero above is a real zero).
@@ -92,4 +96,108 @@ fn steady_state_allocates_nothing() {
     assert!(String::from_utf8_lossy(s.session.poll_upstream()).contains("pgate refused"));
     let n = region.change().allocations;
     assert!(n > 0 && n < 64, "{n} allocations for a denial");
+}
+
+/// The masked phase of the test (see the module docs).
+fn masked_results_allocate_nothing() {
+    use pgate::masks::HashKey;
+    use pgate::masks::catalog::{AttributeRow, MaskCatalog};
+    use pgate::session::SessionConfig;
+    use std::sync::Arc;
+
+    let mut s = Sim::new(SessionConfig {
+        allow_plaintext_auth: true,
+        upstream_user: "pgate_upstream".into(),
+        mask_hash_key: Some(Arc::new(HashKey::new([7; 32]))),
+        ..SessionConfig::default()
+    });
+    s.table = policy_masked();
+    s.connect();
+    let table_bytes = s.table.clone();
+    let table = Table::parse(&table_bytes).unwrap();
+    let attr = |attnum: i16, name: &str, typ: u32, send: &str| AttributeRow {
+        oid: 16_400,
+        schema: "public".into(),
+        relation: "customers".into(),
+        attnum,
+        name: name.into(),
+        type_oid: typ,
+        base_type_oid: typ,
+        send: send.into(),
+        generated: false,
+    };
+    let rows = [
+        attr(1, "id", 23, "int4send"),
+        attr(2, "name", 25, "textsend"),
+        attr(3, "ssn", 25, "textsend"),
+    ];
+    let catalog = MaskCatalog::build(&table, table.digest(), "app", &rows, []).unwrap();
+    s.session.handle_catalog(Ok(Arc::new(catalog)), &table);
+
+    // RowDescription (id, name, ssn of customers), one row, CommandComplete.
+    let mut rd = 3i16.to_be_bytes().to_vec();
+    for (i, (attnum, typ)) in [(1i16, 23u32), (2, 25), (3, 25)].iter().enumerate() {
+        rd.extend(cstr(&format!("c{i}")));
+        rd.extend(16_400u32.to_be_bytes());
+        rd.extend(attnum.to_be_bytes());
+        rd.extend(typ.to_be_bytes());
+        rd.extend((-1i16).to_be_bytes());
+        rd.extend((-1i32).to_be_bytes());
+        rd.extend(0i16.to_be_bytes());
+    }
+    let mut row = 3i16.to_be_bytes().to_vec();
+    for v in [&b"1"[..], b"Ada Lovelace", b"900-10-0001"] {
+        row.extend((v.len() as i32).to_be_bytes());
+        row.extend(v);
+    }
+    let mut result = msg(b'T', &rd);
+    result.extend(msg(b'D', &row));
+    result.extend(msg(b'C', &cstr("SELECT 1")));
+    result.extend(msg(b'Z', b"I"));
+    let simple = query("select id, name, ssn from customers where id = 1");
+    let mut exec = parse("", "select id, name, ssn from customers where id = $1");
+    exec.extend(bind("", ""));
+    exec.extend(execute(""));
+    exec.extend(sync());
+    let mut exec_reply = msg(b'1', &[]);
+    exec_reply.extend(msg(b'2', &[]));
+    exec_reply.extend(&result);
+
+    let mut t = Clock {
+        mono_us: 1_000_000,
+        unix_ms: 700_000,
+    };
+    for _ in 0..50 {
+        t.mono_us += 100;
+        round_trip(&mut s, &table, &simple, &result, t);
+        round_trip(&mut s, &table, &exec, &exec_reply, t);
+    }
+    assert!(
+        String::from_utf8_lossy(s.session.poll_client()).is_empty(),
+        "the client's output was taken"
+    );
+    let mut allocations = 0;
+    for _ in 0..1000 {
+        t.mono_us += 100;
+        allocations += round_trip(&mut s, &table, &simple, &result, t);
+        allocations += round_trip(&mut s, &table, &exec, &exec_reply, t);
+    }
+    assert_eq!(
+        allocations, 0,
+        "allocations on a masked role's hot path after warm-up"
+    );
+    // And the rows were masked: the last answer has the redaction, not the real ssn.
+    let region_free = {
+        let n = s.session.handle_client(&simple, &table, &TestAuth, t);
+        assert_eq!(n, simple.len());
+        let up = s.session.poll_upstream().len();
+        s.session.upstream_written(up);
+        s.session.handle_upstream(&result, t);
+        let out = String::from_utf8_lossy(s.session.poll_client()).into_owned();
+        let len = s.session.poll_client().len();
+        s.session.client_written(len);
+        out
+    };
+    assert!(region_free.contains("***"), "{region_free:?}");
+    assert!(!region_free.contains("900-10-0001") && !region_free.contains("Lovelace"));
 }

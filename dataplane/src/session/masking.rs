@@ -54,7 +54,12 @@ pub(super) struct Masking {
     /// Relations the catalog does not show (created in this session's open transaction):
     /// unmasked until the transaction ends.
     tx_unseen: Vec<u32>,
-    key: Option<Arc<HashKey>>,
+    /// The `hash` key; without one configured (`has_key` false), a key no plan uses: a
+    /// hash mask is refused before any value would be hashed.
+    key: Arc<HashKey>,
+    has_key: bool,
+    /// pgate's own Describe message, written once per Execute into the same buffer.
+    describe_msg: Vec<u8>,
     catalog: Option<Arc<MaskCatalog>>,
     /// The role's masks by relation OID (from the catalog and the table).
     role: HashMap<u32, Vec<ColumnMask>>,
@@ -90,7 +95,9 @@ impl Masking {
         Masking {
             active: true,
             tx_unseen: Vec::new(),
-            key,
+            has_key: key.is_some(),
+            key: key.unwrap_or_else(|| Arc::new(HashKey::new([0; 32]))),
+            describe_msg: Vec::new(),
             catalog: None,
             role: HashMap::new(),
             database: String::new(),
@@ -348,7 +355,7 @@ impl Session {
         m.looked_up.clear();
         m.plan_set = true;
         if m.plan_any
-            && m.key.is_none()
+            && !m.has_key
             && m.plan
                 .iter()
                 .any(|f| matches!(f.mask, Some((MaskAction::Hash, _))))
@@ -448,7 +455,7 @@ impl Session {
         };
         let any = cols.iter().any(|c| c.mask.is_some());
         if any
-            && m.key.is_none()
+            && !m.has_key
             && cols
                 .iter()
                 .any(|c| matches!(c.mask, Some((MaskAction::Hash, _))))
@@ -499,13 +506,18 @@ impl Session {
             return;
         };
         m.describes.push_back((unit, true));
-        let mut body = Vec::with_capacity(portal.len() + 2);
-        body.push(b'P');
-        body.extend_from_slice(portal.as_bytes());
-        body.push(0);
-        let mut msg = Vec::with_capacity(body.len() + 5);
-        wire::write_message(&mut msg, b'D', &body);
+        // Describe: "Byte1('P') to describe a portal … String The name of the portal".
+        let mut msg = std::mem::take(&mut m.describe_msg);
+        msg.clear();
+        msg.push(b'D');
+        msg.extend_from_slice(&((portal.len() + 6) as u32).to_be_bytes());
+        msg.push(b'P');
+        msg.extend_from_slice(portal.as_bytes());
+        msg.push(0);
         self.forward_in_batch(&msg);
+        if let Some(m) = self.masking.as_mut() {
+            m.describe_msg = msg;
+        }
     }
 
     /// An upstream message, before the rest of `on_upstream_message`: the mask plan's
@@ -574,19 +586,17 @@ impl Session {
 
     /// COPY data for the client: through the rewriter if this COPY masks a column.
     pub(super) fn pass_copy_data(&mut self, body: &[u8], raw: &[u8]) -> bool {
-        let Some((copy, key)) = self
-            .masking
-            .as_mut()
-            .and_then(|m| Some((m.copy.as_mut()?, m.key.clone())))
-        else {
+        let Some(m) = self.masking.as_mut().filter(|m| m.copy.is_some()) else {
             self.to_client.extend_from_slice(raw);
             return true;
         };
-        let key = key.unwrap_or_else(|| Arc::new(HashKey::new([0; 32])));
+        let Some(copy) = m.copy.as_mut() else {
+            return true;
+        };
         let at = self.to_client.len();
         self.to_client.push(b'd');
         self.to_client.extend_from_slice(&[0; 4]);
-        match copy.rewrite(body, &key, &mut self.to_client) {
+        match copy.rewrite(body, &m.key, &mut self.to_client) {
             Ok(()) => {
                 let len = (self.to_client.len() - at - 1) as u32;
                 self.to_client[at + 1..at + 5].copy_from_slice(&len.to_be_bytes());
@@ -656,8 +666,7 @@ fn rewrite_row(m: &Masking, body: &[u8], out: &mut Vec<u8>) -> Result<(), String
     out.push(b'D');
     out.extend_from_slice(&[0; 4]);
     out.extend_from_slice(&n.to_be_bytes());
-    let zero = HashKey::new([0; 32]);
-    let key = m.key.as_deref().unwrap_or(&zero);
+    let key = &*m.key;
     for f in &m.plan {
         let len = r.i32().map_err(|_| "a malformed DataRow".to_string())?;
         let value = if len < 0 {
