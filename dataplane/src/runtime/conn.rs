@@ -6,10 +6,15 @@
 //! large batch while the server streams a large result therefore never wedges: pgate keeps
 //! reading the server while it waits to write to it.
 //!
+//! Work that waits on a third party (a CancelRequest's answer, a catalog lookup for the
+//! masks) runs as one side task polled in the same round, so deadlines, the drain and the
+//! client's own bytes are still served while it waits; the session holds what depends on it.
+//!
 //! What this module must never do: interpret bytes (the session does), or wait on one
 //! peer while the other has something for it.
 
-use std::future::poll_fn;
+use std::collections::VecDeque;
+use std::future::{Future, poll_fn};
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -21,6 +26,7 @@ use tokio::net::TcpStream;
 
 use super::stream::Stream;
 use super::{Shared, instant_of, mono_us, now};
+use crate::masks::catalog::MaskCatalog;
 use crate::session::{Action, Session};
 
 /// Read buffer size per direction once proxying; a message larger than this grows the
@@ -67,7 +73,18 @@ impl ReadBuffer {
     }
 }
 
+/// What a side task brought back.
+enum SideDone {
+    /// The upstream's CancelRequest: whether its backend took it.
+    Cancel(bool),
+    Catalog(Result<std::sync::Arc<MaskCatalog>, String>),
+}
+
+/// At most one runs at a time; actions that need another wait in order behind it.
+type SideTask<'a> = Pin<Box<dyn Future<Output = SideDone> + Send + 'a>>;
+
 enum Event {
+    Side(SideDone),
     ClientData,
     ClientEof,
     UpstreamData,
@@ -102,6 +119,10 @@ pub(super) async fn connection(
     let mut held = false;
     // Upstream bytes wait while a rate throttles the result.
     let mut uheld = false;
+    let mut side: Option<SideTask<'_>> = None;
+    // Side-task actions that came while one was running, in order (the session emits at
+    // most one of each kind at a time).
+    let mut deferred: VecDeque<Action> = VecDeque::new();
     let sleep = tokio::time::sleep(Duration::from_secs(3600));
     tokio::pin!(sleep);
     // A drain that began before this connection was accepted still applies.
@@ -110,8 +131,17 @@ pub(super) async fn connection(
     let result: io::Result<()> = async {
         loop {
             // 1. Carry out actions.
-            while let Some(a) = session.poll_action() {
+            loop {
+                let next = if side.is_none() {
+                    deferred.pop_front().or_else(|| session.poll_action())
+                } else {
+                    session.poll_action()
+                };
+                let Some(a) = next else { break };
                 match a {
+                    Action::CancelUpstream | Action::LookupCatalog if side.is_some() => {
+                        deferred.push_back(a);
+                    }
                     Action::StartTls => {
                         write_all_client(&mut session, &mut client).await?;
                         let Some(acceptor) = &shared.tls else {
@@ -165,30 +195,27 @@ pub(super) async fn connection(
                         }
                     }
                     Action::CancelUpstream => {
-                        let taken = match session.cancel_keys().upstream {
-                            Some(real) => cancel_and_wait(shared.upstream, real).await,
-                            None => false,
-                        };
-                        session.upstream_cancel_done(taken);
+                        let real = session.cancel_keys().upstream;
+                        let upstream_addr = shared.upstream;
+                        side = Some(Box::pin(async move {
+                            SideDone::Cancel(match real {
+                                Some(real) => cancel_and_wait(upstream_addr, real).await,
+                                None => false,
+                            })
+                        }));
                     }
                     Action::LookupCatalog => {
                         let request = session
                             .catalog_request()
                             .map(|(db, oids, names)| (db.to_string(), oids.to_vec(), names));
-                        let answer = match request {
-                            Some((db, oids, names)) => {
-                                super::lookup::catalog_for(shared, &db, &oids, names).await
-                            }
-                            None => Err("no database".to_string()),
-                        };
-                        if let Err(e) = &answer {
-                            eprintln!("pgate: connection {id}: catalog lookup for masks: {e}");
-                        }
-                        // The catalog is built for the current table: the session takes
-                        // it first.
-                        let table = shared.table.load();
-                        session.handle_table(&table.table(), shared.auth.as_ref());
-                        session.handle_catalog(answer, &table.table());
+                        side = Some(Box::pin(async move {
+                            SideDone::Catalog(match request {
+                                Some((db, oids, names)) => {
+                                    super::lookup::catalog_for(shared, &db, &oids, names).await
+                                }
+                                None => Err("no database".to_string()),
+                            })
+                        }));
                     }
                     Action::Close => {
                         ship_audit(&mut session, shared);
@@ -245,6 +272,11 @@ pub(super) async fn connection(
                     if changed.as_mut().poll(cx).is_ready() {
                         return Poll::Ready(Ok(Event::Control));
                     }
+                    if let Some(task) = side.as_mut()
+                        && let Poll::Ready(done) = task.as_mut().poll(cx)
+                    {
+                        return Poll::Ready(Ok(Event::Side(done)));
+                    }
                     let mut wrote = false;
                     match pump_writes(cx, &mut session, &mut client, upstream.as_mut(), &mut dirty)
                     {
@@ -299,6 +331,22 @@ pub(super) async fn connection(
 
             // 3. Feed the session.
             match event {
+                Event::Side(done) => {
+                    side = None;
+                    match done {
+                        SideDone::Cancel(taken) => session.upstream_cancel_done(taken),
+                        SideDone::Catalog(answer) => {
+                            if let Err(e) = &answer {
+                                eprintln!("pgate: connection {id}: catalog lookup for masks: {e}");
+                            }
+                            // The catalog is built for the current table: the session
+                            // takes it first.
+                            let table = shared.table.load();
+                            session.handle_table(&table.table(), shared.auth.as_ref());
+                            session.handle_catalog(answer, &table.table());
+                        }
+                    }
+                }
                 Event::ClientData => {
                     feed_client(&mut session, &mut cbuf, shared);
                     held = session.holding_client() && cbuf.len > 0;

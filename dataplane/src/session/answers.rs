@@ -35,7 +35,7 @@ impl Session {
                 && let RateCheck::WaitUntil(t) = self.check_rates(f.len as u64)
             {
                 // Throttled: this message waits (unread) until the bucket has tokens.
-                self.paused_until = Some(t);
+                self.ready.paused_until = Some(t);
                 break;
             }
             if matches!(self.state, State::Ready)
@@ -69,14 +69,14 @@ impl Session {
         if tag == b'E' {
             // "In the event of a backend-detected error during copy-in mode … the backend
             // will issue an ErrorResponse": COPY is over, whoever's error it is.
-            self.copy_in = false;
-            self.unit_error = true;
+            self.ready.copy_in = false;
+            self.ready.unit_error = true;
         }
         let dropping = self.cut_drops(tag);
         let cut_unit = self.cut_unit();
         if is_final(tag) {
-            position = self.unit_finals;
-            self.unit_finals += 1;
+            position = self.ready.unit_finals;
+            self.ready.unit_finals += 1;
             let shown = self.to_client.len();
             if self.refusal_answered(position, tag, body, raw) {
                 if dropping {
@@ -98,20 +98,23 @@ impl Session {
         }
         match tag {
             b'Z' => {
-                self.tx_status = body.first().copied().unwrap_or(b'I');
-                self.inflight = self.inflight.saturating_sub(1);
+                self.ready.tx_status = body.first().copied().unwrap_or(b'I');
+                self.ready.inflight = self.ready.inflight.saturating_sub(1);
                 self.unit_answered(false);
-                self.unit_finals = 0;
-                self.unit_error = false;
+                self.ready.unit_finals = 0;
+                self.ready.unit_error = false;
                 self.finish_unit();
                 self.drop_skipped_refusals();
-                let done = self.unit_seq.saturating_sub(self.inflight as u64);
+                let done = self
+                    .ready
+                    .unit_seq
+                    .saturating_sub(self.ready.inflight as u64);
                 self.drop_unconfirmed(done);
-                if self.tx_status == b'I' {
+                if self.ready.tx_status == b'I' {
                     self.transaction_ended(done);
                 }
                 self.cursor_counts_end();
-                if cut_unit && self.cut_ready(self.tx_status) {
+                if cut_unit && self.cut_ready(self.ready.tx_status) {
                     return;
                 }
                 self.to_client.extend_from_slice(raw);
@@ -120,24 +123,26 @@ impl Session {
             // CommandComplete, EmptyQueryResponse, ErrorResponse end one statement.
             b'C' => {
                 if let Some(n) = command_rows(body) {
-                    self.rows = n;
+                    self.ready.rows = n;
                 }
-                self.cap_rows = 0;
-                self.cap_bytes = 0;
+                self.ready.cap_rows = 0;
+                self.ready.cap_bytes = 0;
                 self.complete_statement("ok", position);
             }
             b'I' => {
-                self.cap_rows = 0;
-                self.cap_bytes = 0;
+                self.ready.cap_rows = 0;
+                self.ready.cap_bytes = 0;
                 self.complete_statement("ok", position);
             }
             // The portal's result goes on at its next Execute: its counts carry over.
             b's' => {
-                if let Some((id, (r, b))) = self.pending.front().map(|p| (p.portal, p.carried)) {
-                    self.portal_sent(id, (r + self.cap_rows, b + self.cap_bytes));
+                if let Some((id, (r, b))) =
+                    self.ready.pending.front().map(|p| (p.portal, p.carried))
+                {
+                    self.portal_sent(id, (r + self.ready.cap_rows, b + self.ready.cap_bytes));
                 }
-                self.cap_rows = 0;
-                self.cap_bytes = 0;
+                self.ready.cap_rows = 0;
+                self.ready.cap_bytes = 0;
                 self.complete_statement("suspended", position);
             }
             b'1' => self.confirmed(true),
@@ -145,17 +150,17 @@ impl Session {
             b'E' => {
                 // "In the event of a backend-detected error during copy-in mode … the
                 // backend will issue an ErrorResponse": COPY is over.
-                self.copy_in = false;
-                self.cap_rows = 0;
-                self.cap_bytes = 0;
+                self.ready.copy_in = false;
+                self.ready.cap_rows = 0;
+                self.ready.cap_bytes = 0;
                 self.complete_statement("error", position);
             }
             b'D' => {
                 if !dropping && !self.count_result(raw, true) {
                     return;
                 }
-                self.rows += 1;
-                self.bytes += raw.len() as u64;
+                self.ready.rows += 1;
+                self.ready.bytes += raw.len() as u64;
                 if !dropping {
                     self.pass_data_row(body, raw);
                 }
@@ -167,7 +172,7 @@ impl Session {
                 if !dropping && !self.count_result(raw, true) {
                     return;
                 }
-                self.bytes += raw.len() as u64;
+                self.ready.bytes += raw.len() as u64;
                 if !dropping {
                     self.pass_copy_data(body, raw);
                 }
@@ -184,16 +189,16 @@ impl Session {
                     );
                 }
                 // The client may have ended the copy before this arrived.
-                self.copy_in = !std::mem::take(&mut self.copy_ended_early);
+                self.ready.copy_in = !std::mem::take(&mut self.ready.copy_ended_early);
                 // Anything but Sync and Flush pipelined behind the COPY's command reaches
                 // the server in copy-in mode, which fails the COPY: what it answers then
                 // depends on where the server was, and pgate would lose count of it.
-                let copy = self.pending.front().map(|p| (p.unit, p.position));
-                let more = self.pending.iter().skip(1).any(|p| {
+                let copy = self.ready.pending.front().map(|p| (p.unit, p.position));
+                let more = self.ready.pending.iter().skip(1).any(|p| {
                     Some(p.unit) != copy.map(|c| c.0)
                         || (p.position.is_some() && copy.is_some_and(|c| c.1.is_some()))
                 });
-                if self.sent_after_command > 0 || more || !self.refusals.is_empty() {
+                if self.ready.sent_after_command > 0 || more || !self.ready.refusals.is_empty() {
                     return self.fatal(
                         sqlstate::PROTOCOL_VIOLATION,
                         "pgate: messages pipelined behind COPY FROM STDIN before the copy started are not supported",
@@ -202,9 +207,9 @@ impl Session {
                 {
                     // The client's Syncs after the COPY's command reached the server in
                     // copy-in mode and are ignored there: they will get no ReadyForQuery.
-                    let k = std::mem::take(&mut self.syncs_since_execute);
-                    self.inflight = self.inflight.saturating_sub(k);
-                    self.unit_seq = self.unit_seq.saturating_sub(k as u64);
+                    let k = std::mem::take(&mut self.ready.syncs_since_execute);
+                    self.ready.inflight = self.ready.inflight.saturating_sub(k);
+                    self.ready.unit_seq = self.ready.unit_seq.saturating_sub(k as u64);
                     for _ in 0..k {
                         self.unit_answered(true);
                     }

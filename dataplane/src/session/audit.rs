@@ -11,12 +11,12 @@ use super::*;
 impl Session {
     /// A summary slot with no references yet.
     pub(super) fn new_summary(&mut self) -> usize {
-        match self.free_summaries.pop() {
+        match self.ready.free_summaries.pop() {
             Some(i) => i,
             None => {
-                self.summaries.push(String::with_capacity(256));
-                self.summary_refs.push(0);
-                self.summaries.len() - 1
+                self.ready.summaries.push(String::with_capacity(256));
+                self.ready.summary_refs.push(0);
+                self.ready.summaries.len() - 1
             }
         }
     }
@@ -32,7 +32,7 @@ impl Session {
     ) -> usize {
         // Slot 0 serves the common case (one statement, nothing outstanding) without
         // taking a slot; otherwise a free slot, released when its line is written.
-        let slot = if stmt == 0 && self.pending.is_empty() {
+        let slot = if stmt == 0 && self.ready.pending.is_empty() {
             0
         } else {
             let slot = self.new_summary();
@@ -51,7 +51,7 @@ impl Session {
         table: &Table<'_>,
         sql: &str,
     ) {
-        let mut out = std::mem::take(&mut self.summaries[slot]);
+        let mut out = std::mem::take(&mut self.ready.summaries[slot]);
         write_summary(
             &mut out,
             &self.facts,
@@ -59,9 +59,9 @@ impl Session {
             verdict,
             table,
             sql,
-            &self.search_path,
+            &self.ready.search_path,
         );
-        self.summaries[slot] = out;
+        self.ready.summaries[slot] = out;
     }
 
     pub(super) fn line_start(&mut self, event: &str, digest: &DigestHex) {
@@ -159,9 +159,9 @@ impl Session {
         msg: &str,
         sql: &str,
     ) {
-        let path = std::mem::take(&mut self.search_path);
+        let path = std::mem::take(&mut self.ready.search_path);
         self.audit_denied_in(false, verdict, table, msg, sql, &path);
-        self.search_path = path;
+        self.ready.search_path = path;
     }
 
     /// The deny line of statement `verdict.statement` of the current facts, or of the
@@ -181,21 +181,25 @@ impl Session {
             Decision::Allow => 0,
         };
         let slot = self.new_summary();
-        let mut out = std::mem::take(&mut self.summaries[slot]);
-        let f = if recheck { &self.recheck } else { &self.facts };
+        let mut out = std::mem::take(&mut self.ready.summaries[slot]);
+        let f = if recheck {
+            &self.ready.recheck
+        } else {
+            &self.facts
+        };
         write_summary(&mut out, f, stmt, verdict, table, sql, path);
-        self.summaries[slot] = out;
+        self.ready.summaries[slot] = out;
         let digest = self.table_digest;
         self.line_start("statement", &digest);
         self.audit.push_str(",\"verdict\":\"deny\",");
-        let summary = std::mem::take(&mut self.summaries[slot]);
+        let summary = std::mem::take(&mut self.ready.summaries[slot]);
         self.audit.push_str(&summary);
-        self.summaries[slot] = summary;
+        self.ready.summaries[slot] = summary;
         self.audit.push_str(",\"reason\":\"");
         json_escape_into(&mut self.audit, msg);
         self.audit
             .push_str("\",\"rows\":0,\"bytes\":0,\"duration_us\":0}\n");
-        self.free_summaries.push(slot);
+        self.ready.free_summaries.push(slot);
     }
 
     /// The deny line of a FunctionCall message: no SQL, the function's OID.
@@ -220,15 +224,16 @@ impl Session {
     pub(super) fn complete_statement(&mut self, status: &str, position: u32) {
         let unit = self.upstream_unit();
         let mine = self
+            .ready
             .pending
             .front()
             .is_some_and(|p| p.unit == unit && p.position.is_none_or(|q| q == position));
         if !mine {
-            self.rows = 0;
-            self.bytes = 0;
+            self.ready.rows = 0;
+            self.ready.bytes = 0;
             return;
         }
-        let Some(mut p) = self.pending.pop_front() else {
+        let Some(mut p) = self.ready.pending.pop_front() else {
             return;
         };
         self.write_statement_line(&p, status);
@@ -244,41 +249,44 @@ impl Session {
         let duration = self.now.mono_us.saturating_sub(p.started_us);
         self.line_start("statement", &p.digest);
         self.audit.push_str(",\"verdict\":\"allow\",");
-        let summary = std::mem::take(&mut self.summaries[p.summary]);
+        let summary = std::mem::take(&mut self.ready.summaries[p.summary]);
         self.audit.push_str(&summary);
-        self.summaries[p.summary] = summary;
+        self.ready.summaries[p.summary] = summary;
         let _ = write!(self.audit, ",\"status\":\"{status}\"");
         if status == "cut"
-            && let Some(note) = self.cut_note.take()
+            && let Some(note) = self.ready.cut_note.take()
         {
             self.audit.push_str(&note);
         }
-        if self.throttled_us > 0 {
+        if self.ready.throttled_us > 0 {
             let _ = write!(
                 self.audit,
                 ",\"throttled_ms\":{}",
-                std::mem::take(&mut self.throttled_us) / 1000
+                std::mem::take(&mut self.ready.throttled_us) / 1000
             );
         }
         let _ = writeln!(
             self.audit,
             ",\"rows\":{},\"bytes\":{},\"duration_us\":{duration}}}",
-            self.rows, self.bytes
+            self.ready.rows, self.ready.bytes
         );
-        self.rows = 0;
-        self.bytes = 0;
+        self.ready.rows = 0;
+        self.ready.bytes = 0;
         self.slot_unref(p.summary);
     }
 
     /// ReadyForQuery: statements of the finished unit that never completed did not run
     /// (an earlier error in the same string or batch).
     pub(super) fn finish_unit(&mut self) {
-        let done_unit = self.unit_seq.saturating_sub(self.inflight as u64);
-        while let Some(p) = self.pending.front() {
+        let done_unit = self
+            .ready
+            .unit_seq
+            .saturating_sub(self.ready.inflight as u64);
+        while let Some(p) = self.ready.pending.front() {
             if p.unit >= done_unit {
                 break;
             }
-            let Some(p) = self.pending.pop_front() else {
+            let Some(p) = self.ready.pending.pop_front() else {
                 break;
             };
             self.write_statement_line(&p, "not-run");

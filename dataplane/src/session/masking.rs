@@ -163,7 +163,7 @@ impl Session {
     /// made (pgate's own Describes may be in flight), inactive when the role has none.
     pub(super) fn masks_for_role(&mut self, table: &Table<'_>) {
         if !table.role_has_masks(self.role()) {
-            if let Some(m) = self.masking.as_mut() {
+            if let Some(m) = self.ready.masking.as_mut() {
                 m.active = false;
                 m.role.clear();
             }
@@ -171,6 +171,7 @@ impl Session {
         }
         let database = self.upstream_db.clone();
         let m = self
+            .ready
             .masking
             .get_or_insert_with(|| Box::new(Masking::new(self.cfg.mask_hash_key.clone())));
         m.active = true;
@@ -188,7 +189,7 @@ impl Session {
     /// What the driver is to look up for [`Action::LookupCatalog`]: the database, the
     /// relation OIDs, and whether the masked tables are looked up again by name.
     pub fn catalog_request(&self) -> Option<(&str, &[u32], bool)> {
-        let m = self.masking.as_ref()?;
+        let m = self.ready.masking.as_ref()?;
         Some((&m.database, &m.request, m.refresh_names))
     }
 
@@ -197,7 +198,7 @@ impl Session {
     /// masked: the session ends, closing the upstream, which stops the statement).
     pub fn handle_catalog(&mut self, answer: Result<Arc<MaskCatalog>, String>, table: &Table<'_>) {
         let role = self.role();
-        let Some(m) = self.masking.as_mut() else {
+        let Some(m) = self.ready.masking.as_mut() else {
             return;
         };
         match answer {
@@ -226,16 +227,16 @@ impl Session {
 
     /// Whether the role's results are masked.
     pub(super) fn masks_active(&self) -> bool {
-        self.masking.as_ref().is_some_and(|m| m.active)
+        self.ready.masking.as_ref().is_some_and(|m| m.active)
     }
 
     /// Whether the driver must not feed upstream bytes: the catalog is being looked up.
     pub(super) fn catalog_wait(&self) -> bool {
-        self.masking.as_ref().is_some_and(|m| m.waiting)
+        self.ready.masking.as_ref().is_some_and(|m| m.waiting)
     }
 
     fn ask_catalog(&mut self) -> Planned {
-        if let Some(m) = self.masking.as_mut() {
+        if let Some(m) = self.ready.masking.as_mut() {
             m.waiting = true;
         }
         self.actions.push_back(Action::LookupCatalog);
@@ -245,7 +246,7 @@ impl Session {
     /// Before a RowDescription or CopyOutResponse is taken: the catalog must know every
     /// relation it names. Also builds the plan.
     pub(super) fn plan_result(&mut self, tag: u8, body: &[u8]) -> Planned {
-        let Some(m) = self.masking.as_mut().filter(|m| m.active) else {
+        let Some(m) = self.ready.masking.as_mut().filter(|m| m.active) else {
             return Planned::Ready;
         };
         if m.catalog.is_none() {
@@ -260,13 +261,13 @@ impl Session {
     }
 
     fn plan_row_description(&mut self, body: &[u8]) -> Planned {
-        let Some(m) = self.masking.as_mut() else {
+        let Some(m) = self.ready.masking.as_mut() else {
             return Planned::Ready;
         };
         let Some(catalog) = m.catalog.clone() else {
             return Planned::Ready;
         };
-        let in_tx = self.tx_status != b'I';
+        let in_tx = self.ready.tx_status != b'I';
         if !in_tx {
             m.tx_unseen.clear();
         }
@@ -367,10 +368,10 @@ impl Session {
     }
 
     fn plan_copy(&mut self, body: &[u8]) -> Planned {
-        let spec = match self.pending.front().and_then(|p| p.effect.as_deref()) {
+        let spec = match self.ready.pending.front().and_then(|p| p.effect.as_deref()) {
             Some(SqlEffect::CopyOut(Ok(spec))) if spec.query => {
                 // COPY (query): the decision refused any use of a masked column in it.
-                if let Some(m) = self.masking.as_mut() {
+                if let Some(m) = self.ready.masking.as_mut() {
                     m.copy = None;
                 }
                 return Planned::Ready;
@@ -383,7 +384,7 @@ impl Session {
             }
             _ => return self.mask_failure("a COPY pgate did not see decided"),
         };
-        let Some(m) = self.masking.as_mut() else {
+        let Some(m) = self.ready.masking.as_mut() else {
             return Planned::Ready;
         };
         let Some(catalog) = m.catalog.clone() else {
@@ -480,7 +481,7 @@ impl Session {
 
     /// A masked result cannot be rewritten: nothing more of it may pass.
     fn mask_failure(&mut self, what: &str) -> Planned {
-        if let Some(m) = self.masking.as_mut() {
+        if let Some(m) = self.ready.masking.as_mut() {
             m.waiting = false;
         }
         let msg = format!(
@@ -492,8 +493,8 @@ impl Session {
 
     /// A Describe the client sent (answered by RowDescription or NoData, in order).
     pub(super) fn client_describe(&mut self) {
-        let unit = self.unit_seq;
-        if let Some(m) = self.masking.as_mut() {
+        let unit = self.ready.unit_seq;
+        if let Some(m) = self.ready.masking.as_mut() {
             m.describes.push_back((unit, false));
         }
     }
@@ -501,8 +502,8 @@ impl Session {
     /// Before an Execute of the portal `portal`: pgate's own Describe of it, so that the
     /// result comes with its RowDescription.
     pub(super) fn describe_before_execute(&mut self, portal: &str) {
-        let unit = self.unit_seq;
-        let Some(m) = self.masking.as_mut().filter(|m| m.active) else {
+        let unit = self.ready.unit_seq;
+        let Some(m) = self.ready.masking.as_mut().filter(|m| m.active) else {
             return;
         };
         m.describes.push_back((unit, true));
@@ -515,7 +516,7 @@ impl Session {
         msg.extend_from_slice(portal.as_bytes());
         msg.push(0);
         self.forward_in_batch(&msg);
-        if let Some(m) = self.masking.as_mut() {
+        if let Some(m) = self.ready.masking.as_mut() {
             m.describe_msg = msg;
         }
     }
@@ -525,7 +526,7 @@ impl Session {
     /// must not reach the client.
     pub(super) fn masks_on_message(&mut self, tag: u8) -> bool {
         let unit = self.upstream_unit();
-        let Some(m) = self.masking.as_mut() else {
+        let Some(m) = self.ready.masking.as_mut() else {
             return false;
         };
         // Describes of units answered (or skipped) before this one.
@@ -561,7 +562,7 @@ impl Session {
     /// A DataRow for the client: rewritten if the plan masks a field. False if it cannot
     /// be (the session is ending).
     pub(super) fn pass_data_row(&mut self, body: &[u8], raw: &[u8]) -> bool {
-        let Some(m) = self.masking.as_mut().filter(|m| m.active) else {
+        let Some(m) = self.ready.masking.as_mut().filter(|m| m.active) else {
             self.to_client.extend_from_slice(raw);
             return true;
         };
@@ -586,7 +587,7 @@ impl Session {
 
     /// COPY data for the client: through the rewriter if this COPY masks a column.
     pub(super) fn pass_copy_data(&mut self, body: &[u8], raw: &[u8]) -> bool {
-        let Some(m) = self.masking.as_mut().filter(|m| m.copy.is_some()) else {
+        let Some(m) = self.ready.masking.as_mut().filter(|m| m.copy.is_some()) else {
             self.to_client.extend_from_slice(raw);
             return true;
         };
@@ -612,7 +613,7 @@ impl Session {
 
     /// CopyDone: the masked COPY data must have ended at a row's end.
     pub(super) fn copy_done(&mut self) -> bool {
-        let Some(copy) = self.masking.as_mut().and_then(|m| m.copy.take()) else {
+        let Some(copy) = self.ready.masking.as_mut().and_then(|m| m.copy.take()) else {
             return true;
         };
         let mut copy = copy;

@@ -10,13 +10,15 @@
 //! randomness as [`Entropy`], so every path is testable by feeding bytes (`tests/sim.rs`,
 //! `tests/lifecycle_sim.rs`).
 //!
-//! This file holds the state machine, the client's messages and deciding; the rest is
-//! split by concern: `answers` (the database's answers), `batch` (units in flight and the
-//! final responses they bring), `startup` (the client's login), `upstream` (pgate's login to
-//! the database), `objects` (prepared statements, portals, cursors, channels, recorded as
-//! the server confirms them), `refusal` (refusals as the database's own errors), `results`
-//! (caps and rates on the result stream), `decided` (stored statement texts), `audit` (lines),
-//! `deny` (the deny-message renderer), `scram` (the SCRAM client).
+//! This file holds the state machine and its public face; the rest is split by concern:
+//! `client` (the client's messages once ready: framing, deciding, forwarding), `answers`
+//! (the database's answers), `batch` (units in flight and the final responses they bring),
+//! `startup` (the client's login), `upstream` (pgate's login to the database), `objects`
+//! (prepared statements, portals, cursors, channels, recorded as the server confirms them),
+//! `refusal` (refusals as the database's own errors), `results` (caps and rates on the
+//! result stream), `masking` (result masks), `decided` (stored statement texts), `audit`
+//! (lines), `deny` (the deny-message renderer), `scram` (the SCRAM client). What only the
+//! Ready state uses lives in one record, `ready::Ready`.
 //!
 //! What it must never do: forward a message it has not framed, parsed and — for Query, Parse,
 //! Bind, Describe and FunctionCall — decided; forward anything of an extended-query batch
@@ -39,14 +41,17 @@ use pgate_core::wire::{
 mod answers;
 mod audit;
 mod batch;
+mod client;
 mod decided;
 mod deny;
 mod masking;
 mod objects;
+mod ready;
 mod refusal;
 mod results;
 pub(crate) mod scram;
 mod startup;
+use ready::Ready;
 mod upstream;
 
 use audit::{command_rows, write_summary};
@@ -303,93 +308,16 @@ pub struct Session {
     actions: VecDeque<Action>,
     audit: String,
     facts: Facts,
-    search_path: Vec<String>,
-    tx_status: u8,
-    /// Units forwarded and not yet answered by ReadyForQuery.
-    inflight: usize,
-    /// Markers in flight for refused messages, and the errors the client gets for them.
-    refusals: VecDeque<Refusal>,
-    refusal_buf: Vec<u8>,
-    /// Final responses the messages forwarded in the current unit will produce.
-    batch_finals: u32,
-    /// Final responses the upstream sent in the unit it is answering, and whether one was
-    /// an error (the server then skips to Sync).
-    unit_finals: u32,
-    unit_error: bool,
-    /// Some message of the current extended batch went upstream.
-    batch_forwarded: bool,
-    /// A message of the current batch was denied: drop everything up to Sync.
-    skipping_batch: bool,
-    copy_in: bool,
-    /// Syncs forwarded since the last Execute: if that Execute starts a COPY FROM STDIN,
-    /// PostgreSQL ignores them ("The backend will ignore Flush and Sync messages received
-    /// during copy-in mode"), so they will get no ReadyForQuery.
-    syncs_since_execute: usize,
-    /// Messages other than Sync and Flush forwarded since the last Execute or Query.
-    sent_after_command: u32,
-    /// CopyDone or CopyFail came before the server's CopyInResponse.
-    copy_ended_early: bool,
-    /// Confirmed by the server (ParseComplete); `confirms` holds what is not yet.
-    statements: HashMap<String, Prepared>,
-    statement_versions: u64,
-    confirms: VecDeque<Confirm>,
-    confirm_pool: Vec<Confirm>,
-    /// References to each summary slot (its statement, portals, pending lines).
-    summary_refs: Vec<u32>,
-    scratch_slots: Vec<usize>,
     /// The table generation at login: a cursor pgate never saw opened is trusted only
     /// while no reload has come since.
     login_table_gen: u32,
-    portals: HashMap<String, Portal>,
-    /// The last portal id given out.
-    portal_ids: u64,
-    /// The unnamed portal, reused (its strings keep their capacity).
-    unnamed_portal: Portal,
-    unnamed_portal_open: bool,
-    /// SQL-level `PREPARE`d statements: the PREPARE's text.
-    sql_prepared: HashMap<String, Decided>,
-    cursors: HashMap<String, Cursor>,
-    listening: HashSet<String>,
     /// The table generation: bumped at every swap to a table with another digest.
     table_gen: u32,
     table_digest_raw: [u8; 32],
-    /// Scratch facts for re-deciding a stored statement (the current message's facts stay
-    /// in `facts`), and the deny message of the last failed re-decision.
-    recheck: Facts,
-    recheck_msg: Option<String>,
-    /// Client bytes forwarded per unit not yet answered, and their sum.
-    unit_bytes: VecDeque<usize>,
-    current_unit_bytes: usize,
-    inflight_bytes: usize,
     /// Monotonic deadlines (µs): login, drain, token expiry (with grace).
     login_deadline_us: u64,
     drain_deadline_us: Option<u64>,
     expiry_deadline_us: Option<u64>,
-    /// Audit summaries (`"classes":[…],"tables":[…]` JSON fragments): slot 0 is the
-    /// current simple query's, reused; prepared statements own theirs.
-    summaries: Vec<String>,
-    free_summaries: Vec<usize>,
-    pending: VecDeque<Pending>,
-    unit_seq: u64,
-    rows: u64,
-    bytes: u64,
-    /// The role's result caps, what the result being answered has sent the client, and the
-    /// cut in progress (`results`).
-    caps: Caps,
-    cap_rows: u64,
-    cap_bytes: u64,
-    /// What the pieces of SQL cursors' results sent since no cursor was open.
-    fetch_rows: u64,
-    fetch_bytes: u64,
-    cut: Option<Cut>,
-    /// The cut statement's audit note, taken by its line.
-    cut_note: Option<String>,
-    /// The role's byte rates; a throttle in force (until, and since: µs), and the time the
-    /// current statement spent throttled; the instance's identity-scoped buckets.
-    rates: Vec<Rate>,
-    paused_until: Option<u64>,
-    paused_since: Option<u64>,
-    throttled_us: u64,
     identity_buckets: std::sync::Arc<crate::buckets::IdentityBuckets>,
     table_digest: DigestHex,
     now: Clock,
@@ -397,13 +325,14 @@ pub struct Session {
     audit_accepting: bool,
     /// The database reported `is_superuser=on` for pgate's upstream user.
     upstream_superuser: bool,
-    /// Result masks, for a role that has any (`masking`).
-    masking: Option<Box<masking::Masking>>,
     /// The database the upstream session is in (for the masks' catalog).
     upstream_db: String,
     /// Statements decided since the driver last took the counts (metrics).
     allowed_count: u64,
     denied_count: u64,
+    /// What only the Ready state uses: batches in flight, SQL-level objects, the result
+    /// stream (`ready`).
+    ready: Ready,
 }
 
 /// SQLSTATEs pgate answers with.
@@ -456,72 +385,23 @@ impl Session {
             actions: VecDeque::with_capacity(4),
             audit: String::new(),
             facts: Facts::unallocated(),
-            search_path,
-            tx_status: b'I',
-            inflight: 0,
-            refusals: VecDeque::new(),
-            refusal_buf: Vec::new(),
-            batch_finals: 0,
-            unit_finals: 0,
-            unit_error: false,
-            batch_forwarded: false,
-            skipping_batch: false,
-            copy_in: false,
-            syncs_since_execute: 0,
-            sent_after_command: 0,
-            copy_ended_early: false,
-            statements: HashMap::new(),
-            statement_versions: 0,
-            confirms: VecDeque::new(),
-            confirm_pool: Vec::new(),
-            summary_refs: vec![0],
-            scratch_slots: Vec::new(),
             login_table_gen: 0,
-            portals: HashMap::new(),
-            unnamed_portal: Portal::default(),
-            unnamed_portal_open: false,
-            sql_prepared: HashMap::new(),
-            cursors: HashMap::new(),
-            listening: HashSet::new(),
             table_gen: 0,
             table_digest_raw: [0; 32],
-            recheck: Facts::unallocated(),
-            recheck_msg: None,
-            unit_bytes: VecDeque::new(),
-            current_unit_bytes: 0,
-            inflight_bytes: 0,
             login_deadline_us: now
                 .mono_us
                 .saturating_add(cfg.login_timeout_ms.saturating_mul(1000)),
             drain_deadline_us: None,
             expiry_deadline_us: None,
-            summaries: vec![String::new()],
-            free_summaries: Vec::new(),
-            pending: VecDeque::new(),
-            unit_seq: 0,
-            rows: 0,
-            bytes: 0,
-            caps: Caps::default(),
-            cap_rows: 0,
-            cap_bytes: 0,
-            fetch_rows: 0,
-            fetch_bytes: 0,
-            portal_ids: 0,
-            cut: None,
-            cut_note: None,
-            rates: Vec::new(),
-            paused_until: None,
-            paused_since: None,
-            throttled_us: 0,
             identity_buckets: Default::default(),
             table_digest: [b'0'; 16],
             now,
             audit_accepting: true,
             upstream_superuser: false,
-            masking: None,
             upstream_db: String::new(),
             allowed_count: 0,
             denied_count: 0,
+            ready: Ready::new(search_path),
             cfg,
         }
     }
@@ -539,7 +419,7 @@ impl Session {
     /// driver stops reading the client while this is large (a client that sends without
     /// reading must not grow pgate's memory).
     pub fn client_backlog(&self) -> usize {
-        self.to_client.len() + self.refusal_buf.len()
+        self.to_client.len() + self.ready.refusal_buf.len()
     }
     /// Bytes to write to the upstream. Call [`Session::upstream_written`].
     pub fn poll_upstream(&self) -> &[u8] {
@@ -591,7 +471,7 @@ impl Session {
     }
     /// The transaction status the client last saw ('I', 'T' or 'E').
     pub fn transaction_status(&self) -> u8 {
-        self.tx_status
+        self.ready.tx_status
     }
 
     // ---- events ----
@@ -621,7 +501,7 @@ impl Session {
         };
         let db = self.cfg.upstream_database.clone().unwrap_or(database);
         self.upstream_db = db.clone();
-        if let Some(m) = self.masking.as_mut() {
+        if let Some(m) = self.ready.masking.as_mut() {
             m.database = db.clone();
         }
         // pgate reads SQL as UTF-8: the session's client encoding is UTF8 unless the client
@@ -655,7 +535,7 @@ impl Session {
         if self.is_closed() {
             return false;
         }
-        let busy = self.inflight > 0 || self.copy_in;
+        let busy = self.ready.inflight > 0 || self.ready.copy_in;
         self.end("the client closed the connection without Terminate");
         busy
     }
@@ -678,7 +558,7 @@ impl Session {
             login,
             self.drain_deadline_us,
             self.expiry_deadline_us,
-            self.paused_until,
+            self.ready.paused_until,
         ]
         .into_iter()
         .flatten()
@@ -769,7 +649,7 @@ impl Session {
                 if let Some(id) = self.identity.as_mut() {
                     id.role = role;
                 }
-                self.caps = Caps::of(table, role);
+                self.ready.caps = Caps::of(table, role);
                 self.masks_for_role(table);
                 let subject = self.identity.as_ref().map(|i| i.subject.clone());
                 let rates = Rate::of(
@@ -779,7 +659,7 @@ impl Session {
                     &self.identity_buckets,
                     self.now.mono_us,
                 );
-                self.rates = Rate::carry_over(std::mem::take(&mut self.rates), rates);
+                self.ready.rates = Rate::carry_over(std::mem::take(&mut self.ready.rates), rates);
                 self.audit_connection("rebind", None);
             }
             Err(why) => {
@@ -790,344 +670,6 @@ impl Session {
                 self.fatal(sqlstate::INVALID_AUTHORIZATION, &msg);
             }
         }
-    }
-
-    // ---- client bytes ----
-
-    /// Consumes complete messages from the start of `input`; returns how many bytes were
-    /// consumed (the rest is an incomplete message: feed it again with more bytes).
-    pub fn handle_client(
-        &mut self,
-        input: &[u8],
-        table: &Table<'_>,
-        auth: &dyn Authenticator,
-        now: Clock,
-    ) -> usize {
-        self.now = now;
-        self.handle_table(table, auth);
-        let mut consumed = 0;
-        while !matches!(self.state, State::Closed) {
-            if self.holding_client() {
-                break;
-            }
-            let rest = &input[consumed..];
-            let framed = match self.state {
-                // Before login, messages are small: PostgreSQL caps startup packets at
-                // 10,000 bytes (MAX_STARTUP_PACKET_LENGTH); a token is a few KiB.
-                State::Startup { .. } => {
-                    frame_startup(rest, self.cfg.max_message_bytes.min(MAX_STARTUP_BYTES))
-                }
-                State::AwaitToken { .. } => frame(
-                    rest,
-                    self.cfg.max_message_bytes.min(MAX_TOKEN_MESSAGE_BYTES),
-                ),
-                _ => frame(rest, self.cfg.max_message_bytes),
-            };
-            let f = match framed {
-                Ok(Some(f)) => f,
-                Ok(None) => break,
-                Err(e) => {
-                    self.protocol_violation(e);
-                    break;
-                }
-            };
-            consumed += f.len;
-            let raw = &rest[..f.len];
-            let result = match self.state {
-                State::Startup { .. } => parse_startup(&f).map(|s| self.on_startup(s)),
-                State::AwaitToken { .. } => parse_frontend(&f).map(|m| match m {
-                    Frontend::Password(p) => self.on_token(p, table, auth),
-                    Frontend::Terminate => self.close_quietly("the client sent Terminate"),
-                    _ => self.fatal(
-                        sqlstate::PROTOCOL_VIOLATION,
-                        "pgate: expected a password message carrying the token",
-                    ),
-                }),
-                State::Ready => parse_frontend(&f).map(|m| self.on_frontend(m, raw, table)),
-                // libpq waits for ReadyForQuery before sending more; anything else here is
-                // a client that does not follow the protocol.
-                _ => parse_frontend(&f).map(|m| match m {
-                    Frontend::Terminate => self.close_quietly("the client sent Terminate"),
-                    _ => self.fatal(
-                        sqlstate::PROTOCOL_VIOLATION,
-                        "pgate: message received before authentication completed",
-                    ),
-                }),
-            };
-            if let Err(e) = result {
-                self.protocol_violation(e);
-                break;
-            }
-            // After 'S' the TLS handshake comes next: bytes the client pipelined behind its
-            // SSLRequest are plaintext and must not be read as protocol (the driver refuses
-            // them; CVE-2021-23214).
-            if self.actions.contains(&Action::StartTls) {
-                break;
-            }
-        }
-        consumed
-    }
-
-    fn on_frontend(&mut self, m: Frontend<'_>, raw: &[u8], table: &Table<'_>) {
-        // Inside a denied extended-query batch everything up to Sync is dropped.
-        if self.skipping_batch {
-            match m {
-                Frontend::Sync => self.end_refused_batch(raw),
-                Frontend::Terminate => self.close_quietly("the client sent Terminate"),
-                _ => {}
-            }
-            return;
-        }
-        // In copy-in mode only the copy sub-protocol (and Flush, Sync, Terminate) may come;
-        // anything else would be decided against unit counts the server no longer keeps.
-        if self.copy_in
-            && !matches!(
-                m,
-                Frontend::CopyData(_)
-                    | Frontend::CopyDone
-                    | Frontend::CopyFail { .. }
-                    | Frontend::Flush
-                    | Frontend::Sync
-                    | Frontend::Terminate
-            )
-        {
-            return self.fatal(
-                sqlstate::PROTOCOL_VIOLATION,
-                "pgate: unexpected message during COPY FROM STDIN",
-            );
-        }
-        if !self.audit_accepting
-            && matches!(
-                m,
-                Frontend::Query { .. } | Frontend::Parse { .. } | Frontend::FunctionCall { .. }
-            )
-        {
-            const MSG: &str =
-                "pgate: the audit log is unavailable, so statements are refused; try again shortly";
-            if let Frontend::Parse { statement, .. } = m {
-                self.refuse_parse(statement, sqlstate::AUDIT_UNAVAILABLE, MSG);
-            } else {
-                self.refuse_alone(sqlstate::AUDIT_UNAVAILABLE, MSG);
-            }
-            return;
-        }
-        // PostgreSQL skips a Query or FunctionCall that follows an error in an unsynced
-        // extended batch (it ignores everything until Sync), so whether it gets a
-        // ReadyForQuery depends on that batch's answers. Drivers that do this (asyncpg:
-        // Parse, Describe, Flush, then a Query) wait for the answers first; pgate allows it
-        // when every answer is in and none was an error, and otherwise refuses rather than
-        // lose count of the server's answers.
-        let batch_answered =
-            self.inflight == 0 && self.unit_finals == self.batch_finals && !self.unit_error;
-        if self.batch_forwarded
-            && !batch_answered
-            && matches!(m, Frontend::Query { .. } | Frontend::FunctionCall { .. })
-        {
-            return self.fatal(
-                sqlstate::PROTOCOL_VIOLATION,
-                "pgate: a Query or FunctionCall inside an extended-protocol batch (before its Sync) is not supported",
-            );
-        }
-        match m {
-            Frontend::Query { sql } => self.on_query(sql, raw, table),
-            Frontend::Parse { statement, sql, .. } => self.on_parse(statement, sql, raw, table),
-            Frontend::Bind {
-                portal, statement, ..
-            } => {
-                if let Some(summary) = self.allowed_statement(statement, table)
-                    && self.bind_portal(portal, statement, summary)
-                {
-                    self.forward_in_batch(raw);
-                }
-            }
-            Frontend::Describe { kind: b'S', name } => {
-                if self.allowed_statement(name, table).is_some() {
-                    self.client_describe();
-                    self.forward_in_batch(raw);
-                }
-            }
-            Frontend::Describe { .. } => {
-                self.client_describe();
-                self.forward_in_batch(raw);
-            }
-            Frontend::Execute { portal, .. } => {
-                // Portals exist only through allowed Binds or DECLAREs pgate checked; an
-                // unknown portal name fails upstream.
-                let Ok(found) = self.portal_for_execute(portal, table) else {
-                    return;
-                };
-                // Its result's RowDescription, for the masks (the answer is pgate's).
-                self.describe_before_execute(portal);
-                if let Some(run) = found {
-                    self.slot_ref(run.summary);
-                    self.pending.push_back(Pending {
-                        summary: run.summary,
-                        unit: self.unit_seq,
-                        position: Some(self.batch_finals),
-                        started_us: self.now.mono_us,
-                        digest: self.table_digest,
-                        effect: run.effect,
-                        portal: run.portal,
-                        carried: run.carried,
-                    });
-                }
-                self.syncs_since_execute = 0;
-                self.forward_in_batch(raw);
-                self.sent_after_command = 0;
-                self.copy_ended_early = false;
-            }
-            Frontend::Close { kind, name } => self.on_close(kind, name, raw),
-            Frontend::Sync => {
-                self.forward(raw);
-                if self.copy_in {
-                    // Ignored by the server in copy-in mode: no ReadyForQuery will answer it.
-                    return;
-                }
-                self.syncs_since_execute += 1;
-                self.unit_forwarded();
-            }
-            Frontend::Flush => self.forward(raw),
-            Frontend::Terminate => {
-                self.forward(raw);
-                self.close_quietly("the client sent Terminate");
-            }
-            // The copy sub-protocol: only while the upstream is in COPY FROM STDIN (outside
-            // it PostgreSQL ignores these too).
-            Frontend::CopyData(_) | Frontend::CopyDone | Frontend::CopyFail { .. } => {
-                // Forwarded in order whether or not the server has entered copy-in yet:
-                // drivers (asyncpg) send the data right behind the COPY command, and the
-                // server reads it once CopyInResponse is out; outside copy-in it ignores
-                // these messages ("Accept but ignore these messages, per protocol spec").
-                self.bytes += raw.len() as u64;
-                if !matches!(m, Frontend::CopyData(_)) {
-                    if self.copy_in {
-                        self.copy_in = false;
-                    } else {
-                        self.copy_ended_early = true;
-                    }
-                }
-                // Not counted as pipelined bytes: COPY data streams, it is not queued
-                // behind unanswered commands.
-                self.to_upstream.extend_from_slice(raw);
-            }
-            Frontend::FunctionCall { oid, .. } => {
-                // The fast-path interface names the function by OID alone, which function
-                // rules (by name, with tags) cannot be checked against: refused for every
-                // role (fail closed). `SELECT f(…)` is decided like any statement.
-                const MSG: &str = "pgate: FunctionCall messages (the fast-path interface, e.g. libpq's large-object calls) are not supported: they name the function by OID, which pgate cannot check against the policy's function rules; call it with SELECT instead";
-                self.audit_function_call(oid, MSG);
-                self.refuse_alone(sqlstate::INSUFFICIENT_PRIVILEGE, MSG);
-            }
-            Frontend::Password(_) => self.fatal(
-                sqlstate::PROTOCOL_VIOLATION,
-                "pgate: unexpected password message after authentication",
-            ),
-        }
-    }
-
-    fn role(&self) -> RoleId {
-        self.identity
-            .as_ref()
-            .map(|i| i.role)
-            .unwrap_or(RoleId(u32::MAX))
-    }
-
-    /// Classifies `sql` into `self.facts` and decides it; resolves `EXECUTE name`, and
-    /// decides again any stored statement it uses (`EXECUTE`, `FETCH`) that an earlier
-    /// table decided.
-    fn decide_sql(&mut self, sql: &str, table: &Table<'_>) -> Verdict {
-        self.recheck_msg = None;
-        let role = self.role();
-        let verdict = decide_text(&mut self.facts, sql, &self.search_path, role, table);
-        if !verdict.is_allow() {
-            return verdict;
-        }
-        self.check_sql_uses(verdict, table)
-    }
-
-    /// Decides a stored statement's text again under `table` (into the scratch facts); on
-    /// a denial, keeps the message for the client in `recheck_msg`.
-    fn recheck_stored(&mut self, sql: &str, path: &[String], table: &Table<'_>) -> Verdict {
-        let role = self.role();
-        if self.recheck.is_unallocated() {
-            self.recheck = Facts::default();
-        }
-        let v = decide_text(&mut self.recheck, sql, path, role, table);
-        if !v.is_allow() {
-            let why = deny_message(&self.recheck, &v, self.role_name(), table);
-            self.recheck_msg = Some(format!(
-                "{why}; the statement was allowed under an earlier policy and decided again after a reload"
-            ));
-        }
-        v
-    }
-
-    /// Applies the search-path effects of allowed statements.
-    fn apply_path_effects(&mut self) {
-        for s in self.facts.statements() {
-            if s.flags.contains(StatementFlags::SETS_SEARCH_PATH) {
-                self.search_path.clear();
-                for n in self.facts.search_path(s) {
-                    self.search_path.push(self.facts.name(*n).to_owned());
-                }
-            }
-            if s.flags.contains(StatementFlags::RESETS_SESSION) {
-                self.search_path.clone_from(&self.cfg.default_search_path);
-            }
-        }
-    }
-
-    fn on_query(&mut self, sql: &str, raw: &[u8], table: &Table<'_>) {
-        let verdict = self.decide_sql(sql, table);
-        if verdict.is_allow() {
-            if let Some(msg) = self.limit_exceeded() {
-                self.audit_denied(&verdict, table, msg, sql);
-                self.refuse_alone(sqlstate::TOO_MANY, msg);
-                return;
-            }
-            // One audit line per statement of the string, each completed by its
-            // CommandComplete (or error) from the upstream; object effects apply then.
-            for i in 0..self.facts.statements().len() {
-                let effect = self.sql_effect(i, sql);
-                let slot = self.summary_for_statement(i, &verdict, table, sql);
-                self.pending.push_back(Pending {
-                    summary: slot,
-                    unit: self.unit_seq,
-                    position: None,
-                    started_us: self.now.mono_us,
-                    digest: self.table_digest,
-                    effect,
-                    portal: 0,
-                    carried: (0, 0),
-                });
-            }
-            self.apply_path_effects();
-            self.forward(raw);
-            self.syncs_since_execute = 0;
-            self.sent_after_command = 0;
-            self.copy_ended_early = false;
-            self.unit_forwarded();
-        } else {
-            let msg = self.denial_text(&verdict, table);
-            self.audit_denied(&verdict, table, &msg, sql);
-            self.refuse_alone(sqlstate::INSUFFICIENT_PRIVILEGE, &msg);
-        }
-    }
-
-    /// The message for a denial of the current facts (or of the stored statement a
-    /// re-decision refused).
-    fn denial_text(&mut self, verdict: &Verdict, table: &Table<'_>) -> String {
-        match self.recheck_msg.take() {
-            Some(m) => m,
-            None => deny_message(&self.facts, verdict, self.role_name(), table),
-        }
-    }
-
-    fn role_name(&self) -> &str {
-        self.identity
-            .as_ref()
-            .map(|i| i.role_name.as_str())
-            .unwrap_or("")
     }
 
     // ---- endings ----
@@ -1158,7 +700,7 @@ impl Session {
     fn end(&mut self, cause: &str) {
         // Statements forwarded and not answered: they may have run (and committed); their
         // lines say that pgate does not know.
-        while let Some(p) = self.pending.pop_front() {
+        while let Some(p) = self.ready.pending.pop_front() {
             self.write_statement_line(&p, "unknown");
         }
         if self.identity.is_some() {

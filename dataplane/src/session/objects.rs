@@ -123,7 +123,7 @@ impl Session {
     // ---- summary slots: referenced by their statement, portals and pending lines ----
 
     pub(super) fn slot_ref(&mut self, i: usize) {
-        if let Some(r) = self.summary_refs.get_mut(i) {
+        if let Some(r) = self.ready.summary_refs.get_mut(i) {
             *r += 1;
         }
     }
@@ -132,10 +132,10 @@ impl Session {
         if i == 0 {
             return;
         }
-        if let Some(r) = self.summary_refs.get_mut(i) {
+        if let Some(r) = self.ready.summary_refs.get_mut(i) {
             debug_assert!(*r > 0, "summary slot {i} released more often than taken");
             if *r == 1 {
-                self.free_summaries.push(i);
+                self.ready.free_summaries.push(i);
             }
             *r = r.saturating_sub(1);
         }
@@ -146,7 +146,7 @@ impl Session {
     /// The statement a later message naming `name` uses: the newest pending Parse or Close
     /// of that name, else the confirmed one.
     fn find_statement(&self, name: &str) -> Option<&Prepared> {
-        for c in self.confirms.iter().rev() {
+        for c in self.ready.confirms.iter().rev() {
             if c.name == name {
                 match c.what {
                     ConfirmKind::Parse => return Some(&c.stmt),
@@ -155,18 +155,18 @@ impl Session {
                 }
             }
         }
-        self.statements.get(name)
+        self.ready.statements.get(name)
     }
 
     fn push_confirm(&mut self, what: ConfirmKind, name: &str) -> &mut Confirm {
-        let mut c = self.confirm_pool.pop().unwrap_or_default();
-        c.unit = self.unit_seq;
+        let mut c = self.ready.confirm_pool.pop().unwrap_or_default();
+        c.unit = self.ready.unit_seq;
         c.what = what;
         c.name.clear();
         c.name.push_str(name);
-        self.confirms.push_back(c);
-        let last = self.confirms.len() - 1;
-        &mut self.confirms[last]
+        self.ready.confirms.push_back(c);
+        let last = self.ready.confirms.len() - 1;
+        &mut self.ready.confirms[last]
     }
 
     pub(super) fn on_parse(&mut self, name: &str, sql: &str, raw: &[u8], table: &Table<'_>) {
@@ -175,13 +175,15 @@ impl Session {
         // be explicitly closed before they can be redefined by another Parse message."
         // SQL PREPARE shares the namespace.
         if !name.is_empty()
-            && (self.find_statement(name).is_some() || self.sql_prepared.contains_key(name))
+            && (self.find_statement(name).is_some() || self.ready.sql_prepared.contains_key(name))
         {
             let msg = format!("prepared statement \"{name}\" already exists");
             self.refuse_parse(name, sqlstate::DUPLICATE_PREPARED_STATEMENT, &msg);
             return;
         }
-        if self.statements.len() + self.confirms.len() >= self.cfg.max_prepared_statements {
+        if self.ready.statements.len() + self.ready.confirms.len()
+            >= self.cfg.max_prepared_statements
+        {
             self.refuse_parse(
                 name,
                 sqlstate::TOO_MANY,
@@ -214,16 +216,16 @@ impl Session {
         // The summary names the path the statement was decided under.
         self.write_summary(slot, 0, &verdict, table, sql);
         self.apply_path_effects();
-        self.statement_versions += 1;
-        let (version, tgen) = (self.statement_versions, self.table_gen);
-        let path = std::mem::take(&mut self.search_path);
+        self.ready.statement_versions += 1;
+        let (version, tgen) = (self.ready.statement_versions, self.table_gen);
+        let path = std::mem::take(&mut self.ready.search_path);
         let c = self.push_confirm(ConfirmKind::Parse, name);
         c.stmt.allowed = true;
         c.stmt.summary = slot;
         c.stmt.decided.set(sql, &path, tgen);
         c.stmt.version = version;
         c.stmt.effect = effect;
-        self.search_path = path;
+        self.ready.search_path = path;
         self.forward_in_batch(raw);
     }
 
@@ -244,7 +246,7 @@ impl Session {
 
     /// The server dropped the unnamed statement (a failed Parse of it).
     pub(super) fn forget_unnamed_statement(&mut self) {
-        if let Some(old) = self.statements.remove("") {
+        if let Some(old) = self.ready.statements.remove("") {
             self.slot_unref(old.summary);
         }
     }
@@ -253,21 +255,21 @@ impl Session {
         if name.is_empty() {
             self.close_unnamed_portal();
         } else {
-            if let Some(p) = self.portals.remove(name) {
+            if let Some(p) = self.ready.portals.remove(name) {
                 self.slot_unref(p.summary);
             }
             // A SQL cursor is a portal too.
-            self.cursors.remove(name);
+            self.ready.cursors.remove(name);
         }
     }
 
     fn forget_all_portals(&mut self) {
         self.close_unnamed_portal();
-        let slots: Vec<usize> = self.portals.drain().map(|(_, p)| p.summary).collect();
+        let slots: Vec<usize> = self.ready.portals.drain().map(|(_, p)| p.summary).collect();
         for s in slots {
             self.slot_unref(s);
         }
-        self.cursors.clear();
+        self.ready.cursors.clear();
     }
 
     /// ParseComplete or CloseComplete: the oldest pending change took effect. Answers
@@ -275,6 +277,7 @@ impl Session {
     /// is lost, and the session ends rather than decide on it.
     pub(super) fn confirmed(&mut self, parse: bool) {
         let matches = self
+            .ready
             .confirms
             .front()
             .is_some_and(|c| (c.what == ConfirmKind::Parse) == parse);
@@ -285,45 +288,50 @@ impl Session {
             );
             return;
         }
-        let Some(mut c) = self.confirms.pop_front() else {
+        let Some(mut c) = self.ready.confirms.pop_front() else {
             return;
         };
         match c.what {
             ConfirmKind::Parse => {
                 let stmt = std::mem::take(&mut c.stmt);
-                match self.statements.get_mut(&c.name) {
+                match self.ready.statements.get_mut(&c.name) {
                     Some(old) => {
                         let old = std::mem::replace(old, stmt);
                         self.slot_unref(old.summary);
                         c.stmt = old;
                     }
                     None => {
-                        self.statements.insert(c.name.clone(), stmt);
+                        self.ready.statements.insert(c.name.clone(), stmt);
                     }
                 }
             }
             ConfirmKind::CloseStatement => {
-                if let Some(old) = self.statements.remove(&c.name) {
+                if let Some(old) = self.ready.statements.remove(&c.name) {
                     self.slot_unref(old.summary);
                 }
             }
             // Applied when forwarded.
             ConfirmKind::ClosePortal => {}
         }
-        self.confirm_pool.push(c);
+        self.ready.confirm_pool.push(c);
     }
 
     /// At ReadyForQuery: pending changes of answered units that were never confirmed were
     /// skipped by the server (an error earlier in their batch).
     pub(super) fn drop_unconfirmed(&mut self, done_unit: u64) {
-        while self.confirms.front().is_some_and(|c| c.unit < done_unit) {
-            let Some(c) = self.confirms.pop_front() else {
+        while self
+            .ready
+            .confirms
+            .front()
+            .is_some_and(|c| c.unit < done_unit)
+        {
+            let Some(c) = self.ready.confirms.pop_front() else {
                 break;
             };
             if c.what == ConfirmKind::Parse {
                 self.slot_unref(c.stmt.summary);
             }
-            self.confirm_pool.push(c);
+            self.ready.confirm_pool.push(c);
         }
     }
 
@@ -334,7 +342,7 @@ impl Session {
         match self.refresh_statement(name, table) {
             Some((true, summary)) => Some(summary),
             Some((false, _)) => {
-                let msg = match self.recheck_msg.take() {
+                let msg = match self.ready.recheck_msg.take() {
                     Some(m) => m,
                     None => format!("pgate: prepared statement \"{name}\" was denied by policy"),
                 };
@@ -359,15 +367,15 @@ impl Session {
     /// every possible one must be allowed. Each is decided again if an earlier table
     /// decided it.
     fn refresh_statement(&mut self, name: &str, table: &Table<'_>) -> Option<(bool, usize)> {
-        self.recheck_msg = None;
-        let current_unit = self.unit_seq;
+        self.ready.recheck_msg = None;
+        let current_unit = self.ready.unit_seq;
         let mut newest: Option<usize> = None;
         let mut all_allowed = true;
         let mut certain = false;
-        let mut i = self.confirms.len();
+        let mut i = self.ready.confirms.len();
         while i > 0 {
             i -= 1;
-            let c = &self.confirms[i];
+            let c = &self.ready.confirms[i];
             if c.name != name || c.what == ConfirmKind::ClosePortal {
                 continue;
             }
@@ -384,7 +392,7 @@ impl Session {
                 break;
             }
         }
-        if !certain && self.statements.contains_key(name) {
+        if !certain && self.ready.statements.contains_key(name) {
             let (ok, slot) = self.refresh_record(None, name, table);
             newest.get_or_insert(slot);
             all_allowed &= ok;
@@ -402,8 +410,8 @@ impl Session {
     ) -> (bool, usize) {
         let tgen = self.table_gen;
         let p = match at {
-            Some(i) => self.confirms.get(i).map(|c| &c.stmt),
-            None => self.statements.get(name),
+            Some(i) => self.ready.confirms.get(i).map(|c| &c.stmt),
+            None => self.ready.statements.get(name),
         };
         let Some(p) = p else { return (false, 0) };
         if p.decided.table_gen == tgen {
@@ -417,16 +425,16 @@ impl Session {
         );
         let v = self.recheck_stored(&sql, &path, table);
         let allowed = v.is_allow();
-        let mut out = std::mem::take(&mut self.summaries[summary]);
-        super::write_summary(&mut out, &self.recheck, 0, &v, table, &sql, &path);
-        self.summaries[summary] = out;
+        let mut out = std::mem::take(&mut self.ready.summaries[summary]);
+        super::write_summary(&mut out, &self.ready.recheck, 0, &v, table, &sql, &path);
+        self.ready.summaries[summary] = out;
         if !allowed {
-            let msg = self.recheck_msg.clone().unwrap_or_default();
+            let msg = self.ready.recheck_msg.clone().unwrap_or_default();
             self.audit_denied_in(true, &v, table, &msg, &sql, &path);
         }
         let p = match at {
-            Some(i) => self.confirms.get_mut(i).map(|c| &mut c.stmt),
-            None => self.statements.get_mut(name),
+            Some(i) => self.ready.confirms.get_mut(i).map(|c| &mut c.stmt),
+            None => self.ready.statements.get_mut(name),
         };
         if let Some(p) = p {
             p.allowed = allowed;
@@ -441,8 +449,8 @@ impl Session {
     }
 
     fn close_unnamed_portal(&mut self) {
-        if std::mem::take(&mut self.unnamed_portal_open) {
-            self.slot_unref(self.unnamed_portal.summary);
+        if std::mem::take(&mut self.ready.unnamed_portal_open) {
+            self.slot_unref(self.ready.unnamed_portal.summary);
         }
     }
 
@@ -452,15 +460,16 @@ impl Session {
         let (version, effect) = self
             .find_statement(statement)
             .map_or((0, None), |p| (p.version, p.effect.clone()));
-        let (tgen, unit) = (self.table_gen, self.unit_seq);
+        let (tgen, unit) = (self.table_gen, self.ready.unit_seq);
         if portal.is_empty() {
             self.close_unnamed_portal();
-            self.unnamed_portal_open = true;
-        } else if self.portals.contains_key(portal) || self.cursors.contains_key(portal) {
+            self.ready.unnamed_portal_open = true;
+        } else if self.ready.portals.contains_key(portal) || self.ready.cursors.contains_key(portal)
+        {
             let msg = format!("cursor \"{portal}\" already exists");
             self.refuse_in_batch(sqlstate::DUPLICATE_CURSOR, &msg);
             return false;
-        } else if self.portals.len() >= self.cfg.max_portals {
+        } else if self.ready.portals.len() >= self.cfg.max_portals {
             self.refuse_in_batch(
                 sqlstate::TOO_MANY,
                 "pgate: too many open portals in this session; close some or end the transaction",
@@ -468,12 +477,12 @@ impl Session {
             return false;
         }
         self.slot_ref(summary);
-        self.portal_ids += 1;
-        let id = self.portal_ids;
+        self.ready.portal_ids += 1;
+        let id = self.ready.portal_ids;
         let slot = if portal.is_empty() {
-            &mut self.unnamed_portal
+            &mut self.ready.unnamed_portal
         } else {
-            self.portals.entry(portal.to_owned()).or_default()
+            self.ready.portals.entry(portal.to_owned()).or_default()
         };
         slot.id = id;
         slot.sent = (0, 0);
@@ -492,9 +501,9 @@ impl Session {
         if id == 0 {
             return;
         }
-        if self.unnamed_portal_open && self.unnamed_portal.id == id {
-            self.unnamed_portal.sent = sent;
-        } else if let Some(p) = self.portals.values_mut().find(|p| p.id == id) {
+        if self.ready.unnamed_portal_open && self.ready.unnamed_portal.id == id {
+            self.ready.unnamed_portal.sent = sent;
+        } else if let Some(p) = self.ready.portals.values_mut().find(|p| p.id == id) {
             p.sent = sent;
         }
     }
@@ -510,12 +519,12 @@ impl Session {
     ) -> Result<Option<PortalRun>, ()> {
         let tgen = self.table_gen;
         let p = if portal.is_empty() {
-            if !self.unnamed_portal_open {
+            if !self.ready.unnamed_portal_open {
                 self.no_such_portal(portal);
                 return Err(());
             }
-            &self.unnamed_portal
-        } else if let Some(p) = self.portals.get(portal) {
+            &self.ready.unnamed_portal
+        } else if let Some(p) = self.ready.portals.get(portal) {
             p
         } else {
             return self.cursor_for_execute(portal, table);
@@ -534,7 +543,7 @@ impl Session {
         let allowed =
             current && matches!(self.refresh_statement(&statement, table), Some((true, _)));
         if !allowed {
-            let msg = match self.recheck_msg.take() {
+            let msg = match self.ready.recheck_msg.take() {
                 Some(m) => m,
                 None => format!(
                     "pgate: portal \"{portal}\" was bound under an earlier policy from a statement pgate can no longer decide; bind it again"
@@ -544,9 +553,9 @@ impl Session {
             return Err(());
         }
         let p = if portal.is_empty() {
-            Some(&mut self.unnamed_portal)
+            Some(&mut self.ready.unnamed_portal)
         } else {
-            self.portals.get_mut(portal)
+            self.ready.portals.get_mut(portal)
         };
         let effect = p.map(|p| {
             p.table_gen = tgen;
@@ -569,7 +578,7 @@ impl Session {
         table: &Table<'_>,
     ) -> Result<Option<PortalRun>, ()> {
         let tgen = self.table_gen;
-        let Some(c) = self.cursors.get(name) else {
+        let Some(c) = self.ready.cursors.get(name) else {
             self.no_such_portal(name);
             return Err(());
         };
@@ -579,18 +588,26 @@ impl Session {
         let (sql, path) = (c.decided.sql.clone(), c.decided.search_path.clone());
         let verdict = self.recheck_stored(&sql, &path, table);
         if !verdict.is_allow() {
-            let msg = self.recheck_msg.take().unwrap_or_default();
+            let msg = self.ready.recheck_msg.take().unwrap_or_default();
             self.audit_denied_in(true, &verdict, table, &msg, &sql, &path);
             self.refuse_in_batch(sqlstate::INSUFFICIENT_PRIVILEGE, &msg);
             return Err(());
         }
-        if let Some(c) = self.cursors.get_mut(name) {
+        if let Some(c) = self.ready.cursors.get_mut(name) {
             c.decided.table_gen = tgen;
         }
         let slot = self.new_summary();
-        let mut out = std::mem::take(&mut self.summaries[slot]);
-        super::audit::write_summary(&mut out, &self.recheck, 0, &verdict, table, &sql, &path);
-        self.summaries[slot] = out;
+        let mut out = std::mem::take(&mut self.ready.summaries[slot]);
+        super::audit::write_summary(
+            &mut out,
+            &self.ready.recheck,
+            0,
+            &verdict,
+            table,
+            &sql,
+            &path,
+        );
+        self.ready.summaries[slot] = out;
         Ok(Some(PortalRun {
             summary: slot,
             effect: Some(Box::new(SqlEffect::Fetch)),
@@ -603,12 +620,12 @@ impl Session {
     /// WITH HOLD ones) of every answered unit are gone ("If successfully created, a named
     /// portal object lasts till the end of the current transaction").
     pub(super) fn transaction_ended(&mut self, done: u64) {
-        if self.unnamed_portal_open && self.unnamed_portal.unit < done {
+        if self.ready.unnamed_portal_open && self.ready.unnamed_portal.unit < done {
             self.close_unnamed_portal();
         }
-        if !self.portals.is_empty() {
-            let mut gone = std::mem::take(&mut self.scratch_slots);
-            self.portals.retain(|_, p| {
+        if !self.ready.portals.is_empty() {
+            let mut gone = std::mem::take(&mut self.ready.scratch_slots);
+            self.ready.portals.retain(|_, p| {
                 let keep = p.unit >= done;
                 if !keep {
                     gone.push(p.summary);
@@ -618,10 +635,10 @@ impl Session {
             for s in gone.drain(..) {
                 self.slot_unref(s);
             }
-            self.scratch_slots = gone;
+            self.ready.scratch_slots = gone;
         }
-        if !self.cursors.is_empty() {
-            self.cursors.retain(|_, c| c.hold || c.unit >= done);
+        if !self.ready.cursors.is_empty() {
+            self.ready.cursors.retain(|_, c| c.hold || c.unit >= done);
         }
     }
 
@@ -634,7 +651,7 @@ impl Session {
         let name = self.facts.name(s.prepared_name);
         let named = || (!name.is_empty()).then(|| name.to_owned());
         let text = sql.get(s.start as usize..s.end as usize).unwrap_or("");
-        let decided = || Decided::new(text, &self.search_path, self.table_gen);
+        let decided = || Decided::new(text, &self.ready.search_path, self.table_gen);
         let e = if f.contains(StatementFlags::PREPARES) {
             SqlEffect::Prepare(name.to_owned(), decided())
         } else if f.contains(StatementFlags::DEALLOCATES) {
@@ -681,16 +698,16 @@ impl Session {
             // Completed: the server created it under that name (a duplicate would have
             // failed), replacing whatever pgate last knew of the name.
             SqlEffect::Prepare(name, d) => {
-                self.sql_prepared.insert(name, d);
+                self.ready.sql_prepared.insert(name, d);
             }
             SqlEffect::Deallocate(None) => {
-                self.sql_prepared.clear();
+                self.ready.sql_prepared.clear();
                 // The namespace is shared: protocol-level statements go too.
                 self.drop_all_statements();
             }
             SqlEffect::Deallocate(Some(name)) => {
-                self.sql_prepared.remove(&name);
-                if let Some(old) = self.statements.remove(&name) {
+                self.ready.sql_prepared.remove(&name);
+                if let Some(old) = self.ready.statements.remove(&name) {
                     self.slot_unref(old.summary);
                 }
             }
@@ -700,7 +717,7 @@ impl Session {
                 hold,
             } => {
                 self.forget_portal(&name);
-                self.cursors.insert(
+                self.ready.cursors.insert(
                     name,
                     Cursor {
                         decided,
@@ -713,16 +730,16 @@ impl Session {
             SqlEffect::CloseCursor(None) => self.forget_all_portals(),
             SqlEffect::CloseCursor(Some(name)) => self.forget_portal(&name),
             SqlEffect::Listen(name) => {
-                self.listening.insert(name);
+                self.ready.listening.insert(name);
             }
-            SqlEffect::Unlisten(None) => self.listening.clear(),
+            SqlEffect::Unlisten(None) => self.ready.listening.clear(),
             SqlEffect::Unlisten(Some(name)) => {
-                self.listening.remove(&name);
+                self.ready.listening.remove(&name);
             }
             SqlEffect::DiscardAll => {
-                self.sql_prepared.clear();
+                self.ready.sql_prepared.clear();
                 self.forget_all_portals();
-                self.listening.clear();
+                self.ready.listening.clear();
                 self.drop_all_statements();
             }
             SqlEffect::Fetch | SqlEffect::CopyOut(_) => {}
@@ -730,7 +747,12 @@ impl Session {
     }
 
     fn drop_all_statements(&mut self) {
-        let slots: Vec<usize> = self.statements.drain().map(|(_, p)| p.summary).collect();
+        let slots: Vec<usize> = self
+            .ready
+            .statements
+            .drain()
+            .map(|(_, p)| p.summary)
+            .collect();
         for s in slots {
             self.slot_unref(s);
         }
@@ -753,8 +775,8 @@ impl Session {
     /// (one may fail and leave the older one) and the one pgate knows. This gives the
     /// position in `pending` of the next running creation below `below`, newest first.
     fn next_pending_creation(&self, kind: Kind, name: &str, below: usize) -> Option<usize> {
-        (0..below.min(self.pending.len())).rev().find(|&j| {
-            match (kind, self.pending[j].effect.as_deref()) {
+        (0..below.min(self.ready.pending.len())).rev().find(|&j| {
+            match (kind, self.ready.pending[j].effect.as_deref()) {
                 (Kind::Prepared, Some(SqlEffect::Prepare(n, _))) => n == name,
                 (Kind::Cursor, Some(SqlEffect::Declare { name: n, .. })) => n == name,
                 _ => false,
@@ -764,28 +786,28 @@ impl Session {
 
     fn candidate(&self, kind: Kind, name: &str, at: Option<usize>) -> Option<&Decided> {
         match at {
-            Some(j) => match (kind, self.pending.get(j)?.effect.as_deref()?) {
+            Some(j) => match (kind, self.ready.pending.get(j)?.effect.as_deref()?) {
                 (Kind::Prepared, SqlEffect::Prepare(_, d)) => Some(d),
                 (Kind::Cursor, SqlEffect::Declare { decided, .. }) => Some(decided),
                 _ => None,
             },
             None => match kind {
-                Kind::Prepared => self.sql_prepared.get(name),
-                Kind::Cursor => self.cursors.get(name).map(|c| &c.decided),
+                Kind::Prepared => self.ready.sql_prepared.get(name),
+                Kind::Cursor => self.ready.cursors.get(name).map(|c| &c.decided),
             },
         }
     }
 
     fn candidate_mut(&mut self, kind: Kind, name: &str, at: Option<usize>) -> Option<&mut Decided> {
         match at {
-            Some(j) => match (kind, self.pending.get_mut(j)?.effect.as_deref_mut()?) {
+            Some(j) => match (kind, self.ready.pending.get_mut(j)?.effect.as_deref_mut()?) {
                 (Kind::Prepared, SqlEffect::Prepare(_, d)) => Some(d),
                 (Kind::Cursor, SqlEffect::Declare { decided, .. }) => Some(decided),
                 _ => None,
             },
             None => match kind {
-                Kind::Prepared => self.sql_prepared.get_mut(name),
-                Kind::Cursor => self.cursors.get_mut(name).map(|c| &mut c.decided),
+                Kind::Prepared => self.ready.sql_prepared.get_mut(name),
+                Kind::Cursor => self.ready.cursors.get_mut(name).map(|c| &mut c.decided),
             },
         }
     }
@@ -821,7 +843,7 @@ impl Session {
             {
                 // `CREATE TABLE … AS EXECUTE p` stores p's result in a table, where no mask
                 // applies: p was allowed as a result for the client only.
-                self.recheck_msg = Some(format!(
+                self.ready.recheck_msg = Some(format!(
                     "pgate: permission denied for CREATE TABLE … AS EXECUTE \"{name}\" (role \"{}\" reads masked columns; a prepared statement's result may reach the client, masked, but not be stored)",
                     self.role_name()
                 ));
@@ -832,7 +854,7 @@ impl Session {
             }
             // Every candidate: running creations (`Some(j)`), then the known record (`None`).
             let mut found = false;
-            let mut below = self.pending.len();
+            let mut below = self.ready.pending.len();
             loop {
                 let at = self.next_pending_creation(kind, &name, below);
                 if let Some(d) = self.candidate(kind, &name, at) {
@@ -864,7 +886,7 @@ impl Session {
                 // statement was decided when it ran — unless a reload came since.
                 Kind::Cursor if self.table_gen == self.login_table_gen => {}
                 Kind::Cursor => {
-                    self.recheck_msg = Some(unknown_cursor_after_reload(&name));
+                    self.ready.recheck_msg = Some(unknown_cursor_after_reload(&name));
                     return deny(None);
                 }
             }
@@ -876,7 +898,7 @@ impl Session {
     /// (counting those created by statements still running).
     pub(super) fn limit_exceeded(&self) -> Option<&'static str> {
         let (mut prepares, mut cursors, mut channels) = (0usize, 0usize, 0usize);
-        for p in &self.pending {
+        for p in &self.ready.pending {
             match p.effect.as_deref() {
                 Some(SqlEffect::Prepare(..)) => prepares += 1,
                 Some(SqlEffect::Declare { .. }) => cursors += 1,
@@ -887,29 +909,33 @@ impl Session {
         let mut new_here = (0usize, 0usize, 0usize);
         for s in self.facts.statements() {
             let name = self.facts.name(s.prepared_name);
-            if s.flags.contains(StatementFlags::PREPARES) && !self.sql_prepared.contains_key(name) {
+            if s.flags.contains(StatementFlags::PREPARES)
+                && !self.ready.sql_prepared.contains_key(name)
+            {
                 new_here.0 += 1;
             }
-            if s.flags.contains(StatementFlags::DECLARES_CURSOR) && !self.cursors.contains_key(name)
+            if s.flags.contains(StatementFlags::DECLARES_CURSOR)
+                && !self.ready.cursors.contains_key(name)
             {
                 new_here.1 += 1;
             }
-            if s.flags.contains(StatementFlags::LISTENS) && !self.listening.contains(name) {
+            if s.flags.contains(StatementFlags::LISTENS) && !self.ready.listening.contains(name) {
                 new_here.2 += 1;
             }
         }
         if new_here.0 > 0
-            && self.sql_prepared.len() + prepares + new_here.0 > self.cfg.max_sql_prepared
+            && self.ready.sql_prepared.len() + prepares + new_here.0 > self.cfg.max_sql_prepared
         {
             return Some(
                 "pgate: too many prepared statements (PREPARE) in this session; DEALLOCATE some first",
             );
         }
-        if new_here.1 > 0 && self.cursors.len() + cursors + new_here.1 > self.cfg.max_cursors {
+        if new_here.1 > 0 && self.ready.cursors.len() + cursors + new_here.1 > self.cfg.max_cursors
+        {
             return Some("pgate: too many open cursors in this session; CLOSE some first");
         }
         if new_here.2 > 0
-            && self.listening.len() + channels + new_here.2 > self.cfg.max_listen_channels
+            && self.ready.listening.len() + channels + new_here.2 > self.cfg.max_listen_channels
         {
             return Some("pgate: too many LISTEN channels in this session; UNLISTEN some first");
         }

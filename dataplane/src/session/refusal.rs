@@ -68,7 +68,7 @@ impl Session {
     /// upstream and the rest of the batch, up to the client's Sync, is dropped.
     pub(super) fn refuse_in_batch(&mut self, code: &str, msg: &str) {
         self.send_marker(MARKER_NAME, code, msg);
-        self.skipping_batch = true;
+        self.ready.skipping_batch = true;
     }
 
     /// Refuses a Parse: like [`Session::refuse_in_batch`], and a refused Parse of the
@@ -80,7 +80,7 @@ impl Session {
             MARKER_NAME
         };
         self.send_marker(name, code, msg);
-        self.skipping_batch = true;
+        self.ready.skipping_batch = true;
     }
 
     /// Refuses a message that is a unit by itself (a simple Query, a FunctionCall): the
@@ -96,40 +96,42 @@ impl Session {
     /// batch is dropped up to the client's Sync.
     pub(super) fn send_silent_marker(&mut self) {
         self.send_marker(MARKER_NAME, "", "");
-        self.skipping_batch = true;
+        self.ready.skipping_batch = true;
     }
 
     fn send_marker(&mut self, name: &str, code: &str, msg: &str) {
-        let start = self.refusal_buf.len();
+        let start = self.ready.refusal_buf.len();
         if !code.is_empty() {
-            wire::write_error(&mut self.refusal_buf, Severity::Error, code, msg);
+            wire::write_error(&mut self.ready.refusal_buf, Severity::Error, code, msg);
         }
-        self.refusals.push_back(Refusal {
-            unit: self.unit_seq,
-            position: self.batch_finals,
+        self.ready.refusals.push_back(Refusal {
+            unit: self.ready.unit_seq,
+            position: self.ready.batch_finals,
             drops_unnamed: name.is_empty(),
             start,
-            end: self.refusal_buf.len(),
+            end: self.ready.refusal_buf.len(),
         });
         let before = self.to_upstream.len();
         wire::write_parse(&mut self.to_upstream, name, MARKER_SQL);
-        self.current_unit_bytes += self.to_upstream.len() - before;
-        self.batch_finals += 1;
-        self.batch_forwarded = true;
+        self.ready.current_unit_bytes += self.to_upstream.len() - before;
+        self.ready.batch_finals += 1;
+        self.ready.batch_forwarded = true;
     }
 
     /// The client's Sync that ends a refused batch: forwarded, so that the database ends
     /// the batch (rolling back its implicit transaction) and answers it.
     pub(super) fn end_refused_batch(&mut self, raw: &[u8]) {
-        self.skipping_batch = false;
+        self.ready.skipping_batch = false;
         self.forward(raw);
-        self.syncs_since_execute += 1;
+        self.ready.syncs_since_execute += 1;
         self.unit_forwarded();
     }
 
     /// The unit the upstream is answering now.
     pub(super) fn upstream_unit(&self) -> u64 {
-        self.unit_seq.saturating_sub(self.inflight as u64)
+        self.ready
+            .unit_seq
+            .saturating_sub(self.ready.inflight as u64)
     }
 
     /// A final response at `position` of the current upstream unit: if it answers a
@@ -143,13 +145,14 @@ impl Session {
     ) -> bool {
         let unit = self.upstream_unit();
         let due = self
+            .ready
             .refusals
             .front()
             .is_some_and(|r| r.unit == unit && r.position == position);
         if !due {
             return false;
         }
-        let Some(r) = self.refusals.pop_front() else {
+        let Some(r) = self.ready.refusals.pop_front() else {
             return false;
         };
         if r.drops_unnamed {
@@ -166,14 +169,14 @@ impl Session {
         }
         if wire::error_field(body, b'C') == Some(MARKER_SQLSTATE) {
             self.to_client
-                .extend_from_slice(self.refusal_buf.get(r.start..r.end).unwrap_or(&[]));
+                .extend_from_slice(self.ready.refusal_buf.get(r.start..r.end).unwrap_or(&[]));
         } else {
             // 25P02 (the transaction had failed already: PostgreSQL would not have looked
             // at the statement either), or the server ending the session.
             self.to_client.extend_from_slice(raw);
         }
-        if self.refusals.is_empty() {
-            self.refusal_buf.clear();
+        if self.ready.refusals.is_empty() {
+            self.ready.refusal_buf.clear();
         }
         true
     }
@@ -182,11 +185,11 @@ impl Session {
     /// after an earlier error in their batch.
     pub(super) fn drop_skipped_refusals(&mut self) {
         let done = self.upstream_unit();
-        while self.refusals.front().is_some_and(|r| r.unit < done) {
-            self.refusals.pop_front();
+        while self.ready.refusals.front().is_some_and(|r| r.unit < done) {
+            self.ready.refusals.pop_front();
         }
-        if self.refusals.is_empty() {
-            self.refusal_buf.clear();
+        if self.ready.refusals.is_empty() {
+            self.ready.refusal_buf.clear();
         }
     }
 }

@@ -197,13 +197,13 @@ impl Session {
     /// have tokens. A throttling rate without them makes the upstream wait; a terminating
     /// one cuts the result (the message is then dropped with the rest).
     pub(super) fn check_rates(&mut self, bytes: u64) -> RateCheck {
-        if self.rates.is_empty() || self.cut.is_some() {
+        if self.ready.rates.is_empty() || self.ready.cut.is_some() {
             return RateCheck::Pass;
         }
         let now = self.now.mono_us;
         let mut wait = None;
         let mut over = None;
-        for (i, r) in self.rates.iter_mut().enumerate() {
+        for (i, r) in self.ready.rates.iter_mut().enumerate() {
             if let Some(at) = r.ready_at(now) {
                 if r.terminate {
                     over = Some(i);
@@ -213,18 +213,19 @@ impl Session {
             }
         }
         if let Some(i) = over {
-            let (bps, rule) = match self.rates.get(i) {
+            let (bps, rule) = match self.ready.rates.get(i) {
                 Some(r) => (r.bytes_per_second, r.rule.clone()),
                 None => (0, String::new()),
             };
             let fetch = self
+                .ready
                 .pending
                 .front()
                 .is_some_and(|p| matches!(p.effect.as_deref(), Some(SqlEffect::Fetch)));
             let sent = if fetch {
-                (self.rows, self.bytes)
+                (self.ready.rows, self.ready.bytes)
             } else {
-                (self.cap_rows, self.cap_bytes)
+                (self.ready.cap_rows, self.ready.cap_bytes)
             };
             let what = format!(
                 "the result came faster than its byte rate of {bps} bytes per second (the rate rule at {rule})"
@@ -233,10 +234,10 @@ impl Session {
             return RateCheck::Pass;
         }
         if let Some(at) = wait {
-            self.paused_since.get_or_insert(now);
+            self.ready.paused_since.get_or_insert(now);
             return RateCheck::WaitUntil(at);
         }
-        for r in &mut self.rates {
+        for r in &mut self.ready.rates {
             r.take(bytes);
         }
         RateCheck::Pass
@@ -245,15 +246,15 @@ impl Session {
     /// Whether the driver must not read (or feed) upstream bytes now: a rate is throttling
     /// the result; [`Session::poll_timeout`] says until when.
     pub fn upstream_paused(&self) -> bool {
-        self.paused_until.is_some() || self.catalog_wait()
+        self.ready.paused_until.is_some() || self.catalog_wait()
     }
 
     /// Time passed: a throttle whose time is up lets the upstream go on.
     pub(super) fn resume_if_due(&mut self, now_us: u64) {
-        if self.paused_until.is_some_and(|t| now_us >= t) {
-            self.paused_until = None;
-            if let Some(since) = self.paused_since.take() {
-                self.throttled_us += now_us.saturating_sub(since);
+        if self.ready.paused_until.is_some_and(|t| now_us >= t) {
+            self.ready.paused_until = None;
+            if let Some(since) = self.ready.paused_since.take() {
+                self.ready.throttled_us += now_us.saturating_sub(since);
             }
         }
     }
@@ -261,40 +262,44 @@ impl Session {
     /// A DataRow (`row`) or CopyData of the result being answered: counts it; false if it
     /// must not reach the client (a cap is reached: the result is cut from here).
     pub(super) fn count_result(&mut self, raw: &[u8], row: bool) -> bool {
-        if self.caps.max_rows.is_none() && self.caps.max_bytes.is_none() {
+        if self.ready.caps.max_rows.is_none() && self.ready.caps.max_bytes.is_none() {
             return true;
         }
         // A piece of a cursor's result counts with the cursor's other pieces: otherwise
         // `FETCH 100` in a loop would walk past any cap.
-        let front = self.pending.front();
+        let front = self.ready.pending.front();
         let fetch = front.is_some_and(|p| matches!(p.effect.as_deref(), Some(SqlEffect::Fetch)));
         let (before_rows, before_bytes) = front.map_or((0, 0), |p| p.carried);
         let (so_far_rows, so_far_bytes) = if fetch {
-            (self.fetch_rows, self.fetch_bytes)
+            (self.ready.fetch_rows, self.ready.fetch_bytes)
         } else {
-            (before_rows + self.cap_rows, before_bytes + self.cap_bytes)
+            (
+                before_rows + self.ready.cap_rows,
+                before_bytes + self.ready.cap_bytes,
+            )
         };
         let rows = so_far_rows + u64::from(row);
         let bytes = so_far_bytes + raw.len() as u64;
-        let over = match (self.caps.max_rows, self.caps.max_bytes) {
+        let over = match (self.ready.caps.max_rows, self.ready.caps.max_bytes) {
             (Some(m), _) if rows > m => Some(("rows", m)),
             (_, Some(m)) if bytes > m => Some(("bytes", m)),
             _ => None,
         };
         let Some((cap, limit)) = over else {
             if fetch {
-                (self.fetch_rows, self.fetch_bytes) = (rows, bytes);
+                (self.ready.fetch_rows, self.ready.fetch_bytes) = (rows, bytes);
             } else {
-                (self.cap_rows, self.cap_bytes) = (rows - before_rows, bytes - before_bytes);
+                (self.ready.cap_rows, self.ready.cap_bytes) =
+                    (rows - before_rows, bytes - before_bytes);
             }
             return true;
         };
         // What this statement itself sent so far, for its audit line (a FETCH's own rows,
         // not its cursor's; a COPY's CopyData rows).
         let sent = if fetch {
-            (self.rows, self.bytes)
+            (self.ready.rows, self.ready.bytes)
         } else {
-            (self.cap_rows, self.cap_bytes)
+            (self.ready.cap_rows, self.ready.cap_bytes)
         };
         self.start_cut(cap, limit, sent);
         false
@@ -306,7 +311,7 @@ impl Session {
         } else {
             format!("the statement returned more than {limit} bytes")
         };
-        let rule = self.caps.rule.clone();
+        let rule = self.ready.caps.rule.clone();
         let what = format!("{what} (the limit rule at {rule})");
         self.start_cut_with(cap, limit, &rule, &what, sent);
     }
@@ -336,7 +341,7 @@ impl Session {
         if cancel {
             self.actions.push_back(Action::CancelUpstream);
         }
-        self.cut = Some(Cut {
+        self.ready.cut = Some(Cut {
             unit: self.upstream_unit(),
             ended: false,
             completed: false,
@@ -354,22 +359,22 @@ impl Session {
 
     /// Whether the client has work upstream after the unit being answered.
     fn later_work_upstream(&self) -> bool {
-        self.inflight > 1 || (self.inflight == 1 && self.batch_forwarded)
+        self.ready.inflight > 1 || (self.ready.inflight == 1 && self.ready.batch_forwarded)
     }
 
     /// ReadyForQuery: once no cursor can be open, cursor pieces count from zero again
     /// (a cursor pgate did not see declared, a function's refcursor, lives until its
     /// transaction ends).
     pub(super) fn cursor_counts_end(&mut self) {
-        if self.tx_status == b'I' && self.cursors.is_empty() {
-            self.fetch_rows = 0;
-            self.fetch_bytes = 0;
+        if self.ready.tx_status == b'I' && self.ready.cursors.is_empty() {
+            self.ready.fetch_rows = 0;
+            self.ready.fetch_bytes = 0;
         }
     }
 
     /// Whether client input waits: a cut is being settled.
     pub fn holding_client(&self) -> bool {
-        self.cut.as_ref().is_some_and(|c| !c.release_input)
+        self.ready.cut.as_ref().is_some_and(|c| !c.release_input)
     }
 
     /// The driver: the database has taken the CancelRequest (its connection closed), or
@@ -379,8 +384,9 @@ impl Session {
     /// the statement may run on, and a late cancel could still stop a later statement: the
     /// session ends (closing the upstream connection stops the backend).
     pub fn upstream_cancel_done(&mut self, taken: bool) {
-        if !taken && self.cut.is_some() {
+        if !taken && self.ready.cut.is_some() {
             let msg = self
+                .ready
                 .cut
                 .as_ref()
                 .map(|c| c.message.clone())
@@ -391,7 +397,7 @@ impl Session {
             );
             return;
         }
-        if let Some(c) = self.cut.as_mut() {
+        if let Some(c) = self.ready.cut.as_mut() {
             c.cancel_pending = false;
         }
         self.settle_cut();
@@ -399,7 +405,9 @@ impl Session {
 
     /// The cap's error, ending as the outcome says, for the client.
     fn send_cut_error(&mut self, committed: bool) {
-        let Some(c) = self.cut.as_mut() else { return };
+        let Some(c) = self.ready.cut.as_mut() else {
+            return;
+        };
         c.error_sent = true;
         let ending = if committed {
             "; the statement had already completed in the database, and its transaction committed"
@@ -417,7 +425,7 @@ impl Session {
 
     /// A statement after the cut one, in its unit, completed (its answer is dropped).
     pub(super) fn cut_later_ran(&mut self) {
-        if let Some(c) = self.cut.as_mut() {
+        if let Some(c) = self.ready.cut.as_mut() {
             c.later_ran = true;
         }
     }
@@ -425,7 +433,7 @@ impl Session {
     /// While a cut is on: handles an upstream message of the cut statement or of the rest
     /// of its unit. True if it was consumed here (dropped, or replaced).
     pub(super) fn on_cut_message(&mut self, tag: u8, position: u32) -> bool {
-        let Some(cut) = self.cut.as_mut() else {
+        let Some(cut) = self.ready.cut.as_mut() else {
             return false;
         };
         if !cut.ended {
@@ -434,11 +442,11 @@ impl Session {
                 b'C' | b's' | b'I' | b'E' => {
                     cut.ended = true;
                     cut.completed = tag != b'E';
-                    self.cut_note = Some(std::mem::take(&mut cut.note));
-                    self.rows = cut.rows;
-                    self.bytes = cut.bytes;
-                    self.cap_rows = 0;
-                    self.cap_bytes = 0;
+                    self.ready.cut_note = Some(std::mem::take(&mut cut.note));
+                    self.ready.rows = cut.rows;
+                    self.ready.bytes = cut.bytes;
+                    self.ready.cap_rows = 0;
+                    self.ready.cap_bytes = 0;
                     if tag == b'E' {
                         // The database's own error (the cancel's 57014, or another): the
                         // client gets the cap's error in its place; the database's state
@@ -458,7 +466,7 @@ impl Session {
     /// After the cut statement ended: the rest of its unit is not shown to the client
     /// (PostgreSQL would have skipped it), apart from notices and notifications.
     pub(super) fn cut_drops(&self, tag: u8) -> bool {
-        self.cut.as_ref().is_some_and(|c| {
+        self.ready.cut.as_ref().is_some_and(|c| {
             c.ended
                 && c.ready.is_none()
                 && c.unit == self.upstream_unit()
@@ -468,7 +476,8 @@ impl Session {
 
     /// Whether the upstream is answering the cut's unit (and it is not answered yet).
     pub(super) fn cut_unit(&self) -> bool {
-        self.cut
+        self.ready
+            .cut
             .as_ref()
             .is_some_and(|c| c.ready.is_none() && c.unit == self.upstream_unit())
     }
@@ -476,7 +485,7 @@ impl Session {
     /// The cut unit's ReadyForQuery (`status`): held until the cut is settled. True if it
     /// was (the caller does not forward it).
     pub(super) fn cut_ready(&mut self, status: u8) -> bool {
-        let Some(cut) = self.cut.as_mut() else {
+        let Some(cut) = self.ready.cut.as_mut() else {
             return false;
         };
         if !cut.ended {
@@ -492,7 +501,9 @@ impl Session {
 
     /// Once the cut statement ended and the cancel is taken: what the client is owed.
     fn settle_cut(&mut self) {
-        let Some(cut) = self.cut.as_ref() else { return };
+        let Some(cut) = self.ready.cut.as_ref() else {
+            return;
+        };
         if !cut.ended || cut.cancel_pending {
             return;
         }
@@ -502,7 +513,7 @@ impl Session {
             // able to send it: the error now, and — when the statement completed — a
             // marker in the same batch, which fails its implicit transaction as the error
             // would have (the rest of the batch is skipped to its Sync).
-            if cut.unit == self.unit_seq && !cut.release_input {
+            if cut.unit == self.ready.unit_seq && !cut.release_input {
                 let (completed, error_sent) = (cut.completed, cut.error_sent);
                 if completed && !error_sent {
                     self.send_silent_marker();
@@ -510,7 +521,7 @@ impl Session {
                 if !error_sent {
                     self.send_cut_error(false);
                 }
-                if let Some(c) = self.cut.as_mut() {
+                if let Some(c) = self.ready.cut.as_mut() {
                     c.release_input = true;
                 }
             }
@@ -518,24 +529,24 @@ impl Session {
         };
         let (completed, error_sent, later_ran) = (cut.completed, cut.error_sent, cut.later_ran);
         if error_sent {
-            self.cut = None;
+            self.ready.cut = None;
             wire::write_ready_for_query(&mut self.to_client, status);
             return;
         }
         debug_assert!(completed, "an uncompleted cut sends its error at its end");
         match status {
-            b'T' if self.inflight > 0 || self.batch_forwarded => {
+            b'T' if self.ready.inflight > 0 || self.ready.batch_forwarded => {
                 let msg = format!(
                     "{}; later statements were already sent, so the session ends and its transaction is rolled back",
                     cut.message
                 );
-                self.cut = None;
+                self.ready.cut = None;
                 self.fatal(sqlstate::TOO_MANY, &msg);
             }
             // The transaction must fail as it would for PostgreSQL's own error.
             b'T' => {
                 let msg = format!("{} and the statement was cancelled", cut.message);
-                self.cut = None;
+                self.ready.cut = None;
                 self.refuse_alone(sqlstate::TOO_MANY, &msg);
             }
             // Committed (no transaction block): what ran cannot be undone. Statements
@@ -545,12 +556,12 @@ impl Session {
                     "{}; the statement, and those after it in the same request, had already completed in the database and committed, so the session ends",
                     cut.message
                 );
-                self.cut = None;
+                self.ready.cut = None;
                 self.fatal(sqlstate::TOO_MANY, &msg);
             }
             _ => {
                 self.send_cut_error(status == b'I');
-                self.cut = None;
+                self.ready.cut = None;
                 wire::write_ready_for_query(&mut self.to_client, status);
             }
         }

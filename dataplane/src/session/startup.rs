@@ -136,8 +136,8 @@ impl Session {
                 let expiry = identity
                     .expires_at_unix
                     .saturating_add(self.cfg.token_grace_secs);
-                self.caps = results::Caps::of(table, identity.role);
-                self.rates = results::Rate::of(
+                self.ready.caps = results::Caps::of(table, identity.role);
+                self.ready.rates = results::Rate::of(
                     table,
                     identity.role,
                     &identity.subject,

@@ -97,7 +97,7 @@ impl Session {
                 wire::write_message(&mut self.to_client, b'K', &k);
             }
             b'Z' => {
-                self.tx_status = body.first().copied().unwrap_or(b'I');
+                self.ready.tx_status = body.first().copied().unwrap_or(b'I');
                 self.to_client.extend_from_slice(raw);
                 self.state = State::Ready;
                 // The classifier's buffers, allocated once, now that statements will come.
