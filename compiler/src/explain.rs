@@ -81,20 +81,26 @@ pub fn describe_deny(
             class,
             access,
             column,
-        } => {
-            let col = facts
-                .columns(stmt)
-                .get(column as usize)
-                .map(|c| match c.name {
-                    ColumnName::Named(n) => facts.name(n).to_string(),
-                    ColumnName::All => "*".to_string(),
-                })
-                .unwrap_or_else(|| "?".to_string());
-            format!(
-                "role `{role}` may not `{class}` column `{col}` of `{}`",
+        } => match facts.columns(stmt).get(column as usize) {
+            // `SELECT c FROM customers c`: the alias read as a whole row is every column.
+            Some(c) if access < 64 && c.whole_row & (1u64 << access) != 0 => format!(
+                "role `{role}` may not `{class}` every column of `{}` (`{}` is a whole-row reference)",
+                table(access),
+                match c.name {
+                    ColumnName::Named(n) => facts.name(n),
+                    ColumnName::All => "*",
+                }
+            ),
+            c => format!(
+                "role `{role}` may not `{class}` column `{}` of `{}`",
+                match c.map(|c| c.name) {
+                    Some(ColumnName::Named(n)) => facts.name(n),
+                    Some(ColumnName::All) => "*",
+                    None => "?",
+                },
                 table(access)
-            )
-        }
+            ),
+        },
         DenyReason::Function { function } => {
             let f = facts
                 .functions(stmt)

@@ -337,6 +337,22 @@ fn explain_names_the_deciding_rule() {
             .any(|c| c.as_str().unwrap().ends_with("ssn"))
     );
 
+    // A whole-row reference reads every column, and is named as one.
+    let o = run(&[
+        "explain",
+        "--policy",
+        fixtures().join("ok").to_str().unwrap(),
+        "--role",
+        "support",
+        "--sql",
+        "select c from customers c",
+    ]);
+    assert!(
+        stdout(&o).contains("every column of `public.customers` (`c` is a whole-row reference)"),
+        "{}",
+        stdout(&o)
+    );
+
     let o = run(&[
         "explain",
         "--policy",

@@ -35,6 +35,8 @@ fn psql_over_tls_allowed_denied_and_same_session_still_works() {
             "-c",
             "select ssn from customers",
             "-c",
+            "select c from customers c",
+            "-c",
             "select count(*) from customers",
         ],
     );
@@ -46,6 +48,13 @@ fn psql_over_tls_allowed_denied_and_same_session_still_works() {
     );
     assert!(
         stderr.contains("permission denied for select of column public.customers.ssn"),
+        "{stderr}"
+    );
+    // A whole-row reference is named as one: every column of the table.
+    assert!(
+        stderr.contains(
+            "permission denied for select of column public.customers.* (the whole-row reference c)"
+        ),
         "{stderr}"
     );
     assert!(stderr.contains("role \"analyst\""), "{stderr}");

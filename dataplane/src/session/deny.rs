@@ -88,14 +88,16 @@ fn column_of(
 ) -> Option<(String, pgate_core::facts::Clause)> {
     let t = f.tables(s).get(access as usize)?;
     let c = f.columns(s).get(column as usize)?;
-    let col = match c.name {
-        ColumnName::Named(n) => f.name(n),
-        ColumnName::All => "*",
+    let table = format!("{}.{}", f.name(t.name.schema), f.name(t.name.name));
+    let name = match c.name {
+        // `SELECT c FROM customers c`: the alias read as a whole row is every column.
+        ColumnName::Named(n) if access < 64 && c.whole_row & (1u64 << access) != 0 => {
+            format!("{table}.* (the whole-row reference {})", f.name(n))
+        }
+        ColumnName::Named(n) => format!("{table}.{}", f.name(n)),
+        ColumnName::All => format!("{table}.*"),
     };
-    Some((
-        format!("{}.{}.{col}", f.name(t.name.schema), f.name(t.name.name)),
-        c.clause,
-    ))
+    Some((name, c.clause))
 }
 
 /// Where a masked column was used, for the denial.
