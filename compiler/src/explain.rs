@@ -34,6 +34,7 @@ pub fn classify_sql(table: &Table<'_>, sql: &str, search_path: &[&str], facts: &
     let ctx = ClassifyContext {
         search_path,
         catalog: Some(&catalog),
+        ..ClassifyContext::default()
     };
     classify(sql, &ctx, facts);
 }

@@ -166,6 +166,33 @@ pub struct FunctionRef {
     pub name: QualifiedName,
 }
 
+/// What one statement does to the search path (and the transaction state that decides
+/// how long a setting lasts). Savepoint names are the statement's `prepared_name`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PathEffect {
+    #[default]
+    None,
+    /// Sets it to the statement's `Facts::search_path` (`local`: until the transaction ends).
+    Set { local: bool },
+    /// Back to the session default (`RESET search_path`, `RESET ALL`, `DISCARD ALL`,
+    /// `SET search_path TO DEFAULT`).
+    Reset,
+    /// Changes it in a way that is not known exactly.
+    Unknown,
+    /// `BEGIN` / `START TRANSACTION`.
+    Begin,
+    /// `COMMIT` / `END` / `PREPARE TRANSACTION` (`chain`: `AND CHAIN` opens the next).
+    Commit { chain: bool },
+    /// `ROLLBACK` / `ABORT` without `TO`.
+    Rollback { chain: bool },
+    /// `SAVEPOINT name`.
+    Savepoint,
+    /// `RELEASE [SAVEPOINT] name`.
+    Release,
+    /// `ROLLBACK [WORK | TRANSACTION] TO [SAVEPOINT] name`.
+    RollbackTo,
+}
+
 /// Statement-level flags.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct StatementFlags(pub u32);
@@ -226,6 +253,9 @@ pub struct StatementFacts {
     pub prepared_name: NameRef,
     /// Why the statement is `unknown`, when it is (a short static reason for explain/audit).
     pub unknown_reason: Option<&'static str>,
+    /// What it does to the session's search path when it completes (the caller tracks it
+    /// across messages with PostgreSQL's transaction semantics: `search_path::PathTracker`).
+    pub path_effect: PathEffect,
     tables: (u32, u32),
     columns: (u32, u32),
     functions: (u32, u32),
@@ -535,6 +565,7 @@ impl Facts {
             flags: StatementFlags::default(),
             prepared_name: NameRef::EMPTY,
             unknown_reason: None,
+            path_effect: PathEffect::None,
             tables: (t, t),
             columns: (c, c),
             functions: (f, f),

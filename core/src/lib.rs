@@ -12,6 +12,7 @@
 
 pub mod class;
 pub mod facts;
+pub mod search_path;
 pub mod sql;
 pub mod table;
 pub mod wire;

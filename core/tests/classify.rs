@@ -648,6 +648,7 @@ fn catalog_and_search_path_resolution() {
     let ctx = ClassifyContext {
         search_path: &path,
         catalog: Some(&Cat),
+        ..ClassifyContext::default()
     };
     let o = run_ctx("SELECT * FROM orders, pg_class, nothing", &ctx);
     assert_eq!(
@@ -995,4 +996,86 @@ fn cursor_and_listen_statements_name_their_object() {
     let (n, f) = name("UNLISTEN *");
     assert_eq!((n.as_str(), f.contains(F::UNLISTENS)), ("", true));
     assert_eq!(run("LISTEN chan").classes(0), ["notify"]);
+}
+
+#[test]
+fn transaction_control_reports_its_path_effect_and_savepoint_names() {
+    use pgate_core::facts::PathEffect as E;
+    let cases: &[(&str, E, &str)] = &[
+        ("BEGIN", E::Begin, ""),
+        (
+            "START TRANSACTION ISOLATION LEVEL SERIALIZABLE",
+            E::Begin,
+            "",
+        ),
+        ("COMMIT", E::Commit { chain: false }, ""),
+        ("END WORK", E::Commit { chain: false }, ""),
+        ("COMMIT AND CHAIN", E::Commit { chain: true }, ""),
+        ("COMMIT AND NO CHAIN", E::Commit { chain: false }, ""),
+        ("PREPARE TRANSACTION 'x'", E::Commit { chain: false }, ""),
+        ("ROLLBACK", E::Rollback { chain: false }, ""),
+        (
+            "ABORT TRANSACTION AND CHAIN",
+            E::Rollback { chain: true },
+            "",
+        ),
+        ("ROLLBACK TO s1", E::RollbackTo, "s1"),
+        ("ROLLBACK WORK TO SAVEPOINT \"S 2\"", E::RollbackTo, "S 2"),
+        ("SAVEPOINT Sp", E::Savepoint, "sp"),
+        ("RELEASE SAVEPOINT sp", E::Release, "sp"),
+        ("RELEASE sp", E::Release, "sp"),
+        ("COMMIT PREPARED 'gid'", E::None, ""),
+        ("ROLLBACK PREPARED 'gid'", E::None, ""),
+        ("SET search_path = a", E::Set { local: false }, ""),
+        ("SET LOCAL search_path = a", E::Set { local: true }, ""),
+        ("RESET search_path", E::Reset, ""),
+        ("SELECT 1", E::None, ""),
+    ];
+    for (sql, effect, name) in cases {
+        let o = run(sql);
+        let s = o.st(0);
+        assert!(!o.classes(0).is_empty(), "{sql}");
+        assert!(
+            !s.classes.contains(C::Unknown),
+            "{sql}: {:?}",
+            s.unknown_reason
+        );
+        assert_eq!(s.path_effect, *effect, "{sql}");
+        assert_eq!(o.facts.name(s.prepared_name), *name, "{sql}");
+    }
+}
+
+#[test]
+fn commit_or_rollback_of_a_dirty_transaction_leaves_the_path_unknown_in_the_string() {
+    // The session's path holds an uncommitted SET: after ROLLBACK in the same string
+    // PostgreSQL resolves names through another path, so the classifier must not guess.
+    let path = ["compat"];
+    let ctx = ClassifyContext {
+        search_path: &path,
+        tx_path_dirty: true,
+        ..ClassifyContext::default()
+    };
+    for sql in [
+        "ROLLBACK; SELECT * FROM hidden",
+        "COMMIT; SELECT * FROM hidden",
+    ] {
+        let o = run_ctx(sql, &ctx);
+        assert!(o.st(1).classes.contains(C::Unknown), "{sql}");
+    }
+    let clean = ClassifyContext {
+        search_path: &path,
+        ..ClassifyContext::default()
+    };
+    let o = run_ctx("ROLLBACK; SELECT * FROM hidden", &clean);
+    assert_eq!(o.tables(1), ["select:compat.hidden"]);
+    // A path pgate could not read: unqualified relations are not resolved.
+    let unknown = ClassifyContext {
+        search_path: &path,
+        path_unknown: true,
+        ..ClassifyContext::default()
+    };
+    let o = run_ctx("SELECT * FROM hidden", &unknown);
+    assert!(o.st(0).classes.contains(C::Unknown));
+    let o = run_ctx("SELECT * FROM other.hidden", &unknown);
+    assert!(!o.st(0).classes.contains(C::Unknown));
 }

@@ -235,6 +235,7 @@ fn fast_path_agrees_with_the_general_path_on_generated_statements() {
             let ctx = ClassifyContext {
                 search_path: path,
                 catalog: None,
+                ..ClassifyContext::default()
             };
             taken += usize::from(both(&sql, &ctx, &mut fast, &mut general));
             n += 1;
@@ -378,7 +379,7 @@ mod random {
         fn fast_path_agrees_on_random_statements(sql in statement(2)) {
             let (mut fast, mut general) = (Facts::default(), Facts::default());
             for path in [&["public"][..], &["s", "public"][..], &[][..]] {
-                let ctx = ClassifyContext { search_path: path, catalog: None };
+                let ctx = ClassifyContext { search_path: path, ..ClassifyContext::default() };
                 both(&sql, &ctx, &mut fast, &mut general);
             }
         }

@@ -76,6 +76,7 @@ fn allowed(path: &std::path::Path, sql: &str) -> bool {
     let ctx = ClassifyContext {
         search_path: &["public"],
         catalog: None,
+        ..ClassifyContext::default()
     };
     classify(sql, &ctx, &mut facts);
     table.decide_all(role, &facts).is_allow()

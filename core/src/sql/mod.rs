@@ -74,6 +74,12 @@ pub struct ClassifyContext<'a> {
     pub search_path: &'a [&'a str],
     /// Optional: tells which relations exist (the data plane passes its decision table).
     pub catalog: Option<&'a dyn CatalogLookup>,
+    /// The current transaction holds search-path changes a `COMMIT` or `ROLLBACK` would
+    /// undo: after one in the same string, unqualified relations cannot be resolved.
+    pub tx_path_dirty: bool,
+    /// The session's path is not known exactly (an earlier `set_config` with a value
+    /// pgate could not read): unqualified relations cannot be resolved.
+    pub path_unknown: bool,
 }
 
 /// Lets the classifier resolve unqualified names like PostgreSQL does.
@@ -92,6 +98,8 @@ impl Default for ClassifyContext<'_> {
         ClassifyContext {
             search_path: &["public"],
             catalog: None,
+            tx_path_dirty: false,
+            path_unknown: false,
         }
     }
 }
@@ -214,24 +222,7 @@ pub enum PathState {
     Unknown,
 }
 
-/// What one statement does to the search path of the statements after it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PathEffect {
-    None,
-    /// Sets it to the statement's `Facts::search_path` (`local`: until the transaction ends).
-    Set {
-        local: bool,
-    },
-    /// Back to the caller's path (`RESET search_path`, `RESET ALL`, `DISCARD ALL`,
-    /// `SET search_path TO DEFAULT`).
-    Reset,
-    /// Changes it in a way that is not known exactly.
-    Unknown,
-    /// `COMMIT`/`END`/`PREPARE TRANSACTION`: `SET LOCAL` values end.
-    Commit,
-    /// `ROLLBACK`/`ABORT`/`ROLLBACK TO SAVEPOINT`: earlier `SET`s may be undone.
-    Rollback,
-}
+pub use crate::facts::PathEffect;
 
 /// Classifies `sql` (one or more statements) into `facts` (cleared first).
 pub fn classify(sql: &str, ctx: &ClassifyContext<'_>, facts: &mut Facts) {
@@ -244,7 +235,13 @@ pub fn classify_with_stats(
     ctx: &ClassifyContext<'_>,
     facts: &mut Facts,
 ) -> ClassifyStats {
-    match flat::classify_flat(sql, ctx, facts) {
+    // The fast path resolves names through the caller's path, which must then be known.
+    let flat = if ctx.path_unknown {
+        None
+    } else {
+        flat::classify_flat(sql, ctx, facts)
+    };
+    match flat {
         Some(stats) => stats,
         None => classify_general(sql, ctx, facts),
     }
@@ -281,7 +278,11 @@ fn classify_inner(
         scopes,
         outs,
     } = scratch;
-    let mut path = PathState::Original;
+    let mut path = if ctx.path_unknown {
+        PathState::Unknown
+    } else {
+        PathState::Original
+    };
     // Whether this string changed the path (a later ROLLBACK may undo it), and whether
     // by `SET LOCAL` (a later COMMIT ends it).
     let (mut changed, mut local) = (false, false);
@@ -326,8 +327,11 @@ fn classify_inner(
         }
         // The search path for the statements after this one.
         let effect = if ok { effect } else { PathEffect::Unknown };
+        if let Some(s) = facts.current_mut() {
+            s.path_effect = effect;
+        }
         match effect {
-            PathEffect::None => {}
+            PathEffect::None | PathEffect::Begin | PathEffect::Savepoint | PathEffect::Release => {}
             PathEffect::Set { local: l } => {
                 changed = true;
                 local |= l;
@@ -339,13 +343,14 @@ fn classify_inner(
                 path = PathState::Original;
             }
             PathEffect::Unknown => path = PathState::Unknown,
-            PathEffect::Commit => {
-                if local {
+            // The caller's path may itself hold uncommitted changes (`tx_path_dirty`).
+            PathEffect::Commit { .. } => {
+                if local || ctx.tx_path_dirty {
                     path = PathState::Unknown;
                 }
             }
-            PathEffect::Rollback => {
-                if changed {
+            PathEffect::Rollback { .. } | PathEffect::RollbackTo => {
+                if changed || ctx.tx_path_dirty {
                     path = PathState::Unknown;
                 }
             }

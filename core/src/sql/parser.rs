@@ -531,6 +531,69 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
         self.depth = self.depth.saturating_sub(1);
     }
 
+    /// Transaction control, for the search path's transaction semantics:
+    /// `BEGIN`/`START TRANSACTION`, `COMMIT`/`END [AND [NO] CHAIN]`,
+    /// `ROLLBACK`/`ABORT [AND [NO] CHAIN]`, `ROLLBACK [WORK | TRANSACTION] TO [SAVEPOINT] name`,
+    /// `SAVEPOINT name`, `RELEASE [SAVEPOINT] name` (the name goes to `prepared_name`).
+    fn transaction_control(&mut self, kw: Kw) -> R<()> {
+        use super::PathEffect as E;
+        self.next();
+        let word = |p: &mut Self, w: &str| {
+            let t = p.peek();
+            let hit = t.kind == Kind::Ident && p.text(&t).eq_ignore_ascii_case(w);
+            if hit {
+                p.next();
+            }
+            hit
+        };
+        match kw {
+            Kw::Begin | Kw::Start => self.path_effect = E::Begin,
+            Kw::Savepoint => {
+                let n = self.any_name_token()?;
+                self.prepared_name = self.push(n.as_str())?;
+                self.path_effect = E::Savepoint;
+            }
+            Kw::Release => {
+                self.eat_kw(Kw::Savepoint);
+                let n = self.any_name_token()?;
+                self.prepared_name = self.push(n.as_str())?;
+                self.path_effect = E::Release;
+            }
+            _ => {
+                let commit = matches!(kw, Kw::Commit | Kw::End);
+                // `COMMIT PREPARED 'gid'` / `ROLLBACK PREPARED 'gid'` end a prepared
+                // transaction, not this session's (and cannot run inside one).
+                if word(self, "prepared") {
+                    return self.rest();
+                }
+                let _ = word(self, "work") || self.eat_kw(Kw::Transaction);
+                if !commit && self.eat_kw(Kw::To) {
+                    self.eat_kw(Kw::Savepoint);
+                    let n = self.any_name_token()?;
+                    self.prepared_name = self.push(n.as_str())?;
+                    self.path_effect = E::RollbackTo;
+                    return self.expect_end();
+                }
+                let mut chain = false;
+                if self.eat_kw(Kw::And) {
+                    let no = self.eat_kw(Kw::No);
+                    if !word(self, "chain") {
+                        return Err(Fail("expected CHAIN"));
+                    }
+                    chain = !no;
+                }
+                self.path_effect = if commit {
+                    E::Commit { chain }
+                } else {
+                    E::Rollback { chain }
+                };
+                return self.expect_end();
+            }
+        }
+        // BEGIN's modes (ISOLATION LEVEL …, READ ONLY) carry no facts.
+        self.rest()
+    }
+
     /// Skips to the end of the statement: for statements whose class is fully known from
     /// their first keywords and which carry no facts (transaction control, SHOW, …).
     fn rest(&mut self) -> R<()> {
@@ -924,8 +987,9 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
             Kw::Prepare => {
                 if self.at_kw_n(1, Kw::Transaction) {
                     self.class(StatementClass::Transaction);
-                    // Ends the transaction: treated like a rollback (conservative).
-                    self.path_effect = super::PathEffect::Rollback;
+                    // Ends the transaction; its settings are kept as by COMMIT
+                    // (PostgreSQL's PrepareTransaction runs AtEOXact_GUC(true, …)).
+                    self.path_effect = super::PathEffect::Commit { chain: false };
                     self.rest()?;
                 } else {
                     self.prepare()?;
@@ -953,12 +1017,7 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
             | Kw::Savepoint
             | Kw::Release => {
                 self.class(StatementClass::Transaction);
-                self.path_effect = match t.kw {
-                    Kw::Commit | Kw::End => super::PathEffect::Commit,
-                    Kw::Rollback | Kw::Abort => super::PathEffect::Rollback,
-                    _ => super::PathEffect::None,
-                };
-                self.rest()?;
+                self.transaction_control(t.kw)?;
             }
             Kw::Set => self.set()?,
             Kw::Reset => self.reset()?,

@@ -63,6 +63,7 @@ pub(super) fn decide_text(
     let ctx = ClassifyContext {
         search_path: &path[..n],
         catalog: None,
+        ..ClassifyContext::default()
     };
     classify(sql, &ctx, facts);
     table.decide_all(role, facts)
