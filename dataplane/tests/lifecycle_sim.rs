@@ -608,3 +608,36 @@ fn a_confirmation_pgate_did_not_ask_for_ends_the_session() {
     assert!(s.session.is_closed());
     assert_eq!(code_of(&s.pump())[0].0, "08P01");
 }
+
+#[test]
+fn fetch_or_move_of_a_cursor_pgate_did_not_see_declared_is_denied() {
+    // Procedural code (a function returning a refcursor, a DO block) can open a cursor
+    // over a query pgate never decided: reading it is refused, before and after a reload.
+    let mut s = Sim::new(SessionConfig {
+        allow_plaintext_auth: true,
+        ..SessionConfig::default()
+    });
+    s.table = policy_with(&[], Grant::Widened);
+    s.connect();
+    for sql in [
+        "fetch 10 from opened_elsewhere",
+        "move next in opened_elsewhere",
+    ] {
+        let r = s.client(&query(sql));
+        assert_eq!(code_of(&r)[0].0, "42501", "{sql}");
+        let text = messages(&r)
+            .iter()
+            .find(|(t, _)| *t == b'E')
+            .map(|(_, b)| error_field(b, b'M'))
+            .unwrap();
+        assert!(text.contains("not declared through pgate"), "{text}");
+    }
+    // Declared through pgate: allowed.
+    assert!(
+        code_of(&s.client(&query(
+            "declare c cursor with hold for select total from orders"
+        )))
+        .is_empty()
+    );
+    assert!(code_of(&s.client(&query("fetch 10 from c"))).is_empty());
+}

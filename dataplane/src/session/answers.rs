@@ -102,7 +102,7 @@ impl Session {
                 self.ready.inflight = self.ready.inflight.saturating_sub(1);
                 self.unit_answered(false);
                 self.ready.unit_finals = 0;
-                self.ready.unit_error = false;
+                let errored = std::mem::take(&mut self.ready.unit_error);
                 self.finish_unit();
                 self.drop_skipped_refusals();
                 let done = self
@@ -110,6 +110,7 @@ impl Session {
                     .unit_seq
                     .saturating_sub(self.ready.inflight as u64);
                 self.drop_unconfirmed(done);
+                self.path_unit_end(done, self.ready.tx_status, errored);
                 if self.ready.tx_status == b'I' {
                     self.transaction_ended(done);
                 }

@@ -237,6 +237,9 @@ impl Session {
             return;
         };
         self.write_statement_line(&p, status);
+        if status == "ok" && p.path_step {
+            self.path_step_done(p.unit);
+        }
         if status == "ok"
             && let Some(e) = p.effect.take()
         {

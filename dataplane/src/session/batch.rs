@@ -22,6 +22,7 @@ impl Session {
 
     /// A Query, Sync or FunctionCall went upstream: one more ReadyForQuery to come.
     pub(super) fn unit_forwarded(&mut self) {
+        self.path_unit_forwarded();
         self.ready.inflight += 1;
         self.ready.unit_seq += 1;
         self.ready.batch_forwarded = false;

@@ -175,6 +175,8 @@ impl Session {
                 self.describe_before_execute(portal);
                 if let Some(run) = found {
                     self.slot_ref(run.summary);
+                    let path_step = run.path_effect != PathEffect::None
+                        && self.record_execute_path(portal, run.path_effect);
                     self.ready.pending.push_back(Pending {
                         summary: run.summary,
                         unit: self.ready.unit_seq,
@@ -184,6 +186,7 @@ impl Session {
                         effect: run.effect,
                         portal: run.portal,
                         carried: run.carried,
+                        path_step,
                     });
                 }
                 self.ready.syncs_since_execute = 0;
@@ -253,7 +256,18 @@ impl Session {
     pub(super) fn decide_sql(&mut self, sql: &str, table: &Table<'_>) -> Verdict {
         self.ready.recheck_msg = None;
         let role = self.role();
-        let verdict = decide_text(&mut self.facts, sql, &self.ready.search_path, role, table);
+        let flags = (
+            self.ready.path_optimistic.tx_dirty(),
+            self.ready.path_optimistic.is_unknown(),
+        );
+        let verdict = decide_text(
+            &mut self.facts,
+            sql,
+            &self.ready.search_path,
+            flags,
+            role,
+            table,
+        );
         if !verdict.is_allow() {
             return verdict;
         }
@@ -272,7 +286,14 @@ impl Session {
         if self.ready.recheck.is_unallocated() {
             self.ready.recheck = Facts::default();
         }
-        let v = decide_text(&mut self.ready.recheck, sql, path, role, table);
+        let v = decide_text(
+            &mut self.ready.recheck,
+            sql,
+            path,
+            (false, false),
+            role,
+            table,
+        );
         if !v.is_allow() {
             let why = deny_message(&self.ready.recheck, &v, self.role_name(), table);
             self.ready.recheck_msg = Some(format!(
@@ -280,23 +301,6 @@ impl Session {
             ));
         }
         v
-    }
-
-    /// Applies the search-path effects of allowed statements.
-    pub(super) fn apply_path_effects(&mut self) {
-        for s in self.facts.statements() {
-            if s.flags.contains(StatementFlags::SETS_SEARCH_PATH) {
-                self.ready.search_path.clear();
-                for n in self.facts.search_path(s) {
-                    self.ready.search_path.push(self.facts.name(*n).to_owned());
-                }
-            }
-            if s.flags.contains(StatementFlags::RESETS_SESSION) {
-                self.ready
-                    .search_path
-                    .clone_from(&self.cfg.default_search_path);
-            }
-        }
     }
 
     pub(super) fn on_query(&mut self, sql: &str, raw: &[u8], table: &Table<'_>) {
@@ -312,6 +316,7 @@ impl Session {
             for i in 0..self.facts.statements().len() {
                 let effect = self.sql_effect(i, sql);
                 let slot = self.summary_for_statement(i, &verdict, table, sql);
+                let path_step = self.record_query_path(i);
                 self.ready.pending.push_back(Pending {
                     summary: slot,
                     unit: self.ready.unit_seq,
@@ -321,9 +326,9 @@ impl Session {
                     effect,
                     portal: 0,
                     carried: (0, 0),
+                    path_step,
                 });
             }
-            self.apply_path_effects();
             self.forward(raw);
             self.ready.syncs_since_execute = 0;
             self.ready.sent_after_command = 0;

@@ -52,6 +52,7 @@ pub(super) fn decide_text(
     facts: &mut Facts,
     sql: &str,
     search_path: &[String],
+    (tx_path_dirty, path_unknown): (bool, bool),
     role: RoleId,
     table: &Table<'_>,
 ) -> Verdict {
@@ -63,7 +64,8 @@ pub(super) fn decide_text(
     let ctx = ClassifyContext {
         search_path: &path[..n],
         catalog: None,
-        ..ClassifyContext::default()
+        tx_path_dirty,
+        path_unknown,
     };
     classify(sql, &ctx, facts);
     table.decide_all(role, facts)

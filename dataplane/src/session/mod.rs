@@ -32,7 +32,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt::Write as _;
 
-use pgate_core::facts::{ColumnName, Facts, StatementFlags};
+use pgate_core::facts::{ColumnName, Facts, PathEffect, StatementFlags};
 use pgate_core::table::{Decision, DenyReason, RoleId, Table, Verdict};
 use pgate_core::wire::{
     self, Frontend, Severity, Startup, WireError, frame, frame_startup, parse_frontend,
@@ -46,6 +46,7 @@ mod decided;
 mod deny;
 mod masking;
 mod objects;
+mod path;
 mod ready;
 mod refusal;
 mod results;
@@ -290,6 +291,8 @@ struct Pending {
     /// The portal an Execute runs (0: none) and what that portal's result sent before.
     portal: u64,
     carried: (u64, u64),
+    /// It changes the search path: its step in `Ready::path_steps` is done when it completes.
+    path_step: bool,
 }
 
 /// The session. See the module docs.
@@ -308,9 +311,6 @@ pub struct Session {
     actions: VecDeque<Action>,
     audit: String,
     facts: Facts,
-    /// The table generation at login: a cursor pgate never saw opened is trusted only
-    /// while no reload has come since.
-    login_table_gen: u32,
     /// The table generation: bumped at every swap to a table with another digest.
     table_gen: u32,
     table_digest_raw: [u8; 32],
@@ -385,7 +385,6 @@ impl Session {
             actions: VecDeque::with_capacity(4),
             audit: String::new(),
             facts: Facts::unallocated(),
-            login_table_gen: 0,
             table_gen: 0,
             table_digest_raw: [0; 32],
             login_deadline_us: now

@@ -13,7 +13,7 @@
 //! What this module must never do: decide the use of an object on a text other than the
 //! one the server holds under that name.
 
-use pgate_core::facts::StatementFlags;
+use pgate_core::facts::{PathEffect, StatementFlags};
 use pgate_core::table::{Decision, DenyReason, Table, Verdict};
 
 use super::decided::Decided;
@@ -32,6 +32,10 @@ pub(super) struct Prepared {
     pub version: u64,
     /// What executing it does to SQL-level objects (a Parse of `DECLARE …`, say).
     pub effect: Option<Box<SqlEffect>>,
+    /// What executing it does to the search path, and the effect's names (the path set,
+    /// or the savepoint): applied when an Execute of it completes, not at Parse.
+    pub path_effect: PathEffect,
+    pub path_args: Vec<String>,
 }
 
 /// A portal bound from an allowed statement.
@@ -45,6 +49,8 @@ pub(super) struct Portal {
     /// The unit of its Bind: portals end with their transaction.
     pub unit: u64,
     pub effect: Option<Box<SqlEffect>>,
+    /// Its statement's `path_effect`.
+    pub path_effect: PathEffect,
     /// Unique in the session (a new one at every Bind), and what its result sent the
     /// client so far: a result fetched in pieces (PortalSuspended) is one result for the
     /// caps.
@@ -109,6 +115,7 @@ pub(super) struct Confirm {
 pub(super) struct PortalRun {
     pub summary: usize,
     pub effect: Option<Box<SqlEffect>>,
+    pub path_effect: PathEffect,
     pub portal: u64,
     pub carried: (u64, u64),
 }
@@ -145,7 +152,7 @@ impl Session {
 
     /// The statement a later message naming `name` uses: the newest pending Parse or Close
     /// of that name, else the confirmed one.
-    fn find_statement(&self, name: &str) -> Option<&Prepared> {
+    pub(super) fn find_statement(&self, name: &str) -> Option<&Prepared> {
         for c in self.ready.confirms.iter().rev() {
             if c.name == name {
                 match c.what {
@@ -211,11 +218,12 @@ impl Session {
             return;
         }
         let effect = self.sql_effect(0, sql);
+        let mut args = std::mem::take(&mut self.ready.path_args_scratch);
+        let path_effect = self.path_effect_of(0, &mut args);
         let slot = self.new_summary();
         self.slot_ref(slot);
         // The summary names the path the statement was decided under.
         self.write_summary(slot, 0, &verdict, table, sql);
-        self.apply_path_effects();
         self.ready.statement_versions += 1;
         let (version, tgen) = (self.ready.statement_versions, self.table_gen);
         let path = std::mem::take(&mut self.ready.search_path);
@@ -225,6 +233,9 @@ impl Session {
         c.stmt.decided.set(sql, &path, tgen);
         c.stmt.version = version;
         c.stmt.effect = effect;
+        c.stmt.path_effect = path_effect;
+        std::mem::swap(&mut c.stmt.path_args, &mut args);
+        self.ready.path_args_scratch = args;
         self.ready.search_path = path;
         self.forward_in_batch(raw);
     }
@@ -457,9 +468,11 @@ impl Session {
     /// Records the portal a Bind creates. False (batch denied) for a named portal that
     /// exists (PostgreSQL: 42P03) or past the portal limit.
     pub(super) fn bind_portal(&mut self, portal: &str, statement: &str, summary: usize) -> bool {
-        let (version, effect) = self
+        let (version, effect, path_effect) = self
             .find_statement(statement)
-            .map_or((0, None), |p| (p.version, p.effect.clone()));
+            .map_or((0, None, PathEffect::None), |p| {
+                (p.version, p.effect.clone(), p.path_effect)
+            });
         let (tgen, unit) = (self.table_gen, self.ready.unit_seq);
         if portal.is_empty() {
             self.close_unnamed_portal();
@@ -493,6 +506,7 @@ impl Session {
         slot.table_gen = tgen;
         slot.unit = unit;
         slot.effect = effect;
+        slot.path_effect = path_effect;
         true
     }
 
@@ -529,11 +543,12 @@ impl Session {
         } else {
             return self.cursor_for_execute(portal, table);
         };
-        let (id, carried) = (p.id, p.sent);
+        let (id, carried, path_effect) = (p.id, p.sent, p.path_effect);
         if p.table_gen == tgen {
             return Ok(Some(PortalRun {
                 summary: p.summary,
                 effect: p.effect.clone(),
+                path_effect,
                 portal: id,
                 carried,
             }));
@@ -564,6 +579,7 @@ impl Session {
         Ok(Some(PortalRun {
             summary,
             effect: effect.flatten(),
+            path_effect,
             portal: id,
             carried,
         }))
@@ -611,6 +627,7 @@ impl Session {
         Ok(Some(PortalRun {
             summary: slot,
             effect: Some(Box::new(SqlEffect::Fetch)),
+            path_effect: PathEffect::None,
             portal: 0,
             carried: (0, 0),
         }))
@@ -882,11 +899,13 @@ impl Session {
                 // EXECUTE of a SQL-level prepared statement: allowed only if pgate allowed
                 // its PREPARE in this session.
                 Kind::Prepared => return deny(None),
-                // A cursor pgate did not see declared (a function's refcursor): its opening
-                // statement was decided when it ran — unless a reload came since.
-                Kind::Cursor if self.table_gen == self.login_table_gen => {}
+                // A cursor pgate did not see declared: procedural code (a function's
+                // refcursor, a DO block) opened it over a query pgate never decided.
                 Kind::Cursor => {
-                    self.ready.recheck_msg = Some(unknown_cursor_after_reload(&name));
+                    self.ready.recheck_msg = Some(format!(
+                        "pgate: permission denied for FETCH or MOVE of cursor \"{name}\", which was not declared through pgate in this session (role \"{}\"): a cursor opened by procedural code reads rows no rule was checked against; DECLARE it in SQL instead",
+                        self.role_name()
+                    ));
                     return deny(None);
                 }
             }
@@ -941,10 +960,4 @@ impl Session {
         }
         None
     }
-}
-
-fn unknown_cursor_after_reload(name: &str) -> String {
-    format!(
-        "pgate: cursor \"{name}\" was not opened through a statement pgate can decide again after the policy reload; open it again"
-    )
 }

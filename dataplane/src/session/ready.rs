@@ -8,8 +8,19 @@
 use super::*;
 
 pub(super) struct Ready {
-    /// The schemas unqualified names resolve through, as the session's `SET`s left it.
+    /// The schemas unqualified names resolve through: `path_optimistic`'s (`path`).
     pub(super) search_path: Vec<String>,
+    /// The search path as the server confirmed it (replayed at each ReadyForQuery), and
+    /// as it will be if what is in flight succeeds; the changes in flight, in order (spent
+    /// ones are kept in the pool for reuse); whether the unit being built changes it, and
+    /// the unit in flight that does (client input waits for its ReadyForQuery).
+    pub(super) path_confirmed: pgate_core::search_path::PathTracker,
+    pub(super) path_optimistic: pgate_core::search_path::PathTracker,
+    pub(super) path_steps: VecDeque<super::path::PathStep>,
+    pub(super) path_pool: Vec<super::path::PathStep>,
+    pub(super) path_changes_unit: bool,
+    pub(super) path_wait_unit: Option<u64>,
+    pub(super) path_args_scratch: Vec<String>,
     /// The last ReadyForQuery's transaction status (`I`, `T` or `E`).
     pub(super) tx_status: u8,
     /// Units forwarded and not yet answered by ReadyForQuery.
@@ -94,6 +105,13 @@ pub(super) struct Ready {
 impl Ready {
     pub(super) fn new(search_path: Vec<String>) -> Self {
         Ready {
+            path_confirmed: pgate_core::search_path::PathTracker::new(&search_path),
+            path_optimistic: pgate_core::search_path::PathTracker::new(&search_path),
+            path_steps: VecDeque::new(),
+            path_pool: Vec::new(),
+            path_changes_unit: false,
+            path_wait_unit: None,
+            path_args_scratch: Vec::new(),
             search_path,
             tx_status: b'I',
             inflight: 0,

@@ -372,9 +372,10 @@ impl Session {
         }
     }
 
-    /// Whether client input waits: a cut is being settled.
+    /// Whether client input waits: a cut is being settled, or a unit that may change the
+    /// search path is in flight (`path`).
     pub fn holding_client(&self) -> bool {
-        self.ready.cut.as_ref().is_some_and(|c| !c.release_input)
+        self.ready.cut.as_ref().is_some_and(|c| !c.release_input) || self.path_holds_client()
     }
 
     /// The driver: the database has taken the CancelRequest (its connection closed), or

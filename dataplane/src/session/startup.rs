@@ -146,7 +146,6 @@ impl Session {
                 );
                 self.identity = Some(identity);
                 self.masks_for_role(table);
-                self.login_table_gen = self.table_gen;
                 self.set_expiry_deadline(expiry);
                 self.state = State::Connecting { database, params };
                 self.actions.push_back(Action::ConnectUpstream);

@@ -106,6 +106,14 @@ role "masked" {
     mask table="public.recreated" column="secret" with="hash"
 }
 
+// The search path (tests/search_path.rs): schema `compat` only.
+role "compat" {
+    member claim="groups" value="compat"
+    allow "select" table="compat.*"
+    allow "transaction" "session" "prepare"
+    allow-function "pg_catalog.*"
+}
+
 // What pg_dump needs to dump schema `dumpme` (tests/drivers.rs).
 role "dumper" {
     member claim="groups" value="dumpers"
@@ -321,6 +329,12 @@ pub fn setup() -> Option<Env> {
         "CREATE TABLE customers (id int primary key, name text, email text, ssn text);
          INSERT INTO customers VALUES (1, 'Ada', 'ada@example.com', '123-45-6789'), (2, 'Bob', 'bob@example.com', '987-65-4321');
          CREATE TABLE events (id serial primary key, payload text);
+         CREATE SCHEMA compat;
+         CREATE TABLE compat.visible (v text);
+         INSERT INTO compat.visible VALUES ('compat-row');
+         CREATE SCHEMA other;
+         CREATE TABLE other.hidden (secret text);
+         INSERT INTO other.hidden VALUES ('other-secret');
          CREATE TABLE recreated (id int, secret text);
          INSERT INTO recreated VALUES (1, 'first');
          CREATE TABLE masked_things (id int primary key, t text, vc varchar(40), n int4,
