@@ -178,3 +178,60 @@ fn committed_and_pipelined_changes_are_followed() {
         assert_eq!(show_path(&c).await, "other");
     });
 }
+
+#[test]
+fn a_prepared_statement_is_decided_again_under_a_changed_path() {
+    // PostgreSQL re-parses a prepared statement when the search path changed since it was
+    // prepared: `twin` is `compat.twin` at PREPARE and `other.twin` at the later EXECUTE.
+    let e = require_env!();
+    let t = compat_token(e);
+    rt().block_on(async {
+        // The oracle: the server reads the other schema's row after the SET.
+        let d = direct().await;
+        run_steps(
+            &d,
+            &[
+                "SET search_path = compat",
+                "PREPARE p AS SELECT v FROM twin",
+            ],
+        )
+        .await;
+        run_steps(&d, &["SET search_path = other"]).await;
+        let rows = d.simple_query("EXECUTE p").await.unwrap();
+        assert!(
+            format!("{rows:?}").contains("other-twin-secret"),
+            "{rows:?}"
+        );
+
+        let c = client_as(e.addr, "compat", &t).await.unwrap();
+        run_steps(
+            &c,
+            &[
+                "SET search_path = compat",
+                "PREPARE p AS SELECT v FROM twin",
+            ],
+        )
+        .await;
+        let rows = c.simple_query("EXECUTE p").await.unwrap();
+        assert!(format!("{rows:?}").contains("compat-twin"), "{rows:?}");
+        // Protocol level: a named statement, bound after the path changed.
+        let st = c.prepare("SELECT v FROM twin").await.unwrap();
+        run_steps(&c, &["SET search_path = other"]).await;
+        let err = c.simple_query("EXECUTE p").await.expect_err("denied");
+        assert_eq!(code(&err), "42501", "{err:?}");
+        let err = c.query(&st, &[]).await.expect_err("denied");
+        assert_eq!(code(&err), "42501", "{err:?}");
+        // In one string, after a SET that precedes it.
+        let err = c
+            .simple_query("SET search_path = compat; SET search_path = other; EXECUTE p")
+            .await
+            .expect_err("denied");
+        assert_eq!(code(&err), "42501", "{err:?}");
+        // Back under compat, both run again.
+        run_steps(&c, &["SET search_path = compat"]).await;
+        let rows = c.simple_query("EXECUTE p").await.unwrap();
+        assert!(format!("{rows:?}").contains("compat-twin"), "{rows:?}");
+        let rows = c.query(&st, &[]).await.unwrap();
+        assert_eq!(rows[0].get::<_, &str>(0), "compat-twin");
+    });
+}

@@ -425,13 +425,19 @@ impl Session {
             None => self.ready.statements.get(name),
         };
         let Some(p) = p else { return (false, 0) };
-        if p.decided.table_gen == tgen {
+        // PostgreSQL analyses a cached statement again under a changed search path.
+        let replan = p.decided.search_path != self.ready.search_path;
+        if p.decided.table_gen == tgen && !replan {
             return (p.allowed, p.summary);
         }
-        // Cold: once per record per swap.
+        // Cold: once per record per swap or path change.
         let (sql, path, summary) = (
             p.decided.sql.clone(),
-            p.decided.search_path.clone(),
+            if replan {
+                self.ready.search_path.clone()
+            } else {
+                p.decided.search_path.clone()
+            },
             p.summary,
         );
         let v = self.recheck_stored(&sql, &path, table);
@@ -450,6 +456,7 @@ impl Session {
         if let Some(p) = p {
             p.allowed = allowed;
             p.decided.table_gen = tgen;
+            p.decided.search_path = path;
         }
         (allowed, summary)
     }
@@ -869,6 +876,9 @@ impl Session {
             if self.created_here(kind, &name, i) {
                 continue;
             }
+            // The path statement i runs under, where an earlier statement of the same string
+            // changes it (`None`: the session's).
+            let run_path = self.path_at(i);
             // Every candidate: running creations (`Some(j)`), then the known record (`None`).
             let mut found = false;
             let mut below = self.ready.pending.len();
@@ -876,14 +886,31 @@ impl Session {
                 let at = self.next_pending_creation(kind, &name, below);
                 if let Some(d) = self.candidate(kind, &name, at) {
                     found = true;
-                    if d.table_gen != tgen {
-                        let (sql, path) = (d.sql.clone(), d.search_path.clone());
+                    // PostgreSQL analyses a prepared statement again when the search path
+                    // changed since it was prepared ("if the value of search_path changes
+                    // from one use to the next, the statement will be re-parsed using the
+                    // new search_path"): it is decided again under the path it runs under.
+                    let replan = match kind {
+                        Kind::Prepared => run_path
+                            .as_deref()
+                            .unwrap_or(&self.ready.search_path)
+                            .ne(&d.search_path),
+                        Kind::Cursor => false,
+                    };
+                    if d.table_gen != tgen || replan {
+                        let sql = d.sql.clone();
+                        let path = match (replan, &run_path) {
+                            (true, Some(p)) => p.clone(),
+                            (true, None) => self.ready.search_path.clone(),
+                            (false, _) => d.search_path.clone(),
+                        };
                         let v = self.recheck_stored(&sql, &path, table);
                         if !v.is_allow() {
                             return deny(v.rule());
                         }
                         if let Some(d) = self.candidate_mut(kind, &name, at) {
                             d.table_gen = tgen;
+                            d.search_path = path;
                         }
                     }
                 }

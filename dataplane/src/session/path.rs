@@ -193,3 +193,22 @@ impl Session {
         self.ready.path_wait_unit.is_some() && !self.ready.copy_in
     }
 }
+
+impl Session {
+    /// The path statement `i` of the current facts runs under, if an earlier statement of
+    /// the same string changes it (`None`: the session's path applies). Cold: only strings
+    /// that change the path before an `EXECUTE` get here past the first check.
+    pub(super) fn path_at(&self, i: usize) -> Option<Vec<String>> {
+        let earlier = self.facts.statements().get(..i)?;
+        if earlier.iter().all(|s| s.path_effect == PathEffect::None) {
+            return None;
+        }
+        let mut t = self.ready.path_optimistic.clone();
+        let mut args = Vec::new();
+        for j in 0..i {
+            let effect = self.path_effect_of(j, &mut args);
+            apply(&mut t, effect, &args);
+        }
+        Some(t.current().to_vec())
+    }
+}

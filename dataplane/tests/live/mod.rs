@@ -335,6 +335,10 @@ pub fn setup() -> Option<Env> {
          CREATE SCHEMA other;
          CREATE TABLE other.hidden (secret text);
          INSERT INTO other.hidden VALUES ('other-secret');
+         CREATE TABLE compat.twin (v text);
+         INSERT INTO compat.twin VALUES ('compat-twin');
+         CREATE TABLE other.twin (v text);
+         INSERT INTO other.twin VALUES ('other-twin-secret');
          CREATE TABLE recreated (id int, secret text);
          INSERT INTO recreated VALUES (1, 'first');
          CREATE TABLE masked_things (id int primary key, t text, vc varchar(40), n int4,
