@@ -5,20 +5,8 @@
 //! This module never re-implements a decision; it only describes what `decide()` said.
 
 use pgate_core::facts::{ColumnName, Facts, StatementFacts};
-use pgate_core::sql::{CatalogLookup, ClassifyContext, classify};
 use pgate_core::table::{Decision, DenyReason, RoleId, Table, Verdict};
 use serde::Serialize;
-
-/// Lets the classifier resolve unqualified names against the table's catalog, like the
-/// data plane does.
-#[derive(Clone, Copy)]
-pub struct TableCatalog<'a>(pub Table<'a>);
-
-impl CatalogLookup for TableCatalog<'_> {
-    fn has_table(&self, schema: &str, name: &str) -> bool {
-        self.0.table_id(schema, name).is_some()
-    }
-}
 
 /// `file:line` of a rule id.
 pub fn rule_location(table: &Table<'_>, id: u32) -> String {
@@ -28,15 +16,10 @@ pub fn rule_location(table: &Table<'_>, id: u32) -> String {
     }
 }
 
-/// Classifies `sql` as the data plane would.
+/// Classifies `sql` as the data plane would (the one decision path of pgate-core).
 pub fn classify_sql(table: &Table<'_>, sql: &str, search_path: &[&str], facts: &mut Facts) {
-    let catalog = TableCatalog(*table);
-    let ctx = ClassifyContext {
-        search_path,
-        catalog: Some(&catalog),
-        ..ClassifyContext::default()
-    };
-    classify(sql, &ctx, facts);
+    let session = pgate_core::decide::SessionState::with_path(search_path);
+    pgate_core::decide::classify_in(table, sql, &session, facts);
 }
 
 fn qualified(facts: &Facts, n: pgate_core::facts::QualifiedName) -> String {
@@ -89,7 +72,7 @@ pub fn describe_deny(
                 table(access),
                 match c.name {
                     ColumnName::Named(n) => facts.name(n),
-                    ColumnName::All => "*",
+                    ColumnName::All | ColumnName::Common { .. } => "*",
                 }
             ),
             c => format!(
@@ -97,6 +80,7 @@ pub fn describe_deny(
                 match c.map(|c| c.name) {
                     Some(ColumnName::Named(n)) => facts.name(n),
                     Some(ColumnName::All) => "*",
+                    Some(ColumnName::Common { .. }) => "(compared by NATURAL JOIN)",
                     None => "?",
                 },
                 table(access)
@@ -115,7 +99,7 @@ pub fn describe_deny(
             let col = c
                 .map(|c| match c.name {
                     ColumnName::Named(n) => facts.name(n).to_string(),
-                    ColumnName::All => "*".to_string(),
+                    ColumnName::All | ColumnName::Common { .. } => "*".to_string(),
                 })
                 .unwrap_or_else(|| "?".to_string());
             let clause = c.map(|c| c.clause.name()).unwrap_or("?");
@@ -262,6 +246,7 @@ pub fn explain(
                 let name = match c.name {
                     ColumnName::Named(n) => facts.name(n).to_string(),
                     ColumnName::All => "*".to_string(),
+                    ColumnName::Common { .. } => "(natural join)".to_string(),
                 };
                 let cands: Vec<String> = facts
                     .tables(stmt)

@@ -123,6 +123,12 @@ pub enum ColumnName {
     Named(NameRef),
     /// `*`, `t.*`, or a whole-row reference: every column of the candidate tables.
     All,
+    /// The columns a `NATURAL JOIN` compares: every column name declared both by a table
+    /// of `candidates` (the left side) and by a table of `right`, on each table that has
+    /// it; every column of the other side where a side's table is not declared.
+    Common {
+        right: u64,
+    },
 }
 
 /// A column reference. `candidates` and `whole_row` are bitmasks over the accesses of the

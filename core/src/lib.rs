@@ -4,6 +4,8 @@
 //! - [`sql`]: the SQL classifier — PostgreSQL-exact lexing, statement classes and the
 //!   facts (tables, columns, functions) policy decides on.
 //! - [`facts`]: the caller-owned, fixed-capacity buffer the classifier writes into.
+//! - [`decide`]: the one decision path (classify in a session's state, then decide) that
+//!   explain, test and the data plane share.
 //! - [`table`]: the `.pgt` decision table: its writer, its zero-copy reader and `decide()`.
 //!
 //! This crate must never do I/O beyond mapping a table file, never spawn, never block, and
@@ -11,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod class;
+pub mod decide;
 pub mod facts;
 pub mod search_path;
 pub mod sql;

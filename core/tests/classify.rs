@@ -55,6 +55,7 @@ impl Out {
                 let n = match c.name {
                     ColumnName::Named(r) => self.facts.name(r).to_owned(),
                     ColumnName::All => "*".to_owned(),
+                    ColumnName::Common { right } => format!("natural(right={right:b})"),
                 };
                 let mut out = format!("{n}@{}", c.clause.name());
                 out += &format!("[{:b}]", c.candidates);
@@ -73,6 +74,7 @@ impl Out {
             .map(|c| match c.name {
                 ColumnName::Named(r) => self.facts.name(r).to_owned(),
                 ColumnName::All => "*".to_owned(),
+                ColumnName::Common { right } => format!("natural(right={right:b})"),
             })
             .collect()
     }
@@ -247,18 +249,27 @@ fn whole_row_references() {
 fn functions_are_qualified_and_include_from() {
     let o = run("SELECT pg_catalog.pg_read_file('x')");
     assert_eq!(o.functions(0), ["pg_catalog.pg_read_file"]);
-    // Unqualified: empty schema (the decider checks pg_catalog and every declared
-    // function of that name), so `dblink_exec` is not taken for a pg_catalog function.
+    // Unqualified built-in: empty schema (the decider checks pg_catalog and every
+    // declared function of that name). Any other name is a path schema's function:
+    // `dblink_exec` is not taken for a pg_catalog function.
     let o = run("SELECT pg_read_file('x')");
     assert_eq!(o.functions(0), ["pg_read_file"]);
-    let o = run("SELECT dblink_exec('x')");
-    assert_eq!(o.functions(0), ["dblink_exec"]);
     assert!(o.facts.functions(&o.st(0))[0].name.schema.is_empty());
+    let o = run("SELECT dblink_exec('x')");
+    assert_eq!(o.functions(0), ["public.dblink_exec"]);
+    let o = run("SET search_path = a, pg_catalog, b; SELECT my_func(), lower('x')");
+    assert_eq!(
+        o.functions(1),
+        ["a.my_func", "b.my_func", "lower", "a.lower"]
+    );
+    // Grammar forms are PostgreSQL's whatever the path: trim(…) is pg_catalog's btrim.
+    let o = run("SELECT trim(both 'x' from 'y'), \"trim\"('y')");
+    assert_eq!(o.functions(0), ["trim", "public.trim"]);
     // Special-syntax calls are pg_catalog functions by the grammar.
     let o = run("SELECT extract(year from now())");
     assert_eq!(o.functions(0), ["pg_catalog.extract", "now"]);
     let o = run("SELECT * FROM dblink('db', 'select 1') AS t(a int)");
-    assert_eq!(o.functions(0), ["dblink"]);
+    assert_eq!(o.functions(0), ["public.dblink"]);
     assert_eq!(o.tables(0), Vec::<String>::new());
     let o = run("SELECT g FROM generate_series(1, 3) g");
     assert_eq!(o.functions(0), ["generate_series"]);
@@ -656,7 +667,9 @@ fn catalog_and_search_path_resolution() {
         [
             "select:app.orders",
             "select:pg_catalog.pg_class",
-            "select:public.nothing"
+            // Declared nowhere on the path: it may be in either schema.
+            "select:public.nothing",
+            "select:app.nothing"
         ]
     );
     let o = run("SELECT * FROM pg_authid");
@@ -805,7 +818,13 @@ fn unknowns(o: &Out) -> Vec<bool> {
 
 #[test]
 fn set_search_path_applies_to_later_statements_of_the_string() {
+    // Without a catalog, an unqualified table may be in every schema of the path.
     let o = run("SET search_path = private, public; SELECT id FROM customers");
+    assert_eq!(
+        o.tables(1),
+        ["select:private.customers", "select:public.customers"]
+    );
+    let o = run("SET search_path = private; SELECT id FROM customers");
     assert_eq!(o.tables(1), ["select:private.customers"]);
     // Qualified and pg_* names are not affected.
     let o = run("SET search_path = private; SELECT * FROM other.t, pg_class");
@@ -830,7 +849,7 @@ fn set_search_path_applies_to_later_statements_of_the_string() {
         .map(|r| o.facts.name(*r))
         .collect();
     assert_eq!(path, ["a", "B c", "d"]);
-    assert_eq!(o.tables(1), ["select:a.t"]);
+    assert_eq!(o.tables(1), ["select:a.t", "select:B c.t", "select:d.t"]);
     let o = run("SELECT pg_catalog.set_config('search_path', 'x', true); SELECT * FROM t");
     assert_eq!(o.tables(1), ["select:x.t"]);
     // Back to the caller's path.
@@ -1078,4 +1097,38 @@ fn commit_or_rollback_of_a_dirty_transaction_leaves_the_path_unknown_in_the_stri
     assert!(o.st(0).classes.contains(C::Unknown));
     let o = run_ctx("SELECT * FROM other.hidden", &unknown);
     assert!(!o.st(0).classes.contains(C::Unknown));
+}
+
+#[test]
+fn alias_column_lists_rename_by_position() {
+    // `x.id` through `x(ssn, id)` is the table's second column, whatever it is called.
+    let o = run("SELECT x.id FROM customers AS x(ssn, id)");
+    assert_eq!(o.column_names(0), ["*"]);
+    // Unqualified names may be renamed ones: every column of the renamed table, and the
+    // name itself on the others.
+    let o = run("SELECT id FROM customers x(a, id), orders");
+    assert_eq!(o.column_names(0), ["*", "id"]);
+    // A parenthesised join renamed the same way.
+    let o = run("SELECT j.a FROM (customers JOIN orders ON true) AS j(a)");
+    assert_eq!(o.column_names(0), ["*"]);
+    // Without a column list the alias is only a name.
+    let o = run("SELECT x.id FROM customers AS x");
+    assert_eq!(o.column_names(0), ["id"]);
+    // A derived table's renamed columns are checked inside.
+    let o = run("SELECT x.id FROM (SELECT name, id FROM customers) AS x(id, b)");
+    assert_eq!(o.column_names(0), ["name", "id", "id"]);
+}
+
+#[test]
+fn joins_compare_only_their_own_columns() {
+    let o = run("SELECT 1 FROM a NATURAL JOIN b");
+    assert_eq!(o.column_names(0), ["natural(right=10)"]);
+    // A side that is not a table: its columns may match any of the other side's.
+    let o = run("SELECT 1 FROM a NATURAL JOIN (SELECT 1 AS x) s");
+    assert_eq!(o.column_names(0), ["*"]);
+    // USING's columns belong to the join's two sides, not to other FROM items.
+    let o = run("SELECT 1 FROM c, a JOIN b USING (id)");
+    let s = o.st(0);
+    let col = o.facts.columns(&s)[0];
+    assert_eq!(col.candidates, 0b110);
 }

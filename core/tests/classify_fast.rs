@@ -42,6 +42,7 @@ fn describe(f: &Facts) -> String {
         for c in f.columns(s) {
             let name = match c.name {
                 ColumnName::All => "*".to_owned(),
+                ColumnName::Common { right } => format!("natural(right={right:b})"),
                 ColumnName::Named(n) => f.name(n).to_owned(),
             };
             let _ = write!(

@@ -271,10 +271,6 @@ pub(super) fn classify_flat(
     ctx: &ClassifyContext<'_>,
     facts: &mut Facts,
 ) -> Option<ClassifyStats> {
-    // Names would be resolved against the catalog: the full classifier does that.
-    if ctx.catalog.is_some() {
-        return None;
-    }
     let b = sql.as_bytes();
     // Offsets are u32 in tokens and facts.
     if b.len() > u32::MAX as usize / 2 {
@@ -389,32 +385,39 @@ fn record(
     facts
         .begin_statement(u32::try_from(start).ok()?, u32::try_from(end).ok()?)
         .ok()?;
-    // The relation, resolved as `Parser::resolve_table` does without a catalog:
-    // qualified as written; unqualified `pg_*` in pg_catalog, else the first schema of
-    // the search path.
-    let (schema, table) = match second {
-        Some(t) => (name(facts, first)?, t),
+    // The relation, resolved as the full classifier does (`super::resolve::relation`):
+    // qualified as written; an unqualified name that may be in more than one schema is
+    // left to the full classifier, which checks each.
+    let q = match second {
+        Some(t) => QualifiedName {
+            schema: name(facts, first)?,
+            name: name(facts, t)?,
+        },
         None => {
-            let pg = b
-                .get(first.start as usize..first.end as usize)
-                .and_then(|n| n.get(..3))
-                .is_some_and(|p| p.eq_ignore_ascii_case(b"pg_"));
-            let schema = if pg {
-                Some("pg_catalog")
+            let n = name(facts, first)?;
+            let table_name = facts.name(n);
+            let pg = table_name.starts_with("pg_");
+            let cands = super::resolve::relation(
+                ctx.search_path.iter().copied(),
+                ctx.catalog,
+                table_name,
+                pg,
+            )
+            .ok()?;
+            let schema = if cands.count() > 1 {
+                return None;
+            } else if cands.pg_catalog {
+                facts.push_name("pg_catalog").ok()?
+            } else if cands.path != 0 {
+                let i = cands.path.trailing_zeros() as usize;
+                facts.push_name(ctx.search_path.get(i)?).ok()?
             } else {
-                ctx.search_path.first().copied()
+                NameRef::EMPTY
             };
-            let s = match schema {
-                Some(s) => facts.push_name(s).ok()?,
-                None => NameRef::EMPTY,
-            };
-            (s, first)
+            QualifiedName { schema, name: n }
         }
     };
-    let q = QualifiedName {
-        schema,
-        name: name(facts, table)?,
-    };
+    let table = second.unwrap_or(first);
     let access = facts
         .push_table(TableAccess {
             class: StatementClass::Select,

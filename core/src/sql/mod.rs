@@ -52,11 +52,13 @@
 //!   outer query levels included (a correlated reference can reach them). A policy check
 //!   must require the column to be allowed on every candidate that has it.
 
+pub mod builtin_functions;
 pub mod copy_options;
 mod flat;
 pub mod keywords;
 pub mod lexer;
 pub mod parser;
+pub mod resolve;
 pub mod scope;
 
 use crate::class::{ClassSet, StatementClass};

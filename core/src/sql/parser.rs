@@ -82,6 +82,9 @@ const SPECIAL_SYNTAX_FUNCS: &[Kw] = &[
     Kw::MergeAction,
     Kw::Xmlnamespaces,
 ];
+/// Function names PostgreSQL's grammar turns into `pg_catalog` calls when written
+/// unqualified (`func_expr_common_subexpr` in gram.y), whatever the search path holds.
+const GRAMMAR_FUNCTIONS: &[&str] = &["trim", "substring", "overlay", "position"];
 /// Words inside the lenient functions above that are syntax, not columns.
 const SPECIAL_SYNTAX_WORDS: &[Kw] = &[
     Kw::Name,
@@ -211,6 +214,8 @@ pub struct Parser<'a, 'f, 'c> {
     token_error: Option<Fail>,
     /// Tokens lexed or consumed (including lookahead): the work budget unit.
     pub work: u64,
+    /// Whether the last [`Parser::alias`] had a column list.
+    alias_renamed: bool,
 }
 
 /// A position in the token stream: absolute token index and that token's byte offset
@@ -293,6 +298,7 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
             backtracks: MAX_BACKTRACKS,
             token_error: None,
             work: 0,
+            alias_renamed: false,
         }
     }
 
@@ -697,9 +703,85 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
         self.push(n.as_str())
     }
 
+    /// Schemas on the path in force for this statement (an error when that path is not
+    /// known: see `super::PathState`).
+    fn path_len(&self) -> R<usize> {
+        match *self.path {
+            super::PathState::Unknown => Err(Fail(
+                "search_path was changed earlier in this string in a way not followed",
+            )),
+            super::PathState::Set { n, .. } => Ok(n),
+            super::PathState::Original => Ok(self.ctx.search_path.len()),
+        }
+    }
+
+    /// Schema `i` of the path in force.
+    fn path_schema(&self, i: usize) -> &str {
+        match *self.path {
+            super::PathState::Set { names, n } if i < n => {
+                names.get(i).map_or("", |&r| self.facts.name(r))
+            }
+            super::PathState::Set { .. } => "",
+            _ => self.ctx.search_path.get(i).copied().unwrap_or(""),
+        }
+    }
+
+    /// Schema `i` of the path in force, as a name in the facts arena.
+    fn path_schema_ref(&mut self, i: usize) -> R<NameRef> {
+        if let super::PathState::Set { names, n } = *self.path
+            && i < n
+        {
+            return Ok(names.get(i).copied().unwrap_or(NameRef::EMPTY));
+        }
+        match self.ctx.search_path.get(i).copied() {
+            Some(s) => self.push(s),
+            None => Ok(NameRef::EMPTY),
+        }
+    }
+
+    /// The schemas the relation `c` may be in (see `super::resolve::relation`), and its
+    /// normalised name in the arena.
+    fn relation_candidates(&mut self, c: &Chain) -> R<(super::resolve::Candidates, NameRef)> {
+        let last = c.last();
+        let n = self.path_len()?;
+        let name_n = self.name_of(&last)?;
+        let name = name_n.as_str();
+        let cands = super::resolve::relation(
+            (0..n).map(|i| self.path_schema(i)),
+            self.ctx.catalog,
+            name,
+            name.starts_with("pg_"),
+        )
+        .map_err(|_| Fail("search_path has too many schemas to resolve a name through"))?;
+        let r = self.push(name)?;
+        Ok((cands, r))
+    }
+
+    /// The schema of candidate `k` of `cands`: `pg_catalog` first, then path positions.
+    fn candidate_schema(&mut self, cands: super::resolve::Candidates, k: u32) -> R<NameRef> {
+        let mut k = k;
+        if cands.pg_catalog {
+            if k == 0 {
+                return self.push("pg_catalog");
+            }
+            k -= 1;
+        }
+        let mut bits = cands.path;
+        while bits != 0 {
+            let i = bits.trailing_zeros() as usize;
+            if k == 0 {
+                return self.path_schema_ref(i);
+            }
+            k -= 1;
+            bits &= bits - 1;
+        }
+        Ok(NameRef::EMPTY)
+    }
+
     /// Resolves a relation name like PostgreSQL: qualified names are taken as written;
-    /// unqualified ones search `pg_catalog` first, then the search path (with the catalog),
-    /// else the first schema of the path. Without a catalog, `pg_*` names are `pg_catalog`.
+    /// unqualified ones as `super::resolve::relation` says. A name that may be in several
+    /// schemas of the path is refused here (the statement is `unknown`): only a read in
+    /// FROM is checked under each of them ([`Parser::read_access`]).
     /// The path is the caller's, or the one an earlier `SET search_path` of the same
     /// string set; if that could not be followed exactly, the statement is `unknown`.
     fn resolve_table(&mut self, c: &Chain) -> R<QualifiedName> {
@@ -708,10 +790,27 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
             let n = self.push_tok(&c.last())?;
             return Ok(QualifiedName { schema: s, name: n });
         }
-        // The commonest case first: a plain identifier, the caller's path, no catalog.
+        if let Some(q) = self.resolve_simple(c)? {
+            return Ok(q);
+        }
+        let (cands, name) = self.relation_candidates(c)?;
+        if cands.count() > 1 {
+            return Err(Fail(
+                "an unqualified table the catalog does not declare may be in several schemas of the search path",
+            ));
+        }
+        let schema = self.candidate_schema(cands, 0)?;
+        Ok(QualifiedName { schema, name })
+    }
+
+    /// The commonest case, without a catalog lookup: a plain identifier, the caller's path
+    /// of at most one schema, no catalog.
+    fn resolve_simple(&mut self, c: &Chain) -> R<Option<QualifiedName>> {
         let last = c.last();
-        if last.kind == Kind::Ident
+        if c.n == 1
+            && last.kind == Kind::Ident
             && self.ctx.catalog.is_none()
+            && self.ctx.search_path.len() <= 1
             && matches!(*self.path, super::PathState::Original)
             && let Some(b) = self
                 .sql
@@ -729,78 +828,47 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
                 None => NameRef::EMPTY,
             };
             let n = self.push_tok(&last)?;
-            return Ok(QualifiedName { schema: s, name: n });
+            return Ok(Some(QualifiedName { schema: s, name: n }));
         }
-        // The normalised name is needed for catalog lookups only: a plain identifier's
-        // `pg_` prefix is checked on its text.
-        let last = c.last();
-        let plain = last.kind == Kind::Ident && self.text(&last).is_ascii();
-        let name_n = if self.ctx.catalog.is_some() || !plain {
-            self.name_of(&last)?
-        } else {
-            Name::default()
-        };
-        let name = name_n.as_str();
-        let pg_prefix = if plain {
-            self.text(&last)
-                .as_bytes()
-                .get(..3)
-                .is_some_and(|p| p.eq_ignore_ascii_case(b"pg_"))
-        } else {
-            name.starts_with("pg_")
-        };
-        let schema: Option<NameRef> = match *self.path {
-            super::PathState::Unknown => {
-                return Err(Fail(
-                    "search_path was changed earlier in this string in a way not followed",
-                ));
-            }
-            super::PathState::Set { names, n } => {
-                let names = names.get(..n).unwrap_or(&[]);
-                let facts = &*self.facts;
-                match self.ctx.catalog {
-                    Some(cat) if cat.has_table("pg_catalog", name) => None,
-                    Some(cat) => names
-                        .iter()
-                        .copied()
-                        .find(|&r| cat.has_table(facts.name(r), name))
-                        .or_else(|| names.first().copied())
-                        .map(Some)
-                        .unwrap_or(Some(NameRef::EMPTY)),
-                    None if pg_prefix => None,
-                    None => Some(names.first().copied().unwrap_or(NameRef::EMPTY)),
-                }
-            }
-            super::PathState::Original => {
-                let schema: Option<&str> = match self.ctx.catalog {
-                    Some(cat) => {
-                        if cat.has_table("pg_catalog", name) {
-                            Some("pg_catalog")
-                        } else {
-                            self.ctx
-                                .search_path
-                                .iter()
-                                .copied()
-                                .find(|s| cat.has_table(s, name))
-                                .or_else(|| self.ctx.search_path.first().copied())
-                        }
-                    }
-                    None if pg_prefix => Some("pg_catalog"),
-                    None => self.ctx.search_path.first().copied(),
-                };
-                Some(match schema {
-                    Some(s) => self.push(s)?,
-                    None => NameRef::EMPTY,
-                })
-            }
-        };
-        // `None`: pg_catalog.
-        let s = match schema {
-            Some(r) => r,
-            None => self.push("pg_catalog")?,
-        };
-        let n = self.push_tok(&c.last())?;
-        Ok(QualifiedName { schema: s, name: n })
+        Ok(None)
+    }
+
+    /// Where a relation created by this statement goes: as written, else the first schema
+    /// of the path (PostgreSQL's creation namespace).
+    fn creation_name(&mut self, c: &Chain) -> R<QualifiedName> {
+        if c.n >= 2 {
+            return self.resolve_table(c);
+        }
+        self.path_len()?;
+        let schema = self.path_schema_ref(0)?;
+        let name = self.push_tok(&c.last())?;
+        Ok(QualifiedName { schema, name })
+    }
+
+    /// A `select` read of the relation `c`: one access per schema it may resolve to (see
+    /// `super::resolve::relation`). Returns the first access and the bits of all of them.
+    fn read_access(&mut self, c: &Chain) -> R<(u8, QualifiedName, u64)> {
+        if c.n >= 2 {
+            let q = self.resolve_table(c)?;
+            let r = self.push_access(StatementClass::Select, q)?;
+            return Ok((r, q, 1u64 << r));
+        }
+        if let Some(q) = self.resolve_simple(c)? {
+            let r = self.push_access(StatementClass::Select, q)?;
+            return Ok((r, q, 1u64 << r));
+        }
+        let (cands, name) = self.relation_candidates(c)?;
+        let mut first = None;
+        let mut bits = 0u64;
+        for k in 0..cands.count().max(1) {
+            let schema = self.candidate_schema(cands, k)?;
+            let q = QualifiedName { schema, name };
+            let r = self.push_access(StatementClass::Select, q)?;
+            bits |= 1u64 << r;
+            first.get_or_insert((r, q));
+        }
+        let (r, q) = first.ok_or(Fail("no access"))?;
+        Ok((r, q, bits))
     }
 
     fn push_access(&mut self, class: StatementClass, name: QualifiedName) -> R<u8> {
@@ -810,16 +878,56 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
 
     /// Records a call of the function named by `c` (unqualified: empty schema, see
     /// [`FunctionRef`]).
+    ///
+    /// An unqualified name is resolved as `super::resolve::function` says: a built-in (or
+    /// a grammar form such as `trim(…)`, always PostgreSQL's) is recorded unqualified; any
+    /// other name once under each schema of the path, where PostgreSQL looks for it.
     fn push_function(&mut self, c: &Chain) -> R<()> {
-        let s = if c.n >= 2 {
-            self.push_tok(&c.parts[c.n - 2])?
+        if c.n >= 2 {
+            let s = self.push_tok(&c.parts[c.n - 2])?;
+            let n = self.push_tok(&c.last())?;
+            self.facts.push_function(FunctionRef {
+                name: QualifiedName { schema: s, name: n },
+            })?;
+            return Ok(());
+        }
+        let t = c.last();
+        let n = self.push_tok(&t)?;
+        let grammar = t.kind == Kind::Ident
+            && (SPECIAL_SYNTAX_FUNCS.contains(&t.kw)
+                || GRAMMAR_FUNCTIONS.contains(&self.facts.name(n)));
+        let cands = if grammar {
+            super::resolve::Candidates {
+                pg_catalog: true,
+                path: 0,
+            }
         } else {
-            NameRef::EMPTY
+            let len = match self.path_len() {
+                Ok(len) => len,
+                // A built-in stays PostgreSQL's whatever the path; anything else needs it.
+                Err(_) if super::resolve::is_builtin_function(self.facts.name(n)) => 0,
+                Err(e) => return Err(e),
+            };
+            super::resolve::function((0..len).map(|i| self.path_schema(i)), self.facts.name(n))
+                .map_err(|_| Fail("search_path has too many schemas to resolve a name through"))?
         };
-        let n = self.push_tok(&c.last())?;
-        self.facts.push_function(FunctionRef {
-            name: QualifiedName { schema: s, name: n },
-        })?;
+        if cands.pg_catalog || cands.count() == 0 {
+            self.facts.push_function(FunctionRef {
+                name: QualifiedName {
+                    schema: NameRef::EMPTY,
+                    name: n,
+                },
+            })?;
+        }
+        let mut bits = cands.path;
+        while bits != 0 {
+            let i = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            let s = self.path_schema_ref(i)?;
+            self.facts.push_function(FunctionRef {
+                name: QualifiedName { schema: s, name: n },
+            })?;
+        }
         Ok(())
     }
 
@@ -841,11 +949,10 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
         };
         match kind {
             EntryKind::Derived | EntryKind::Join { .. } => Ok(None),
+            EntryKind::Base { read: Some(r), .. } => Ok(Some(r)),
             EntryKind::Base {
-                read: Some(r),
-                name: _,
-            } => Ok(Some(r)),
-            EntryKind::Base { read: None, name } => {
+                read: None, name, ..
+            } => {
                 let r = self.push_access(StatementClass::Select, name)?;
                 self.scopes.set_read(i, r);
                 Ok(Some(r))
@@ -859,16 +966,41 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
         if let Some(EntryKind::Join { reads }) = self.scopes.get(i).map(|e| e.kind) {
             return Ok(reads);
         }
-        Ok(self.entry_read(i)?.map_or(0, |r| 1u64 << r))
+        self.base_bits(i)
+    }
+
+    /// The accesses of entry `i` if it is a base table (its read and its alternatives).
+    fn base_bits(&mut self, i: usize) -> R<u64> {
+        let alts = match self.scopes.get(i).map(|e| e.kind) {
+            Some(EntryKind::Base { alts, .. }) => alts,
+            _ => 0,
+        };
+        Ok(self.entry_read(i)?.map_or(0, |r| 1u64 << r) | alts)
+    }
+
+    /// `FOR UPDATE|SHARE` of entry `i`: a `lock` access of its table (of each schema its
+    /// name may resolve to) if it is a base table.
+    fn lock_entry(&mut self, i: usize) -> R<()> {
+        let Some(EntryKind::Base { name, alts, .. }) = self.scopes.get(i).map(|e| e.kind) else {
+            return Ok(());
+        };
+        self.push_access(StatementClass::Lock, name)?;
+        let mut bits = alts;
+        while bits != 0 {
+            let k = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            if let Some(a) = self.facts.current_table(k) {
+                self.push_access(StatementClass::Lock, a.name)?;
+            }
+        }
+        Ok(())
     }
 
     /// Every base table visible here (all levels: see the module docs).
     fn visible_bases(&mut self) -> R<u64> {
         let mut m = 0u64;
         for i in 0..self.scopes.len() {
-            if let Some(r) = self.entry_read(i)? {
-                m |= 1u64 << r;
-            }
+            m |= self.base_bits(i)?;
         }
         Ok(m)
     }
@@ -878,10 +1010,8 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
         let mut m = 0u64;
         let level = self.scopes.level;
         for i in 0..self.scopes.len() {
-            if self.scopes.get(i).is_some_and(|e| e.level == level)
-                && let Some(r) = self.entry_read(i)?
-            {
-                m |= 1u64 << r;
+            if self.scopes.get(i).is_some_and(|e| e.level == level) {
+                m |= self.base_bits(i)?;
             }
         }
         Ok(m)
@@ -914,14 +1044,24 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
             let tok = c.parts[0];
             let candidates = self.visible_bases()?;
             let mut whole = 0u64;
+            let mut renamed = 0u64;
             for i in 0..self.scopes.len() {
-                if self
-                    .scopes
-                    .get(i)
-                    .is_some_and(|e| e.name.eq_token(&tok, self.sql))
-                {
-                    whole |= self.entry_bits(i)?;
+                let Some(e) = self.scopes.get(i) else { break };
+                let (named, ren) = (e.name.eq_token(&tok, self.sql), e.renamed);
+                if named || ren {
+                    let b = self.entry_bits(i)?;
+                    if named {
+                        whole |= b;
+                    }
+                    if ren {
+                        renamed |= b;
+                    }
                 }
+            }
+            if renamed != 0 {
+                // The name may be one an alias column list gave a column of these tables
+                // by position: which column is not known here, so every one is read.
+                self.push_column(ColumnName::All, renamed, 0, false, clause)?;
             }
             let n = self.push_tok(&c.parts[0])?;
             return self.push_column(ColumnName::Named(n), candidates, whole, false, clause);
@@ -947,9 +1087,14 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
             // Not a FROM item we know: be conservative, any visible table.
             None => self.visible_bases()?,
         };
+        // Through an alias column list (`x(a, b)`), `x.a` is the table's column at a
+        // position, not the one called `a`: every column is read.
+        let renamed = qual_idx
+            .and_then(|i| self.scopes.get(i))
+            .is_some_and(|e| e.renamed);
         let name = match col {
-            Some(t) => ColumnName::Named(self.push_tok(&t)?),
-            None => ColumnName::All,
+            Some(t) if !renamed => ColumnName::Named(self.push_tok(&t)?),
+            _ => ColumnName::All,
         };
         self.push_column(name, candidates, 0, true, clause)
     }
@@ -1371,9 +1516,8 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
             self.eat_kw(Kw::Only);
             let c = self.chain(false)?;
             self.eat_op("*");
-            let q = self.resolve_table(&c)?;
-            let r = self.push_access(StatementClass::Select, q)?;
-            self.push_column(ColumnName::All, 1u64 << r, 0, true, Clause::SelectList)?;
+            let (_, _, reads) = self.read_access(&c)?;
+            self.push_column(ColumnName::All, reads, 0, true, Clause::SelectList)?;
             if self.scopes.level == self.output_level {
                 self.mark_last_plain();
             }
@@ -1440,11 +1584,8 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
                 if self.eat_kw(Kw::Of) {
                     loop {
                         let c = self.chain(false)?;
-                        if let Some(i) = self.scopes.find(&self.name_of(&c.last())?)
-                            && let Some(e) = self.scopes.get(i)
-                            && let EntryKind::Base { name, .. } = e.kind
-                        {
-                            self.push_access(StatementClass::Lock, name)?;
+                        if let Some(i) = self.scopes.find(&self.name_of(&c.last())?) {
+                            self.lock_entry(i)?;
                         }
                         if !self.eat(Kind::Comma) {
                             break;
@@ -1453,11 +1594,8 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
                 } else {
                     let level = self.scopes.level;
                     for i in 0..self.scopes.len() {
-                        if let Some(e) = self.scopes.get(i)
-                            && e.level == level
-                            && let EntryKind::Base { name, .. } = e.kind
-                        {
-                            self.push_access(StatementClass::Lock, name)?;
+                        if self.scopes.get(i).is_some_and(|e| e.level == level) {
+                            self.lock_entry(i)?;
                         }
                     }
                 }
@@ -1779,7 +1917,7 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
         let _ = self.eat_kw(Kw::Temporary) || self.eat_kw(Kw::Temp) || self.eat_kw(Kw::Unlogged);
         self.eat_kw(Kw::Table);
         let c = self.chain(false)?;
-        let q = self.resolve_table(&c)?;
+        let q = self.creation_name(&c)?;
         self.push_access(StatementClass::SelectInto, q)?;
         self.class(StatementClass::SelectInto);
         Ok(())
@@ -2010,8 +2148,9 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
 
     fn table_item(&mut self) -> R<()> {
         self.enter()?;
+        let mark = self.scopes.len();
         self.table_primary()?;
-        while self.join_step()? {}
+        while self.join_step(mark)? {}
         self.leave();
         Ok(())
     }
@@ -2036,7 +2175,7 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
     /// the right operand be a join itself whose qualifier comes first
     /// (`a LEFT JOIN b FULL JOIN c ON x ON y`), so the right side takes further joins
     /// until this join's ON/USING.
-    fn join_step(&mut self) -> R<bool> {
+    fn join_step(&mut self, left_mark: usize) -> R<bool> {
         if !self.at_join() {
             return Ok(false);
         }
@@ -2054,24 +2193,34 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
             self.eat_kw(Kw::Outer);
         }
         self.expect_kw(Kw::Join)?;
+        let right_mark = self.scopes.len();
         self.table_primary()?;
         if natural {
-            // NATURAL JOIN compares every common column.
-            let m = self.level_bases()?;
-            self.push_column(ColumnName::All, m, 0, false, Clause::Join)?;
+            // NATURAL JOIN compares the columns both sides have. With a side whose columns
+            // are not a table's (a subquery, a function), any column of the other side
+            // may be one of them.
+            let (left, left_opaque) = self.join_side(left_mark, right_mark)?;
+            let (right, right_opaque) = self.join_side(right_mark, self.scopes.len())?;
+            if left_opaque || right_opaque {
+                self.push_column(ColumnName::All, left | right, 0, false, Clause::Join)?;
+            } else {
+                self.push_column(ColumnName::Common { right }, left, 0, false, Clause::Join)?;
+            }
             self.leave();
             return Ok(true);
         }
-        while !self.at_kw(Kw::On) && !self.at_kw(Kw::Using) && self.join_step()? {}
+        while !self.at_kw(Kw::On) && !self.at_kw(Kw::Using) && self.join_step(right_mark)? {}
         if self.eat_kw(Kw::On) {
             self.expr(Clause::Join)?;
         } else if self.eat_kw(Kw::Using) {
+            // `USING (c)` compares the column `c` of each side.
             self.expect(Kind::LParen)?;
-            let m = self.level_bases()?;
+            let (left, _) = self.join_side(left_mark, right_mark)?;
+            let (right, _) = self.join_side(right_mark, self.scopes.len())?;
             loop {
                 let n = self.any_name_token()?;
                 let r = self.push(n.as_str())?;
-                self.push_column(ColumnName::Named(r), m, 0, false, Clause::Join)?;
+                self.push_column(ColumnName::Named(r), left | right, 0, false, Clause::Join)?;
                 if !self.eat(Kind::Comma) {
                     break;
                 }
@@ -2086,6 +2235,29 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
         }
         self.leave();
         Ok(true)
+    }
+
+    /// One side of a join: the base-table accesses of the scope entries `from..to` of this
+    /// level, and whether the side also has columns that are not a table's (a derived
+    /// table or function, a table renamed by an alias column list).
+    fn join_side(&mut self, from: usize, to: usize) -> R<(u64, bool)> {
+        let level = self.scopes.level;
+        let (mut bits, mut opaque) = (0u64, false);
+        for i in from..to {
+            let Some(e) = self.scopes.get(i) else { break };
+            if e.level != level {
+                continue;
+            }
+            let (kind, renamed) = (e.kind, e.renamed);
+            match kind {
+                EntryKind::Base { .. } => bits |= self.base_bits(i)?,
+                // A join alias's tables are entries of this side already.
+                EntryKind::Join { .. } => {}
+                EntryKind::Derived => opaque = true,
+            }
+            opaque |= renamed;
+        }
+        Ok((bits, opaque))
     }
 
     /// `[AS] alias [(cols)]`; returns the alias if there is one. `no_bare` lists words that
@@ -2107,7 +2279,8 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
                 None
             }
         };
-        if name.is_some() && self.at(Kind::LParen) {
+        self.alias_renamed = name.is_some() && self.at(Kind::LParen);
+        if self.alias_renamed {
             self.skip_parens()?;
         }
         Ok(name)
@@ -2135,11 +2308,15 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
                 if let Some(a) = p.alias(&[])? {
                     // `j.c` is a column of one of the joined tables: checked on all of
                     // them (a join alias is not a derived table checked inside).
+                    let renamed = p.alias_renamed;
                     let mut reads = 0u64;
                     for i in mark..p.scopes.len() {
                         reads |= p.entry_bits(i)?;
                     }
-                    p.scopes.add(a, EntryKind::Join { reads })?;
+                    let i = p.scopes.add(a, EntryKind::Join { reads })?;
+                    if renamed {
+                        p.scopes.set_renamed(i);
+                    }
                 }
                 Ok(())
             }
@@ -2212,20 +2389,24 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
     fn table_ref(&mut self, c: &Chain) -> R<()> {
         self.eat_op("*");
         let alias = self.alias(&[])?;
+        let renamed = self.alias_renamed;
         let tname = self.name_of(&c.last())?;
         let entry_name = alias.unwrap_or(tname);
         if c.n == 1 && self.scopes.is_cte(&tname) {
             self.scopes.add(entry_name, EntryKind::Derived)?;
         } else {
-            let q = self.resolve_table(c)?;
-            let r = self.push_access(StatementClass::Select, q)?;
-            self.scopes.add(
+            let (r, q, reads) = self.read_access(c)?;
+            let i = self.scopes.add(
                 entry_name,
                 EntryKind::Base {
                     read: Some(r),
                     name: q,
+                    alts: reads & !(1u64 << r),
                 },
             )?;
+            if renamed {
+                self.scopes.set_renamed(i);
+            }
         }
         if self.eat_kw(Kw::Tablesample) {
             let m = self.chain(false)?;
@@ -3236,6 +3417,7 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
                 EntryKind::Base {
                     read: None,
                     name: q,
+                    alts: 0,
                 },
             )?;
         }
@@ -3298,6 +3480,7 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
             EntryKind::Base {
                 read: None,
                 name: q,
+                alts: 0,
             },
         )?;
         if self.at_kw(Kw::On) {
@@ -3678,6 +3861,7 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
                     EntryKind::Base {
                         read: None,
                         name: q,
+                        alts: 0,
                     },
                 )?;
                 let r = self.expr(Clause::Where);
@@ -4143,7 +4327,7 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
     /// plain definition (ddl).
     fn create_table_like(&mut self, matview: bool) -> R<()> {
         let c = self.chain(false)?;
-        let q = self.resolve_table(&c)?;
+        let q = self.creation_name(&c)?;
         // Find `AS` at depth 0 followed by a query or EXECUTE.
         let mut depth = 0u32;
         loop {

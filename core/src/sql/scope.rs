@@ -27,6 +27,9 @@ pub enum EntryKind {
     Base {
         read: Option<u8>,
         name: QualifiedName,
+        /// Further `select` accesses its columns are read through: the other schemas an
+        /// unqualified name may resolve to (`resolve::relation`), each checked.
+        alts: u64,
     },
     /// The alias of a parenthesised join (`(a JOIN b) AS j`): its columns are the joined
     /// tables' columns, read through these accesses (a bit mask).
@@ -39,6 +42,9 @@ pub struct Entry {
     pub name: Name,
     pub level: u16,
     pub kind: EntryKind,
+    /// An alias column list renames its columns by position (`AS x(a, b)`): a name used
+    /// through it says nothing about which column of the table it is.
+    pub renamed: bool,
 }
 
 /// The scope stack. Levels are query nesting levels (a subquery is one level deeper).
@@ -61,6 +67,7 @@ impl Default for Scopes {
                 name: Name::default(),
                 level: 0,
                 kind: EntryKind::Derived,
+                renamed: false,
             }; MAX_SCOPE_ENTRIES],
             n: 0,
             level: 0,
@@ -103,6 +110,7 @@ impl Scopes {
             name,
             level: self.level,
             kind,
+            renamed: false,
         };
         self.n += 1;
         Ok(self.n - 1)
@@ -122,6 +130,11 @@ impl Scopes {
             && let EntryKind::Base { read: r, .. } = &mut e.kind
         {
             *r = Some(read);
+        }
+    }
+    pub fn set_renamed(&mut self, i: usize) {
+        if let Some(e) = self.entries.get_mut(i).filter(|_| i < self.n) {
+            e.renamed = true;
         }
     }
     /// Innermost visible entry called `name`.

@@ -968,6 +968,70 @@ impl<'a> Table<'a> {
         Ok(())
     }
 
+    /// The columns a `NATURAL JOIN` of the accesses `left` and `right` compares must be
+    /// allowed ([`ColumnName::Common`]): each name declared on both sides, on every table
+    /// of either side that declares it. A side with an undeclared table (whose columns are
+    /// not known) may share any column: the other side's are all checked.
+    #[cold]
+    fn common_columns_of(
+        &self,
+        role: RoleId,
+        left: u64,
+        right: u64,
+        accesses: &[crate::facts::TableAccess],
+        ids: &[u32],
+    ) -> Result<(), (Option<u32>, StatementClass, u16)> {
+        let undeclared = |mask: u64| bits(mask).any(|i| declared(ids, i).is_none());
+        if undeclared(left) {
+            self.all_columns_of(role, right, accesses, ids)?;
+        }
+        if undeclared(right) {
+            self.all_columns_of(role, left, accesses, ids)?;
+        }
+        self.each_common_column(left, right, ids, |j, u, cu| {
+            let Some(a) = accesses.get(j) else {
+                return Ok(());
+            };
+            let (ok, rule) = self.column_allowed(role, a.class, u, cu);
+            if ok {
+                Ok(())
+            } else {
+                Err((rule, a.class, j as u16))
+            }
+        })
+    }
+
+    /// Calls `f(access, table, column)` for each declared column a `NATURAL JOIN` of the
+    /// accesses `left` and `right` compares, on every declared table of either side.
+    fn each_common_column<E>(
+        &self,
+        left: u64,
+        right: u64,
+        ids: &[u32],
+        mut f: impl FnMut(usize, TableId, ColumnId) -> Result<(), E>,
+    ) -> Result<(), E> {
+        for i in bits(left) {
+            let Some(t) = declared(ids, i) else { continue };
+            for c in 0..self.column_count(t) {
+                let name = self.column_name(t, ColumnId(c)).as_bytes();
+                let shared = bits(right).any(|j| {
+                    declared(ids, j).is_some_and(|u| self.column_id_bytes(u, name).is_some())
+                });
+                if !shared {
+                    continue;
+                }
+                for j in bits(left | right) {
+                    if let Some(u) = declared(ids, j)
+                        && let Some(cu) = self.column_id_bytes(u, name)
+                    {
+                        f(j, u, cu)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Evaluates the role's pattern rules of `kind` for an undeclared name.
     #[cold]
     fn pattern_verdict(
@@ -1294,6 +1358,20 @@ impl<'a> Table<'a> {
                         );
                     }
                 }
+                ColumnName::Common { right } => {
+                    if let Err((rule, class, access)) =
+                        self.common_columns_of(role, col.candidates, right, accesses, &ids)
+                    {
+                        return deny(
+                            rule,
+                            DenyReason::Column {
+                                class,
+                                access,
+                                column,
+                            },
+                        );
+                    }
+                }
                 ColumnName::Named(n) => {
                     let cname = facts.name_bytes(n);
                     let mut resolved = false;
@@ -1409,6 +1487,34 @@ impl<'a> Table<'a> {
                 },
             };
             match col.name {
+                ColumnName::Common { right } => {
+                    // The compared columns are used in a predicate; a side whose columns
+                    // are not known may compare any masked column of the other.
+                    let ok_in_predicate = |t: TableId, c: ColumnId| {
+                        self.mask(role, t, c).is_none() || self.mask_allows_predicates(role, t, c)
+                    };
+                    let undeclared = |m: u64| bits(m).any(|i| declared(ids, i).is_none());
+                    let mut opaque_sides = 0u64;
+                    if undeclared(col.candidates) {
+                        opaque_sides |= right;
+                    }
+                    if undeclared(right) {
+                        opaque_sides |= col.candidates;
+                    }
+                    for i in bits(opaque_sides) {
+                        if let Some(t) = declared(ids, i)
+                            && let Some(rule) = self.first_mask_rule(role, t)
+                        {
+                            return Err(refuse(i, rule));
+                        }
+                    }
+                    self.each_common_column(col.candidates, right, ids, |j, t, c| {
+                        match self.mask(role, t, c) {
+                            Some((_, rule)) if !ok_in_predicate(t, c) => Err(refuse(j, rule)),
+                            _ => Ok(()),
+                        }
+                    })?;
+                }
                 ColumnName::All => {
                     if col.plain {
                         continue;

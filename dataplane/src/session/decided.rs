@@ -6,8 +6,8 @@
 //! What this module must never do: report a stored statement as allowed under a table
 //! generation other than the one that decided it.
 
+use pgate_core::decide::{SessionState, decide_sql};
 use pgate_core::facts::Facts;
-use pgate_core::sql::{ClassifyContext, classify};
 use pgate_core::table::{RoleId, Table, Verdict};
 
 /// A statement text with the context it was decided in.
@@ -47,7 +47,9 @@ impl Decided {
     }
 }
 
-/// Classifies `sql` under `search_path` into `facts` and decides it for `role`.
+/// Classifies `sql` under `search_path` into `facts` and decides it for `role`, through
+/// the one decision path explain and test use (`pgate_core::decide`), with the table's
+/// catalog.
 pub(super) fn decide_text(
     facts: &mut Facts,
     sql: &str,
@@ -56,20 +58,24 @@ pub(super) fn decide_text(
     role: RoleId,
     table: &Table<'_>,
 ) -> Verdict {
-    let mut path = [""; 16];
+    let mut path = [""; MAX_SEARCH_PATH];
+    // A path longer than pgate follows is not known exactly: names are not resolved.
+    let path_unknown = path_unknown || search_path.len() > path.len();
     let n = search_path.len().min(path.len());
     for (slot, s) in path.iter_mut().zip(search_path) {
         *slot = s.as_str();
     }
-    let ctx = ClassifyContext {
+    let session = SessionState {
         search_path: &path[..n],
-        catalog: None,
         tx_path_dirty,
         path_unknown,
     };
-    classify(sql, &ctx, facts);
-    table.decide_all(role, facts)
+    decide_sql(table, role, sql, &session, facts)
 }
+
+/// Schemas of a session's search path pgate follows (PostgreSQL has no limit; a longer
+/// path makes unqualified names unresolvable, so their statements are `unknown`).
+pub(super) const MAX_SEARCH_PATH: usize = 32;
 
 /// The first 8 bytes of a table digest in lower-case hex: what audit lines carry.
 pub(super) type DigestHex = [u8; 16];

@@ -96,6 +96,7 @@ fn column_of(
         }
         ColumnName::Named(n) => format!("{table}.{}", f.name(n)),
         ColumnName::All => format!("{table}.*"),
+        ColumnName::Common { .. } => format!("{table}.* (a column NATURAL JOIN compares)"),
     };
     Some((name, c.clause))
 }

@@ -148,7 +148,7 @@ impl Session {
         for c in self.facts.columns(s) {
             match c.name {
                 ColumnName::Named(n) => names.push(self.facts.name(n).to_string()),
-                ColumnName::All => all = true,
+                ColumnName::All | ColumnName::Common { .. } => all = true,
             }
         }
         Some(Ok(Box::new(CopySpec {

@@ -1,0 +1,316 @@
+//! Name resolution through the search path, as PostgreSQL does it (`namespace.c`:
+//! `RangeVarGetRelid`, `FuncnameGetCandidates`), with what pgate can know.
+//!
+//! What it is for: telling, for an unqualified relation or function name, which schemas it
+//! may belong to. The parser (every statement shape) and the flat fast path both ask here,
+//! so they cannot resolve a name differently.
+//!
+//! What it must never do: pick one schema when pgate cannot know PostgreSQL would pick it.
+//! Where the catalog does not settle the question, every schema the name could resolve to
+//! is returned, and the policy must allow the access under each of them.
+//!
+//! PostgreSQL's rules (docs, "The Schema Search Path"): `pg_catalog` is searched first
+//! unless the path names it elsewhere; the path's schemas follow in order; `pg_temp` is
+//! searched for relations only (and pgate does not model temporary tables: a name written
+//! unqualified is attributed to the permanent schemas, which can only deny more). A
+//! function call is resolved among the functions of that name in every schema of the path,
+//! by argument types: a name that is not one of PostgreSQL's built-ins cannot be a
+//! `pg_catalog` function, so it is some path schema's own.
+
+use super::CatalogLookup;
+use super::builtin_functions;
+
+/// Schemas (path positions) a resolution may name at once: longer paths are given up on.
+pub const MAX_RESOLVED_PATH: usize = 32;
+
+/// The schemas an unqualified name may resolve to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Candidates {
+    /// `pg_catalog` (implicitly first, or where the path names it).
+    pub pg_catalog: bool,
+    /// Bit `i`: the path's schema `i` (never `pg_catalog`, never `pg_temp`).
+    pub path: u32,
+}
+
+impl Candidates {
+    /// How many schemas: 0 means none (an empty path), 1 a single resolution.
+    pub fn count(self) -> u32 {
+        self.path.count_ones() + u32::from(self.pg_catalog)
+    }
+}
+
+/// The path is longer than [`MAX_RESOLVED_PATH`].
+#[derive(Clone, Copy, Debug)]
+pub struct PathTooLong;
+
+/// Where the unqualified relation `name` resolves, for a search path whose schemas
+/// `path` yields in order.
+///
+/// - With a catalog: the first schema (implicit `pg_catalog` first) that declares the
+///   table — a declared table is taken to be where the catalog says it is.
+/// - Declared in no schema of the path (or no catalog): every schema of the path, and
+///   `pg_catalog` too for a `pg_*` name (every relation of `pg_catalog` is called
+///   `pg_*`, so no other name can be one of its tables).
+pub fn relation<'p>(
+    path: impl Iterator<Item = &'p str> + Clone,
+    catalog: Option<&dyn CatalogLookup>,
+    name: &str,
+    pg_prefix: bool,
+) -> Result<Candidates, PathTooLong> {
+    let explicit_pg = path.clone().any(|s| s == "pg_catalog");
+    if let Some(cat) = catalog {
+        if !explicit_pg && cat.has_table("pg_catalog", name) {
+            return Ok(Candidates {
+                pg_catalog: true,
+                path: 0,
+            });
+        }
+        for (i, s) in path.clone().enumerate() {
+            if i >= MAX_RESOLVED_PATH {
+                return Err(PathTooLong);
+            }
+            if is_temp(s) || !cat.has_table(s, name) {
+                continue;
+            }
+            return Ok(if s == "pg_catalog" {
+                Candidates {
+                    pg_catalog: true,
+                    path: 0,
+                }
+            } else {
+                Candidates {
+                    pg_catalog: false,
+                    path: 1 << i,
+                }
+            });
+        }
+    } else if pg_prefix {
+        // Without a catalog, a `pg_*` name is taken to be the system's (the documented
+        // choice the decider's `pg_catalog` rules are written for).
+        return Ok(Candidates {
+            pg_catalog: true,
+            path: 0,
+        });
+    }
+    let mut c = Candidates {
+        pg_catalog: pg_prefix,
+        path: 0,
+    };
+    for (i, s) in path.enumerate() {
+        if i >= MAX_RESOLVED_PATH {
+            return Err(PathTooLong);
+        }
+        if s == "pg_catalog" {
+            c.pg_catalog |= pg_prefix;
+        } else if !is_temp(s) {
+            c.path |= 1 << i;
+        }
+    }
+    Ok(c)
+}
+
+/// Where the unqualified function `name` may resolve.
+///
+/// - A built-in name: `pg_catalog` (reported as the caller's "unqualified" form, which
+///   the decider checks against `pg_catalog` and every declared function of that name),
+///   and also every path schema listed before an explicit `pg_catalog`, which PostgreSQL
+///   searches first.
+/// - Any other name: every schema of the path, never `pg_catalog`.
+pub fn function<'p>(
+    mut path: impl Iterator<Item = &'p str> + Clone,
+    name: &str,
+) -> Result<Candidates, PathTooLong> {
+    let builtin = is_builtin_function(name);
+    let mut c = Candidates {
+        pg_catalog: builtin,
+        path: 0,
+    };
+    let explicit_pg = path.clone().any(|s| s == "pg_catalog");
+    for i in 0.. {
+        let Some(s) = path.next() else { break };
+        if i >= MAX_RESOLVED_PATH {
+            return Err(PathTooLong);
+        }
+        if s == "pg_catalog" {
+            if builtin {
+                break;
+            }
+            continue;
+        }
+        if is_temp(s) {
+            // pg_temp is never searched for functions.
+            continue;
+        }
+        if !builtin || explicit_pg {
+            c.path |= 1 << i;
+        }
+    }
+    Ok(c)
+}
+
+/// Whether `name` (normalised) is the name of a function in PostgreSQL's `pg_catalog`.
+pub fn is_builtin_function(name: &str) -> bool {
+    builtin_functions::NAMES
+        .binary_search_by(|n| n.as_bytes().cmp(name.as_bytes()))
+        .is_ok()
+}
+
+fn is_temp(schema: &str) -> bool {
+    schema == "pg_temp" || schema.starts_with("pg_temp_")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Cat(&'static [(&'static str, &'static str)]);
+    impl CatalogLookup for Cat {
+        fn has_table(&self, schema: &str, name: &str) -> bool {
+            self.0.iter().any(|&(s, n)| s == schema && n == name)
+        }
+    }
+
+    fn rel(path: &[&str], cat: Option<&Cat>, name: &str) -> Candidates {
+        let cat = cat.map(|c| c as &dyn CatalogLookup);
+        relation(path.iter().copied(), cat, name, name.starts_with("pg_")).unwrap()
+    }
+
+    #[test]
+    fn the_builtin_list_is_sorted_and_knows_common_names() {
+        assert!(
+            builtin_functions::NAMES
+                .windows(2)
+                .all(|w| w[0].as_bytes() < w[1].as_bytes())
+        );
+        for n in [
+            "lower",
+            "count",
+            "now",
+            "generate_series",
+            "set_config",
+            "btrim",
+        ] {
+            assert!(is_builtin_function(n), "{n}");
+        }
+        for n in ["my_func", "order_total", "LOWER", "trim"] {
+            assert!(!is_builtin_function(n), "{n}");
+        }
+    }
+
+    #[test]
+    fn a_declared_table_resolves_to_the_first_schema_declaring_it() {
+        let cat = Cat(&[("other", "hidden"), ("compat", "visible")]);
+        let c = rel(&["compat", "other"], Some(&cat), "hidden");
+        assert_eq!(
+            c,
+            Candidates {
+                pg_catalog: false,
+                path: 0b10
+            }
+        );
+        let c = rel(&["compat", "other"], Some(&cat), "visible");
+        assert_eq!(
+            c,
+            Candidates {
+                pg_catalog: false,
+                path: 0b01
+            }
+        );
+    }
+
+    #[test]
+    fn an_undeclared_table_may_be_in_every_schema_of_the_path() {
+        let cat = Cat(&[]);
+        let c = rel(&["compat", "other"], Some(&cat), "nowhere");
+        assert_eq!(
+            c,
+            Candidates {
+                pg_catalog: false,
+                path: 0b11
+            }
+        );
+        let c = rel(&["compat", "other"], None, "nowhere");
+        assert_eq!(c.count(), 2);
+        // pg_temp is not attributed; pg_catalog only for pg_* names.
+        let c = rel(&["pg_temp", "public", "pg_catalog"], Some(&cat), "t");
+        assert_eq!(
+            c,
+            Candidates {
+                pg_catalog: false,
+                path: 0b010
+            }
+        );
+        let c = rel(&["public"], Some(&cat), "pg_thing");
+        assert_eq!(
+            c,
+            Candidates {
+                pg_catalog: true,
+                path: 0b1
+            }
+        );
+        let c = rel(&["public"], None, "pg_thing");
+        assert_eq!(
+            c,
+            Candidates {
+                pg_catalog: true,
+                path: 0
+            }
+        );
+    }
+
+    #[test]
+    fn pg_catalog_is_first_unless_the_path_places_it() {
+        let cat = Cat(&[("pg_catalog", "pg_class"), ("public", "pg_class")]);
+        assert!(rel(&["public"], Some(&cat), "pg_class").pg_catalog);
+        let c = rel(&["public", "pg_catalog"], Some(&cat), "pg_class");
+        assert_eq!(
+            c,
+            Candidates {
+                pg_catalog: false,
+                path: 0b01
+            }
+        );
+    }
+
+    #[test]
+    fn functions_resolve_by_whether_the_name_is_a_builtin() {
+        let f = |path: &[&str], n: &str| function(path.iter().copied(), n).unwrap();
+        assert_eq!(
+            f(&["public"], "lower"),
+            Candidates {
+                pg_catalog: true,
+                path: 0
+            }
+        );
+        assert_eq!(
+            f(&["a", "b"], "my_func"),
+            Candidates {
+                pg_catalog: false,
+                path: 0b11
+            }
+        );
+        assert_eq!(
+            f(&["a", "pg_catalog", "b"], "my_func"),
+            Candidates {
+                pg_catalog: false,
+                path: 0b101
+            }
+        );
+        // Schemas before an explicit pg_catalog are searched first, for built-in names too.
+        assert_eq!(
+            f(&["a", "pg_catalog", "b"], "lower"),
+            Candidates {
+                pg_catalog: true,
+                path: 0b001
+            }
+        );
+        assert_eq!(
+            f(&["pg_temp", "a"], "my_func"),
+            Candidates {
+                pg_catalog: false,
+                path: 0b10
+            }
+        );
+        assert_eq!(f(&[], "my_func").count(), 0);
+    }
+}
