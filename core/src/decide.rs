@@ -15,6 +15,9 @@ impl CatalogLookup for Table<'_> {
     fn has_table(&self, schema: &str, name: &str) -> bool {
         self.table_id(schema, name).is_some()
     }
+    fn has_function(&self, schema: &str, name: &str) -> bool {
+        self.function_id(schema, name).is_some()
+    }
 }
 
 /// What a session knows that changes how its SQL is read.

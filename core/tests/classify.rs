@@ -1111,6 +1111,10 @@ fn alias_column_lists_rename_by_position() {
     // A parenthesised join renamed the same way.
     let o = run("SELECT j.a FROM (customers JOIN orders ON true) AS j(a)");
     assert_eq!(o.column_names(0), ["*"]);
+    // A name the list does not give is the table's own column (only the first columns
+    // are renamed).
+    let o = run("SELECT x.name, email FROM customers AS x(a)");
+    assert_eq!(o.column_names(0), ["name", "email"]);
     // Without a column list the alias is only a name.
     let o = run("SELECT x.id FROM customers AS x");
     assert_eq!(o.column_names(0), ["id"]);

@@ -235,3 +235,53 @@ fn a_prepared_statement_is_decided_again_under_a_changed_path() {
         assert_eq!(rows[0].get::<_, &str>(0), "compat-twin");
     });
 }
+
+/// The first row's first value of a simple query's answer.
+fn first_value(rows: &[tokio_postgres::SimpleQueryMessage]) -> Option<String> {
+    rows.iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+        _ => None,
+    })
+}
+
+#[test]
+fn names_resolve_through_a_path_of_several_schemas_as_postgresql_resolves_them() {
+    let e = require_env!();
+    let t = compat_token(e);
+    rt().block_on(async {
+        // The oracle: with `compat, other`, PostgreSQL reads `other.hidden` (there is no
+        // `compat.hidden`), `compat.visible`, and calls `other.leak()`.
+        let d = direct().await;
+        run_steps(&d, &["SET search_path = compat, other"]).await;
+        let r = d.simple_query("SELECT * FROM hidden").await.unwrap();
+        assert_eq!(first_value(&r).as_deref(), Some("other-secret"));
+        let r = d.simple_query("SELECT v FROM visible").await.unwrap();
+        assert_eq!(first_value(&r).as_deref(), Some("compat-row"));
+        let r = d.simple_query("SELECT leak()").await.unwrap();
+        assert_eq!(first_value(&r).as_deref(), Some("other-secret"));
+
+        let c = client_as(e.addr, "compat", &t).await.unwrap();
+        run_steps(&c, &["SET search_path = compat, other"]).await;
+        // `hidden` is declared nowhere: it may be `compat.hidden` or `other.hidden`, and
+        // the role may read only the first.
+        let err = c
+            .simple_query("SELECT * FROM hidden")
+            .await
+            .expect_err("hidden");
+        assert_eq!(code(&err), "42501", "{err:?}");
+        assert!(format!("{err:?}").contains("other.hidden"), "{err:?}");
+        // `compat.visible` is declared: the name resolves there, as the server does.
+        let r = c.simple_query("SELECT v FROM visible").await.unwrap();
+        assert_eq!(first_value(&r).as_deref(), Some("compat-row"));
+        // `leak` is not a built-in: it is a function of a path schema, never pg_catalog's
+        // (which the role may call).
+        for sql in ["SELECT leak()", "SELECT * FROM leak()"] {
+            let err = c.simple_query(sql).await.expect_err(sql);
+            assert_eq!(code(&err), "42501", "{sql}: {err:?}");
+            assert!(format!("{err:?}").contains("compat.leak"), "{err:?}");
+        }
+        // A built-in stays allowed.
+        let r = c.simple_query("SELECT lower('X')").await.unwrap();
+        assert_eq!(first_value(&r).as_deref(), Some("x"));
+    });
+}

@@ -87,6 +87,10 @@ pub struct ClassifyContext<'a> {
 /// Lets the classifier resolve unqualified names like PostgreSQL does.
 pub trait CatalogLookup {
     fn has_table(&self, schema: &str, name: &str) -> bool;
+    /// Whether the catalog declares a function `schema.name` (any overload).
+    fn has_function(&self, _schema: &str, _name: &str) -> bool {
+        false
+    }
 }
 
 impl std::fmt::Debug for dyn CatalogLookup + '_ {

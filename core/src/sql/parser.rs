@@ -214,8 +214,8 @@ pub struct Parser<'a, 'f, 'c> {
     token_error: Option<Fail>,
     /// Tokens lexed or consumed (including lookahead): the work budget unit.
     pub work: u64,
-    /// Whether the last [`Parser::alias`] had a column list.
-    alias_renamed: bool,
+    /// The column list of the last [`Parser::alias`], if it had one (token indexes).
+    alias_renamed: Option<(u32, u32)>,
 }
 
 /// A position in the token stream: absolute token index and that token's byte offset
@@ -298,7 +298,7 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
             backtracks: MAX_BACKTRACKS,
             token_error: None,
             work: 0,
-            alias_renamed: false,
+            alias_renamed: None,
         }
     }
 
@@ -908,8 +908,12 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
                 Err(_) if super::resolve::is_builtin_function(self.facts.name(n)) => 0,
                 Err(e) => return Err(e),
             };
-            super::resolve::function((0..len).map(|i| self.path_schema(i)), self.facts.name(n))
-                .map_err(|_| Fail("search_path has too many schemas to resolve a name through"))?
+            super::resolve::function(
+                (0..len).map(|i| self.path_schema(i)),
+                self.ctx.catalog,
+                self.facts.name(n),
+            )
+            .map_err(|_| Fail("search_path has too many schemas to resolve a name through"))?
         };
         if cands.pg_catalog || cands.count() == 0 {
             self.facts.push_function(FunctionRef {
@@ -996,6 +1000,20 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
         Ok(())
     }
 
+    /// Whether the name token `t` is one of the names of the alias column list whose
+    /// tokens are `list` (`(` to after `)`). A name not in the list is the table's own
+    /// column of that name (PostgreSQL renames only the first columns).
+    fn in_alias_list(&mut self, list: (u32, u32), t: &Token) -> R<bool> {
+        let name = self.name_of(t)?;
+        for k in (list.0 as usize + 1)..(list.1 as usize).saturating_sub(1) {
+            let u = self.tok(k);
+            if u.is_name() && self.name_of(&u)? == name {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Every base table visible here (all levels: see the module docs).
     fn visible_bases(&mut self) -> R<u64> {
         let mut m = 0u64;
@@ -1047,7 +1065,11 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
             let mut renamed = 0u64;
             for i in 0..self.scopes.len() {
                 let Some(e) = self.scopes.get(i) else { break };
-                let (named, ren) = (e.name.eq_token(&tok, self.sql), e.renamed);
+                let named = e.name.eq_token(&tok, self.sql);
+                let ren = match e.renamed {
+                    Some(list) => self.in_alias_list(list, &tok)?,
+                    None => false,
+                };
                 if named || ren {
                     let b = self.entry_bits(i)?;
                     if named {
@@ -1059,8 +1081,8 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
                 }
             }
             if renamed != 0 {
-                // The name may be one an alias column list gave a column of these tables
-                // by position: which column is not known here, so every one is read.
+                // The name is one an alias column list gave a column of these tables by
+                // position: which column is not known here, so every one is read.
                 self.push_column(ColumnName::All, renamed, 0, false, clause)?;
             }
             let n = self.push_tok(&c.parts[0])?;
@@ -1089,9 +1111,13 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
         };
         // Through an alias column list (`x(a, b)`), `x.a` is the table's column at a
         // position, not the one called `a`: every column is read.
-        let renamed = qual_idx
+        let list = qual_idx
             .and_then(|i| self.scopes.get(i))
-            .is_some_and(|e| e.renamed);
+            .and_then(|e| e.renamed);
+        let renamed = match (list, col) {
+            (Some(list), Some(t)) => self.in_alias_list(list, &t)?,
+            _ => false,
+        };
         let name = match col {
             Some(t) if !renamed => ColumnName::Named(self.push_tok(&t)?),
             _ => ColumnName::All,
@@ -2255,7 +2281,7 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
                 EntryKind::Join { .. } => {}
                 EntryKind::Derived => opaque = true,
             }
-            opaque |= renamed;
+            opaque |= renamed.is_some();
         }
         Ok((bits, opaque))
     }
@@ -2279,9 +2305,11 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
                 None
             }
         };
-        self.alias_renamed = name.is_some() && self.at(Kind::LParen);
-        if self.alias_renamed {
+        self.alias_renamed = None;
+        if name.is_some() && self.at(Kind::LParen) {
+            let start = self.cur as u32;
             self.skip_parens()?;
+            self.alias_renamed = Some((start, self.cur as u32));
         }
         Ok(name)
     }
@@ -2314,9 +2342,7 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
                         reads |= p.entry_bits(i)?;
                     }
                     let i = p.scopes.add(a, EntryKind::Join { reads })?;
-                    if renamed {
-                        p.scopes.set_renamed(i);
-                    }
+                    p.scopes.set_renamed(i, renamed);
                 }
                 Ok(())
             }
@@ -2404,9 +2430,7 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
                     alts: reads & !(1u64 << r),
                 },
             )?;
-            if renamed {
-                self.scopes.set_renamed(i);
-            }
+            self.scopes.set_renamed(i, renamed);
         }
         if self.eat_kw(Kw::Tablesample) {
             let m = self.chain(false)?;

@@ -115,8 +115,34 @@ pub fn relation<'p>(
 ///   the decider checks against `pg_catalog` and every declared function of that name),
 ///   and also every path schema listed before an explicit `pg_catalog`, which PostgreSQL
 ///   searches first.
-/// - Any other name: every schema of the path, never `pg_catalog`.
+/// - Any other name: the schemas of the path whose catalog entry declares a function of
+///   that name — all of them, as PostgreSQL picks among their overloads by argument
+///   types — or, when the catalog declares it in none, every schema of the path. Never
+///   `pg_catalog`.
 pub fn function<'p>(
+    path: impl Iterator<Item = &'p str> + Clone,
+    catalog: Option<&dyn CatalogLookup>,
+    name: &str,
+) -> Result<Candidates, PathTooLong> {
+    let mut c = function_any(path.clone(), name)?;
+    if let Some(cat) = catalog
+        && !is_builtin_function(name)
+    {
+        let mut declared = 0u32;
+        for (i, s) in path.enumerate().take(MAX_RESOLVED_PATH) {
+            if c.path & (1 << i) != 0 && cat.has_function(s, name) {
+                declared |= 1 << i;
+            }
+        }
+        if declared != 0 {
+            c.path = declared;
+        }
+    }
+    Ok(c)
+}
+
+/// [`function`] without a catalog: every schema the name may be in.
+fn function_any<'p>(
     mut path: impl Iterator<Item = &'p str> + Clone,
     name: &str,
 ) -> Result<Candidates, PathTooLong> {
@@ -274,7 +300,7 @@ mod tests {
 
     #[test]
     fn functions_resolve_by_whether_the_name_is_a_builtin() {
-        let f = |path: &[&str], n: &str| function(path.iter().copied(), n).unwrap();
+        let f = |path: &[&str], n: &str| function(path.iter().copied(), None, n).unwrap();
         assert_eq!(
             f(&["public"], "lower"),
             Candidates {
@@ -312,5 +338,30 @@ mod tests {
             }
         );
         assert_eq!(f(&[], "my_func").count(), 0);
+        // With a catalog: the schemas that declare it (overloads are picked by type).
+        struct Funcs;
+        impl CatalogLookup for Funcs {
+            fn has_table(&self, _: &str, _: &str) -> bool {
+                false
+            }
+            fn has_function(&self, s: &str, n: &str) -> bool {
+                matches!((s, n), ("b", "f") | ("c", "f"))
+            }
+        }
+        let g = |path: &[&str], n: &str| function(path.iter().copied(), Some(&Funcs), n).unwrap();
+        assert_eq!(
+            g(&["a", "b", "c"], "f"),
+            Candidates {
+                pg_catalog: false,
+                path: 0b110
+            }
+        );
+        assert_eq!(
+            g(&["a", "b"], "other"),
+            Candidates {
+                pg_catalog: false,
+                path: 0b11
+            }
+        );
     }
 }

@@ -42,9 +42,10 @@ pub struct Entry {
     pub name: Name,
     pub level: u16,
     pub kind: EntryKind,
-    /// An alias column list renames its columns by position (`AS x(a, b)`): a name used
-    /// through it says nothing about which column of the table it is.
-    pub renamed: bool,
+    /// An alias column list renames its columns by position (`AS x(a, b)`): a name of
+    /// that list used through it says nothing about which column of the table it is.
+    /// The list's tokens, `(` to `)` (absolute token indexes of the statement).
+    pub renamed: Option<(u32, u32)>,
 }
 
 /// The scope stack. Levels are query nesting levels (a subquery is one level deeper).
@@ -67,7 +68,7 @@ impl Default for Scopes {
                 name: Name::default(),
                 level: 0,
                 kind: EntryKind::Derived,
-                renamed: false,
+                renamed: None,
             }; MAX_SCOPE_ENTRIES],
             n: 0,
             level: 0,
@@ -110,7 +111,7 @@ impl Scopes {
             name,
             level: self.level,
             kind,
-            renamed: false,
+            renamed: None,
         };
         self.n += 1;
         Ok(self.n - 1)
@@ -132,9 +133,9 @@ impl Scopes {
             *r = Some(read);
         }
     }
-    pub fn set_renamed(&mut self, i: usize) {
+    pub fn set_renamed(&mut self, i: usize, list: Option<(u32, u32)>) {
         if let Some(e) = self.entries.get_mut(i).filter(|_| i < self.n) {
-            e.renamed = true;
+            e.renamed = list;
         }
     }
     /// Innermost visible entry called `name`.

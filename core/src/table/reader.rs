@@ -928,6 +928,12 @@ impl<'a> Table<'a> {
         }
     }
 
+    /// Whether some declared column of `table` is allowed in the cell.
+    #[cold]
+    fn any_column_allowed(&self, c: &CellRec, table: TableId) -> bool {
+        (0..self.column_count(table)).any(|k| self.column_allowed_in(c, table, ColumnId(k)).0)
+    }
+
     /// Whether every column (including ones the catalog does not declare) is allowed.
     fn all_columns_allowed(
         &self,
@@ -1297,6 +1303,21 @@ impl<'a> Table<'a> {
                     last_cell = (i, cell);
                     let (ok, rule) = (cell.effect == EFFECT_ALLOW, none_to_opt(cell.rule.get()));
                     if !ok {
+                        return deny(
+                            rule,
+                            DenyReason::Table {
+                                class: a.class,
+                                access,
+                            },
+                        );
+                    }
+                    // PostgreSQL needs the privilege on at least one column of a table
+                    // whose privilege is column-level, even when no column is named
+                    // (`SELECT count(*) FROM t`).
+                    if (cell.allow_cols.get() != NONE || cell.denied_cols.get() != NONE)
+                        && !self.any_column_allowed(cell, t)
+                    {
+                        let rule = none_to_opt(cell.denied_rule.get()).or(rule);
                         return deny(
                             rule,
                             DenyReason::Table {

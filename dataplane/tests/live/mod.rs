@@ -27,6 +27,7 @@ table "public.customers" {
     column "ssn" { tags "secret"; }
 }
 table "public.events" { columns "id" "payload"; }
+table "compat.visible" { columns "v"; }
 table "public.masked_things" {
     columns "id" "t" "vc" "n" "big" "sm" "u" "b" "ts" "doc" "gen" "plain"
 }
@@ -339,6 +340,7 @@ pub fn setup() -> Option<Env> {
          INSERT INTO compat.twin VALUES ('compat-twin');
          CREATE TABLE other.twin (v text);
          INSERT INTO other.twin VALUES ('other-twin-secret');
+         CREATE FUNCTION other.leak() RETURNS text LANGUAGE sql AS 'SELECT secret FROM other.hidden';
          CREATE TABLE recreated (id int, secret text);
          INSERT INTO recreated VALUES (1, 'first');
          CREATE TABLE masked_things (id int primary key, t text, vc varchar(40), n int4,
