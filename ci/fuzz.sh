@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Coverage-guided fuzzing of the classifier and the table loader (not part of ci/test.sh).
+# Coverage-guided fuzzing of the classifier, the table loader and the wire framing (not part
+# of ci/test.sh).
 # Usage: ci/fuzz.sh [SECONDS_PER_TARGET]   (default 60)
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT/core/fuzz"
@@ -13,7 +14,7 @@ else
     export RUSTC_BOOTSTRAP=1
     fuzz=(cargo fuzz)
 fi
-for target in classify load_table; do
+for target in classify load_table wire; do
     log "fuzzing $target for ${secs}s"
     dict=()
     [ -f "$ROOT/core/fuzz/$target.dict" ] && dict=(-dict="$ROOT/core/fuzz/$target.dict")

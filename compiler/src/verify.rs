@@ -137,6 +137,43 @@ fn table_domain(a: &AccessRule) -> impl Iterator<Item = (StatementClass, u32)> +
         .flat_map(|c| a.target.tables.iter().map(move |(t, _)| (c, *t)))
 }
 
+/// Whether another rule of `effect` among `rules` (not `ri`, not in `skip`) covers the
+/// undeclared tables `a`'s glob `pattern` grants, for all of `a`'s classes.
+fn covers_undeclared(
+    model: &Model,
+    rules: &[RuleIndex],
+    ri: RuleIndex,
+    a: &AccessRule,
+    pattern: &str,
+    effect: Effect,
+    skip: &BTreeSet<RuleIndex>,
+) -> bool {
+    rules.iter().any(|&o| {
+        o != ri
+            && !skip.contains(&o)
+            && model.rule(o).and_then(|r| r.access()).is_some_and(|b| {
+                b.effect == effect
+                    && a.classes.minus(b.classes).is_empty()
+                    && b.undeclared_pattern()
+                        .is_some_and(|q| glob_covers(q, pattern))
+            })
+    })
+}
+
+/// Whether every name the glob `inner` matches is matched by `outer` (conservatively:
+/// `*`, the same glob, or `schema.*` over a glob of that schema).
+fn glob_covers(outer: &str, inner: &str) -> bool {
+    outer == "*"
+        || outer == inner
+        || outer.strip_suffix('*').is_some_and(|prefix| {
+            prefix.ends_with('.')
+                && !prefix[..prefix.len() - 1].contains('*')
+                && inner
+                    .strip_prefix(prefix)
+                    .is_some_and(|rest| !rest.contains('.'))
+        })
+}
+
 fn rule_analysis(model: &Model, diags: &mut Diagnostics) {
     let mut overlaps: BTreeMap<(RuleIndex, RuleIndex), u32> = BTreeMap::new();
     let mut shadowed: BTreeMap<RuleIndex, RuleIndex> = BTreeMap::new();
@@ -188,6 +225,14 @@ fn rule_analysis(model: &Model, diags: &mut Diagnostics) {
             }
             if !any {
                 continue;
+            }
+            // A glob allow also grants the tables the catalog does not declare: it is
+            // shadowed only if a deny glob takes those back too.
+            if covered
+                && let Some(p) = a.undeclared_pattern()
+                && !covers_undeclared(model, &role.rules, ri, a, p, Effect::Deny, &BTreeSet::new())
+            {
+                covered = false;
             }
             let own = model.rule(ri).is_some_and(|r| r.role as usize == role_i);
             if own && covered {
@@ -261,6 +306,14 @@ fn rule_analysis(model: &Model, diags: &mut Diagnostics) {
                         }
                     }
                 }
+            }
+            // A glob allow adds the tables the catalog does not declare, unless another
+            // allow's glob grants them too.
+            if covered
+                && let Some(p) = a.undeclared_pattern()
+                && !covers_undeclared(model, &role.rules, ri, a, p, Effect::Allow, &removed)
+            {
+                covered = false;
             }
             if any && covered {
                 removed.insert(ri);
@@ -665,6 +718,41 @@ table "staging.raw" { columns "id" "blob" }
         let codes_: Vec<&str> = d.iter().map(|d| d.code).collect();
         assert_eq!(codes_, [codes::ALLOW_DENY_OVERLAP], "{d:?}");
         assert!(d[0].message.contains("role `c`"));
+    }
+
+    #[test]
+    fn a_glob_allow_still_grants_undeclared_tables() {
+        // `staging.raw` is the only declared table of `staging`: the tag-free exact allow
+        // covers it, but the glob also grants tables the catalog does not declare.
+        let d = diags(
+            "role \"a\" {\n allow \"select\" table=\"staging.raw\"\n allow \"select\" table=\"staging.*\"\n}\n",
+        );
+        // The exact allow is redundant (the glob grants it); the glob is not.
+        let r: Vec<_> = d
+            .iter()
+            .filter(|d| d.code == codes::REDUNDANT_RULE)
+            .collect();
+        assert_eq!(r.len(), 1, "{d:?}");
+        assert!(
+            r[0].help
+                .as_deref()
+                .is_some_and(|h| h.contains("staging.*")),
+            "{d:?}"
+        );
+        // A deny of the declared table does not shadow what the glob grants beyond it.
+        let d = diags(
+            "role \"a\" {\n allow \"select\" table=\"staging.*\"\n deny \"select\" table=\"staging.raw\"\n}\n",
+        );
+        assert!(!d.iter().any(|d| d.code == codes::SHADOWED_RULE), "{d:?}");
+        // A wider glob does make it redundant, a deny glob shadows it.
+        let d = diags(
+            "role \"a\" {\n allow \"select\" table=\"*\"\n allow \"select\" table=\"staging.*\"\n}\n",
+        );
+        assert!(d.iter().any(|d| d.code == codes::REDUNDANT_RULE), "{d:?}");
+        let d = diags(
+            "role \"a\" {\n allow \"select\" table=\"staging.*\"\n deny \"select\" table=\"staging.*\"\n}\n",
+        );
+        assert!(d.iter().any(|d| d.code == codes::SHADOWED_RULE), "{d:?}");
     }
 
     #[test]

@@ -167,6 +167,25 @@ fn bench_classify_decide(c: &mut Criterion) {
             table.decide_all(role, &facts).is_allow()
         })
     });
+    // What the data plane runs since it resolves names with the table's catalog: the one
+    // decision path (`pgate_core::decide`), compared with the catalog-less line above.
+    let path = ["public"];
+    let session = pgate_core::decide::SessionState::with_path(&path);
+    assert!(
+        pgate_core::decide::decide_sql(&table, role, PGBENCH[0], &session, &mut facts).is_allow()
+    );
+    g.bench_function("pgate_decide_sql_with_catalog", |b| {
+        b.iter(|| {
+            pgate_core::decide::decide_sql(
+                &table,
+                role,
+                black_box(PGBENCH[0]),
+                &session,
+                &mut facts,
+            )
+            .is_allow()
+        })
+    });
     g.finish();
 }
 

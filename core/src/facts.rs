@@ -167,9 +167,30 @@ pub struct ColumnRef {
 /// depends on the search path and on argument types, neither of which the classifier
 /// knows). Calls written with special syntax (`EXTRACT(… FROM …)`, `NORMALIZE`,
 /// `COLLATION FOR`) are `pg_catalog` functions by the grammar and recorded so.
+///
+/// Attribute notation is a call too: `x.f` and `(expr).f` are `f(x)` when `f` is not a
+/// column (PostgreSQL tries the column first). Such a call is recorded for each path schema
+/// whose catalog entry declares a function `f`, with `unless_column` naming the column
+/// reference `x.f`: it is checked only when no candidate table of that reference declares
+/// a column `f`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FunctionRef {
     pub name: QualifiedName,
+    /// [`FunctionRef::ALWAYS`], or the index (in the statement) of the column reference
+    /// that makes this call only if it is not a column.
+    pub unless_column: u16,
+}
+
+impl FunctionRef {
+    /// `unless_column` of a call that is always made.
+    pub const ALWAYS: u16 = u16::MAX;
+
+    pub const fn call(name: QualifiedName) -> Self {
+        FunctionRef {
+            name,
+            unless_column: Self::ALWAYS,
+        }
+    }
 }
 
 /// What one statement does to the search path (and the transaction state that decides

@@ -1136,3 +1136,31 @@ fn joins_compare_only_their_own_columns() {
     let col = o.facts.columns(&s)[0];
     assert_eq!(col.candidates, 0b110);
 }
+
+#[test]
+fn attribute_notation_is_a_call_of_a_declared_function() {
+    struct Cat;
+    impl CatalogLookup for Cat {
+        fn has_table(&self, schema: &str, name: &str) -> bool {
+            (schema, name) == ("public", "t")
+        }
+        fn has_function(&self, schema: &str, name: &str) -> bool {
+            (schema, name) == ("public", "leak")
+        }
+    }
+    let ctx = ClassifyContext {
+        catalog: Some(&Cat),
+        ..ClassifyContext::default()
+    };
+    // `x.leak` is `leak(x)` unless `t` has a column `leak`: recorded, conditional on the
+    // column reference.
+    let o = run_ctx("SELECT x.leak, (x).leak FROM t x", &ctx);
+    assert_eq!(o.functions(0), ["public.leak", "public.leak"]);
+    let s = o.st(0);
+    let f = o.facts.functions(&s);
+    assert_eq!(f[0].unless_column, 0);
+    assert_eq!(f[1].unless_column, pgate_core::facts::FunctionRef::ALWAYS);
+    // A name no schema declares a function of is a column only.
+    let o = run_ctx("SELECT x.id FROM t x", &ctx);
+    assert!(o.functions(0).is_empty());
+}

@@ -263,10 +263,8 @@ fn facts(s: &Stmt<'_>) -> Facts {
     for (schema, name) in s.functions {
         let schema = f.push_name(schema).unwrap();
         let name = f.push_name(name).unwrap();
-        f.push_function(FunctionRef {
-            name: QualifiedName { schema, name },
-        })
-        .unwrap();
+        f.push_function(FunctionRef::call(QualifiedName { schema, name }))
+            .unwrap();
     }
     f
 }
@@ -627,12 +625,10 @@ fn unqualified_functions_must_be_allowed_under_every_declared_schema() {
         functions: &[],
     });
     let name = f.push_name("lower").unwrap();
-    f.push_function(FunctionRef {
-        name: QualifiedName {
-            schema: pgate_core::facts::NameRef::EMPTY,
-            name,
-        },
-    })
+    f.push_function(FunctionRef::call(QualifiedName {
+        schema: pgate_core::facts::NameRef::EMPTY,
+        name,
+    }))
     .unwrap();
     assert!(matches!(
         t.decide_all(analyst, &f).decision,

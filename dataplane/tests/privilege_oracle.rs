@@ -135,6 +135,7 @@ fn gen_policy(seed: u64, rng: &mut Rng) -> Policy {
     for (s, f) in FUNCS {
         let _ = writeln!(kdl, "function \"{s}.{f}\"");
     }
+    kdl.push_str("function \"fx1.rowf\"\n");
     let mut grants = String::new();
     for i in 0..ROLES {
         let r = role_name(seed, i);
@@ -212,6 +213,10 @@ fn gen_policy(seed: u64, rng: &mut Rng) -> Policy {
                 let _ = writeln!(grants, "GRANT DELETE ON {q} TO {r};");
             }
         }
+        if rng.chance(50) {
+            let _ = writeln!(kdl, "    allow-function \"fx1.rowf\"");
+            let _ = writeln!(grants, "GRANT EXECUTE ON FUNCTION fx1.rowf(fx1.t1) TO {r};");
+        }
         for (s, f) in FUNCS {
             if rng.chance(60) {
                 let _ = writeln!(kdl, "    allow-function \"{s}.{f}\"");
@@ -264,6 +269,11 @@ fn fixture_sql(seeds: &[u64]) -> String {
             vals.join(", ")
         );
     }
+    // A function of a row: attribute notation `x.rowf` calls it.
+    s.push_str(
+        "CREATE FUNCTION fx1.rowf(fx1.t1) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT $1.a';
+         REVOKE EXECUTE ON FUNCTION fx1.rowf(fx1.t1) FROM PUBLIC;\n",
+    );
     for (sch, f) in FUNCS {
         let _ = writeln!(
             s,
@@ -479,6 +489,17 @@ impl Gen<'_> {
 
     /// One statement and the name of the form it has.
     fn statement(&mut self) -> (&'static str, String) {
+        if self.rng.chance(4) {
+            // Attribute notation is a function call: `x.rowf` is `rowf(x)`.
+            let a = self.alias();
+            let t = if self.rng.chance(50) { "t1" } else { "fx1.t1" };
+            let call = match self.rng.below(3) {
+                0 => format!("{a}.rowf"),
+                1 => format!("({a}).rowf"),
+                _ => format!("rowf({a})"),
+            };
+            return ("attribute-call", format!("SELECT {call} FROM {t} {a}"));
+        }
         match self.rng.below(16) {
             0..=2 => {
                 let it = vec![self.base_item(true)];
@@ -760,7 +781,9 @@ fn family(kind: &'static str, sql: &str) -> &'static str {
     let unqualified_fa = sql
         .match_indices("fa(")
         .any(|(i, _)| i == 0 || !(b[i - 1] == b'.' || b[i - 1].is_ascii_alphanumeric()));
-    if unqualified_fa {
+    if sql.contains("CASE WHEN 1 > 1") {
+        "dead-branch"
+    } else if unqualified_fa {
         "unqualified-overloaded-function"
     } else if sql.contains("(r0") {
         "alias-column-list"

@@ -5,7 +5,22 @@
 use libfuzzer_sys::fuzz_target;
 use pgate_core::class::{ClassSet, StatementClass};
 use pgate_core::facts::{ColumnName, Facts};
-use pgate_core::sql::{ClassifyContext, classify, classify_general};
+use pgate_core::sql::{CatalogLookup, ClassifyContext, classify, classify_general};
+
+/// A catalog with a few tables and functions, so that resolution through a path of several
+/// schemas (and the fast path's use of it) is exercised too.
+struct Cat;
+impl CatalogLookup for Cat {
+    fn has_table(&self, schema: &str, name: &str) -> bool {
+        matches!(
+            (schema, name),
+            ("public", "t") | ("other", "t") | ("other", "u") | ("pg_catalog", "pg_class")
+        )
+    }
+    fn has_function(&self, schema: &str, name: &str) -> bool {
+        matches!((schema, name), ("public", "f") | ("other", "f"))
+    }
+}
 
 /// Everything a decision depends on, names resolved.
 fn describe(f: &Facts) -> Vec<String> {
@@ -25,8 +40,9 @@ fn describe(f: &Facts) -> Vec<String> {
         }
         for c in f.columns(s) {
             let name = match c.name {
-                ColumnName::All => "*",
-                ColumnName::Named(n) => f.name(n),
+                ColumnName::All => "*".to_string(),
+                ColumnName::Named(n) => f.name(n).to_string(),
+                ColumnName::Common { right } => format!("natural {right}"),
             };
             out.push(format!(
                 "C {name} {} {} {} {:?} {}",
@@ -47,7 +63,18 @@ fuzz_target!(|data: &[u8]| {
     let Ok(sql) = std::str::from_utf8(data) else {
         return;
     };
-    let ctx = ClassifyContext::default();
+    let path = ["public", "other"];
+    let with_catalog = ClassifyContext {
+        search_path: &path,
+        catalog: Some(&Cat),
+        ..ClassifyContext::default()
+    };
+    check(sql, &ClassifyContext::default());
+    check(sql, &with_catalog);
+});
+
+fn check(sql: &str, ctx: &ClassifyContext<'_>) {
+    let ctx = *ctx;
     let mut facts = Facts::default();
     classify(sql, &ctx, &mut facts);
     for s in facts.statements() {
@@ -60,4 +87,4 @@ fuzz_target!(|data: &[u8]| {
     let mut general = Facts::default();
     classify_general(sql, &ctx, &mut general);
     assert_eq!(describe(&facts), describe(&general), "{sql:?}");
-});
+}

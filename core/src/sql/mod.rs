@@ -27,14 +27,16 @@
 //!
 //! Documented choices:
 //! - `standard_conforming_strings = on` is assumed (PostgreSQL's default since 9.1).
-//! - Unqualified relations: `pg_catalog` first, then `search_path` (with the catalog when one
-//!   is given), else the first schema of the path; without a catalog, `pg_*` names resolve
-//!   to `pg_catalog`. `pg_temp` is not searched implicitly: a temporary table shadowing a
-//!   permanent one is attributed to the permanent one (which can only deny more); names
-//!   written `pg_temp.x` stay `pg_temp.x`.
-//! - Unqualified function calls are recorded with an empty schema: which function
-//!   PostgreSQL calls depends on the search path and on argument types; the decider checks
-//!   the call against `pg_catalog` and every declared function of that name.
+//! - Unqualified relations resolve as [`resolve::relation`] says: the first schema (implicit
+//!   `pg_catalog` first) whose catalog entry declares the name; declared nowhere on the
+//!   path, every schema of it (and `pg_catalog` for a `pg_*` name), each a checked access
+//!   of a read in FROM (a write of such a name is `unknown`). `pg_temp` is not searched: a
+//!   temporary table shadowing a permanent one is attributed to the permanent one (which can
+//!   only deny more); names written `pg_temp.x` stay `pg_temp.x`.
+//! - Unqualified function calls resolve as [`resolve::function`] says: a PostgreSQL built-in
+//!   ([`builtin_functions`]) is recorded with an empty schema (the decider checks it against
+//!   `pg_catalog` and every declared function of that name); any other name once per path
+//!   schema it may be in (its argument types, which pick the overload, are not known).
 //! - A `SET search_path` (also `SET LOCAL`, `SET SCHEMA`, and `SELECT set_config('search_path',
 //!   'literal', true|false)` as a whole statement) applies to the later statements of the
 //!   same string; `RESET search_path`, `RESET ALL`, `DISCARD ALL` and `SET search_path TO

@@ -886,9 +886,8 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
         if c.n >= 2 {
             let s = self.push_tok(&c.parts[c.n - 2])?;
             let n = self.push_tok(&c.last())?;
-            self.facts.push_function(FunctionRef {
-                name: QualifiedName { schema: s, name: n },
-            })?;
+            self.facts
+                .push_function(FunctionRef::call(QualifiedName { schema: s, name: n }))?;
             return Ok(());
         }
         let t = c.last();
@@ -916,20 +915,55 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
             .map_err(|_| Fail("search_path has too many schemas to resolve a name through"))?
         };
         if cands.pg_catalog || cands.count() == 0 {
-            self.facts.push_function(FunctionRef {
-                name: QualifiedName {
-                    schema: NameRef::EMPTY,
-                    name: n,
-                },
-            })?;
+            self.facts.push_function(FunctionRef::call(QualifiedName {
+                schema: NameRef::EMPTY,
+                name: n,
+            }))?;
         }
         let mut bits = cands.path;
         while bits != 0 {
             let i = bits.trailing_zeros() as usize;
             bits &= bits - 1;
             let s = self.path_schema_ref(i)?;
+            self.facts
+                .push_function(FunctionRef::call(QualifiedName { schema: s, name: n }))?;
+        }
+        Ok(())
+    }
+
+    /// Attribute notation: `x.f` or `(expr).f` calls `f(x)` when `f` is not a column (see
+    /// [`FunctionRef::unless_column`]). Recorded for each path schema whose catalog entry
+    /// declares a function `f` (built-ins take no row argument the parser could be
+    /// reading); `column`: the column reference `x.f`, if this is one.
+    fn push_attribute_function(&mut self, t: &Token, column: Option<usize>) -> R<()> {
+        let Some(cat) = self.ctx.catalog else {
+            return Ok(());
+        };
+        let name = self.name_of(t)?;
+        if super::resolve::is_builtin_function(name.as_str()) {
+            return Ok(());
+        }
+        let len = self.path_len()?;
+        let unless_column = match column {
+            Some(c) => u16::try_from(c).map_err(|_| Fail("too many columns"))?,
+            None => FunctionRef::ALWAYS,
+        };
+        let mut n = None;
+        for i in 0..len.min(super::resolve::MAX_RESOLVED_PATH) {
+            if !cat.has_function(self.path_schema(i), name.as_str()) {
+                continue;
+            }
+            let schema = self.path_schema_ref(i)?;
+            let fname = match n {
+                Some(r) => r,
+                None => *n.insert(self.push(name.as_str())?),
+            };
             self.facts.push_function(FunctionRef {
-                name: QualifiedName { schema: s, name: n },
+                name: QualifiedName {
+                    schema,
+                    name: fname,
+                },
+                unless_column,
             })?;
         }
         Ok(())
@@ -938,9 +972,8 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
     fn push_function_str(&mut self, name: &str) -> R<()> {
         let s = self.push("pg_catalog")?;
         let n = self.push(name)?;
-        self.facts.push_function(FunctionRef {
-            name: QualifiedName { schema: s, name: n },
-        })?;
+        self.facts
+            .push_function(FunctionRef::call(QualifiedName { schema: s, name: n }))?;
         Ok(())
     }
 
@@ -1122,7 +1155,12 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
             Some(t) if !renamed => ColumnName::Named(self.push_tok(&t)?),
             _ => ColumnName::All,
         };
-        self.push_column(name, candidates, 0, true, clause)
+        self.push_column(name, candidates, 0, true, clause)?;
+        if let (Some(t), false) = (col, renamed) {
+            let idx = self.facts.current_columns_mut().len().saturating_sub(1);
+            self.push_attribute_function(&t, Some(idx))?;
+        }
+        Ok(())
     }
 
     // ---------------------------------------------------------------- statements
@@ -2507,6 +2545,10 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
                     let f = self.next();
                     if !(f.is_name() || f.is_op(self.sql, "*")) {
                         return Err(Fail("expected a field name"));
+                    }
+                    if f.is_name() {
+                        // `(expr).f`: a field, or the call `f(expr)`.
+                        self.push_attribute_function(&f, None)?;
                     }
                 }
                 Kind::LBracket => {

@@ -1469,8 +1469,19 @@ impl<'a> Table<'a> {
             }
         }
 
+        let columns = facts.columns(stmt);
         for (k, f) in facts.functions(stmt).iter().enumerate() {
             let name = facts.name(f.name.name);
+            // `x.f`: a call of `f(x)` only if no candidate of `x` has a column `f`.
+            if f.unless_column != crate::facts::FunctionRef::ALWAYS
+                && let Some(c) = columns.get(f.unless_column as usize)
+                && bits(c.candidates).any(|i| {
+                    declared(&ids, i)
+                        .is_some_and(|t| self.column_id_bytes(t, name.as_bytes()).is_some())
+                })
+            {
+                continue;
+            }
             let (ok, rule) = if f.name.schema.is_empty() {
                 self.unqualified_function_allowed(role, name)
             } else {
