@@ -727,17 +727,6 @@ fn judge(r: &Result<(), tokio_postgres::Error>) -> Pg {
     }
 }
 
-async fn direct() -> tokio_postgres::Client {
-    let url = std::env::var("PGATE_TEST_DATABASE_URL").unwrap();
-    let mut cfg: tokio_postgres::Config = url.parse().unwrap();
-    cfg.dbname(DB);
-    let (c, conn) = cfg.connect(tokio_postgres::NoTls).await.unwrap();
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    c
-}
-
 /// Runs `sql` as `role` in a transaction that is rolled back.
 async fn in_postgres(c: &tokio_postgres::Client, role: &str, sql: &str) -> Pg {
     c.batch_execute(&format!(

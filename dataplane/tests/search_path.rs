@@ -26,17 +26,6 @@ fn compat_token(e: &Env) -> String {
     )
 }
 
-async fn direct() -> tokio_postgres::Client {
-    let url = std::env::var("PGATE_TEST_DATABASE_URL").unwrap();
-    let mut cfg: tokio_postgres::Config = url.parse().unwrap();
-    cfg.dbname(DB);
-    let (c, conn) = cfg.connect(tokio_postgres::NoTls).await.unwrap();
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    c
-}
-
 /// Runs `steps` (each one simple Query; errors are part of the script) on `c`.
 async fn run_steps(c: &tokio_postgres::Client, steps: &[&str]) {
     for s in steps {

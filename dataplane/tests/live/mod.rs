@@ -495,6 +495,19 @@ pub async fn client_as(
     Ok(c)
 }
 
+/// A client straight to PostgreSQL (as its superuser, the test database): the oracle side
+/// of tests that compare pgate with the server.
+pub async fn direct() -> tokio_postgres::Client {
+    let url = std::env::var("PGATE_TEST_DATABASE_URL").unwrap();
+    let mut cfg: tokio_postgres::Config = url.parse().unwrap();
+    cfg.dbname(DB);
+    let (c, conn) = cfg.connect(tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    c
+}
+
 pub fn code(e: &tokio_postgres::Error) -> String {
     e.as_db_error()
         .map(|d| d.code().code().to_owned())
