@@ -347,7 +347,7 @@ impl Arena {
         let mut i = 0;
         while i < s.len() {
             // Zero-padded past the end of `s`; the length set below trims it.
-            let w = crate::sql::keywords::load_word(s, i);
+            let w = crate::words::load_word(s, i);
             if !self.store_word(at + i, w) {
                 return;
             }
@@ -367,10 +367,6 @@ pub struct Facts {
     columns: Vec<ColumnRef>,
     functions: Vec<FunctionRef>,
     path: Vec<NameRef>,
-    /// The classifier's working memory (token window, name scopes), allocated once with
-    /// the buffer so that classifying never allocates or re-initialises kilobytes of
-    /// arrays per message. Taken out while a message is classified.
-    scratch: Option<Box<crate::sql::Scratch>>,
 }
 
 impl Default for Facts {
@@ -390,7 +386,6 @@ impl Facts {
             columns: Vec::with_capacity(limits.max_columns),
             functions: Vec::with_capacity(limits.max_functions),
             path: Vec::with_capacity(limits.max_path_names),
-            scratch: Some(Box::default()),
         }
     }
 
@@ -415,21 +410,12 @@ impl Facts {
             columns: Vec::new(),
             functions: Vec::new(),
             path: Vec::new(),
-            scratch: None,
         }
     }
 
     /// Whether this is [`Facts::unallocated`].
     pub fn is_unallocated(&self) -> bool {
         self.limits.max_statements == 0
-    }
-
-    /// The classifier's scratch space (see the field docs); `None` only while taken.
-    pub(crate) fn take_scratch(&mut self) -> Option<Box<crate::sql::Scratch>> {
-        self.scratch.take()
-    }
-    pub(crate) fn put_scratch(&mut self, s: Box<crate::sql::Scratch>) {
-        self.scratch = Some(s);
     }
 
     pub fn limits(&self) -> FactsLimits {
@@ -523,14 +509,14 @@ impl Facts {
         let mut i = start;
         let mut high = 0u64;
         while i < end {
-            let mut w = crate::sql::keywords::load_word(sql, i);
+            let mut w = crate::words::load_word(sql, i);
             if end - i < 8 {
                 w &= (1u64 << (8 * (end - i))) - 1;
             }
             high |= w;
             if !self
                 .names
-                .store_word(at + (i - start), crate::sql::keywords::fold(w))
+                .store_word(at + (i - start), crate::words::fold(w))
             {
                 return Err(Overflow("name bytes"));
             }

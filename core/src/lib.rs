@@ -19,6 +19,7 @@ pub mod search_path;
 pub mod sql;
 pub mod table;
 pub mod wire;
+pub(crate) mod words;
 
 pub use class::{ClassSet, StatementClass};
 pub use facts::{Facts, FactsLimits};

@@ -6,6 +6,7 @@
 //! token's bytes with the keyword's (ASCII case-insensitively) after the hash matches, so
 //! hash collisions cost a probe, never a wrong answer. Quoted identifiers are never
 //! keywords (the lexer only looks up unquoted ones).
+use crate::words::{fold, load_word};
 
 /// A keyword (or `Kw::None` for any other identifier or token).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -719,21 +720,6 @@ const TABLE_BITS: u32 = 11;
 const TABLE_SIZE: usize = 1 << TABLE_BITS;
 /// Words of 8 bytes a keyword spans.
 const KW_WORDS: usize = MAX_KEYWORD_LEN.div_ceil(8);
-const ONES: u64 = 0x0101_0101_0101_0101;
-
-/// ASCII upper case to lower case in each byte of `w` (SWAR: no loop over the bytes).
-/// Bytes >= 0x80 and non-letters are left alone, as PostgreSQL's `downcase_identifier`
-/// leaves them for keyword matching.
-#[inline(always)]
-pub(crate) const fn fold(w: u64) -> u64 {
-    let low7 = w & (0x7F * ONES);
-    // Per byte, bit 7 of `ge_a` is set iff the low 7 bits are >= 'A', of `gt_z` iff > 'Z'
-    // (no carry crosses a byte: every lane stays below 0x100).
-    let ge_a = low7.wrapping_add((0x80 - b'A' as u64) * ONES);
-    let gt_z = low7.wrapping_add((0x7F - b'Z' as u64) * ONES);
-    let upper = ge_a & !gt_z & !w & (0x80 * ONES);
-    w | (upper >> 2)
-}
 
 /// Bytes `s..s + min(n, 8)` of `b` as a little-endian word (zero-padded): one load when
 /// eight bytes are there to read, whatever `n` is.
@@ -771,40 +757,6 @@ const fn word(b: &[u8], s: usize, n: usize, k: usize) -> u64 {
         return 0;
     }
     fold(load(b, s + 8 * k, n - 8 * k))
-}
-
-/// Bytes `s..s + 8` of `b` as a little-endian word, zero-padded past the end of `b`:
-/// one unaligned load when eight bytes are there to read.
-#[inline(always)]
-pub(crate) fn load_word(b: &[u8], s: usize) -> u64 {
-    match b.get(s..).and_then(|c| c.first_chunk::<8>()) {
-        Some(&a) => u64::from_le_bytes(a),
-        // Fewer than 8 bytes left: exactly what `tail_word` reads.
-        None => tail_word(b.get(s..).unwrap_or(&[])),
-    }
-}
-
-/// Up to 7 bytes as a little-endian word, zero-padded (4-, 2- and 1-byte reads: no
-/// call to `memcpy` for a variable-length copy on the name-lookup path).
-#[inline(always)]
-pub(crate) fn tail_word(rest: &[u8]) -> u64 {
-    let mut w = 0u64;
-    let mut i = 0;
-    if let Some(&[a, b, c, d]) = rest.get(..4).and_then(|s| <&[u8; 4]>::try_from(s).ok()) {
-        w = u64::from(u32::from_le_bytes([a, b, c, d]));
-        i = 4;
-    }
-    if let Some(&[a, b]) = rest
-        .get(i..i + 2)
-        .and_then(|s| <&[u8; 2]>::try_from(s).ok())
-    {
-        w |= u64::from(u16::from_le_bytes([a, b])) << (8 * i);
-        i += 2;
-    }
-    if let Some(&a) = rest.get(i).filter(|_| i < 8) {
-        w |= u64::from(a) << (8 * i);
-    }
-    w
 }
 
 /// [`word`] at run time: word `k` of `b[s..s + n]`, folded.

@@ -21,9 +21,10 @@
 //!
 //! Speed: each token is lexed once — the splitter leaves a statement's tokens in a window
 //! the parser reads by index (lookahead and backtracking are index moves) — and keywords
-//! are small integers compared as such. The token window and the scopes live in the
-//! [`Facts`] buffer ([`Scratch`]), allocated once per session, so a call initialises no
-//! large arrays.
+//! are small integers compared as such. The token window and the scopes live in a
+//! per-thread [`Scratch`], allocated on the thread's first call, so a call neither
+//! allocates nor initialises large arrays, and [`Facts`] (the output) knows nothing of
+//! the classifier's working memory.
 //!
 //! Documented choices:
 //! - `standard_conforming_strings = on` is assumed (PostgreSQL's default since 9.1).
@@ -62,6 +63,8 @@ pub mod lexer;
 pub mod parser;
 pub mod resolve;
 pub mod scope;
+
+use std::cell::Cell;
 
 use crate::class::{ClassSet, StatementClass};
 use crate::facts::{Facts, StatementFlags};
@@ -121,7 +124,10 @@ pub struct ClassifyStats {
     pub work: u64,
 }
 
-/// The classifier's working memory, owned by [`Facts`] (allocated once per buffer).
+/// The classifier's working memory: one per thread ([`SCRATCH`]), allocated on the
+/// thread's first classification and reused by every later one, whatever the session.
+/// It holds nothing between calls (each call resets what it reads), so sessions share
+/// memory, not state.
 pub struct Scratch {
     /// The token window of the statement being classified (fixed capacity).
     pub(crate) tokens: Window,
@@ -129,6 +135,13 @@ pub struct Scratch {
     /// The parser's output names (see `Parser`): kept here so that a call does not
     /// initialise the array (only the count is reset).
     pub(crate) outs: parser::OutputNames,
+}
+
+thread_local! {
+    /// This thread's [`Scratch`] (`None` before its first classification, and while a
+    /// call holds it). Per thread rather than per session: a worker classifies one
+    /// message at a time, and an idle session then holds none of its kilobytes.
+    static SCRATCH: Cell<Option<Box<Scratch>>> = const { Cell::new(None) };
 }
 
 /// Tokens of one statement kept after splitting: statements up to this long are lexed
@@ -259,10 +272,15 @@ pub fn classify_with_stats(
 /// statements, `flat`): the reference the fast path is tested against.
 #[doc(hidden)]
 pub fn classify_general(sql: &str, ctx: &ClassifyContext<'_>, facts: &mut Facts) -> ClassifyStats {
-    // Allocated with `facts`; re-created (one allocation) only if a panic ever left it out.
-    let mut scratch = facts.take_scratch().unwrap_or_default();
+    // Taken out of the thread's slot for the call: a nested call (there is none today) or
+    // one during thread teardown gets a fresh one (one allocation) instead of a panic.
+    let mut scratch = SCRATCH
+        .try_with(Cell::take)
+        .ok()
+        .flatten()
+        .unwrap_or_default();
     let stats = classify_inner(sql, ctx, facts, &mut scratch);
-    facts.put_scratch(scratch);
+    let _ = SCRATCH.try_with(|slot| slot.set(Some(scratch)));
     stats
 }
 

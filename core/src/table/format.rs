@@ -285,7 +285,7 @@ pub fn part_hash(b: &[u8]) -> u64 {
         }
         k += 1;
     }
-    h.wrapping_add(term(crate::sql::keywords::tail_word(chunks.remainder()), k))
+    h.wrapping_add(term(crate::words::tail_word(chunks.remainder()), k))
 }
 
 /// Hash of a name-index key: the key kind, a prefix (the table id for columns) and the
@@ -376,7 +376,7 @@ mod tests {
             let mut w = [0u8; 8];
             w[..n].copy_from_slice(&bytes[..n]);
             assert_eq!(
-                crate::sql::keywords::tail_word(&bytes[..n]),
+                crate::words::tail_word(&bytes[..n]),
                 u64::from_le_bytes(w),
                 "{n}"
             );
