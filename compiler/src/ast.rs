@@ -53,6 +53,8 @@ pub struct FunctionNode {
     pub name: Name,
     pub span: Span,
     pub tags: Vec<Name>,
+    /// `overloads "…" …`: every overload's identity arguments (see `schema --from`).
+    pub overloads: Option<Vec<Name>>,
 }
 
 #[derive(Clone, Debug)]

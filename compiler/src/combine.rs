@@ -82,6 +82,7 @@ pub fn combine(model: &Model) -> CompiledPolicy {
                 schema: f.schema.clone(),
                 name: f.name.clone(),
                 tags: f.tags.iter().cloned().collect(),
+                overloads: f.overloads.as_ref().map(|o| o.iter().cloned().collect()),
             })
             .collect(),
     };

@@ -551,19 +551,29 @@ impl Parser<'_> {
         let entries = self.entries(node, &[]);
         let name = self.single_name(node, &entries.args, "a function name (`schema.name`)")?;
         let mut tags = Vec::new();
+        let mut overloads: Option<Vec<Name>> = None;
         for child in self.children(node) {
-            if child.name().value() == "tags" {
-                let e = self.entries(child, &[]);
-                self.no_children(child);
-                tags.extend(self.at_least_one(child, &e.args, "tag"));
-            } else {
-                self.unknown_node(child, &["tags"], "in `function`");
+            match child.name().value() {
+                "tags" => {
+                    let e = self.entries(child, &[]);
+                    self.no_children(child);
+                    tags.extend(self.at_least_one(child, &e.args, "tag"));
+                }
+                "overloads" => {
+                    let e = self.entries(child, &[]);
+                    self.no_children(child);
+                    // An empty string is the overload without arguments.
+                    let list = self.at_least_one(child, &e.args, "overload signature");
+                    overloads.get_or_insert_with(Vec::new).extend(list);
+                }
+                _ => self.unknown_node(child, &["tags", "overloads"], "in `function`"),
             }
         }
         Some(FunctionNode {
             name,
             span: self.node_span(node),
             tags,
+            overloads,
         })
     }
 

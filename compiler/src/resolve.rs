@@ -64,6 +64,8 @@ pub struct Function {
     pub name: String,
     pub qualified: String,
     pub tags: BTreeSet<String>,
+    /// Every overload's identity arguments, sorted and unique (`None`: not declared).
+    pub overloads: Option<BTreeSet<String>>,
     pub span: Span,
 }
 
@@ -360,6 +362,32 @@ impl Resolver<'_> {
         );
     }
 
+    /// One `overloads` entry, checked: an overload with `VARIADIC` (or a signature
+    /// spread over lines) cannot be listed, because the data plane treats a listed
+    /// overload as reachable only by calls of exactly its argument types.
+    fn overload_signature(&mut self, o: &Name) -> Option<String> {
+        let variadic = o
+            .value
+            .split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+            .any(|w| w.eq_ignore_ascii_case("variadic") || w.eq_ignore_ascii_case("default"));
+        if variadic || o.value.contains(['\n', '\r']) {
+            self.err(
+                Diagnostic::error(
+                    codes::INVALID_VALUE,
+                    format!("overload `{}` cannot be listed", o.value),
+                )
+                .label(o.span, "has VARIADIC, a default or a line break")
+                .help(
+                    "list a function's overloads only when none has defaults or VARIADIC \
+                     (leave `overloads` out otherwise: every schema declaring the name is \
+                     then checked); `schema --from` writes them",
+                ),
+            );
+            return None;
+        }
+        Some(o.value.clone())
+    }
+
     // ---- catalog ----
 
     fn catalog(&mut self, ast: &Ast) {
@@ -432,6 +460,11 @@ impl Resolver<'_> {
             }
             let tags: BTreeSet<String> = f.tags.iter().map(|t| t.value.clone()).collect();
             self.model.catalog.tags.extend(tags.iter().cloned());
+            let overloads = f.overloads.as_ref().map(|list| {
+                list.iter()
+                    .filter_map(|o| self.overload_signature(o))
+                    .collect::<BTreeSet<String>>()
+            });
             functions.insert(
                 f.name.value.clone(),
                 Function {
@@ -439,6 +472,7 @@ impl Resolver<'_> {
                     name: name.to_string(),
                     qualified: f.name.value.clone(),
                     tags,
+                    overloads,
                     span: f.name.span,
                 },
             );
@@ -1135,6 +1169,26 @@ table "public.customers" {
 table "public.orders" { columns "id" "total" }
 function "pg_catalog.lower"
 "#;
+
+    #[test]
+    fn function_overloads_are_kept_sorted_and_variadic_ones_refused() {
+        let (m, d) = resolve_text(
+            "function \"public.f\" { overloads \"x text\" \"\" \"x integer\"; }\nfunction \"public.g\"\n",
+        );
+        assert!(d.items.is_empty(), "{:?}", d.items);
+        let f = &m.catalog.functions[0];
+        let listed: Vec<&str> = f.overloads.iter().flatten().map(String::as_str).collect();
+        assert_eq!(listed, ["", "x integer", "x text"]);
+        assert!(m.catalog.functions[1].overloads.is_none());
+        let (_, d) =
+            resolve_text("function \"public.f\" { overloads \"VARIADIC xs integer[]\"; }\n");
+        let e = d
+            .items
+            .iter()
+            .find(|x| x.code == codes::INVALID_VALUE)
+            .unwrap();
+        assert!(e.message.contains("VARIADIC xs integer[]"), "{}", e.message);
+    }
 
     #[test]
     fn unknown_names_have_suggestions() {

@@ -285,6 +285,9 @@ fn schema_from_live_database() {
         CREATE MATERIALIZED VIEW {ns}.customer_count AS SELECT count(*) AS n FROM {ns}.customers;
         CREATE FUNCTION {ns}.double_it(x int) RETURNS int LANGUAGE sql AS 'SELECT x * 2';
         CREATE FUNCTION {ns}.double_it(x bigint) RETURNS bigint LANGUAGE sql AS 'SELECT x * 2';
+        CREATE FUNCTION {ns}.of_row(r {ns}.orders) RETURNS bigint LANGUAGE sql AS 'SELECT r.id';
+        CREATE FUNCTION {ns}.padded(x int, y int DEFAULT 0) RETURNS int LANGUAGE sql AS 'SELECT x + y';
+        CREATE FUNCTION {ns}.padded(x text) RETURNS text LANGUAGE sql AS 'SELECT x';
         CREATE TABLE {other}.ignored (id int);
         "#
     );
@@ -357,7 +360,16 @@ fn schema_from_live_database() {
                 }
                 tables.push((name, cols, tags));
             }
-            "function" => functions.push(name),
+            "function" => {
+                let overloads: Option<Vec<String>> =
+                    node.children().and_then(|c| c.get("overloads")).map(|o| {
+                        o.entries()
+                            .iter()
+                            .filter_map(|e| e.value().as_string().map(str::to_string))
+                            .collect()
+                    });
+                functions.push((name, overloads));
+            }
             other => panic!("unexpected node {other}"),
         }
     }
@@ -389,7 +401,21 @@ fn schema_from_live_database() {
     assert_eq!(table("order_totals").1, vec!["customer_id", "total"]);
     assert_eq!(table("customer_count").1, vec!["n"]);
     assert!(written.contains("// materialized view\n"), "{written}");
-    assert_eq!(functions, vec![t("double_it")], "overloads collapse");
+    // Overloads collapse into one name, listing each one's identity arguments (types
+    // outside pg_catalog qualified); a name with an overload that has defaults lists none.
+    let q = |s: &str| s.replace("NS", &ns);
+    assert_eq!(
+        functions,
+        vec![
+            (
+                t("double_it"),
+                Some(vec!["x bigint".to_string(), "x integer".to_string()])
+            ),
+            (t("of_row"), Some(vec![q("r NS.orders")])),
+            (t("padded"), None),
+        ],
+        "{written}"
+    );
 
     // Without --schema: system schemas are excluded, user schemas included.
     assert_eq!(all.status.code(), Some(0), "{}", text(&all.stderr));

@@ -18,6 +18,9 @@ impl CatalogLookup for Table<'_> {
     fn has_function(&self, schema: &str, name: &str) -> bool {
         self.function_id(schema, name).is_some()
     }
+    fn function_overloads(&self, schema: &str, name: &str) -> Option<&str> {
+        self.function_overloads(self.function_id(schema, name)?)
+    }
 }
 
 /// What a session knows that changes how its SQL is read.

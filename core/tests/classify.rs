@@ -608,6 +608,11 @@ fn clauses_and_scopes() {
     let o = run("SELECT * FROM ONLY t TABLESAMPLE SYSTEM (10) REPEATABLE (1) FOR UPDATE");
     assert_eq!(o.tables(0), ["select:public.t", "lock:public.t"]);
     assert_eq!(o.classes(0), ["select", "lock"]);
+    // The sampling arguments cannot see the sampled table (PostgreSQL transforms them
+    // before adding it to the namespace): `a` is the outer table's, u (access 0) only.
+    let o = run("SELECT * FROM u, LATERAL (SELECT count(*) FROM t TABLESAMPLE SYSTEM (a)) s");
+    assert_eq!(o.tables(0), ["select:public.u", "select:public.t"]);
+    assert_eq!(o.columns(0), ["a@other[1]", "*@select-list[1]"]);
     let o = run("SELECT * FROM t * x, u FOR NO KEY UPDATE OF x SKIP LOCKED");
     assert_eq!(
         o.tables(0),

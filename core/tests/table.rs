@@ -63,11 +63,13 @@ fn sample() -> CompiledPolicy {
                 schema: "pg_catalog".into(),
                 name: "pg_read_file".into(),
                 tags: vec![],
+                overloads: None,
             },
             FunctionDecl {
                 schema: "pg_catalog".into(),
                 name: "lower".into(),
                 tags: vec![],
+                overloads: None,
             },
         ],
     };
@@ -602,6 +604,7 @@ fn unqualified_functions_must_be_allowed_under_every_declared_schema() {
         schema: "public".into(),
         name: "lower".into(),
         tags: vec![],
+        overloads: None,
     });
     p.roles[0].functions.push((2, Effect::Deny, Some(4)));
     let bytes = write(&p);

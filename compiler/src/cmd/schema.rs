@@ -4,7 +4,10 @@
 //! - Tables, partitioned tables, views, materialized views and foreign tables become
 //!   `table "schema.name"` nodes; their columns are listed in column order (`attnum`).
 //! - Functions and procedures of the selected schemas become `function "schema.name"`
-//!   nodes (overloads collapse into one name: policies name functions without arguments).
+//!   nodes (overloads collapse into one name: policies name functions without arguments);
+//!   `overloads` lists each overload's identity arguments (types schema-qualified) unless
+//!   one has defaults or `VARIADIC`, so the classifier knows which unqualified calls an
+//!   earlier schema of the search path hides.
 //! - Tags can be kept in the database: a table, column or function comment containing
 //!   `pgate-tags: pii, secret` becomes `tags "pii" "secret"`.
 //! - `pg_catalog`, `information_schema`, `pg_toast*` and `pg_temp*` are left out unless a
@@ -73,14 +76,23 @@ pub struct Relation {
     pub columns: Vec<(String, Vec<String>)>,
 }
 
+/// A function name of one schema, all its overloads together.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DbFunction {
+    pub tags: Vec<String>,
+    /// Every overload's `pg_get_function_identity_arguments` (types schema-qualified:
+    /// read with `search_path = pg_catalog`), unless one has defaults or `VARIADIC`.
+    pub overloads: Option<Vec<String>>,
+}
+
 /// What `schema` writes.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DbCatalog {
     pub database: String,
     pub schemas: Vec<String>,
     pub tables: Vec<Relation>,
-    /// "schema.name" → tags.
-    pub functions: BTreeMap<(String, String), Vec<String>>,
+    /// (schema, name) → what is known of the function.
+    pub functions: BTreeMap<(String, String), DbFunction>,
     /// Objects left out, with the reason (written as comments).
     pub skipped: Vec<String>,
 }
@@ -192,6 +204,10 @@ pub fn fetch(args: &SchemaArgs) -> Result<DbCatalog, String> {
             .map_err(|e| format!("cannot read the catalog of {shown}: {}", error_chain(&e)))
     };
 
+    // Types in overload signatures are printed schema-qualified unless pg_catalog's.
+    client
+        .batch_execute("SET search_path = pg_catalog")
+        .map_err(|e| format!("cannot read the catalog of {shown}: {}", error_chain(&e)))?;
     let database: String = q(&mut client, "SELECT current_database()")?
         .first()
         .map(|r| r.get(0))
@@ -271,8 +287,13 @@ pub fn fetch(args: &SchemaArgs) -> Result<DbCatalog, String> {
     {
         let funcs = q(
             &mut client,
+            // Overloads with defaults or VARIADIC are matched by expanded argument lists:
+            // their function's overloads are then not listed (NULL).
             "SELECT n.nspname::text, p.proname::text, \
-                    coalesce(string_agg(obj_description(p.oid, 'pg_proc'), ' '), '') \
+                    coalesce(string_agg(obj_description(p.oid, 'pg_proc'), ' '), ''), \
+                    CASE WHEN bool_and(p.pronargdefaults = 0 AND p.provariadic = 0) \
+                         THEN array_agg(pg_catalog.pg_get_function_identity_arguments(p.oid)::text \
+                                        ORDER BY pg_catalog.pg_get_function_identity_arguments(p.oid)) END \
              FROM pg_catalog.pg_proc p \
              JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
              GROUP BY 1, 2 ORDER BY 1, 2",
@@ -296,10 +317,15 @@ pub fn fetch(args: &SchemaArgs) -> Result<DbCatalog, String> {
                 continue;
             }
             let comment: String = row.get(2);
+            let overloads: Option<Vec<String>> = row.get(3);
             schemas.insert(schema.clone());
-            catalog
-                .functions
-                .insert((schema, name), tags_from_comment(&comment));
+            catalog.functions.insert(
+                (schema, name),
+                DbFunction {
+                    tags: tags_from_comment(&comment),
+                    overloads,
+                },
+            );
         }
     }
     catalog.schemas = if wanted.is_empty() {
@@ -453,19 +479,35 @@ pub fn render(c: &DbCatalog) -> String {
     if !c.functions.is_empty() {
         s.push('\n');
     }
-    for ((schema, name), tags) in &c.functions {
+    let words = |list: &[String]| {
+        list.iter()
+            .map(|t| kdl_string(t))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    for ((schema, name), f) in &c.functions {
         let q = kdl_string(&format!("{schema}.{name}"));
-        if tags.is_empty() {
-            let _ = writeln!(s, "function {q}");
-        } else {
-            let _ = writeln!(
-                s,
-                "function {q} {{ tags {} }}",
-                tags.iter()
-                    .map(|t| kdl_string(t))
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            );
+        let mut children = Vec::new();
+        if !f.tags.is_empty() {
+            children.push(format!("tags {}", words(&f.tags)));
+        }
+        if let Some(o) = &f.overloads {
+            children.push(format!("overloads {}", words(o)));
+        }
+        match children.as_slice() {
+            [] => {
+                let _ = writeln!(s, "function {q}");
+            }
+            [one] => {
+                let _ = writeln!(s, "function {q} {{ {one} }}");
+            }
+            many => {
+                let _ = writeln!(s, "function {q} {{");
+                for c in many {
+                    let _ = writeln!(s, "    {c}");
+                }
+                s.push_str("}\n");
+            }
         }
     }
     s
@@ -539,9 +581,21 @@ mod tests {
                     columns: vec![("a b".into(), vec![])],
                 },
             ],
-            functions: [(("public".into(), "order_total".into()), vec![])]
-                .into_iter()
-                .collect(),
+            functions: [
+                (
+                    ("public".into(), "order_total".into()),
+                    DbFunction::default(),
+                ),
+                (
+                    ("public".into(), "f".into()),
+                    DbFunction {
+                        tags: vec![],
+                        overloads: Some(vec!["".into(), "x integer".into()]),
+                    },
+                ),
+            ]
+            .into_iter()
+            .collect(),
             skipped: vec![],
         };
         let text = render(&cat);
@@ -551,13 +605,17 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("function \"public.order_total\"\n"), "{text}");
+        assert!(
+            text.contains("function \"public.f\" { overloads \"\" \"x integer\" }\n"),
+            "{text}"
+        );
         let doc: kdl::KdlDocument = text.parse().expect("valid KDL");
         let names: Vec<_> = doc
             .nodes()
             .iter()
             .map(|n| n.name().value().to_string())
             .collect();
-        assert_eq!(names, vec!["table", "table", "function"]);
+        assert_eq!(names, vec!["table", "table", "function", "function"]);
     }
 
     #[test]

@@ -96,6 +96,12 @@ pub trait CatalogLookup {
     fn has_function(&self, _schema: &str, _name: &str) -> bool {
         false
     }
+    /// The overloads the catalog lists for `schema.name`: each one's identity arguments
+    /// followed by `\n`, sorted; `None` when not listed (then none is known to be
+    /// hidden: see [`resolve::function`]).
+    fn function_overloads(&self, _schema: &str, _name: &str) -> Option<&str> {
+        None
+    }
 }
 
 impl std::fmt::Debug for dyn CatalogLookup + '_ {

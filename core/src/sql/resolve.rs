@@ -118,7 +118,8 @@ pub fn relation<'p>(
 /// - Any other name: the schemas of the path whose catalog entry declares a function of
 ///   that name — all of them, as PostgreSQL picks among their overloads by argument
 ///   types — or, when the catalog declares it in none, every schema of the path. Never
-///   `pg_catalog`.
+///   `pg_catalog`. A schema is left out when every overload it has is hidden by an
+///   earlier one (see [`hidden`]).
 pub fn function<'p>(
     path: impl Iterator<Item = &'p str> + Clone,
     catalog: Option<&dyn CatalogLookup>,
@@ -129,16 +130,56 @@ pub fn function<'p>(
         && !is_builtin_function(name)
     {
         let mut declared = 0u32;
-        for (i, s) in path.enumerate().take(MAX_RESOLVED_PATH) {
+        for (i, s) in path.clone().enumerate().take(MAX_RESOLVED_PATH) {
             if c.path & (1 << i) != 0 && cat.has_function(s, name) {
                 declared |= 1 << i;
             }
         }
         if declared != 0 {
-            c.path = declared;
+            c.path = declared & !hidden(path, cat, name, declared);
         }
     }
     Ok(c)
+}
+
+/// The schemas among `declared` (bits of path positions) whose every overload of `name`
+/// is hidden by an overload of the same identity arguments in a schema earlier on the
+/// path. PostgreSQL's `FuncnameGetCandidates` keeps, of candidates with identical
+/// argument types, only the one earliest in the search path ("If the search path finds
+/// multiple functions of identical argument types, only the one appearing earliest in
+/// the path is considered", §10.3 Functions), so no call can reach a hidden one.
+///
+/// Only overload lists the catalog declares count (`function_overloads`; the compiler
+/// refuses lists with `VARIADIC` or defaults, whose calls PostgreSQL matches by expanded
+/// argument lists). Identity arguments carry the parameter names, so an overload reachable
+/// by a named call (`f(x => 1)`) the earlier one does not accept is never called hidden.
+fn hidden<'p>(
+    path: impl Iterator<Item = &'p str> + Clone,
+    cat: &dyn CatalogLookup,
+    name: &str,
+    declared: u32,
+) -> u32 {
+    let mut hidden = 0u32;
+    for (j, later) in path.clone().enumerate().take(MAX_RESOLVED_PATH) {
+        if declared & (1 << j) == 0 {
+            continue;
+        }
+        let Some(theirs) = cat.function_overloads(later, name) else {
+            continue;
+        };
+        let shadowed = |sig: &str| {
+            path.clone()
+                .enumerate()
+                .take(j)
+                .filter(|(i, _)| declared & (1 << i) != 0)
+                .filter_map(|(_, s)| cat.function_overloads(s, name))
+                .any(|ours| ours.split_terminator('\n').any(|o| o == sig))
+        };
+        if theirs.split_terminator('\n').all(shadowed) {
+            hidden |= 1 << j;
+        }
+    }
+    hidden
 }
 
 /// [`function`] without a catalog: every schema the name may be in.
@@ -363,5 +404,80 @@ mod tests {
                 path: 0b11
             }
         );
+    }
+}
+
+#[cfg(test)]
+mod overload_tests {
+    use super::*;
+
+    /// Functions: (schema, name, overloads as the table stores them).
+    struct Funcs(&'static [(&'static str, &'static str, Option<&'static str>)]);
+    impl CatalogLookup for Funcs {
+        fn has_table(&self, _: &str, _: &str) -> bool {
+            false
+        }
+        fn has_function(&self, schema: &str, name: &str) -> bool {
+            self.0.iter().any(|&(s, n, _)| s == schema && n == name)
+        }
+        fn function_overloads(&self, schema: &str, name: &str) -> Option<&str> {
+            self.0
+                .iter()
+                .find(|&&(s, n, _)| s == schema && n == name)
+                .and_then(|&(_, _, o)| o)
+        }
+    }
+
+    fn schemas(path: &[&'static str], cat: &Funcs, name: &str) -> Vec<&'static str> {
+        let c = function(path.iter().copied(), Some(cat), name).unwrap();
+        assert!(!c.pg_catalog, "{name} is not a built-in");
+        (0..path.len())
+            .filter(|i| c.path & (1 << i) != 0)
+            .map(|i| path[i])
+            .collect()
+    }
+
+    #[test]
+    fn an_overload_of_identical_arguments_later_on_the_path_is_hidden() {
+        let cat = Funcs(&[
+            ("a", "f", Some("integer\n")),
+            ("b", "f", Some("integer\n")),
+            ("c", "f", Some("integer\ntext\n")),
+        ]);
+        // b's only overload is a's: never called. c has one a does not.
+        assert_eq!(schemas(&["a", "b", "c"], &cat, "f"), ["a", "c"]);
+        // Order matters: b first hides a.
+        assert_eq!(schemas(&["b", "a"], &cat, "f"), ["b"]);
+        // c's overloads are all in earlier schemas together (a has integer, d has text).
+        let cat = Funcs(&[
+            ("a", "g", Some("integer\n")),
+            ("d", "g", Some("text\n")),
+            ("c", "g", Some("integer\ntext\n")),
+        ]);
+        assert_eq!(schemas(&["a", "d", "c"], &cat, "g"), ["a", "d"]);
+        // The overload without arguments is a line of its own.
+        let cat = Funcs(&[("a", "h", Some("\n")), ("b", "h", Some("\n"))]);
+        assert_eq!(schemas(&["a", "b"], &cat, "h"), ["a"]);
+    }
+
+    #[test]
+    fn unknown_overloads_or_other_parameter_names_hide_nothing() {
+        // An earlier schema whose overloads are not listed hides nothing, and a later one
+        // whose overloads are not listed is never hidden.
+        let cat = Funcs(&[
+            ("a", "f", None),
+            ("b", "f", Some("integer\n")),
+            ("c", "f", None),
+        ]);
+        assert_eq!(schemas(&["a", "b", "c"], &cat, "f"), ["a", "b", "c"]);
+        // Same types, another parameter name: `f(x => 1)` can still reach b's.
+        let cat = Funcs(&[
+            ("a", "f", Some("y integer\n")),
+            ("b", "f", Some("x integer\n")),
+        ]);
+        assert_eq!(schemas(&["a", "b"], &cat, "f"), ["a", "b"]);
+        // A schema not on the path hides nothing.
+        let cat = Funcs(&[("a", "f", Some("integer\n")), ("b", "f", Some("integer\n"))]);
+        assert_eq!(schemas(&["b"], &cat, "f"), ["b"]);
     }
 }

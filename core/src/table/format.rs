@@ -11,7 +11,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 /// File magic.
 pub const MAGIC: [u8; 8] = *b"PGATE\0T\x01";
 /// Bumped on any incompatible layout change; readers refuse other versions.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
 /// "No value" in a `u32` index field (no rule, all columns, no column set).
 pub const NONE: u32 = u32::MAX;
@@ -140,6 +140,9 @@ pub struct ColumnRec {
 pub struct FunctionRec {
     pub schema: StrRef,
     pub name: StrRef,
+    /// Every overload's identity arguments, sorted, each followed by `\n` (the overload
+    /// without arguments is a lone `\n`); empty when the catalog does not list them.
+    pub overloads: StrRef,
 }
 
 /// Name-index slot kinds (0 = empty slot).

@@ -29,6 +29,10 @@ pub struct FunctionDecl {
     pub schema: String,
     pub name: String,
     pub tags: Vec<String>,
+    /// Every overload's identity arguments (`pg_get_function_identity_arguments`, types
+    /// schema-qualified), sorted, when the catalog lists them all and none has defaults
+    /// or `VARIADIC`; `None` when not known. See `CatalogLookup::function_overloads`.
+    pub overloads: Option<Vec<String>>,
 }
 
 /// The schema the policy was written against.

@@ -446,6 +446,7 @@ impl<'a> Table<'a> {
         for f in self.functions {
             self.check_str(&f.schema)?;
             self.check_str(&f.name)?;
+            self.check_str(&f.overloads)?;
         }
         if !self.index.len().is_power_of_two() {
             return Err(LoadError::Malformed("name index size"));
@@ -829,6 +830,12 @@ impl<'a> Table<'a> {
             },
         )
         .map(FunctionId)
+    }
+    /// The overloads the catalog lists for `f`: their identity arguments, sorted, each
+    /// followed by `\n`; `None` when it does not list them (see `FunctionRec::overloads`).
+    pub fn function_overloads(&self, f: FunctionId) -> Option<&'a str> {
+        let r = self.functions.get(f.0 as usize)?;
+        Some(self.str(&r.overloads)).filter(|s| !s.is_empty())
     }
     pub fn function_name(&self, f: FunctionId) -> (&'a str, &'a str) {
         self.functions

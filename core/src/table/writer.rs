@@ -51,6 +51,13 @@ pub fn catalog_digest(catalog: &Catalog) -> [u8; 32] {
             put(tag);
         }
         put("");
+        if let Some(o) = &f.overloads {
+            put("overloads");
+            for sig in o {
+                put(sig);
+            }
+            put("");
+        }
     }
     *h.finalize().as_bytes()
 }
@@ -197,9 +204,24 @@ pub fn write(policy: &CompiledPolicy) -> Vec<u8> {
             ));
             last_name = Some(f.name.as_str());
         }
+        let overloads = match &f.overloads {
+            Some(list) => {
+                let mut sorted: Vec<&str> = list.iter().map(String::as_str).collect();
+                sorted.sort_unstable();
+                sorted.dedup();
+                let mut text = String::new();
+                for sig in sorted {
+                    text.push_str(sig);
+                    text.push('\n');
+                }
+                text
+            }
+            None => String::new(),
+        };
         functions.push(FunctionRec {
             schema: strings.add(&f.schema),
             name: strings.add(&f.name),
+            overloads: strings.add(&overloads),
         });
         index_keys.push((
             key_hash(KEY_FUNCTION, 0, &[f.schema.as_bytes(), f.name.as_bytes()]),

@@ -258,6 +258,17 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
         let renamed = self.alias_renamed;
         let tname = self.name_of(&c.last())?;
         let entry_name = alias.unwrap_or(tname);
+        // Read before the relation enters the scope: PostgreSQL transforms the sampling
+        // arguments before it adds the relation to the namespace
+        // (`transformRangeTableSample`), so they cannot name its columns.
+        if self.eat_kw(Kw::Tablesample) {
+            let m = self.chain(false)?;
+            self.function_call(&m, Clause::Other)?;
+            if self.eat_kw(Kw::Repeatable) {
+                self.expect(Kind::LParen)?;
+                self.expr_list_until_rparen(Clause::Other)?;
+            }
+        }
         if c.n == 1 && self.scopes.is_cte(&tname) {
             self.scopes.add(entry_name, EntryKind::Derived)?;
         } else {
@@ -271,14 +282,6 @@ impl<'a, 'f, 'c> Parser<'a, 'f, 'c> {
                 },
             )?;
             self.scopes.set_renamed(i, renamed);
-        }
-        if self.eat_kw(Kw::Tablesample) {
-            let m = self.chain(false)?;
-            self.function_call(&m, Clause::Other)?;
-            if self.eat_kw(Kw::Repeatable) {
-                self.expect(Kind::LParen)?;
-                self.expr_list_until_rparen(Clause::Other)?;
-            }
         }
         Ok(())
     }
