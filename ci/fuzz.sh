@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Coverage-guided fuzzing of the classifier, the table loader and the wire framing (not part
 # of ci/test.sh).
-# Usage: ci/fuzz.sh [SECONDS_PER_TARGET]   (default 60)
+# Usage: ci/fuzz.sh [SECONDS_PER_TARGET [TARGET...]]   (default 60 s; every target)
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT/core/fuzz"
 secs=${1:-60}
@@ -14,9 +14,15 @@ else
     export RUSTC_BOOTSTRAP=1
     fuzz=(cargo fuzz)
 fi
-for target in classify load_table wire; do
+targets=("${@:2}")
+[ ${#targets[@]} -gt 0 ] || targets=(classify load_table wire)
+for target in "${targets[@]}"; do
     log "fuzzing $target for ${secs}s"
     dict=()
     [ -f "$ROOT/core/fuzz/$target.dict" ] && dict=(-dict="$ROOT/core/fuzz/$target.dict")
-    "${fuzz[@]}" run "$target" -- -max_total_time="$secs" -rss_limit_mb=2048 "${dict[@]}"
+    # New inputs go to corpus/<target> (not in git); the small seed sets in seeds/<target>
+    # are checked in and read only.
+    mkdir -p "corpus/$target"
+    "${fuzz[@]}" run -O "$target" "corpus/$target" "seeds/$target" -- \
+        -max_total_time="$secs" -rss_limit_mb=2048 "${dict[@]}"
 done

@@ -20,4 +20,3 @@ pub mod runtime;
 pub mod session;
 pub mod tls;
 pub mod token;
-pub mod upstream_login;

@@ -380,15 +380,13 @@ fn bytes_pipelined_after_ssl_request_are_left_for_the_driver_to_refuse() {
         tls_available: true,
         ..SessionConfig::default()
     });
-    let mut ssl = 8u32.to_be_bytes().to_vec();
-    ssl.extend(pgate_core::wire::SSL_REQUEST_CODE.to_be_bytes());
-    let mut b = ssl.clone();
+    let mut b = pgate_core::client::SSL_REQUEST.to_vec();
     b.extend(startup(&[("user", "analyst")]));
     let t = Table::parse(&s.table).unwrap();
     let n = s.session.handle_client(&b, &t, &TestAuth, s.t);
     assert_eq!(
         n,
-        ssl.len(),
+        pgate_core::client::SSL_REQUEST.len(),
         "only the SSLRequest is read before the handshake"
     );
 }

@@ -8,7 +8,6 @@ mod common;
 use common::*;
 use pgate::session::{Action, Clock, SessionConfig};
 use pgate_core::table::Table;
-use pgate_core::wire;
 
 // ---------------------------------------------------------------- tests
 
@@ -58,12 +57,8 @@ fn ssl_request_starts_tls_when_available_and_gssenc_is_refused() {
         tls_available: true,
         ..SessionConfig::default()
     });
-    let mut gss = 8u32.to_be_bytes().to_vec();
-    gss.extend(wire::GSSENC_REQUEST_CODE.to_be_bytes());
-    assert_eq!(s.client(&gss), b"N");
-    let mut ssl = 8u32.to_be_bytes().to_vec();
-    ssl.extend(wire::SSL_REQUEST_CODE.to_be_bytes());
-    assert_eq!(s.client(&ssl), b"S");
+    assert_eq!(s.client(&pgate_core::client::GSSENC_REQUEST), b"N");
+    assert_eq!(s.client(&pgate_core::client::SSL_REQUEST), b"S");
     assert_eq!(s.actions, vec![Action::StartTls]);
     s.session.tls_established();
     let r = s.client(&startup(&[("user", "analyst")]));
@@ -276,11 +271,10 @@ fn malformed_messages_are_fatal_08p01() {
 #[test]
 fn cancel_request_is_handed_to_the_driver() {
     let mut s = Sim::plaintext();
-    let mut c = 16u32.to_be_bytes().to_vec();
-    c.extend(wire::CANCEL_REQUEST_CODE.to_be_bytes());
-    c.extend(4242i32.to_be_bytes());
-    c.extend(777i32.to_be_bytes());
-    assert!(s.client(&c).is_empty());
+    assert!(
+        s.client(&pgate_core::client::cancel_request(4242, 777))
+            .is_empty()
+    );
     assert_eq!(
         s.actions,
         vec![

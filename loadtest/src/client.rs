@@ -2,7 +2,8 @@
 //! target so that client overhead is small and equal.
 //!
 //! It does: TLS (SSLRequest, rustls), startup, authentication (cleartext — what pgate asks
-//! for, the token being the password —, md5, SCRAM-SHA-256 without channel binding), simple
+//! for, the token being the password —, md5, SCRAM-SHA-256 without channel binding: pgate-core's
+//! `client`, the login the data plane itself uses upstream), simple
 //! Query, and Parse/Bind/Describe/Execute/Sync with unnamed or named statements. Messages
 //! are framed with `pgate_core::wire::frame`, so every length from the server is checked
 //! against a limit before it is buffered for. It never interprets row values (they are
@@ -12,8 +13,9 @@ use std::io;
 use std::ops::Range;
 use std::sync::Arc;
 
-use pgate_core::wire::{self, PROTOCOL_3_0, SSL_REQUEST_CODE};
-use postgres_protocol::authentication::sasl::{ChannelBinding, SCRAM_SHA_256, ScramSha256};
+use pgate_core::client;
+use pgate_core::wire;
+use rand_core::{OsRng, RngCore};
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -37,10 +39,8 @@ pub enum ClientError {
     Server(String),
     #[error("server asked for a password and the target has none")]
     NoPassword,
-    #[error("unsupported authentication request {0}")]
-    UnsupportedAuth(i32),
-    #[error("SCRAM: {0}")]
-    Scram(String),
+    #[error("login: {0}")]
+    Login(#[from] client::LoginError),
     #[error("unexpected message {0:?} {1}")]
     Unexpected(char, &'static str),
     #[error("result exceeds the limit of {0} rows")]
@@ -127,10 +127,7 @@ impl Conn {
         let io = match (&spec.tls, t.ssl) {
             (Some(connector), SslMode::Prefer | SslMode::Require | SslMode::VerifyFull) => {
                 let mut tcp = tcp;
-                let mut req = Vec::with_capacity(8);
-                req.extend_from_slice(&8u32.to_be_bytes());
-                req.extend_from_slice(&SSL_REQUEST_CODE.to_be_bytes());
-                tcp.write_all(&req).await?;
+                tcp.write_all(&client::SSL_REQUEST).await?;
                 let mut answer = [0u8; 1];
                 tcp.read_exact(&mut answer).await?;
                 match answer[0] {
@@ -161,94 +158,37 @@ impl Conn {
     }
 
     async fn startup(&mut self, t: &Target) -> Result<(), ClientError> {
-        let mut body = Vec::with_capacity(128);
-        body.extend_from_slice(&PROTOCOL_3_0.to_be_bytes());
-        for (k, v) in [
-            ("user", t.user.as_str()),
-            ("database", t.database.as_str()),
-            ("application_name", "pgate-loadtest"),
-        ] {
-            body.extend_from_slice(k.as_bytes());
-            body.push(0);
-            body.extend_from_slice(v.as_bytes());
-            body.push(0);
-        }
-        body.push(0);
         self.out.clear();
-        self.out
-            .extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
-        self.out.extend_from_slice(&body);
+        client::write_startup(
+            &mut self.out,
+            [
+                ("user", t.user.as_str()),
+                ("database", t.database.as_str()),
+                ("application_name", "pgate-loadtest"),
+            ],
+        );
         self.io.write_all(&self.out).await?;
 
-        let mut scram: Option<ScramSha256> = None;
+        let mut nonce = [0u8; client::NONCE_BYTES];
+        OsRng.fill_bytes(&mut nonce);
+        let mut login = client::Login::new(nonce);
         loop {
             let m = self.recv().await?;
             match m.tag {
                 b'R' => {
                     let body = &self.buf[m.body.clone()];
-                    let mut r = wire::Reader::new(body, "Authentication");
-                    let code = r.i32()?;
-                    let rest = r.rest().to_vec();
-                    match code {
-                        0 => {}
-                        3 => {
-                            let pw = t.password.as_deref().ok_or(ClientError::NoPassword)?;
-                            let mut p = pw.as_bytes().to_vec();
-                            p.push(0);
-                            self.send(b'p', &p).await?;
-                        }
-                        5 => {
-                            let pw = t.password.as_deref().ok_or(ClientError::NoPassword)?;
-                            let salt: [u8; 4] = rest
-                                .get(..4)
-                                .and_then(|s| s.try_into().ok())
-                                .ok_or(wire::WireError::Malformed("AuthenticationMD5Password"))?;
-                            let mut h = postgres_protocol::authentication::md5_hash(
-                                t.user.as_bytes(),
-                                pw.as_bytes(),
-                                salt,
-                            )
-                            .into_bytes();
-                            h.push(0);
-                            self.send(b'p', &h).await?;
-                        }
-                        10 => {
-                            let pw = t.password.as_deref().ok_or(ClientError::NoPassword)?;
-                            let offered = rest
-                                .split(|b| *b == 0)
-                                .any(|m| m == SCRAM_SHA_256.as_bytes());
-                            if !offered {
-                                return Err(ClientError::Scram(
-                                    "server does not offer SCRAM-SHA-256".into(),
-                                ));
-                            }
-                            // No channel binding: "n,," is valid whatever the server offers.
-                            let s = ScramSha256::new(pw.as_bytes(), ChannelBinding::unsupported());
-                            let mut p = Vec::new();
-                            p.extend_from_slice(SCRAM_SHA_256.as_bytes());
-                            p.push(0);
-                            p.extend_from_slice(&(s.message().len() as i32).to_be_bytes());
-                            p.extend_from_slice(s.message());
-                            scram = Some(s);
-                            self.send(b'p', &p).await?;
-                        }
-                        11 => {
-                            let s = scram
-                                .as_mut()
-                                .ok_or(ClientError::Unexpected('R', "SASLContinue"))?;
-                            s.update(&rest)
-                                .map_err(|e| ClientError::Scram(e.to_string()))?;
-                            let p = s.message().to_vec();
-                            self.send(b'p', &p).await?;
-                        }
-                        12 => {
-                            let s = scram
-                                .as_mut()
-                                .ok_or(ClientError::Unexpected('R', "SASLFinal"))?;
-                            s.finish(&rest)
-                                .map_err(|e| ClientError::Scram(e.to_string()))?;
-                        }
-                        other => return Err(ClientError::UnsupportedAuth(other)),
+                    // Cleartext, md5 and SASL need the password; trust and the later SASL
+                    // steps do not ask for it again.
+                    let code = wire::Reader::new(body, "Authentication").i32()?;
+                    let password = match (t.password.as_deref(), code) {
+                        (Some(p), _) => p,
+                        (None, 3 | 5 | 10) => return Err(ClientError::NoPassword),
+                        (None, _) => "",
+                    };
+                    self.out.clear();
+                    login.handle_auth(body, &t.user, password, &mut self.out)?;
+                    if !self.out.is_empty() {
+                        self.io.write_all(&self.out).await?;
                     }
                 }
                 b'S' | b'K' | b'N' => {}
@@ -330,13 +270,6 @@ impl Conn {
         self.scratch.push(0);
         self.scratch.extend_from_slice(&0i16.to_be_bytes());
         wire::write_message(&mut self.out, b'P', &self.scratch);
-    }
-
-    async fn send(&mut self, tag: u8, body: &[u8]) -> Result<(), ClientError> {
-        self.out.clear();
-        wire::write_message(&mut self.out, tag, body);
-        self.io.write_all(&self.out).await?;
-        Ok(())
     }
 
     /// Reads messages up to ReadyForQuery, counting rows and bytes.

@@ -1,5 +1,5 @@
 //! The catalog lookups' connection: logs in to the database as pgate (the login of
-//! [`crate::upstream_login`], shared with client sessions), runs one simple Query of
+//! [`pgate_core::client`], shared with client sessions), runs one simple Query of
 //! read-only catalog statements, and collects their rows in text format. Sans-IO: the
 //! driver moves the bytes (`runtime::lookup`).
 //!
@@ -11,7 +11,7 @@
 use pgate_core::wire::{self, frame};
 
 use crate::session::NONCE_BYTES;
-use crate::upstream_login::{LoginError, LoginStep, UpstreamLogin, write_startup};
+use pgate_core::client::{Login, LoginError, LoginStep, write_startup};
 
 /// The largest message a lookup accepts (a catalog row is small).
 const MAX_MESSAGE_BYTES: u32 = 1 << 20;
@@ -46,7 +46,7 @@ enum Phase {
 
 /// One lookup: login, one Query, its rows.
 pub struct Lookup {
-    login: UpstreamLogin,
+    login: Login,
     user: String,
     password: String,
     sql: String,
@@ -79,11 +79,10 @@ impl Lookup {
                     "options",
                     "-c search_path=pg_catalog -c standard_conforming_strings=on",
                 ),
-            ]
-            .into_iter(),
+            ],
         );
         Lookup {
-            login: UpstreamLogin::new(nonce),
+            login: Login::new(nonce),
             user: user.to_string(),
             password: password.to_string(),
             sql,

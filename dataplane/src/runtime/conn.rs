@@ -515,10 +515,7 @@ pub(super) async fn connect_upstream(shared: &Shared) -> io::Result<Stream> {
     let Some((connector, name)) = &shared.upstream_tls else {
         return Ok(Stream::Plain(tcp));
     };
-    let mut req = [0u8; 8];
-    req[..4].copy_from_slice(&8u32.to_be_bytes());
-    req[4..].copy_from_slice(&pgate_core::wire::SSL_REQUEST_CODE.to_be_bytes());
-    tcp.write_all(&req).await?;
+    tcp.write_all(&pgate_core::client::SSL_REQUEST).await?;
     let mut answer = [0u8; 1];
     tcp.read_exact(&mut answer).await?;
     match answer[0] {
@@ -604,7 +601,7 @@ fn ship_audit(session: &mut Session, shared: &Shared) {
 /// True once the database closed the connection; false if it could not be reached or did
 /// not answer in time.
 async fn cancel_and_wait(upstream: SocketAddr, (pid, key): (i32, i32)) -> bool {
-    let m = cancel_request(pid, key);
+    let m = pgate_core::client::cancel_request(pid, key);
     let wait = async {
         let mut s = TcpStream::connect(upstream).await?;
         s.write_all(&m).await?;
@@ -618,18 +615,9 @@ async fn cancel_and_wait(upstream: SocketAddr, (pid, key): (i32, i32)) -> bool {
     )
 }
 
-fn cancel_request(pid: i32, key: i32) -> Vec<u8> {
-    let mut m = Vec::with_capacity(16);
-    m.extend_from_slice(&16u32.to_be_bytes());
-    m.extend_from_slice(&pgate_core::wire::CANCEL_REQUEST_CODE.to_be_bytes());
-    m.extend_from_slice(&pid.to_be_bytes());
-    m.extend_from_slice(&key.to_be_bytes());
-    m
-}
-
 /// CancelRequest to the upstream with the real key, on a new connection.
 async fn send_cancel(upstream: SocketAddr, (pid, key): (i32, i32)) {
-    let m = cancel_request(pid, key);
+    let m = pgate_core::client::cancel_request(pid, key);
     if let Ok(Ok(mut s)) =
         tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(upstream)).await
     {

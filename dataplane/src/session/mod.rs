@@ -17,7 +17,7 @@
 //! (prepared statements, portals, cursors, channels, recorded as the server confirms them),
 //! `refusal` (refusals as the database's own errors), `results` (caps and rates on the
 //! result stream), `masking` (result masks), `decided` (stored statement texts), `audit`
-//! (lines), `deny` (the deny-message renderer), `scram` (the SCRAM client). What only the
+//! (lines), `deny` (the deny-message renderer). pgate's own login upstream is pgate-core's `client`. What only the
 //! Ready state uses lives in one record, `ready::Ready`.
 //!
 //! What it must never do: forward a message it has not framed, parsed and — for Query, Parse,
@@ -50,7 +50,6 @@ mod path;
 mod ready;
 mod refusal;
 mod results;
-pub(crate) mod scram;
 mod startup;
 use ready::Ready;
 mod upstream;
@@ -59,12 +58,12 @@ use audit::{command_rows, write_summary};
 use deny::deny_message;
 use startup::{MAX_STARTUP_BYTES, MAX_TOKEN_MESSAGE_BYTES};
 
-use crate::upstream_login::{LoginStep, UpstreamLogin, write_startup};
 use decided::{Decided, DigestHex, decide_text, digest_hex};
 use objects::{Confirm, Cursor, Portal, Prepared, SqlEffect};
+pub use pgate_core::client::NONCE_BYTES;
+use pgate_core::client::{Login, LoginError, LoginStep, write_startup};
 use refusal::Refusal;
 use results::{Caps, Cut, Rate};
-pub use scram::NONCE_BYTES;
 
 /// The randomness a session needs, drawn by the driver from its source (the OS in
 /// production, a seed in simulations).
@@ -264,7 +263,7 @@ enum State {
         params: Vec<(String, String)>,
     },
     /// StartupMessage sent upstream; answering its authentication requests.
-    UpstreamAuth { login: Box<UpstreamLogin> },
+    UpstreamAuth { login: Box<Login> },
     /// Upstream authenticated; relaying ParameterStatus until its ReadyForQuery.
     UpstreamStartup { auth_ok_sent: bool },
     /// Proxying.
@@ -493,7 +492,7 @@ impl Session {
         let State::Connecting { database, params } = std::mem::replace(
             &mut self.state,
             State::UpstreamAuth {
-                login: Box::new(UpstreamLogin::new(self.scram_nonce)),
+                login: Box::new(Login::new(self.scram_nonce)),
             },
         ) else {
             return;

@@ -27,11 +27,11 @@ impl Session {
                             auth_ok_sent: false,
                         }
                     }
-                    Err(e @ crate::upstream_login::LoginError::Malformed(_)) => {
+                    Err(e @ LoginError::Malformed(_)) => {
                         let msg = format!("pgate: {e}");
                         self.fatal(sqlstate::PROTOCOL_VIOLATION, &msg)
                     }
-                    Err(e @ crate::upstream_login::LoginError::ScramUnfinished) => {
+                    Err(e @ LoginError::ScramUnfinished) => {
                         let msg = format!("pgate: {e} (see pgate's log)");
                         self.fatal(sqlstate::CONNECTION_FAILURE, &msg)
                     }

@@ -294,16 +294,8 @@ impl Authenticator for TestAuth {
 // ---------------------------------------------------------------- client side
 
 pub fn startup(params: &[(&str, &str)]) -> Vec<u8> {
-    let mut body = wire::PROTOCOL_3_0.to_be_bytes().to_vec();
-    for (k, v) in params {
-        body.extend_from_slice(k.as_bytes());
-        body.push(0);
-        body.extend_from_slice(v.as_bytes());
-        body.push(0);
-    }
-    body.push(0);
-    let mut m = ((body.len() + 4) as u32).to_be_bytes().to_vec();
-    m.extend_from_slice(&body);
+    let mut m = Vec::new();
+    pgate_core::client::write_startup(&mut m, params.iter().copied());
     m
 }
 

@@ -1,4 +1,4 @@
-//! The SCRAM-SHA-256 client pgate uses to log in upstream (RFC 5802 with RFC 7677's hash,
+//! The SCRAM-SHA-256 client (RFC 5802 with RFC 7677's hash,
 //! no channel binding), sans-IO and with the client nonce passed in, so a simulation can
 //! replay an exchange byte for byte. PostgreSQL: "The client sends the client-first
 //! message … The username that is sent is ignored by the server (the startup packet's is

@@ -1,17 +1,15 @@
-//! pgate's login to the database with its own credential: the startup packet and the
-//! answers to the server's authentication requests (SCRAM-SHA-256, md5, cleartext,
-//! trust). Sans-IO, and written once: client sessions (`session::upstream`) and the
-//! catalog lookups of the result masks (`masks::lookup`) both log in through it.
+//! The answers to a server's authentication requests (SCRAM-SHA-256, md5, cleartext,
+//! trust). Sans-IO, and written once: the data plane's login upstream (its sessions and the
+//! catalog lookups of the result masks), the load test and the tests all log in through it.
 //!
 //! What this module must never do: accept a login the server did not finish proving
 //! (once SCRAM began, AuthenticationOk counts only after the server's signature checked
 //! out, and no weaker method may follow: a man in the middle could otherwise downgrade
 //! the login), or put the credential anywhere but the bytes for the server.
 
-use pgate_core::wire;
+use crate::wire;
 
-use crate::session::NONCE_BYTES;
-use crate::session::scram::{SCRAM_SHA_256, ScramClient, ScramError};
+use super::scram::{NONCE_BYTES, SCRAM_SHA_256, ScramClient, ScramError};
 
 /// Where the login stands after an authentication request was handled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,15 +39,15 @@ pub enum LoginError {
 }
 
 /// One login's state: the SCRAM exchange, once it began.
-pub struct UpstreamLogin {
+pub struct Login {
     nonce: [u8; NONCE_BYTES],
     scram: Option<Box<ScramClient>>,
 }
 
-impl UpstreamLogin {
+impl Login {
     /// `nonce`: fresh randomness for SCRAM's client nonce (passed in: sans-IO).
     pub fn new(nonce: [u8; NONCE_BYTES]) -> Self {
-        UpstreamLogin { nonce, scram: None }
+        Login { nonce, scram: None }
     }
 
     /// An Authentication message's body ('R'): writes the answer into `out`.
@@ -86,12 +84,7 @@ impl UpstreamLogin {
                 let salt = r
                     .bytes(4)
                     .map_err(|_| LoginError::Malformed("md5 request"))?;
-                let mut h = postgres_protocol::authentication::md5_hash(
-                    user.as_bytes(),
-                    password.as_bytes(),
-                    [salt[0], salt[1], salt[2], salt[3]],
-                )
-                .into_bytes();
+                let mut h = md5_password(user, password, [salt[0], salt[1], salt[2], salt[3]]);
                 h.push(0);
                 wire::write_message(out, b'p', &h);
                 Ok(LoginStep::Continue)
@@ -137,18 +130,79 @@ impl UpstreamLogin {
     }
 }
 
-/// The StartupMessage: protocol 3.0 and `params` (user, database, …) as name/value pairs.
-pub fn write_startup<'a>(out: &mut Vec<u8>, params: impl Iterator<Item = (&'a str, &'a str)>) {
-    let at = out.len();
-    out.extend_from_slice(&[0; 4]);
-    out.extend_from_slice(&wire::PROTOCOL_3_0.to_be_bytes());
-    for (k, v) in params {
-        out.extend_from_slice(k.as_bytes());
-        out.push(0);
-        out.extend_from_slice(v.as_bytes());
-        out.push(0);
+/// The md5 answer: "concat('md5', md5(concat(md5(concat(password, username)),
+/// random-salt)))", digests in lower-case hex.
+pub fn md5_password(user: &str, password: &str, salt: [u8; 4]) -> Vec<u8> {
+    use md5::{Digest, Md5};
+    fn hex(out: &mut Vec<u8>, digest: &[u8]) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        for b in digest {
+            out.push(HEX[usize::from(b >> 4)]);
+            out.push(HEX[usize::from(b & 15)]);
+        }
     }
-    out.push(0);
-    let len = (out.len() - at) as u32;
-    out[at..at + 4].copy_from_slice(&len.to_be_bytes());
+    let mut inner = Vec::with_capacity(32);
+    hex(
+        &mut inner,
+        &Md5::new()
+            .chain_update(password)
+            .chain_update(user)
+            .finalize(),
+    );
+    let mut out = b"md5".to_vec();
+    hex(
+        &mut out,
+        &Md5::new()
+            .chain_update(&inner)
+            .chain_update(salt)
+            .finalize(),
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// postgres-protocol's test vector (and what PostgreSQL stores for md5 passwords).
+    #[test]
+    fn md5_answer_matches_the_known_vector() {
+        assert_eq!(
+            md5_password("md5_user", "password", [0x2a, 0x3d, 0x8f, 0xe0]),
+            b"md562af4dd09bbb41884907a838a3233294"
+        );
+    }
+
+    #[test]
+    fn scram_is_not_downgraded_and_must_finish() {
+        let mut l = Login::new([1; NONCE_BYTES]);
+        let mut out = Vec::new();
+        let mut sasl = 10i32.to_be_bytes().to_vec();
+        sasl.extend_from_slice(b"SCRAM-SHA-256\0\0");
+        assert_eq!(
+            l.handle_auth(&sasl, "u", "p", &mut out).unwrap(),
+            LoginStep::Continue
+        );
+        assert_eq!(out[0], b'p');
+        // AuthenticationOk before the server's signature, or a cleartext request after
+        // SCRAM began: refused.
+        let mut o = Vec::new();
+        assert!(matches!(
+            l.handle_auth(&0i32.to_be_bytes(), "u", "p", &mut o),
+            Err(LoginError::ScramUnfinished)
+        ));
+        assert!(matches!(
+            l.handle_auth(&3i32.to_be_bytes(), "u", "p", &mut o),
+            Err(LoginError::ScramUnfinished)
+        ));
+        // A server that offers only other mechanisms.
+        let mut m = Login::new([1; NONCE_BYTES]);
+        let mut other = 10i32.to_be_bytes().to_vec();
+        other.extend_from_slice(b"SCRAM-SHA-256-PLUS\0\0");
+        assert!(matches!(
+            m.handle_auth(&other, "u", "p", &mut o),
+            Err(LoginError::NoMechanism)
+        ));
+    }
 }

@@ -1,0 +1,1 @@
+SELECT id, email FROM public.customers WHERE id = 1

@@ -1,0 +1,1 @@
+SELECT * FROM orders o NATURAL JOIN order_items i USING (id)

@@ -1,0 +1,1 @@
+SELECT x.a, x.b FROM t AS x(a, b, c) JOIN u AS j(d) ON j.d = x.a

@@ -1,0 +1,1 @@
+SELECT (t).email, t.f FROM t, LATERAL (SELECT (t.*).id) s(n)

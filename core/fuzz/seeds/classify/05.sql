@@ -1,0 +1,1 @@
+SELECT g FROM generate_series(1, 10) g, unnest(ARRAY[1,2]) AS s(n)

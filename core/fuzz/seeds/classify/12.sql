@@ -1,0 +1,1 @@
+BEGIN; SET LOCAL search_path = other, public; SAVEPOINT s; SELECT * FROM t; ROLLBACK TO SAVEPOINT s; COMMIT

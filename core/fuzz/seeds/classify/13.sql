@@ -1,0 +1,1 @@
+SET search_path TO "$user", public; RESET search_path; SHOW search_path

@@ -1,0 +1,1 @@
+SELECT CASE WHEN a > 0 THEN b::text ELSE 'x' END, int4(a), a::regclass FROM t TABLESAMPLE SYSTEM (10)

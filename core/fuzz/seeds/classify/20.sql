@@ -1,0 +1,1 @@
+SELECT ROW(t.*), t, (SELECT array_agg(u) FROM u) FROM t WHERE EXISTS (SELECT 1 FROM v WHERE v.a = t.a)

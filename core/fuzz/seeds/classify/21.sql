@@ -1,0 +1,1 @@
+SELECT * FROM ROWS FROM (f(1), g(2)) WITH ORDINALITY AS r(a, b, n)

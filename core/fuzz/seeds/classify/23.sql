@@ -1,0 +1,1 @@
+SELECT $$dollar ' quoted$$, E'esc\'aped', U&'\0041', B'101', X'ff' /* nested /* comment */ */ -- tail

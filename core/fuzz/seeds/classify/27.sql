@@ -1,0 +1,1 @@
+SELECT other.f(1), public.f(t.a), pg_catalog.lower('x') FROM t FOR UPDATE OF t SKIP LOCKED

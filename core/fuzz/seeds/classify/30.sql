@@ -1,0 +1,1 @@
+SELECT * FROM t JOIN LATERAL json_to_record(t.j) AS r(a int, b text) ON true
