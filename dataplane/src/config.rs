@@ -13,6 +13,7 @@
 //! upstream host="127.0.0.1" port=5432 database="app" user="pgate" password-env="PGATE_DB_PASSWORD" {
 //!     tls "disable"                          // disable | require | verify-full
 //!     ca "certs/db-ca.crt"
+//!     pool max-idle=16 idle-timeout="60s"    // reuse of upstream connections; max-idle=0: off
 //! }
 //! identity issuer="https://idp.example.com" audience="pgate" jwks="keys/jwks.json" leeway="30s" token-grace="0s"
 //! policy "policy.pgt"                        // a table built by pgate-compile (reloaded on change)
@@ -76,6 +77,10 @@ pub struct Upstream {
     pub password: Secret,
     pub tls: UpstreamTls,
     pub ca: Option<PathBuf>,
+    /// Idle upstream connections kept per worker and StartupMessage (0: no reuse), and
+    /// how long one may stay idle.
+    pub pool_max_idle: usize,
+    pub pool_idle_timeout: Duration,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -505,6 +510,8 @@ impl Parser<'_> {
         };
         let mut tls = UpstreamTls::Disable;
         let mut ca = None;
+        let mut pool_max_idle = 16;
+        let mut pool_idle_timeout = Duration::from_secs(60);
         if let Some(children) = node.children() {
             for c in children.nodes() {
                 match c.name().value() {
@@ -520,10 +527,31 @@ impl Parser<'_> {
                         )),
                     },
                     "ca" => ca = Some(resolve(&self.arg_str(c)?)),
+                    "pool" => {
+                        self.only_props(c, &["max-idle", "idle-timeout"])?;
+                        if let Some(n) = self.prop_int(c, "max-idle")? {
+                            pool_max_idle = usize::try_from(n)
+                                .ok()
+                                .filter(|n| *n <= 10_000)
+                                .ok_or_else(|| {
+                                    self.err(
+                                        c,
+                                        "pool: `max-idle` must be between 0 and 10000".into(),
+                                    )
+                                })?;
+                        }
+                        pool_idle_timeout = self.duration(c, "idle-timeout", pool_idle_timeout)?;
+                        if pool_idle_timeout.is_zero() {
+                            return Err(self.err(
+                                c,
+                                "pool: `idle-timeout` must be longer than 0s (max-idle=0 turns reuse off)".into(),
+                            ));
+                        }
+                    }
                     o => {
                         return Err(self.err(
                             c,
-                            format!("upstream: unknown setting `{o}` (expected tls, ca)"),
+                            format!("upstream: unknown setting `{o}` (expected tls, ca, pool)"),
                         ));
                     }
                 }
@@ -540,6 +568,8 @@ impl Parser<'_> {
             password,
             tls,
             ca,
+            pool_max_idle,
+            pool_idle_timeout,
         })
     }
 

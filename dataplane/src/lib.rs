@@ -16,6 +16,7 @@ pub mod identity;
 pub mod masks;
 pub mod metrics;
 pub mod reload;
+pub mod reuse;
 pub mod runtime;
 pub mod session;
 pub mod tls;

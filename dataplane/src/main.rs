@@ -367,6 +367,7 @@ fn run(path: &Path, exit_on_stdin_eof: bool) -> Result<(), String> {
             max_listen_channels: lim.max_listen_channels,
             max_pipeline_bytes: lim.max_pipeline_bytes,
             mask_hash_key: l.mask_hash_key.clone(),
+            reuse_upstream: c.upstream.pool_max_idle > 0,
         },
         upstream,
         upstream_tls,
@@ -382,6 +383,10 @@ fn run(path: &Path, exit_on_stdin_eof: bool) -> Result<(), String> {
         control: control_rx,
         instance,
         conn_seq: Arc::default(),
+        pool: pgate::runtime::PoolConfig {
+            max_idle: c.upstream.pool_max_idle,
+            idle_timeout: c.upstream.pool_idle_timeout,
+        },
     };
     // The masks' catalog of the configured database: a mask its column's type cannot
     // carry refuses the table now, not at the first result.

@@ -17,6 +17,13 @@ pub const AUDIT_WRITE_ERRORS: &str = "pgate_audit_write_errors_total";
 pub const AUDIT_BLOCKED: &str = "pgate_audit_blocked_writes_total";
 pub const RELOADS: &str = "pgate_policy_reloads_total";
 pub const RELOAD_FAILURES: &str = "pgate_policy_reload_failures_total";
+/// Upstream connection reuse: logins served by a parked connection, connections parked
+/// after a reset, resets that failed (the connection closed), parked connections closed
+/// unused (too old, closed by the server, or over the per-key limit).
+pub const UPSTREAM_REUSED: &str = "pgate_upstream_reused_total";
+pub const UPSTREAM_PARKED: &str = "pgate_upstream_parked_total";
+pub const UPSTREAM_RESET_FAILURES: &str = "pgate_upstream_reset_failures_total";
+pub const UPSTREAM_DISCARDED: &str = "pgate_upstream_discarded_total";
 
 /// Installs the recorder and serves it on `addr`. Without a configured address the
 /// recorder is still installed (counters cost the same), just not served.

@@ -218,11 +218,7 @@ async fn a_wrong_cancel_key_cancels_nothing() {
     let e = require_env!();
     let c = client(e, &good_token(e)).await.expect("connect");
     // A CancelRequest with a made-up key, sent the way libpq does.
-    let mut m = Vec::new();
-    m.extend_from_slice(&16u32.to_be_bytes());
-    m.extend_from_slice(&80_877_102u32.to_be_bytes());
-    m.extend_from_slice(&1i32.to_be_bytes());
-    m.extend_from_slice(&12345i32.to_be_bytes());
+    let m = pgate_core::client::cancel_request(1, 12345);
     let q = tokio::spawn(async move { c.query_one("select pg_sleep(1.5)::text", &[]).await });
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut s = TcpStream::connect(e.addr).unwrap();
@@ -1142,13 +1138,15 @@ fn sigterm_during_pgbench_drains_without_failed_transactions() {
     }
     let log = std::fs::read_to_string(e.dir.join(format!("pgate-{name}.log"))).unwrap();
     assert!(log.contains("audit log flushed and synced"), "{log}");
-    let audited = std::fs::read_to_string(e.dir.join(format!("audit-{name}.jsonl")))
-        .unwrap()
+    let audit = std::fs::read_to_string(e.dir.join(format!("audit-{name}.jsonl"))).unwrap();
+    // The clients' statements, and pgate's own resets of connections it reused.
+    let audited = audit
         .lines()
         .filter(|l| {
-            l.contains(&sub)
+            (l.contains(&sub)
                 && l.contains("\"event\":\"statement\"")
-                && l.contains("\"status\":\"ok\"")
+                && l.contains("\"status\":\"ok\""))
+                || (l.contains("\"event\":\"upstream-reset\"") && l.contains("\"status\":\"ok\""))
         })
         .count();
     // PostgreSQL's own log_statement lines for this run.
@@ -1342,6 +1340,16 @@ fn pgate_via(e: &Env, name: &str, relay: &Relay) -> (ChildGuard, SocketAddr) {
     start_pgate(&e.dir, name, &upstream_at(relay.addr.port()), "").unwrap()
 }
 
+/// The same without upstream connection reuse: its tests count pgate's descriptors and
+/// pair sessions with upstream links one to one.
+fn pgate_via_unpooled(e: &Env, name: &str, relay: &Relay) -> (ChildGuard, SocketAddr) {
+    let upstream = format!(
+        "{} {{\n    pool max-idle=0\n}}",
+        upstream_at(relay.addr.port())
+    );
+    start_pgate(&e.dir, name, &upstream, "").unwrap()
+}
+
 /// `n` sessions through the pgate at `addr`, each with one query answered.
 async fn open_sessions(e: &Env, addr: SocketAddr, n: usize) -> Vec<tokio_postgres::Client> {
     let mut sessions = Vec::with_capacity(n);
@@ -1377,7 +1385,7 @@ async fn no_leak(pid: u32, baseline: usize) {
 async fn database_restart_mid_session_gives_clean_errors_and_recovers() {
     let e = require_env!();
     let relay = Relay::start(pg_addr(e));
-    let (guard, addr) = pgate_via(e, "restart", &relay);
+    let (guard, addr) = pgate_via_unpooled(e, "restart", &relay);
     let pid = guard.0.id();
     let baseline = open_fds(pid);
     let sessions = open_sessions(e, addr, 3).await;
@@ -1428,7 +1436,7 @@ async fn database_unreachable_at_start_then_reachable() {
 async fn faults_on_one_upstream_link_affect_only_its_session() {
     let e = require_env!();
     let relay = Relay::start(pg_addr(e));
-    let (guard, addr) = pgate_via(e, "partial", &relay);
+    let (guard, addr) = pgate_via_unpooled(e, "partial", &relay);
     let pid = guard.0.id();
     let baseline = open_fds(pid);
     // Sessions and upstream links pair up by accept order.
@@ -1896,4 +1904,193 @@ async fn a_terminating_rate_cuts_the_result_and_the_session_goes_on() {
     assert_eq!(active_backends(e, &marker), "0", "the backend stopped");
     let one: i32 = c.query_one("select 1::int", &[]).await.unwrap().get(0);
     assert_eq!(one, 1);
+}
+
+// ------------------------------------------------------- upstream connection reuse
+
+async fn backend_pid(c: &tokio_postgres::Client) -> i32 {
+    c.query_one("select pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// A session through `addr` that lands on backend `pid`, within a bounded number of
+/// tries. Logins spread over the two workers' pools and a pool hands out its most
+/// recently parked connection first, so the sessions that land elsewhere stay open
+/// meanwhile (each takes another parked connection out of the way).
+async fn session_on(e: &Env, addr: SocketAddr, pid: i32) -> tokio_postgres::Client {
+    let mut elsewhere = Vec::new();
+    for _ in 0..40 {
+        let c = client_at(addr, &good_token(e)).await.unwrap();
+        if backend_pid(&c).await == pid {
+            return c;
+        }
+        elsewhere.push(c);
+    }
+    panic!("no session landed on backend {pid}");
+}
+
+/// A connection storm: sequential logins are served by a few authenticated backends
+/// (each upstream link the relay accepts is a backend fork and a SCRAM exchange), and
+/// each login's audit `open` line says whether its connection was reused.
+#[tokio::test]
+async fn sequential_logins_reuse_authenticated_backends() {
+    let e = require_env!();
+    let relay = Relay::start(pg_addr(e));
+    let (_guard, addr) = pgate_via(e, "reuse-storm", &relay);
+    let mut pids = std::collections::HashSet::new();
+    const LOGINS: usize = 30;
+    for _ in 0..LOGINS {
+        let c = client_at(addr, &good_token(e)).await.unwrap();
+        pids.insert(backend_pid(&c).await);
+        drop(c);
+        // The reset takes one round trip after the client's Terminate.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let forks = relay.accepted();
+    assert!(forks <= 8, "{forks} upstream logins for {LOGINS} sessions");
+    assert_eq!(pids.len(), forks, "each backend pid is one upstream link");
+    let opens = || -> Vec<Value> {
+        std::fs::read_to_string(e.dir.join("audit-reuse-storm.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|l| l["event"] == "open")
+            .collect()
+    };
+    eventually(10, "every login's open line is written", || {
+        opens().len() == LOGINS
+    });
+    let opens = opens();
+    let reused = opens.iter().filter(|l| l["upstream"] == "reused").count();
+    assert_eq!(reused, LOGINS - forks);
+    // The audit names the backend PostgreSQL's log names: the pids seen are the pids
+    // audited.
+    let audited: std::collections::HashSet<i32> = opens
+        .iter()
+        .map(|l| l["backend_pid"].as_i64().unwrap() as i32)
+        .collect();
+    assert_eq!(audited, pids);
+}
+
+/// What one client leaves in its backend session, the next client on that backend does
+/// not see — PostgreSQL's own views say so: settings, prepared statements, held cursors,
+/// LISTEN, advisory locks.
+#[tokio::test]
+async fn a_reused_backend_carries_nothing_from_the_previous_session() {
+    let e = require_env!();
+    let relay = Relay::start(pg_addr(e));
+    let (_guard, addr) = pgate_via(e, "reuse-state", &relay);
+    let a = client_at(addr, &good_token(e)).await.unwrap();
+    let pid = backend_pid(&a).await;
+    a.batch_execute(
+        "SET statement_timeout = '4321ms'; PREPARE leftover AS SELECT 1; \
+         DECLARE held CURSOR WITH HOLD FOR SELECT 1; LISTEN leftover_channel; \
+         SELECT pg_advisory_lock(4242)",
+    )
+    .await
+    .unwrap();
+    let locks =
+        format!("select count(*) from pg_locks where locktype = 'advisory' and pid = {pid}");
+    assert_eq!(admin_psql(&e.socket, &e.pg_port, DB, &locks), "1");
+    drop(a);
+    let b = session_on(e, addr, pid).await;
+    let one = |sql: &'static str| {
+        let b = &b;
+        async move {
+            let answer = b.simple_query(sql).await.unwrap();
+            answer
+                .iter()
+                .find_map(|m| match m {
+                    tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+                    _ => None,
+                })
+                .unwrap()
+        }
+    };
+    assert_eq!(one("SHOW statement_timeout").await, "0");
+    assert_eq!(
+        one("SELECT count(*) FROM pg_prepared_statements").await,
+        "0"
+    );
+    assert_eq!(one("SELECT count(*) FROM pg_cursors").await, "0");
+    assert_eq!(
+        one("SELECT count(*) FROM pg_listening_channels()").await,
+        "0"
+    );
+    assert_eq!(admin_psql(&e.socket, &e.pg_port, DB, &locks), "0");
+}
+
+/// Cancel keys across reuse: the new client's key cancels its own query on the reused
+/// backend; the previous client's key, kept after it left, cancels nothing.
+#[tokio::test]
+async fn cancel_keys_stay_with_their_client_across_reuse() {
+    let e = require_env!();
+    let relay = Relay::start(pg_addr(e));
+    let (_guard, addr) = pgate_via(e, "reuse-cancel", &relay);
+    let a = client_at(addr, &good_token(e)).await.unwrap();
+    let pid = backend_pid(&a).await;
+    let old_key = a.cancel_token();
+    drop(a);
+    let b = std::sync::Arc::new(session_on(e, addr, pid).await);
+    // The old key, while b runs a query on the same backend.
+    let b2 = b.clone();
+    let q = tokio::spawn(async move { b2.query_one("select pg_sleep(1.5)::text", &[]).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    old_key.cancel_query(tokio_postgres::NoTls).await.unwrap();
+    assert!(
+        q.await.unwrap().is_ok(),
+        "the previous client's key cancelled nothing"
+    );
+    // b's own key.
+    let token = b.cancel_token();
+    let canceller = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        token.cancel_query(tokio_postgres::NoTls).await
+    });
+    let err = b.query("select pg_sleep(30)", &[]).await.unwrap_err();
+    assert_eq!(code(&err), "57014");
+    canceller.await.unwrap().unwrap();
+}
+
+/// A session left in a transaction block is not reused (its backend is closed), and a
+/// parked connection the database has closed meanwhile is not handed out: the next
+/// login gets a new backend and works.
+#[tokio::test]
+async fn unusable_connections_are_closed_not_reused() {
+    let e = require_env!();
+    let relay = Relay::start(pg_addr(e));
+    let (_guard, addr) = pgate_via(e, "reuse-unusable", &relay);
+    let a = client_at(addr, &good_token(e)).await.unwrap();
+    let pid = backend_pid(&a).await;
+    a.batch_execute("BEGIN").await.unwrap();
+    drop(a);
+    let gone = format!("select count(*) from pg_stat_activity where pid = {pid}");
+    // Async waits: the dropped client's connection task must run to send its Terminate.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while admin_psql(&e.socket, &e.pg_port, DB, &gone) != "0" {
+        assert!(
+            Instant::now() < deadline,
+            "the backend left in a transaction ends"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Park a few connections, then cut every upstream link under them.
+    for _ in 0..4 {
+        let c = client_at(addr, &good_token(e)).await.unwrap();
+        backend_pid(&c).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let before = relay.accepted();
+    relay.cut_all();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for _ in 0..4 {
+        let c = client_at(addr, &good_token(e)).await.unwrap();
+        backend_pid(&c).await;
+    }
+    assert!(
+        relay.accepted() > before,
+        "new upstream links after the cut"
+    );
 }

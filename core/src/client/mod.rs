@@ -44,6 +44,9 @@ pub const SSL_REQUEST: [u8; 8] = request(SSL_REQUEST_CODE);
 /// code."
 pub const GSSENC_REQUEST: [u8; 8] = request(GSSENC_REQUEST_CODE);
 
+/// "Terminate (F) Byte1('X') … Int32(4)": the polite end of a session.
+pub const TERMINATE: [u8; 5] = [b'X', 0, 0, 0, 4];
+
 const fn request(code: u32) -> [u8; 8] {
     let c = code.to_be_bytes();
     [0, 0, 0, 8, c[0], c[1], c[2], c[3]]

@@ -24,6 +24,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
+use super::pool::{self, Pool};
 use super::stream::Stream;
 use super::{Shared, instant_of, mono_us, now};
 use crate::masks::catalog::MaskCatalog;
@@ -99,8 +100,10 @@ pub(super) async fn connection(
     peer: SocketAddr,
     id: crate::session::ConnId,
     shared: &Shared,
+    parked: &std::rc::Rc<std::cell::RefCell<Pool>>,
 ) -> io::Result<()> {
     let mut cfg = shared.session.clone();
+    cfg.reuse_upstream = parked.borrow().enabled();
     cfg.tls_available = shared.tls.is_some();
     cfg.allow_plaintext_auth = shared.allow_plaintext_loopback && peer.ip().is_loopback();
     let max_message = cfg.max_message_bytes as usize + 5;
@@ -166,6 +169,19 @@ pub(super) async fn connection(
                         session.tls_established();
                     }
                     Action::ConnectUpstream => {
+                        let idle = match session.upstream_startup() {
+                            Some(key) if parked.borrow().enabled() => {
+                                parked.borrow_mut().take(key, std::time::Instant::now())
+                            }
+                            _ => None,
+                        };
+                        if let Some((s, p)) = idle
+                            && session.upstream_reused(&p)
+                        {
+                            metrics::counter!(crate::metrics::UPSTREAM_REUSED).increment(1);
+                            upstream = Some(s);
+                            continue;
+                        }
                         match tokio::time::timeout(
                             Duration::from_secs(10),
                             connect_upstream(shared),
@@ -219,7 +235,8 @@ pub(super) async fn connection(
                     }
                     Action::Close => {
                         ship_audit(&mut session, shared);
-                        finish(&mut session, &mut client, upstream.as_mut()).await;
+                        let u = upstream.as_mut().filter(|_| !session.parkable());
+                        finish(&mut session, &mut client, u).await;
                         return Ok(());
                     }
                 }
@@ -245,7 +262,8 @@ pub(super) async fn connection(
             }
             ship_audit(&mut session, shared);
             if session.is_closed() {
-                finish(&mut session, &mut client, upstream.as_mut()).await;
+                let u = upstream.as_mut().filter(|_| !session.parkable());
+                finish(&mut session, &mut client, u).await;
                 return Ok(());
             }
             match session.poll_timeout() {
@@ -376,11 +394,57 @@ pub(super) async fn connection(
         }
     }
     .await;
+    // The client's key stops working before its upstream connection can serve another.
     if registered {
         shared.cancels.remove(issued);
     }
     session.client_closed();
     ship_audit(&mut session, shared);
+    let draining = control.borrow().drain_deadline.is_some();
+    if let Some(mut p) = session.park()
+        && let Some(mut u) = upstream.take()
+        && !draining
+    {
+        let outcome = pool::reset(
+            &mut u,
+            &mut p,
+            ubuf.data(),
+            shared.session.max_message_bytes,
+        )
+        .await;
+        // pgate's own statement on the backend, in the audit next to the clients' (the
+        // database logs it too).
+        let mut line = serde_json::json!({
+            "ts_ms": now().1.unix_ms,
+            "event": "upstream-reset",
+            "conn": id.to_string(),
+            "backend_pid": p.backend_key.0,
+            "sql": crate::reuse::RESET_SQL,
+            "status": if outcome.is_ok() { "ok" } else { "error" },
+        });
+        if let Err(e) = &outcome {
+            line["reason"] = serde_json::Value::String(e.to_string());
+        }
+        shared.audit.write(&format!("{line}\n"));
+        match outcome {
+            Ok(()) => {
+                metrics::counter!(crate::metrics::UPSTREAM_PARKED).increment(1);
+                parked.borrow_mut().put(u, p, std::time::Instant::now());
+                // The pool closes what is still idle after the timeout.
+                let later = parked.clone();
+                let after = parked.borrow().idle_timeout();
+                tokio::task::spawn_local(async move {
+                    tokio::time::sleep(after).await;
+                    later.borrow_mut().sweep(std::time::Instant::now());
+                });
+            }
+            Err(e) => {
+                metrics::counter!(crate::metrics::UPSTREAM_RESET_FAILURES).increment(1);
+                eprintln!("pgate: connection {id}: upstream connection not reused: {e}");
+                pool::close(u).await;
+            }
+        }
+    }
     result
 }
 

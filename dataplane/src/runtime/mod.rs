@@ -15,9 +15,10 @@
 mod cancel;
 mod conn;
 pub mod lookup;
+mod pool;
 mod stream;
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -33,6 +34,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 pub use cancel::CancelRegistry;
+pub use pool::PoolConfig;
 
 use crate::audit::AuditSink;
 use crate::session::{Authenticator, Clock, ConnId, SessionConfig};
@@ -67,6 +69,8 @@ pub struct Shared {
     pub instance: u64,
     /// Connections accepted, across workers: the next [`ConnId::seq`].
     pub conn_seq: Arc<AtomicU64>,
+    /// Upstream connection reuse (one pool per worker).
+    pub pool: PoolConfig,
 }
 
 /// What every connection must hear about: table swaps and the drain.
@@ -224,6 +228,7 @@ fn worker(listener: std::net::TcpListener, shared: Shared) -> io::Result<()> {
     local.block_on(&rt, async move {
         let listener = TcpListener::from_std(listener)?;
         let live_here = Rc::new(Cell::new(0usize));
+        let pool = Rc::new(RefCell::new(pool::Pool::new(shared.pool)));
         let mut control = shared.control.clone();
         let deadline = loop {
             if let Some(d) = control.borrow_and_update().drain_deadline {
@@ -268,8 +273,9 @@ fn worker(listener: std::net::TcpListener, shared: Shared) -> io::Result<()> {
             };
             let live_here = live_here.clone();
             live_here.set(live_here.get() + 1);
+            let pool = pool.clone();
             tokio::task::spawn_local(async move {
-                if let Err(e) = conn::connection(stream, peer, id, &shared).await {
+                if let Err(e) = conn::connection(stream, peer, id, &shared, &pool).await {
                     eprintln!("pgate: connection {id} from {peer}: {e}");
                 }
                 address_release(&shared, peer.ip());
@@ -284,6 +290,10 @@ fn worker(listener: std::net::TcpListener, shared: Shared) -> io::Result<()> {
         let hard_stop = deadline + Duration::from_secs(2);
         while live_here.get() > 0 && Instant::now() < hard_stop {
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let parked = pool.borrow_mut().take_all();
+        for s in parked {
+            pool::close(s).await;
         }
         Ok(())
     })

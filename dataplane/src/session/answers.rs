@@ -66,6 +66,10 @@ impl Session {
         // The answer to pgate's own Describe (masks) counts as the server sent it, and
         // goes no further.
         let own = self.masks_on_message(tag);
+        if tag == b'S' {
+            // Kept for the next session on this connection (reuse).
+            note_parameter(&mut self.upstream_params, body);
+        }
         if tag == b'E' {
             // "In the event of a backend-detected error during copy-in mode … the backend
             // will issue an ErrorResponse": COPY is over, whoever's error it is.

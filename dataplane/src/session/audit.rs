@@ -105,6 +105,16 @@ impl Session {
     pub(super) fn audit_connection(&mut self, event: &str, reason: Option<&str>) {
         let digest = self.table_digest;
         self.line_start(event, &digest);
+        if event == "open" {
+            // The backend serving the session (PostgreSQL's %p in its log); with reuse,
+            // several sessions in turn.
+            if let Some((pid, _)) = self.keys.upstream {
+                let _ = write!(self.audit, ",\"backend_pid\":{pid}");
+            }
+            if self.upstream_reused {
+                self.audit.push_str(",\"upstream\":\"reused\"");
+            }
+        }
         if let Some(r) = reason {
             self.audit.push_str(",\"reason\":\"");
             json_escape_into(&mut self.audit, r);

@@ -206,7 +206,12 @@ impl Session {
             }
             Frontend::Flush => self.forward(raw),
             Frontend::Terminate => {
-                self.forward(raw);
+                // An idle connection stays open for the next session; any other gets
+                // the client's Terminate.
+                self.parkable = self.upstream_idle();
+                if !self.parkable {
+                    self.forward(raw);
+                }
                 self.close_quietly("the client sent Terminate");
             }
             // The copy sub-protocol: only while the upstream is in COPY FROM STDIN (outside

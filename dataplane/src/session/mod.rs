@@ -58,6 +58,7 @@ use audit::{command_rows, write_summary};
 use deny::deny_message;
 use startup::{MAX_STARTUP_BYTES, MAX_TOKEN_MESSAGE_BYTES};
 
+use crate::reuse::note_parameter;
 use decided::{Decided, DigestHex, decide_text, digest_hex};
 use objects::{Confirm, Cursor, Portal, Prepared, SqlEffect};
 pub use pgate_core::client::NONCE_BYTES;
@@ -189,6 +190,10 @@ pub struct SessionConfig {
     /// The key of `hash` masks (`masks hash-key-file=`); `None`: a result with a hash mask
     /// is refused (the table is refused at load before it comes to that).
     pub mask_hash_key: Option<std::sync::Arc<crate::masks::HashKey>>,
+    /// The driver keeps upstream connections for reuse ([`crate::reuse`]): a session that
+    /// ends idle does not send Terminate upstream, and offers its connection
+    /// ([`Session::park`]).
+    pub reuse_upstream: bool,
 }
 
 impl Default for SessionConfig {
@@ -211,6 +216,7 @@ impl Default for SessionConfig {
             max_listen_channels: 256,
             max_pipeline_bytes: 64 << 20,
             mask_hash_key: None,
+            reuse_upstream: false,
         }
     }
 }
@@ -324,6 +330,14 @@ pub struct Session {
     audit_accepting: bool,
     /// The database reported `is_superuser=on` for pgate's upstream user.
     upstream_superuser: bool,
+    /// The StartupMessage sent (or to be sent) upstream: the reuse key.
+    upstream_startup: Vec<u8>,
+    /// ParameterStatus values the upstream reported, latest first-report order.
+    upstream_params: Vec<(String, String)>,
+    /// The session ended idle, its upstream connection can be reset and reused.
+    parkable: bool,
+    /// The upstream connection came from the pool (named in the `open` line).
+    upstream_reused: bool,
     /// The database the upstream session is in (for the masks' catalog).
     upstream_db: String,
     /// Statements decided since the driver last took the counts (metrics).
@@ -396,6 +410,10 @@ impl Session {
             now,
             audit_accepting: true,
             upstream_superuser: false,
+            upstream_startup: Vec::new(),
+            upstream_params: Vec::new(),
+            parkable: false,
+            upstream_reused: false,
             upstream_db: String::new(),
             allowed_count: 0,
             denied_count: 0,
@@ -489,19 +507,106 @@ impl Session {
 
     /// The upstream connection is open: send its StartupMessage.
     pub fn upstream_connected(&mut self) {
-        let State::Connecting { database, params } = std::mem::replace(
-            &mut self.state,
-            State::UpstreamAuth {
-                login: Box::new(Login::new(self.scram_nonce)),
-            },
-        ) else {
+        if !self.prepare_upstream() {
             return;
-        };
-        let db = self.cfg.upstream_database.clone().unwrap_or(database);
-        self.upstream_db = db.clone();
-        if let Some(m) = self.ready.masking.as_mut() {
-            m.database = db.clone();
         }
+        self.state = State::UpstreamAuth {
+            login: Box::new(Login::new(self.scram_nonce)),
+        };
+        self.to_upstream.extend_from_slice(&self.upstream_startup);
+    }
+
+    /// While connecting: the StartupMessage this session sends upstream. A parked
+    /// connection opened with the same bytes is an equal backend session once reset.
+    pub fn upstream_startup(&mut self) -> Option<&[u8]> {
+        if self.prepare_upstream() {
+            Some(&self.upstream_startup)
+        } else {
+            None
+        }
+    }
+
+    /// Instead of connecting: a parked connection opened with this session's
+    /// StartupMessage and reset since. The client gets the startup answers the database
+    /// gave (its parameters as they now stand, pgate's own cancel key, ReadyForQuery).
+    /// Returns false (nothing changed) if the connection does not match.
+    pub fn upstream_reused(&mut self, parked: &crate::reuse::Parked) -> bool {
+        if !self.prepare_upstream() || parked.startup != self.upstream_startup {
+            return false;
+        }
+        self.keys.upstream = Some(parked.backend_key);
+        self.upstream_superuser = parked.superuser;
+        self.upstream_params.clone_from(&parked.params);
+        self.upstream_reused = true;
+        // AuthenticationOk, then what a new backend would say.
+        self.to_client
+            .extend_from_slice(&[b'R', 0, 0, 0, 8, 0, 0, 0, 0]);
+        let mut b = Vec::with_capacity(64);
+        for (name, value) in &parked.params {
+            b.clear();
+            b.extend_from_slice(name.as_bytes());
+            b.push(0);
+            b.extend_from_slice(value.as_bytes());
+            b.push(0);
+            wire::write_message(&mut self.to_client, b'S', &b);
+        }
+        self.send_issued_key();
+        wire::write_ready_for_query(&mut self.to_client, b'I');
+        self.enter_ready(b'I');
+        true
+    }
+
+    /// After the session closed: its upstream connection's facts, if the session ended
+    /// idle (no statement in flight, outside a transaction, no COPY) and reuse is on.
+    /// The driver resets the connection ([`crate::reuse::Reset`]) before parking it.
+    pub fn park(&self) -> Option<crate::reuse::Parked> {
+        if !self.parkable {
+            return None;
+        }
+        Some(crate::reuse::Parked {
+            startup: self.upstream_startup.clone(),
+            database: self.upstream_db.clone(),
+            params: self.upstream_params.clone(),
+            backend_key: self.keys.upstream?,
+            superuser: self.upstream_superuser,
+        })
+    }
+
+    /// The session ended idle: its upstream connection is kept (no Terminate sent).
+    pub fn parkable(&self) -> bool {
+        self.parkable
+    }
+
+    /// Whether the upstream is at rest: everything forwarded answered, no transaction, no
+    /// COPY, no extended-query batch without its Sync, no cut or refusal being settled.
+    fn upstream_idle(&self) -> bool {
+        self.cfg.reuse_upstream
+            && matches!(self.state, State::Ready)
+            && self.drain_deadline_us.is_none()
+            && self.ready.tx_status == b'I'
+            && self.ready.inflight == 0
+            && self.ready.pending.is_empty()
+            && self.ready.refusals.is_empty()
+            && !self.ready.batch_forwarded
+            && !self.ready.copy_in
+            && self.ready.cut.is_none()
+            && !self.upstream_paused()
+            && self.to_upstream.is_empty()
+    }
+
+    /// Builds the StartupMessage once, while connecting; false in any other state.
+    fn prepare_upstream(&mut self) -> bool {
+        let State::Connecting { database, params } = &self.state else {
+            return false;
+        };
+        if !self.upstream_startup.is_empty() {
+            return true;
+        }
+        let db = self
+            .cfg
+            .upstream_database
+            .clone()
+            .unwrap_or_else(|| database.clone());
         // pgate reads SQL as UTF-8: the session's client encoding is UTF8 unless the client
         // chose an equivalent one (the server's default would be the database's).
         let encoding = if params
@@ -518,12 +623,17 @@ impl Session {
             encoding,
         ];
         write_startup(
-            &mut self.to_upstream,
+            &mut self.upstream_startup,
             fixed
                 .into_iter()
                 .flatten()
                 .chain(params.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
         );
+        if let Some(m) = self.ready.masking.as_mut() {
+            m.database = db.clone();
+        }
+        self.upstream_db = db;
+        true
     }
 
     /// The client's connection ended (EOF or error) without Terminate. The session ends
@@ -534,6 +644,7 @@ impl Session {
             return false;
         }
         let busy = self.ready.inflight > 0 || self.ready.copy_in;
+        self.parkable = !busy && self.upstream_idle();
         self.end("the client closed the connection without Terminate");
         busy
     }

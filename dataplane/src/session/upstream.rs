@@ -81,6 +81,7 @@ impl Session {
                     }
                     _ => {}
                 }
+                note_parameter(&mut self.upstream_params, body);
                 self.to_client.extend_from_slice(raw);
             }
             b'N' => self.to_client.extend_from_slice(raw),
@@ -89,20 +90,11 @@ impl Session {
                 if let (Ok(pid), Ok(key)) = (r.i32(), r.i32()) {
                     self.keys.upstream = Some((pid, key));
                 }
-                // The client gets pgate's key, never the real one.
-                let (pid, key) = self.keys.issued;
-                let mut k = [0u8; 8];
-                k[..4].copy_from_slice(&pid.to_be_bytes());
-                k[4..].copy_from_slice(&key.to_be_bytes());
-                wire::write_message(&mut self.to_client, b'K', &k);
+                self.send_issued_key();
             }
             b'Z' => {
-                self.ready.tx_status = body.first().copied().unwrap_or(b'I');
                 self.to_client.extend_from_slice(raw);
-                self.state = State::Ready;
-                // The classifier's buffers, allocated once, now that statements will come.
-                self.facts = Facts::default();
-                self.audit_connection("open", None);
+                self.enter_ready(body.first().copied().unwrap_or(b'I'));
             }
             b'E' => self.fatal(
                 sqlstate::CONNECTION_FAILURE,
@@ -113,5 +105,23 @@ impl Session {
                 "pgate: unexpected message from the database during startup",
             ),
         }
+    }
+
+    /// BackendKeyData for the client: pgate's key, never the real one.
+    pub(super) fn send_issued_key(&mut self) {
+        let (pid, key) = self.keys.issued;
+        let mut k = [0u8; 8];
+        k[..4].copy_from_slice(&pid.to_be_bytes());
+        k[4..].copy_from_slice(&key.to_be_bytes());
+        wire::write_message(&mut self.to_client, b'K', &k);
+    }
+
+    /// Logged in both ways: statements may come.
+    pub(super) fn enter_ready(&mut self, tx_status: u8) {
+        self.ready.tx_status = tx_status;
+        self.state = State::Ready;
+        // The classifier's buffers, allocated once, now that statements will come.
+        self.facts = Facts::default();
+        self.audit_connection("open", None);
     }
 }

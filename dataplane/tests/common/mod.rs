@@ -721,6 +721,8 @@ pub struct Sim {
     pub server: FakeServer,
     pub actions: Vec<Action>,
     pub t: Clock,
+    /// A parked upstream connection the next ConnectUpstream takes instead of a new one.
+    pub reuse: Option<pgate::reuse::Parked>,
 }
 
 impl Sim {
@@ -744,6 +746,7 @@ impl Sim {
                 },
             ),
             server: FakeServer::default(),
+            reuse: None,
             actions: vec![],
             t: Clock {
                 mono_us: 1,
@@ -778,7 +781,10 @@ impl Sim {
         for _ in 0..10 {
             while let Some(a) = self.session.poll_action() {
                 if a == Action::ConnectUpstream {
-                    self.session.upstream_connected();
+                    match self.reuse.take() {
+                        Some(p) => assert!(self.session.upstream_reused(&p), "{p:?}"),
+                        None => self.session.upstream_connected(),
+                    }
                 }
                 self.actions.push(a);
             }
