@@ -8,6 +8,7 @@
 //! and the identity-scoped rate buckets are built around the core in their own modules.
 #![deny(unsafe_code)]
 
+pub mod alloc_count;
 pub mod audit;
 pub mod audit_chain;
 pub mod buckets;

@@ -14,6 +14,10 @@ use pgate::runtime::ControlHandle;
 use pgate::session::SessionConfig;
 use pgate_core::table::TableFile;
 
+/// Counts the workers' heap allocations (the hot path makes none; a metric shows it).
+#[global_allocator]
+static ALLOCATOR: pgate::alloc_count::Counting = pgate::alloc_count::Counting;
+
 #[derive(Parser)]
 #[command(
     name = "pgate",

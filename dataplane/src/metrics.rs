@@ -20,10 +20,38 @@ pub const RELOAD_FAILURES: &str = "pgate_policy_reload_failures_total";
 /// Upstream connection reuse: logins served by a parked connection, connections parked
 /// after a reset, resets that failed (the connection closed), parked connections closed
 /// unused (too old, closed by the server, or over the per-key limit).
+/// Heap allocations on the worker threads since start (zero per message in steady state).
+pub const WORKER_ALLOCATIONS: &str = "pgate_worker_heap_allocations_total";
 pub const UPSTREAM_REUSED: &str = "pgate_upstream_reused_total";
 pub const UPSTREAM_PARKED: &str = "pgate_upstream_parked_total";
 pub const UPSTREAM_RESET_FAILURES: &str = "pgate_upstream_reset_failures_total";
 pub const UPSTREAM_DISCARDED: &str = "pgate_upstream_discarded_total";
+
+thread_local! {
+    /// The per-statement counters, looked up once per thread: a lookup through the
+    /// recorder allocates the handle it returns, a held handle only adds.
+    static VERDICTS: std::cell::OnceCell<(metrics::Counter, metrics::Counter)> =
+        const { std::cell::OnceCell::new() };
+}
+
+/// Counts statements allowed and denied (the workers' per-round call: no allocation after
+/// the thread's first).
+pub fn count_verdicts(allowed: u64, denied: u64) {
+    VERDICTS.with(|v| {
+        let (a, d) = v.get_or_init(|| {
+            (
+                metrics::counter!(STATEMENTS, "verdict" => "allow"),
+                metrics::counter!(STATEMENTS, "verdict" => "deny"),
+            )
+        });
+        if allowed > 0 {
+            a.increment(allowed);
+        }
+        if denied > 0 {
+            d.increment(denied);
+        }
+    });
+}
 
 /// Installs the recorder and serves it on `addr`. Without a configured address the
 /// recorder is still installed (counters cost the same), just not served.
@@ -62,6 +90,8 @@ fn serve(listener: TcpListener, handle: PrometheusHandle, audit: crate::audit::A
             metrics::counter!(AUDIT_REFUSED).absolute(a.refused);
             metrics::counter!(AUDIT_WRITE_ERRORS).absolute(a.write_errors);
             metrics::counter!(AUDIT_BLOCKED).absolute(a.blocked);
+            metrics::counter!(WORKER_ALLOCATIONS)
+                .absolute(crate::alloc_count::worker_allocations());
             ("200 OK", handle.render())
         } else {
             ("404 Not Found", "try /metrics\n".to_owned())

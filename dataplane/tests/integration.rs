@@ -2094,3 +2094,89 @@ async fn unusable_connections_are_closed_not_reused() {
         "new upstream links after the cut"
     );
 }
+
+// ------------------------------------------------------------- allocations, live
+
+fn worker_allocations(metrics: &SocketAddr) -> u64 {
+    metrics_text(metrics)
+        .lines()
+        .find_map(|l| l.strip_prefix("pgate_worker_heap_allocations_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("pgate_worker_heap_allocations_total in the metrics")
+}
+
+/// `n` pipelined queries on `s`: simple Query messages, or Bind/Execute/Sync of the
+/// prepared statement `p` (pgbench -M prepared), in writes of 250, every answer read.
+fn pipelined(s: &mut TcpStream, n: usize, prepared: bool) {
+    let mut one = Vec::new();
+    if prepared {
+        let mut bind = Vec::new();
+        bind.extend_from_slice(b"\0p\0");
+        bind.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+        pgate_core::wire::write_message(&mut one, b'B', &bind);
+        pgate_core::wire::write_message(&mut one, b'E', &[0, 0, 0, 0, 0]);
+        pgate_core::wire::write_sync(&mut one);
+    } else {
+        pgate_core::wire::write_message(
+            &mut one,
+            b'Q',
+            b"select abalance from pgbench_accounts where aid = 1\0",
+        );
+    }
+    let mut done = 0;
+    while done < n {
+        let k = (n - done).min(250);
+        s.write_all(&one.repeat(k)).unwrap();
+        for _ in 0..k {
+            while read_message(s).0 != b'Z' {}
+        }
+        done += k;
+    }
+}
+
+/// Zero heap allocations on the workers in steady state: after warm-up, 10,000 pipelined
+/// queries (simple and prepared) through a live session, audited and decided, leave the
+/// workers' allocation count — the metric an operator sees — where it was.
+#[tokio::test]
+async fn ten_thousand_pipelined_queries_allocate_nothing_on_the_workers() {
+    let e = require_env!();
+    let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let (_guard, addr) = start_pgate(
+        &e.dir,
+        "alloc-live",
+        &upstream_line(e),
+        &format!("metrics \"{metrics}\""),
+    )
+    .unwrap();
+    let token = good_token(e);
+    let mut s = tokio::task::spawn_blocking(move || login_at(addr, "analyst", &token, &[]))
+        .await
+        .unwrap();
+    let (before, after) = tokio::task::spawn_blocking(move || {
+        let mut parse = Vec::new();
+        pgate_core::wire::write_parse(
+            &mut parse,
+            "p",
+            "select abalance from pgbench_accounts where aid = 1",
+        );
+        pgate_core::wire::write_sync(&mut parse);
+        s.write_all(&parse).unwrap();
+        while read_message(&mut s).0 != b'Z' {}
+        // Warm-up: buffers grow to their working sizes once.
+        pipelined(&mut s, 2_000, false);
+        pipelined(&mut s, 2_000, true);
+        let before = worker_allocations(&metrics);
+        pipelined(&mut s, 5_000, false);
+        pipelined(&mut s, 5_000, true);
+        let after = worker_allocations(&metrics);
+        (before, after)
+    })
+    .await
+    .unwrap();
+    assert!(before > 0, "the count counts (the login allocated)");
+    assert_eq!(
+        after - before,
+        0,
+        "allocations on the workers for 10,000 queries"
+    );
+}

@@ -646,11 +646,8 @@ async fn finish(session: &mut Session, client: &mut Stream, upstream: Option<&mu
 
 fn ship_audit(session: &mut Session, shared: &Shared) {
     let (allowed, denied) = session.take_verdict_counts();
-    if allowed > 0 {
-        metrics::counter!(crate::metrics::STATEMENTS, "verdict" => "allow").increment(allowed);
-    }
-    if denied > 0 {
-        metrics::counter!(crate::metrics::STATEMENTS, "verdict" => "deny").increment(denied);
+    if allowed > 0 || denied > 0 {
+        crate::metrics::count_verdicts(allowed, denied);
     }
     let lines = session.poll_audit();
     if !lines.is_empty() {

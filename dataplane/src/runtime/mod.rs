@@ -221,6 +221,7 @@ fn refuse(shared: &Shared, stream: &tokio::net::TcpStream, peer: SocketAddr, msg
 }
 
 fn worker(listener: std::net::TcpListener, shared: Shared) -> io::Result<()> {
+    crate::alloc_count::count_this_thread();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

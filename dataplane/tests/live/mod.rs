@@ -536,25 +536,29 @@ pub fn startup_and_auth_with(e: &Env, token: &str, params: &[(&str, &str)]) -> T
 
 /// A raw connection as `user` (the role to take), logged in, after its ReadyForQuery.
 pub fn startup_and_auth_as(e: &Env, user: &str, token: &str, params: &[(&str, &str)]) -> TcpStream {
-    let mut s = TcpStream::connect(e.addr).unwrap();
+    login_at(e.addr, user, token, params)
+}
+
+/// A raw connection to the pgate at `addr` as `user`, logged in with `token`, after its
+/// ReadyForQuery.
+pub fn login_at(addr: SocketAddr, user: &str, token: &str, params: &[(&str, &str)]) -> TcpStream {
+    let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut body = 196_608u32.to_be_bytes().to_vec();
-    body.extend_from_slice(format!("user\0{user}\0database\0{DB}\0").as_bytes());
-    for (k, v) in params {
-        body.extend_from_slice(format!("{k}\0{v}\0").as_bytes());
-    }
-    body.push(0);
-    let mut m = ((body.len() + 4) as u32).to_be_bytes().to_vec();
-    m.extend_from_slice(&body);
+    let mut m = Vec::new();
+    pgate_core::client::write_startup(
+        &mut m,
+        [("user", user), ("database", DB)]
+            .into_iter()
+            .chain(params.iter().copied()),
+    );
     s.write_all(&m).unwrap();
     let mut r = [0u8; 9];
     s.read_exact(&mut r).unwrap();
     assert_eq!(&r, &[b'R', 0, 0, 0, 8, 0, 0, 0, 3]);
     let mut p = token.as_bytes().to_vec();
     p.push(0);
-    let mut pm = vec![b'p'];
-    pm.extend_from_slice(&((p.len() + 4) as u32).to_be_bytes());
-    pm.extend_from_slice(&p);
+    let mut pm = Vec::new();
+    pgate_core::wire::write_message(&mut pm, b'p', &p);
     s.write_all(&pm).unwrap();
     // Read up to ReadyForQuery.
     while read_message(&mut s).0 != b'Z' {}
