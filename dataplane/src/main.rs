@@ -331,7 +331,8 @@ fn run(path: &Path, exit_on_stdin_eof: bool) -> Result<(), String> {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    let audit = pgate::audit::AuditSink::start(
+    // A slot per worker (`runtime::run` hands them out) and slot 0 for everything else.
+    let audit = pgate::audit::AuditSink::start_with_slots(
         &c.audit.path,
         c.audit.on_failure,
         8 << 20,
@@ -339,6 +340,7 @@ fn run(path: &Path, exit_on_stdin_eof: bool) -> Result<(), String> {
             instance,
             table: table_hex,
         },
+        c.workers + 1,
     )
     .map_err(|e| format!("audit log {}: {e}", c.audit.path.display()))?;
     pgate::metrics::install(c.metrics, audit.clone())?;

@@ -162,3 +162,47 @@ fn a_refused_login_is_audited_with_what_the_token_claims_but_never_the_token() {
     assert_eq!(l[0]["event"], "login-refused");
     assert!(l[0]["reason"].as_str().unwrap().contains("requires TLS"));
 }
+
+/// Answers to a long pipeline in one read: the session takes them only until a batch of
+/// audit lines is full, pauses, and goes on once the driver took the lines — so its audit
+/// buffer stays at one batch, and no line is lost.
+#[test]
+fn a_full_batch_of_audit_lines_pauses_the_upstream_input_until_taken() {
+    let mut s = Sim::plaintext();
+    s.connect();
+    lines(&mut s);
+    let table = pgate_core::table::Table::parse(&s.table).unwrap();
+    let pipeline: Vec<u8> = (0..600)
+        .flat_map(|i| query(&format!("select id, total from orders where id = {i}")))
+        .collect();
+    let n = s.session.handle_client(&pipeline, &table, &TestAuth, s.t);
+    assert_eq!(n, pipeline.len());
+    let up = s.session.poll_upstream().to_vec();
+    s.session.upstream_written(up.len());
+    let reply = s.server.feed(&up);
+    let mut fed = 0;
+    let mut batches = 0;
+    let mut all = Vec::new();
+    while fed < reply.len() {
+        let n = s.session.handle_upstream(&reply[fed..], s.t);
+        fed += n;
+        if fed < reply.len() {
+            assert!(
+                s.session.upstream_paused(),
+                "stopped short only when paused"
+            );
+            let a = s.session.poll_audit().len();
+            assert!(a >= pgate::session::AUDIT_BATCH_BYTES);
+            assert!(
+                a < pgate::session::AUDIT_BATCH_BYTES + 4096,
+                "{a} bytes gathered"
+            );
+        }
+        batches += 1;
+        all.extend(lines(&mut s));
+        assert!(!s.session.upstream_paused());
+    }
+    assert!(batches > 2, "{batches} batches");
+    let statements = all.iter().filter(|l| l["event"] == "statement").count();
+    assert_eq!(statements, 600);
+}

@@ -241,7 +241,9 @@ pub(super) async fn connection(
                     }
                 }
             }
-            // Upstream bytes that waited for a throttle.
+            // Lines out first: a full batch of them pauses the upstream input too.
+            ship_audit(&mut session, shared);
+            // Upstream bytes that waited for a throttle (or for the audit lines to go).
             if uheld && !session.upstream_paused() && ubuf.len > 0 {
                 let (_, clock) = now();
                 let n = session.handle_upstream(ubuf.data(), clock);

@@ -171,7 +171,9 @@ pub fn run(listen: SocketAddr, workers: usize, shared: Shared) -> io::Result<()>
     }
     let mut handles = Vec::with_capacity(workers);
     for (i, l) in listeners.into_iter().enumerate() {
-        let shared = shared.clone();
+        let mut shared = shared.clone();
+        // Each worker writes its audit lines through a slot of its own.
+        shared.audit = shared.audit.for_slot(i + 1);
         handles.push(
             std::thread::Builder::new()
                 .name(format!("pgate-worker-{i}"))

@@ -66,6 +66,10 @@ use pgate_core::client::{Login, LoginError, LoginStep, write_startup};
 use refusal::Refusal;
 use results::{Caps, Cut, Rate};
 
+/// Audit bytes a session gathers before the driver must take them: feeding upstream
+/// input pauses there ([`Session::upstream_paused`]).
+pub const AUDIT_BATCH_BYTES: usize = 32 << 10;
+
 /// The randomness a session needs, drawn by the driver from its source (the OS in
 /// production, a seed in simulations).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -590,7 +594,8 @@ impl Session {
             && !self.ready.batch_forwarded
             && !self.ready.copy_in
             && self.ready.cut.is_none()
-            && !self.upstream_paused()
+            && self.ready.paused_until.is_none()
+            && !self.catalog_wait()
             && self.to_upstream.is_empty()
     }
 

@@ -244,9 +244,16 @@ impl Session {
     }
 
     /// Whether the driver must not read (or feed) upstream bytes now: a rate is throttling
-    /// the result; [`Session::poll_timeout`] says until when.
+    /// the result ([`Session::poll_timeout`] says until when), the masks wait for the
+    /// catalog, or the audit lines of what was fed fill their batch (the driver ships them
+    /// with [`Session::audit_taken`], then feeds the rest: the buffer keeps the size it
+    /// grew to while warming up, however many answers one read brings).
     pub fn upstream_paused(&self) -> bool {
-        self.ready.paused_until.is_some() || self.catalog_wait()
+        self.ready.paused_until.is_some() || self.catalog_wait() || self.audit_full()
+    }
+
+    pub(super) fn audit_full(&self) -> bool {
+        self.audit.len() >= AUDIT_BATCH_BYTES
     }
 
     /// Time passed: a throttle whose time is up lets the upstream go on.

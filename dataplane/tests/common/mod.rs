@@ -723,6 +723,9 @@ pub struct Sim {
     pub t: Clock,
     /// A parked upstream connection the next ConnectUpstream takes instead of a new one.
     pub reuse: Option<pgate::reuse::Parked>,
+    /// Audit lines taken out of the session when a full batch of them paused its input
+    /// (as the driver ships them); [`audit_lines`] reads these first.
+    pub audit_backlog: String,
 }
 
 impl Sim {
@@ -747,6 +750,7 @@ impl Sim {
             ),
             server: FakeServer::default(),
             reuse: None,
+            audit_backlog: String::new(),
             actions: vec![],
             t: Clock {
                 mono_us: 1,
@@ -795,7 +799,15 @@ impl Sim {
             }
             let reply = self.server.feed(&up);
             self.t.mono_us += 10;
-            let n = self.session.handle_upstream(&reply, self.t);
+            let mut n = self.session.handle_upstream(&reply, self.t);
+            // A full batch of audit lines pauses the input: take them, as the driver does.
+            while n < reply.len()
+                && self.session.poll_audit().len() >= pgate::session::AUDIT_BATCH_BYTES
+            {
+                self.audit_backlog.push_str(self.session.poll_audit());
+                self.session.audit_taken();
+                n += self.session.handle_upstream(&reply[n..], self.t);
+            }
             assert!(n == reply.len() || self.session.is_closed());
         }
         let out = self.session.poll_client().to_vec();
@@ -812,7 +824,8 @@ impl Sim {
 
 /// The audit lines the session produced since the last call, parsed.
 pub fn audit_lines(s: &mut Sim) -> Vec<serde_json::Value> {
-    let a = s.session.poll_audit().to_owned();
+    let mut a = std::mem::take(&mut s.audit_backlog);
+    a.push_str(s.session.poll_audit());
     s.session.audit_taken();
     a.lines()
         .map(|l| serde_json::from_str(l).unwrap())
