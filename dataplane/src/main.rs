@@ -28,6 +28,16 @@ struct Cli {
     /// Run the proxy with this configuration file.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// The I/O driver: io_uring (one ring per worker), epoll, or auto (io_uring where the
+    /// kernel and seccomp allow it; else epoll, saying why).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "auto",
+        env = "PGATE_RUNTIME"
+    )]
+    runtime: pgate::runtime::Runtime,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -151,8 +161,8 @@ fn main() -> ExitCode {
                 exit_on_stdin_eof,
             }),
             _,
-        ) => run(&config, exit_on_stdin_eof),
-        (None, Some(config)) => run(&config, false),
+        ) => run(&config, exit_on_stdin_eof, cli.runtime),
+        (None, Some(config)) => run(&config, false, cli.runtime),
         (Some(Command::CheckConfig { file }), _) => check_config(&file).map(|_| {
             println!("{}: ok", file.display());
         }),
@@ -306,7 +316,11 @@ fn check_config(path: &Path) -> Result<Loaded, String> {
     })
 }
 
-fn run(path: &Path, exit_on_stdin_eof: bool) -> Result<(), String> {
+fn run(
+    path: &Path,
+    exit_on_stdin_eof: bool,
+    runtime: pgate::runtime::Runtime,
+) -> Result<(), String> {
     // Every connection is a socket: allow as many as the hard limit.
     if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
         eprintln!("pgate: cannot raise the open-file limit: {e}");
@@ -393,6 +407,7 @@ fn run(path: &Path, exit_on_stdin_eof: bool) -> Result<(), String> {
             max_idle: c.upstream.pool_max_idle,
             idle_timeout: c.upstream.pool_idle_timeout,
         },
+        wakers: control.wakers(),
     };
     // The masks' catalog of the configured database: a mask its column's type cannot
     // carry refuses the table now, not at the first result.
@@ -407,12 +422,15 @@ fn run(path: &Path, exit_on_stdin_eof: bool) -> Result<(), String> {
         control.clone(),
         shared.session.mask_hash_key.is_some(),
     );
+    let driver = runtime.resolve()?;
     eprintln!(
-        "pgate: listening on {} ({} workers), upstream {upstream}",
-        c.listen, c.workers
+        "pgate: listening on {} ({} workers, {}), upstream {upstream}",
+        c.listen,
+        c.workers,
+        driver.name()
     );
-    let served =
-        pgate::runtime::run(c.listen, c.workers, shared).map_err(|e| format!("{}: {e}", c.listen));
+    let served = pgate::runtime::run(c.listen, c.workers, driver, shared)
+        .map_err(|e| format!("{}: {e}", c.listen));
     // Every session has ended: the audit log is complete; make it durable before exiting.
     if audit.flush_and_sync(Duration::from_secs(30)) {
         eprintln!(

@@ -100,7 +100,7 @@ pub(super) async fn connection(
     peer: SocketAddr,
     id: crate::session::ConnId,
     shared: &Shared,
-    parked: &std::rc::Rc<std::cell::RefCell<Pool>>,
+    parked: &std::rc::Rc<std::cell::RefCell<Pool<Stream>>>,
 ) -> io::Result<()> {
     let mut cfg = shared.session.clone();
     cfg.reuse_upstream = parked.borrow().enabled();
@@ -414,20 +414,13 @@ pub(super) async fn connection(
             shared.session.max_message_bytes,
         )
         .await;
-        // pgate's own statement on the backend, in the audit next to the clients' (the
-        // database logs it too).
-        let mut line = serde_json::json!({
-            "ts_ms": now().1.unix_ms,
-            "event": "upstream-reset",
-            "conn": id.to_string(),
-            "backend_pid": p.backend_key.0,
-            "sql": crate::reuse::RESET_SQL,
-            "status": if outcome.is_ok() { "ok" } else { "error" },
-        });
-        if let Err(e) = &outcome {
-            line["reason"] = serde_json::Value::String(e.to_string());
-        }
-        shared.audit.write(&format!("{line}\n"));
+        let why = outcome.as_ref().map_err(|e| e.to_string());
+        audit_reset(
+            shared,
+            id,
+            p.backend_key.0,
+            why.as_ref().map(|_| ()).map_err(|e| e.as_str()),
+        );
         match outcome {
             Ok(()) => {
                 metrics::counter!(crate::metrics::UPSTREAM_PARKED).increment(1);
@@ -451,6 +444,13 @@ pub(super) async fn connection(
 }
 
 fn feed_client(session: &mut Session, cbuf: &mut ReadBuffer, shared: &Shared) {
+    let n = feed_client_bytes(session, cbuf.data(), shared);
+    cbuf.consume(n);
+}
+
+/// The client's bytes to the session, with the current table and the audit's state;
+/// returns how many it took.
+pub(super) fn feed_client_bytes(session: &mut Session, data: &[u8], shared: &Shared) -> usize {
     let table = shared.table.load();
     let (_, clock) = now();
     let accepting = shared.audit.accepting();
@@ -458,8 +458,7 @@ fn feed_client(session: &mut Session, cbuf: &mut ReadBuffer, shared: &Shared) {
         shared.audit.note_refused();
     }
     session.set_audit_accepting(accepting);
-    let n = session.handle_client(cbuf.data(), &table.table(), shared.auth.as_ref(), clock);
-    cbuf.consume(n);
+    session.handle_client(data, &table.table(), shared.auth.as_ref(), clock)
 }
 
 fn on_control(
@@ -468,12 +467,39 @@ fn on_control(
     shared: &Shared,
 ) {
     let c = *control.borrow_and_update();
+    apply_control(session, c, shared);
+}
+
+/// A table swap or the drain, told to a session.
+pub(super) fn apply_control(session: &mut Session, c: super::Control, shared: &Shared) {
     if let Some(d) = c.drain_deadline {
         session.handle_drain(mono_us(d));
     }
     let table = shared.table.load();
     session.handle_table(&table.table(), shared.auth.as_ref());
     session.handle_timeout(now().1);
+}
+
+/// pgate's own statement on a backend it parks, in the audit next to the clients' (the
+/// database logs it too).
+pub(super) fn audit_reset(
+    shared: &Shared,
+    id: crate::session::ConnId,
+    backend_pid: i32,
+    outcome: Result<(), &str>,
+) {
+    let mut line = serde_json::json!({
+        "ts_ms": now().1.unix_ms,
+        "event": "upstream-reset",
+        "conn": id.to_string(),
+        "backend_pid": backend_pid,
+        "sql": crate::reuse::RESET_SQL,
+        "status": if outcome.is_ok() { "ok" } else { "error" },
+    });
+    if let Err(e) = outcome {
+        line["reason"] = serde_json::Value::String(e.to_string());
+    }
+    shared.audit.write(&format!("{line}\n"));
 }
 
 fn poll_read(cx: &mut Context<'_>, s: &mut Stream, spare: &mut [u8]) -> Poll<io::Result<usize>> {
@@ -601,7 +627,7 @@ pub(super) async fn connect_upstream(shared: &Shared) -> io::Result<Stream> {
 /// Says once per process that the upstream user is a superuser: every session then runs
 /// with rights no policy rule can narrow at the database (catalogs with password hashes,
 /// server files, other sessions) — pgate is the only wall.
-fn warn_if_superuser(session: &Session, shared: &Shared) {
+pub(super) fn warn_if_superuser(session: &Session, shared: &Shared) {
     static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     if session.upstream_is_superuser() && !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
         eprintln!(
@@ -646,7 +672,7 @@ async fn finish(session: &mut Session, client: &mut Stream, upstream: Option<&mu
     .await;
 }
 
-fn ship_audit(session: &mut Session, shared: &Shared) {
+pub(super) fn ship_audit(session: &mut Session, shared: &Shared) {
     let (allowed, denied) = session.take_verdict_counts();
     if allowed > 0 || denied > 0 {
         crate::metrics::count_verdicts(allowed, denied);
@@ -663,7 +689,7 @@ fn ship_audit(session: &mut Session, shared: &Shared) {
 /// sent afterwards cannot be the one cancelled (an idle backend ignores a cancel).
 /// True once the database closed the connection; false if it could not be reached or did
 /// not answer in time.
-async fn cancel_and_wait(upstream: SocketAddr, (pid, key): (i32, i32)) -> bool {
+pub(super) async fn cancel_and_wait(upstream: SocketAddr, (pid, key): (i32, i32)) -> bool {
     let m = pgate_core::client::cancel_request(pid, key);
     let wait = async {
         let mut s = TcpStream::connect(upstream).await?;
@@ -679,7 +705,7 @@ async fn cancel_and_wait(upstream: SocketAddr, (pid, key): (i32, i32)) -> bool {
 }
 
 /// CancelRequest to the upstream with the real key, on a new connection.
-async fn send_cancel(upstream: SocketAddr, (pid, key): (i32, i32)) {
+pub(super) async fn send_cancel(upstream: SocketAddr, (pid, key): (i32, i32)) {
     let m = pgate_core::client::cancel_request(pid, key);
     if let Ok(Ok(mut s)) =
         tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(upstream)).await

@@ -17,6 +17,7 @@ mod conn;
 pub mod lookup;
 mod pool;
 mod stream;
+mod uring;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -71,6 +72,65 @@ pub struct Shared {
     pub conn_seq: Arc<AtomicU64>,
     /// Upstream connection reuse (one pool per worker).
     pub pool: PoolConfig,
+    /// The ring workers' eventfds: [`ControlHandle`] wakes them at a swap or the drain.
+    pub wakers: Arc<Wakers>,
+}
+
+/// The eventfds of workers that sleep in the kernel (the io_uring driver's).
+#[derive(Default)]
+pub struct Wakers {
+    fds: Mutex<Vec<Arc<std::fs::File>>>,
+}
+
+impl Wakers {
+    fn add(&self, fd: Arc<std::fs::File>) {
+        if let Ok(mut v) = self.fds.lock() {
+            v.push(fd);
+        }
+    }
+    fn wake_all(&self) {
+        use std::io::Write;
+        if let Ok(v) = self.fds.lock() {
+            for fd in v.iter() {
+                let _ = (&**fd).write(&1u64.to_ne_bytes());
+            }
+        }
+    }
+}
+
+/// Which driver runs the workers (`--runtime`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Runtime {
+    /// io_uring where the kernel and the process's seccomp profile allow it, else epoll.
+    Auto,
+    Uring,
+    Epoll,
+}
+
+impl Runtime {
+    /// The driver to run: `auto` probes io_uring and says in one line why it falls back.
+    pub fn resolve(self) -> Result<Runtime, String> {
+        match self {
+            Runtime::Epoll => Ok(Runtime::Epoll),
+            Runtime::Uring => uring::probe()
+                .map(|()| Runtime::Uring)
+                .map_err(|e| format!("--runtime uring: {e}")),
+            Runtime::Auto => Ok(match uring::probe() {
+                Ok(()) => Runtime::Uring,
+                Err(e) => {
+                    eprintln!("pgate: io_uring unavailable ({e}); running the epoll driver");
+                    Runtime::Epoll
+                }
+            }),
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Runtime::Auto => "auto",
+            Runtime::Uring => "io_uring",
+            Runtime::Epoll => "epoll",
+        }
+    }
 }
 
 /// What every connection must hear about: table swaps and the drain.
@@ -86,16 +146,23 @@ pub struct Control {
 /// The process's side of [`Control`].
 pub struct ControlHandle {
     tx: watch::Sender<Control>,
+    wakers: Arc<Wakers>,
 }
 
 impl ControlHandle {
     pub fn new() -> (ControlHandle, watch::Receiver<Control>) {
         let (tx, rx) = watch::channel(Control::default());
-        (ControlHandle { tx }, rx)
+        let wakers = Arc::default();
+        (ControlHandle { tx, wakers }, rx)
+    }
+    /// For [`Shared::wakers`].
+    pub fn wakers(&self) -> Arc<Wakers> {
+        self.wakers.clone()
     }
     /// A new table is in `Shared::table`: sessions re-check themselves against it.
     pub fn table_swapped(&self) {
         self.tx.send_modify(|c| c.table_gen += 1);
+        self.wakers.wake_all();
     }
     /// Stop accepting; sessions may go on until `timeout` from now, then get 57P01.
     pub fn drain(&self, timeout: Duration) {
@@ -103,6 +170,7 @@ impl ControlHandle {
         self.tx.send_modify(|c| {
             c.drain_deadline.get_or_insert(deadline);
         });
+        self.wakers.wake_all();
     }
 }
 
@@ -163,7 +231,7 @@ pub fn block_on_own_runtime<F: std::future::Future>(fut: F) -> Result<F::Output,
 
 /// Binds one `SO_REUSEPORT` listener per worker (so the kernel spreads connections) and runs
 /// the workers until the drain has ended. Returns early only on a startup error.
-pub fn run(listen: SocketAddr, workers: usize, shared: Shared) -> io::Result<()> {
+pub fn run(listen: SocketAddr, workers: usize, runtime: Runtime, shared: Shared) -> io::Result<()> {
     let _ = now();
     let mut listeners = Vec::with_capacity(workers);
     for _ in 0..workers {
@@ -177,7 +245,10 @@ pub fn run(listen: SocketAddr, workers: usize, shared: Shared) -> io::Result<()>
         handles.push(
             std::thread::Builder::new()
                 .name(format!("pgate-worker-{i}"))
-                .spawn(move || worker(l, shared))?,
+                .spawn(move || match runtime {
+                    Runtime::Uring => uring::worker(l, shared),
+                    _ => worker(l, shared),
+                })?,
         );
     }
     for h in handles {
@@ -204,9 +275,13 @@ fn bind_reuseport(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
 /// The first answer to a connection over a limit: PostgreSQL's own words for it
 /// (53300), sent without reading anything, then the socket closes.
 fn refuse(shared: &Shared, stream: &tokio::net::TcpStream, peer: SocketAddr, msg: &str) {
+    let _ = stream.try_write(&refusal(shared, peer, msg));
+}
+
+/// The bytes of a refusal (53300), its audit line written.
+fn refusal(shared: &Shared, peer: SocketAddr, msg: &str) -> Vec<u8> {
     let mut m = Vec::with_capacity(96);
     pgate_core::wire::write_error(&mut m, pgate_core::wire::Severity::Fatal, "53300", msg);
-    let _ = stream.try_write(&m);
     // Refused before a session exists: the line is written here, with its own id.
     let id = ConnId {
         instance: shared.instance,
@@ -220,6 +295,7 @@ fn refuse(shared: &Shared, stream: &tokio::net::TcpStream, peer: SocketAddr, msg
         "reason": format!("FATAL 53300: {msg}"),
     });
     shared.audit.write(&format!("{line}\n"));
+    m
 }
 
 fn worker(listener: std::net::TcpListener, shared: Shared) -> io::Result<()> {
@@ -250,30 +326,15 @@ fn worker(listener: std::net::TcpListener, shared: Shared) -> io::Result<()> {
                     continue;
                 }
             };
-            let live = shared.connections.fetch_add(1, Ordering::Relaxed) + 1;
-            if live as usize > shared.max_connections {
-                shared.connections.fetch_sub(1, Ordering::Relaxed);
-                refuse(&shared, &stream, peer, "sorry, too many clients already (pgate max-connections)");
-                continue;
-            }
-            if !address_admit(&shared, peer.ip()) {
-                shared.connections.fetch_sub(1, Ordering::Relaxed);
-                refuse(
-                    &shared,
-                    &stream,
-                    peer,
-                    "sorry, too many connections from this address (pgate max-connections-per-address)",
-                );
-                continue;
-            }
-            let _ = stream.set_nodelay(true);
-            metrics::counter!(crate::metrics::CONNECTIONS).increment(1);
-            metrics::gauge!(crate::metrics::ACTIVE).set(live as f64);
-            let shared = shared.clone();
-            let id = ConnId {
-                instance: shared.instance,
-                seq: shared.conn_seq.fetch_add(1, Ordering::Relaxed),
+            let id = match admit(&shared, peer) {
+                Ok(id) => id,
+                Err(msg) => {
+                    refuse(&shared, &stream, peer, msg);
+                    continue;
+                }
             };
+            let _ = stream.set_nodelay(true);
+            let shared = shared.clone();
             let live_here = live_here.clone();
             live_here.set(live_here.get() + 1);
             let pool = pool.clone();
@@ -281,9 +342,7 @@ fn worker(listener: std::net::TcpListener, shared: Shared) -> io::Result<()> {
                 if let Err(e) = conn::connection(stream, peer, id, &shared, &pool).await {
                     eprintln!("pgate: connection {id} from {peer}: {e}");
                 }
-                address_release(&shared, peer.ip());
-                let live = shared.connections.fetch_sub(1, Ordering::Relaxed) - 1;
-                metrics::gauge!(crate::metrics::ACTIVE).set(live as f64);
+                release(&shared, peer);
                 live_here.set(live_here.get() - 1);
             });
         };
@@ -300,6 +359,34 @@ fn worker(listener: std::net::TcpListener, shared: Shared) -> io::Result<()> {
         }
         Ok(())
     })
+}
+
+/// A new client connection under the limits: counted, with its id; or the refusal's words.
+fn admit(shared: &Shared, peer: SocketAddr) -> Result<ConnId, &'static str> {
+    let live = shared.connections.fetch_add(1, Ordering::Relaxed) + 1;
+    if live as usize > shared.max_connections {
+        shared.connections.fetch_sub(1, Ordering::Relaxed);
+        return Err("sorry, too many clients already (pgate max-connections)");
+    }
+    if !address_admit(shared, peer.ip()) {
+        shared.connections.fetch_sub(1, Ordering::Relaxed);
+        return Err(
+            "sorry, too many connections from this address (pgate max-connections-per-address)",
+        );
+    }
+    metrics::counter!(crate::metrics::CONNECTIONS).increment(1);
+    metrics::gauge!(crate::metrics::ACTIVE).set(live as f64);
+    Ok(ConnId {
+        instance: shared.instance,
+        seq: shared.conn_seq.fetch_add(1, Ordering::Relaxed),
+    })
+}
+
+/// An admitted connection ended.
+fn release(shared: &Shared, peer: SocketAddr) {
+    address_release(shared, peer.ip());
+    let live = shared.connections.fetch_sub(1, Ordering::Relaxed) - 1;
+    metrics::gauge!(crate::metrics::ACTIVE).set(live as f64);
 }
 
 fn address_admit(shared: &Shared, ip: IpAddr) -> bool {

@@ -39,19 +39,27 @@ impl Default for PoolConfig {
     }
 }
 
-struct Idle {
-    stream: Stream,
+/// What a driver parks: its upstream connection, whatever the runtime.
+pub(super) trait Parkable {
+    /// Nothing to read (not even EOF), checked without waiting.
+    fn at_rest(&mut self) -> bool;
+    /// Closes a connection that will not be used (Terminate, then FIN), without waiting.
+    fn discard(self);
+}
+
+struct Idle<S> {
+    stream: S,
     parked: Parked,
     since: Instant,
 }
 
-pub(super) struct Pool {
+pub(super) struct Pool<S> {
     cfg: PoolConfig,
-    idle: HashMap<Vec<u8>, Vec<Idle>>,
+    idle: HashMap<Vec<u8>, Vec<Idle<S>>>,
 }
 
-impl Pool {
-    pub(super) fn new(cfg: PoolConfig) -> Pool {
+impl<S: Parkable> Pool<S> {
+    pub(super) fn new(cfg: PoolConfig) -> Pool<S> {
         Pool {
             cfg,
             idle: HashMap::new(),
@@ -63,17 +71,16 @@ impl Pool {
     }
 
     /// A live, reset connection opened with `startup`, if one is parked.
-    pub(super) fn take(&mut self, startup: &[u8], now: Instant) -> Option<(Stream, Parked)> {
+    pub(super) fn take(&mut self, startup: &[u8], now: Instant) -> Option<(S, Parked)> {
         let list = self.idle.get_mut(startup)?;
         let mut found = None;
         while let Some(mut c) = list.pop() {
-            if now.saturating_duration_since(c.since) < self.cfg.idle_timeout
-                && at_rest(&mut c.stream)
+            if now.saturating_duration_since(c.since) < self.cfg.idle_timeout && c.stream.at_rest()
             {
                 found = Some((c.stream, c.parked));
                 break;
             }
-            discard(c.stream);
+            discarded(c.stream);
         }
         if list.is_empty() {
             self.idle.remove(startup);
@@ -82,11 +89,11 @@ impl Pool {
     }
 
     /// Parks a reset connection; closes it instead when its key's list is full.
-    pub(super) fn put(&mut self, stream: Stream, parked: Parked, now: Instant) {
+    pub(super) fn put(&mut self, stream: S, parked: Parked, now: Instant) {
         self.sweep(now);
         let list = self.idle.entry(parked.startup.clone()).or_default();
         if list.len() >= self.cfg.max_idle {
-            discard(stream);
+            discarded(stream);
             return;
         }
         list.push(Idle {
@@ -100,17 +107,17 @@ impl Pool {
     pub(super) fn sweep(&mut self, now: Instant) {
         let timeout = self.cfg.idle_timeout;
         self.idle.retain(|_, list| {
-            let (keep, old): (Vec<Idle>, Vec<Idle>) = std::mem::take(list)
+            let (keep, old): (Vec<Idle<S>>, Vec<Idle<S>>) = std::mem::take(list)
                 .into_iter()
                 .partition(|c| now.saturating_duration_since(c.since) < timeout);
-            old.into_iter().for_each(|c| discard(c.stream));
+            old.into_iter().for_each(|c| discarded(c.stream));
             *list = keep;
             !list.is_empty()
         });
     }
 
     /// Every parked connection, for closing at the drain.
-    pub(super) fn take_all(&mut self) -> Vec<Stream> {
+    pub(super) fn take_all(&mut self) -> Vec<S> {
         self.idle
             .drain()
             .flat_map(|(_, list)| list.into_iter().map(|c| c.stream))
@@ -120,12 +127,29 @@ impl Pool {
     pub(super) fn idle_timeout(&self) -> Duration {
         self.cfg.idle_timeout
     }
+
+    /// When the oldest parked connection's idle timeout ends, if one is parked.
+    pub(super) fn next_expiry(&self) -> Option<Instant> {
+        self.idle
+            .values()
+            .flat_map(|l| l.iter().map(|c| c.since + self.cfg.idle_timeout))
+            .min()
+    }
 }
 
-/// Closes a parked connection that will not be used (Terminate, then FIN), on the side.
-fn discard(stream: Stream) {
+fn discarded<S: Parkable>(stream: S) {
     metrics::counter!(crate::metrics::UPSTREAM_DISCARDED).increment(1);
-    tokio::task::spawn_local(close(stream));
+    stream.discard();
+}
+
+impl Parkable for Stream {
+    fn at_rest(&mut self) -> bool {
+        at_rest(self)
+    }
+    /// On the side: the worker's loop goes on.
+    fn discard(self) {
+        tokio::task::spawn_local(close(self));
+    }
 }
 
 /// Terminate, then FIN, within a second.
