@@ -39,6 +39,7 @@ PG_BENCH_PORT=54340
 PGB_PORT=54341
 PGATE_ALLOW_PORT=54342
 PGATE_POL_PORT=54343
+PGATE_EPOLL_PORT=54347
 
 install_packages postgresql pgbouncer openssl
 
@@ -182,9 +183,16 @@ PIDS+=("$PGATE_ALLOW_PID")
 "$PGATE" run --config "$WORK/pgate-policies.kdl" 2>"$WORK/pgate-policies.log" &
 PGATE_POL_PID=$!
 PIDS+=("$PGATE_POL_PID")
+# The same as pgate-policies on the epoll driver (the others run `auto`: io_uring here).
+pgate_config pgate-epoll "$PGATE_EPOLL_PORT" policies.pgt "$WORK/audit-epoll.jsonl"
+"$PGATE" --runtime epoll run --config "$WORK/pgate-epoll.kdl" 2>"$WORK/pgate-epoll.log" &
+PGATE_EPOLL_PID=$!
+PIDS+=("$PGATE_EPOLL_PID")
 wait_port "$PGATE_ALLOW_PORT"
 wait_port "$PGATE_POL_PORT"
-log "pgate on 127.0.0.1:$PGATE_ALLOW_PORT (allow-all, pid $PGATE_ALLOW_PID) and :$PGATE_POL_PORT (policies/ + audit, pid $PGATE_POL_PID)"
+wait_port "$PGATE_EPOLL_PORT"
+log "pgate on 127.0.0.1:$PGATE_ALLOW_PORT (allow-all, pid $PGATE_ALLOW_PID), :$PGATE_POL_PORT (policies/ + audit, pid $PGATE_POL_PID) and :$PGATE_EPOLL_PORT (the same, epoll driver, pid $PGATE_EPOLL_PID)"
+log "drivers: $(grep -ho '[0-9]* workers, [a-z_]*' "$WORK"/pgate-allow.log "$WORK"/pgate-policies.log "$WORK"/pgate-epoll.log | tr '\n' ';')"
 
 TOKEN=$("$PGATE" token --key "$WORK/keys/signing-key.pem" --iss https://idp.bench.pgate --aud pgate \
     --ttl 2h --sub bench@example.com --claim groups=bench)
@@ -196,6 +204,7 @@ export PGATE_LOADTEST_PASSWORD_DIRECT_TLS="$PG_SUPERUSER_PASSWORD"
 export PGATE_LOADTEST_PASSWORD_PGBOUNCER="$PG_SUPERUSER_PASSWORD"
 export PGATE_LOADTEST_PASSWORD_PGATE_ALLOW="$TOKEN"
 export PGATE_LOADTEST_PASSWORD_PGATE_POLICIES="$TOKEN"
+export PGATE_LOADTEST_PASSWORD_PGATE_EPOLL="$TOKEN"
 CLK_TCK=$(getconf CLK_TCK)
 TARGETS=(--target "direct=postgres://postgres@127.0.0.1:$PG_PORT/bench?sslmode=disable")
 if [ "$DIRECT_TLS" = 1 ]; then
@@ -205,9 +214,11 @@ TARGETS+=(
     --target "pgbouncer=postgres://postgres@127.0.0.1:$PGB_PORT/bench?sslmode=disable"
     --target "pgate-allow=postgres://bench@127.0.0.1:$PGATE_ALLOW_PORT/bench?sslrootcert=$WORK/ca.crt"
     --target "pgate-policies=postgres://bench@127.0.0.1:$PGATE_POL_PORT/bench?sslrootcert=$WORK/ca.crt"
+    --target "pgate-epoll=postgres://bench@127.0.0.1:$PGATE_EPOLL_PORT/bench?sslrootcert=$WORK/ca.crt"
     --proxy-pid "pgbouncer=$PGB_PID"
     --proxy-pid "pgate-allow=$PGATE_ALLOW_PID"
     --proxy-pid "pgate-policies=$PGATE_POL_PID"
+    --proxy-pid "pgate-epoll=$PGATE_EPOLL_PID"
 )
 LT_ARGS=("${TARGETS[@]}" --workload "$WORKLOADS" --connections "$CONNS" --duration "$DURATION"
     --rounds "$ROUNDS" --warmup "$WARMUP" --scale "$SCALE" --stream-rows $((SCALE * 100000))
@@ -253,6 +264,7 @@ if [ "$PGBENCH_TIME" != 0 ]; then
             run_pgbench pgbouncer "$PGB_PORT" postgres "$PG_SUPERUSER_PASSWORD" disable "$PGB_PID" "$mode" "$clients"
             run_pgbench pgate-allow "$PGATE_ALLOW_PORT" bench "$TOKEN" require "$PGATE_ALLOW_PID" "$mode" "$clients"
             run_pgbench pgate-policies "$PGATE_POL_PORT" bench "$TOKEN" require "$PGATE_POL_PID" "$mode" "$clients"
+            run_pgbench pgate-epoll "$PGATE_EPOLL_PORT" bench "$TOKEN" require "$PGATE_EPOLL_PID" "$mode" "$clients"
         done
     done
 fi
@@ -349,7 +361,8 @@ fi
     [ "$DIRECT_TLS" = 1 ] && echo "| direct-tls | PostgreSQL | yes (TLS 1.3, verified) | SCRAM-SHA-256 |"
     echo "| pgbouncer | PgBouncer → PostgreSQL | no | SCRAM-SHA-256 (client ↔ PgBouncer, stored SCRAM secret; pass-through to PostgreSQL) |"
     echo "| pgate-allow | pgate, allow-all policy, audit to /dev/null (lines still formatted) → PostgreSQL | yes (TLS 1.3, verified) | JWT (ES256) as cleartext password; pgate ↔ PostgreSQL SCRAM |"
-    echo "| pgate-policies | pgate, \`policies/\` + a \`bench\` role, audit to a file → PostgreSQL | yes (TLS 1.3, verified) | same |"
+    echo "| pgate-policies | pgate, \`policies/\` + a \`bench\` role, audit to a file → PostgreSQL; driver \`auto\` ($(grep -ho 'workers, [a-z_]*' "$WORK/pgate-policies.log" | head -n1 | sed 's/workers, //')) | yes (TLS 1.3, verified) | same |"
+    echo "| pgate-epoll | the same, \`--runtime epoll\` | yes (TLS 1.3, verified) | same |"
     echo
     echo "All processes share one machine with the client (${CLK_TCK} clock ticks/s for CPU accounting)."
     echo "Ratios (×) are to \`direct\`: latency ratio > 1 is slower, throughput ratio < 1 is slower."

@@ -22,8 +22,21 @@ install_drivers
 PG_LOG_ALL=1 pg_start test 54329
 trap pg_stop EXIT
 
-log "cargo test"
-cargo test --workspace --locked
+# The data plane's live suites run on both drivers: io_uring first (the whole
+# workspace), then epoll. Where this machine cannot run io_uring (a seccomp profile, the
+# io_uring_disabled sysctl), `auto` falls back and says so here.
+cargo build --locked -p pgate
+DRIVER=$("$ROOT/target/debug/pgate" check-runtime) || true
+if [ "$DRIVER" = io_uring ]; then
+    log "cargo test (io_uring driver)"
+    PGATE_RUNTIME=uring cargo test --workspace --locked
+else
+    log "WARNING: io_uring is unavailable here; the io_uring driver is not tested"
+    cargo test --workspace --locked
+fi
+log "live suites again (epoll driver)"
+PGATE_RUNTIME=epoll cargo test --locked -p pgate --test integration --test drivers \
+    --test masks --test search_path --test pg_oracle --test privilege_oracle
 
 log "example policies: check, build, test"
 PGC="$ROOT/target/debug/pgate-compile"

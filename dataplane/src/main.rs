@@ -57,6 +57,8 @@ enum Command {
     CheckConfig { file: PathBuf },
     /// Validate a built decision table.
     CheckTable { file: PathBuf },
+    /// Say which I/O driver `--runtime` picks here, and why (exit status 1 if it cannot).
+    CheckRuntime,
     /// Mint a token for local use, demos and tests, or create a signing key pair.
     Token(TokenArgs),
     /// Audit log tools.
@@ -179,6 +181,7 @@ fn main() -> ExitCode {
             })
         }
         (Some(Command::Token(args)), _) => token_cmd(&args),
+        (Some(Command::CheckRuntime), _) => cli.runtime.resolve().map(|r| println!("{}", r.name())),
         (
             Some(Command::Audit(AuditCommand::Verify {
                 files,

@@ -2108,6 +2108,11 @@ fn worker_allocations(metrics: &SocketAddr) -> u64 {
 /// `n` pipelined queries on `s`: simple Query messages, or Bind/Execute/Sync of the
 /// prepared statement `p` (pgbench -M prepared), in writes of 250, every answer read.
 fn pipelined(s: &mut TcpStream, n: usize, prepared: bool) {
+    pipelined_in(s, n, prepared, 250)
+}
+
+/// `n` queries, `depth` at a time.
+fn pipelined_in(s: &mut TcpStream, n: usize, prepared: bool, depth: usize) {
     let mut one = Vec::new();
     if prepared {
         let mut bind = Vec::new();
@@ -2125,7 +2130,7 @@ fn pipelined(s: &mut TcpStream, n: usize, prepared: bool) {
     }
     let mut done = 0;
     while done < n {
-        let k = (n - done).min(250);
+        let k = (n - done).min(depth);
         s.write_all(&one.repeat(k)).unwrap();
         for _ in 0..k {
             while read_message(s).0 != b'Z' {}
@@ -2162,9 +2167,11 @@ async fn ten_thousand_pipelined_queries_allocate_nothing_on_the_workers() {
         pgate_core::wire::write_sync(&mut parse);
         s.write_all(&parse).unwrap();
         while read_message(&mut s).0 != b'Z' {}
-        // Warm-up: buffers grow to their working sizes once.
-        pipelined(&mut s, 2_000, false);
-        pipelined(&mut s, 2_000, true);
+        // Warm-up: buffers grow to their working sizes once. Four times the measured
+        // depth, so that however the scheduler interleaves the measured batches, no queue
+        // holds more than it did here.
+        pipelined_in(&mut s, 4_000, false, 1_000);
+        pipelined_in(&mut s, 4_000, true, 1_000);
         let before = worker_allocations(&metrics);
         pipelined(&mut s, 5_000, false);
         pipelined(&mut s, 5_000, true);

@@ -206,7 +206,8 @@ impl Conn {
             Answer::Connected(result) => {
                 self.connecting = false;
                 match result {
-                    Ok((sock, tls)) if matches!(self.phase, Phase::Live) => {
+                    Ok(up) if matches!(self.phase, Phase::Live) => {
+                        let (sock, tls) = *up;
                         self.up = Some(Peer::new(sock, tls.map(rustls::Connection::Client)));
                         self.up_mode = UpMode::Session;
                         self.session.upstream_connected();

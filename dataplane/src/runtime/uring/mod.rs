@@ -123,7 +123,7 @@ pub fn probe() -> Result<(), String> {
             release.trim()
         ));
     }
-    let ring = IoUring::new(8).map_err(|e| {
+    let ring = new_ring(8, 16).map_err(|e| {
         format!("io_uring_setup failed: {e} (kernel.io_uring_disabled, or a seccomp profile that blocks it)")
     })?;
     let b = bufring::BufRing::new(&ring, 2, 64, 0)
@@ -131,6 +131,18 @@ pub fn probe() -> Result<(), String> {
     drop(ring);
     drop(b);
     Ok(())
+}
+
+/// A ring for this thread alone. Completions are posted only while the worker is in
+/// `io_uring_enter` waiting for them (`DEFER_TASKRUN`): no interrupting task work, and a
+/// receive burst is bounded by the provided buffers the worker has handed back by then
+/// (a receive pgate stops is cancelled in the same call, before new completions).
+fn new_ring(sq_entries: u32, cq_entries: u32) -> io::Result<IoUring> {
+    IoUring::builder()
+        .setup_cqsize(cq_entries)
+        .setup_single_issuer()
+        .setup_defer_taskrun()
+        .build(sq_entries)
 }
 
 /// The worker's eventfd: anything that must wake it writes to it.
@@ -190,10 +202,7 @@ struct Io {
 /// Runs one worker on `listener` until the drain has ended.
 pub(super) fn worker(listener: TcpListener, shared: Shared) -> io::Result<()> {
     crate::alloc_count::count_this_thread();
-    let ring = IoUring::builder()
-        .setup_cqsize(CQ_ENTRIES)
-        .setup_single_issuer()
-        .build(SQ_ENTRIES)?;
+    let ring = new_ring(SQ_ENTRIES, CQ_ENTRIES)?;
     let bufring = bufring::BufRing::new(&ring, RECV_BUFFERS, RECV_BUFFER_BYTES, BUFFER_GROUP)?;
     let wake = Arc::new(eventfd()?);
     shared.wakers.add(wake.clone());

@@ -25,7 +25,7 @@ pub(super) struct Bufs {
 
 /// A buffer above this capacity is dropped rather than kept for the next peer.
 const KEEP_MAX_BYTES: usize = 256 << 10;
-const KEEP_COUNT: usize = 1024;
+const KEEP_COUNT: usize = 256;
 /// Every buffer's size; a send takes at most this much at once, so that buffers never
 /// grow on the way out (and lending one never allocates after warm-up).
 const NEW_BYTES: usize = 64 << 10;

@@ -34,7 +34,7 @@ pub(super) enum Job {
 }
 
 pub(super) enum Answer {
-    Connected(io::Result<Upstream>),
+    Connected(io::Result<Box<Upstream>>),
     Cancelled(bool),
     Catalog(Result<Arc<MaskCatalog>, String>),
 }
@@ -68,7 +68,9 @@ impl Side {
                         let wake = wake.clone();
                         tokio::task::spawn_local(async move {
                             let answer = match job {
-                                Job::Connect => Answer::Connected(connect(&shared).await),
+                                Job::Connect => {
+                                    Answer::Connected(connect(&shared).await.map(Box::new))
+                                }
                                 Job::Cancel(real) => {
                                     send_cancel(shared.upstream, real).await;
                                     return;
