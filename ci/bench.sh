@@ -21,6 +21,7 @@
 #   BENCH_STREAM_REPEAT=100  the result-stream section streams scale × 100000 × this many
 #                          account rows per query (100: about 1 GB); 0 skips the section
 #   BENCH_STREAM_DURATION=12  measured seconds per target per round in that section
+#   BENCH_IDLE_SESSIONS=1000  idle sessions per proxy for the memory figure (0: skip)
 #   BENCH_OUT=bench        where REPORT.md and loadtest.json go
 #   BENCH_COMMIT=…         what the report says was measured (default: git HEAD)
 source "$(dirname "$0")/lib.sh"
@@ -34,20 +35,27 @@ SCALE=${BENCH_SCALE:-1}
 PGBENCH_TIME=${BENCH_PGBENCH_TIME:-5}
 WORKLOADS=${BENCH_WORKLOADS:-select-simple,select-extended,select-prepared,tx-readonly,stream,storm}
 DIRECT_TLS=${BENCH_DIRECT_TLS:-1}
+IDLE=${BENCH_IDLE_SESSIONS:-1000}
+# PostgreSQL holds a backend per idle session.
+export PG_MAX_CONNECTIONS=$((IDLE + 200))
 OUT=${BENCH_OUT:-$ROOT/bench}
 PG_BENCH_PORT=54340
 PGB_PORT=54341
 PGATE_ALLOW_PORT=54342
 PGATE_POL_PORT=54343
 PGATE_EPOLL_PORT=54347
+FORWARDER_PORT=54348
+PGATE_PLAIN_PORT=54349
+PGB_TLS_PORT=54350
 
 install_packages postgresql pgbouncer openssl
 
 log "building pgate, pgate-compile and pgate-loadtest (release)"
-cargo build --release --locked -p pgate -p pgate-compile -p pgate-loadtest 2>&1 | tail -n 1
+cargo build --release --locked -p pgate -p pgate-compile -p pgate-loadtest -p pgate-forwarder 2>&1 | tail -n 1
 PGC="$ROOT/target/release/pgate-compile"
 PGATE="$ROOT/target/release/pgate"
 LOADTEST="$ROOT/target/release/pgate-loadtest"
+FORWARDER="$ROOT/target/release/pgate-forwarder"
 WORK=/tmp/pgate-bench-run
 PGB_DIR=/tmp/pgate-bench-pgbouncer
 rm -rf "$WORK" "$PGB_DIR" && mkdir -p "$WORK" "$PGB_DIR" "$OUT"
@@ -97,8 +105,8 @@ unix_socket_dir =
 auth_type = scram-sha-256
 auth_file = $PGB_DIR/userlist.txt
 pool_mode = session
-max_client_conn = 500
-default_pool_size = 50
+max_client_conn = $((IDLE + 500))
+default_pool_size = $((IDLE + 50))
 logfile = $PGB_DIR/pgbouncer.log
 pidfile = $PGB_DIR/pgbouncer.pid
 log_connections = 0
@@ -172,6 +180,7 @@ identity issuer="https://idp.bench.pgate" audience="pgate" jwks="keys/jwks.json"
 policy "$3"
 audit path="$4" on-failure="block"
 masks hash-key-file="mask.key"
+limits max-connections-per-address=$((IDLE + 1000))
 KDL
     "$PGATE" check-config "$WORK/$1.kdl" >/dev/null
 }
@@ -194,6 +203,36 @@ wait_port "$PGATE_EPOLL_PORT"
 log "pgate on 127.0.0.1:$PGATE_ALLOW_PORT (allow-all, pid $PGATE_ALLOW_PID), :$PGATE_POL_PORT (policies/ + audit, pid $PGATE_POL_PID) and :$PGATE_EPOLL_PORT (the same, epoll driver, pid $PGATE_EPOLL_PID)"
 log "drivers: $(grep -ho '[0-9]* workers, [a-z_]*' "$WORK"/pgate-allow.log "$WORK"/pgate-policies.log "$WORK"/pgate-epoll.log | tr '\n' ';')"
 
+# Without client TLS (plaintext tokens are accepted from loopback only), for the
+# comparison with PgBouncer and the forwarder, which have none.
+pgate_config pgate-plain "$PGATE_PLAIN_PORT" policies.pgt "$WORK/audit-plain.jsonl"
+echo 'allow-plaintext-loopback #true' >> "$WORK/pgate-plain.kdl"
+"$PGATE" run --config "$WORK/pgate-plain.kdl" 2>"$WORK/pgate-plain.log" &
+PGATE_PLAIN_PID=$!
+PIDS+=("$PGATE_PLAIN_PID")
+# The bare forwarder: an io_uring relay that parses nothing (the floor under any proxy).
+"$FORWARDER" "127.0.0.1:$FORWARDER_PORT" "127.0.0.1:$PG_PORT" 2 2>"$WORK/forwarder.log" &
+FORWARDER_PID=$!
+PIDS+=("$FORWARDER_PID")
+# PgBouncer with client TLS (the same settings, pgate's certificate).
+sed -e "s/^listen_port = .*/listen_port = $PGB_TLS_PORT/" \
+    -e "s|^logfile = .*|logfile = $PGB_DIR/pgbouncer-tls.log|" \
+    -e "s|^pidfile = .*|pidfile = $PGB_DIR/pgbouncer-tls.pid|" "$PGB_DIR/pgbouncer.ini" > "$PGB_DIR/pgbouncer-tls.ini"
+cp "$WORK/server.crt" "$WORK/server.key" "$PGB_DIR/"
+{
+    echo "client_tls_sslmode = require"
+    echo "client_tls_cert_file = $PGB_DIR/server.crt"
+    echo "client_tls_key_file = $PGB_DIR/server.key"
+} >> "$PGB_DIR/pgbouncer-tls.ini"
+if [ "$(id -u)" -eq 0 ]; then chown -R postgres:postgres "$PGB_DIR"; fi
+"${pgb_run[@]}" pgbouncer -d "$PGB_DIR/pgbouncer-tls.ini"
+wait_port "$PGATE_PLAIN_PORT"
+wait_port "$FORWARDER_PORT"
+wait_port "$PGB_TLS_PORT"
+PGB_TLS_PID=$(cat "$PGB_DIR/pgbouncer-tls.pid")
+PIDS+=("$PGB_TLS_PID")
+log "pgate without client TLS on :$PGATE_PLAIN_PORT (pid $PGATE_PLAIN_PID), the bare forwarder on :$FORWARDER_PORT (pid $FORWARDER_PID), PgBouncer with client TLS on :$PGB_TLS_PORT (pid $PGB_TLS_PID)"
+
 TOKEN=$("$PGATE" token --key "$WORK/keys/signing-key.pem" --iss https://idp.bench.pgate --aud pgate \
     --ttl 2h --sub bench@example.com --claim groups=bench)
 
@@ -205,17 +244,26 @@ export PGATE_LOADTEST_PASSWORD_PGBOUNCER="$PG_SUPERUSER_PASSWORD"
 export PGATE_LOADTEST_PASSWORD_PGATE_ALLOW="$TOKEN"
 export PGATE_LOADTEST_PASSWORD_PGATE_POLICIES="$TOKEN"
 export PGATE_LOADTEST_PASSWORD_PGATE_EPOLL="$TOKEN"
+export PGATE_LOADTEST_PASSWORD_PGATE_PLAIN="$TOKEN"
+export PGATE_LOADTEST_PASSWORD_FORWARDER="$PG_SUPERUSER_PASSWORD"
+export PGATE_LOADTEST_PASSWORD_PGBOUNCER_TLS="$PG_SUPERUSER_PASSWORD"
 CLK_TCK=$(getconf CLK_TCK)
 TARGETS=(--target "direct=postgres://postgres@127.0.0.1:$PG_PORT/bench?sslmode=disable")
 if [ "$DIRECT_TLS" = 1 ]; then
     TARGETS+=(--target "direct-tls=postgres://postgres@127.0.0.1:$PG_PORT/bench?sslrootcert=$PGATE_TEST_PG_CA")
 fi
 TARGETS+=(
+    --target "forwarder=postgres://postgres@127.0.0.1:$FORWARDER_PORT/bench?sslmode=disable"
     --target "pgbouncer=postgres://postgres@127.0.0.1:$PGB_PORT/bench?sslmode=disable"
+    --target "pgbouncer-tls=postgres://postgres@127.0.0.1:$PGB_TLS_PORT/bench?sslmode=require"
+    --target "pgate-plain=postgres://bench@127.0.0.1:$PGATE_PLAIN_PORT/bench?sslmode=disable"
     --target "pgate-allow=postgres://bench@127.0.0.1:$PGATE_ALLOW_PORT/bench?sslrootcert=$WORK/ca.crt"
     --target "pgate-policies=postgres://bench@127.0.0.1:$PGATE_POL_PORT/bench?sslrootcert=$WORK/ca.crt"
     --target "pgate-epoll=postgres://bench@127.0.0.1:$PGATE_EPOLL_PORT/bench?sslrootcert=$WORK/ca.crt"
+    --proxy-pid "forwarder=$FORWARDER_PID"
     --proxy-pid "pgbouncer=$PGB_PID"
+    --proxy-pid "pgbouncer-tls=$PGB_TLS_PID"
+    --proxy-pid "pgate-plain=$PGATE_PLAIN_PID"
     --proxy-pid "pgate-allow=$PGATE_ALLOW_PID"
     --proxy-pid "pgate-policies=$PGATE_POL_PID"
     --proxy-pid "pgate-epoll=$PGATE_EPOLL_PID"
@@ -227,6 +275,15 @@ log "pgate-loadtest (${ROUNDS} rounds × ${DURATION}s per target per workload)"
 LT_RC=0
 "$LOADTEST" "${LT_ARGS[@]}" --format markdown --json-out "$OUT/loadtest.json" > "$WORK/loadtest.md" || LT_RC=$?
 cat "$WORK/loadtest.md"
+# Latency distributions as images (matplotlib from PyPI, in a venv of the build tree).
+PLOTS=""
+if [ -f "$OUT/loadtest.json" ]; then
+    VENV="$ROOT/target/bench-venv"
+    if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import matplotlib' 2>/dev/null; then
+        python3 -m venv "$VENV" && "$VENV/bin/pip" install -q matplotlib || true
+    fi
+    PLOTS=$("$VENV/bin/python" ci/plot_latency.py "$OUT/loadtest.json" "$OUT") || PLOTS=""
+fi
 
 # ------------------------------------------------------------------ pgbench -S
 # stat_ticks PID — utime + stime of a process, in clock ticks (fields 14 and 15 of
@@ -261,7 +318,10 @@ if [ "$PGBENCH_TIME" != 0 ]; then
             if [ "$DIRECT_TLS" = 1 ]; then
                 run_pgbench direct-tls "$PG_PORT" postgres "$PG_SUPERUSER_PASSWORD" require "" "$mode" "$clients"
             fi
+            run_pgbench forwarder "$FORWARDER_PORT" postgres "$PG_SUPERUSER_PASSWORD" disable "$FORWARDER_PID" "$mode" "$clients"
             run_pgbench pgbouncer "$PGB_PORT" postgres "$PG_SUPERUSER_PASSWORD" disable "$PGB_PID" "$mode" "$clients"
+            run_pgbench pgbouncer-tls "$PGB_TLS_PORT" postgres "$PG_SUPERUSER_PASSWORD" require "$PGB_TLS_PID" "$mode" "$clients"
+            run_pgbench pgate-plain "$PGATE_PLAIN_PORT" bench "$TOKEN" disable "$PGATE_PLAIN_PID" "$mode" "$clients"
             run_pgbench pgate-allow "$PGATE_ALLOW_PORT" bench "$TOKEN" require "$PGATE_ALLOW_PID" "$mode" "$clients"
             run_pgbench pgate-policies "$PGATE_POL_PORT" bench "$TOKEN" require "$PGATE_POL_PID" "$mode" "$clients"
             run_pgbench pgate-epoll "$PGATE_EPOLL_PORT" bench "$TOKEN" require "$PGATE_EPOLL_PID" "$mode" "$clients"
@@ -317,6 +377,26 @@ KDL
     cat "$WORK/stream.md"
 fi
 
+# ------------------------------------------------------------------ idle sessions
+# Memory per idle authenticated session: IDLE sessions per proxy (TLS where the target
+# has it; each one `SELECT 1`), held while the proxy's RSS is read (pgate-loadtest
+# --idle-sessions). PostgreSQL gets enough connections for them (PG_MAX_CONNECTIONS).
+IDLE_ROWS=""
+if [ "$IDLE" != 0 ]; then
+    log "memory per idle session ($IDLE sessions per proxy)"
+    IDLE_ARGS=(
+        --target "pgbouncer-tls=postgres://postgres@127.0.0.1:$PGB_TLS_PORT/bench?sslmode=require"
+        --target "pgate-policies=postgres://bench@127.0.0.1:$PGATE_POL_PORT/bench?sslrootcert=$WORK/ca.crt"
+        --target "pgate-epoll=postgres://bench@127.0.0.1:$PGATE_EPOLL_PORT/bench?sslrootcert=$WORK/ca.crt"
+        --target "pgate-plain=postgres://bench@127.0.0.1:$PGATE_PLAIN_PORT/bench?sslmode=disable"
+        --proxy-pid "pgbouncer-tls=$PGB_TLS_PID" --proxy-pid "pgate-policies=$PGATE_POL_PID"
+        --proxy-pid "pgate-epoll=$PGATE_EPOLL_PID" --proxy-pid "pgate-plain=$PGATE_PLAIN_PID"
+        --idle-sessions "$IDLE"
+    )
+    IDLE_ROWS=$("$LOADTEST" "${IDLE_ARGS[@]}") || IDLE_ROWS="(failed: see the log)"
+    echo "$IDLE_ROWS"
+fi
+
 # ------------------------------------------------------------------ report
 pgbench_table() {
     echo "| target | mode | clients | tps | tps × direct | latency avg ms | transactions | proxy CPU s/10k tx |"
@@ -359,7 +439,10 @@ fi
     echo "|---|---|---|---|"
     echo "| direct | PostgreSQL | no | SCRAM-SHA-256 |"
     [ "$DIRECT_TLS" = 1 ] && echo "| direct-tls | PostgreSQL | yes (TLS 1.3, verified) | SCRAM-SHA-256 |"
+    echo "| forwarder | the bare forwarder (\`forwarder/\`: an io_uring relay that parses nothing, 2 threads) → PostgreSQL | no | SCRAM-SHA-256 (PostgreSQL's) |"
     echo "| pgbouncer | PgBouncer → PostgreSQL | no | SCRAM-SHA-256 (client ↔ PgBouncer, stored SCRAM secret; pass-through to PostgreSQL) |"
+    echo "| pgbouncer-tls | the same with \`client_tls_sslmode = require\` | yes (not verified) | same |"
+    echo "| pgate-plain | pgate-policies without client TLS (plaintext tokens from loopback) | no | JWT (ES256) as cleartext password; pgate ↔ PostgreSQL SCRAM |"
     echo "| pgate-allow | pgate, allow-all policy, audit to /dev/null (lines still formatted) → PostgreSQL | yes (TLS 1.3, verified) | JWT (ES256) as cleartext password; pgate ↔ PostgreSQL SCRAM |"
     echo "| pgate-policies | pgate, \`policies/\` + a \`bench\` role, audit to a file → PostgreSQL; driver \`auto\` ($(grep -ho 'workers, [a-z_]*' "$WORK/pgate-policies.log" | head -n1 | sed 's/workers, //')) | yes (TLS 1.3, verified) | same |"
     echo "| pgate-epoll | the same, \`--runtime epoll\` | yes (TLS 1.3, verified) | same |"
@@ -383,6 +466,14 @@ fi
     echo "connect + TLS (full handshake, no resumption) + authentication + \`SELECT 1\` + close."
     [ "$LT_RC" != 0 ] && echo && echo "**pgate-loadtest exited with status $LT_RC** (a workload measured nothing on some target)."
     cat "$WORK/loadtest.md"
+    if [ -n "$PLOTS" ]; then
+        echo
+        echo "### Latency distributions"
+        echo
+        echo "Latency against the percentile, the tail stretched (90 %, 99 %, 99.9 % equally spaced), per workload:"
+        echo
+        for p in $PLOTS; do echo "![${p%.png}]($p)"; echo; done
+    fi
     echo
     if [ "$PGBENCH_TIME" != 0 ]; then
         echo "## pgbench -S (independent measure)"
@@ -400,6 +491,16 @@ fi
         echo "every row is rewritten. Masking cost per row = (1/masked − 1/unmasked MB/s) × bytes per row."
         echo
         cat "$WORK/stream.md"
+        echo
+    fi
+    if [ "$IDLE" != 0 ]; then
+        echo "## Memory per idle session"
+        echo
+        echo "$IDLE sessions per proxy, each authenticated and one \`SELECT 1\` done, then held; the proxy's"
+        echo "resident memory (VmRSS) before and 2 s after, divided by the sessions (kernel socket buffers"
+        echo "are not in it)."
+        echo
+        echo "$IDLE_ROWS"
         echo
     fi
     echo "## Commands"

@@ -78,7 +78,7 @@ HBA
         echo "unix_socket_directories = '$PG_SOCKET_DIR'"
         echo "fsync = off"
         echo "full_page_writes = off"
-        echo "max_connections = 200"
+        echo "max_connections = ${PG_MAX_CONNECTIONS:-200}"
         echo "ssl = on"
         echo "ssl_cert_file = '/tmp/pgate-$name/server.crt'"
         echo "ssl_key_file = '/tmp/pgate-$name/server.key'"

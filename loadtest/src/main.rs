@@ -17,6 +17,7 @@
 //! it never prints a password (URLs in reports are redacted).
 
 mod client;
+mod idle;
 mod report;
 mod tls;
 mod url;
@@ -109,6 +110,11 @@ struct Cli {
     /// No progress bar.
     #[arg(long)]
     no_progress: bool,
+    /// Instead of the workloads: hold this many idle sessions per target that has a
+    /// --proxy-pid (each authenticated, one `SELECT 1`) and report the proxy's resident
+    /// memory per session.
+    #[arg(long, value_name = "N")]
+    idle_sessions: Option<usize>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -226,6 +232,25 @@ fn run(cli: Cli) -> Result<ExitCode, SetupError> {
             .build()
     }
     .map_err(|e| SetupError::Usage(format!("cannot start the runtime: {e}")))?;
+
+    if let Some(n) = cli.idle_sessions {
+        if !(1..=100_000).contains(&n) {
+            return usage("--idle-sessions must be 1..=100000");
+        }
+        let mut figures = Vec::new();
+        for t in targets.iter() {
+            let Some(pid) = t.pid else { continue };
+            match rt.block_on(idle::measure(&t.spec, pid, n, Duration::from_secs(2))) {
+                Ok(f) => figures.push(f),
+                Err(e) => {
+                    eprintln!("pgate-loadtest: idle sessions: {e}");
+                    return Ok(ExitCode::from(1));
+                }
+            }
+        }
+        print!("{}", idle::markdown(&figures));
+        return Ok(ExitCode::SUCCESS);
+    }
 
     let warmup = Duration::from_secs_f64(cli.warmup);
     let duration = Duration::from_secs_f64(cli.duration);

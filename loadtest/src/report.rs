@@ -108,6 +108,15 @@ pub struct Row {
     /// The same for this client process (its own overhead; should be alike for all targets
     /// except for TLS and authentication work).
     pub client_cpu_s_per_10k: Option<f64>,
+    /// The latency distribution: (quantile, µs) at `cdf_quantiles()`, for plots.
+    pub cdf_us: Vec<(f64, f64)>,
+}
+
+/// Where the distribution is sampled: every percent, then the tail.
+fn cdf_quantiles() -> impl Iterator<Item = f64> {
+    (0..100)
+        .map(|p| p as f64 / 100.0)
+        .chain([0.995, 0.999, 0.9995, 0.9999, 1.0])
 }
 
 pub fn row(
@@ -173,6 +182,11 @@ pub fn row(
         },
         proxy_cpu_s_per_10k: per_10k(a.cpu_ticks, statements, clk_tck),
         client_cpu_s_per_10k: per_10k(a.client_ticks, statements, clk_tck),
+        cdf_us: if a.hist.is_empty() {
+            Vec::new()
+        } else {
+            cdf_quantiles().map(|q| (q, us(q))).collect()
+        },
     }
 }
 
