@@ -78,20 +78,23 @@ pub async fn measure(
     })
 }
 
-/// The figures as a markdown table.
-pub fn markdown(figures: &[IdleFigure]) -> String {
+/// The figures (or why a target has none) as a markdown table.
+pub fn markdown(figures: &[(String, Result<IdleFigure, String>)]) -> String {
     let mut s = String::from(
         "| target | idle sessions | proxy RSS before KiB | after KiB | KiB per idle session |\n|---|---:|---:|---:|---:|\n",
     );
-    for f in figures {
-        s.push_str(&format!(
-            "| {} | {} | {} | {} | {:.1} |\n",
-            f.name,
-            f.sessions,
-            f.rss_before_kib,
-            f.rss_after_kib,
-            f.kib_per_session()
-        ));
+    for (name, f) in figures {
+        match f {
+            Ok(f) => s.push_str(&format!(
+                "| {} | {} | {} | {} | {:.1} |\n",
+                f.name,
+                f.sessions,
+                f.rss_before_kib,
+                f.rss_after_kib,
+                f.kib_per_session()
+            )),
+            Err(e) => s.push_str(&format!("| {name} | failed: {e} | – | – | – |\n")),
+        }
     }
     s
 }

@@ -240,16 +240,19 @@ fn run(cli: Cli) -> Result<ExitCode, SetupError> {
         let mut figures = Vec::new();
         for t in targets.iter() {
             let Some(pid) = t.pid else { continue };
-            match rt.block_on(idle::measure(&t.spec, pid, n, Duration::from_secs(2))) {
-                Ok(f) => figures.push(f),
-                Err(e) => {
-                    eprintln!("pgate-loadtest: idle sessions: {e}");
-                    return Ok(ExitCode::from(1));
-                }
+            let r = rt.block_on(idle::measure(&t.spec, pid, n, Duration::from_secs(2)));
+            if let Err(e) = &r {
+                eprintln!("pgate-loadtest: idle sessions: {e}");
             }
+            figures.push((t.spec.target.name.clone(), r));
         }
         print!("{}", idle::markdown(&figures));
-        return Ok(ExitCode::SUCCESS);
+        let failed = figures.iter().any(|(_, r)| r.is_err());
+        return Ok(if failed {
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
+        });
     }
 
     let warmup = Duration::from_secs_f64(cli.warmup);
