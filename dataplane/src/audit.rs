@@ -510,14 +510,20 @@ mod tests {
         }
     }
 
-    /// Several writers, each through its own slot, concurrently: every line reaches the
-    /// file once, each writer's in its order, and the chain verifies.
-    #[test]
-    fn slots_keep_each_writers_order_and_lose_nothing() {
-        let dir = std::env::temp_dir().join(format!("pgate-audit-slots-{}", std::process::id()));
+    /// A fresh `audit.jsonl` path in a directory of this test's own.
+    fn fresh_path(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("pgate-{name}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("audit.jsonl");
         let _ = std::fs::remove_file(&path);
+        path
+    }
+
+    /// Several writers, each through its own slot, concurrently: every line reaches the
+    /// file once, each writer's in its order.
+    #[test]
+    fn slots_keep_each_writers_order_and_lose_nothing() {
+        let path = fresh_path("audit-slots");
         let sink =
             AuditSink::start_with_slots(&path, AuditFailure::Block, 512, start(), 3).unwrap();
         let threads: Vec<_> = (0..3)

@@ -102,15 +102,8 @@ pub(super) async fn connection(
     shared: &Shared,
     parked: &std::rc::Rc<std::cell::RefCell<Pool<Stream>>>,
 ) -> io::Result<()> {
-    let mut cfg = shared.session.clone();
-    cfg.reuse_upstream = parked.borrow().enabled();
-    cfg.tls_available = shared.tls.is_some();
-    cfg.allow_plaintext_auth = shared.allow_plaintext_loopback && peer.ip().is_loopback();
-    let max_message = cfg.max_message_bytes as usize + 5;
-    let entropy = shared.cancels.entropy();
-    let issued = entropy.cancel_key;
-    let mut session = Session::new(cfg, id, &peer.to_string(), entropy, now().1);
-    session.set_identity_buckets(shared.identity_buckets.clone());
+    let (mut session, issued) = new_session(shared, peer, id, parked.borrow().enabled());
+    let max_message = shared.session.max_message_bytes as usize + 5;
     let mut control = shared.control.clone();
     let mut client = Stream::Plain(stream);
     let mut upstream: Option<Stream> = None;
@@ -443,16 +436,38 @@ pub(super) async fn connection(
     result
 }
 
+/// The session of a client connection just accepted, and the cancel key issued to it.
+pub(super) fn new_session(
+    shared: &Shared,
+    peer: SocketAddr,
+    id: crate::session::ConnId,
+    reuse_upstream: bool,
+) -> (Session, (i32, i32)) {
+    let mut cfg = shared.session.clone();
+    cfg.reuse_upstream = reuse_upstream;
+    cfg.tls_available = shared.tls.is_some();
+    cfg.allow_plaintext_auth = shared.allow_plaintext_loopback && peer.ip().is_loopback();
+    let entropy = shared.cancels.entropy();
+    let issued = entropy.cancel_key;
+    let mut session = Session::new(cfg, id, &peer.to_string(), entropy, now().1);
+    session.set_identity_buckets(shared.identity_buckets.clone());
+    (session, issued)
+}
+
 fn feed_client(session: &mut Session, cbuf: &mut ReadBuffer, shared: &Shared) {
-    let n = feed_client_bytes(session, cbuf.data(), shared);
+    let n = feed_client_bytes(session, cbuf.data(), shared, now().1);
     cbuf.consume(n);
 }
 
 /// The client's bytes to the session, with the current table and the audit's state;
 /// returns how many it took.
-pub(super) fn feed_client_bytes(session: &mut Session, data: &[u8], shared: &Shared) -> usize {
+pub(super) fn feed_client_bytes(
+    session: &mut Session,
+    data: &[u8],
+    shared: &Shared,
+    clock: crate::session::Clock,
+) -> usize {
     let table = shared.table.load();
-    let (_, clock) = now();
     let accepting = shared.audit.accepting();
     if !accepting {
         shared.audit.note_refused();

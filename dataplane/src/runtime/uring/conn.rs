@@ -16,11 +16,11 @@ use super::side::{Answer, Job, Side};
 use super::{Op, Ring, user_data};
 use crate::reuse::{Parked, Reset, ResetStep};
 use crate::runtime::conn::{
-    apply_control, audit_reset, feed_client_bytes, ship_audit, warn_if_superuser,
+    apply_control, audit_reset, feed_client_bytes, new_session, ship_audit, warn_if_superuser,
 };
 use crate::runtime::pool::Pool;
-use crate::runtime::{Control, Shared, now};
-use crate::session::{Action, ConnId, Session};
+use crate::runtime::{Control, Shared};
+use crate::session::{Action, Clock, ConnId, Session};
 
 /// Bytes queued for a peer above which pgate stops reading from the other peer.
 const MAX_QUEUED_BYTES: usize = 1 << 20;
@@ -42,6 +42,8 @@ pub(super) struct Ctx<'a> {
     pub(super) draining: bool,
     /// The pool changed: its next expiry is to be computed again.
     pub(super) pool_changed: bool,
+    /// The time of this round (read once, when its completions arrived).
+    pub(super) clock: Clock,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -106,15 +108,8 @@ impl Conn {
         shared: &Shared,
         reuse: bool,
     ) -> Conn {
-        let mut cfg = shared.session.clone();
-        cfg.reuse_upstream = reuse;
-        cfg.tls_available = shared.tls.is_some();
-        cfg.allow_plaintext_auth = shared.allow_plaintext_loopback && peer.ip().is_loopback();
-        let max_message = cfg.max_message_bytes as usize + 5;
-        let entropy = shared.cancels.entropy();
-        let issued = entropy.cancel_key;
-        let mut session = Session::new(cfg, id, &peer.to_string(), entropy, now().1);
-        session.set_identity_buckets(shared.identity_buckets.clone());
+        let (session, issued) = new_session(shared, peer, id, reuse);
+        let max_message = shared.session.max_message_bytes as usize + 5;
         Conn {
             slot,
             generation,
@@ -196,7 +191,7 @@ impl Conn {
         if matches!(self.phase, Phase::Live | Phase::Handshake)
             && self.session.poll_timeout().is_some_and(|t| now_us >= t)
         {
-            self.session.handle_timeout(now().1);
+            self.session.handle_timeout(cx.clock);
         }
         self.drive(cx);
     }
@@ -302,9 +297,10 @@ impl Conn {
             self.phase == Phase::Live && !self.connecting && !self.session.holding_client();
         let session = &mut self.session;
         let shared = cx.shared;
+        let clock = cx.clock;
         let r = self.client.take_in(cx.bufs, data, |d| {
             if direct {
-                feed_client_bytes(session, d, shared)
+                feed_client_bytes(session, d, shared, clock)
             } else {
                 0
             }
@@ -349,9 +345,10 @@ impl Conn {
             UpMode::Session => {
                 let direct = !self.session.upstream_paused();
                 let session = &mut self.session;
+                let clock = cx.clock;
                 up.take_in(cx.bufs, data, |d| {
                     if direct {
-                        session.handle_upstream(d, now().1)
+                        session.handle_upstream(d, clock)
                     } else {
                         0
                     }
@@ -423,14 +420,14 @@ impl Conn {
                         pending,
                         done: false,
                     };
-                    self.up_deadline = Some(now().1.mono_us + RESET_TIMEOUT_US);
+                    self.up_deadline = Some(cx.clock.mono_us + RESET_TIMEOUT_US);
                 }
                 Some(_) => self.close_upstream(Vec::new(), false),
                 None => self.close_upstream(Vec::new(), true),
             }
         }
         self.phase = Phase::Finishing;
-        self.deadline = Some(now().1.mono_us + FINISH_TIMEOUT_US);
+        self.deadline = Some(cx.clock.mono_us + FINISH_TIMEOUT_US);
     }
 
     fn reset_failed(&mut self, why: &str, cx: &mut Ctx<'_>) {
@@ -494,7 +491,7 @@ impl Conn {
                         Ok(tls) => {
                             self.client.start_tls(rustls::Connection::Server(tls));
                             self.phase = Phase::Handshake;
-                            self.deadline = Some(now().1.mono_us + HANDSHAKE_TIMEOUT_US);
+                            self.deadline = Some(cx.clock.mono_us + HANDSHAKE_TIMEOUT_US);
                         }
                         Err(e) => {
                             eprintln!("pgate: connection {}: TLS: {e}", self.id);
@@ -569,7 +566,8 @@ impl Conn {
                 && !self.client.carry.is_empty()
                 && !self.session.holding_client()
             {
-                let n = feed_client_bytes(&mut self.session, &self.client.carry, cx.shared);
+                let n =
+                    feed_client_bytes(&mut self.session, &self.client.carry, cx.shared, cx.clock);
                 if n > 0 {
                     self.client.consume(n);
                     progress = true;
@@ -580,7 +578,7 @@ impl Conn {
                 && !up.carry.is_empty()
                 && !self.session.upstream_paused()
             {
-                let n = self.session.handle_upstream(&up.carry, now().1);
+                let n = self.session.handle_upstream(&up.carry, cx.clock);
                 if n > 0 {
                     up.consume(n);
                     progress = true;
@@ -635,7 +633,7 @@ impl Conn {
                     self.phase = Phase::Done;
                 } else {
                     self.phase = Phase::Lingering;
-                    self.deadline = Some(now().1.mono_us + LINGER_US);
+                    self.deadline = Some(cx.clock.mono_us + LINGER_US);
                 }
             }
         }

@@ -286,6 +286,8 @@ pub(super) fn worker(listener: TcpListener, shared: Shared) -> io::Result<()> {
         {
             return Err(e);
         }
+        // One clock read for the round's events.
+        let (_, round) = now();
         cqes.clear();
         cqes.extend(
             io.ring
@@ -334,6 +336,7 @@ pub(super) fn worker(listener: TcpListener, shared: Shared) -> io::Result<()> {
                             &mut timers,
                             sock,
                             current,
+                            round,
                             &mut pool_changed,
                         );
                     }
@@ -355,7 +358,7 @@ pub(super) fn worker(listener: TcpListener, shared: Shared) -> io::Result<()> {
                 }
                 continue;
             };
-            let mut cx = ctx(&mut io, draining);
+            let mut cx = ctx(&mut io, draining, round);
             c.on_cqe(op, res, flags, &mut cx);
             pool_changed |= cx.pool_changed;
             settle(&mut slab, &mut timers, slot, &io.shared);
@@ -364,7 +367,7 @@ pub(super) fn worker(listener: TcpListener, shared: Shared) -> io::Result<()> {
             io.side.take(&mut answers);
             for ((slot, generation), answer) in answers.drain(..) {
                 if let Some(c) = slab.get(slot, generation) {
-                    let mut cx = ctx(&mut io, draining);
+                    let mut cx = ctx(&mut io, draining, round);
                     c.on_answer(answer, &mut cx);
                     pool_changed |= cx.pool_changed;
                     settle(&mut slab, &mut timers, slot, &io.shared);
@@ -389,7 +392,7 @@ pub(super) fn worker(listener: TcpListener, shared: Shared) -> io::Result<()> {
             for slot in 0..slab.conns.len() as u32 {
                 let g = slab.generations[slot as usize];
                 if let Some(c) = slab.get(slot, g) {
-                    let mut cx = ctx(&mut io, draining);
+                    let mut cx = ctx(&mut io, draining, round);
                     c.on_control(current, &mut cx);
                     pool_changed |= cx.pool_changed;
                     settle(&mut slab, &mut timers, slot, &io.shared);
@@ -407,7 +410,7 @@ pub(super) fn worker(listener: TcpListener, shared: Shared) -> io::Result<()> {
                 && c.timer_at == Some(t)
             {
                 c.timer_at = None;
-                let mut cx = ctx(&mut io, draining);
+                let mut cx = ctx(&mut io, draining, clock);
                 c.on_timer(clock.mono_us, &mut cx);
                 pool_changed |= cx.pool_changed;
                 settle(&mut slab, &mut timers, slot, &io.shared);
@@ -449,7 +452,7 @@ pub(super) fn worker(listener: TcpListener, shared: Shared) -> io::Result<()> {
     Ok(())
 }
 
-fn ctx(io: &mut Io, draining: bool) -> Ctx<'_> {
+fn ctx(io: &mut Io, draining: bool, clock: crate::session::Clock) -> Ctx<'_> {
     Ctx {
         ring: &mut io.ring,
         bufring: &io.bufring,
@@ -459,6 +462,7 @@ fn ctx(io: &mut Io, draining: bool) -> Ctx<'_> {
         side: &io.side,
         draining,
         pool_changed: false,
+        clock,
     }
 }
 
@@ -497,6 +501,7 @@ fn accepted(
     timers: &mut BinaryHeap<Reverse<(u64, u32, u16)>>,
     sock: TcpStream,
     current: Control,
+    round: crate::session::Clock,
     pool_changed: &mut bool,
 ) {
     let Ok(peer) = sock.peer_addr() else { return };
@@ -505,7 +510,8 @@ fn accepted(
     let id = match admit(&io.shared, peer) {
         Ok(id) => id,
         Err(msg) => {
-            let _ = (&sock).write_all_nonblocking(&refusal(&io.shared, peer, msg));
+            // One write of a short message on a fresh socket, without waiting.
+            let _ = std::io::Write::write(&mut &sock, &refusal(&io.shared, peer, msg));
             return;
         }
     };
@@ -514,24 +520,12 @@ fn accepted(
     let slot = slab.insert(|slot, g| Conn::new(slot, g, sock, peer, id, shared, reuse));
     let g = slab.generations[slot as usize];
     if let Some(c) = slab.get(slot, g) {
-        let mut cx = ctx(io, current.drain_deadline.is_some());
+        let mut cx = ctx(io, current.drain_deadline.is_some(), round);
         // A drain that began before this connection was accepted still applies.
         c.on_control(current, &mut cx);
         *pool_changed |= cx.pool_changed;
     }
     settle(slab, timers, slot, &io.shared);
-}
-
-/// One write of a short message on a fresh socket, without waiting.
-trait WriteNow {
-    fn write_all_nonblocking(self, b: &[u8]) -> io::Result<()>;
-}
-
-impl WriteNow for &TcpStream {
-    fn write_all_nonblocking(mut self, b: &[u8]) -> io::Result<()> {
-        use std::io::Write;
-        self.write(b).map(drop)
-    }
 }
 
 fn arm_accept(ring: &mut Ring, l: &TcpListener) {
