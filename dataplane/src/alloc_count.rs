@@ -1,7 +1,8 @@
 //! Heap allocations made on the worker threads, counted: the hot path must make none in
 //! steady state (a live test reads the count before and after 10,000 pipelined queries),
 //! and the count is a metric (`pgate_worker_heap_allocations_total`) so that an operator
-//! sees a regression too.
+//! sees a regression too. The bytes held on the heap by the whole process are counted as
+//! well (`pgate_heap_bytes`): a live test bounds what an idle session adds.
 //!
 //! Only threads that call [`count_this_thread`] (the workers) are counted: the audit
 //! writer, the metrics endpoint and the reloader allocate as they please, off the path
@@ -16,6 +17,9 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 static WORKER_ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+/// Bytes the process holds on the heap (every thread): what an idle session costs shows
+/// here first, before the allocator's own overhead and RSS.
+static HEAP_BYTES: AtomicU64 = AtomicU64::new(0);
 
 thread_local! {
     // Const-initialised and without a destructor: reading it never allocates.
@@ -37,20 +41,28 @@ fn note() {
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         note();
+        HEAP_BYTES.fetch_add(layout.size() as u64, Ordering::Relaxed);
         // SAFETY: forwarded unchanged (see the impl's note).
         unsafe { System.alloc(layout) }
     }
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         note();
+        HEAP_BYTES.fetch_add(layout.size() as u64, Ordering::Relaxed);
         // SAFETY: forwarded unchanged.
         unsafe { System.alloc_zeroed(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        HEAP_BYTES.fetch_sub(layout.size() as u64, Ordering::Relaxed);
         // SAFETY: forwarded unchanged.
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         note();
+        // Wrapping: a shrink subtracts (the sum over all calls stays exact).
+        HEAP_BYTES.fetch_add(
+            (new_size as u64).wrapping_sub(layout.size() as u64),
+            Ordering::Relaxed,
+        );
         // SAFETY: forwarded unchanged.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -64,4 +76,10 @@ pub fn count_this_thread() {
 /// Allocations and reallocations made on counted threads since start.
 pub fn worker_allocations() -> u64 {
     WORKER_ALLOCATIONS.load(Ordering::Relaxed)
+}
+
+/// Bytes held on the heap by the whole process (requested sizes, without the allocator's
+/// overhead).
+pub fn heap_bytes() -> u64 {
+    HEAP_BYTES.load(Ordering::Relaxed)
 }

@@ -22,6 +22,8 @@ pub const RELOAD_FAILURES: &str = "pgate_policy_reload_failures_total";
 /// unused (too old, closed by the server, or over the per-key limit).
 /// Heap allocations on the worker threads since start (zero per message in steady state).
 pub const WORKER_ALLOCATIONS: &str = "pgate_worker_heap_allocations_total";
+/// Bytes the process holds on the heap (all threads; requested sizes).
+pub const HEAP_BYTES: &str = "pgate_heap_bytes";
 pub const UPSTREAM_REUSED: &str = "pgate_upstream_reused_total";
 pub const UPSTREAM_PARKED: &str = "pgate_upstream_parked_total";
 pub const UPSTREAM_RESET_FAILURES: &str = "pgate_upstream_reset_failures_total";
@@ -92,6 +94,7 @@ fn serve(listener: TcpListener, handle: PrometheusHandle, audit: crate::audit::A
             metrics::counter!(AUDIT_BLOCKED).absolute(a.blocked);
             metrics::counter!(WORKER_ALLOCATIONS)
                 .absolute(crate::alloc_count::worker_allocations());
+            metrics::gauge!(HEAP_BYTES).set(crate::alloc_count::heap_bytes() as f64);
             ("200 OK", handle.render())
         } else {
             ("404 Not Found", "try /metrics\n".to_owned())

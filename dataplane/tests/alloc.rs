@@ -26,7 +26,9 @@ static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 /// client bytes out. Returns allocations counted inside the session calls.
 fn round_trip(s: &mut Sim, table: &Table<'_>, request: &[u8], reply: &[u8], t: Clock) -> usize {
     let region = Region::new(GLOBAL);
-    let n = s.session.handle_client(request, table, &TestAuth, t);
+    let n = s
+        .session
+        .handle_client(request, table, &TestAuth, t, &mut s.scratch);
     assert_eq!(n, request.len());
     let up = s.session.poll_upstream().len();
     s.session.upstream_written(up);
@@ -89,7 +91,8 @@ fn steady_state_allocates_nothing() {
     // Denials format a message naming the rule: not the hot path, but bounded — and the
     // counter does see them (so the zero above is a real zero).
     let region = Region::new(GLOBAL);
-    s.session.handle_client(&denied, &table, &TestAuth, t);
+    s.session
+        .handle_client(&denied, &table, &TestAuth, t, &mut s.scratch);
     // The refusal rides on a marker upstream (the database fails the transaction as
     // its own error would); the client's answer comes with the database's.
     assert!(s.session.poll_client().is_empty());
@@ -188,7 +191,9 @@ fn masked_results_allocate_nothing() {
     );
     // And the rows were masked: the last answer has the redaction, not the real ssn.
     let region_free = {
-        let n = s.session.handle_client(&simple, &table, &TestAuth, t);
+        let n = s
+            .session
+            .handle_client(&simple, &table, &TestAuth, t, &mut s.scratch);
         assert_eq!(n, simple.len());
         let up = s.session.poll_upstream().len();
         s.session.upstream_written(up);

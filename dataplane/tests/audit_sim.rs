@@ -175,7 +175,9 @@ fn a_full_batch_of_audit_lines_pauses_the_upstream_input_until_taken() {
     let pipeline: Vec<u8> = (0..600)
         .flat_map(|i| query(&format!("select id, total from orders where id = {i}")))
         .collect();
-    let n = s.session.handle_client(&pipeline, &table, &TestAuth, s.t);
+    let n = s
+        .session
+        .handle_client(&pipeline, &table, &TestAuth, s.t, &mut s.scratch);
     assert_eq!(n, pipeline.len());
     let up = s.session.poll_upstream().to_vec();
     s.session.upstream_written(up.len());

@@ -147,7 +147,11 @@ fn a_portal_bound_before_a_swap_is_decided_again_at_execute() {
     // The batch is cut before Execute: the swap comes in between.
     let t = Table::parse(&s.table).unwrap();
     s.t.mono_us += 10;
-    assert_eq!(s.session.handle_client(&b, &t, &TestAuth, s.t), b.len());
+    assert_eq!(
+        s.session
+            .handle_client(&b, &t, &TestAuth, s.t, &mut s.scratch),
+        b.len()
+    );
     s.table = policy_with(&[], Grant::Narrowed);
     let mut e = execute("por");
     e.extend(sync());
@@ -321,7 +325,8 @@ fn pipelined_bytes_beyond_the_limit_are_fatal_54000() {
     }
     // The server answers nothing while the client keeps sending.
     let t = Table::parse(&s.table).unwrap();
-    s.session.handle_client(&b, &t, &TestAuth, s.t);
+    s.session
+        .handle_client(&b, &t, &TestAuth, s.t, &mut s.scratch);
     let out = s.session.poll_client().to_vec();
     assert_eq!(code_of(&out), vec![("54000".into(), "FATAL".into())]);
 }
@@ -383,7 +388,9 @@ fn bytes_pipelined_after_ssl_request_are_left_for_the_driver_to_refuse() {
     let mut b = pgate_core::client::SSL_REQUEST.to_vec();
     b.extend(startup(&[("user", "analyst")]));
     let t = Table::parse(&s.table).unwrap();
-    let n = s.session.handle_client(&b, &t, &TestAuth, s.t);
+    let n = s
+        .session
+        .handle_client(&b, &t, &TestAuth, s.t, &mut s.scratch);
     assert_eq!(
         n,
         pgate_core::client::SSL_REQUEST.len(),
@@ -397,8 +404,13 @@ fn a_client_gone_mid_statement_leaves_an_unknown_line_and_asks_for_a_cancel() {
     s.connect();
     audit(&mut s);
     let t = Table::parse(&s.table).unwrap();
-    s.session
-        .handle_client(&query("select total from orders"), &t, &TestAuth, s.t);
+    s.session.handle_client(
+        &query("select total from orders"),
+        &t,
+        &TestAuth,
+        s.t,
+        &mut s.scratch,
+    );
     // Forwarded, not answered: the client disconnects.
     assert!(
         s.session.client_closed(),

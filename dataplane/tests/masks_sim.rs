@@ -121,7 +121,8 @@ fn hashed_text(v: &[u8]) -> Vec<u8> {
 fn send(s: &mut Sim, bytes: &[u8]) -> Vec<u8> {
     let tb = s.table.clone();
     let table = Table::parse(&tb).unwrap();
-    s.session.handle_client(bytes, &table, &TestAuth, s.t);
+    s.session
+        .handle_client(bytes, &table, &TestAuth, s.t, &mut s.scratch);
     let up = s.session.poll_upstream().to_vec();
     s.session.upstream_written(up.len());
     up

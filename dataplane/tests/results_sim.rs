@@ -66,7 +66,7 @@ fn a_simple_query_past_its_row_cap_is_cut_cancelled_and_ends_with_54000() {
     let table = pgate_core::table::Table::parse(&s.table).unwrap();
     let n = s
         .session
-        .handle_client(&query("select 1"), &table, &TestAuth, s.t);
+        .handle_client(&query("select 1"), &table, &TestAuth, s.t, &mut s.scratch);
     assert_eq!(
         n, 0,
         "nothing is read from the client while the cut settles"
@@ -223,7 +223,9 @@ fn rated(bps: u64, burst: u64, scope: RateScope, on: OnExceed, rows: usize) -> S
 fn run_throttled(s: &mut Sim, sql: &str) -> (Vec<(u8, Vec<u8>)>, u64) {
     let table = pgate_core::table::Table::parse(&s.table).unwrap();
     let start = s.t.mono_us;
-    let n = s.session.handle_client(&query(sql), &table, &TestAuth, s.t);
+    let n = s
+        .session
+        .handle_client(&query(sql), &table, &TestAuth, s.t, &mut s.scratch);
     assert_eq!(n, query(sql).len());
     let up = s.session.poll_upstream().to_vec();
     s.session.upstream_written(up.len());

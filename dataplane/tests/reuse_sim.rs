@@ -148,6 +148,7 @@ fn a_connection_is_reused_only_for_an_identical_startup() {
         &pgate_core::table::Table::parse(&c.table).unwrap(),
         &TestAuth,
         c.t,
+        &mut c.scratch,
     );
     assert_eq!(
         c.session.poll_action(),

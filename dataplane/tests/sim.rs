@@ -237,7 +237,8 @@ fn pipelined_simple_queries_get_their_answers_in_order() {
     let table = Table::parse(&s.table).unwrap();
     let mut both = query("select id from orders");
     both.extend(query("select ssn from customers"));
-    s.session.handle_client(&both, &table, &TestAuth, s.t);
+    s.session
+        .handle_client(&both, &table, &TestAuth, s.t, &mut s.scratch);
     // Nothing for the client yet: the denial waits behind the first query's answer.
     assert!(s.session.poll_client().is_empty());
     let r = messages(&s.pump());

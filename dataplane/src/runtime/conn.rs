@@ -30,48 +30,86 @@ use super::{Shared, instant_of, mono_us, now};
 use crate::masks::catalog::MaskCatalog;
 use crate::session::{Action, Session};
 
-/// Read buffer size per direction once proxying; a message larger than this grows the
-/// buffer up to the session's `max_message_bytes` (checked by the session from the
-/// length header). Before login the client buffer is small: idle pre-login sockets must
-/// cost little.
+/// The most one read takes (the worker's read buffer); a message larger than this is
+/// completed in the connection's carry, up to the session's `max_message_bytes` (checked by
+/// the session from the length header). Before login reads are small.
 const READ_CHUNK: usize = 64 * 1024;
 const STARTUP_CHUNK: usize = 1024;
 /// Bytes queued for a peer above which pgate stops reading from the other peer.
 const MAX_QUEUED_BYTES: usize = 1 << 20;
 
-/// An initialised read buffer: `buf[..len]` holds bytes not yet consumed.
-struct ReadBuffer {
+/// Bytes read but not yet taken by the session: an incomplete message's head, or input the
+/// session holds back. Empty most of the time: reads land in the worker's [`READ`] buffer
+/// and go to the session from there; a carry is lent by the worker's [`BUFS`] when bytes
+/// stay behind and given back once they are taken, so an idle connection holds no read
+/// buffer and a busy one allocates none after warm-up.
+struct Carry {
     buf: Vec<u8>,
-    len: usize,
 }
 
-impl ReadBuffer {
-    fn new(size: usize) -> Self {
-        ReadBuffer {
-            buf: vec![0; size],
-            len: 0,
-        }
+impl Carry {
+    fn new() -> Self {
+        Carry { buf: Vec::new() }
+    }
+    fn is_empty(&self) -> bool {
+        self.buf.is_empty()
     }
     fn data(&self) -> &[u8] {
-        &self.buf[..self.len]
+        &self.buf
     }
-    fn consume(&mut self, n: usize) {
-        let n = n.min(self.len);
-        self.buf.copy_within(n..self.len, 0);
-        self.len -= n;
-    }
-    /// Room to read into: grows (to at least `min_size`) when full, so that a message
-    /// longer than the buffer can complete; the session bounds message sizes.
-    fn spare(&mut self, min_size: usize, max_size: usize) -> &mut [u8] {
-        if self.buf.len() < min_size {
-            self.buf.resize(min_size, 0);
+    /// Offers what is carried, then `fresh`, to `take` (which returns how many bytes it
+    /// took from the front); keeps the rest.
+    fn feed(&mut self, fresh: &[u8], take: impl FnOnce(&[u8]) -> usize) {
+        if self.buf.is_empty() {
+            let n = take(fresh).min(fresh.len());
+            if n < fresh.len() {
+                BUFS.with_borrow_mut(|b| b.lend(&mut self.buf));
+                self.buf.extend_from_slice(&fresh[n..]);
+            }
+        } else {
+            self.buf.extend_from_slice(fresh);
+            let n = take(&self.buf).min(self.buf.len());
+            self.buf.drain(..n);
         }
-        if self.len == self.buf.len() && self.buf.len() < max_size {
-            let grown = (self.buf.len() * 2).min(max_size);
-            self.buf.resize(grown, 0);
+        if self.buf.is_empty() {
+            BUFS.with_borrow_mut(|b| b.back(&mut self.buf));
         }
-        &mut self.buf[self.len..]
     }
+}
+
+impl Drop for Carry {
+    fn drop(&mut self) {
+        // During thread teardown the pool may be gone: then the buffer is simply freed.
+        let _ = BUFS.try_with(|b| {
+            if let Ok(mut b) = b.try_borrow_mut() {
+                b.back(&mut self.buf);
+            }
+        });
+    }
+}
+
+thread_local! {
+    /// The worker's read buffer: every read of every connection on this thread lands here
+    /// and is fed to its session before the connection's task next yields (no `.await`
+    /// between a read and its feed), so one buffer serves them all.
+    static READ: std::cell::RefCell<Box<[u8]>> =
+        std::cell::RefCell::new(vec![0; READ_CHUNK].into_boxed_slice());
+    /// The worker's pool of carries.
+    static BUFS: std::cell::RefCell<super::bufs::Bufs> =
+        std::cell::RefCell::new(super::bufs::Bufs::new());
+}
+
+/// Reads from `s` into the worker's buffer, at most `max` bytes.
+fn poll_read_shared(cx: &mut Context<'_>, s: &mut Stream, max: usize) -> Poll<io::Result<usize>> {
+    READ.with_borrow_mut(|r| {
+        let end = max.min(r.len());
+        poll_read(cx, s, &mut r[..end])
+    })
+}
+
+/// The `n` bytes the last read left in the worker's buffer, after `carry`, to `take`.
+fn feed_read(carry: &mut Carry, n: usize, take: impl FnOnce(&[u8]) -> usize) {
+    READ.with_borrow(|r| carry.feed(&r[..n.min(r.len())], take));
 }
 
 /// What a side task brought back.
@@ -86,9 +124,10 @@ type SideTask<'a> = Pin<Box<dyn Future<Output = SideDone> + Send + 'a>>;
 
 enum Event {
     Side(SideDone),
-    ClientData,
+    /// Bytes in the worker's read buffer ([`READ`]), this many.
+    ClientData(usize),
     ClientEof,
-    UpstreamData,
+    UpstreamData(usize),
     UpstreamEof,
     Wrote,
     Timer,
@@ -103,12 +142,11 @@ pub(super) async fn connection(
     parked: &std::rc::Rc<std::cell::RefCell<Pool<Stream>>>,
 ) -> io::Result<()> {
     let (mut session, issued) = new_session(shared, peer, id, parked.borrow().enabled());
-    let max_message = shared.session.max_message_bytes as usize + 5;
     let mut control = shared.control.clone();
     let mut client = Stream::Plain(stream);
     let mut upstream: Option<Stream> = None;
-    let mut cbuf = ReadBuffer::new(0);
-    let mut ubuf = ReadBuffer::new(0);
+    let mut cbuf = Carry::new();
+    let mut ubuf = Carry::new();
     let mut registered = false;
     let mut dirty = (false, false);
     // Client bytes are waiting for the session to take them again.
@@ -149,15 +187,17 @@ pub(super) async fn connection(
                         };
                         // Bytes pipelined after SSLRequest would be plaintext the handshake
                         // must not swallow: refuse them (CVE-2021-23214-class injection).
-                        if cbuf.len > 0 {
+                        if !cbuf.is_empty() {
                             return Err(io::Error::other(
                                 "client sent data after SSLRequest before the TLS handshake",
                             ));
                         }
-                        let tls =
-                            tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp))
-                                .await
-                                .map_err(|_| io::Error::other("TLS handshake timed out"))??;
+                        let tls = Box::pin(tokio::time::timeout(
+                            Duration::from_secs(10),
+                            acceptor.accept(tcp),
+                        ))
+                        .await
+                        .map_err(|_| io::Error::other("TLS handshake timed out"))??;
                         client = Stream::Tls(Box::new(tls));
                         session.tls_established();
                     }
@@ -175,10 +215,10 @@ pub(super) async fn connection(
                             upstream = Some(s);
                             continue;
                         }
-                        match tokio::time::timeout(
+                        match Box::pin(tokio::time::timeout(
                             Duration::from_secs(10),
                             connect_upstream(shared),
-                        )
+                        ))
                         .await
                         {
                             Ok(Ok(s)) => {
@@ -200,7 +240,7 @@ pub(super) async fn connection(
                         secret_key,
                     } => {
                         if let Some(real) = shared.cancels.lookup((process_id, secret_key)) {
-                            send_cancel(shared.upstream, real).await;
+                            Box::pin(send_cancel(shared.upstream, real)).await;
                         }
                     }
                     Action::CancelUpstream => {
@@ -229,7 +269,7 @@ pub(super) async fn connection(
                     Action::Close => {
                         ship_audit(&mut session, shared);
                         let u = upstream.as_mut().filter(|_| !session.parkable());
-                        finish(&mut session, &mut client, u).await;
+                        Box::pin(finish(&mut session, &mut client, u)).await;
                         return Ok(());
                     }
                 }
@@ -237,17 +277,16 @@ pub(super) async fn connection(
             // Lines out first: a full batch of them pauses the upstream input too.
             ship_audit(&mut session, shared);
             // Upstream bytes that waited for a throttle (or for the audit lines to go).
-            if uheld && !session.upstream_paused() && ubuf.len > 0 {
+            if uheld && !session.upstream_paused() && !ubuf.is_empty() {
                 let (_, clock) = now();
-                let n = session.handle_upstream(ubuf.data(), clock);
-                ubuf.consume(n);
-                uheld = session.upstream_paused() && ubuf.len > 0;
+                ubuf.feed(&[], |d| session.handle_upstream(d, clock));
+                uheld = session.upstream_paused() && !ubuf.is_empty();
                 continue;
             }
             // Client bytes that waited while a cut result was settled.
-            if held && !session.holding_client() && cbuf.len > 0 {
+            if held && !session.holding_client() && !cbuf.is_empty() {
                 held = false;
-                feed_client(&mut session, &mut cbuf, shared);
+                cbuf.feed(&[], |d| feed_client_bytes(&mut session, d, shared, now().1));
                 continue;
             }
             if !registered && let Some(real) = session.cancel_keys().upstream {
@@ -258,7 +297,7 @@ pub(super) async fn connection(
             ship_audit(&mut session, shared);
             if session.is_closed() {
                 let u = upstream.as_mut().filter(|_| !session.parkable());
-                finish(&mut session, &mut client, u).await;
+                Box::pin(finish(&mut session, &mut client, u)).await;
                 return Ok(());
             }
             match session.poll_timeout() {
@@ -306,15 +345,11 @@ pub(super) async fn connection(
                         && session.client_backlog() < MAX_QUEUED_BYTES
                         && !session.holding_client()
                     {
-                        let spare = cbuf.spare(client_chunk, max_message);
-                        match poll_read(cx, &mut client, spare) {
+                        match poll_read_shared(cx, &mut client, client_chunk) {
                             Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
                                 return Poll::Ready(Ok(Event::ClientEof));
                             }
-                            Poll::Ready(Ok(n)) => {
-                                cbuf.len += n;
-                                return Poll::Ready(Ok(Event::ClientData));
-                            }
+                            Poll::Ready(Ok(n)) => return Poll::Ready(Ok(Event::ClientData(n))),
                             Poll::Pending => {}
                         }
                     }
@@ -322,13 +357,9 @@ pub(super) async fn connection(
                         && session.poll_client().len() < MAX_QUEUED_BYTES
                         && !session.upstream_paused()
                     {
-                        let spare = ubuf.spare(READ_CHUNK, max_message);
-                        match poll_read(cx, u, spare) {
+                        match poll_read_shared(cx, u, READ_CHUNK) {
                             Poll::Ready(Ok(0)) => return Poll::Ready(Ok(Event::UpstreamEof)),
-                            Poll::Ready(Ok(n)) => {
-                                ubuf.len += n;
-                                return Poll::Ready(Ok(Event::UpstreamData));
-                            }
+                            Poll::Ready(Ok(n)) => return Poll::Ready(Ok(Event::UpstreamData(n))),
                             // A read error upstream is the upstream gone: the session says so.
                             Poll::Ready(Err(_)) => return Poll::Ready(Ok(Event::UpstreamEof)),
                             Poll::Pending => {}
@@ -360,23 +391,24 @@ pub(super) async fn connection(
                         }
                     }
                 }
-                Event::ClientData => {
-                    feed_client(&mut session, &mut cbuf, shared);
-                    held = session.holding_client() && cbuf.len > 0;
+                Event::ClientData(n) => {
+                    feed_read(&mut cbuf, n, |d| {
+                        feed_client_bytes(&mut session, d, shared, now().1)
+                    });
+                    held = session.holding_client() && !cbuf.is_empty();
                 }
                 Event::ClientEof => {
                     // A client gone mid-result: the query it started must not run on.
                     if session.client_closed()
                         && let Some(real) = session.cancel_keys().upstream
                     {
-                        send_cancel(shared.upstream, real).await;
+                        Box::pin(send_cancel(shared.upstream, real)).await;
                     }
                 }
-                Event::UpstreamData => {
+                Event::UpstreamData(n) => {
                     let (_, clock) = now();
-                    let n = session.handle_upstream(ubuf.data(), clock);
-                    ubuf.consume(n);
-                    uheld = session.upstream_paused() && ubuf.len > 0;
+                    feed_read(&mut ubuf, n, |d| session.handle_upstream(d, clock));
+                    uheld = session.upstream_paused() && !ubuf.is_empty();
                 }
                 Event::UpstreamEof => {
                     upstream = None;
@@ -400,12 +432,12 @@ pub(super) async fn connection(
         && let Some(mut u) = upstream.take()
         && !draining
     {
-        let outcome = pool::reset(
+        let outcome = Box::pin(pool::reset(
             &mut u,
             &mut p,
             ubuf.data(),
             shared.session.max_message_bytes,
-        )
+        ))
         .await;
         let why = outcome.as_ref().map_err(|e| e.to_string());
         audit_reset(
@@ -429,7 +461,7 @@ pub(super) async fn connection(
             Err(e) => {
                 metrics::counter!(crate::metrics::UPSTREAM_RESET_FAILURES).increment(1);
                 eprintln!("pgate: connection {id}: upstream connection not reused: {e}");
-                pool::close(u).await;
+                Box::pin(pool::close(u)).await;
             }
         }
     }
@@ -454,11 +486,6 @@ pub(super) fn new_session(
     (session, issued)
 }
 
-fn feed_client(session: &mut Session, cbuf: &mut ReadBuffer, shared: &Shared) {
-    let n = feed_client_bytes(session, cbuf.data(), shared, now().1);
-    cbuf.consume(n);
-}
-
 /// The client's bytes to the session, with the current table and the audit's state;
 /// returns how many it took.
 pub(super) fn feed_client_bytes(
@@ -473,7 +500,17 @@ pub(super) fn feed_client_bytes(
         shared.audit.note_refused();
     }
     session.set_audit_accepting(accepting);
-    session.handle_client(data, &table.table(), shared.auth.as_ref(), clock)
+    SCRATCH.with_borrow_mut(|scratch| {
+        session.handle_client(data, &table.table(), shared.auth.as_ref(), clock, scratch)
+    })
+}
+
+thread_local! {
+    /// The classifier's buffers of this worker thread (both drivers run a session only on
+    /// its worker's thread), lent to one session at a time: allocated at the worker's first
+    /// statement, never per session.
+    static SCRATCH: std::cell::RefCell<crate::session::Scratch> =
+        std::cell::RefCell::new(crate::session::Scratch::default());
 }
 
 fn on_control(

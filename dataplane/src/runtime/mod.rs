@@ -12,6 +12,7 @@
 //!
 //! [`Session`]: crate::session::Session
 
+mod bufs;
 mod cancel;
 mod conn;
 pub mod lookup;

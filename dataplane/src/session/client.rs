@@ -10,7 +10,22 @@ use super::*;
 impl Session {
     /// Consumes complete messages from the start of `input`; returns how many bytes were
     /// consumed (the rest is an incomplete message: feed it again with more bytes).
+    /// `scratch` is the worker's classifier buffers, lent for this call.
     pub fn handle_client(
+        &mut self,
+        input: &[u8],
+        table: &Table<'_>,
+        auth: &dyn Authenticator,
+        now: Clock,
+        scratch: &mut Scratch,
+    ) -> usize {
+        self.lend_scratch(scratch);
+        let n = self.client_messages(input, table, auth, now);
+        self.return_scratch(scratch);
+        n
+    }
+
+    fn client_messages(
         &mut self,
         input: &[u8],
         table: &Table<'_>,

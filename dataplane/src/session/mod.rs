@@ -26,7 +26,8 @@
 //! upstream's cancel key.
 //!
 //! Buffers are owned by the session and reused: after warm-up, forwarding and deciding
-//! allocate nothing. Prepared-statement names and their audit summaries are stored once per
+//! allocate nothing. The classifier's buffers are the worker's (`scratch`), lent for one
+//! `handle_client` call, so an idle session does not hold them. Prepared-statement names and their audit summaries are stored once per
 //! Parse (bounded by `max_prepared_statements`).
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -50,6 +51,7 @@ mod path;
 mod ready;
 mod refusal;
 mod results;
+mod scratch;
 mod startup;
 use ready::Ready;
 mod upstream;
@@ -65,6 +67,7 @@ pub use pgate_core::client::NONCE_BYTES;
 use pgate_core::client::{Login, LoginError, LoginStep, write_startup};
 use refusal::Refusal;
 use results::{Caps, Cut, Rate};
+pub use scratch::Scratch;
 
 /// Audit bytes a session gathers before the driver must take them: feeding upstream
 /// input pauses there ([`Session::upstream_paused`]).

@@ -120,8 +120,6 @@ impl Session {
     pub(super) fn enter_ready(&mut self, tx_status: u8) {
         self.ready.tx_status = tx_status;
         self.state = State::Ready;
-        // The classifier's buffers, allocated once, now that statements will come.
-        self.facts = Facts::default();
         self.audit_connection("open", None);
     }
 }

@@ -726,6 +726,8 @@ pub struct Sim {
     /// Audit lines taken out of the session when a full batch of them paused its input
     /// (as the driver ships them); [`audit_lines`] reads these first.
     pub audit_backlog: String,
+    /// The worker's classifier buffers, lent to the session per call.
+    pub scratch: pgate::session::Scratch,
 }
 
 impl Sim {
@@ -751,6 +753,7 @@ impl Sim {
             server: FakeServer::default(),
             reuse: None,
             audit_backlog: String::new(),
+            scratch: pgate::session::Scratch::default(),
             actions: vec![],
             t: Clock {
                 mono_us: 1,
@@ -772,7 +775,9 @@ impl Sim {
     pub fn client(&mut self, bytes: &[u8]) -> Vec<u8> {
         let table = Table::parse(&self.table).unwrap();
         self.t.mono_us += 10;
-        let n = self.session.handle_client(bytes, &table, &TestAuth, self.t);
+        let n = self
+            .session
+            .handle_client(bytes, &table, &TestAuth, self.t, &mut self.scratch);
         assert!(
             n == bytes.len() || self.session.is_closed(),
             "session left {} bytes unconsumed",

@@ -11,7 +11,8 @@
 use std::collections::VecDeque;
 use std::net::{SocketAddr, TcpStream};
 
-use super::peer::{Bufs, Got, Peer};
+use super::super::bufs::Bufs;
+use super::peer::{Got, Peer};
 use super::side::{Answer, Job, Side};
 use super::{Op, Ring, user_data};
 use crate::reuse::{Parked, Reset, ResetStep};

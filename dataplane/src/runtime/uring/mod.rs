@@ -33,10 +33,11 @@ use std::time::{Duration, Instant};
 
 use io_uring::{IoUring, opcode, squeue, types};
 
+use super::bufs::Bufs;
 use super::pool::{Parkable, Pool};
 use super::{Control, Shared, admit, now, refusal, release};
 use conn::{Conn, Ctx};
-use peer::{Bufs, Peer};
+use peer::Peer;
 use side::Side;
 
 /// Provided receive buffers per worker, and their size: 2 MiB, whatever the number of

@@ -16,43 +16,8 @@ use std::os::fd::AsRawFd;
 
 use io_uring::{opcode, types};
 
+use super::super::bufs::Bufs;
 use super::Ring;
-
-/// Buffers lent to peers while they have bytes in flight.
-pub(super) struct Bufs {
-    free: Vec<Vec<u8>>,
-}
-
-/// A buffer above this capacity is dropped rather than kept for the next peer.
-const KEEP_MAX_BYTES: usize = 256 << 10;
-const KEEP_COUNT: usize = 256;
-/// Every buffer's size; a send takes at most this much at once, so that buffers never
-/// grow on the way out (and lending one never allocates after warm-up).
-const NEW_BYTES: usize = 64 << 10;
-
-impl Bufs {
-    pub(super) fn new() -> Bufs {
-        Bufs { free: Vec::new() }
-    }
-    fn lend(&mut self, v: &mut Vec<u8>) {
-        if v.capacity() == 0 {
-            *v = self
-                .free
-                .pop()
-                .unwrap_or_else(|| Vec::with_capacity(NEW_BYTES));
-        }
-    }
-    fn back(&mut self, v: &mut Vec<u8>) {
-        if v.capacity() == 0 {
-            return;
-        }
-        let mut v = std::mem::take(v);
-        if v.capacity() <= KEEP_MAX_BYTES && self.free.len() < KEEP_COUNT {
-            v.clear();
-            self.free.push(v);
-        }
-    }
-}
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(super) enum Recv {
