@@ -22,6 +22,9 @@
 #                          account rows per query (100: about 1 GB); 0 skips the section
 #   BENCH_STREAM_DURATION=12  measured seconds per target per round in that section
 #   BENCH_IDLE_SESSIONS=1000  idle sessions per proxy for the memory figure (0: skip)
+#   BENCH_PAUSE=0          1: once every target runs, write their ports, pids and the token
+#                          to /tmp/pgate-bench-run/targets.env and wait (at most an hour)
+#                          until /tmp/pgate-bench-run/resume exists: for profiling by hand
 #   BENCH_OUT=bench        where REPORT.md and loadtest.json go
 #   BENCH_COMMIT=…         what the report says was measured (default: git HEAD)
 source "$(dirname "$0")/lib.sh"
@@ -238,6 +241,19 @@ log "pgate without client TLS on :$PGATE_PLAIN_PORT (pid $PGATE_PLAIN_PID), the 
 TOKEN=$("$PGATE" token --key "$WORK/keys/signing-key.pem" --iss https://idp.bench.pgate --aud pgate \
     --ttl 2h --sub bench@example.com --claim groups=bench)
 
+if [ "${BENCH_PAUSE:-0}" = 1 ]; then
+    {
+        echo "PG_PORT=$PG_PORT FORWARDER_PORT=$FORWARDER_PORT FORWARDER_PID=$FORWARDER_PID"
+        echo "PGB_PORT=$PGB_PORT PGB_PID=$PGB_PID PGB_TLS_PORT=$PGB_TLS_PORT PGB_TLS_PID=$PGB_TLS_PID"
+        echo "PGATE_PLAIN_PORT=$PGATE_PLAIN_PORT PGATE_PLAIN_PID=$PGATE_PLAIN_PID"
+        echo "PGATE_POL_PORT=$PGATE_POL_PORT PGATE_POL_PID=$PGATE_POL_PID"
+        echo "PGATE_EPOLL_PORT=$PGATE_EPOLL_PORT PGATE_EPOLL_PID=$PGATE_EPOLL_PID"
+        echo "PG_PASSWORD='$PG_SUPERUSER_PASSWORD' TOKEN='$TOKEN'"
+    } > "$WORK/targets.env"
+    log "paused: targets in $WORK/targets.env; touch $WORK/resume to go on"
+    for _ in $(seq 1 3600); do [ -e "$WORK/resume" ] && break; sleep 1; done
+fi
+
 # ------------------------------------------------------------------ pgate-loadtest
 # Passwords and tokens go through the environment, never on the command line.
 export PGATE_LOADTEST_PASSWORD_DIRECT="$PG_SUPERUSER_PASSWORD"
@@ -294,23 +310,53 @@ stat_ticks() {
     [ -n "$1" ] || { echo 0; return; }
     sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'
 }
+# ctx_switches PID — context switches (voluntary and not) of all its threads so far.
+ctx_switches() {
+    [ -n "$1" ] || { echo 0; return; }
+    cat /proc/"$1"/task/*/status 2>/dev/null |
+        awk '/^(voluntary|nonvoluntary)_ctxt_switches:/{s += $2} END{print s + 0}'
+}
 PGBENCH_ROWS=()
 PGBENCH_CMDS=()
 run_pgbench() { # NAME PORT USER PASSWORD SSLMODE PROXY_PID MODE CLIENTS
-    local name=$1 port=$2 user=$3 pass=$4 sslmode=$5 pid=$6 mode=$7 clients=$8 out t0 t1 tps lat n cpu
+    local name=$1 port=$2 user=$3 pass=$4 sslmode=$5 pid=$6 mode=$7 clients=$8 out t0 t1 c0 c1 tps lat n cpu ctx
     local cmd=(pgbench -n -S -M "$mode" -c "$clients" -j "$clients" -T "$PGBENCH_TIME" -h 127.0.0.1 -p "$port" -U "$user" bench)
     PGBENCH_CMDS+=("PGSSLMODE=$sslmode PGPASSWORD=… ${cmd[*]}")
     t0=$(stat_ticks "$pid")
-    out=$(PGSSLMODE=$sslmode PGPASSWORD=$pass "${cmd[@]}" 2>&1) || { echo "$out" | tail -n 3 >&2; PGBENCH_ROWS+=("$name|$mode|$clients|failed|–|–|–"); return 0; }
+    c0=$(ctx_switches "$pid")
+    out=$(PGSSLMODE=$sslmode PGPASSWORD=$pass "${cmd[@]}" 2>&1) || { echo "$out" | tail -n 3 >&2; PGBENCH_ROWS+=("$name|$mode|$clients|failed|–|–|–|–"); return 0; }
     t1=$(stat_ticks "$pid")
+    c1=$(ctx_switches "$pid")
     tps=$(echo "$out" | awk '/^tps = /{printf "%.0f", $3; exit}')
     lat=$(echo "$out" | awk '/^latency average = /{print $4; exit}')
     n=$(echo "$out" | awk '/number of transactions actually processed:/{print $NF; exit}')
     cpu="–"
+    ctx="–"
     if [ -n "$pid" ] && [ "${n:-0}" -gt 0 ]; then
         cpu=$(awk -v d=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$n" 'BEGIN{printf "%.3f", d / hz / n * 10000}')
+        ctx=$(awk -v d=$((c1 - c0)) -v n="$n" 'BEGIN{printf "%.2f", d / n}')
     fi
-    PGBENCH_ROWS+=("$name|$mode|$clients|$tps|$lat|$n|$cpu")
+    PGBENCH_ROWS+=("$name|$mode|$clients|$tps|$lat|$n|$cpu|$ctx")
+}
+# System calls per transaction, in a pass of its own (counting them slows every system
+# call of the process, so the CPU figures above are taken without it): perf stat on the
+# proxy (all its threads) during pgbench -S -M prepared at 8 clients.
+SYSCALL_ROWS=()
+count_syscalls() { # NAME PORT USER PASSWORD SSLMODE PROXY_PID
+    local name=$1 port=$2 user=$3 pass=$4 sslmode=$5 pid=$6 out n calls perf_pid
+    perf stat -x, -e raw_syscalls:sys_enter -p "$pid" -o "$WORK/syscalls-$name.csv" 2>/dev/null &
+    perf_pid=$!
+    sleep 0.3
+    out=$(PGSSLMODE=$sslmode PGPASSWORD=$pass pgbench -n -S -M prepared -c 8 -j 8 -T 3 -h 127.0.0.1 -p "$port" -U "$user" bench 2>&1) || true
+    kill -INT "$perf_pid" 2>/dev/null
+    wait "$perf_pid" 2>/dev/null || true
+    n=$(echo "$out" | awk '/number of transactions actually processed:/{print $NF; exit}')
+    calls=$(awk -F, '/raw_syscalls:sys_enter/{print $1; exit}' "$WORK/syscalls-$name.csv" 2>/dev/null)
+    if [ "${n:-0}" -gt 0 ] && [ -n "$calls" ] && [ "$calls" != "<not counted>" ] && [ "$calls" != "<not supported>" ]; then
+        SYSCALL_ROWS+=("| $name | $calls | $n | $(awk -v c="$calls" -v n="$n" 'BEGIN{printf "%.2f", c / n}') |")
+    else
+        SYSCALL_ROWS+=("| $name | not counted | ${n:-–} | – |")
+    fi
 }
 if [ "$PGBENCH_TIME" != 0 ]; then
     log "pgbench -S (simple and prepared; 1 and 8 clients; ${PGBENCH_TIME}s each)"
@@ -329,6 +375,18 @@ if [ "$PGBENCH_TIME" != 0 ]; then
             run_pgbench pgate-epoll "$PGATE_EPOLL_PORT" bench "$TOKEN" require "$PGATE_EPOLL_PID" "$mode" "$clients"
         done
     done
+    if command -v perf >/dev/null && perf stat -e raw_syscalls:sys_enter -- true >/dev/null 2>&1; then
+        log "system calls per transaction (perf stat, pgbench -S -M prepared, 8 clients, 3 s each)"
+        count_syscalls forwarder "$FORWARDER_PORT" postgres "$PG_SUPERUSER_PASSWORD" disable "$FORWARDER_PID"
+        count_syscalls pgbouncer "$PGB_PORT" postgres "$PG_SUPERUSER_PASSWORD" disable "$PGB_PID"
+        count_syscalls pgbouncer-tls "$PGB_TLS_PORT" postgres "$PG_SUPERUSER_PASSWORD" require "$PGB_TLS_PID"
+        count_syscalls pgate-plain "$PGATE_PLAIN_PORT" bench "$TOKEN" disable "$PGATE_PLAIN_PID"
+        count_syscalls pgate-policies "$PGATE_POL_PORT" bench "$TOKEN" require "$PGATE_POL_PID"
+        count_syscalls pgate-epoll "$PGATE_EPOLL_PORT" bench "$TOKEN" require "$PGATE_EPOLL_PID"
+        printf '%s\n' "${SYSCALL_ROWS[@]}"
+    else
+        log "perf cannot count system calls here (install linux-perf; needs tracepoints): no syscall figures"
+    fi
 fi
 
 # ------------------------------------------------------------------ result stream
@@ -402,17 +460,17 @@ fi
 
 # ------------------------------------------------------------------ report
 pgbench_table() {
-    echo "| target | mode | clients | tps | tps × direct | latency avg ms | transactions | proxy CPU s/10k tx |"
-    echo "|---|---|---:|---:|---:|---:|---:|---:|"
+    echo "| target | mode | clients | tps | tps × direct | latency avg ms | transactions | proxy CPU s/10k tx | proxy context switches/tx |"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
     local row base=""
     for row in "${PGBENCH_ROWS[@]}"; do
-        IFS='|' read -r name mode clients tps lat n cpu <<<"$row"
+        IFS='|' read -r name mode clients tps lat n cpu ctx <<<"$row"
         [ "$name" = direct ] && base=$tps
         local ratio="–"
         if [ -n "$base" ] && [ "$tps" != failed ]; then
             ratio=$(awk -v a="$tps" -v b="$base" 'BEGIN{ if (b > 0) printf "%.2f", a / b; else print "–" }')
         fi
-        echo "| $name | $mode | $clients | $tps | $ratio | $lat | $n | $cpu |"
+        echo "| $name | $mode | $clients | $tps | $ratio | $lat | $n | $cpu | $ctx |"
     done
 }
 # BENCH_COMMIT: what was measured, when run from an exported tree without .git.
@@ -481,8 +539,22 @@ fi
     if [ "$PGBENCH_TIME" != 0 ]; then
         echo "## pgbench -S (independent measure)"
         echo
+        echo "Proxy CPU and context switches from /proc (utime + stime; voluntary and involuntary"
+        echo "switches of all the proxy's threads) over each run."
+        echo
         pgbench_table
         echo
+        if [ "${#SYSCALL_ROWS[@]}" -gt 0 ]; then
+            echo "### System calls per transaction"
+            echo
+            echo "perf stat -e raw_syscalls:sys_enter on the proxy (all threads) during pgbench -S -M prepared,"
+            echo "8 clients, 3 s, in a pass of its own (counting slows every system call)."
+            echo
+            echo "| target | system calls | transactions | per transaction |"
+            echo "|---|---:|---:|---:|"
+            printf '%s\n' "${SYSCALL_ROWS[@]}"
+            echo
+        fi
     fi
     if [ "$STREAM_REPEAT" != 0 ]; then
         echo "## Result stream"

@@ -11,7 +11,6 @@
 //! What this module must never do: change a line's text other than by appending its
 //! chain value.
 
-use std::fmt::Write as _;
 use std::io::{self, BufRead};
 
 /// A chain value.
@@ -22,11 +21,12 @@ impl ChainValue {
     pub const GENESIS: ChainValue = ChainValue([0; 32]);
 
     pub fn hex(&self) -> String {
-        let mut s = String::with_capacity(64);
-        for b in self.0 {
-            let _ = write!(s, "{b:02x}");
-        }
-        s
+        self.hex_digits().to_string()
+    }
+
+    /// The 64 lowercase hex digits, without allocating (the writer appends one per line).
+    fn hex_digits(&self) -> impl std::ops::Deref<Target = str> {
+        blake3::Hash::from_bytes(self.0).to_hex()
     }
 
     pub fn from_hex(s: &str) -> Option<ChainValue> {
@@ -86,7 +86,7 @@ impl Chain {
         }
         self.head = link(&self.head, &out[start..]);
         out.extend_from_slice(FIELD.as_bytes());
-        out.extend_from_slice(self.head.hex().as_bytes());
+        out.extend_from_slice(self.head.hex_digits().as_bytes());
         out.extend_from_slice(b"\"}\n");
     }
 

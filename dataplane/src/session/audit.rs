@@ -65,40 +65,47 @@ impl Session {
     }
 
     pub(super) fn line_start(&mut self, event: &str, digest: &DigestHex) {
-        let id = self.identity.as_ref();
-        let _ = write!(
-            self.audit,
-            "{{\"ts_ms\":{},\"event\":\"{event}\",\"conn\":\"{}\",\"client\":\"",
-            self.now.unix_ms, self.conn_id
-        );
-        json_escape_into(&mut self.audit, &self.client_addr);
-        self.audit.push_str("\",\"sub\":\"");
-        json_escape_into(
-            &mut self.audit,
-            id.map(|i| i.subject.as_str()).unwrap_or(""),
-        );
-        self.audit.push_str("\",\"act\":[");
-        if let Some(i) = id {
-            for (n, a) in i.actors.iter().enumerate() {
-                if n > 0 {
-                    self.audit.push(',');
-                }
-                self.audit.push('"');
-                json_escape_into(&mut self.audit, a);
-                self.audit.push('"');
-            }
-        }
-        self.audit.push_str("],\"role\":\"");
-        json_escape_into(
-            &mut self.audit,
-            id.map(|i| i.role_name.as_str()).unwrap_or(""),
-        );
+        self.audit.push_str("{\"ts_ms\":");
+        self.audit
+            .push_str(itoa::Buffer::new().format(self.now.unix_ms));
+        self.audit.push_str(",\"event\":\"");
+        self.audit.push_str(event);
+        self.audit.push('"');
+        self.audit.push_str(&self.audit_who);
         // The digest of the table that decided (a swap may come before a statement's line
         // is written).
-        self.audit.push_str("\",\"table\":\"");
+        self.audit.push_str(",\"table\":\"");
         self.audit
             .push_str(std::str::from_utf8(digest).unwrap_or(""));
         self.audit.push('"');
+    }
+
+    /// Escapes, once, the fields every line of this session carries: its connection,
+    /// client address, subject, actors and role. Called when the session is made and when
+    /// its identity or role changes.
+    pub(super) fn refresh_audit_who(&mut self) {
+        let mut w = std::mem::take(&mut self.audit_who);
+        w.clear();
+        let id = self.identity.as_ref();
+        let _ = write!(w, ",\"conn\":\"{}\",\"client\":\"", self.conn_id);
+        json_escape_into(&mut w, &self.client_addr);
+        w.push_str("\",\"sub\":\"");
+        json_escape_into(&mut w, id.map(|i| i.subject.as_str()).unwrap_or(""));
+        w.push_str("\",\"act\":[");
+        if let Some(i) = id {
+            for (n, a) in i.actors.iter().enumerate() {
+                if n > 0 {
+                    w.push(',');
+                }
+                w.push('"');
+                json_escape_into(&mut w, a);
+                w.push('"');
+            }
+        }
+        w.push_str("],\"role\":\"");
+        json_escape_into(&mut w, id.map(|i| i.role_name.as_str()).unwrap_or(""));
+        w.push('"');
+        self.audit_who = w;
     }
 
     /// A connection event (`open`, `close`, `rebind`, `revoked`), with the table in force.
@@ -265,24 +272,28 @@ impl Session {
         let summary = std::mem::take(&mut self.ready.summaries[p.summary]);
         self.audit.push_str(&summary);
         self.ready.summaries[p.summary] = summary;
-        let _ = write!(self.audit, ",\"status\":\"{status}\"");
+        self.audit.push_str(",\"status\":\"");
+        self.audit.push_str(status);
+        self.audit.push('"');
         if status == "cut"
             && let Some(note) = self.ready.cut_note.take()
         {
             self.audit.push_str(&note);
         }
+        let mut n = itoa::Buffer::new();
         if self.ready.throttled_us > 0 {
-            let _ = write!(
-                self.audit,
-                ",\"throttled_ms\":{}",
-                std::mem::take(&mut self.ready.throttled_us) / 1000
-            );
+            self.audit.push_str(",\"throttled_ms\":");
+            self.audit
+                .push_str(n.format(std::mem::take(&mut self.ready.throttled_us) / 1000));
         }
-        let _ = writeln!(
-            self.audit,
-            ",\"rows\":{},\"bytes\":{},\"duration_us\":{duration}}}",
-            self.ready.rows, self.ready.bytes
-        );
+        // Integers without core::fmt: these fields are on every statement's line.
+        self.audit.push_str(",\"rows\":");
+        self.audit.push_str(n.format(self.ready.rows));
+        self.audit.push_str(",\"bytes\":");
+        self.audit.push_str(n.format(self.ready.bytes));
+        self.audit.push_str(",\"duration_us\":");
+        self.audit.push_str(n.format(duration));
+        self.audit.push_str("}\n");
         self.ready.rows = 0;
         self.ready.bytes = 0;
         self.slot_unref(p.summary);

@@ -322,6 +322,9 @@ pub struct Session {
     to_upstream: Vec<u8>,
     actions: VecDeque<Action>,
     audit: String,
+    /// Every audit line's fields that are fixed for the session, escaped once
+    /// (`audit::refresh_audit_who`).
+    audit_who: String,
     facts: Facts,
     /// The table generation: bumped at every swap to a table with another digest.
     table_gen: u32,
@@ -387,7 +390,7 @@ impl Session {
         now: Clock,
     ) -> Self {
         let search_path = cfg.default_search_path.clone();
-        Session {
+        let mut s = Session {
             state: State::Startup { tls: false },
             keys: CancelKeys {
                 issued: entropy.cancel_key,
@@ -404,6 +407,7 @@ impl Session {
             to_upstream: Vec::new(),
             actions: VecDeque::with_capacity(4),
             audit: String::new(),
+            audit_who: String::new(),
             facts: Facts::unallocated(),
             table_gen: 0,
             table_digest_raw: [0; 32],
@@ -426,7 +430,9 @@ impl Session {
             denied_count: 0,
             ready: Ready::new(search_path),
             cfg,
-        }
+        };
+        s.refresh_audit_who();
+        s
     }
 
     // ---- draining ----
@@ -766,6 +772,7 @@ impl Session {
                 if let Some(id) = self.identity.as_mut() {
                     id.role = role;
                 }
+                self.refresh_audit_who();
                 self.ready.caps = Caps::of(table, role);
                 self.masks_for_role(table);
                 let subject = self.identity.as_ref().map(|i| i.subject.clone());

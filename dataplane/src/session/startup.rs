@@ -145,6 +145,7 @@ impl Session {
                     self.now.mono_us,
                 );
                 self.identity = Some(identity);
+                self.refresh_audit_who();
                 self.masks_for_role(table);
                 self.set_expiry_deadline(expiry);
                 self.state = State::Connecting { database, params };

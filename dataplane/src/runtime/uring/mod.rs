@@ -247,11 +247,13 @@ pub(super) fn worker(listener: TcpListener, shared: Shared) -> io::Result<()> {
     }
     arm_wake(&mut io.ring, &wake, &mut wake_buf);
 
+    // The clock read for the deadlines at the end of a round serves the next wait too.
+    let mut last_read = now();
     loop {
         if draining && slab.live == 0 {
             break;
         }
-        let (instant, clock) = now();
+        let (instant, clock) = last_read;
         if let Some(d) = current.drain_deadline
             && instant > d + Duration::from_secs(2)
         {
@@ -401,7 +403,8 @@ pub(super) fn worker(listener: TcpListener, shared: Shared) -> io::Result<()> {
             }
         }
         // Deadlines.
-        let (instant, clock) = now();
+        last_read = now();
+        let (instant, clock) = last_read;
         while let Some(&Reverse((t, slot, generation))) = timers.peek() {
             if t > clock.mono_us {
                 break;
