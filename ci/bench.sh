@@ -2,14 +2,17 @@
 # Latency and throughput of pgate side by side with a direct connection and PgBouncer, in
 # one run, written to bench/REPORT.md (and bench/loadtest.json).
 #
-# Starts a throwaway PostgreSQL (pgbench tables, scale BENCH_SCALE), PgBouncer (Debian's
-# package, session mode, SCRAM) and pgate twice — once with an allow-all policy (audit to
-# /dev/null), once with policies/ plus a `bench` role and the audit log on a real file —
-# then runs pgate-loadtest (every workload, targets interleaved in rounds, proxy CPU per
-# 10,000 statements) and pgbench -S (simple and prepared, 1 and 8 clients) against the
-# same endpoints. Not part of ci/test.sh: it measures, it does not pass or fail.
+# Starts a throwaway PostgreSQL (pgbench tables, scale BENCH_SCALE), the bare forwarder
+# (pgate-forwarder: an io_uring relay that parses nothing), PgBouncer (Debian's package,
+# session mode, SCRAM; without and with client TLS) and pgate: with an allow-all policy
+# (audit to /dev/null), and with policies/ plus a `bench` role and the audit log on a real
+# file on io_uring and on epoll, each with and without client TLS. Then runs
+# pgate-loadtest (every workload, targets interleaved in rounds, proxy CPU per 10,000
+# statements), pgbench -S (simple and prepared, 1 and 8 clients; proxy CPU and context
+# switches), a system-call count per proxy, the result stream and memory per idle session
+# against the same endpoints. Not part of ci/test.sh: it measures, it does not pass or fail.
 #
-# Bounded: about 6 minutes with the defaults (2 cores). Knobs (environment):
+# Bounded: about 16 minutes with the defaults (2 cores, release build included). Knobs (environment):
 #   BENCH_DURATION=2       measured seconds per target per round (pgate-loadtest)
 #   BENCH_ROUNDS=3         rounds (A B C D A B C D …)
 #   BENCH_WARMUP=0.5       warm-up seconds per segment
@@ -50,6 +53,7 @@ PGATE_EPOLL_PORT=54347
 FORWARDER_PORT=54348
 PGATE_PLAIN_PORT=54349
 PGB_TLS_PORT=54350
+PGATE_EPOLL_PLAIN_PORT=54351
 
 install_packages postgresql pgbouncer openssl
 
@@ -215,6 +219,12 @@ echo 'allow-plaintext-loopback #true' >> "$WORK/pgate-plain.kdl"
 "$PGATE" run --config "$WORK/pgate-plain.kdl" 2>"$WORK/pgate-plain.log" &
 PGATE_PLAIN_PID=$!
 PIDS+=("$PGATE_PLAIN_PID")
+# The same on the epoll driver.
+pgate_config pgate-epoll-plain "$PGATE_EPOLL_PLAIN_PORT" policies.pgt "$WORK/audit-epoll-plain.jsonl"
+echo 'allow-plaintext-loopback #true' >> "$WORK/pgate-epoll-plain.kdl"
+"$PGATE" --runtime epoll run --config "$WORK/pgate-epoll-plain.kdl" 2>"$WORK/pgate-epoll-plain.log" &
+PGATE_EPOLL_PLAIN_PID=$!
+PIDS+=("$PGATE_EPOLL_PLAIN_PID")
 # The bare forwarder: an io_uring relay that parses nothing (the floor under any proxy).
 "$FORWARDER" "127.0.0.1:$FORWARDER_PORT" "127.0.0.1:$PG_PORT" 2 2>"$WORK/forwarder.log" &
 FORWARDER_PID=$!
@@ -232,11 +242,12 @@ cp "$WORK/server.crt" "$WORK/server.key" "$PGB_DIR/"
 if [ "$(id -u)" -eq 0 ]; then chown -R postgres:postgres "$PGB_DIR"; fi
 "${pgb_run[@]}" sh -c 'ulimit -n "$(ulimit -Hn)"; exec pgbouncer -d "$1"' sh "$PGB_DIR/pgbouncer-tls.ini"
 wait_port "$PGATE_PLAIN_PORT"
+wait_port "$PGATE_EPOLL_PLAIN_PORT"
 wait_port "$FORWARDER_PORT"
 wait_port "$PGB_TLS_PORT"
 PGB_TLS_PID=$(cat "$PGB_DIR/pgbouncer-tls.pid")
 PIDS+=("$PGB_TLS_PID")
-log "pgate without client TLS on :$PGATE_PLAIN_PORT (pid $PGATE_PLAIN_PID), the bare forwarder on :$FORWARDER_PORT (pid $FORWARDER_PID), PgBouncer with client TLS on :$PGB_TLS_PORT (pid $PGB_TLS_PID)"
+log "pgate without client TLS on :$PGATE_PLAIN_PORT (pid $PGATE_PLAIN_PID; epoll: :$PGATE_EPOLL_PLAIN_PORT, pid $PGATE_EPOLL_PLAIN_PID), the bare forwarder on :$FORWARDER_PORT (pid $FORWARDER_PID), PgBouncer with client TLS on :$PGB_TLS_PORT (pid $PGB_TLS_PID)"
 
 TOKEN=$("$PGATE" token --key "$WORK/keys/signing-key.pem" --iss https://idp.bench.pgate --aud pgate \
     --ttl 2h --sub bench@example.com --claim groups=bench)
@@ -246,6 +257,7 @@ if [ "${BENCH_PAUSE:-0}" = 1 ]; then
         echo "PG_PORT=$PG_PORT FORWARDER_PORT=$FORWARDER_PORT FORWARDER_PID=$FORWARDER_PID"
         echo "PGB_PORT=$PGB_PORT PGB_PID=$PGB_PID PGB_TLS_PORT=$PGB_TLS_PORT PGB_TLS_PID=$PGB_TLS_PID"
         echo "PGATE_PLAIN_PORT=$PGATE_PLAIN_PORT PGATE_PLAIN_PID=$PGATE_PLAIN_PID"
+        echo "PGATE_EPOLL_PLAIN_PORT=$PGATE_EPOLL_PLAIN_PORT PGATE_EPOLL_PLAIN_PID=$PGATE_EPOLL_PLAIN_PID"
         echo "PGATE_POL_PORT=$PGATE_POL_PORT PGATE_POL_PID=$PGATE_POL_PID"
         echo "PGATE_EPOLL_PORT=$PGATE_EPOLL_PORT PGATE_EPOLL_PID=$PGATE_EPOLL_PID"
         echo "PG_PASSWORD='$PG_SUPERUSER_PASSWORD' TOKEN='$TOKEN'"
@@ -263,6 +275,7 @@ export PGATE_LOADTEST_PASSWORD_PGATE_ALLOW="$TOKEN"
 export PGATE_LOADTEST_PASSWORD_PGATE_POLICIES="$TOKEN"
 export PGATE_LOADTEST_PASSWORD_PGATE_EPOLL="$TOKEN"
 export PGATE_LOADTEST_PASSWORD_PGATE_PLAIN="$TOKEN"
+export PGATE_LOADTEST_PASSWORD_PGATE_EPOLL_PLAIN="$TOKEN"
 export PGATE_LOADTEST_PASSWORD_FORWARDER="$PG_SUPERUSER_PASSWORD"
 export PGATE_LOADTEST_PASSWORD_PGBOUNCER_TLS="$PG_SUPERUSER_PASSWORD"
 CLK_TCK=$(getconf CLK_TCK)
@@ -275,6 +288,7 @@ TARGETS+=(
     --target "pgbouncer=postgres://postgres@127.0.0.1:$PGB_PORT/bench?sslmode=disable"
     --target "pgbouncer-tls=postgres://postgres@127.0.0.1:$PGB_TLS_PORT/bench?sslmode=require"
     --target "pgate-plain=postgres://bench@127.0.0.1:$PGATE_PLAIN_PORT/bench?sslmode=disable"
+    --target "pgate-epoll-plain=postgres://bench@127.0.0.1:$PGATE_EPOLL_PLAIN_PORT/bench?sslmode=disable"
     --target "pgate-allow=postgres://bench@127.0.0.1:$PGATE_ALLOW_PORT/bench?sslrootcert=$WORK/ca.crt"
     --target "pgate-policies=postgres://bench@127.0.0.1:$PGATE_POL_PORT/bench?sslrootcert=$WORK/ca.crt"
     --target "pgate-epoll=postgres://bench@127.0.0.1:$PGATE_EPOLL_PORT/bench?sslrootcert=$WORK/ca.crt"
@@ -282,6 +296,7 @@ TARGETS+=(
     --proxy-pid "pgbouncer=$PGB_PID"
     --proxy-pid "pgbouncer-tls=$PGB_TLS_PID"
     --proxy-pid "pgate-plain=$PGATE_PLAIN_PID"
+    --proxy-pid "pgate-epoll-plain=$PGATE_EPOLL_PLAIN_PID"
     --proxy-pid "pgate-allow=$PGATE_ALLOW_PID"
     --proxy-pid "pgate-policies=$PGATE_POL_PID"
     --proxy-pid "pgate-epoll=$PGATE_EPOLL_PID"
@@ -370,6 +385,7 @@ if [ "$PGBENCH_TIME" != 0 ]; then
             run_pgbench pgbouncer "$PGB_PORT" postgres "$PG_SUPERUSER_PASSWORD" disable "$PGB_PID" "$mode" "$clients"
             run_pgbench pgbouncer-tls "$PGB_TLS_PORT" postgres "$PG_SUPERUSER_PASSWORD" require "$PGB_TLS_PID" "$mode" "$clients"
             run_pgbench pgate-plain "$PGATE_PLAIN_PORT" bench "$TOKEN" disable "$PGATE_PLAIN_PID" "$mode" "$clients"
+            run_pgbench pgate-epoll-plain "$PGATE_EPOLL_PLAIN_PORT" bench "$TOKEN" disable "$PGATE_EPOLL_PLAIN_PID" "$mode" "$clients"
             run_pgbench pgate-allow "$PGATE_ALLOW_PORT" bench "$TOKEN" require "$PGATE_ALLOW_PID" "$mode" "$clients"
             run_pgbench pgate-policies "$PGATE_POL_PORT" bench "$TOKEN" require "$PGATE_POL_PID" "$mode" "$clients"
             run_pgbench pgate-epoll "$PGATE_EPOLL_PORT" bench "$TOKEN" require "$PGATE_EPOLL_PID" "$mode" "$clients"
@@ -381,6 +397,7 @@ if [ "$PGBENCH_TIME" != 0 ]; then
         count_syscalls pgbouncer "$PGB_PORT" postgres "$PG_SUPERUSER_PASSWORD" disable "$PGB_PID"
         count_syscalls pgbouncer-tls "$PGB_TLS_PORT" postgres "$PG_SUPERUSER_PASSWORD" require "$PGB_TLS_PID"
         count_syscalls pgate-plain "$PGATE_PLAIN_PORT" bench "$TOKEN" disable "$PGATE_PLAIN_PID"
+        count_syscalls pgate-epoll-plain "$PGATE_EPOLL_PLAIN_PORT" bench "$TOKEN" disable "$PGATE_EPOLL_PLAIN_PID"
         count_syscalls pgate-policies "$PGATE_POL_PORT" bench "$TOKEN" require "$PGATE_POL_PID"
         count_syscalls pgate-epoll "$PGATE_EPOLL_PORT" bench "$TOKEN" require "$PGATE_EPOLL_PID"
         printf '%s\n' "${SYSCALL_ROWS[@]}"
@@ -504,6 +521,7 @@ fi
     echo "| pgbouncer | PgBouncer → PostgreSQL | no | SCRAM-SHA-256 (client ↔ PgBouncer, stored SCRAM secret; pass-through to PostgreSQL) |"
     echo "| pgbouncer-tls | the same with \`client_tls_sslmode = require\` | yes (not verified) | same |"
     echo "| pgate-plain | pgate-policies without client TLS (plaintext tokens from loopback) | no | JWT (ES256) as cleartext password; pgate ↔ PostgreSQL SCRAM |"
+    echo "| pgate-epoll-plain | the same, \`--runtime epoll\` | no | same |"
     echo "| pgate-allow | pgate, allow-all policy, audit to /dev/null (lines still formatted) → PostgreSQL | yes (TLS 1.3, verified) | JWT (ES256) as cleartext password; pgate ↔ PostgreSQL SCRAM |"
     echo "| pgate-policies | pgate, \`policies/\` + a \`bench\` role, audit to a file → PostgreSQL; driver \`auto\` ($(grep -ho 'workers, [a-z_]*' "$WORK/pgate-policies.log" | head -n1 | sed 's/workers, //')) | yes (TLS 1.3, verified) | same |"
     echo "| pgate-epoll | the same, \`--runtime epoll\` | yes (TLS 1.3, verified) | same |"
