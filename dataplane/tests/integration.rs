@@ -549,29 +549,9 @@ async fn tls_sessions_end_with_close_notify() {
     // closes — with close_notify, so that the client sees a clean end, not "unexpected eof".
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let e = require_env!();
-    let mut roots = rustls::RootCertStore::empty();
-    let pem = std::fs::read(e.dir.join("server.crt")).unwrap();
-    for c in rustls_pemfile_certs(&pem) {
-        roots.add(c).unwrap();
-    }
-    let cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg));
+    let connector = tls_connector(e);
     for what in ["cancel", "fatal"] {
-        let mut tcp = tokio::net::TcpStream::connect(e.addr).await.unwrap();
-        let mut ssl = 8u32.to_be_bytes().to_vec();
-        ssl.extend_from_slice(&80_877_103u32.to_be_bytes());
-        tcp.write_all(&ssl).await.unwrap();
-        let mut answer = [0u8; 1];
-        tcp.read_exact(&mut answer).await.unwrap();
-        assert_eq!(&answer, b"S");
-        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-        let mut tls = connector.connect(name, tcp).await.unwrap();
+        let mut tls = start_tls(e.addr, &connector).await;
         if what == "cancel" {
             let mut m = 16u32.to_be_bytes().to_vec();
             m.extend_from_slice(&80_877_102u32.to_be_bytes());
@@ -594,6 +574,40 @@ async fn tls_sessions_end_with_close_notify() {
             assert!(String::from_utf8_lossy(&rest).contains("FATAL"));
         }
     }
+}
+
+/// A TLS client trusting the test pgate's certificate.
+fn tls_connector(e: &Env) -> tokio_rustls::TlsConnector {
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(e.dir.join("server.crt")).unwrap();
+    for c in rustls_pemfile_certs(&pem) {
+        roots.add(c).unwrap();
+    }
+    let cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
+}
+
+/// SSLRequest to the pgate at `addr`, its `S`, then the TLS handshake.
+async fn start_tls(
+    addr: SocketAddr,
+    connector: &tokio_rustls::TlsConnector,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut ssl = 8u32.to_be_bytes().to_vec();
+    ssl.extend_from_slice(&80_877_103u32.to_be_bytes());
+    tcp.write_all(&ssl).await.unwrap();
+    let mut answer = [0u8; 1];
+    tcp.read_exact(&mut answer).await.unwrap();
+    assert_eq!(&answer, b"S");
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    connector.connect(name, tcp).await.unwrap()
 }
 
 /// The certificates of a PEM file.
@@ -2208,15 +2222,7 @@ async fn tls_idle_session(
     token: String,
 ) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let mut ssl = 8u32.to_be_bytes().to_vec();
-    ssl.extend_from_slice(&80_877_103u32.to_be_bytes());
-    tcp.write_all(&ssl).await.unwrap();
-    let mut answer = [0u8; 1];
-    tcp.read_exact(&mut answer).await.unwrap();
-    assert_eq!(&answer, b"S");
-    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let mut tls = connector.connect(name, tcp).await.unwrap();
+    let mut tls = start_tls(addr, &connector).await;
     let mut m = Vec::new();
     pgate_core::client::write_startup(&mut m, [("user", "analyst"), ("database", DB)]);
     tls.write_all(&m).await.unwrap();
@@ -2268,19 +2274,7 @@ async fn an_idle_tls_session_holds_little_heap() {
         &format!("metrics \"{metrics}\""),
     )
     .unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    let pem = std::fs::read(e.dir.join("server.crt")).unwrap();
-    for c in rustls_pemfile_certs(&pem) {
-        roots.add(c).unwrap();
-    }
-    let cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg));
+    let connector = tls_connector(e);
     let token = good_token(e);
     let open = |n: usize| {
         let (connector, token) = (connector.clone(), token.clone());
