@@ -303,9 +303,6 @@ impl Session {
         table: &Table<'_>,
     ) -> Verdict {
         let role = self.role();
-        if self.ready.recheck.is_unallocated() {
-            self.ready.recheck = Facts::default();
-        }
         let v = decide_text(
             &mut self.ready.recheck,
             sql,
