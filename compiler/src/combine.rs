@@ -19,7 +19,7 @@ use pgate_core::class::StatementClass;
 use pgate_core::table::model::{
     Catalog as OutCatalog, Cell, CellEntry, ColumnAccess, ColumnDecl, CompiledPolicy, CompiledRole,
     Effect, FunctionDecl, Limits, MaskEntry, MaskKind, PatternKind, PatternRule, RateLimit,
-    TableDecl,
+    TableAlias, TableDecl,
 };
 
 use crate::bits::ColSet;
@@ -83,6 +83,23 @@ pub fn combine(model: &Model) -> CompiledPolicy {
                 name: f.name.clone(),
                 tags: f.tags.iter().cloned().collect(),
                 overloads: f.overloads.as_ref().map(|o| o.iter().cloned().collect()),
+            })
+            .collect(),
+        aliases: model
+            .catalog
+            .members
+            .iter()
+            .filter(|m| {
+                model
+                    .catalog
+                    .tables
+                    .get(m.class as usize)
+                    .is_some_and(|t| t.qualified != m.qualified)
+            })
+            .map(|m| TableAlias {
+                schema: m.schema.clone(),
+                name: m.name.clone(),
+                table: m.class,
             })
             .collect(),
     };

@@ -11,7 +11,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, NamedSource};
+use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan};
 use serde::Serialize;
 
 use crate::source::{Sources, Span};
@@ -41,6 +41,7 @@ pub mod codes {
     pub const REDUNDANT_RULE: &str = "pgate::redundant-rule";
     pub const INVARIANT_VIOLATED: &str = "pgate::invariant-violated";
     pub const EMPTY_SELECTION: &str = "pgate::empty-selection";
+    pub const TABLE_LIMIT: &str = "pgate::table-limit";
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -166,10 +167,54 @@ pub enum DiagFormat {
     Github,
 }
 
+/// The lines of a file around a diagnostic's labels, as miette reads them. miette finds
+/// a span's line by scanning from the start of what it is given, so handing it whole files
+/// made rendering N diagnostics cost N passes over a large catalog.
+struct Window {
+    name: String,
+    text: Arc<str>,
+    start: usize,
+    end: usize,
+    /// 0-based line of `start`.
+    first_line: usize,
+}
+
+impl miette::SourceCode for Window {
+    fn read_span<'a>(
+        &'a self,
+        span: &miette::SourceSpan,
+        before: usize,
+        after: usize,
+    ) -> Result<Box<dyn miette::SpanContents<'a> + 'a>, miette::MietteError> {
+        let window = self.text.get(self.start..self.end).unwrap_or("");
+        let rel = span
+            .offset()
+            .checked_sub(self.start)
+            .ok_or(miette::MietteError::OutOfBounds)?;
+        let inner = <str as miette::SourceCode>::read_span(
+            window,
+            &miette::SourceSpan::new(rel.into(), span.len()),
+            before,
+            after,
+        )?;
+        Ok(Box::new(miette::MietteSpanContents::new_named(
+            self.name.clone(),
+            inner.data(),
+            miette::SourceSpan::new(
+                (inner.span().offset() + self.start).into(),
+                inner.span().len(),
+            ),
+            inner.line() + self.first_line,
+            inner.column(),
+            inner.line_count(),
+        )))
+    }
+}
+
 /// A diagnostic bound to its source text, for miette's renderer.
 struct Rendered<'a> {
     diag: &'a Diagnostic,
-    source: Option<NamedSource<Arc<str>>>,
+    source: Option<Window>,
     labels: Vec<LabeledSpan>,
     help: Option<String>,
 }
@@ -215,9 +260,26 @@ impl miette::Diagnostic for Rendered<'_> {
 
 fn rendered<'a>(diag: &'a Diagnostic, sources: &Sources) -> Rendered<'a> {
     let primary_file = diag.primary().map(|s| s.file);
-    let source = primary_file
-        .and_then(|f| sources.file(f))
-        .map(|f| NamedSource::new(f.path.clone(), f.text.clone()));
+    let in_file = diag
+        .labels
+        .iter()
+        .filter(|l| Some(l.span.file) == primary_file);
+    let from = in_file.clone().map(|l| l.span.offset).min().unwrap_or(0);
+    let to = in_file
+        .map(|l| l.span.offset.saturating_add(l.span.len))
+        .max()
+        .unwrap_or(0);
+    let source = primary_file.and_then(|f| sources.file(f)).map(|f| {
+        // miette shows a line or two of context; four is a margin.
+        let (start, end, first_line) = f.lines_around(from, to, 4);
+        Window {
+            name: f.path.clone(),
+            text: f.text.clone(),
+            start,
+            end,
+            first_line,
+        }
+    });
     let mut labels = Vec::new();
     let mut elsewhere = Vec::new();
     for (i, l) in diag.labels.iter().enumerate() {

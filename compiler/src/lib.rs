@@ -20,6 +20,7 @@
 pub mod ast;
 pub mod bits;
 pub mod catalog;
+pub mod classes;
 pub mod cmd;
 pub mod combine;
 pub mod diag;
@@ -52,6 +53,8 @@ pub struct Compilation {
     pub model: Model,
     /// `Some` iff there are no errors.
     pub policy: Option<CompiledPolicy>,
+    /// The policy laid out (`Some` with `policy`).
+    table: Option<Vec<u8>>,
 }
 
 impl Compilation {
@@ -59,14 +62,26 @@ impl Compilation {
         self.diagnostics.has_errors()
     }
 
-    /// The `.pgt` bytes (`None` with errors).
+    /// The `.pgt` bytes (`None` with errors; compiling reports a policy the format cannot
+    /// hold as an error, so a policy without errors always lays out).
     pub fn table_bytes(&self) -> Option<Vec<u8>> {
-        self.policy.as_ref().map(pgate_core::table::write)
+        self.policy.as_ref().and(self.table.clone())
     }
 }
 
 /// Runs every pass over `sources`.
-pub fn compile(mut sources: Sources) -> Compilation {
+pub fn compile(sources: Sources) -> Compilation {
+    compile_with(sources, true)
+}
+
+/// [`compile`] without folding tables into classes: every declared table decided on its
+/// own. The same decisions, at roles × tables cost; for tests that check the folding.
+#[doc(hidden)]
+pub fn compile_unpartitioned(sources: Sources) -> Compilation {
+    compile_with(sources, false)
+}
+
+fn compile_with(mut sources: Sources, partition: bool) -> Compilation {
     let mut diagnostics = Diagnostics::default();
     let mut ast = parse::parse(&sources, &mut diagnostics);
     if !ast.catalogs.is_empty() && !sources.files.iter().any(|f| f.path == catalog::PATH) {
@@ -75,11 +90,16 @@ pub fn compile(mut sources: Sources) -> Compilation {
         diagnostics = Diagnostics::default();
         ast = parse::parse(&sources, &mut diagnostics);
     }
-    let model = resolve::resolve(&sources, &ast, &mut diagnostics);
+    let model = resolve::resolve_with(&sources, &ast, &mut diagnostics, partition);
     let mut policy = None;
+    let mut table = None;
     if !diagnostics.has_errors() {
         let compiled = combine::combine(&model);
         verify::verify(&model, &compiled, &mut diagnostics);
+        match pgate_core::table::write(&compiled) {
+            Ok(bytes) => table = Some(bytes),
+            Err(e) => diagnostics.push(Diagnostic::error(diag::codes::TABLE_LIMIT, e.to_string())),
+        }
         if !diagnostics.has_errors() {
             policy = Some(compiled);
         }
@@ -90,6 +110,7 @@ pub fn compile(mut sources: Sources) -> Compilation {
         diagnostics,
         model,
         policy,
+        table,
     }
 }
 

@@ -21,6 +21,7 @@ use pgate_core::table::model::{
 
 use crate::ast::*;
 use crate::bits::ColSet;
+use crate::classes::Member;
 use crate::diag::{Diagnostic, Diagnostics, codes, did_you_mean};
 use crate::glob;
 use crate::source::{Sources, Span};
@@ -71,8 +72,12 @@ pub struct Function {
 
 #[derive(Clone, Debug, Default)]
 pub struct Catalog {
-    /// Sorted by `qualified`.
+    /// The decision classes ([`crate::classes`]): each stands for every declared table no
+    /// selector tells apart from it, and carries its first member's name. Sorted by
+    /// `qualified`.
     pub tables: Vec<Table>,
+    /// Every declared table with its class, sorted by `qualified`.
+    pub members: Vec<Member>,
     /// Sorted by `qualified`.
     pub functions: Vec<Function>,
     /// Every tag used on a table, column or function.
@@ -82,11 +87,13 @@ pub struct Catalog {
 }
 
 impl Catalog {
+    /// The class of declared table `qualified`.
     pub fn table_index(&self, qualified: &str) -> Option<u32> {
-        self.tables
+        self.members
             .binary_search_by(|t| t.qualified.as_str().cmp(qualified))
             .ok()
-            .map(|i| i as u32)
+            .and_then(|i| self.members.get(i))
+            .map(|m| m.class)
     }
     pub fn function_index(&self, qualified: &str) -> Option<u32> {
         self.functions
@@ -298,9 +305,21 @@ impl Model {
 
 /// Resolves `ast`; problems go to `diags`. The model is complete only without errors.
 pub fn resolve(sources: &Sources, ast: &Ast, diags: &mut Diagnostics) -> Model {
+    resolve_with(sources, ast, diags, true)
+}
+
+/// [`resolve`], with `partition` false: every table its own class (for tests that check
+/// that folding tables into classes changes no decision).
+pub fn resolve_with(
+    sources: &Sources,
+    ast: &Ast,
+    diags: &mut Diagnostics,
+    partition: bool,
+) -> Model {
     let mut r = Resolver {
         sources,
         diags,
+        partition,
         model: Model {
             source_digest: sources.digest,
             ..Model::default()
@@ -316,6 +335,8 @@ pub fn resolve(sources: &Sources, ast: &Ast, diags: &mut Diagnostics) -> Model {
 struct Resolver<'a> {
     sources: &'a Sources,
     diags: &'a mut Diagnostics,
+    /// Fold tables no selector tells apart into classes ([`crate::classes`]).
+    partition: bool,
     model: Model,
 }
 
@@ -445,7 +466,15 @@ impl Resolver<'_> {
                 },
             );
         }
-        self.model.catalog.tables = tables.into_values().collect();
+        let selectors = if self.partition {
+            crate::classes::Selectors::of(ast)
+        } else {
+            crate::classes::Selectors::apart()
+        };
+        let (classes, members) =
+            crate::classes::partition(tables.into_values().collect(), &selectors);
+        self.model.catalog.tables = classes;
+        self.model.catalog.members = members;
 
         let mut functions: BTreeMap<String, Function> = BTreeMap::new();
         for f in &ast.functions {
@@ -755,7 +784,7 @@ impl Resolver<'_> {
                     let cands: Vec<&str> = self
                         .model
                         .catalog
-                        .tables
+                        .members
                         .iter()
                         .map(|t| t.qualified.as_str())
                         .collect();
@@ -767,7 +796,7 @@ impl Resolver<'_> {
                         &t.value,
                         self.model
                             .catalog
-                            .tables
+                            .members
                             .iter()
                             .map(|t| t.qualified.as_str()),
                     )

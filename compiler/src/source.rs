@@ -127,6 +127,24 @@ impl SourceFile {
         )
     }
 
+    /// The whole lines from `margin` lines before the one holding byte `from` to `margin`
+    /// lines after the one holding byte `to`: (start byte, end byte, 0-based first line).
+    pub fn lines_around(&self, from: u32, to: u32, margin: usize) -> (usize, usize, usize) {
+        let line_of = |offset: u32| match self.line_starts.binary_search(&offset) {
+            Ok(i) => i,
+            Err(i) => i.saturating_sub(1),
+        };
+        let first = line_of(from).saturating_sub(margin);
+        let last = line_of(to).saturating_add(margin + 1);
+        let start = self.line_starts.get(first).map_or(0, |s| *s as usize);
+        let end = self
+            .line_starts
+            .get(last)
+            .map_or(self.text.len(), |s| *s as usize)
+            .min(self.text.len());
+        (start.min(end), end, first)
+    }
+
     /// The text of a span ("" when out of range).
     pub fn slice(&self, span: Span) -> &str {
         let start = span.offset as usize;

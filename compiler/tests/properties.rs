@@ -150,6 +150,47 @@ fn policy_strategy() -> impl Strategy<Value = GPolicy> {
     })
 }
 
+/// Many tables of few shapes (so several fall into one class), rules naming only the
+/// first two exactly.
+fn wide_policy_strategy() -> impl Strategy<Value = GPolicy> {
+    let shape =
+        (0u8..2, 0u8..2, 0u8..2, any::<bool>()).prop_map(|(schema, cols, col_tags, x)| GTable {
+            schema,
+            cols: if cols == 0 {
+                vec![true, false, true]
+            } else {
+                vec![true, true, true]
+            },
+            col_tag: if col_tags == 0 {
+                vec![0, 1, 0, 2]
+            } else {
+                vec![0, 0, 1, 0]
+            },
+            tags: (x, false),
+        });
+    (
+        prop::collection::vec(shape, 6..14),
+        prop::collection::vec(
+            (
+                prop::option::of(0usize..3),
+                prop::collection::vec(rule_strategy(2), 0..6),
+            ),
+            1..3,
+        ),
+    )
+        .prop_map(|(tables, roles)| GPolicy {
+            tables,
+            roles: roles
+                .into_iter()
+                .enumerate()
+                .map(|(i, (p, rules))| GRole {
+                    parent: p.filter(|p| *p < i),
+                    rules,
+                })
+                .collect(),
+        })
+}
+
 fn table_name(p: &GPolicy, i: usize) -> String {
     format!("s{}.t{i}", p.tables[i].schema)
 }
@@ -445,6 +486,40 @@ proptest! {
             for (fi, f) in policy.catalog.functions.iter().enumerate() {
                 prop_assert_eq!(table.function_allowed(rid, &f.schema, &f.name).0,
                     reference.function_allowed(ri as u32, fi as u32));
+            }
+        }
+    }
+
+    /// Folding tables into classes changes no decision: every declared table, looked up by
+    /// name in the built table, decides as the rule-scanning reference decides it over the
+    /// unfolded catalog (where every table is its own class).
+    #[test]
+    fn folding_tables_into_classes_changes_no_decision(p in wide_policy_strategy()) {
+        let files = render(&p, None);
+        let c = build(files.clone());
+        let u = pgate_compile::compile_unpartitioned(Sources::from_memory(files));
+        prop_assert!(!u.has_errors());
+        let bytes = c.table_bytes().unwrap();
+        let table = pgate_core::table::Table::parse(&bytes).expect("the written table loads");
+        let unfolded = &u.model.catalog.tables;
+        prop_assert_eq!(table.table_count() as usize, unfolded.len());
+        prop_assert!(table.class_count() as usize <= unfolded.len());
+        let reference = Reference::new(&u.model);
+        for (ri, role) in u.model.roles.iter().enumerate() {
+            let rid = table.role(&role.name).expect("role in table");
+            for class in StatementClass::ALL {
+                for (ti, t) in unfolded.iter().enumerate() {
+                    let tid = table.table_id(&t.schema, &t.name).expect("table in table");
+                    prop_assert_eq!(table.cell(rid, class, Some(tid)).0,
+                        reference.table_allowed(ri as u32, class, ti as u32),
+                        "table {} {} {}", role.name, class, t.qualified);
+                    for (ci, col) in t.columns.iter().enumerate() {
+                        let cid = table.column_id(tid, &col.name).expect("column in table");
+                        prop_assert_eq!(table.column_allowed(rid, class, tid, cid).0,
+                            reference.column_allowed(ri as u32, class, ti as u32, ci as u32),
+                            "column {} {} {}.{}", role.name, class, t.qualified, col.name);
+                    }
+                }
             }
         }
     }

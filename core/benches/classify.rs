@@ -57,6 +57,7 @@ fn pgbench_policy() -> Vec<u8> {
     let policy = CompiledPolicy {
         source_digest: [7; 32],
         catalog: Catalog {
+            aliases: vec![],
             tables: vec![
                 table("pgbench_accounts", &["aid", "bid", "abalance", "filler"]),
                 table("pgbench_branches", &["bid", "bbalance", "filler"]),
@@ -90,7 +91,7 @@ fn pgbench_policy() -> Vec<u8> {
             rates: vec![],
         }],
     };
-    write(&policy)
+    write(&policy).expect("the policy lays out")
 }
 
 /// Every 10th statement of the regression corpus that pg_query accepts.

@@ -107,6 +107,7 @@ fn large_policy() -> CompiledPolicy {
     CompiledPolicy {
         source_digest: [1; 32],
         catalog: Catalog {
+            aliases: vec![],
             tables,
             functions: vec![],
         },
@@ -144,7 +145,7 @@ fn pgbench_like_facts(schema: &str, table: &str, column: &str) -> Facts {
 
 fn bench(c: &mut Criterion) {
     let policy = large_policy();
-    let bytes = write(&policy);
+    let bytes = write(&policy).expect("the policy lays out");
     eprintln!(
         "generated table: {ROLES} roles × {TABLES} tables × {COLUMNS} columns = {} bytes ({:.2} MiB)",
         bytes.len(),

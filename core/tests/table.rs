@@ -44,6 +44,7 @@ fn allow(rule: u32, columns: ColumnAccess) -> Cell {
 /// pg_read_file; staging.* tables readable by pattern; email masked; limits.
 fn sample() -> CompiledPolicy {
     let catalog = Catalog {
+        aliases: vec![],
         tables: vec![
             TableDecl {
                 schema: "public".into(),
@@ -273,7 +274,7 @@ fn facts(s: &Stmt<'_>) -> Facts {
 
 #[test]
 fn round_trip_lookups() {
-    let bytes = write(&sample());
+    let bytes = write(&sample()).expect("the policy lays out");
     let t = Table::parse(&bytes).unwrap();
     assert_eq!(t.role_count(), 2);
     let analyst = t.role("analyst").unwrap();
@@ -339,7 +340,7 @@ fn column_lookup_narrow_and_wide_tables() {
             columns: cols(&refs),
             tags: vec![],
         });
-        let bytes = write(&p);
+        let bytes = write(&p).expect("the policy lays out");
         let t = Table::parse(&bytes).unwrap();
         let w = t.table_id("public", "wide").unwrap();
         assert_eq!(t.column_count(w) as usize, width);
@@ -356,7 +357,7 @@ fn column_lookup_narrow_and_wide_tables() {
 
 #[test]
 fn decide_statements() {
-    let bytes = write(&sample());
+    let bytes = write(&sample()).expect("the policy lays out");
     let t = Table::parse(&bytes).unwrap();
     let analyst = t.role("analyst").unwrap();
     let admin = t.role("admin").unwrap();
@@ -508,8 +509,8 @@ fn decide_statements() {
 #[test]
 fn build_is_deterministic_and_independent_of_input_order() {
     let p = sample();
-    let a = write(&p);
-    assert_eq!(a, write(&p));
+    let a = write(&p).expect("the policy lays out");
+    assert_eq!(a, write(&p).expect("the policy lays out"));
     // Shuffle the catalog (remapping indices), roles, cells, members and patterns.
     let mut q = p.clone();
     q.catalog.tables.reverse();
@@ -530,12 +531,12 @@ fn build_is_deterministic_and_independent_of_input_order() {
         }
     }
     q.roles.reverse();
-    assert_eq!(a, write(&q));
+    assert_eq!(a, write(&q).expect("the policy lays out"));
 }
 
 #[test]
 fn every_flipped_byte_and_every_truncation_is_a_typed_error() {
-    let bytes = write(&sample());
+    let bytes = write(&sample()).expect("the policy lays out");
     assert!(Table::parse(&bytes).is_ok());
     let mut copy = bytes.clone();
     for i in 0..bytes.len() {
@@ -564,7 +565,7 @@ fn every_flipped_byte_and_every_truncation_is_a_typed_error() {
 
 #[test]
 fn wrong_version_and_magic_are_named() {
-    let mut bytes = write(&sample());
+    let mut bytes = write(&sample()).expect("the policy lays out");
     bytes[8] = 99;
     assert!(matches!(
         Table::parse(&bytes),
@@ -584,7 +585,7 @@ fn empty_policy_denies_everything() {
         rules: vec![],
         roles: vec![],
     };
-    let bytes = write(&p);
+    let bytes = write(&p).expect("the policy lays out");
     let t = Table::parse(&bytes).unwrap();
     assert!(t.role("x").is_none());
     let f = facts(&Stmt {
@@ -607,7 +608,7 @@ fn unqualified_functions_must_be_allowed_under_every_declared_schema() {
         overloads: None,
     });
     p.roles[0].functions.push((2, Effect::Deny, Some(4)));
-    let bytes = write(&p);
+    let bytes = write(&p).expect("the policy lays out");
     let t = Table::parse(&bytes).unwrap();
     let analyst = t.role("analyst").unwrap();
     // Qualified: each decided on its own.
@@ -644,7 +645,7 @@ fn unqualified_functions_must_be_allowed_under_every_declared_schema() {
 
 #[test]
 fn undeclared_columns_are_denied_on_column_restricted_grants_only() {
-    let bytes = write(&sample());
+    let bytes = write(&sample()).expect("the policy lays out");
     let t = Table::parse(&bytes).unwrap();
     let analyst = t.role("analyst").unwrap();
     // customers: analyst may read id, name, email — `SSN` (quoted, upper case) is not a

@@ -82,6 +82,7 @@ fn policy() -> Vec<u8> {
     write(&CompiledPolicy {
         source_digest: [0; 32],
         catalog: Catalog {
+            aliases: vec![],
             tables: vec![],
             functions: vec![],
         },
@@ -94,6 +95,7 @@ fn policy() -> Vec<u8> {
             role("nobody", &[]),
         ],
     })
+    .expect("the policy lays out")
 }
 
 fn role_id(table: &[u8], name: &str) -> RoleId {

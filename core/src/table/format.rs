@@ -11,7 +11,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 /// File magic.
 pub const MAGIC: [u8; 8] = *b"PGATE\0T\x01";
 /// Bumped on any incompatible layout change; readers refuse other versions.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 
 /// "No value" in a `u32` index field (no rule, all columns, no column set).
 pub const NONE: u32 = u32::MAX;
@@ -65,32 +65,38 @@ pub enum SectionKind {
     Strings = 1,
     Rules = 2,
     Tables = 3,
-    Columns = 4,
-    Functions = 5,
-    NameIndex = 6,
-    Roles = 7,
-    Members = 8,
-    RoleRows = 9,
-    Rows = 10,
-    Cells = 11,
-    ColumnSets = 12,
-    FunctionVerdicts = 13,
-    Patterns = 14,
-    Masks = 15,
-    Rates = 16,
+    Classes = 4,
+    ColumnLists = 5,
+    Columns = 6,
+    Functions = 7,
+    NameIndex = 8,
+    Roles = 9,
+    Members = 10,
+    Maps = 11,
+    MapEntries = 12,
+    Locals = 13,
+    Cells = 14,
+    ColumnSets = 15,
+    FunctionVerdicts = 16,
+    Patterns = 17,
+    Masks = 18,
+    Rates = 19,
 }
 
-pub const SECTION_KINDS: [SectionKind; 16] = [
+pub const SECTION_KINDS: [SectionKind; 19] = [
     SectionKind::Strings,
     SectionKind::Rules,
     SectionKind::Tables,
+    SectionKind::Classes,
+    SectionKind::ColumnLists,
     SectionKind::Columns,
     SectionKind::Functions,
     SectionKind::NameIndex,
     SectionKind::Roles,
     SectionKind::Members,
-    SectionKind::RoleRows,
-    SectionKind::Rows,
+    SectionKind::Maps,
+    SectionKind::MapEntries,
+    SectionKind::Locals,
     SectionKind::Cells,
     SectionKind::ColumnSets,
     SectionKind::FunctionVerdicts,
@@ -119,11 +125,31 @@ pub struct RuleRec {
     pub pad: [u8; 7],
 }
 
+/// One declared table. Tables no rule tells apart share a class: decisions are stored
+/// per class, so the file grows with what the policy distinguishes, not with the catalog.
 #[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy, Debug)]
 #[repr(C)]
 pub struct TableRec {
     pub schema: StrRef,
     pub name: StrRef,
+    /// Index into the class section.
+    pub class: U32,
+    /// Index into the column-list section (the class's: every member has the same).
+    pub column_list: U32,
+}
+
+/// A decision class of tables: every member has the same decisions for every role.
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy, Debug)]
+#[repr(C)]
+pub struct ClassRec {
+    pub column_list: U32,
+}
+
+/// One distinct column list (names in declaration order), shared by every table that has
+/// exactly these columns.
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy, Debug)]
+#[repr(C)]
+pub struct ColumnListRec {
     /// Index of the first column in the column section.
     pub first_column: U32,
     pub column_count: U32,
@@ -155,7 +181,8 @@ pub const KEY_FUNCTION: u32 = 4;
 pub const KEY_FUNCTION_NAME: u32 = 5;
 
 /// One slot of the open-addressing name index (linear probing, power-of-two capacity,
-/// at most half full). `id` is a role, table, global column or function index.
+/// at most half full). `id` is a role, table, global column or function index; a
+/// column's key has its column list as prefix.
 #[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy, Debug)]
 #[repr(C)]
 pub struct IndexSlot {
@@ -164,6 +191,9 @@ pub struct IndexSlot {
     pub id: U32,
 }
 
+/// A role. Its table decisions: class `k` of a table → `map` entry `k` (a local group) →
+/// `locals[locals_first + 1 + entry]`; `locals[locals_first]` holds the class-level cells
+/// (statements that touch no table).
 #[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy, Debug)]
 #[repr(C)]
 pub struct RoleRec {
@@ -172,14 +202,41 @@ pub struct RoleRec {
     pub members_count: U32,
     pub patterns_first: U32,
     pub patterns_count: U32,
-    pub masks_first: U32,
-    pub masks_count: U32,
     pub rates_first: U32,
     pub rates_count: U32,
+    /// Index into the map section.
+    pub map: U32,
+    pub locals_first: U32,
+    /// The class-level record and the role's table groups.
+    pub locals_count: U32,
     pub limit_rule: U32,
-    pub pad: U32,
     pub max_rows: U64,
     pub max_bytes: U64,
+}
+
+/// A class → group map, shared by every role that groups classes alike: one u16 entry
+/// per class from `first` in the map-entry section.
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy, Debug)]
+#[repr(C)]
+pub struct MapRec {
+    pub first: U32,
+    /// Every entry is below this (validated once per map, and against each role's group
+    /// count, so lookups need no per-entry check).
+    pub groups: U32,
+}
+
+/// The decisions of one group of tables a role cannot tell apart (or, first of each role,
+/// its class-level cells): a cell per statement class and the masks.
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy, Debug)]
+#[repr(C)]
+pub struct LocalRec {
+    /// Cell value per statement class.
+    pub cells: [U32; crate::class::StatementClass::COUNT],
+    /// The column count the cells' column sets and the masks are for (every table of the
+    /// group has it; 0 when nothing here depends on columns).
+    pub columns: U32,
+    pub masks_first: U32,
+    pub masks_count: U32,
 }
 
 #[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy, Debug)]
@@ -222,10 +279,10 @@ pub struct PatternRec {
     pub pad2: U32,
 }
 
+/// A mask in a group (sorted by column within the group).
 #[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy, Debug)]
 #[repr(C)]
 pub struct MaskRec {
-    pub table: U32,
     /// Column index within the table.
     pub column: U32,
     pub rule: U32,

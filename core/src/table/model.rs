@@ -35,11 +35,25 @@ pub struct FunctionDecl {
     pub overloads: Option<Vec<String>>,
 }
 
+/// A declared table with exactly another's decisions: `table`'s columns, tags and cells
+/// for every role. The compiler folds tables no rule tells apart into one [`TableDecl`]
+/// and names the others here, so what it computes grows with the rules, not the catalog.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TableAlias {
+    pub schema: String,
+    pub name: String,
+    /// Index into [`Catalog::tables`].
+    pub table: u32,
+}
+
 /// The schema the policy was written against.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Catalog {
+    /// Each stands for itself and for its aliases.
     pub tables: Vec<TableDecl>,
     pub functions: Vec<FunctionDecl>,
+    /// Further declared tables, each deciding as the table it names.
+    pub aliases: Vec<TableAlias>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

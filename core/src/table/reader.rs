@@ -229,13 +229,16 @@ pub struct Table<'a> {
     strings: &'a [u8],
     rules: &'a [RuleRec],
     tables: &'a [TableRec],
+    classes: &'a [ClassRec],
+    column_lists: &'a [ColumnListRec],
     columns: &'a [ColumnRec],
     functions: &'a [FunctionRec],
     index: &'a [IndexSlot],
     roles: &'a [RoleRec],
     members: &'a [MemberRec],
-    role_rows: &'a [zerocopy::little_endian::U32],
-    rows: &'a [zerocopy::little_endian::U32],
+    maps: &'a [MapRec],
+    map_entries: &'a [zerocopy::little_endian::U16],
+    locals: &'a [LocalRec],
     cells: &'a [CellRec],
     colsets: &'a [zerocopy::little_endian::U64],
     func_verdicts: &'a [zerocopy::little_endian::U32],
@@ -272,13 +275,16 @@ impl<'a> Table<'a> {
         strings: &[],
         rules: &[],
         tables: &[],
+        classes: &[],
+        column_lists: &[],
         columns: &[],
         functions: &[],
         index: &[],
         roles: &[],
         members: &[],
-        role_rows: &[],
-        rows: &[],
+        maps: &[],
+        map_entries: &[],
+        locals: &[],
         cells: &[],
         colsets: &[],
         func_verdicts: &[],
@@ -359,13 +365,16 @@ impl<'a> Table<'a> {
             strings: slice::<u8>(bytes, e(SectionKind::Strings))?,
             rules: slice(bytes, e(SectionKind::Rules))?,
             tables: slice(bytes, e(SectionKind::Tables))?,
+            classes: slice(bytes, e(SectionKind::Classes))?,
+            column_lists: slice(bytes, e(SectionKind::ColumnLists))?,
             columns: slice(bytes, e(SectionKind::Columns))?,
             functions: slice(bytes, e(SectionKind::Functions))?,
             index: slice(bytes, e(SectionKind::NameIndex))?,
             roles: slice(bytes, e(SectionKind::Roles))?,
             members: slice(bytes, e(SectionKind::Members))?,
-            role_rows: slice(bytes, e(SectionKind::RoleRows))?,
-            rows: slice(bytes, e(SectionKind::Rows))?,
+            maps: slice(bytes, e(SectionKind::Maps))?,
+            map_entries: slice(bytes, e(SectionKind::MapEntries))?,
+            locals: slice(bytes, e(SectionKind::Locals))?,
             cells: slice(bytes, e(SectionKind::Cells))?,
             colsets: slice(bytes, e(SectionKind::ColumnSets))?,
             func_verdicts: slice(bytes, e(SectionKind::FunctionVerdicts))?,
@@ -410,13 +419,18 @@ impl<'a> Table<'a> {
         }
     }
 
-    fn check_colset(&self, offset: u32, table: &TableRec) -> Result<(), LoadError> {
+    fn check_colset(&self, offset: u32, columns: u32) -> Result<(), LoadError> {
         if offset == NONE {
             return Ok(());
         }
+        if columns == 0 {
+            return Err(LoadError::Malformed(
+                "column set in a group without columns",
+            ));
+        }
         Self::check_range(
             offset,
-            colset_words(table.column_count.get()),
+            colset_words(columns),
             self.colsets.len(),
             "column set out of range",
         )
@@ -429,18 +443,34 @@ impl<'a> Table<'a> {
             self.check_str(&r.text)?;
             rule_kind(r.kind).ok_or(LoadError::Malformed("rule kind"))?;
         }
-        for t in self.tables {
-            self.check_str(&t.schema)?;
-            self.check_str(&t.name)?;
-            if t.column_count.get() > MAX_COLUMNS_PER_TABLE {
+        for l in self.column_lists {
+            if l.column_count.get() > MAX_COLUMNS_PER_TABLE {
                 return Err(LoadError::Malformed("too many columns in a table"));
             }
             Self::check_range(
-                t.first_column.get(),
-                t.column_count.get(),
+                l.first_column.get(),
+                l.column_count.get(),
                 self.columns.len(),
-                "table columns out of range",
+                "column list out of range",
             )?;
+        }
+        for c in self.classes {
+            if c.column_list.get() as usize >= self.column_lists.len() {
+                return Err(LoadError::Malformed("class column list out of range"));
+            }
+        }
+        for t in self.tables {
+            self.check_str(&t.schema)?;
+            self.check_str(&t.name)?;
+            let class = self
+                .classes
+                .get(t.class.get() as usize)
+                .ok_or(LoadError::Malformed("table class out of range"))?;
+            if class.column_list != t.column_list {
+                return Err(LoadError::Malformed(
+                    "table columns differ from its class's",
+                ));
+            }
         }
         for c in self.columns {
             self.check_str(&c.name)?;
@@ -472,20 +502,6 @@ impl<'a> Table<'a> {
         if used >= self.index.len() {
             return Err(LoadError::Malformed("name index has no empty slot"));
         }
-        let ntables = self.tables.len();
-        let row_len = ntables + 1;
-        if !self.rows.len().is_multiple_of(row_len) {
-            return Err(LoadError::Malformed("row section length"));
-        }
-        let nrows = self.rows.len() / row_len;
-        if self.role_rows.len() != self.roles.len() * StatementClass::COUNT {
-            return Err(LoadError::Malformed("role rows count"));
-        }
-        for r in self.role_rows {
-            if r.get() as usize >= nrows {
-                return Err(LoadError::Malformed("row id out of range"));
-            }
-        }
         if self.cells.is_empty() {
             return Err(LoadError::Malformed("cell section is empty"));
         }
@@ -496,19 +512,56 @@ impl<'a> Table<'a> {
             self.check_rule(c.rule.get())?;
             self.check_rule(c.denied_rule.get())?;
         }
-        // Every cell used for a table must have column sets of that table's width.
-        for row in self.rows.chunks_exact(row_len) {
-            for (slot, id) in row.iter().enumerate() {
+        // Every entry of a map is below its group count: one pass per distinct map.
+        let nclasses = self.classes.len();
+        for m in self.maps {
+            let first = m.first.get() as usize;
+            let entries = self
+                .map_entries
+                .get(first..first.saturating_add(nclasses))
+                .ok_or(LoadError::Malformed("map out of range"))?;
+            let groups = m.groups.get();
+            if entries.iter().any(|e| u32::from(e.get()) >= groups) {
+                return Err(LoadError::Malformed("map entry out of range"));
+            }
+        }
+        // Every cell a group uses has column sets of the group's width; every mask names
+        // a column within it, in column order.
+        for l in self.locals {
+            let columns = l.columns.get();
+            if columns > MAX_COLUMNS_PER_TABLE {
+                return Err(LoadError::Malformed("too many columns in a group"));
+            }
+            for id in &l.cells {
                 let cell = self
                     .cells
                     .get(id.get() as usize)
                     .ok_or(LoadError::Malformed("cell id out of range"))?;
-                if slot == 0 {
-                    continue;
+                self.check_colset(cell.allow_cols.get(), columns)?;
+                self.check_colset(cell.denied_cols.get(), columns)?;
+            }
+            Self::check_range(
+                l.masks_first.get(),
+                l.masks_count.get(),
+                self.masks.len(),
+                "group masks out of range",
+            )?;
+            let first = l.masks_first.get() as usize;
+            let masks = self
+                .masks
+                .get(first..first + l.masks_count.get() as usize)
+                .unwrap_or(&[]);
+            let mut last: Option<u32> = None;
+            for m in masks {
+                if m.column.get() >= columns
+                    || last.is_some_and(|c| c >= m.column.get())
+                    || MaskKind::from_id(m.kind).is_none()
+                    || m.flags & !MASK_PREDICATES != 0
+                {
+                    return Err(LoadError::Malformed("mask column or kind"));
                 }
-                let t = &self.tables[slot - 1];
-                self.check_colset(cell.allow_cols.get(), t)?;
-                self.check_colset(cell.denied_cols.get(), t)?;
+                last = Some(m.column.get());
+                self.check_rule(m.rule.get())?;
             }
         }
         if self.func_verdicts.len() != self.roles.len() * self.functions.len() {
@@ -535,10 +588,10 @@ impl<'a> Table<'a> {
                     "role patterns out of range",
                 ),
                 (
-                    r.masks_first,
-                    r.masks_count,
-                    self.masks.len(),
-                    "role masks out of range",
+                    r.locals_first,
+                    r.locals_count,
+                    self.locals.len(),
+                    "role groups out of range",
                 ),
                 (
                     r.rates_first,
@@ -548,6 +601,14 @@ impl<'a> Table<'a> {
                 ),
             ] {
                 Self::check_range(first.get(), count.get(), len, what)?;
+            }
+            let map = self
+                .maps
+                .get(r.map.get() as usize)
+                .ok_or(LoadError::Malformed("role map out of range"))?;
+            // The class-level record, then one per group the map refers to.
+            if u64::from(map.groups.get()) + 1 != u64::from(r.locals_count.get()) {
+                return Err(LoadError::Malformed("role group count"));
             }
             self.check_rule(r.limit_rule.get())?;
         }
@@ -561,19 +622,6 @@ impl<'a> Table<'a> {
                 return Err(LoadError::Malformed("pattern kind or effect"));
             }
             self.check_rule(p.rule.get())?;
-        }
-        for m in self.masks {
-            let t = self
-                .tables
-                .get(m.table.get() as usize)
-                .ok_or(LoadError::Malformed("mask table out of range"))?;
-            if m.column.get() >= t.column_count.get()
-                || MaskKind::from_id(m.kind).is_none()
-                || m.flags & !MASK_PREDICATES != 0
-            {
-                return Err(LoadError::Malformed("mask column or kind"));
-            }
-            self.check_rule(m.rule.get())?;
         }
         for r in self.rates {
             if r.scope > 1 || r.on_exceed > 1 {
@@ -662,13 +710,12 @@ impl<'a> Table<'a> {
     /// uses it: a data plane refuses to load a table that uses one it does not enforce.
     pub fn features(&self) -> impl Iterator<Item = (Feature, u32)> + 'a {
         let mut found = [None; Feature::ALL.len()];
-        for r in self.roles {
+        for (i, r) in self.roles.iter().enumerate() {
             let first = |start: u32, count: u32| (count > 0).then_some(start as usize);
             if found[Feature::Mask as usize].is_none()
-                && let Some(i) = first(r.masks_first.get(), r.masks_count.get())
-                && let Some(m) = self.masks.get(i)
+                && let Some(rule) = self.first_mask_of_role(RoleId(i as u32))
             {
-                found[Feature::Mask as usize] = Some((Feature::Mask, m.rule.get()));
+                found[Feature::Mask as usize] = Some((Feature::Mask, rule));
             }
             if found[Feature::Rate as usize].is_none()
                 && let Some(i) = first(r.rates_first.get(), r.rates_count.get())
@@ -771,11 +818,23 @@ impl<'a> Table<'a> {
             .map(|r| (self.str(&r.schema), self.str(&r.name)))
             .unwrap_or(("", ""))
     }
+    /// A table's column list.
+    #[inline]
+    fn list(&self, t: TableId) -> Option<(u32, &'a ColumnListRec)> {
+        let id = self.tables.get(t.0 as usize)?.column_list.get();
+        Some((id, self.column_lists.get(id as usize)?))
+    }
     pub fn column_count(&self, t: TableId) -> u32 {
-        self.tables
-            .get(t.0 as usize)
-            .map(|r| r.column_count.get())
-            .unwrap_or(0)
+        self.list(t).map(|(_, l)| l.column_count.get()).unwrap_or(0)
+    }
+    /// How many decision classes the tables fall into (tables of one class are decided
+    /// alike for every role).
+    pub fn class_count(&self) -> u32 {
+        self.classes.len() as u32
+    }
+    /// The decision class of a table.
+    pub fn table_class(&self, t: TableId) -> Option<u32> {
+        self.tables.get(t.0 as usize).map(|r| r.class.get())
     }
     pub fn column_id(&self, t: TableId, name: &str) -> Option<ColumnId> {
         self.column_id_bytes(t, name.as_bytes())
@@ -785,7 +844,7 @@ impl<'a> Table<'a> {
         /// Tables up to this wide are searched in order (a length compare per column
         /// beats hashing the name); wider ones through the name index.
         const SCAN_COLUMNS: u32 = 8;
-        let rec = self.tables.get(t.0 as usize)?;
+        let (list, rec) = self.list(t)?;
         let first = rec.first_column.get();
         let count = rec.column_count.get();
         if count <= SCAN_COLUMNS {
@@ -800,7 +859,7 @@ impl<'a> Table<'a> {
                 .position(|c| c.name.len.get() as usize == name.len() && self.raw(&c.name) == name)
                 .map(|i| ColumnId(i as u32));
         }
-        self.lookup(KEY_COLUMN, t.0, &[name], |gid| {
+        self.lookup(KEY_COLUMN, list, &[name], |gid| {
             gid >= first
                 && gid - first < rec.column_count.get()
                 && self
@@ -811,9 +870,9 @@ impl<'a> Table<'a> {
         .map(|gid| ColumnId(gid - first))
     }
     pub fn column_name(&self, t: TableId, c: ColumnId) -> &'a str {
-        self.tables
-            .get(t.0 as usize)
-            .and_then(|r| self.columns.get((r.first_column.get() + c.0) as usize))
+        self.list(t)
+            .filter(|(_, l)| c.0 < l.column_count.get())
+            .and_then(|(_, l)| self.columns.get((l.first_column.get() + c.0) as usize))
             .map(|c| self.str(&c.name))
             .unwrap_or("")
     }
@@ -863,21 +922,36 @@ impl<'a> Table<'a> {
 
     // ---- cells ----
 
+    /// The group record deciding `table` for `role` (`None` table: the class-level one).
     #[inline]
-    fn cell_rec(&self, role: RoleId, class: StatementClass, table: Option<TableId>) -> &'a CellRec {
-        let row_len = self.tables.len() + 1;
-        let slot = match table {
+    fn group(&self, role: RoleId, table: Option<TableId>) -> Option<&'a LocalRec> {
+        let r = self.roles.get(role.0 as usize)?;
+        let at = match table {
             None => 0,
-            Some(t) if (t.0 as usize) < self.tables.len() => t.0 as usize + 1,
-            Some(_) => return &DEFAULT_CELL,
+            Some(t) => {
+                let class = self.tables.get(t.0 as usize)?.class.get() as usize;
+                let map = self.maps.get(r.map.get() as usize)?;
+                let e = self.map_entries.get(map.first.get() as usize + class)?;
+                1 + usize::from(e.get())
+            }
         };
-        let row = self
-            .role_rows
-            .get(role.0 as usize * StatementClass::COUNT + class as usize)
-            .map(|r| r.get() as usize);
-        row.and_then(|r| self.rows.get(r * row_len + slot))
+        self.locals.get(r.locals_first.get() as usize + at)
+    }
+
+    #[inline]
+    fn cell_rec(&self, role: RoleId, class: StatementClass, table: Option<TableId>) -> CellAt<'a> {
+        let Some(g) = self.group(role, table) else {
+            return CellAt::DEFAULT;
+        };
+        let rec = g
+            .cells
+            .get(class as usize)
             .and_then(|id| self.cells.get(id.get() as usize))
-            .unwrap_or(&DEFAULT_CELL)
+            .unwrap_or(&DEFAULT_CELL);
+        CellAt {
+            rec,
+            columns: g.columns.get(),
+        }
     }
 
     /// The cell verdict for (role, class, table) — `None` table: the class-level cell.
@@ -888,12 +962,12 @@ impl<'a> Table<'a> {
         class: StatementClass,
         table: Option<TableId>,
     ) -> (bool, Option<u32>) {
-        let c = self.cell_rec(role, class, table);
+        let c = self.cell_rec(role, class, table).rec;
         (c.effect == EFFECT_ALLOW, none_to_opt(c.rule.get()))
     }
 
-    fn colset_has(&self, offset: u32, t: TableId, c: ColumnId) -> bool {
-        let words = colset_words(self.column_count(t));
+    fn colset_has(&self, offset: u32, columns: u32, c: ColumnId) -> bool {
+        let words = colset_words(columns);
         if c.0 / 64 >= words {
             return false;
         }
@@ -911,26 +985,22 @@ impl<'a> Table<'a> {
         table: TableId,
         column: ColumnId,
     ) -> (bool, Option<u32>) {
-        self.column_allowed_in(self.cell_rec(role, class, Some(table)), table, column)
+        self.column_allowed_in(self.cell_rec(role, class, Some(table)), column)
     }
 
     /// [`Table::column_allowed`] given the (role, class, table) cell.
     #[inline]
-    fn column_allowed_in(
-        &self,
-        c: &CellRec,
-        table: TableId,
-        column: ColumnId,
-    ) -> (bool, Option<u32>) {
+    fn column_allowed_in(&self, at: CellAt<'a>, column: ColumnId) -> (bool, Option<u32>) {
+        let c = at.rec;
         if c.effect != EFFECT_ALLOW {
             return (false, none_to_opt(c.rule.get()));
         }
         let denied = c.denied_cols.get();
-        if denied != NONE && self.colset_has(denied, table, column) {
+        if denied != NONE && self.colset_has(denied, at.columns, column) {
             return (false, none_to_opt(c.denied_rule.get()));
         }
         let allow = c.allow_cols.get();
-        if allow == NONE || self.colset_has(allow, table, column) {
+        if allow == NONE || self.colset_has(allow, at.columns, column) {
             (true, none_to_opt(c.rule.get()))
         } else {
             (false, None)
@@ -939,8 +1009,8 @@ impl<'a> Table<'a> {
 
     /// Whether some declared column of `table` is allowed in the cell.
     #[cold]
-    fn any_column_allowed(&self, c: &CellRec, table: TableId) -> bool {
-        (0..self.column_count(table)).any(|k| self.column_allowed_in(c, table, ColumnId(k)).0)
+    fn any_column_allowed(&self, c: CellAt<'a>, table: TableId) -> bool {
+        (0..self.column_count(table)).any(|k| self.column_allowed_in(c, ColumnId(k)).0)
     }
 
     /// Whether every column (including ones the catalog does not declare) is allowed.
@@ -950,7 +1020,7 @@ impl<'a> Table<'a> {
         class: StatementClass,
         table: TableId,
     ) -> (bool, Option<u32>) {
-        let c = self.cell_rec(role, class, Some(table));
+        let c = self.cell_rec(role, class, Some(table)).rec;
         if c.effect != EFFECT_ALLOW {
             return (false, none_to_opt(c.rule.get()));
         }
@@ -1126,33 +1196,86 @@ impl<'a> Table<'a> {
     }
 
     /// Every mask of every role: (role, table, column, kind, rule), by role then table.
+    /// Walks every (role, table): for a policy with many tables use
+    /// [`Table::masked_classes`].
     pub fn all_masks(
         &self,
     ) -> impl Iterator<Item = (RoleId, TableId, ColumnId, MaskKind, u32)> + 'a {
-        let masks = self.masks;
-        self.roles.iter().enumerate().flat_map(move |(role, r)| {
-            let first = r.masks_first.get() as usize;
-            masks
-                .get(first..first + r.masks_count.get() as usize)
-                .unwrap_or(&[])
-                .iter()
-                .filter_map(move |m| {
+        let t = *self;
+        (0..self.roles.len() as u32).flat_map(move |role| {
+            (0..t.tables.len() as u32).flat_map(move |table| {
+                t.group_masks(RoleId(role), Some(TableId(table)))
+                    .iter()
+                    .filter_map(move |m| {
+                        Some((
+                            RoleId(role),
+                            TableId(table),
+                            ColumnId(m.column.get()),
+                            MaskKind::from_id(m.kind)?,
+                            m.rule.get(),
+                        ))
+                    })
+            })
+        })
+    }
+
+    /// The masks of every role by decision class: (role, class, column, kind, rule), by
+    /// role then class. A mask applies to every table of its class ([`Table::table_class`]).
+    pub fn masked_classes(
+        &self,
+    ) -> impl Iterator<Item = (RoleId, u32, ColumnId, MaskKind, u32)> + 'a {
+        let t = *self;
+        (0..self.roles.len() as u32).flat_map(move |role| {
+            let r = t.roles.get(role as usize);
+            let first = r
+                .and_then(|r| t.maps.get(r.map.get() as usize))
+                .map_or(0, |m| m.first.get() as usize);
+            let locals_first = r.map_or(0, |r| r.locals_first.get() as usize);
+            (0..t.classes.len() as u32).flat_map(move |class| {
+                let g = t
+                    .map_entries
+                    .get(first + class as usize)
+                    .and_then(|e| t.locals.get(locals_first + 1 + usize::from(e.get())));
+                t.local_masks(g).iter().filter_map(move |m| {
                     Some((
-                        RoleId(role as u32),
-                        TableId(m.table.get()),
+                        RoleId(role),
+                        class,
                         ColumnId(m.column.get()),
                         MaskKind::from_id(m.kind)?,
                         m.rule.get(),
                     ))
                 })
+            })
         })
+    }
+
+    fn local_masks(&self, g: Option<&'a LocalRec>) -> &'a [MaskRec] {
+        g.and_then(|g| {
+            let first = g.masks_first.get() as usize;
+            self.masks.get(first..first + g.masks_count.get() as usize)
+        })
+        .unwrap_or(&[])
+    }
+
+    /// The masks of the group deciding `table` for `role`, by column.
+    #[inline]
+    fn group_masks(&self, role: RoleId, table: Option<TableId>) -> &'a [MaskRec] {
+        self.local_masks(self.group(role, table))
     }
 
     /// Whether the role has any mask.
     pub fn role_has_masks(&self, role: RoleId) -> bool {
-        self.roles
-            .get(role.0 as usize)
-            .is_some_and(|r| r.masks_count.get() > 0)
+        self.first_mask_of_role(role).is_some()
+    }
+
+    /// The rule of the role's first mask, in group order.
+    fn first_mask_of_role(&self, role: RoleId) -> Option<u32> {
+        let r = self.roles.get(role.0 as usize)?;
+        let first = r.locals_first.get() as usize;
+        self.locals
+            .get(first..first + r.locals_count.get() as usize)?
+            .iter()
+            .find_map(|g| self.local_masks(Some(g)).first().map(|m| m.rule.get()))
     }
 
     pub fn mask(&self, role: RoleId, table: TableId, column: ColumnId) -> Option<(MaskKind, u32)> {
@@ -1168,13 +1291,9 @@ impl<'a> Table<'a> {
     }
 
     fn mask_rec(&self, role: RoleId, table: TableId, column: ColumnId) -> Option<&'a MaskRec> {
-        let r = self.roles.get(role.0 as usize)?;
-        let first = r.masks_first.get() as usize;
-        let masks = self
-            .masks
-            .get(first..first + r.masks_count.get() as usize)?;
+        let masks = self.group_masks(role, Some(table));
         let i = masks
-            .binary_search_by(|m| (m.table.get(), m.column.get()).cmp(&(table.0, column.0)))
+            .binary_search_by(|m| m.column.get().cmp(&column.0))
             .ok()?;
         masks.get(i)
     }
@@ -1301,15 +1420,16 @@ impl<'a> Table<'a> {
 
         // The cell of the last access looked up: column checks of a one-table statement
         // need no second cell lookup.
-        let mut last_cell: (usize, &CellRec) = (usize::MAX, &DEFAULT_CELL);
+        let mut last_cell: (usize, CellAt<'_>) = (usize::MAX, CellAt::DEFAULT);
         for (i, a) in accesses.iter().enumerate() {
             let access = i as u16;
             let schema = facts.name_bytes(a.name.schema);
             let name = facts.name_bytes(a.name.name);
             match self.table_id_bytes(schema, name) {
                 Some(t) => {
-                    let cell = self.cell_rec(role, a.class, Some(t));
-                    last_cell = (i, cell);
+                    let at = self.cell_rec(role, a.class, Some(t));
+                    last_cell = (i, at);
+                    let cell = at.rec;
                     let (ok, rule) = (cell.effect == EFFECT_ALLOW, none_to_opt(cell.rule.get()));
                     if !ok {
                         return deny(
@@ -1324,7 +1444,7 @@ impl<'a> Table<'a> {
                     // whose privilege is column-level, even when no column is named
                     // (`SELECT count(*) FROM t`).
                     if (cell.allow_cols.get() != NONE || cell.denied_cols.get() != NONE)
-                        && !self.any_column_allowed(cell, t)
+                        && !self.any_column_allowed(at, t)
                     {
                         let rule = none_to_opt(cell.denied_rule.get()).or(rule);
                         return deny(
@@ -1420,7 +1540,7 @@ impl<'a> Table<'a> {
                                 } else {
                                     self.cell_rec(role, a.class, Some(t))
                                 };
-                                let (ok, rule) = self.column_allowed_in(cell, t, c);
+                                let (ok, rule) = self.column_allowed_in(cell, c);
                                 if !ok {
                                     return deny(
                                         rule,
@@ -1607,17 +1727,24 @@ impl<'a> Table<'a> {
 
     /// The rule of the role's first mask on `table`.
     fn first_mask_rule(&self, role: RoleId, table: TableId) -> Option<u32> {
-        let r = self.roles.get(role.0 as usize)?;
-        let first = r.masks_first.get() as usize;
-        let masks = self
-            .masks
-            .get(first..first + r.masks_count.get() as usize)?;
-        let i = masks.partition_point(|m| m.table.get() < table.0);
-        masks
-            .get(i)
-            .filter(|m| m.table.get() == table.0)
+        self.group_masks(role, Some(table))
+            .first()
             .map(|m| m.rule.get())
     }
+}
+
+/// A cell and the column count its column sets are for.
+#[derive(Clone, Copy)]
+struct CellAt<'a> {
+    rec: &'a CellRec,
+    columns: u32,
+}
+
+impl CellAt<'static> {
+    const DEFAULT: CellAt<'static> = CellAt {
+        rec: &DEFAULT_CELL,
+        columns: 0,
+    };
 }
 
 /// What an allowed statement passes on to its verdict.

@@ -1,25 +1,36 @@
 //! Serialises a [`CompiledPolicy`] into `.pgt` bytes, deterministically.
 //!
 //! The writer lays out; it never decides. Catalog tables and roles are sorted by name (and
-//! every index remapped), cell values, rows and column sets are interned in the order they
-//! are first met while walking that sorted order, so the same input always gives the same
-//! bytes. It runs in the compiler only, so it may allocate freely.
+//! every index remapped); column lists, cell values, groups, maps and column sets are
+//! interned in the order they are first met while walking that sorted order, so the same
+//! input always gives the same bytes. It runs in the compiler only, so it may allocate
+//! freely.
 
 use std::collections::HashMap;
 
 use zerocopy::IntoBytes;
-use zerocopy::little_endian::{U32, U64};
+use zerocopy::little_endian::{U16, U32, U64};
 
 use super::format::*;
 use super::model::{
-    Catalog, CellEntry, ColumnAccess, CompiledPolicy, Effect, OnExceed, PatternKind, RateScope,
+    Catalog, ColumnAccess, CompiledPolicy, Effect, OnExceed, PatternKind, RateScope, TableDecl,
 };
 use crate::class::StatementClass;
 
-/// BLAKE3 over a canonical serialisation of the catalog (sorted; names and tags).
+/// BLAKE3 over a canonical serialisation of the catalog (every declared table — aliases
+/// as the table they decide as — sorted; names and tags). How the compiler grouped tables
+/// does not change it.
 pub fn catalog_digest(catalog: &Catalog) -> [u8; 32] {
-    let mut tables: Vec<_> = catalog.tables.iter().collect();
-    tables.sort();
+    let mut tables: Vec<(&str, &str, &TableDecl)> = catalog
+        .tables
+        .iter()
+        .map(|t| (t.schema.as_str(), t.name.as_str(), t))
+        .chain(catalog.aliases.iter().filter_map(|a| {
+            let t = catalog.tables.get(a.table as usize)?;
+            Some((a.schema.as_str(), a.name.as_str(), t))
+        }))
+        .collect();
+    tables.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
     let mut funcs: Vec<_> = catalog.functions.iter().collect();
     funcs.sort();
     let mut h = blake3::Hasher::new();
@@ -28,9 +39,9 @@ pub fn catalog_digest(catalog: &Catalog) -> [u8; 32] {
         h.update(s.as_bytes());
     };
     put("tables");
-    for t in tables {
-        put(&t.schema);
-        put(&t.name);
+    for (schema, name, t) in tables {
+        put(schema);
+        put(name);
         for tag in &t.tags {
             put(tag);
         }
@@ -111,28 +122,66 @@ impl<K: std::hash::Hash + Eq> Interner<K> {
     }
 }
 
-/// Lays out the compiled policy. The same input always gives the same bytes.
-pub fn write(policy: &CompiledPolicy) -> Vec<u8> {
-    let mut strings = Strings::default();
+/// Why a policy cannot be laid out.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum WriteError {
+    #[error(
+        "role `{role}` tells {groups} groups of tables apart; a table holds at most {max} per role: split the role or give its rules fewer distinct table selectors"
+    )]
+    TooManyGroups {
+        role: String,
+        groups: usize,
+        max: usize,
+    },
+    #[error("the policy has more than {max} {what}; a table holds at most that many")]
+    TooMany { what: &'static str, max: usize },
+}
 
-    // --- catalog, sorted, with index remaps ---
-    let mut table_order: Vec<u32> = (0..policy.catalog.tables.len() as u32).collect();
-    table_order.sort_by(|a, b| {
-        let (ta, tb) = (
-            &policy.catalog.tables[*a as usize],
-            &policy.catalog.tables[*b as usize],
-        );
+/// Most groups (of tables a role decides alike) one role may have: map entries are u16.
+pub const MAX_GROUPS_PER_ROLE: usize = u16::MAX as usize;
+
+/// One group's decisions while laying a role out: the cell value per statement class, its
+/// masks (column, kind, rule, flags) and the column count those refer to (0 if none).
+type GroupKey = ([u32; StatementClass::COUNT], Vec<(u32, u8, u32, u8)>, u32);
+
+/// Lays out the compiled policy. The same input always gives the same bytes.
+///
+/// Tables are laid out by decision class: each [`TableDecl`] is one class, its
+/// [`TableAlias`]es members of it. Per role, classes with the same cells and masks form one
+/// group, so a role that treats every table alike costs one record, not one per table.
+pub fn write(policy: &CompiledPolicy) -> Result<Vec<u8>, WriteError> {
+    let mut strings = Strings::default();
+    let catalog = &policy.catalog;
+    let too_many = |what, n: usize| {
+        if n >= NONE as usize {
+            Err(WriteError::TooMany {
+                what,
+                max: NONE as usize - 1,
+            })
+        } else {
+            Ok(())
+        }
+    };
+    too_many("tables", catalog.tables.len() + catalog.aliases.len())?;
+    too_many("rules", policy.rules.len())?;
+
+    // --- classes: the declared tables in (schema, name) order, remapped ---
+    let mut class_order: Vec<u32> = (0..catalog.tables.len() as u32).collect();
+    class_order.sort_by(|a, b| {
+        let (ta, tb) = (&catalog.tables[*a as usize], &catalog.tables[*b as usize]);
         (&ta.schema, &ta.name).cmp(&(&tb.schema, &tb.name))
     });
-    let mut table_remap = vec![0u32; table_order.len()];
-    for (new, old) in table_order.iter().enumerate() {
-        table_remap[*old as usize] = new as u32;
+    let mut class_remap = vec![0u32; class_order.len()];
+    for (new, old) in class_order.iter().enumerate() {
+        class_remap[*old as usize] = new as u32;
     }
-    let mut func_order: Vec<u32> = (0..policy.catalog.functions.len() as u32).collect();
+    let nclasses = class_order.len();
+
+    let mut func_order: Vec<u32> = (0..catalog.functions.len() as u32).collect();
     func_order.sort_by(|a, b| {
         let (fa, fb) = (
-            &policy.catalog.functions[*a as usize],
-            &policy.catalog.functions[*b as usize],
+            &catalog.functions[*a as usize],
+            &catalog.functions[*b as usize],
         );
         // By name first: the functions of one name are contiguous (KEY_FUNCTION_NAME).
         (&fa.name, &fa.schema).cmp(&(&fb.name, &fb.schema))
@@ -143,8 +192,6 @@ pub fn write(policy: &CompiledPolicy) -> Vec<u8> {
     }
     let mut role_order: Vec<usize> = (0..policy.roles.len()).collect();
     role_order.sort_by(|a, b| policy.roles[*a].name.cmp(&policy.roles[*b].name));
-
-    let ntables = table_order.len();
     let nfuncs = func_order.len();
 
     // --- rules (kept in the compiler's order: their ids are referenced everywhere) ---
@@ -162,40 +209,71 @@ pub fn write(policy: &CompiledPolicy) -> Vec<u8> {
         })
         .collect();
 
-    // --- tables and columns ---
-    let mut tables = Vec::with_capacity(ntables);
-    let mut columns = Vec::new();
+    // --- column lists (interned by names), classes ---
     let mut index_keys: Vec<(u64, u32, u32)> = Vec::new();
-    for (new, old) in table_order.iter().enumerate() {
-        let t = &policy.catalog.tables[*old as usize];
-        let first = columns.len() as u32;
-        for c in &t.columns {
-            let gid = columns.len() as u32;
-            columns.push(ColumnRec {
-                name: strings.add(&c.name),
+    let mut columns = Vec::new();
+    let mut column_lists: Vec<ColumnListRec> = Vec::new();
+    let mut list_interner: Interner<Vec<&str>> = Interner::new();
+    let mut classes = Vec::with_capacity(nclasses);
+    for &old in &class_order {
+        let t = &catalog.tables[old as usize];
+        let names: Vec<&str> = t.columns.iter().map(|c| c.name.as_str()).collect();
+        let (list, new) = list_interner.intern(names);
+        if new {
+            let first = columns.len() as u32;
+            for c in &t.columns {
+                let gid = columns.len() as u32;
+                columns.push(ColumnRec {
+                    name: strings.add(&c.name),
+                });
+                index_keys.push((
+                    key_hash(KEY_COLUMN, list, &[c.name.as_bytes()]),
+                    KEY_COLUMN,
+                    gid,
+                ));
+            }
+            column_lists.push(ColumnListRec {
+                first_column: U32::new(first),
+                column_count: U32::new(t.columns.len() as u32),
             });
-            index_keys.push((
-                key_hash(KEY_COLUMN, new as u32, &[c.name.as_bytes()]),
-                KEY_COLUMN,
-                gid,
-            ));
         }
+        classes.push(ClassRec {
+            column_list: U32::new(list),
+        });
+    }
+
+    // --- tables: every declared name, sorted, with its class ---
+    let mut named: Vec<(&str, &str, u32)> = Vec::with_capacity(nclasses + catalog.aliases.len());
+    for (old, t) in catalog.tables.iter().enumerate() {
+        named.push((&t.schema, &t.name, class_remap[old]));
+    }
+    for a in &catalog.aliases {
+        if let Some(&class) = class_remap.get(a.table as usize) {
+            named.push((&a.schema, &a.name, class));
+        }
+    }
+    named.sort_unstable();
+    named.dedup_by(|a, b| (a.0, a.1) == (b.0, b.1));
+    let mut tables = Vec::with_capacity(named.len());
+    for (id, (schema, name, class)) in named.iter().enumerate() {
         tables.push(TableRec {
-            schema: strings.add(&t.schema),
-            name: strings.add(&t.name),
-            first_column: U32::new(first),
-            column_count: U32::new(t.columns.len() as u32),
+            schema: strings.add(schema),
+            name: strings.add(name),
+            class: U32::new(*class),
+            column_list: classes[*class as usize].column_list,
         });
         index_keys.push((
-            key_hash(KEY_TABLE, 0, &[t.schema.as_bytes(), t.name.as_bytes()]),
+            key_hash(KEY_TABLE, 0, &[schema.as_bytes(), name.as_bytes()]),
             KEY_TABLE,
-            new as u32,
+            id as u32,
         ));
     }
+    drop(named);
+
     let mut functions = Vec::with_capacity(nfuncs);
     let mut last_name: Option<&str> = None;
     for (new, old) in func_order.iter().enumerate() {
-        let f = &policy.catalog.functions[*old as usize];
+        let f = &catalog.functions[*old as usize];
         if last_name != Some(f.name.as_str()) {
             index_keys.push((
                 key_hash(KEY_FUNCTION_NAME, 0, &[f.name.as_bytes()]),
@@ -230,12 +308,13 @@ pub fn write(policy: &CompiledPolicy) -> Vec<u8> {
         ));
     }
 
-    // --- roles, cells, rows ---
+    // --- roles: groups, maps, cells ---
     let mut roles = Vec::with_capacity(role_order.len());
     let mut members = Vec::new();
-    let mut role_rows: Vec<U32> = Vec::new();
-    let mut rows: Vec<U32> = Vec::new();
-    let mut row_interner: Interner<Vec<u32>> = Interner::new();
+    let mut maps: Vec<MapRec> = Vec::new();
+    let mut map_entries: Vec<U16> = Vec::new();
+    let mut map_interner: Interner<Vec<u16>> = Interner::new();
+    let mut locals: Vec<LocalRec> = Vec::new();
     let mut cells: Vec<CellRec> = Vec::new();
     let mut cell_interner: Interner<CellRec> = Interner::new();
     let mut colsets: Vec<U64> = Vec::new();
@@ -243,7 +322,7 @@ pub fn write(policy: &CompiledPolicy) -> Vec<u8> {
     let mut colset_offsets: Vec<u32> = Vec::new();
     let mut func_verdicts: Vec<U32> = Vec::new();
     let mut patterns = Vec::new();
-    let mut masks = Vec::new();
+    let mut masks: Vec<MaskRec> = Vec::new();
     let mut rates = Vec::new();
 
     let default_cell = CellRec {
@@ -272,12 +351,16 @@ pub fn write(policy: &CompiledPolicy) -> Vec<u8> {
         colset_offsets[id as usize]
     };
 
-    for (new_role, &ri) in role_order.iter().enumerate() {
+    // Per class: the cell value per statement class, and whether a column set is used.
+    let mut grid: Vec<[u32; StatementClass::COUNT]> = vec![[0; StatementClass::COUNT]; nclasses];
+    let mut uses_columns: Vec<bool> = vec![false; nclasses];
+    for &ri in &role_order {
         let role = &policy.roles[ri];
+        let new_role = roles.len() as u32;
         index_keys.push((
             key_hash(KEY_ROLE, 0, &[role.name.as_bytes()]),
             KEY_ROLE,
-            new_role as u32,
+            new_role,
         ));
         let members_first = members.len() as u32;
         let mut ms = role.members.clone();
@@ -290,24 +373,28 @@ pub fn write(policy: &CompiledPolicy) -> Vec<u8> {
             });
         }
 
-        // Cells for this role: [class][0 = class-level, 1.. = tables]
-        let mut grid: Vec<Vec<u32>> = vec![vec![0u32; ntables + 1]; StatementClass::COUNT];
-        let mut entries: Vec<&CellEntry> = role.cells.iter().collect();
+        // Cells: [class-level] and one row per class.
+        grid.iter_mut()
+            .for_each(|g| *g = [0; StatementClass::COUNT]);
+        uses_columns.iter_mut().for_each(|u| *u = false);
+        let mut class_level = [0u32; StatementClass::COUNT];
+        // Interned in (class, table) order, whatever order the compiler listed them in.
+        let mut entries: Vec<_> = role.cells.iter().collect();
         entries.sort_by_key(|e| {
             (
                 e.class,
-                e.table.map(|t| table_remap.get(t as usize).copied()),
+                e.table.map(|t| class_remap.get(t as usize).copied()),
             )
         });
         for e in entries {
             let (slot, width) = match e.table {
-                None => (0usize, 0u32),
+                None => (None, 0u32),
                 Some(t) => {
-                    let Some(&nt) = table_remap.get(t as usize) else {
+                    let Some(&nt) = class_remap.get(t as usize) else {
                         continue;
                     };
-                    let width = policy.catalog.tables[t as usize].columns.len() as u32;
-                    (nt as usize + 1, width)
+                    let width = catalog.tables[t as usize].columns.len() as u32;
+                    (Some(nt as usize), width)
                 }
             };
             let c = &e.cell;
@@ -318,11 +405,11 @@ pub fn write(policy: &CompiledPolicy) -> Vec<u8> {
                 },
                 pad: [0; 3],
                 rule: opt(c.rule),
-                allow_cols: match &c.columns {
-                    ColumnAccess::All => U32::new(NONE),
-                    ColumnAccess::Only(cols) => U32::new(intern_colset(cols, width)),
+                allow_cols: match (&c.columns, slot) {
+                    (ColumnAccess::Only(cols), Some(_)) => U32::new(intern_colset(cols, width)),
+                    _ => U32::new(NONE),
                 },
-                denied_cols: if c.denied_columns.is_empty() || e.table.is_none() {
+                denied_cols: if c.denied_columns.is_empty() || slot.is_none() {
                     U32::new(NONE)
                 } else {
                     U32::new(intern_colset(&c.denied_columns, width))
@@ -333,14 +420,97 @@ pub fn write(policy: &CompiledPolicy) -> Vec<u8> {
             if new {
                 cells.push(rec);
             }
-            grid[e.class as usize][slot] = id;
-        }
-        for row in grid {
-            let (id, new) = row_interner.intern(row.clone());
-            if new {
-                rows.extend(row.into_iter().map(U32::new));
+            match slot {
+                None => class_level[e.class as usize] = id,
+                Some(k) => {
+                    grid[k][e.class as usize] = id;
+                    if rec.allow_cols.get() != NONE || rec.denied_cols.get() != NONE {
+                        uses_columns[k] = true;
+                    }
+                }
             }
-            role_rows.push(U32::new(id));
+        }
+
+        // Masks, by class then column.
+        let mut ms: Vec<(u32, u32, u8, u32, u8)> = role
+            .masks
+            .iter()
+            .filter_map(|m| {
+                let nt = *class_remap.get(m.table as usize)?;
+                let flags = if m.predicates { MASK_PREDICATES } else { 0 };
+                Some((nt, m.column, m.kind as u8, m.rule, flags))
+            })
+            .collect();
+        ms.sort();
+        ms.dedup_by_key(|m| (m.0, m.1));
+
+        // Groups: classes with the same cells and masks.
+        let locals_first = locals.len() as u32;
+        locals.push(LocalRec {
+            cells: class_level.map(U32::new),
+            columns: U32::new(0),
+            masks_first: U32::new(masks.len() as u32),
+            masks_count: U32::new(0),
+        });
+        let mut groups: HashMap<GroupKey, u16> = HashMap::new();
+        let mut map: Vec<u16> = Vec::with_capacity(nclasses);
+        let mut next_mask = 0usize;
+        for k in 0..nclasses {
+            let start = next_mask;
+            while ms.get(next_mask).is_some_and(|m| m.0 as usize == k) {
+                next_mask += 1;
+            }
+            let class_masks: Vec<(u32, u8, u32, u8)> = ms[start..next_mask]
+                .iter()
+                .map(|m| (m.1, m.2, m.3, m.4))
+                .collect();
+            let width = if uses_columns[k] || !class_masks.is_empty() {
+                catalog.tables[class_order[k] as usize].columns.len() as u32
+            } else {
+                0
+            };
+            let key: GroupKey = (grid[k], class_masks, width);
+            let next = groups.len();
+            let entry = match groups.get(&key) {
+                Some(g) => *g,
+                None => {
+                    if next >= MAX_GROUPS_PER_ROLE {
+                        return Err(WriteError::TooManyGroups {
+                            role: role.name.clone(),
+                            groups: next + 1,
+                            max: MAX_GROUPS_PER_ROLE,
+                        });
+                    }
+                    let masks_first = masks.len() as u32;
+                    for (column, kind, rule, flags) in &key.1 {
+                        masks.push(MaskRec {
+                            column: U32::new(*column),
+                            rule: U32::new(*rule),
+                            kind: *kind,
+                            flags: *flags,
+                            pad: [0; 2],
+                        });
+                    }
+                    locals.push(LocalRec {
+                        cells: key.0.map(U32::new),
+                        columns: U32::new(width),
+                        masks_first: U32::new(masks_first),
+                        masks_count: U32::new(key.1.len() as u32),
+                    });
+                    groups.insert(key, next as u16);
+                    next as u16
+                }
+            };
+            map.push(entry);
+        }
+        let ngroups = groups.len() as u32;
+        let (map_id, new) = map_interner.intern(map.clone());
+        if new {
+            maps.push(MapRec {
+                first: U32::new(map_entries.len() as u32),
+                groups: U32::new(ngroups),
+            });
+            map_entries.extend(map.into_iter().map(U16::new));
         }
 
         // Function verdicts, dense per role.
@@ -390,28 +560,6 @@ pub fn write(policy: &CompiledPolicy) -> Vec<u8> {
             });
         }
 
-        let masks_first = masks.len() as u32;
-        let mut ms: Vec<_> = role
-            .masks
-            .iter()
-            .filter_map(|m| {
-                let nt = *table_remap.get(m.table as usize)?;
-                Some((nt, m.column, m.kind as u8, m.rule, m.predicates))
-            })
-            .collect();
-        ms.sort();
-        ms.dedup_by_key(|m| (m.0, m.1));
-        for (t, c, kind, rule, predicates) in &ms {
-            masks.push(MaskRec {
-                table: U32::new(*t),
-                column: U32::new(*c),
-                rule: U32::new(*rule),
-                kind: *kind,
-                flags: if *predicates { MASK_PREDICATES } else { 0 },
-                pad: [0; 2],
-            });
-        }
-
         let rates_first = rates.len() as u32;
         let mut rs = role.rates.clone();
         rs.sort();
@@ -436,19 +584,21 @@ pub fn write(policy: &CompiledPolicy) -> Vec<u8> {
         roles.push(RoleRec {
             name: strings.add(&role.name),
             members_first: U32::new(members_first),
-            members_count: U32::new(ms_len(&members, members_first)),
+            members_count: U32::new(members.len() as u32 - members_first),
             patterns_first: U32::new(patterns_first),
             patterns_count: U32::new(patterns.len() as u32 - patterns_first),
-            masks_first: U32::new(masks_first),
-            masks_count: U32::new(masks.len() as u32 - masks_first),
             rates_first: U32::new(rates_first),
             rates_count: U32::new(rates.len() as u32 - rates_first),
+            map: U32::new(map_id),
+            locals_first: U32::new(locals_first),
+            locals_count: U32::new(locals.len() as u32 - locals_first),
             limit_rule: opt(role.limits.rule),
-            pad: U32::new(0),
             max_rows: U64::new(role.limits.max_rows.unwrap_or(NO_LIMIT)),
             max_bytes: U64::new(role.limits.max_bytes.unwrap_or(NO_LIMIT)),
         });
     }
+    drop(grid);
+    drop(uses_columns);
 
     // --- name index: open addressing, linear probing, ≤ 50% load ---
     let capacity = (index_keys.len() * 2).next_power_of_two().max(16);
@@ -473,88 +623,37 @@ pub fn write(policy: &CompiledPolicy) -> Vec<u8> {
     }
 
     // --- assemble ---
+    fn section<T: IntoBytes + zerocopy::Immutable>(
+        kind: SectionKind,
+        records: &[T],
+    ) -> (SectionKind, u32, Vec<u8>) {
+        (kind, records.len() as u32, records.as_bytes().to_vec())
+    }
     let sections: Vec<(SectionKind, u32, Vec<u8>)> = vec![
-        (
-            SectionKind::Strings,
-            strings.bytes.len() as u32,
-            strings.bytes.clone(),
-        ),
-        (
-            SectionKind::Rules,
-            rules.len() as u32,
-            rules.as_bytes().to_vec(),
-        ),
-        (
-            SectionKind::Tables,
-            tables.len() as u32,
-            tables.as_bytes().to_vec(),
-        ),
-        (
-            SectionKind::Columns,
-            columns.len() as u32,
-            columns.as_bytes().to_vec(),
-        ),
-        (
-            SectionKind::Functions,
-            functions.len() as u32,
-            functions.as_bytes().to_vec(),
-        ),
-        (
-            SectionKind::NameIndex,
-            index.len() as u32,
-            index.as_bytes().to_vec(),
-        ),
-        (
-            SectionKind::Roles,
-            roles.len() as u32,
-            roles.as_bytes().to_vec(),
-        ),
-        (
-            SectionKind::Members,
-            members.len() as u32,
-            members.as_bytes().to_vec(),
-        ),
-        (
-            SectionKind::RoleRows,
-            role_rows.len() as u32,
-            role_rows.as_bytes().to_vec(),
-        ),
-        (
-            SectionKind::Rows,
-            rows.len() as u32,
-            rows.as_bytes().to_vec(),
-        ),
-        (
-            SectionKind::Cells,
-            cells.len() as u32,
-            cells.as_bytes().to_vec(),
-        ),
-        (
-            SectionKind::ColumnSets,
-            colsets.len() as u32,
-            colsets.as_bytes().to_vec(),
-        ),
-        (
-            SectionKind::FunctionVerdicts,
-            func_verdicts.len() as u32,
-            func_verdicts.as_bytes().to_vec(),
-        ),
-        (
-            SectionKind::Patterns,
-            patterns.len() as u32,
-            patterns.as_bytes().to_vec(),
-        ),
-        (
-            SectionKind::Masks,
-            masks.len() as u32,
-            masks.as_bytes().to_vec(),
-        ),
-        (
-            SectionKind::Rates,
-            rates.len() as u32,
-            rates.as_bytes().to_vec(),
-        ),
+        section(SectionKind::Strings, &strings.bytes[..]),
+        section(SectionKind::Rules, &rules),
+        section(SectionKind::Tables, &tables),
+        section(SectionKind::Classes, &classes),
+        section(SectionKind::ColumnLists, &column_lists),
+        section(SectionKind::Columns, &columns),
+        section(SectionKind::Functions, &functions),
+        section(SectionKind::NameIndex, &index),
+        section(SectionKind::Roles, &roles),
+        section(SectionKind::Members, &members),
+        section(SectionKind::Maps, &maps),
+        section(SectionKind::MapEntries, &map_entries),
+        section(SectionKind::Locals, &locals),
+        section(SectionKind::Cells, &cells),
+        section(SectionKind::ColumnSets, &colsets),
+        section(SectionKind::FunctionVerdicts, &func_verdicts),
+        section(SectionKind::Patterns, &patterns),
+        section(SectionKind::Masks, &masks),
+        section(SectionKind::Rates, &rates),
     ];
+    for (_, count, bytes) in &sections {
+        too_many("records in a section", *count as usize)?;
+        too_many("bytes in a section", bytes.len())?;
+    }
 
     let table_len = sections.len() * std::mem::size_of::<SectionEntry>();
     let mut offset = align8(HEADER_LEN + table_len);
@@ -589,11 +688,7 @@ pub fn write(policy: &CompiledPolicy) -> Vec<u8> {
     out[..HEADER_LEN].copy_from_slice(header.as_bytes());
     let checksum = file_checksum(&out);
     out[CHECKSUM_RANGE].copy_from_slice(&checksum);
-    out
-}
-
-fn ms_len(members: &[MemberRec], first: u32) -> u32 {
-    members.len() as u32 - first
+    Ok(out)
 }
 
 fn align8(n: usize) -> usize {

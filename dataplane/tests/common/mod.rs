@@ -56,7 +56,7 @@ pub enum Grant {
 /// [`policy`] with extra roles (each may read everything, cursors included) and the
 /// analyst's grant varied: role ids shift as roles are added before the analyst.
 pub fn policy_with(extra_roles: &[&str], grant: Grant) -> Vec<u8> {
-    write(&compiled(extra_roles, grant))
+    write(&compiled(extra_roles, grant)).expect("the policy lays out")
 }
 
 /// The analyst of [`Grant::Narrowed`] with its results capped (rule 4, "limit …").
@@ -71,7 +71,7 @@ pub fn policy_capped(max_rows: Option<u64>, max_bytes: Option<u64>) -> Vec<u8> {
             rule: Some(4),
         };
     }
-    write(&p)
+    write(&p).expect("the policy lays out")
 }
 
 /// The analyst of [`Grant::Widened`] with masks (rule 4, "mask …"): customers.name hashed,
@@ -112,7 +112,7 @@ pub fn policy_customers_out(masked: bool) -> Vec<u8> {
             },
         ];
     }
-    write(&p)
+    write(&p).expect("the policy lays out")
 }
 
 /// The analyst of [`Grant::Narrowed`] with a byte rate (rule 4, "rate …").
@@ -133,7 +133,7 @@ pub fn policy_rated(
             rule: 4,
         }];
     }
-    write(&p)
+    write(&p).expect("the policy lays out")
 }
 
 fn compiled(extra_roles: &[&str], grant: Grant) -> CompiledPolicy {
@@ -149,6 +149,7 @@ fn compiled(extra_roles: &[&str], grant: Grant) -> CompiledPolicy {
     let p = CompiledPolicy {
         source_digest: [0; 32],
         catalog: Catalog {
+            aliases: vec![],
             tables: vec![
                 TableDecl {
                     schema: "public".into(),
