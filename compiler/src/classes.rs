@@ -11,6 +11,7 @@
 //! This module only partitions; it never decides anything about access.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 use crate::ast::{Ast, RuleBodyNode, TableSelector};
 use crate::glob;
@@ -26,6 +27,8 @@ pub struct Selectors {
     /// Every other glob except `*` (which matches every table alike).
     other_globs: Vec<(String, u32)>,
     next: u32,
+    /// Selector id → its pattern.
+    patterns: Vec<String>,
     /// Every table apart (its own class): for tests comparing against the unfolded policy.
     apart: bool,
 }
@@ -66,6 +69,7 @@ impl Selectors {
         if !glob::is_glob(p) {
             if !self.exact.contains_key(p) {
                 self.exact.insert(p.to_string(), self.next);
+                self.patterns.push(p.to_string());
                 self.next += 1;
             }
             return;
@@ -86,6 +90,7 @@ impl Selectors {
             }
             self.other_globs.push((p.to_string(), id));
         }
+        self.patterns.push(p.to_string());
         self.next += 1;
     }
 
@@ -121,13 +126,26 @@ pub struct Member {
     pub class: u32,
 }
 
-type ColumnsKey<'a> = Vec<(&'a str, &'a BTreeSet<String>)>;
+/// Which classes each selector pattern and each tag matches, ascending: selecting tables
+/// for a rule then costs the classes it matches, not every class.
+#[derive(Clone, Debug, Default)]
+pub struct ClassIndex {
+    /// Every pattern of the policy except `*` (and none when tables are kept apart).
+    pub by_pattern: HashMap<String, Vec<u32>>,
+    pub by_tag: HashMap<String, Vec<u32>>,
+}
 
 /// Partitions `tables` (sorted by name) into classes. Returns the classes (each its first
-/// member, in name order) and every table as a member (in name order).
-pub fn partition(tables: Vec<Table>, selectors: &Selectors) -> (Vec<Table>, Vec<Member>) {
-    let mut lists: HashMap<ColumnsKey<'_>, u32> = HashMap::new();
-    let mut class_of: HashMap<(Vec<u32>, &BTreeSet<String>, u32), u32> = HashMap::new();
+/// member, in name order), every table as a member (in name order) and the index.
+///
+/// Column lists are compared by identity: the resolver shares one list among all tables
+/// with the same columns and column tags.
+pub fn partition(
+    tables: Vec<Table>,
+    selectors: &Selectors,
+) -> (Vec<Table>, Vec<Member>, Option<ClassIndex>) {
+    let mut class_of: HashMap<(Vec<u32>, &BTreeSet<String>, usize), u32> = HashMap::new();
+    let mut index = ClassIndex::default();
     let mut assignment = Vec::with_capacity(tables.len());
     let mut reps: Vec<usize> = Vec::new();
     let mut matched = Vec::new();
@@ -137,25 +155,26 @@ pub fn partition(tables: Vec<Table>, selectors: &Selectors) -> (Vec<Table>, Vec<
             assignment.push(i as u32);
             continue;
         }
-        let key: ColumnsKey<'_> = t
-            .columns
-            .iter()
-            .map(|c: &Column| (c.name.as_str(), &c.tags))
-            .collect();
-        let next = lists.len() as u32;
-        let list = *lists.entry(key).or_insert(next);
+        let list = Arc::as_ptr(&t.columns) as *const Column as usize;
         selectors.matching(t, &mut matched);
         let next = reps.len() as u32;
         let class = *class_of
             .entry((matched.clone(), &t.tags, list))
             .or_insert_with(|| {
                 reps.push(i);
+                for &id in &matched {
+                    if let Some(p) = selectors.patterns.get(id as usize) {
+                        index.by_pattern.entry(p.clone()).or_default().push(next);
+                    }
+                }
+                for tag in &t.tags {
+                    index.by_tag.entry(tag.clone()).or_default().push(next);
+                }
                 next
             });
         assignment.push(class);
     }
     drop(class_of);
-    drop(lists);
     let members = tables
         .iter()
         .zip(&assignment)
@@ -177,7 +196,7 @@ pub fn partition(tables: Vec<Table>, selectors: &Selectors) -> (Vec<Table>, Vec<
         .zip(is_rep)
         .filter_map(|(t, rep)| rep.then_some(t))
         .collect();
-    (classes, members)
+    (classes, members, (!selectors.apart).then_some(index))
 }
 
 #[cfg(test)]

@@ -18,8 +18,8 @@
 use pgate_core::class::StatementClass;
 use pgate_core::table::model::{
     Catalog as OutCatalog, Cell, CellEntry, ColumnAccess, ColumnDecl, CompiledPolicy, CompiledRole,
-    Effect, FunctionDecl, Limits, MaskEntry, MaskKind, PatternKind, PatternRule, RateLimit,
-    TableAlias, TableDecl,
+    Effect, FunctionDecl, Group, GroupMask, Limits, MaskKind, PatternKind, PatternRule, RateLimit,
+    RoleGroups, TableAlias, TableDecl,
 };
 
 use crate::bits::ColSet;
@@ -121,12 +121,88 @@ pub fn combine(model: &Model) -> CompiledPolicy {
 #[derive(Default)]
 struct Scratch {
     acc: Vec<Acc>,
+    /// Per class: the role's rules selecting it.
+    sigs: Vec<Vec<RuleIndex>>,
+    /// Per class: whether one of those names columns or masks.
+    sensitive: Vec<bool>,
+}
+
+/// Whether a rule's decision depends on a table's columns.
+fn column_sensitive(body: &Body) -> bool {
+    match body {
+        Body::Access(a) => !a.target.all_columns(),
+        Body::Mask(_) => true,
+        _ => false,
+    }
+}
+
+/// Groups the classes `role` cannot tell apart: the same of its rules select them and,
+/// when one of those names columns or masks, they have the same columns. Every table of a
+/// group then has the same cells and masks, so they are combined once, on the group's
+/// first class. Returns (group per class, first class per group, whether the group's
+/// decisions depend on columns).
+fn group_classes(
+    model: &Model,
+    role: &Role,
+    scratch: &mut Scratch,
+) -> (Vec<u32>, Vec<u32>, Vec<bool>) {
+    let nclasses = model.catalog.tables.len();
+    scratch.sigs.resize_with(nclasses, Vec::new);
+    scratch.sigs.iter_mut().for_each(Vec::clear);
+    scratch.sensitive.clear();
+    scratch.sensitive.resize(nclasses, false);
+    for &ri in &role.rules {
+        let Some(rule) = model.rule(ri) else { continue };
+        let target = match &rule.body {
+            Body::Access(a) => &a.target,
+            Body::Mask(m) => &m.target,
+            _ => continue,
+        };
+        let sensitive = column_sensitive(&rule.body);
+        for (t, _) in target.tables.iter() {
+            if let Some(sig) = scratch.sigs.get_mut(*t as usize) {
+                // Rules come in ascending order and a target lists a class once.
+                sig.push(ri);
+            }
+            if sensitive && let Some(s) = scratch.sensitive.get_mut(*t as usize) {
+                *s = true;
+            }
+        }
+    }
+    let mut ids: std::collections::HashMap<(&[RuleIndex], usize), u32> =
+        std::collections::HashMap::new();
+    let mut group_of = Vec::with_capacity(nclasses);
+    let mut reps = Vec::new();
+    let mut sensitive = Vec::new();
+    for (k, t) in model.catalog.tables.iter().enumerate() {
+        let columns = if scratch.sensitive[k] {
+            std::sync::Arc::as_ptr(&t.columns) as *const crate::resolve::Column as usize
+        } else {
+            0
+        };
+        let next = reps.len() as u32;
+        let g = *ids
+            .entry((&scratch.sigs[k][..], columns))
+            .or_insert_with(|| {
+                reps.push(k as u32);
+                sensitive.push(scratch.sensitive[k]);
+                next
+            });
+        group_of.push(g);
+    }
+    (group_of, reps, sensitive)
 }
 
 fn combine_role(model: &Model, role: &Role, scratch: &mut Scratch) -> CompiledRole {
-    let ntables = model.catalog.tables.len();
+    let (group_of, reps, sensitive) = group_classes(model, role, scratch);
+    let ngroups = reps.len();
+    // The slot of (class, table) if the table is its group's first class.
+    let slot_of = |ci: usize, t: u32| -> Option<usize> {
+        let g = *group_of.get(t as usize)? as usize;
+        (reps.get(g) == Some(&t)).then_some(ci * ngroups + g)
+    };
     scratch.acc.clear();
-    scratch.acc.resize(CLASSES * ntables, Acc::default());
+    scratch.acc.resize(CLASSES * ngroups, Acc::default());
     let acc = &mut scratch.acc;
     let mut class_allow: [Option<RuleIndex>; CLASSES] = [None; CLASSES];
     let mut class_deny: [Option<RuleIndex>; CLASSES] = [None; CLASSES];
@@ -149,8 +225,8 @@ fn combine_role(model: &Model, role: &Role, scratch: &mut Scratch) -> CompiledRo
                         Effect::Deny if unfiltered => min_rule(&mut class_deny[ci], ri),
                         Effect::Deny => {}
                     }
-                    for (t, cols) in &a.target.tables {
-                        let Some(slot) = acc.get_mut(ci * ntables + *t as usize) else {
+                    for (t, cols) in a.target.tables.iter() {
+                        let Some(slot) = slot_of(ci, *t).and_then(|i| acc.get_mut(i)) else {
                             continue;
                         };
                         match (a.effect, cols) {
@@ -237,8 +313,21 @@ fn combine_role(model: &Model, role: &Role, scratch: &mut Scratch) -> CompiledRo
         rule: rows_min.or(bytes_min).map(|(_, r)| r),
     };
 
-    // Cells.
+    // Cells: class-level, then per group.
     let mut cells = Vec::new();
+    let mut groups: Vec<Group> = reps
+        .iter()
+        .zip(&sensitive)
+        .map(|(&t, &sens)| Group {
+            cells: Vec::new(),
+            masks: Vec::new(),
+            columns: if sens {
+                model.catalog.table(t).map_or(0, |t| t.columns.len() as u32)
+            } else {
+                0
+            },
+        })
+        .collect();
     for class in StatementClass::ALL {
         let ci = class as usize;
         if let Some(d) = class_deny[ci] {
@@ -260,16 +349,13 @@ fn combine_role(model: &Model, role: &Role, scratch: &mut Scratch) -> CompiledRo
                 },
             });
         }
-        for (ti, table) in model.catalog.tables.iter().enumerate() {
-            let Some(slot) = acc.get(ci * ntables + ti) else {
-                continue;
-            };
-            if let Some(cell) = cell_of(slot, table.columns.len()) {
-                cells.push(CellEntry {
-                    class,
-                    table: Some(ti as u32),
-                    cell,
-                });
+        for (g, group) in groups.iter_mut().enumerate() {
+            let ncols = reps
+                .get(g)
+                .and_then(|&t| model.catalog.table(t))
+                .map_or(0, |t| t.columns.len());
+            if let Some(cell) = acc.get(ci * ngroups + g).and_then(|s| cell_of(s, ncols)) {
+                group.cells.push((class, cell));
             }
         }
     }
@@ -287,7 +373,16 @@ fn combine_role(model: &Model, role: &Role, scratch: &mut Scratch) -> CompiledRo
         .collect();
 
     // Masks: only on columns the role can read (select or copy-out).
-    let masks = masks_of(model, role, acc, ntables);
+    for ((g, c), (kind, rule, predicates)) in masks_of(model, role, acc, &group_of, &reps) {
+        if let Some(group) = groups.get_mut(g as usize) {
+            group.masks.push(GroupMask {
+                column: c,
+                kind,
+                rule,
+                predicates,
+            });
+        }
+    }
 
     patterns.sort();
     patterns.dedup();
@@ -299,9 +394,10 @@ fn combine_role(model: &Model, role: &Role, scratch: &mut Scratch) -> CompiledRo
         cells,
         functions,
         patterns,
-        masks,
+        masks: Vec::new(),
         limits,
         rates,
+        groups: Some(RoleGroups { group_of, groups }),
     }
 }
 
@@ -360,14 +456,18 @@ fn cell_of(slot: &Acc, ncols: usize) -> Option<Cell> {
     })
 }
 
-fn masks_of(model: &Model, role: &Role, acc: &[Acc], ntables: usize) -> Vec<MaskEntry> {
-    let mut best: std::collections::BTreeMap<(u32, u32), (MaskKind, RuleIndex, bool)> =
-        std::collections::BTreeMap::new();
-    let readable = |t: u32| -> ColSet {
+/// The masks of each group, by (group, column): on columns the role can read, the
+/// strongest mask, the lowest rule among equals.
+type GroupMasks = std::collections::BTreeMap<(u32, u32), (MaskKind, RuleIndex, bool)>;
+
+fn masks_of(model: &Model, role: &Role, acc: &[Acc], group_of: &[u32], reps: &[u32]) -> GroupMasks {
+    let ngroups = reps.len();
+    let mut best = GroupMasks::new();
+    let readable = |t: u32, g: usize| -> ColSet {
         let ncols = model.catalog.table(t).map(|t| t.columns.len()).unwrap_or(0);
         let mut out = ColSet::new();
         for class in [StatementClass::Select, StatementClass::CopyOut] {
-            if let Some(slot) = acc.get(class as usize * ntables + t as usize)
+            if let Some(slot) = acc.get(class as usize * ngroups + g)
                 && let Some(c) = allowed_columns(slot, ncols)
             {
                 out.union_with(&c);
@@ -378,8 +478,14 @@ fn masks_of(model: &Model, role: &Role, acc: &[Acc], ntables: usize) -> Vec<Mask
     for &ri in &role.rules {
         let Some(rule) = model.rule(ri) else { continue };
         let Body::Mask(m) = &rule.body else { continue };
-        for (t, cols) in &m.target.tables {
-            let read = readable(*t);
+        for (t, cols) in m.target.tables.iter() {
+            let Some(&g) = group_of.get(*t as usize) else {
+                continue;
+            };
+            if reps.get(g as usize) != Some(t) {
+                continue;
+            }
+            let read = readable(*t, g as usize);
             let ncols = model
                 .catalog
                 .table(*t)
@@ -390,7 +496,7 @@ fn masks_of(model: &Model, role: &Role, acc: &[Acc], ntables: usize) -> Vec<Mask
                 if !read.contains(c) {
                     continue;
                 }
-                let e = best.entry((*t, c)).or_insert((m.kind, ri, m.predicates));
+                let e = best.entry((g, c)).or_insert((m.kind, ri, m.predicates));
                 let stronger = mask_strength(m.kind) > mask_strength(e.0);
                 let same_lower = m.kind == e.0 && ri < e.1;
                 if stronger || same_lower {
@@ -399,15 +505,7 @@ fn masks_of(model: &Model, role: &Role, acc: &[Acc], ntables: usize) -> Vec<Mask
             }
         }
     }
-    best.into_iter()
-        .map(|((table, column), (kind, rule, predicates))| MaskEntry {
-            table,
-            column,
-            kind,
-            rule,
-            predicates,
-        })
-        .collect()
+    best
 }
 
 #[cfg(test)]
@@ -514,9 +612,10 @@ function "pg_catalog.pg_read_file" { tags "files" }
             vec![(0, Effect::Allow, Some(1)), (1, Effect::Deny, Some(2))]
         );
         // Masks only on readable pii columns; redact beats hash on email; ssn unreadable.
-        assert_eq!(a.masks.len(), 1);
+        let masks = a.table_masks();
+        assert_eq!(masks.len(), 1);
         assert_eq!(
-            (a.masks[0].column, a.masks[0].kind, a.masks[0].rule),
+            (masks[0].column, masks[0].kind, masks[0].rule),
             (0, MaskKind::Redact, 4)
         );
         assert_eq!(a.limits.max_rows, Some(50));
@@ -527,7 +626,7 @@ function "pg_catalog.pg_read_file" { tags "files" }
         // The child inherits everything and tightens rows.
         let b = &p.roles[1];
         assert_eq!(b.limits.max_rows, Some(10));
-        assert_eq!(b.masks, a.masks);
+        assert_eq!(b.table_masks(), a.table_masks());
         assert!(b.members.is_empty());
     }
 }

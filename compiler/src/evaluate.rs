@@ -8,39 +8,64 @@
 use pgate_core::class::StatementClass;
 use pgate_core::table::model::{Cell, ColumnAccess, CompiledPolicy, Effect, RuleIndex};
 
-const NONE: u32 = u32::MAX;
-
-/// A dense index over a compiled policy's cells.
+/// An index over a compiled policy's cells.
 pub struct Evaluator<'a> {
     pub policy: &'a CompiledPolicy,
-    ntables: usize,
-    /// Per role: `(tables + 1) × classes` cell indices (slot 0 of each class = class-level).
-    index: Vec<Vec<u32>>,
+    roles: Vec<RoleCells<'a>>,
+}
+
+/// One role's cells: class-level, and per group (or per table, for a role given per
+/// table), each by statement class.
+struct RoleCells<'a> {
+    class_level: [Option<&'a Cell>; StatementClass::COUNT],
+    /// Per table: its group (`None`: each table is its own).
+    group_of: Option<&'a [u32]>,
+    groups: Vec<[Option<&'a Cell>; StatementClass::COUNT]>,
 }
 
 impl<'a> Evaluator<'a> {
     pub fn new(policy: &'a CompiledPolicy) -> Self {
         let ntables = policy.catalog.tables.len();
-        let stride = ntables + 1;
-        let index = policy
+        let roles = policy
             .roles
             .iter()
             .map(|role| {
-                let mut v = vec![NONE; stride * StatementClass::COUNT];
-                for (i, e) in role.cells.iter().enumerate() {
-                    let slot = e.class as usize * stride + e.table.map_or(0, |t| t as usize + 1);
-                    if let Some(s) = v.get_mut(slot) {
-                        *s = i as u32;
+                let mut r = RoleCells {
+                    class_level: [None; StatementClass::COUNT],
+                    group_of: role.groups.as_ref().map(|g| g.group_of.as_slice()),
+                    groups: Vec::new(),
+                };
+                match &role.groups {
+                    Some(g) => {
+                        r.groups = g
+                            .groups
+                            .iter()
+                            .map(|group| {
+                                let mut by_class = [None; StatementClass::COUNT];
+                                for (class, cell) in &group.cells {
+                                    by_class[*class as usize] = Some(cell);
+                                }
+                                by_class
+                            })
+                            .collect();
+                    }
+                    None => r.groups = vec![[None; StatementClass::COUNT]; ntables],
+                }
+                for e in &role.cells {
+                    match e.table {
+                        None => r.class_level[e.class as usize] = Some(&e.cell),
+                        Some(t) if role.groups.is_none() => {
+                            if let Some(g) = r.groups.get_mut(t as usize) {
+                                g[e.class as usize] = Some(&e.cell);
+                            }
+                        }
+                        Some(_) => {}
                     }
                 }
-                v
+                r
             })
             .collect();
-        Evaluator {
-            policy,
-            ntables,
-            index,
-        }
+        Evaluator { policy, roles }
     }
 
     pub fn role(&self, name: &str) -> Option<usize> {
@@ -49,18 +74,17 @@ impl<'a> Evaluator<'a> {
 
     /// The cell of (role, class, table); `None` = default deny.
     pub fn cell(&self, role: usize, class: StatementClass, table: Option<u32>) -> Option<&'a Cell> {
-        let stride = self.ntables + 1;
-        let slot = class as usize * stride + table.map_or(0, |t| t as usize + 1);
-        let i = *self.index.get(role)?.get(slot)?;
-        if i == NONE {
-            return None;
+        let r = self.roles.get(role)?;
+        match table {
+            None => r.class_level[class as usize],
+            Some(t) => {
+                let g = match r.group_of {
+                    Some(of) => *of.get(t as usize)? as usize,
+                    None => t as usize,
+                };
+                r.groups.get(g)?[class as usize]
+            }
         }
-        self.policy
-            .roles
-            .get(role)?
-            .cells
-            .get(i as usize)
-            .map(|e| &e.cell)
     }
 
     /// Whether the cell allows (any columns), with its deciding rule.

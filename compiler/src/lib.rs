@@ -26,6 +26,7 @@ pub mod combine;
 pub mod diag;
 pub mod evaluate;
 pub mod explain;
+pub mod fast_catalog;
 pub mod glob;
 pub mod parse;
 pub mod reference;
@@ -91,6 +92,9 @@ fn compile_with(mut sources: Sources, partition: bool) -> Compilation {
         ast = parse::parse(&sources, &mut diagnostics);
     }
     let model = resolve::resolve_with(&sources, &ast, &mut diagnostics, partition);
+    // The model holds everything later passes need; a large catalog's syntax tree is most
+    // of the memory a build takes.
+    drop(ast);
     let mut policy = None;
     let mut table = None;
     if !diagnostics.has_errors() {

@@ -27,6 +27,12 @@ const TOP_LEVEL: &[&str] = &["table", "function", "role", "invariant", "test", "
 
 /// Parses every file of `sources`.
 pub fn parse(sources: &Sources, diags: &mut Diagnostics) -> Ast {
+    parse_with(sources, diags, true)
+}
+
+/// [`parse`], with `fast` false: every file through the `kdl` crate (for tests that check
+/// [`crate::fast_catalog`] against it).
+pub fn parse_with(sources: &Sources, diags: &mut Diagnostics, fast: bool) -> Ast {
     let mut ast = Ast::default();
     let mut nodes = 0usize;
     for file in &sources.files {
@@ -35,6 +41,7 @@ pub fn parse(sources: &Sources, diags: &mut Diagnostics) -> Ast {
             diags: &mut *diags,
             nodes: &mut nodes,
             over_limit: false,
+            fast,
         };
         p.file_(&mut ast);
     }
@@ -46,6 +53,8 @@ struct Parser<'a> {
     diags: &'a mut Diagnostics,
     nodes: &'a mut usize,
     over_limit: bool,
+    /// Try [`crate::fast_catalog`] first.
+    fast: bool,
 }
 
 /// A string argument or property value with its span.
@@ -62,6 +71,17 @@ impl Parser<'_> {
                 )
                 .label(Span::new(self.file.id, offset, 1), "too deep"),
             );
+            return;
+        }
+        if let Some(cat) = self
+            .fast
+            .then(|| crate::fast_catalog::parse(self.file))
+            .flatten()
+            && *self.nodes + cat.nodes <= MAX_NODES
+        {
+            *self.nodes += cat.nodes;
+            ast.tables.extend(cat.tables);
+            ast.functions.extend(cat.functions);
             return;
         }
         let doc = match KdlDocument::parse_v2(text) {

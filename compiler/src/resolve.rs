@@ -12,7 +12,8 @@
 //! (that is [`crate::combine`]) and never depends on the order of nodes or files: every
 //! collection it returns is sorted.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 use pgate_core::class::{ClassSet, StatementClass};
 use pgate_core::table::model::{
@@ -35,14 +36,38 @@ pub struct Column {
     pub span: Span,
 }
 
+/// A column list by what decides: names and tags (not where it was written).
+#[derive(Clone)]
+struct ColumnsKey(Arc<[Column]>);
+
+impl PartialEq for ColumnsKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.len() == other.0.len()
+            && self
+                .0
+                .iter()
+                .zip(other.0.iter())
+                .all(|(a, b)| a.name == b.name && a.tags == b.tags)
+    }
+}
+impl Eq for ColumnsKey {}
+impl std::hash::Hash for ColumnsKey {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        for c in self.0.iter() {
+            c.name.hash(h);
+            c.tags.hash(h);
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Table {
     pub schema: String,
     pub name: String,
     /// `schema.name`.
     pub qualified: String,
-    /// Sorted by name.
-    pub columns: Vec<Column>,
+    /// Sorted by name; shared by every table with the same columns and column tags.
+    pub columns: Arc<[Column]>,
     pub tags: BTreeSet<String>,
     pub span: Span,
 }
@@ -78,6 +103,8 @@ pub struct Catalog {
     pub tables: Vec<Table>,
     /// Every declared table with its class, sorted by `qualified`.
     pub members: Vec<Member>,
+    /// The classes each selector pattern and tag matches (`None`: scan every class).
+    pub index: Option<crate::classes::ClassIndex>,
     /// Sorted by `qualified`.
     pub functions: Vec<Function>,
     /// Every tag used on a table, column or function.
@@ -116,6 +143,10 @@ pub enum TablePattern {
     Glob(String),
 }
 
+/// The declared tables (classes) a selector matches, ascending, with the columns selected
+/// there (`None` = all); shared by every target that selects alike.
+pub type Selection = Arc<[(u32, Option<ColSet>)]>;
+
 /// A resolved `(table selector, column selector)` pair.
 #[derive(Clone, Debug)]
 pub struct Target {
@@ -125,9 +156,10 @@ pub struct Target {
     /// Column names selected (`columns`), `None` with `column_tags` empty = every column.
     pub column_names: BTreeSet<String>,
     pub column_tags: BTreeSet<String>,
-    /// Declared tables matched, ascending, with the columns selected there (`None` = all).
-    /// A column-filtered target keeps only tables where it selects at least one column.
-    pub tables: Vec<(u32, Option<ColSet>)>,
+    /// Declared tables (classes) matched, ascending, with the columns selected there
+    /// (`None` = all). A column-filtered target keeps only tables where it selects at least
+    /// one column.
+    pub tables: Selection,
 }
 
 impl Target {
@@ -320,6 +352,7 @@ pub fn resolve_with(
         sources,
         diags,
         partition,
+        selections: HashMap::new(),
         model: Model {
             source_digest: sources.digest,
             ..Model::default()
@@ -337,6 +370,8 @@ struct Resolver<'a> {
     diags: &'a mut Diagnostics,
     /// Fold tables no selector tells apart into classes ([`crate::classes`]).
     partition: bool,
+    /// Selections already made, by selector: roles repeat the same selectors.
+    selections: HashMap<String, Selection>,
     model: Model,
 }
 
@@ -413,6 +448,7 @@ impl Resolver<'_> {
 
     fn catalog(&mut self, ast: &Ast) {
         let mut tables: BTreeMap<String, Table> = BTreeMap::new();
+        let mut lists: HashSet<ColumnsKey> = HashSet::new();
         for t in &ast.tables {
             let Some((schema, name)) = split_qualified(&t.name.value) else {
                 self.unqualified("table", &t.name, Vec::new());
@@ -433,18 +469,24 @@ impl Resolver<'_> {
                 self.duplicate("table", &t.name.value, t.name.span, first);
                 continue;
             }
-            let mut columns: BTreeMap<String, Column> = BTreeMap::new();
+            let mut columns: BTreeMap<&str, Column> = BTreeMap::new();
             for c in &t.columns {
-                if let Some(prev) = columns.get(&c.name.value) {
+                if let Some(prev) = columns.get(c.name.value.as_str()) {
                     let first = prev.span;
                     self.duplicate("column", &c.name.value, c.name.span, first);
                     continue;
                 }
                 let tags: BTreeSet<String> = c.tags.iter().map(|t| t.value.clone()).collect();
-                self.model.catalog.tags.extend(tags.iter().cloned());
-                self.model.catalog.column_names.insert(c.name.value.clone());
+                for tag in &tags {
+                    if !self.model.catalog.tags.contains(tag) {
+                        self.model.catalog.tags.insert(tag.clone());
+                    }
+                }
+                if !self.model.catalog.column_names.contains(&c.name.value) {
+                    self.model.catalog.column_names.insert(c.name.value.clone());
+                }
                 columns.insert(
-                    c.name.value.clone(),
+                    &c.name.value,
                     Column {
                         name: c.name.value.clone(),
                         tags,
@@ -452,29 +494,45 @@ impl Resolver<'_> {
                     },
                 );
             }
+            // Tables with the same columns (names and tags) share one list: a large
+            // catalog repeats a few lists many times.
+            let list = ColumnsKey(columns.into_values().collect());
+            let columns = match lists.get(&list) {
+                Some(shared) => shared.0.clone(),
+                None => {
+                    lists.insert(list.clone());
+                    list.0
+                }
+            };
             let tags: BTreeSet<String> = t.tags.iter().map(|t| t.value.clone()).collect();
-            self.model.catalog.tags.extend(tags.iter().cloned());
+            for tag in &tags {
+                if !self.model.catalog.tags.contains(tag) {
+                    self.model.catalog.tags.insert(tag.clone());
+                }
+            }
             tables.insert(
                 t.name.value.clone(),
                 Table {
                     schema: schema.to_string(),
                     name: name.to_string(),
                     qualified: t.name.value.clone(),
-                    columns: columns.into_values().collect(),
+                    columns,
                     tags,
                     span: t.name.span,
                 },
             );
         }
+        drop(lists);
         let selectors = if self.partition {
             crate::classes::Selectors::of(ast)
         } else {
             crate::classes::Selectors::apart()
         };
-        let (classes, members) =
+        let (classes, members, index) =
             crate::classes::partition(tables.into_values().collect(), &selectors);
         self.model.catalog.tables = classes;
         self.model.catalog.members = members;
+        self.model.catalog.index = index;
 
         let mut functions: BTreeMap<String, Function> = BTreeMap::new();
         for f in &ast.functions {
@@ -881,9 +939,21 @@ impl Resolver<'_> {
             tag,
             column_names,
             column_tags,
-            tables: Vec::new(),
+            tables: Arc::from(Vec::new()),
         };
-        target.tables = match_tables(&self.model.catalog, &target);
+        let key = format!(
+            "{:?}\u{0}{:?}\u{0}{:?}\u{0}{:?}",
+            target.table, target.tag, target.column_names, target.column_tags
+        );
+        target.tables = match self.selections.get(&key) {
+            Some(t) => t.clone(),
+            None => {
+                let t: Selection =
+                    Arc::from(match_tables(&self.model.catalog, &target));
+                self.selections.insert(key, t.clone());
+                t
+            }
+        };
         if let (Some(tag), true) = (&tables.tag, target.tables.is_empty()) {
             self.diags.push(
                 Diagnostic::warning(
@@ -1150,19 +1220,38 @@ pub fn columns_selected(target: &Target, t: &Table) -> Option<ColSet> {
 
 fn match_tables(catalog: &Catalog, target: &Target) -> Vec<(u32, Option<ColSet>)> {
     let mut out = Vec::new();
-    let candidates: Box<dyn Iterator<Item = (usize, &Table)>> = match &target.table {
-        TablePattern::Exact(q) => match catalog.table_index(q) {
-            Some(i) => Box::new(
-                catalog
-                    .tables
-                    .get(i as usize)
-                    .map(|t| (i as usize, t))
-                    .into_iter(),
-            ),
-            None => Box::new(std::iter::empty()),
-        },
-        _ => Box::new(catalog.tables.iter().enumerate()),
-    };
+    fn indexed<'c>(
+        catalog: &'c Catalog,
+        ids: Option<&'c Vec<u32>>,
+    ) -> Box<dyn Iterator<Item = (usize, &'c Table)> + 'c> {
+        Box::new(
+            ids.into_iter()
+                .flatten()
+                .filter_map(|&i| Some((i as usize, catalog.tables.get(i as usize)?))),
+        )
+    }
+    let candidates: Box<dyn Iterator<Item = (usize, &Table)>> =
+        match (&target.table, &catalog.index) {
+            (TablePattern::Exact(q), _) => match catalog.table_index(q) {
+                Some(i) => Box::new(
+                    catalog
+                        .tables
+                        .get(i as usize)
+                        .map(|t| (i as usize, t))
+                        .into_iter(),
+                ),
+                None => Box::new(std::iter::empty()),
+            },
+            // Every pattern of the policy is indexed; each candidate is still checked below.
+            (TablePattern::Glob(g), Some(ix)) if g != "*" => indexed(catalog, ix.by_pattern.get(g)),
+            (TablePattern::Any, Some(ix)) if target.tag.is_some() => {
+                indexed(catalog, target.tag.as_ref().and_then(|t| ix.by_tag.get(t)))
+            }
+            (TablePattern::Glob(g), Some(ix)) if target.tag.is_some() && g == "*" => {
+                indexed(catalog, target.tag.as_ref().and_then(|t| ix.by_tag.get(t)))
+            }
+            _ => Box::new(catalog.tables.iter().enumerate()),
+        };
     for (i, t) in candidates {
         if !table_selected(target, t) {
             continue;

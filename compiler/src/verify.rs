@@ -53,20 +53,41 @@ struct RoleIndex<'m> {
     /// Per class: allows of the class (any selector), unfiltered denies.
     class_allows: Vec<Vec<RuleIndex>>,
     class_denies: Vec<Vec<RuleIndex>>,
+    /// Slots of `allows` and `denies` filled, to clear for the next role.
+    touched: Vec<usize>,
     model: &'m Model,
 }
 
 impl<'m> RoleIndex<'m> {
-    fn new(model: &'m Model, role: &Role) -> Self {
+    /// The index of `role`, reusing `previous`'s buffers (a role selects few of the
+    /// (class, table) slots: clearing only those keeps this linear in its rules).
+    fn new(model: &'m Model, role: &Role, previous: Option<Self>) -> Self {
         let ntables = model.catalog.tables.len();
         let n = StatementClass::COUNT * ntables;
-        let mut idx = RoleIndex {
-            ntables,
-            allows: vec![Vec::new(); n],
-            denies: vec![Vec::new(); n],
-            class_allows: vec![Vec::new(); StatementClass::COUNT],
-            class_denies: vec![Vec::new(); StatementClass::COUNT],
-            model,
+        let mut idx = match previous {
+            Some(mut p) => {
+                for &slot in &p.touched {
+                    if let Some(v) = p.allows.get_mut(slot) {
+                        v.clear();
+                    }
+                    if let Some(v) = p.denies.get_mut(slot) {
+                        v.clear();
+                    }
+                }
+                p.touched.clear();
+                p.class_allows.iter_mut().for_each(Vec::clear);
+                p.class_denies.iter_mut().for_each(Vec::clear);
+                p
+            }
+            None => RoleIndex {
+                ntables,
+                allows: vec![Vec::new(); n],
+                denies: vec![Vec::new(); n],
+                class_allows: vec![Vec::new(); StatementClass::COUNT],
+                class_denies: vec![Vec::new(); StatementClass::COUNT],
+                touched: Vec::new(),
+                model,
+            },
         };
         for &ri in &role.rules {
             let Some(a) = model.rule(ri).and_then(|r| r.access()) else {
@@ -84,8 +105,9 @@ impl<'m> RoleIndex<'m> {
                 if !class.touches_tables() {
                     continue;
                 }
-                for (t, _) in &a.target.tables {
+                for (t, _) in a.target.tables.iter() {
                     let slot = ci * ntables + *t as usize;
+                    idx.touched.push(slot);
                     match a.effect {
                         Effect::Allow => push(&mut idx.allows, slot, ri),
                         Effect::Deny => push(&mut idx.denies, slot, ri),
@@ -178,8 +200,9 @@ fn rule_analysis(model: &Model, diags: &mut Diagnostics) {
     let mut overlaps: BTreeMap<(RuleIndex, RuleIndex), u32> = BTreeMap::new();
     let mut shadowed: BTreeMap<RuleIndex, RuleIndex> = BTreeMap::new();
     let mut redundant: BTreeMap<RuleIndex, RuleIndex> = BTreeMap::new();
+    let mut previous: Option<RoleIndex<'_>> = None;
     for (role_i, role) in model.roles.iter().enumerate() {
-        let idx = RoleIndex::new(model, role);
+        let idx = RoleIndex::new(model, role, previous.take());
         let nt = idx.ntables;
         // Overlaps and shadowing, for every allow the role has.
         for &ri in &role.rules {
@@ -320,6 +343,7 @@ fn rule_analysis(model: &Model, diags: &mut Diagnostics) {
                 redundant.entry(ri).or_insert(by.unwrap_or(ri));
             }
         }
+        previous = Some(idx);
     }
     for (a, d) in shadowed {
         let (Some(ar), Some(dr)) = (model.rule(a), model.rule(d)) else {
@@ -410,7 +434,7 @@ fn masks(model: &Model, eval: &Evaluator<'_>, diags: &mut Diagnostics) {
                 }
                 continue;
             }
-            for (t, cols) in &m.target.tables {
+            for (t, cols) in m.target.tables.iter() {
                 for c in cols.iter().flat_map(|c| c.iter()) {
                     if readable(role_i, *t, c) {
                         continue;
@@ -445,7 +469,7 @@ fn masks(model: &Model, eval: &Evaluator<'_>, diags: &mut Diagnostics) {
         for &ri in &role.rules {
             let Some(rule) = model.rule(ri) else { continue };
             let Body::Mask(m) = &rule.body else { continue };
-            for (t, cols) in &m.target.tables {
+            for (t, cols) in m.target.tables.iter() {
                 let full = model
                     .catalog
                     .table(*t)
@@ -537,7 +561,7 @@ fn invariants(
                             rule,
                         });
                     }
-                    for (t, cols) in &f.target.tables {
+                    for (t, cols) in f.target.tables.iter() {
                         let Some(cell) = eval.cell(role, class, Some(*t)) else {
                             continue;
                         };

@@ -547,7 +547,7 @@ proptest! {
                     continue;
                 }
                 for class in a.classes.iter() {
-                    for (t, cols) in &a.target.tables {
+                    for (t, cols) in a.target.tables.iter() {
                         let n = policy.catalog.tables[*t as usize].columns.len() as u32;
                         for col in 0..n {
                             if cols.as_ref().is_none_or(|s| s.contains(col)) {

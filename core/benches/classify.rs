@@ -71,6 +71,7 @@ fn pgbench_policy() -> Vec<u8> {
         },
         rules: vec![rule],
         roles: vec![CompiledRole {
+            groups: None,
             name: "bench".into(),
             members: vec![],
             cells: vec![CellEntry {

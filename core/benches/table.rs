@@ -84,6 +84,7 @@ fn large_policy() -> CompiledPolicy {
                 }
             }
             CompiledRole {
+                groups: None,
                 name: format!("role_{r}"),
                 members: vec![Membership {
                     claim: "groups".into(),

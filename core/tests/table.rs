@@ -117,6 +117,7 @@ fn sample() -> CompiledPolicy {
         rule(20, RuleKind::Allow, "admin", "allow \"*\" table=\"*\""),
     ];
     let analyst = CompiledRole {
+        groups: None,
         name: "analyst".into(),
         members: vec![Membership {
             claim: "groups".into(),
@@ -188,6 +189,7 @@ fn sample() -> CompiledPolicy {
         }],
     };
     let admin = CompiledRole {
+        groups: None,
         name: "admin".into(),
         members: vec![],
         cells: C::ALL

@@ -60,6 +60,7 @@ const TEST_RSA_N: &str = "0iclTWOB-kLXyVET0TuZO_6UzMahAbjWmBBPdLDtwvPdLa2o7H6Otr
 
 fn role(name: &str, members: &[(&str, &str)]) -> CompiledRole {
     CompiledRole {
+        groups: None,
         name: name.into(),
         members: members
             .iter()

@@ -220,19 +220,76 @@ pub struct Membership {
     pub value: String,
 }
 
+/// A role's table decisions by group: every table of a group is decided alike, so a role
+/// costs its groups plus one index per table, not a cell per table and statement class.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoleGroups {
+    /// Per table (index into [`Catalog::tables`]): its group, an index into `groups`.
+    pub group_of: Vec<u32>,
+    pub groups: Vec<Group>,
+}
+
+/// The decisions shared by the tables of one group.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Group {
+    /// By statement class; classes not listed are default deny.
+    pub cells: Vec<(StatementClass, Cell)>,
+    /// By column.
+    pub masks: Vec<GroupMask>,
+    /// The column count the cells' column indices and the masks refer to (every table of
+    /// the group has it); 0 when nothing here depends on columns.
+    pub columns: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct GroupMask {
+    pub column: u32,
+    pub kind: MaskKind,
+    pub rule: RuleIndex,
+    pub predicates: bool,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CompiledRole {
     pub name: String,
     pub members: Vec<Membership>,
-    /// Cells not listed are default deny (no rule).
+    /// Cells not listed are default deny (no rule). With `groups`, only the class-level
+    /// cells (`table: None`): the groups hold the rest.
     pub cells: Vec<CellEntry>,
     /// Declared functions: (index into `Catalog::functions`, effect, deciding rule).
     /// Functions not listed are default deny.
     pub functions: Vec<(u32, Effect, Option<RuleIndex>)>,
     pub patterns: Vec<PatternRule>,
+    /// Per table; empty with `groups`.
     pub masks: Vec<MaskEntry>,
     pub limits: Limits,
     pub rates: Vec<RateLimit>,
+    /// The compiler's form of the table decisions (`None`: given per table in `cells` and
+    /// `masks`, as hand-built tables do).
+    pub groups: Option<RoleGroups>,
+}
+
+impl CompiledRole {
+    /// Every mask per table, whichever form the role is in (walks every table: for tests
+    /// and small policies).
+    pub fn table_masks(&self) -> Vec<MaskEntry> {
+        let Some(g) = &self.groups else {
+            return self.masks.clone();
+        };
+        let mut out = Vec::new();
+        for (table, &gi) in g.group_of.iter().enumerate() {
+            for m in g.groups.get(gi as usize).map_or(&[][..], |g| &g.masks[..]) {
+                out.push(MaskEntry {
+                    table: table as u32,
+                    column: m.column,
+                    kind: m.kind,
+                    rule: m.rule,
+                    predicates: m.predicates,
+                });
+            }
+        }
+        out
+    }
 }
 
 /// Everything the writer lays out.

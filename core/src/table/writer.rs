@@ -13,7 +13,8 @@ use zerocopy::little_endian::{U16, U32, U64};
 
 use super::format::*;
 use super::model::{
-    Catalog, ColumnAccess, CompiledPolicy, Effect, OnExceed, PatternKind, RateScope, TableDecl,
+    Catalog, Cell, ColumnAccess, CompiledPolicy, CompiledRole, Effect, Group, GroupMask, OnExceed,
+    PatternKind, RateScope, RoleGroups, TableDecl,
 };
 use crate::class::StatementClass;
 
@@ -315,45 +316,12 @@ pub fn write(policy: &CompiledPolicy) -> Result<Vec<u8>, WriteError> {
     let mut map_entries: Vec<U16> = Vec::new();
     let mut map_interner: Interner<Vec<u16>> = Interner::new();
     let mut locals: Vec<LocalRec> = Vec::new();
-    let mut cells: Vec<CellRec> = Vec::new();
-    let mut cell_interner: Interner<CellRec> = Interner::new();
-    let mut colsets: Vec<U64> = Vec::new();
-    let mut colset_interner: Interner<Vec<u64>> = Interner::new();
-    let mut colset_offsets: Vec<u32> = Vec::new();
     let mut func_verdicts: Vec<U32> = Vec::new();
     let mut patterns = Vec::new();
     let mut masks: Vec<MaskRec> = Vec::new();
     let mut rates = Vec::new();
+    let mut values = Values::new();
 
-    let default_cell = CellRec {
-        effect: EFFECT_DEFAULT_DENY,
-        pad: [0; 3],
-        rule: U32::new(NONE),
-        allow_cols: U32::new(NONE),
-        denied_cols: U32::new(NONE),
-        denied_rule: U32::new(NONE),
-    };
-    cell_interner.intern(default_cell);
-    cells.push(default_cell);
-
-    let mut intern_colset = |cols: &[u32], width: u32| -> u32 {
-        let mut words = vec![0u64; colset_words(width) as usize];
-        for c in cols {
-            if let Some(w) = words.get_mut((*c / 64) as usize) {
-                *w |= 1u64 << (c % 64);
-            }
-        }
-        let (id, new) = colset_interner.intern(words.clone());
-        if new {
-            colset_offsets.push(colsets.len() as u32);
-            colsets.extend(words.into_iter().map(U64::new));
-        }
-        colset_offsets[id as usize]
-    };
-
-    // Per class: the cell value per statement class, and whether a column set is used.
-    let mut grid: Vec<[u32; StatementClass::COUNT]> = vec![[0; StatementClass::COUNT]; nclasses];
-    let mut uses_columns: Vec<bool> = vec![false; nclasses];
     for &ri in &role_order {
         let role = &policy.roles[ri];
         let new_role = roles.len() as u32;
@@ -373,78 +341,13 @@ pub fn write(policy: &CompiledPolicy) -> Result<Vec<u8>, WriteError> {
             });
         }
 
-        // Cells: [class-level] and one row per class.
-        grid.iter_mut()
-            .for_each(|g| *g = [0; StatementClass::COUNT]);
-        uses_columns.iter_mut().for_each(|u| *u = false);
+        // The class-level record first, then the role's groups in class order.
         let mut class_level = [0u32; StatementClass::COUNT];
-        // Interned in (class, table) order, whatever order the compiler listed them in.
-        let mut entries: Vec<_> = role.cells.iter().collect();
-        entries.sort_by_key(|e| {
-            (
-                e.class,
-                e.table.map(|t| class_remap.get(t as usize).copied()),
-            )
-        });
-        for e in entries {
-            let (slot, width) = match e.table {
-                None => (None, 0u32),
-                Some(t) => {
-                    let Some(&nt) = class_remap.get(t as usize) else {
-                        continue;
-                    };
-                    let width = catalog.tables[t as usize].columns.len() as u32;
-                    (Some(nt as usize), width)
-                }
-            };
-            let c = &e.cell;
-            let rec = CellRec {
-                effect: match c.effect {
-                    Effect::Allow => EFFECT_ALLOW,
-                    Effect::Deny => EFFECT_DENY,
-                },
-                pad: [0; 3],
-                rule: opt(c.rule),
-                allow_cols: match (&c.columns, slot) {
-                    (ColumnAccess::Only(cols), Some(_)) => U32::new(intern_colset(cols, width)),
-                    _ => U32::new(NONE),
-                },
-                denied_cols: if c.denied_columns.is_empty() || slot.is_none() {
-                    U32::new(NONE)
-                } else {
-                    U32::new(intern_colset(&c.denied_columns, width))
-                },
-                denied_rule: opt(c.denied_columns_rule),
-            };
-            let (id, new) = cell_interner.intern(rec);
-            if new {
-                cells.push(rec);
-            }
-            match slot {
-                None => class_level[e.class as usize] = id,
-                Some(k) => {
-                    grid[k][e.class as usize] = id;
-                    if rec.allow_cols.get() != NONE || rec.denied_cols.get() != NONE {
-                        uses_columns[k] = true;
-                    }
-                }
-            }
+        let mut listed: Vec<_> = role.cells.iter().filter(|e| e.table.is_none()).collect();
+        listed.sort_by_key(|e| e.class);
+        for e in listed {
+            class_level[e.class as usize] = values.cell(&e.cell, None);
         }
-
-        // Masks, by class then column.
-        let mut ms: Vec<(u32, u32, u8, u32, u8)> = role
-            .masks
-            .iter()
-            .filter_map(|m| {
-                let nt = *class_remap.get(m.table as usize)?;
-                let flags = if m.predicates { MASK_PREDICATES } else { 0 };
-                Some((nt, m.column, m.kind as u8, m.rule, flags))
-            })
-            .collect();
-        ms.sort();
-        ms.dedup_by_key(|m| (m.0, m.1));
-
-        // Groups: classes with the same cells and masks.
         let locals_first = locals.len() as u32;
         locals.push(LocalRec {
             cells: class_level.map(U32::new),
@@ -452,27 +355,29 @@ pub fn write(policy: &CompiledPolicy) -> Result<Vec<u8>, WriteError> {
             masks_first: U32::new(masks.len() as u32),
             masks_count: U32::new(0),
         });
-        let mut groups: HashMap<GroupKey, u16> = HashMap::new();
-        let mut map: Vec<u16> = Vec::with_capacity(nclasses);
-        let mut next_mask = 0usize;
-        for k in 0..nclasses {
-            let start = next_mask;
-            while ms.get(next_mask).is_some_and(|m| m.0 as usize == k) {
-                next_mask += 1;
+        let per_table;
+        let rg = match &role.groups {
+            Some(g) => g,
+            None => {
+                per_table = groups_of_tables(role, catalog);
+                &per_table
             }
-            let class_masks: Vec<(u32, u8, u32, u8)> = ms[start..next_mask]
-                .iter()
-                .map(|m| (m.1, m.2, m.3, m.4))
-                .collect();
-            let width = if uses_columns[k] || !class_masks.is_empty() {
-                catalog.tables[class_order[k] as usize].columns.len() as u32
-            } else {
-                0
-            };
-            let key: GroupKey = (grid[k], class_masks, width);
+        };
+        let mut groups: HashMap<GroupKey, u16> = HashMap::new();
+        let mut local_of: Vec<Option<u16>> = vec![None; rg.groups.len()];
+        let mut map: Vec<u16> = Vec::with_capacity(nclasses);
+        for &old in &class_order {
+            let gi = rg.group_of.get(old as usize).copied().unwrap_or(NONE) as usize;
+            if let Some(Some(e)) = local_of.get(gi) {
+                map.push(*e);
+                continue;
+            }
+            let empty = Group::default();
+            let g = rg.groups.get(gi).unwrap_or(&empty);
+            let key = values.group_key(g);
             let next = groups.len();
             let entry = match groups.get(&key) {
-                Some(g) => *g,
+                Some(e) => *e,
                 None => {
                     if next >= MAX_GROUPS_PER_ROLE {
                         return Err(WriteError::TooManyGroups {
@@ -493,7 +398,7 @@ pub fn write(policy: &CompiledPolicy) -> Result<Vec<u8>, WriteError> {
                     }
                     locals.push(LocalRec {
                         cells: key.0.map(U32::new),
-                        columns: U32::new(width),
+                        columns: U32::new(key.2),
                         masks_first: U32::new(masks_first),
                         masks_count: U32::new(key.1.len() as u32),
                     });
@@ -501,6 +406,9 @@ pub fn write(policy: &CompiledPolicy) -> Result<Vec<u8>, WriteError> {
                     next as u16
                 }
             };
+            if let Some(slot) = local_of.get_mut(gi) {
+                *slot = Some(entry);
+            }
             map.push(entry);
         }
         let ngroups = groups.len() as u32;
@@ -530,11 +438,7 @@ pub fn write(policy: &CompiledPolicy) -> Result<Vec<u8>, WriteError> {
                 denied_cols: U32::new(NONE),
                 denied_rule: U32::new(NONE),
             };
-            let (id, new) = cell_interner.intern(rec);
-            if new {
-                cells.push(rec);
-            }
-            fv[nf as usize] = id;
+            fv[nf as usize] = values.intern(rec);
         }
         func_verdicts.extend(fv.into_iter().map(U32::new));
 
@@ -597,8 +501,6 @@ pub fn write(policy: &CompiledPolicy) -> Result<Vec<u8>, WriteError> {
             max_bytes: U64::new(role.limits.max_bytes.unwrap_or(NO_LIMIT)),
         });
     }
-    drop(grid);
-    drop(uses_columns);
 
     // --- name index: open addressing, linear probing, ≤ 50% load ---
     let capacity = (index_keys.len() * 2).next_power_of_two().max(16);
@@ -643,8 +545,8 @@ pub fn write(policy: &CompiledPolicy) -> Result<Vec<u8>, WriteError> {
         section(SectionKind::Maps, &maps),
         section(SectionKind::MapEntries, &map_entries),
         section(SectionKind::Locals, &locals),
-        section(SectionKind::Cells, &cells),
-        section(SectionKind::ColumnSets, &colsets),
+        section(SectionKind::Cells, &values.cells),
+        section(SectionKind::ColumnSets, &values.colsets),
         section(SectionKind::FunctionVerdicts, &func_verdicts),
         section(SectionKind::Patterns, &patterns),
         section(SectionKind::Masks, &masks),
@@ -689,6 +591,149 @@ pub fn write(policy: &CompiledPolicy) -> Result<Vec<u8>, WriteError> {
     let checksum = file_checksum(&out);
     out[CHECKSUM_RANGE].copy_from_slice(&checksum);
     Ok(out)
+}
+
+/// Interned cell values and column sets.
+struct Values {
+    cells: Vec<CellRec>,
+    cell_ids: Interner<CellRec>,
+    colsets: Vec<U64>,
+    colset_ids: Interner<Vec<u64>>,
+    colset_offsets: Vec<u32>,
+}
+
+impl Values {
+    fn new() -> Self {
+        let mut v = Values {
+            cells: Vec::new(),
+            cell_ids: Interner::new(),
+            colsets: Vec::new(),
+            colset_ids: Interner::new(),
+            colset_offsets: Vec::new(),
+        };
+        // Cell value 0 is the default deny.
+        v.intern(CellRec {
+            effect: EFFECT_DEFAULT_DENY,
+            pad: [0; 3],
+            rule: U32::new(NONE),
+            allow_cols: U32::new(NONE),
+            denied_cols: U32::new(NONE),
+            denied_rule: U32::new(NONE),
+        });
+        v
+    }
+
+    fn intern(&mut self, rec: CellRec) -> u32 {
+        let (id, new) = self.cell_ids.intern(rec);
+        if new {
+            self.cells.push(rec);
+        }
+        id
+    }
+
+    /// Word offset of a column set of a table `width` columns wide.
+    fn colset(&mut self, cols: &[u32], width: u32) -> u32 {
+        let mut words = vec![0u64; colset_words(width) as usize];
+        for c in cols {
+            if let Some(w) = words.get_mut((*c / 64) as usize) {
+                *w |= 1u64 << (c % 64);
+            }
+        }
+        let (id, new) = self.colset_ids.intern(words.clone());
+        if new {
+            self.colset_offsets.push(self.colsets.len() as u32);
+            self.colsets.extend(words.into_iter().map(U64::new));
+        }
+        self.colset_offsets[id as usize]
+    }
+
+    /// A cell's value id; `width` is the column count of its table (`None`: class-level,
+    /// no column sets).
+    fn cell(&mut self, c: &Cell, width: Option<u32>) -> u32 {
+        let rec = CellRec {
+            effect: match c.effect {
+                Effect::Allow => EFFECT_ALLOW,
+                Effect::Deny => EFFECT_DENY,
+            },
+            pad: [0; 3],
+            rule: opt(c.rule),
+            // A deny's column sets would never be read.
+            allow_cols: match (&c.columns, width, c.effect) {
+                (ColumnAccess::Only(cols), Some(w), Effect::Allow) => {
+                    U32::new(self.colset(cols, w))
+                }
+                _ => U32::new(NONE),
+            },
+            denied_cols: match width {
+                Some(w) if !c.denied_columns.is_empty() && c.effect == Effect::Allow => {
+                    U32::new(self.colset(&c.denied_columns, w))
+                }
+                _ => U32::new(NONE),
+            },
+            denied_rule: opt(c.denied_columns_rule),
+        };
+        self.intern(rec)
+    }
+
+    /// A group as laid out: cell values per statement class, masks, column count.
+    fn group_key(&mut self, g: &Group) -> GroupKey {
+        let mut cells = [0u32; StatementClass::COUNT];
+        // Interned in statement-class order, whatever order the compiler listed them in.
+        let mut listed: Vec<&(StatementClass, Cell)> = g.cells.iter().collect();
+        listed.sort_by_key(|(class, _)| *class);
+        for (class, cell) in listed {
+            cells[*class as usize] = self.cell(cell, Some(g.columns));
+        }
+        let mut masks: Vec<(u32, u8, u32, u8)> = g
+            .masks
+            .iter()
+            .map(|m| {
+                let flags = if m.predicates { MASK_PREDICATES } else { 0 };
+                (m.column, m.kind as u8, m.rule, flags)
+            })
+            .collect();
+        masks.sort();
+        masks.dedup_by_key(|m| m.0);
+        let uses_columns = !masks.is_empty()
+            || cells.iter().any(|&id| {
+                self.cells
+                    .get(id as usize)
+                    .is_some_and(|c| c.allow_cols.get() != NONE || c.denied_cols.get() != NONE)
+            });
+        (cells, masks, if uses_columns { g.columns } else { 0 })
+    }
+}
+
+/// A role given per table (hand-built tables) as one group per table.
+fn groups_of_tables(role: &CompiledRole, catalog: &Catalog) -> RoleGroups {
+    let mut groups: Vec<Group> = catalog
+        .tables
+        .iter()
+        .map(|t| Group {
+            cells: Vec::new(),
+            masks: Vec::new(),
+            columns: t.columns.len() as u32,
+        })
+        .collect();
+    for e in &role.cells {
+        if let Some(g) = e.table.and_then(|t| groups.get_mut(t as usize)) {
+            g.cells.push((e.class, e.cell.clone()));
+        }
+    }
+    for m in &role.masks {
+        if let Some(g) = groups.get_mut(m.table as usize) {
+            g.masks.push(GroupMask {
+                column: m.column,
+                kind: m.kind,
+                rule: m.rule,
+                predicates: m.predicates,
+            });
+        }
+    }
+    RoleGroups {
+        group_of: (0..catalog.tables.len() as u32).collect(),
+        groups,
+    }
 }
 
 fn align8(n: usize) -> usize {

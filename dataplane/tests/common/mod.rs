@@ -248,6 +248,7 @@ fn analyst(customers: Option<ColumnAccess>, cursors: bool) -> CompiledRole {
     }
     cells.sort_by_key(|c| (c.class as u8, c.table));
     CompiledRole {
+        groups: None,
         name: "analyst".into(),
         members: vec![],
         cells,
