@@ -948,8 +948,7 @@ impl Resolver<'_> {
         target.tables = match self.selections.get(&key) {
             Some(t) => t.clone(),
             None => {
-                let t: Selection =
-                    Arc::from(match_tables(&self.model.catalog, &target));
+                let t: Selection = Arc::from(match_tables(&self.model.catalog, &target));
                 self.selections.insert(key, t.clone());
                 t
             }

@@ -31,16 +31,16 @@ use super::{DiffArgs, EXIT_POLICY, EXIT_USAGE, OutputFormat};
 // CLI
 
 pub fn run(args: &DiffArgs) -> ExitCode {
-    let old = match load(&args.old) {
-        Ok(s) => s,
-        Err(e) => {
+    let (old, new) = match (load_bytes(&args.old), load_bytes(&args.new)) {
+        (Ok(o), Ok(n)) => (o, n),
+        (Err(e), _) | (_, Err(e)) => {
             eprintln!("error: {e}");
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let new = match load(&args.new) {
-        Ok(s) => s,
-        Err(e) => {
+    let (old, new) = match (parsed(&old, &args.old), parsed(&new, &args.new)) {
+        (Ok(o), Ok(n)) => Snapshot::pair(&o, &n),
+        (Err(e), _) | (_, Err(e)) => {
             eprintln!("error: {e}");
             return ExitCode::from(EXIT_USAGE);
         }
@@ -74,18 +74,26 @@ pub fn run(args: &DiffArgs) -> ExitCode {
 /// Reads one side: a built `.pgt` file as is, or policy sources (a directory or a `.kdl`
 /// file) compiled in memory exactly as `build` would.
 pub fn load(path: &Path) -> Result<Snapshot, String> {
-    let loaded = crate::load_table(path).map_err(|e| {
+    let loaded = load_bytes(path)?;
+    Ok(Snapshot::from_table(&parsed(&loaded, path)?))
+}
+
+/// One side's table bytes: a built `.pgt` as is, or sources compiled as `build` would.
+fn load_bytes(path: &Path) -> Result<crate::PolicyTable, String> {
+    crate::load_table(path).map_err(|e| {
         let msg = e.to_string();
         if msg.contains(&path.display().to_string()) {
             msg
         } else {
             format!("{}: {msg}", path.display())
         }
-    })?;
-    let table = loaded
+    })
+}
+
+fn parsed<'b>(loaded: &'b crate::PolicyTable, path: &Path) -> Result<Table<'b>, String> {
+    loaded
         .table()
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(Snapshot::from_table(&table))
+        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn plural(n: usize) -> &'static str {
@@ -192,26 +200,145 @@ pub struct Snapshot {
 /// A declared table: id, "schema.name", (column id, column name).
 type DeclaredTable = (TableId, String, Vec<(ColumnId, String)>);
 
+fn rule_of(t: &Table<'_>, id: Option<u32>) -> Option<RuleLoc> {
+    id.and_then(|id| t.rule(id)).map(|r| RuleLoc {
+        file: r.file.to_string(),
+        line: r.line,
+        text: r.text.to_string(),
+    })
+}
+
+fn declared(t: &Table<'_>, tid: TableId) -> DeclaredTable {
+    let (schema, name) = t.table_name(tid);
+    let cols = (0..t.column_count(tid))
+        .map(ColumnId)
+        .map(|c| (c, t.column_name(tid, c).to_string()))
+        .collect();
+    (tid, format!("{schema}.{name}"), cols)
+}
+
 impl Snapshot {
+    /// Every cell of `t`, by names.
     pub fn from_table(t: &Table<'_>) -> Snapshot {
-        let rule = |id: Option<u32>| {
-            id.and_then(|id| t.rule(id)).map(|r| RuleLoc {
-                file: r.file.to_string(),
-                line: r.line,
-                text: r.text.to_string(),
-            })
-        };
+        let mut snap = Snapshot::base(t);
         let tables: Vec<DeclaredTable> = (0..t.table_count())
-            .map(TableId)
-            .map(|tid| {
-                let (schema, name) = t.table_name(tid);
-                let cols = (0..t.column_count(tid))
-                    .map(ColumnId)
-                    .map(|c| (c, t.column_name(tid, c).to_string()))
-                    .collect();
-                (tid, format!("{schema}.{name}"), cols)
-            })
+            .map(|i| declared(t, TableId(i)))
             .collect();
+        for (_, n, cols) in &tables {
+            snap.tables
+                .insert(n.clone(), cols.iter().map(|(_, c)| c.clone()).collect());
+        }
+        for r in (0..t.role_count()).map(RoleId) {
+            let Some(role) = snap.roles.get_mut(t.role_name(r)) else {
+                continue;
+            };
+            for d in &tables {
+                add_table(t, r, d, role);
+            }
+        }
+        snap
+    }
+
+    /// Both sides, with only the table cells that can differ: per role, tables are paired
+    /// by name, and a pair of (group, column list) is compared once on its first table —
+    /// every other table with the same pair is decided alike on both sides. Tables that
+    /// compare equal are left out of both snapshots, so comparing these gives exactly the
+    /// changes comparing [`Snapshot::from_table`]s would, at the cost of the groups rather
+    /// than of every (role, class, table, column) cell. A role on one side only is
+    /// summarised whole.
+    pub fn pair(old: &Table<'_>, new: &Table<'_>) -> (Snapshot, Snapshot) {
+        let (mut o, mut n) = (Snapshot::base(old), Snapshot::base(new));
+        // Tables by name on each side.
+        let mut names: BTreeMap<String, (Option<TableId>, Option<TableId>)> = BTreeMap::new();
+        for i in 0..old.table_count() {
+            let (s, t) = old.table_name(TableId(i));
+            names.entry(format!("{s}.{t}")).or_default().0 = Some(TableId(i));
+        }
+        for i in 0..new.table_count() {
+            let (s, t) = new.table_name(TableId(i));
+            names.entry(format!("{s}.{t}")).or_default().1 = Some(TableId(i));
+        }
+        let one_sided = |snap: &Snapshot, other: &Table<'_>, name: &str| {
+            snap.roles.contains_key(name) && other.role(name).is_none()
+        };
+        for side in [0, 1] {
+            let (t, snap, other) = if side == 0 {
+                (old, &mut o, new)
+            } else {
+                (new, &mut n, old)
+            };
+            for r in (0..t.role_count()).map(RoleId) {
+                let name = t.role_name(r).to_string();
+                if !one_sided(snap, other, &name) {
+                    continue;
+                }
+                let tables: Vec<DeclaredTable> = (0..t.table_count())
+                    .map(|i| declared(t, TableId(i)))
+                    .collect();
+                if let Some(role) = snap.roles.get_mut(&name) {
+                    for d in &tables {
+                        add_table(t, r, d, role);
+                    }
+                }
+            }
+        }
+        // Tables whose classes are the same on both sides are decided alike by every
+        // role: pair the classes once, then compare per role per pair of classes.
+        let class_of = |t: &Table<'_>, id: Option<TableId>| {
+            id.and_then(|id| Some((t.table_class(id)?, t.decision_group(RoleId(0), id)?.1)))
+        };
+        let mut pairs: BTreeMap<PairKey, Vec<(&String, Option<TableId>, Option<TableId>)>> =
+            BTreeMap::new();
+        for (tname, (ot, nt)) in &names {
+            pairs
+                .entry((class_of(old, *ot), class_of(new, *nt)))
+                .or_default()
+                .push((tname, *ot, *nt));
+        }
+        for ro in (0..old.role_count()).map(RoleId) {
+            let name = old.role_name(ro).to_string();
+            let Some(rn) = new.role(&name) else { continue };
+            let mut differs: std::collections::HashMap<PairKey, bool> =
+                std::collections::HashMap::new();
+            for members in pairs.values() {
+                let Some(&(_, ot, nt)) = members.first() else {
+                    continue;
+                };
+                let key: PairKey = (
+                    ot.and_then(|t| old.decision_group(ro, t)),
+                    nt.and_then(|t| new.decision_group(rn, t)),
+                );
+                let d = match differs.get(&key) {
+                    Some(d) => *d,
+                    None => {
+                        let d = cells_differ(old, ro, ot, new, rn, nt);
+                        differs.insert(key, d);
+                        d
+                    }
+                };
+                if !d {
+                    continue;
+                }
+                for &(tname, ot, nt) in members {
+                    for (t, snap, id, r) in [(old, &mut o, ot, ro), (new, &mut n, nt, rn)] {
+                        let Some(id) = id else { continue };
+                        let dt = declared(t, id);
+                        snap.tables
+                            .insert(tname.clone(), dt.2.iter().map(|(_, c)| c.clone()).collect());
+                        if let Some(role) = snap.roles.get_mut(&name) {
+                            add_table(t, r, &dt, role);
+                        }
+                    }
+                }
+            }
+        }
+        (o, n)
+    }
+
+    /// Roles with their members, class-level cells, functions, limits and rates; no table
+    /// cells.
+    fn base(t: &Table<'_>) -> Snapshot {
+        let rule = |id: Option<u32>| rule_of(t, id);
         let functions: Vec<(String, String)> = (0..t.function_count())
             .map(FunctionId)
             .map(|f| {
@@ -219,12 +346,7 @@ impl Snapshot {
                 (s.to_string(), n.to_string())
             })
             .collect();
-
         let mut snap = Snapshot {
-            tables: tables
-                .iter()
-                .map(|(_, n, cols)| (n.clone(), cols.iter().map(|(_, c)| c.clone()).collect()))
-                .collect(),
             functions: functions.iter().map(|(s, n)| format!("{s}.{n}")).collect(),
             ..Snapshot::default()
         };
@@ -245,31 +367,6 @@ impl Snapshot {
                         rule: rule(rid),
                     },
                 );
-                if !class.touches_tables() {
-                    continue;
-                }
-                for (tid, tname, cols) in &tables {
-                    let (allowed, rid) = t.cell(r, class, Some(*tid));
-                    let mut cell = TableCell {
-                        cell: Verdict {
-                            allowed,
-                            rule: rule(rid),
-                        },
-                        columns: BTreeMap::new(),
-                        order: cols.iter().map(|(_, c)| c.clone()).collect(),
-                    };
-                    for (cid, cname) in cols {
-                        let (c_allowed, c_rule) = t.column_allowed(r, class, *tid, *cid);
-                        cell.columns.insert(
-                            cname.clone(),
-                            Verdict {
-                                allowed: allowed && c_allowed,
-                                rule: rule(c_rule.or(rid)),
-                            },
-                        );
-                    }
-                    role.tables.insert((class, tname.clone()), cell);
-                }
             }
             for (schema, name) in &functions {
                 let (allowed, rid) = t.function_allowed(r, schema, name);
@@ -280,17 +377,6 @@ impl Snapshot {
                         rule: rule(rid),
                     },
                 );
-            }
-            for (tid, tname, cols) in &tables {
-                for (cid, cname) in cols {
-                    if let Some((kind, rid)) = t.mask(r, *tid, *cid) {
-                        role.masks
-                            .insert((tname.clone(), cname.clone()), (kind, rule(Some(rid))));
-                        if t.mask_allows_predicates(r, *tid, *cid) {
-                            role.mask_predicates.insert((tname.clone(), cname.clone()));
-                        }
-                    }
-                }
             }
             let limits = t.limits(r);
             role.max_rows = limits.max_rows;
@@ -316,6 +402,131 @@ impl Snapshot {
         }
         snap
     }
+}
+
+/// A table's decision class and column list on each side (`None`: not declared there).
+type PairKey = (Option<(u32, u32)>, Option<(u32, u32)>);
+
+/// One table's cells (every class that touches tables) and masks for one role.
+fn add_table(t: &Table<'_>, r: RoleId, d: &DeclaredTable, role: &mut RoleSnap) {
+    let (cells, masks) = table_cells(t, r, d);
+    for (class, cell) in cells {
+        role.tables.insert((class, d.1.clone()), cell);
+    }
+    for (column, kind, rule, predicates) in masks {
+        let key = (d.1.clone(), column);
+        if predicates {
+            role.mask_predicates.insert(key.clone());
+        }
+        role.masks.insert(key, (kind, rule));
+    }
+}
+
+type TableMasks = Vec<(String, MaskKind, Option<RuleLoc>, bool)>;
+
+fn table_cells(
+    t: &Table<'_>,
+    r: RoleId,
+    (tid, _, cols): &DeclaredTable,
+) -> (Vec<(StatementClass, TableCell)>, TableMasks) {
+    let rule = |id: Option<u32>| rule_of(t, id);
+    let mut cells = Vec::new();
+    for class in StatementClass::ALL
+        .into_iter()
+        .filter(|c| c.touches_tables())
+    {
+        let (allowed, rid) = t.cell(r, class, Some(*tid));
+        let mut cell = TableCell {
+            cell: Verdict {
+                allowed,
+                rule: rule(rid),
+            },
+            columns: BTreeMap::new(),
+            order: cols.iter().map(|(_, c)| c.clone()).collect(),
+        };
+        for (cid, cname) in cols {
+            let (c_allowed, c_rule) = t.column_allowed(r, class, *tid, *cid);
+            cell.columns.insert(
+                cname.clone(),
+                Verdict {
+                    allowed: allowed && c_allowed,
+                    rule: rule(c_rule.or(rid)),
+                },
+            );
+        }
+        cells.push((class, cell));
+    }
+    let mut masks = Vec::new();
+    for (cid, cname) in cols {
+        if let Some((kind, rid)) = t.mask(r, *tid, *cid) {
+            masks.push((
+                cname.clone(),
+                kind,
+                rule(Some(rid)),
+                t.mask_allows_predicates(r, *tid, *cid),
+            ));
+        }
+    }
+    (cells, masks)
+}
+
+/// Whether one table (by name, on either side) is decided differently by the two sides.
+fn cells_differ(
+    old: &Table<'_>,
+    ro: RoleId,
+    ot: Option<TableId>,
+    new: &Table<'_>,
+    rn: RoleId,
+    nt: Option<TableId>,
+) -> bool {
+    match (ot, nt) {
+        (Some(a), Some(b)) => {
+            decisions(old, ro, &declared(old, a)) != decisions(new, rn, &declared(new, b))
+        }
+        // On one side only: a change unless it allows and masks nothing there.
+        (Some(a), None) => grants_anything(old, ro, &declared(old, a)),
+        (None, Some(b)) => grants_anything(new, rn, &declared(new, b)),
+        (None, None) => false,
+    }
+}
+
+/// What [`compare`] looks at for one table: whether each cell and each column is allowed,
+/// and each mask's kind and predicates flag — not which rule decided (rules move when a
+/// file is edited, and are only reported alongside a change).
+type Decisions = (
+    Vec<(bool, Vec<(String, bool)>)>,
+    Vec<(String, MaskKind, bool)>,
+);
+
+fn decisions(t: &Table<'_>, r: RoleId, (tid, _, cols): &DeclaredTable) -> Decisions {
+    let cells = StatementClass::ALL
+        .into_iter()
+        .filter(|c| c.touches_tables())
+        .map(|class| {
+            let (allowed, _) = t.cell(r, class, Some(*tid));
+            let columns = cols
+                .iter()
+                .map(|(cid, cname)| {
+                    let ok = allowed && t.column_allowed(r, class, *tid, *cid).0;
+                    (cname.clone(), ok)
+                })
+                .collect();
+            (allowed, columns)
+        })
+        .collect();
+    let masks = cols
+        .iter()
+        .filter_map(|(cid, cname)| {
+            let (kind, _) = t.mask(r, *tid, *cid)?;
+            Some((cname.clone(), kind, t.mask_allows_predicates(r, *tid, *cid)))
+        })
+        .collect();
+    (cells, masks)
+}
+
+fn grants_anything(t: &Table<'_>, r: RoleId, d: &DeclaredTable) -> bool {
+    let (cells, masks) = table_cells(t, r, d);
+    !masks.is_empty() || cells.iter().any(|(_, c)| c.cell.allowed)
 }
 
 // ------------------------------------------------------------------------------------------
@@ -1557,5 +1768,46 @@ mod tests {
         assert_eq!(format_bytes(16 << 20), "16MiB");
         assert_eq!(format_bytes(1536), "1536B");
         assert_eq!(format_bytes(4 << 30), "4GiB");
+    }
+
+    /// Comparing only the tables whose (group, column list) pairs differ gives exactly the
+    /// report comparing every cell gives.
+    #[test]
+    fn paired_snapshots_report_what_full_ones_report() {
+        let catalog = |extra: &str| {
+            let mut c = String::new();
+            for s in 0..3 {
+                for t in 0..5 {
+                    c.push_str(&format!(
+                        "table \"s{s}.t{t}\" {{ columns \"id\" \"v\"\n column \"e\" {{ tags \"pii\" }} }}\n"
+                    ));
+                }
+            }
+            c.push_str("table \"s0.wide\" { columns \"id\" \"v\" \"w\"\n tags \"pii\" }\n");
+            c.push_str(extra);
+            c
+        };
+        let old = format!(
+            "{}role \"a\" {{\n allow \"select\" table=\"s1.*\"\n allow \"insert\" table=\"s0.t3\"\n mask column-tag=\"pii\" with=\"hash\"\n}}\nrole \"gone\" {{ allow \"select\" table=\"s2.*\" }}\n",
+            catalog("table \"s9.old\" { columns \"id\" }\n")
+        );
+        let new = format!(
+            "{}role \"a\" {{\n allow \"select\" table=\"s1.*\" {{ columns \"id\" }}\n allow \"select\" tag=\"pii\"\n allow \"insert\" table=\"s0.t4\"\n mask column-tag=\"pii\" with=\"redact\"\n}}\nrole \"new\" {{ allow \"delete\" table=\"s2.t1\" }}\n",
+            catalog("table \"s9.new\" { columns \"id\" }\n")
+        );
+        let build = |text: &str| {
+            let c = crate::compile_str("p.kdl", text);
+            assert!(!c.has_errors(), "{:?}", c.diagnostics.items);
+            c.table_bytes().unwrap()
+        };
+        let (ob, nb) = (build(&old), build(&new));
+        let (ot, nt) = (Table::parse(&ob).unwrap(), Table::parse(&nb).unwrap());
+        let full = compare(&Snapshot::from_table(&ot), &Snapshot::from_table(&nt));
+        let (po, pn) = Snapshot::pair(&ot, &nt);
+        let paired = compare(&po, &pn);
+        assert!(!full.is_empty());
+        assert_eq!(paired, full);
+        // And only what differs was materialised.
+        assert!(pn.roles["a"].tables.len() < Snapshot::from_table(&nt).roles["a"].tables.len());
     }
 }

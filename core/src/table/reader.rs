@@ -832,6 +832,18 @@ impl<'a> Table<'a> {
     pub fn class_count(&self) -> u32 {
         self.classes.len() as u32
     }
+    /// What decides `table` for `role`: its group among the role's groups and its column
+    /// list. Two tables with the same pair are decided alike, column by column (for
+    /// comparing two tables without walking every cell).
+    pub fn decision_group(&self, role: RoleId, table: TableId) -> Option<(u32, u32)> {
+        let r = self.roles.get(role.0 as usize)?;
+        let t = self.tables.get(table.0 as usize)?;
+        let map = self.maps.get(r.map.get() as usize)?;
+        let e = self
+            .map_entries
+            .get(map.first.get() as usize + t.class.get() as usize)?;
+        Some((u32::from(e.get()), t.column_list.get()))
+    }
     /// The decision class of a table.
     pub fn table_class(&self, t: TableId) -> Option<u32> {
         self.tables.get(t.0 as usize).map(|r| r.class.get())
