@@ -287,8 +287,7 @@ impl Snapshot {
         let class_of = |t: &Table<'_>, id: Option<TableId>| {
             id.and_then(|id| Some((t.table_class(id)?, t.decision_group(RoleId(0), id)?.1)))
         };
-        let mut pairs: BTreeMap<PairKey, Vec<(&String, Option<TableId>, Option<TableId>)>> =
-            BTreeMap::new();
+        let mut pairs: BTreeMap<PairKey, Vec<PairMember<'_>>> = BTreeMap::new();
         for (tname, (ot, nt)) in &names {
             pairs
                 .entry((class_of(old, *ot), class_of(new, *nt)))
@@ -406,6 +405,8 @@ impl Snapshot {
 
 /// A table's decision class and column list on each side (`None`: not declared there).
 type PairKey = (Option<(u32, u32)>, Option<(u32, u32)>);
+/// A table by name and its id on each side.
+type PairMember<'n> = (&'n String, Option<TableId>, Option<TableId>);
 
 /// One table's cells (every class that touches tables) and masks for one role.
 fn add_table(t: &Table<'_>, r: RoleId, d: &DeclaredTable, role: &mut RoleSnap) {
