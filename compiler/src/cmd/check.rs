@@ -11,7 +11,9 @@ pub fn run(args: &CheckArgs) -> ExitCode {
     let mut extra = serde_json::Map::new();
     if let Some(p) = &c.policy {
         extra.insert("roles".into(), p.roles.len().into());
-        extra.insert("tables".into(), p.catalog.tables.len().into());
+        let tables = p.catalog.tables.len() + p.catalog.aliases.len();
+        extra.insert("tables".into(), tables.into());
+        extra.insert("table_classes".into(), p.catalog.tables.len().into());
         extra.insert("rules".into(), p.rules.len().into());
     }
     print_diagnostics(&c.diagnostics, &c.sources, args.format, extra);
@@ -21,8 +23,9 @@ pub fn run(args: &CheckArgs) -> ExitCode {
         && let Some(p) = &c.policy
     {
         eprintln!(
-            "policy ok: {} roles, {} tables, {} rules, {} tests",
+            "policy ok: {} roles, {} tables ({} decision classes), {} rules, {} tests",
             p.roles.len(),
+            p.catalog.tables.len() + p.catalog.aliases.len(),
             p.catalog.tables.len(),
             p.rules.len(),
             c.model.tests.len()
