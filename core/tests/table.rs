@@ -568,6 +568,17 @@ fn every_flipped_byte_and_every_truncation_is_a_typed_error() {
 #[test]
 fn wrong_version_and_magic_are_named() {
     let mut bytes = write(&sample()).expect("the policy lays out");
+    // A table of the previous format (one cell row per table) is refused by name.
+    bytes[8] = 3;
+    let e = Table::parse(&bytes).unwrap_err();
+    assert!(matches!(
+        e,
+        LoadError::Version {
+            found: 3,
+            expected: 4
+        }
+    ));
+    assert!(e.to_string().contains("version 3") && e.to_string().contains("rebuild"));
     bytes[8] = 99;
     assert!(matches!(
         Table::parse(&bytes),

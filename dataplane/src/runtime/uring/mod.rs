@@ -232,7 +232,7 @@ pub(super) fn worker(listener: TcpListener, shared: Shared) -> io::Result<()> {
         free: Vec::new(),
         live: 0,
     };
-    let mut timers: BinaryHeap<Reverse<(u64, u32, u16)>> = BinaryHeap::new();
+    let mut timers: BinaryHeap<Reverse<(u64, u32, u16)>> = BinaryHeap::with_capacity(256);
     let mut control = io.shared.control.clone();
     let mut current: Control = *control.borrow_and_update();
     let mut listener = Some(listener);
@@ -494,6 +494,18 @@ fn settle(
     if want != c.timer_at {
         c.timer_at = want;
         if let Some(t) = want {
+            // Entries whose deadline moved go stale; a busy round can add one per event.
+            // Dropping the stale ones when the heap is full, instead of growing it, keeps a
+            // steady workload from allocating however many events one round brings.
+            if timers.len() == timers.capacity() {
+                timers.retain(|Reverse((at, s, g))| {
+                    slab.conns
+                        .get(*s as usize)
+                        .and_then(|c| c.as_deref())
+                        .is_some_and(|c| c.timer_at == Some(*at))
+                        && slab.generations.get(*s as usize) == Some(g)
+                });
+            }
             timers.push(Reverse((t, slot, generation)));
         }
     }
