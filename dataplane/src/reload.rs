@@ -43,7 +43,7 @@ pub const ENFORCED: &[Feature] = &[Feature::Mask, Feature::Limit, Feature::Rate]
 pub fn refuse_unenforced(t: &Table<'_>, hash_key: bool) -> Result<(), String> {
     if !hash_key
         && let Some((.., rule)) = t
-            .all_masks()
+            .masked_classes()
             .find(|m| m.3 == pgate_core::table::model::MaskKind::Hash)
     {
         let at = t

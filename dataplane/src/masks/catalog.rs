@@ -17,7 +17,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 
 use pgate_core::table::model::MaskKind;
-use pgate_core::table::{ColumnId, Table, TableId};
+use pgate_core::table::{ColumnId, RoleId, Table, TableId};
 
 use super::action_of;
 use super::value::{Family, supports};
@@ -112,6 +112,11 @@ impl MaskCatalog {
         }
     }
 
+    /// Every masked policy table the database has: OID and columns.
+    pub fn masked_relations(&self) -> impl Iterator<Item = (u32, &Relation)> {
+        self.masked.iter().map(|(oid, r)| (*oid, r))
+    }
+
     /// A masked policy table, by id: its OID and columns, if the database has it.
     pub fn relation_of(&self, table: TableId) -> Option<(u32, &Relation)> {
         let oid = *self.by_table.get(&table)?;
@@ -172,7 +177,7 @@ impl MaskCatalog {
     }
 
     fn add(&mut self, table: &Table<'_>, attributes: &[AttributeRow]) -> Result<(), String> {
-        let masked = masked_tables(table);
+        let by_class = class_masks(table);
         let mut i = 0;
         while i < attributes.len() {
             let oid = attributes[i].oid;
@@ -187,10 +192,10 @@ impl MaskCatalog {
                 self.others.insert(oid);
                 continue;
             };
-            if !masked.contains(&t) {
+            let Some(masks) = table.table_class(t).and_then(|k| by_class.get(&k)) else {
                 self.others.insert(oid);
                 continue;
-            }
+            };
             let mut columns: Vec<Column> = rows
                 .iter()
                 .map(|a| Column {
@@ -209,7 +214,7 @@ impl MaskCatalog {
                 name: format!("{}.{}", first.schema, first.relation),
                 columns,
             };
-            check_types(table, &rel)?;
+            check_types(table, &rel, masks)?;
             self.others.remove(&oid);
             if let Some(old) = self.by_table.insert(t, oid)
                 && old != oid
@@ -223,9 +228,33 @@ impl MaskCatalog {
     }
 }
 
-/// The policy tables some role masks.
+/// The policy tables some role masks. Walks (role, decision class), not (role, table).
 pub fn masked_tables(table: &Table<'_>) -> HashSet<TableId> {
-    table.all_masks().map(|(_, t, ..)| t).collect()
+    let classes: HashSet<u32> = table.masked_classes().map(|(_, k, ..)| k).collect();
+    (0..table.table_count())
+        .map(TableId)
+        .filter(|t| table.table_class(*t).is_some_and(|k| classes.contains(&k)))
+        .collect()
+}
+
+/// Whether any role masks anything.
+pub fn has_masks(table: &Table<'_>) -> bool {
+    table.masked_classes().next().is_some()
+}
+
+/// Per decision class, each (column, kind) some role masks, with the first role and rule
+/// (in role order) that does: what [`check_types`] needs for every table of the class.
+type ClassMasks = HashMap<u32, Vec<(ColumnId, MaskKind, RoleId, u32)>>;
+
+fn class_masks(table: &Table<'_>) -> ClassMasks {
+    let mut out = ClassMasks::new();
+    for (role, class, col, kind, rule) in table.masked_classes() {
+        let v = out.entry(class).or_default();
+        if !v.iter().any(|(c, k, ..)| *c == col && *k == kind) {
+            v.push((col, kind, role, rule));
+        }
+    }
+    out
 }
 
 /// What masks can do with a type, by its send function (a domain's is its base type's).
@@ -241,12 +270,14 @@ pub fn family_of(send: &str) -> Option<Family> {
     })
 }
 
-/// Every mask on `rel` must be one its column's type can carry.
-fn check_types(table: &Table<'_>, rel: &Relation) -> Result<(), String> {
-    for (role, t, col, kind, rule) in table.all_masks() {
-        if t != rel.table {
-            continue;
-        }
+/// Every mask on `rel` (`masks`: those of its class) must be one its column's type can
+/// carry.
+fn check_types(
+    table: &Table<'_>,
+    rel: &Relation,
+    masks: &[(ColumnId, MaskKind, RoleId, u32)],
+) -> Result<(), String> {
+    for &(col, kind, role, rule) in masks {
         let Some(c) = rel.columns.iter().find(|c| c.column == Some(col)) else {
             continue;
         };

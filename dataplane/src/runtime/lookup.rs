@@ -137,7 +137,7 @@ pub async fn prepare(shared: &Shared, file: &TableFile) -> Result<(), String> {
     let Some(db) = shared.session.upstream_database.clone() else {
         return Ok(());
     };
-    if catalog::masked_tables(&file.table()).is_empty() {
+    if !catalog::has_masks(&file.table()) {
         return Ok(());
     }
     match snapshot(shared, file, &db).await {

@@ -627,28 +627,26 @@ impl Session {
     }
 }
 
-/// The role's masks by relation OID, from the catalog.
+/// The role's masks by relation OID, from the catalog: for each masked relation the
+/// database has, each of its columns the role masks.
 fn role_masks(
     table: &Table<'_>,
     role: RoleId,
     catalog: &MaskCatalog,
 ) -> HashMap<u32, Vec<ColumnMask>> {
     let mut out: HashMap<u32, Vec<ColumnMask>> = HashMap::new();
-    for (r, t, c, kind, _) in table.all_masks() {
-        if r != role {
-            continue;
-        }
-        let Some((oid, rel)) = catalog.relation_of(t) else {
-            continue;
-        };
-        if let Some(col) = rel.columns.iter().find(|x| x.column == Some(c)) {
-            out.entry(oid).or_default().push((
-                col.attnum,
-                action_of(kind),
-                col.family,
-                col.type_oid,
-                col.base_type_oid,
-            ));
+    for (oid, rel) in catalog.masked_relations() {
+        for col in &rel.columns {
+            let Some(c) = col.column else { continue };
+            if let Some((kind, _)) = table.mask(role, rel.table, c) {
+                out.entry(oid).or_default().push((
+                    col.attnum,
+                    action_of(kind),
+                    col.family,
+                    col.type_oid,
+                    col.base_type_oid,
+                ));
+            }
         }
     }
     out
