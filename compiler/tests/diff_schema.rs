@@ -312,6 +312,21 @@ fn schema_from_live_database() {
         ns.as_ref(),
     ]);
     let all = run(&["schema".as_ref(), "--from".as_ref(), url.as_ref()]);
+    // --output-dir: the same declarations in catalog-NNN.kdl files; a stale generated
+    // file goes, other files stay.
+    let split = dir.path().join("split");
+    std::fs::create_dir_all(&split).unwrap();
+    std::fs::write(split.join("catalog-007.kdl"), "table \"stale.t\"\n").unwrap();
+    std::fs::write(split.join("roles.kdl"), "// mine\n").unwrap();
+    let parts = run(&[
+        "schema".as_ref(),
+        "--from".as_ref(),
+        url.as_ref(),
+        "--schema".as_ref(),
+        ns.as_ref(),
+        "--output-dir".as_ref(),
+        split.as_os_str(),
+    ]);
     let _ = client.batch_execute(&format!(
         "DROP SCHEMA {ns} CASCADE; DROP SCHEMA {other} CASCADE;"
     ));
@@ -319,6 +334,20 @@ fn schema_from_live_database() {
     let written = std::fs::read_to_string(&out).expect("output file");
     // Deterministic: the same database gives the same bytes.
     assert_eq!(text(&second.stdout), written);
+    assert_eq!(parts.status.code(), Some(0), "{}", text(&parts.stderr));
+    let mut files: Vec<String> = std::fs::read_dir(&split)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(files, ["catalog-000.kdl", "roles.kdl"]);
+    let part = std::fs::read_to_string(split.join("catalog-000.kdl")).unwrap();
+    let without_part_line: String = part
+        .lines()
+        .filter(|l| !l.starts_with("// File 1 of 1: "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(without_part_line, written);
 
     let doc: kdl::KdlDocument = written.parse().expect("schema output is valid KDL");
     let mut tables = Vec::new();

@@ -104,7 +104,7 @@ fn steady_state_allocates_nothing() {
 /// The masked phase of the test (see the module docs).
 fn masked_results_allocate_nothing() {
     use pgate::masks::HashKey;
-    use pgate::masks::catalog::{AttributeRow, MaskCatalog};
+    use pgate::masks::catalog::{AttributeRow, MaskCatalog, MaskIndex, RelationRow};
     use pgate::session::SessionConfig;
     use std::sync::Arc;
 
@@ -120,8 +120,6 @@ fn masked_results_allocate_nothing() {
     let table = Table::parse(&table_bytes).unwrap();
     let attr = |attnum: i16, name: &str, typ: u32, send: &str| AttributeRow {
         oid: 16_400,
-        schema: "public".into(),
-        relation: "customers".into(),
         attnum,
         name: name.into(),
         type_oid: typ,
@@ -134,8 +132,20 @@ fn masked_results_allocate_nothing() {
         attr(2, "name", 25, "textsend"),
         attr(3, "ssn", 25, "textsend"),
     ];
-    let catalog = MaskCatalog::build(&table, table.digest(), "app", &rows, []).unwrap();
-    s.session.handle_catalog(Ok(Arc::new(catalog)), &table);
+    let relations = [RelationRow {
+        oid: 16_400,
+        schema: "public".into(),
+        relation: "customers".into(),
+        natts: 3,
+    }];
+    let index = MaskIndex::new(&table);
+    let catalog =
+        MaskCatalog::build(&table, index, table.digest(), "app", &relations, &rows).unwrap();
+    let answer = pgate::session::CatalogAnswer {
+        catalog: Arc::new(catalog),
+        copy: None,
+    };
+    s.session.handle_catalog(Ok(answer), &table);
 
     // RowDescription (id, name, ssn of customers), one row, CommandComplete.
     let mut rd = 3i16.to_be_bytes().to_vec();

@@ -463,6 +463,54 @@ fn a_table_dropped_and_created_again_is_looked_up_and_masked() {
 }
 
 #[test]
+fn a_masked_column_added_while_pgate_runs_is_masked() {
+    let e = require_env!();
+    rt().block_on(async {
+        let c = client_as(e.addr, "masked", &masked_token(e)).await.unwrap();
+        let rows = |m: Vec<tokio_postgres::SimpleQueryMessage>| -> Vec<Vec<Option<String>>> {
+            m.iter()
+                .filter_map(|m| match m {
+                    tokio_postgres::SimpleQueryMessage::Row(r) => {
+                        Some((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect())
+                    }
+                    _ => None,
+                })
+                .collect()
+        };
+        // pgate's snapshot saw `grown` without `secret`.
+        let first = rows(c.simple_query("SELECT id FROM grown").await.unwrap());
+        assert_eq!(first, vec![vec![Some("1".to_string())]]);
+        // The same relation (OID) gains the masked column.
+        admin_psql(
+            &e.socket,
+            &e.pg_port,
+            DB,
+            "ALTER TABLE grown ADD COLUMN secret text; UPDATE grown SET secret = 'grew'",
+        );
+        let got = rows(
+            c.simple_query("SELECT id, secret FROM grown")
+                .await
+                .unwrap(),
+        );
+        assert_eq!(
+            got,
+            vec![vec![Some("1".to_string()), Some(text_hash("grew"))]]
+        );
+        // COPY reads the table's columns as they are when it starts.
+        let copied = c.copy_out("COPY grown TO STDOUT").await.unwrap();
+        let mut data = Vec::new();
+        let mut copied = std::pin::pin!(copied);
+        while let Some(chunk) = copied.next().await {
+            data.extend_from_slice(&chunk.unwrap());
+        }
+        assert_eq!(
+            String::from_utf8(data).unwrap(),
+            format!("1\t{}\n", text_hash("grew"))
+        );
+    });
+}
+
+#[test]
 fn psql_shows_the_hashed_and_redacted_values() {
     let e = require_env!();
     let t = masked_token(e);

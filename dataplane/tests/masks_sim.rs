@@ -9,9 +9,9 @@ mod common;
 use std::sync::Arc;
 
 use common::*;
-use pgate::masks::catalog::{AttributeRow, MaskCatalog};
+use pgate::masks::catalog::{AttributeRow, CopyRelation, MaskCatalog, MaskIndex, RelationRow};
 use pgate::masks::value::{Family, Format, HashKey, MaskAction, mask_value};
-use pgate::session::{Action, SessionConfig};
+use pgate::session::{Action, CatalogAnswer, CatalogRequest, SessionConfig};
 use pgate_core::table::Table;
 
 const CUSTOMERS: u32 = 16_400;
@@ -31,11 +31,9 @@ fn masked() -> Sim {
     s
 }
 
-fn attr(oid: u32, rel: &str, attnum: i16, name: &str, typ: u32, send: &str) -> AttributeRow {
+fn attr(oid: u32, attnum: i16, name: &str, typ: u32, send: &str) -> AttributeRow {
     AttributeRow {
         oid,
-        schema: "public".into(),
-        relation: rel.into(),
         attnum,
         name: name.into(),
         type_oid: typ,
@@ -45,16 +43,70 @@ fn attr(oid: u32, rel: &str, attnum: i16, name: &str, typ: u32, send: &str) -> A
     }
 }
 
-/// What the database's catalog says: customers (id int4, name text, ssn text) at OID
-/// 16400, and `others` as relations seen.
+fn rel(oid: u32, name: &str, natts: i16) -> RelationRow {
+    RelationRow {
+        oid,
+        schema: "public".into(),
+        relation: name.into(),
+        natts,
+    }
+}
+
+/// customers (id int4, name text, ssn text) at `oid`.
+fn customers(oid: u32) -> Vec<AttributeRow> {
+    vec![
+        attr(oid, 1, "id", 23, "int4send"),
+        attr(oid, 2, "name", 25, "textsend"),
+        attr(oid, 3, "ssn", 25, "textsend"),
+    ]
+}
+
+/// What the database's catalog says: customers at OID 16400, and `others` as relations
+/// seen.
 fn catalog(s: &Sim, others: &[u32]) -> Arc<MaskCatalog> {
+    catalog_of(
+        s,
+        &[rel(CUSTOMERS, "customers", 3)],
+        &customers(CUSTOMERS),
+        others,
+    )
+}
+
+fn catalog_of(
+    s: &Sim,
+    relations: &[RelationRow],
+    attributes: &[AttributeRow],
+    others: &[u32],
+) -> Arc<MaskCatalog> {
     let t = Table::parse(&s.table).unwrap();
-    let rows = [
-        attr(CUSTOMERS, "customers", 1, "id", 23, "int4send"),
-        attr(CUSTOMERS, "customers", 2, "name", 25, "textsend"),
-        attr(CUSTOMERS, "customers", 3, "ssn", 25, "textsend"),
-    ];
-    Arc::new(MaskCatalog::build(&t, t.digest(), "app", &rows, others.iter().copied()).unwrap())
+    let mut relations = relations.to_vec();
+    relations.extend(others.iter().map(|o| rel(*o, &format!("other_{o}"), 1)));
+    let index = MaskIndex::new(&t);
+    Arc::new(MaskCatalog::build(&t, index, t.digest(), "app", &relations, attributes).unwrap())
+}
+
+/// The driver's answer with `catalog`, and the COPY's table (customers) if asked.
+fn answered(s: &Sim, catalog: Arc<MaskCatalog>) -> CatalogAnswer {
+    let t = Table::parse(&s.table).unwrap();
+    let copy = s
+        .session
+        .catalog_request()
+        .and_then(|r| r.copy_table)
+        .and_then(|(_, name)| {
+            (name == "customers").then(|| {
+                CopyRelation::from_rows(&t, &[rel(CUSTOMERS, "customers", 3)], customers(CUSTOMERS))
+                    .unwrap()
+            })?
+        });
+    CatalogAnswer { catalog, copy }
+}
+
+fn request(oids: &[u32]) -> Option<CatalogRequest<'_>> {
+    Some(CatalogRequest {
+        database: "app",
+        oids,
+        copy_table: None,
+    })
 }
 
 /// RowDescription of (table OID, attnum, type OID) fields, in `format`.
@@ -176,10 +228,10 @@ fn a_result_waits_for_the_catalog_then_comes_masked() {
     assert_eq!(answer(&mut s, &reply), 0);
     assert_eq!(lookups(&mut s), 1);
     assert!(s.session.upstream_paused());
-    assert_eq!(s.session.catalog_request(), Some(("app", &[][..], false)));
+    assert_eq!(s.session.catalog_request(), request(&[]));
     assert!(to_client(&mut s).is_empty());
     let table = Table::parse(&s.table).unwrap();
-    let c = catalog(&s, &[]);
+    let c = answered(&s, catalog(&s, &[]));
     s.session.handle_catalog(Ok(c), &table);
     assert!(!s.session.upstream_paused());
     assert_eq!(answer(&mut s, &reply), reply.len());
@@ -214,7 +266,8 @@ fn a_relation_the_catalog_has_not_seen_is_looked_up_before_its_rows_pass() {
     let mut s = masked();
     let tb = s.table.clone();
     let table = Table::parse(&tb).unwrap();
-    s.session.handle_catalog(Ok(catalog(&s, &[])), &table);
+    s.session
+        .handle_catalog(Ok(answered(&s, catalog(&s, &[]))), &table);
     send(&mut s, &query("select id, name from customers"));
     // A relation OID the snapshot does not know (created since, or customers created
     // again under a new OID).
@@ -227,23 +280,22 @@ fn a_relation_the_catalog_has_not_seen_is_looked_up_before_its_rows_pass() {
     reply.extend(msg(b'Z', b"I"));
     assert_eq!(answer(&mut s, &reply), 0);
     assert_eq!(lookups(&mut s), 1);
-    assert_eq!(
-        s.session.catalog_request(),
-        Some(("app", &[NEW][..], false))
-    );
+    assert_eq!(s.session.catalog_request(), request(&[NEW]));
     // The lookup says: it is customers, created again.
     let t = Table::parse(&tb).unwrap();
     let again = catalog(&s, &[])
         .extended(
             &t,
+            &[rel(NEW, "customers", 2)],
             &[
-                attr(NEW, "customers", 1, "id", 23, "int4send"),
-                attr(NEW, "customers", 2, "name", 25, "textsend"),
+                attr(NEW, 1, "id", 23, "int4send"),
+                attr(NEW, 2, "name", 25, "textsend"),
             ],
             &[NEW],
         )
         .unwrap();
-    s.session.handle_catalog(Ok(Arc::new(again)), &table);
+    let again = answered(&s, Arc::new(again));
+    s.session.handle_catalog(Ok(again), &table);
     assert_eq!(answer(&mut s, &reply), reply.len());
     let r = to_client(&mut s);
     assert_eq!(
@@ -257,7 +309,8 @@ fn an_unmasked_relation_passes_byte_for_byte() {
     let mut s = masked();
     let tb = s.table.clone();
     let table = Table::parse(&tb).unwrap();
-    s.session.handle_catalog(Ok(catalog(&s, &[OTHER])), &table);
+    s.session
+        .handle_catalog(Ok(answered(&s, catalog(&s, &[OTHER]))), &table);
     send(&mut s, &query("select id from orders"));
     let mut reply = result(
         &[(OTHER, 1, 23), (0, 0, 25)],
@@ -279,7 +332,8 @@ fn pgate_describes_the_portal_before_execute_and_keeps_the_answer() {
     let mut s = masked();
     let tb = s.table.clone();
     let table = Table::parse(&tb).unwrap();
-    s.session.handle_catalog(Ok(catalog(&s, &[])), &table);
+    s.session
+        .handle_catalog(Ok(answered(&s, catalog(&s, &[]))), &table);
     let mut b = parse("", "select name from customers");
     b.extend(bind("", ""));
     b.extend(execute(""));
@@ -334,7 +388,8 @@ fn a_row_without_its_row_description_ends_the_session() {
     let mut s = masked();
     let tb = s.table.clone();
     let table = Table::parse(&tb).unwrap();
-    s.session.handle_catalog(Ok(catalog(&s, &[])), &table);
+    s.session
+        .handle_catalog(Ok(answered(&s, catalog(&s, &[]))), &table);
     send(&mut s, &query("select name from customers"));
     let reply = data_row(&[Some(b"Ada")]);
     answer(&mut s, &reply);
@@ -366,7 +421,8 @@ fn a_role_with_masks_gets_errors_without_their_detail() {
     let mut s = masked();
     let tb = s.table.clone();
     let table = Table::parse(&tb).unwrap();
-    s.session.handle_catalog(Ok(catalog(&s, &[])), &table);
+    s.session
+        .handle_catalog(Ok(answered(&s, catalog(&s, &[]))), &table);
     send(&mut s, &query("select name from customers"));
     // A DETAIL quoting a row: real values of masked columns.
     let mut reply = msg(
@@ -413,7 +469,8 @@ fn answer_with_lookups(s: &mut Sim, reply: &[u8]) -> usize {
             break;
         }
         lookups_seen += n;
-        s.session.handle_catalog(Ok(catalog(s, &[])), &table);
+        s.session
+            .handle_catalog(Ok(answered(s, catalog(s, &[]))), &table);
     }
     assert_eq!(taken, reply.len());
     lookups_seen
@@ -462,7 +519,8 @@ fn a_reload_that_takes_the_masks_away_stops_rewriting_and_describing() {
     let mut s = masked();
     let tb = s.table.clone();
     let table = Table::parse(&tb).unwrap();
-    s.session.handle_catalog(Ok(catalog(&s, &[])), &table);
+    s.session
+        .handle_catalog(Ok(answered(&s, catalog(&s, &[]))), &table);
     // pgate's Describe is in flight when the reload comes.
     let mut b = parse("", "select name from customers");
     b.extend(bind("", ""));
@@ -487,4 +545,92 @@ fn a_reload_that_takes_the_masks_away_stops_rewriting_and_describing() {
     assert_eq!(fields(&r[2].1), vec![Some(b"Ada".to_vec())]);
     // And the next Execute goes without pgate's Describe.
     assert_eq!(tags(&messages(&send(&mut s, &b))), "PBES");
+}
+
+#[test]
+fn a_column_added_after_the_lookup_is_looked_up_before_its_rows_pass() {
+    let mut s = masked();
+    let tb = s.table.clone();
+    let table = Table::parse(&tb).unwrap();
+    // The snapshot saw customers with two columns: ssn did not exist yet.
+    let before = catalog_of(
+        &s,
+        &[rel(CUSTOMERS, "customers", 2)],
+        &customers(CUSTOMERS)[..2],
+        &[],
+    );
+    s.session
+        .handle_catalog(Ok(answered(&s, before.clone())), &table);
+    send(&mut s, &query("select id, ssn from customers"));
+    // ALTER TABLE customers ADD COLUMN ssn text: attribute 3, same relation OID.
+    let mut reply = result(
+        &[(CUSTOMERS, 1, 23), (CUSTOMERS, 3, 25)],
+        &[vec![Some(b"1"), Some(b"123-45-6789")]],
+    );
+    reply.extend(msg(b'C', &cstr("SELECT 1")));
+    reply.extend(msg(b'Z', b"I"));
+    assert_eq!(answer(&mut s, &reply), 0, "no row before the lookup");
+    assert_eq!(lookups(&mut s), 1);
+    assert_eq!(s.session.catalog_request(), request(&[CUSTOMERS]));
+    let t = Table::parse(&tb).unwrap();
+    let after = before
+        .extended(
+            &t,
+            &[rel(CUSTOMERS, "customers", 3)],
+            &customers(CUSTOMERS),
+            &[CUSTOMERS],
+        )
+        .unwrap();
+    s.session
+        .handle_catalog(Ok(answered(&s, Arc::new(after))), &table);
+    assert_eq!(answer(&mut s, &reply), reply.len());
+    let r = to_client(&mut s);
+    assert_eq!(
+        fields(&r[1].1),
+        vec![Some(b"1".to_vec()), Some(b"***".to_vec())]
+    );
+    // The snapshot itself is not copied by a lazy lookup's extension: it still says two.
+    assert!(matches!(
+        before.lookup(CUSTOMERS),
+        pgate::masks::catalog::Lookup::Masked(r) if r.natts == 2
+    ));
+}
+
+#[test]
+fn a_lookup_that_still_does_not_show_the_column_ends_the_session() {
+    let mut s = masked();
+    let tb = s.table.clone();
+    let table = Table::parse(&tb).unwrap();
+    let before = catalog_of(
+        &s,
+        &[rel(CUSTOMERS, "customers", 2)],
+        &customers(CUSTOMERS)[..2],
+        &[],
+    );
+    s.session
+        .handle_catalog(Ok(answered(&s, before.clone())), &table);
+    send(&mut s, &query("select ssn from customers"));
+    let mut reply = result(&[(CUSTOMERS, 3, 25)], &[vec![Some(b"123-45-6789")]]);
+    reply.extend(msg(b'C', &cstr("SELECT 1")));
+    reply.extend(msg(b'Z', b"I"));
+    assert_eq!(answer(&mut s, &reply), 0);
+    assert_eq!(lookups(&mut s), 1);
+    // The column was added in the session's own open transaction: other sessions (pgate's
+    // lookup) do not see it yet.
+    let t = Table::parse(&tb).unwrap();
+    let same = before
+        .extended(
+            &t,
+            &[rel(CUSTOMERS, "customers", 2)],
+            &customers(CUSTOMERS)[..2],
+            &[CUSTOMERS],
+        )
+        .unwrap();
+    s.session
+        .handle_catalog(Ok(answered(&s, Arc::new(same))), &table);
+    answer(&mut s, &reply);
+    let r = to_client(&mut s);
+    assert_eq!(tags(&r), "E", "{r:?}");
+    assert!(!String::from_utf8_lossy(&r[0].1).contains("123-45"));
+    assert!(s.session.is_closed());
 }

@@ -265,6 +265,7 @@ fn fixture_catalog() -> String {
     let args = pgate_compile::cmd::SchemaArgs {
         from: format!("{server}/{DB}"),
         output: None,
+        output_dir: None,
         schemas: vec!["fx1".into(), "fx2".into()],
     };
     let catalog = pgate_compile::cmd::schema::fetch(&args).expect("schema --from the fixture");

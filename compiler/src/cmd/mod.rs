@@ -183,8 +183,13 @@ pub struct SchemaArgs {
     #[arg(long)]
     pub from: String,
     /// Write to this file instead of standard output.
-    #[arg(short, long)]
+    #[arg(short, long, conflicts_with = "output_dir")]
     pub output: Option<PathBuf>,
+    /// Write files `catalog-NNN.kdl` of at most 10,000 tables each into this directory
+    /// (removing older `catalog-NNN.kdl` files there): for a catalog larger than one
+    /// policy file may be (16 MiB).
+    #[arg(long)]
+    pub output_dir: Option<PathBuf>,
     /// Only these schemas (repeatable or comma-separated).
     #[arg(long = "schema", value_delimiter = ',')]
     pub schemas: Vec<String>,

@@ -33,9 +33,42 @@ pub fn run(args: &SchemaArgs) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
+    let counts = format!(
+        "{} table{} and {} function{}",
+        catalog.tables.len(),
+        if catalog.tables.len() == 1 { "" } else { "s" },
+        catalog.functions.len(),
+        if catalog.functions.len() == 1 {
+            ""
+        } else {
+            "s"
+        },
+    );
+    if let Some(dir) = &args.output_dir {
+        let parts = render_parts(&catalog, TABLES_PER_FILE);
+        if let Err(e) = write_parts(dir, &parts) {
+            eprintln!("error: cannot write the schema into {}: {e}", dir.display());
+            return ExitCode::from(EXIT_USAGE);
+        }
+        eprintln!(
+            "wrote {counts} to {} in {} file{}",
+            dir.display(),
+            parts.len(),
+            if parts.len() == 1 { "" } else { "s" }
+        );
+        return ExitCode::SUCCESS;
+    }
     let text = render(&catalog);
+    let too_large = text.len() as u64 > crate::source::MAX_FILE_BYTES;
+    let size_mib = text.len() as f64 / (1024.0 * 1024.0);
     match &args.output {
         None => {
+            if too_large {
+                eprintln!(
+                    "warning: the catalog is {size_mib:.1} MiB, more than one policy file may hold ({} MiB): write it with --output-dir DIR",
+                    crate::source::MAX_FILE_BYTES >> 20
+                );
+            }
             let mut out = std::io::stdout().lock();
             if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
                 eprintln!("error: cannot write the schema: {e}");
@@ -43,25 +76,45 @@ pub fn run(args: &SchemaArgs) -> ExitCode {
             }
         }
         Some(path) => {
+            if too_large {
+                eprintln!(
+                    "error: the catalog ({counts}) is {size_mib:.1} MiB, more than one policy file may hold ({} MiB): write it with --output-dir DIR instead of -o",
+                    crate::source::MAX_FILE_BYTES >> 20
+                );
+                return ExitCode::from(EXIT_USAGE);
+            }
             if let Err(e) = crate::write_atomically(path, text.as_bytes()) {
                 eprintln!("error: cannot write {}: {e}", path.display());
                 return ExitCode::from(EXIT_USAGE);
             }
-            eprintln!(
-                "wrote {} table{} and {} function{} to {}",
-                catalog.tables.len(),
-                if catalog.tables.len() == 1 { "" } else { "s" },
-                catalog.functions.len(),
-                if catalog.functions.len() == 1 {
-                    ""
-                } else {
-                    "s"
-                },
-                path.display()
-            );
+            eprintln!("wrote {counts} to {}", path.display());
         }
     }
     ExitCode::SUCCESS
+}
+
+/// Writes `parts` into `dir` (created if missing), each atomically, then removes the
+/// `catalog-NNN.kdl` files there that this run did not write (a smaller catalog than
+/// last time must not leave stale declarations behind).
+fn write_parts(dir: &std::path::Path, parts: &[(String, String)]) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    for (name, text) in parts {
+        crate::write_atomically(&dir.join(name), text.as_bytes())?;
+    }
+    let written: BTreeSet<&str> = parts.iter().map(|(n, _)| n.as_str()).collect();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let generated = name
+            .strip_prefix("catalog-")
+            .and_then(|r| r.strip_suffix(".kdl"))
+            .is_some_and(|n| n.len() >= 3 && n.bytes().all(|b| b.is_ascii_digit()));
+        if generated && !written.contains(name) {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
 }
 
 /// A relation as read from the catalog.
@@ -72,8 +125,9 @@ pub struct Relation {
     /// `r` table, `p` partitioned table, `v` view, `m` materialized view, `f` foreign table.
     pub kind: char,
     pub tags: Vec<String>,
-    /// (name, tags) in column order.
-    pub columns: Vec<(String, Vec<String>)>,
+    /// (name, tags) in column order. Names are shared: estates repeat them across
+    /// thousands of tables.
+    pub columns: Vec<(std::sync::Arc<str>, Vec<String>)>,
 }
 
 /// A function name of one schema, all its overloads together.
@@ -222,65 +276,143 @@ pub fn fetch(args: &SchemaArgs) -> Result<DbCatalog, String> {
         }
     };
 
-    let rels = q(
-        &mut client,
-        "SELECT n.nspname::text, c.relname::text, c.relkind::text, \
-                coalesce(obj_description(c.oid, 'pg_class'), '') \
-         FROM pg_catalog.pg_class c \
-         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-         WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') \
-         ORDER BY 1, 2",
-    )?;
-    let cols = q(
-        &mut client,
-        "SELECT n.nspname::text, c.relname::text, a.attname::text, a.attnum::int4, \
-                coalesce(col_description(c.oid, a.attnum), '') \
-         FROM pg_catalog.pg_attribute a \
-         JOIN pg_catalog.pg_class c ON c.oid = a.attrelid \
-         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-         WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND a.attnum > 0 AND NOT a.attisdropped \
-         ORDER BY 1, 2, 4",
-    )?;
+    // Three reads in one snapshot (REPEATABLE READ: a DDL committed meanwhile is seen by
+    // all or none): relations, their columns, column comments. Comments are joined from
+    // pg_description directly (obj_description/col_description per row cost a catalog
+    // probe each: seconds at a million columns), system schemas are left out by the
+    // server, and nothing is sorted there: rows are grouped and sorted here, by bytes, so
+    // the order does not depend on the database's collation.
+    client
+        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL jit = off")
+        .map_err(|e| format!("cannot read the catalog of {shown}: {}", error_chain(&e)))?;
+    let schema_filter = if wanted.is_empty() {
+        "n.nspname NOT IN ('pg_catalog', 'information_schema') \
+         AND n.nspname::text NOT LIKE 'pg\\_toast%' AND n.nspname::text NOT LIKE 'pg\\_temp\\_%'"
+    } else {
+        "n.nspname::text = ANY ($1)"
+    };
+    let from = format!(
+        "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+         WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND {schema_filter}"
+    );
+    let wanted_list: Vec<String> = wanted.iter().map(|s| s.to_string()).collect();
+    let params: Vec<&(dyn postgres::types::ToSql + Sync)> = if wanted.is_empty() {
+        Vec::new()
+    } else {
+        vec![&wanted_list]
+    };
+    let read_error =
+        |e: postgres::Error| format!("cannot read the catalog of {shown}: {}", error_chain(&e));
+    let rels = client
+        .query(
+            &format!(
+                "SELECT c.oid, n.nspname::text, c.relname::text, c.relkind::text, \
+                        coalesce((SELECT d.description FROM pg_catalog.pg_description d \
+                                  WHERE d.classoid = 'pg_catalog.pg_class'::pg_catalog.regclass \
+                                    AND d.objoid = c.oid AND d.objsubid = 0), '') {from}"
+            ),
+            &params,
+        )
+        .map_err(read_error)?;
     let mut catalog = DbCatalog {
         database,
         ..DbCatalog::default()
     };
-    let mut by_name: BTreeMap<(String, String), Relation> = BTreeMap::new();
+    let mut tables: Vec<Relation> = Vec::with_capacity(rels.len());
+    let mut index: std::collections::HashMap<u32, usize> =
+        std::collections::HashMap::with_capacity(rels.len());
     for row in &rels {
-        let schema: String = row.get(0);
+        let schema: String = row.get(1);
         if !keep(&schema) {
             continue;
         }
-        let name: String = row.get(1);
-        let kind: String = row.get(2);
-        let comment: String = row.get(3);
-        by_name.insert(
-            (schema.clone(), name.clone()),
-            Relation {
-                schema,
-                name,
-                kind: kind.chars().next().unwrap_or('r'),
-                tags: tags_from_comment(&comment),
-                columns: Vec::new(),
-            },
-        );
+        let kind: String = row.get(3);
+        let comment: String = row.get(4);
+        index.insert(row.get(0), tables.len());
+        tables.push(Relation {
+            schema,
+            name: row.get(2),
+            kind: kind.chars().next().unwrap_or('r'),
+            tags: tags_from_comment(&comment),
+            columns: Vec::new(),
+        });
     }
-    for row in &cols {
-        let key: (String, String) = (row.get(0), row.get(1));
-        if let Some(rel) = by_name.get_mut(&key) {
-            let comment: String = row.get(4);
-            rel.columns.push((row.get(2), tags_from_comment(&comment)));
+    drop(rels);
+    // Columns, streamed (a million rows are not held as rows): per relation, (attnum,
+    // name, tags).
+    type Col = (i16, std::sync::Arc<str>, Vec<String>);
+    let mut columns: Vec<Vec<Col>> = vec![Vec::new(); tables.len()];
+    let mut names: std::collections::HashSet<std::sync::Arc<str>> = Default::default();
+    {
+        use postgres::fallible_iterator::FallibleIterator as _;
+        let mut rows = client
+            .query_raw(
+                &format!(
+                    "SELECT a.attrelid, a.attnum, a.attname::text \
+                     FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid \
+                     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                     WHERE a.attnum > 0 AND NOT a.attisdropped \
+                       AND c.relkind IN ('r', 'p', 'v', 'm', 'f') AND {schema_filter}"
+                ),
+                params.iter().copied(),
+            )
+            .map_err(read_error)?;
+        while let Some(row) = rows.next().map_err(read_error)? {
+            let oid: u32 = row.get(0);
+            if let Some(&i) = index.get(&oid) {
+                let name: &str = row.get(2);
+                let name = match names.get(name) {
+                    Some(n) => n.clone(),
+                    None => {
+                        let n: std::sync::Arc<str> = name.into();
+                        names.insert(n.clone());
+                        n
+                    }
+                };
+                columns[i].push((row.get(1), name, Vec::new()));
+            }
         }
     }
+    for cols in &mut columns {
+        cols.sort_unstable_by_key(|c| c.0);
+    }
+    // Column comments are few: every one, matched here.
+    let comments = client
+        .query(
+            "SELECT d.objoid, d.objsubid, d.description FROM pg_catalog.pg_description d \
+             WHERE d.classoid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objsubid > 0",
+            &[],
+        )
+        .map_err(read_error)?;
+    for row in &comments {
+        let (oid, attnum): (u32, i32) = (row.get(0), row.get(1));
+        let Some(cols) = index.get(&oid).and_then(|&i| columns.get_mut(i)) else {
+            continue;
+        };
+        if let Ok(pos) = cols.binary_search_by_key(&attnum, |c| i32::from(c.0)) {
+            cols[pos].2 = tags_from_comment(row.get(2));
+        }
+    }
+    drop(comments);
+    for (rel, cols) in tables.iter_mut().zip(columns) {
+        rel.columns = cols
+            .into_iter()
+            .map(|(_, name, tags)| (name, tags))
+            .collect();
+    }
+    tables.sort_unstable_by(|a, b| (&a.schema, &a.name).cmp(&(&b.schema, &b.name)));
     let mut schemas = BTreeSet::new();
-    for ((schema, name), rel) in by_name {
+    for rel in tables {
+        let (schema, name) = (&rel.schema, &rel.name);
         if schema.contains('.') || name.contains('.') {
             catalog.skipped.push(format!(
                 "{schema:?}.{name:?}: a dot inside a schema or table name cannot be written as \"schema.name\""
             ));
             continue;
         }
-        schemas.insert(schema);
+        if schemas.last() != Some(schema) {
+            schemas.insert(schema.clone());
+        }
         catalog.tables.push(rel);
     }
 
@@ -328,6 +460,8 @@ pub fn fetch(args: &SchemaArgs) -> Result<DbCatalog, String> {
             );
         }
     }
+    // Read only: nothing to keep.
+    let _ = client.batch_execute("COMMIT");
     catalog.schemas = if wanted.is_empty() {
         schemas.into_iter().collect()
     } else {
@@ -391,10 +525,64 @@ fn kind_comment(kind: char) -> Option<&'static str> {
     }
 }
 
-/// Renders the catalog as KDL (deterministic).
+/// Renders the catalog as KDL (deterministic), all in one text.
 pub fn render(c: &DbCatalog) -> String {
-    const WIDTH: usize = 96;
     let mut s = String::new();
+    render_header(&mut s, c, None);
+    render_tables(&mut s, &c.tables);
+    render_functions(&mut s, c);
+    s
+}
+
+/// Most tables in one file of [`render_parts`]: 10,000 tables of 30 columns are about
+/// 3 MiB, well within the 16 MiB a policy file may hold.
+pub const TABLES_PER_FILE: usize = 10_000;
+
+/// Renders the catalog as files `catalog-NNN.kdl` of at most `tables_per_file` tables,
+/// whole schemas together where they fit (a larger schema spans files), functions and
+/// skipped objects in the first: for a catalog too large for one policy file.
+pub fn render_parts(c: &DbCatalog, tables_per_file: usize) -> Vec<(String, String)> {
+    let max = tables_per_file.max(1);
+    let mut chunks: Vec<&[Relation]> = Vec::new();
+    let (mut from, mut i) = (0, 0);
+    while i < c.tables.len() {
+        // The run of one schema: c.tables[i..end].
+        let schema = &c.tables[i].schema;
+        let mut end = i;
+        while end < c.tables.len() && &c.tables[end].schema == schema {
+            end += 1;
+        }
+        if i > from && end - from > max {
+            chunks.push(&c.tables[from..i]);
+            from = i;
+        }
+        while end - from > max {
+            chunks.push(&c.tables[from..from + max]);
+            from += max;
+        }
+        i = end;
+    }
+    if from < c.tables.len() || chunks.is_empty() {
+        chunks.push(&c.tables[from..]);
+    }
+    let n = chunks.len();
+    chunks
+        .into_iter()
+        .enumerate()
+        .map(|(k, tables)| {
+            let mut s = String::new();
+            render_header(&mut s, c, Some((k, n, tables.len())));
+            render_tables(&mut s, tables);
+            if k == 0 {
+                render_functions(&mut s, c);
+            }
+            (format!("catalog-{k:03}.kdl"), s)
+        })
+        .collect()
+}
+
+/// The opening comments; `part`: (index, files, tables in this file) of a split catalog.
+fn render_header(s: &mut String, c: &DbCatalog, part: Option<(usize, usize, usize)>) {
     let _ = writeln!(
         s,
         "// Generated by `pgate-compile schema` from database {}.",
@@ -415,10 +603,20 @@ pub fn render(c: &DbCatalog) -> String {
         s,
         "// Tags come from comments containing `pgate-tags: a, b`; add the rest by hand."
     );
+    if let Some((k, n, tables)) = part {
+        let _ = writeln!(s, "// File {} of {n}: {tables} of the tables.", k + 1);
+        if k > 0 {
+            return;
+        }
+    }
     for skipped in &c.skipped {
         let _ = writeln!(s, "// skipped {skipped}");
     }
-    for t in &c.tables {
+}
+
+fn render_tables(s: &mut String, tables: &[Relation]) {
+    const WIDTH: usize = 96;
+    for t in tables {
         s.push('\n');
         if let Some(k) = kind_comment(t.kind) {
             let _ = writeln!(s, "// {k}");
@@ -445,12 +643,12 @@ pub fn render(c: &DbCatalog) -> String {
             if tags.is_empty() {
                 let q = kdl_string(name);
                 if !line.is_empty() && 12 + line.len() + 1 + q.len() > WIDTH {
-                    flush(&mut s, &mut line);
+                    flush(s, &mut line);
                 }
                 line.push(' ');
                 line.push_str(&q);
             } else {
-                flush(&mut s, &mut line);
+                flush(s, &mut line);
                 let _ = writeln!(
                     s,
                     "    column {} {{ tags {} }}",
@@ -462,7 +660,7 @@ pub fn render(c: &DbCatalog) -> String {
                 );
             }
         }
-        flush(&mut s, &mut line);
+        flush(s, &mut line);
         if !t.tags.is_empty() {
             let _ = writeln!(
                 s,
@@ -476,6 +674,9 @@ pub fn render(c: &DbCatalog) -> String {
         }
         s.push_str("}\n");
     }
+}
+
+fn render_functions(s: &mut String, c: &DbCatalog) {
     if !c.functions.is_empty() {
         s.push('\n');
     }
@@ -510,7 +711,6 @@ pub fn render(c: &DbCatalog) -> String {
             }
         }
     }
-    s
 }
 
 #[cfg(test)]
@@ -626,7 +826,9 @@ mod tests {
                 name: "t".into(),
                 kind: 'r',
                 tags: vec![],
-                columns: (0..40).map(|i| (format!("column_{i}"), vec![])).collect(),
+                columns: (0..40)
+                    .map(|i| (format!("column_{i}").into(), vec![]))
+                    .collect(),
             }],
             ..DbCatalog::default()
         };
@@ -642,5 +844,70 @@ mod tests {
             .map(|n| n.entries().len())
             .sum();
         assert_eq!(cols, 40);
+    }
+
+    #[test]
+    fn parts_keep_schemas_whole_and_hold_every_table_once() {
+        let rel = |schema: &str, n: usize| Relation {
+            schema: schema.into(),
+            name: format!("t{n}"),
+            kind: 'r',
+            tags: vec![],
+            columns: vec![("id".into(), vec![])],
+        };
+        // Schemas of 3, 2, 7 and 1 tables, in files of at most 4.
+        let mut tables = Vec::new();
+        for (schema, count) in [("a", 3), ("b", 2), ("c", 7), ("d", 1)] {
+            tables.extend((0..count).map(|n| rel(schema, n)));
+        }
+        let cat = DbCatalog {
+            database: "d".into(),
+            tables,
+            functions: [(("a".into(), "f".into()), DbFunction::default())]
+                .into_iter()
+                .collect(),
+            skipped: vec!["\"x.y\".\"z\": why".into()],
+            ..DbCatalog::default()
+        };
+        let parts = render_parts(&cat, 4);
+        let schemas_of = |text: &str| -> Vec<String> {
+            let doc: kdl::KdlDocument = text.parse().expect("valid KDL");
+            doc.nodes()
+                .iter()
+                .filter(|n| n.name().value() == "table")
+                .map(|n| n.entries()[0].value().as_string().unwrap().to_string())
+                .collect()
+        };
+        let files: Vec<Vec<String>> = parts.iter().map(|(_, t)| schemas_of(t)).collect();
+        let names: Vec<&str> = parts.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "catalog-000.kdl",
+                "catalog-001.kdl",
+                "catalog-002.kdl",
+                "catalog-003.kdl"
+            ]
+        );
+        // a (3) alone: a + b would be 5; b waits for c, which is split at 4.
+        assert_eq!(files[0], ["a.t0", "a.t1", "a.t2"]);
+        assert_eq!(files[1], ["b.t0", "b.t1"]);
+        assert_eq!(files[2], ["c.t0", "c.t1", "c.t2", "c.t3"]);
+        assert_eq!(files[3], ["c.t4", "c.t5", "c.t6", "d.t0"]);
+        // Functions and skipped objects once, in the first file.
+        assert!(parts[0].1.contains("function \"a.f\""));
+        assert!(parts[0].1.contains("// skipped"));
+        assert!(
+            parts[1..]
+                .iter()
+                .all(|(_, t)| !t.contains("function") && !t.contains("skipped"))
+        );
+        // Together they declare exactly what the single file does.
+        let all: Vec<String> = files.concat();
+        assert_eq!(all, schemas_of(&render(&cat)));
+        // An empty catalog is still one (parseable) file.
+        let empty = render_parts(&DbCatalog::default(), 4);
+        assert_eq!(empty.len(), 1);
+        assert!(schemas_of(&empty[0].1).is_empty());
     }
 }

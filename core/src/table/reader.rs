@@ -1238,25 +1238,39 @@ impl<'a> Table<'a> {
     ) -> impl Iterator<Item = (RoleId, u32, ColumnId, MaskKind, u32)> + 'a {
         let t = *self;
         (0..self.roles.len() as u32).flat_map(move |role| {
-            let r = t.roles.get(role as usize);
-            let first = r
-                .and_then(|r| t.maps.get(r.map.get() as usize))
-                .map_or(0, |m| m.first.get() as usize);
-            let locals_first = r.map_or(0, |r| r.locals_first.get() as usize);
-            (0..t.classes.len() as u32).flat_map(move |class| {
-                let g = t
-                    .map_entries
-                    .get(first + class as usize)
-                    .and_then(|e| t.locals.get(locals_first + 1 + usize::from(e.get())));
-                t.local_masks(g).iter().filter_map(move |m| {
-                    Some((
-                        RoleId(role),
-                        class,
-                        ColumnId(m.column.get()),
-                        MaskKind::from_id(m.kind)?,
-                        m.rule.get(),
-                    ))
-                })
+            t.role_masked_classes(RoleId(role))
+                .map(move |(class, c, kind, rule)| (RoleId(role), class, c, kind, rule))
+        })
+    }
+
+    /// The masks of one role by decision class: (class, column, kind, rule), by class.
+    pub fn role_masked_classes(
+        self,
+        role: RoleId,
+    ) -> impl Iterator<Item = (u32, ColumnId, MaskKind, u32)> + 'a {
+        let t = self;
+        let r = t.roles.get(role.0 as usize);
+        let first = r
+            .and_then(|r| t.maps.get(r.map.get() as usize))
+            .map_or(0, |m| m.first.get() as usize);
+        let locals_first = r.map_or(0, |r| r.locals_first.get() as usize);
+        let classes = if r.is_some() {
+            t.classes.len() as u32
+        } else {
+            0
+        };
+        (0..classes).flat_map(move |class| {
+            let g = t
+                .map_entries
+                .get(first + class as usize)
+                .and_then(|e| t.locals.get(locals_first + 1 + usize::from(e.get())));
+            t.local_masks(g).iter().filter_map(move |m| {
+                Some((
+                    class,
+                    ColumnId(m.column.get()),
+                    MaskKind::from_id(m.kind)?,
+                    m.rule.get(),
+                ))
             })
         })
     }

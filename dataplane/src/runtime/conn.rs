@@ -27,7 +27,6 @@ use tokio::net::TcpStream;
 use super::pool::{self, Pool};
 use super::stream::Stream;
 use super::{Shared, instant_of, mono_us, now};
-use crate::masks::catalog::MaskCatalog;
 use crate::session::{Action, Session};
 
 /// The most one read takes (the worker's read buffer); a message larger than this is
@@ -116,7 +115,7 @@ fn feed_read(carry: &mut Carry, n: usize, take: impl FnOnce(&[u8]) -> usize) {
 enum SideDone {
     /// The upstream's CancelRequest: whether its backend took it.
     Cancel(bool),
-    Catalog(Result<std::sync::Arc<MaskCatalog>, String>),
+    Catalog(Result<crate::session::CatalogAnswer, String>),
 }
 
 /// At most one runs at a time; actions that need another wait in order behind it.
@@ -256,12 +255,10 @@ pub(super) async fn connection(
                     Action::LookupCatalog => {
                         let request = session
                             .catalog_request()
-                            .map(|(db, oids, names)| (db.to_string(), oids.to_vec(), names));
+                            .map(super::lookup::CatalogJob::from);
                         side = Some(Box::pin(async move {
                             SideDone::Catalog(match request {
-                                Some((db, oids, names)) => {
-                                    super::lookup::catalog_for(shared, &db, &oids, names).await
-                                }
+                                Some(job) => super::lookup::catalog_for(shared, &job).await,
                                 None => Err("no database".to_string()),
                             })
                         }));

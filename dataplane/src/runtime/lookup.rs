@@ -15,9 +15,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::Shared;
 use super::conn::connect_upstream;
-use crate::masks::catalog::{self, Lookup as Known, MaskCatalog};
+use crate::masks::catalog::{
+    self, AttributeRow, CopyRelation, MaskCatalog, MaskIndex, RelationRow,
+};
 use crate::masks::lookup::{Lookup, Row};
 use crate::session::NONCE_BYTES;
+use crate::session::{CatalogAnswer, CatalogRequest};
 
 /// How long one lookup may take, connection and login included.
 pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -98,7 +101,8 @@ pub enum SnapshotError {
     Refused(String),
 }
 
-/// The snapshot for `database`: the policy's masked tables and every relation OID.
+/// The snapshot for `database`: every relation OID, and the masked columns of the
+/// relations of masked decision classes.
 pub async fn snapshot(
     shared: &Shared,
     file: &TableFile,
@@ -106,27 +110,28 @@ pub async fn snapshot(
 ) -> Result<MaskCatalog, SnapshotError> {
     use SnapshotError::{Refused, Unreachable};
     let table = file.table();
-    let sql = format!(
-        "{}; {}",
-        catalog::attributes_query(&table, &[], true),
-        catalog::RELATIONS_QUERY
-    );
-    let results = run_lookup(shared, database, sql)
+    let index = MaskIndex::new(&table);
+    let results = run_lookup(shared, database, catalog::snapshot_query(&index))
         .await
         .map_err(Unreachable)?;
-    let (attrs, oids) = match results.as_slice() {
-        [a, o] => (a, o),
-        _ => {
-            return Err(Unreachable(
-                "the catalog lookup returned an unexpected answer".into(),
-            ));
-        }
-    };
-    let attrs = catalog::attribute_rows(attrs).map_err(Unreachable)?;
-    let oids = oids
-        .iter()
-        .filter_map(|r| r.first().and_then(|v| v.as_deref()?.parse::<u32>().ok()));
-    MaskCatalog::build(&table, file.digest(), database, &attrs, oids).map_err(Refused)
+    let (relations, attributes) = two_results(&results).map_err(Unreachable)?;
+    MaskCatalog::build(
+        &table,
+        index,
+        file.digest(),
+        database,
+        &relations,
+        &attributes,
+    )
+    .map_err(Refused)
+}
+
+/// The relations and attributes statements' answers.
+fn two_results(results: &[Vec<Row>]) -> Result<(Vec<RelationRow>, Vec<AttributeRow>), String> {
+    match results {
+        [r, a] => Ok((catalog::relation_rows(r)?, catalog::attribute_rows(a)?)),
+        _ => Err("the catalog lookup returned an unexpected answer".into()),
+    }
 }
 
 /// At start and before a table swap: the snapshot of the configured database, so that a
@@ -140,8 +145,15 @@ pub async fn prepare(shared: &Shared, file: &TableFile) -> Result<(), String> {
     if !catalog::has_masks(&file.table()) {
         return Ok(());
     }
+    let started = std::time::Instant::now();
     match snapshot(shared, file, &db).await {
         Ok(c) => {
+            eprintln!(
+                "pgate: masks: catalog of database {db}: {} relations, {} of them masked, looked up in {} ms",
+                c.relation_count(),
+                c.masked_count(),
+                started.elapsed().as_millis()
+            );
             shared.catalogs.put(Arc::new(c));
             Ok(())
         }
@@ -155,45 +167,66 @@ pub async fn prepare(shared: &Shared, file: &TableFile) -> Result<(), String> {
     }
 }
 
+/// A session's [`CatalogRequest`], owned, for the driver's lookup task.
+#[derive(Debug, Clone)]
+pub struct CatalogJob {
+    pub database: String,
+    pub oids: Vec<u32>,
+    pub copy_table: Option<(String, String)>,
+}
+
+impl From<CatalogRequest<'_>> for CatalogJob {
+    fn from(r: CatalogRequest<'_>) -> Self {
+        CatalogJob {
+            database: r.database.to_string(),
+            oids: r.oids.to_vec(),
+            copy_table: r.copy_table.map(|(s, n)| (s.to_string(), n.to_string())),
+        }
+    }
+}
+
 /// What a session asked for ([`crate::session::Session::catalog_request`]): the
-/// database's catalog, with `oids` looked up, and the masked tables again by name if
-/// `refresh_names`.
-pub async fn catalog_for(
-    shared: &Shared,
-    database: &str,
-    oids: &[u32],
-    refresh_names: bool,
-) -> Result<Arc<MaskCatalog>, String> {
+/// database's catalog, with `oids` looked up, and the COPY's table if asked.
+pub async fn catalog_for(shared: &Shared, job: &CatalogJob) -> Result<CatalogAnswer, String> {
+    let database = job.database.as_str();
     let file = shared.table.load_full();
     let digest = file.digest();
+    let mut fresh = false;
     let mut current = match shared.catalogs.get(database, digest) {
         Some(c) => c,
         None => {
+            fresh = true;
             let c = Arc::new(
                 snapshot(shared, &file, database)
                     .await
                     .map_err(|e| e.to_string())?,
             );
             shared.catalogs.put(c.clone());
-            if oids.is_empty() && !refresh_names {
-                return Ok(c);
-            }
             c
         }
     };
     let table: Table<'_> = file.table();
-    let unknown: Vec<u32> = oids
-        .iter()
-        .copied()
-        .filter(|&o| matches!(current.lookup(o), Known::Unknown) || refresh_names)
-        .collect();
-    if !unknown.is_empty() || refresh_names {
-        let sql = catalog::attributes_query(&table, &unknown, refresh_names);
-        let results = run_lookup(shared, database, sql).await?;
-        let rows = results.first().map(|r| r.as_slice()).unwrap_or(&[]);
-        let attrs = catalog::attribute_rows(rows)?;
-        current = Arc::new(current.extended(&table, &attrs, &unknown)?);
+    // The session asks for OIDs it does not know and for relations whose columns or
+    // types changed since (a column added, a type altered): each is looked up afresh.
+    // A snapshot just taken is as fresh as that.
+    let unknown = &job.oids;
+    if !unknown.is_empty() && !fresh {
+        let results = run_lookup(shared, database, current.lookup_query(unknown)).await?;
+        let (relations, attributes) = two_results(&results)?;
+        current = Arc::new(current.extended(&table, &relations, &attributes, unknown)?);
         shared.catalogs.put(current.clone());
     }
-    Ok(current)
+    let copy = match &job.copy_table {
+        None => None,
+        Some((schema, name)) => {
+            let results =
+                run_lookup(shared, database, catalog::relation_query(schema, name)).await?;
+            let (relations, attributes) = two_results(&results)?;
+            CopyRelation::from_rows(&table, &relations, attributes)?
+        }
+    };
+    Ok(CatalogAnswer {
+        catalog: current,
+        copy,
+    })
 }

@@ -331,7 +331,7 @@ impl Session {
             // One audit line per statement of the string, each completed by its
             // CommandComplete (or error) from the upstream; object effects apply then.
             for i in 0..self.facts.statements().len() {
-                let effect = self.sql_effect(i, sql);
+                let effect = self.sql_effect(i, sql, table);
                 let slot = self.summary_for_statement(i, &verdict, table, sql);
                 let path_step = self.record_query_path(i);
                 self.ready.pending.push_back(Pending {

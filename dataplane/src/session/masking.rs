@@ -16,25 +16,29 @@
 //! plan ends the session), or rewrite a value into one its type cannot decode.
 
 use super::*;
-use crate::masks::catalog::{Lookup, MaskCatalog};
+use crate::masks::catalog::{CopyRelation, Lookup, MaskCatalog};
 use crate::masks::copy::{CopyColumn, CopyPlan, CopyRewriter};
 use crate::masks::value::{Family, Format, HashKey, MaskAction, mask_value};
 use crate::masks::{self, action_of};
 use pgate_core::sql::copy_options::{CopyFormat, CopyOptions, CopySource, copy_to_options};
+use pgate_core::table::ColumnId;
 use std::sync::Arc;
 
 /// `COPY table [(columns)] TO STDOUT`, as decided: what the rewriter needs at
 /// CopyOutResponse.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct CopySpec {
-    /// `schema.name` as pgate resolved it.
-    pub table: String,
+    /// (schema, name) as pgate resolved it.
+    pub table: (String, String),
     /// The column list, if any (else every column but generated ones, in order).
     pub columns: Option<Vec<String>>,
     /// `COPY (query) TO STDOUT`: no table column to mask (the decision refused any use of
     /// a masked column in the query).
     pub query: bool,
     pub options: CopyOptions,
+    /// The table's decision class under the decision table it was decided with (by
+    /// digest): a class the role does not mask needs no lookup when the COPY starts.
+    pub class: ([u8; 32], Option<u32>),
 }
 
 /// One field of the result being answered: its mask (if any) and format.
@@ -44,8 +48,25 @@ struct Field {
     format: Format,
 }
 
-/// A mask of the role on one column: (attnum, action, family, type OID, base type OID).
-type ColumnMask = (i16, MaskAction, Option<Family>, u32, u32);
+/// The role's masks of one decision class: (policy column, action).
+type ClassMask = Vec<(ColumnId, MaskAction)>;
+
+/// What a session asks the driver to look up ([`Session::catalog_request`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CatalogRequest<'a> {
+    pub database: &'a str,
+    /// Relation OIDs to look up (none, without `copy_table`: the snapshot itself).
+    pub oids: &'a [u32],
+    /// The table of a `COPY table TO STDOUT` about to start: (schema, name), every column.
+    pub copy_table: Option<(&'a str, &'a str)>,
+}
+
+/// The driver's answer: the catalog for the database, and the COPY's table if asked.
+#[derive(Debug, Clone)]
+pub struct CatalogAnswer {
+    pub catalog: Arc<MaskCatalog>,
+    pub copy: Option<CopyRelation>,
+}
 
 /// The session's mask state; present only for a role with masks.
 pub(super) struct Masking {
@@ -61,20 +82,20 @@ pub(super) struct Masking {
     /// pgate's own Describe message, written once per Execute into the same buffer.
     describe_msg: Vec<u8>,
     catalog: Option<Arc<MaskCatalog>>,
-    /// The role's masks by relation OID (from the catalog and the table).
-    role: HashMap<u32, Vec<ColumnMask>>,
+    /// The role's masks by decision class (from the table).
+    role: HashMap<u32, ClassMask>,
     pub database: String,
     /// Waiting for the catalog: the upstream is not read meanwhile.
     pub waiting: bool,
-    /// OIDs to look up (empty with `waiting`: the snapshot itself), and whether the
-    /// masked tables must be looked up again by name (before a COPY).
+    /// OIDs to look up (empty with `waiting`: the snapshot itself), and the table of a
+    /// COPY about to start.
     pub request: Vec<u32>,
-    pub refresh_names: bool,
+    pub copy_table: Option<(String, String)>,
     /// OIDs looked up for the message being planned: if still unknown, the database does
     /// not show them to other sessions (created in this session's open transaction).
     looked_up: Vec<u32>,
-    /// The relation names looked up for the COPY being planned.
-    names_refreshed: bool,
+    /// The COPY's table as looked up for the COPY being planned.
+    copy_relation: Option<Option<CopyRelation>>,
     plan: Vec<Field>,
     plan_any: bool,
     plan_set: bool,
@@ -103,9 +124,9 @@ impl Masking {
             database: String::new(),
             waiting: false,
             request: Vec::new(),
-            refresh_names: false,
+            copy_table: None,
             looked_up: Vec::new(),
-            names_refreshed: false,
+            copy_relation: None,
             plan: Vec::new(),
             plan_any: false,
             plan_set: false,
@@ -122,6 +143,7 @@ impl Session {
         &self,
         s: &pgate_core::facts::StatementFacts,
         text: &str,
+        table: &Table<'_>,
     ) -> Option<Result<Box<CopySpec>, &'static str>> {
         let (source, options) = match copy_to_options(text) {
             Ok(v) => v,
@@ -129,19 +151,19 @@ impl Session {
         };
         if source != CopySource::Table {
             return Some(Ok(Box::new(CopySpec {
-                table: String::new(),
+                table: (String::new(), String::new()),
                 columns: None,
                 query: true,
                 options,
+                class: (table.digest(), None),
             })));
         }
         let Some(a) = self.facts.tables(s).first() else {
             return Some(Err("a COPY whose table pgate did not find"));
         };
-        let table = format!(
-            "{}.{}",
-            self.facts.name(a.name.schema),
-            self.facts.name(a.name.name)
+        let table_name = (
+            self.facts.name(a.name.schema).to_string(),
+            self.facts.name(a.name.name).to_string(),
         );
         let mut names = Vec::new();
         let mut all = false;
@@ -151,11 +173,15 @@ impl Session {
                 ColumnName::All | ColumnName::Common { .. } => all = true,
             }
         }
+        let class = table
+            .table_id(&table_name.0, &table_name.1)
+            .and_then(|t| table.table_class(t));
         Some(Ok(Box::new(CopySpec {
-            table,
+            table: table_name,
             columns: (!all).then_some(names),
             query: false,
             options,
+            class: (table.digest(), class),
         })))
     }
 
@@ -170,44 +196,50 @@ impl Session {
             return;
         }
         let database = self.upstream_db.clone();
+        let role_map = role_masks(table, self.role());
         let m = self
             .ready
             .masking
             .get_or_insert_with(|| Box::new(Masking::new(self.cfg.mask_hash_key.clone())));
         m.active = true;
         m.database = database;
+        m.role = role_map;
         // A catalog of another table: rebuilt when next needed.
         if m.catalog
             .as_ref()
             .is_some_and(|c| c.digest != table.digest())
         {
             m.catalog = None;
-            m.role.clear();
         }
     }
 
-    /// What the driver is to look up for [`Action::LookupCatalog`]: the database, the
-    /// relation OIDs, and whether the masked tables are looked up again by name.
-    pub fn catalog_request(&self) -> Option<(&str, &[u32], bool)> {
+    /// What the driver is to look up for [`Action::LookupCatalog`].
+    pub fn catalog_request(&self) -> Option<CatalogRequest<'_>> {
         let m = self.ready.masking.as_ref()?;
-        Some((&m.database, &m.request, m.refresh_names))
+        Some(CatalogRequest {
+            database: &m.database,
+            oids: &m.request,
+            copy_table: m.copy_table.as_ref().map(|(s, n)| (s.as_str(), n.as_str())),
+        })
     }
 
     /// The driver's answer to [`Action::LookupCatalog`]: the catalog for this database
     /// (built for `table`), or why it could not be had (the statement's result cannot be
     /// masked: the session ends, closing the upstream, which stops the statement).
-    pub fn handle_catalog(&mut self, answer: Result<Arc<MaskCatalog>, String>, table: &Table<'_>) {
-        let role = self.role();
+    pub fn handle_catalog(&mut self, answer: Result<CatalogAnswer, String>, table: &Table<'_>) {
         let Some(m) = self.ready.masking.as_mut() else {
             return;
         };
         match answer {
-            Ok(c) if c.digest == table.digest() && c.digest == self.table_digest_raw => {
-                m.role = role_masks(table, role, &c);
-                m.catalog = Some(c);
+            Ok(a)
+                if a.catalog.digest == table.digest()
+                    && a.catalog.digest == self.table_digest_raw =>
+            {
+                m.catalog = Some(a.catalog);
                 m.looked_up = std::mem::take(&mut m.request);
-                m.names_refreshed = m.refresh_names;
-                m.refresh_names = false;
+                if m.copy_table.take().is_some() {
+                    m.copy_relation = Some(a.copy);
+                }
                 m.waiting = false;
             }
             Ok(_) => {
@@ -301,13 +333,23 @@ impl Session {
             let mut mask = None;
             if table != 0 {
                 match catalog.lookup(table) {
-                    Lookup::Masked(_) => {
-                        if let Some(cm) = m
-                            .role
-                            .get(&table)
-                            .and_then(|v| v.iter().find(|c| c.0 == attnum))
-                        {
-                            let (_, action, family, t, base) = *cm;
+                    Lookup::Masked(rel) if rel.added_since(attnum) => {
+                        // A column added after the lookup: what it is must be known.
+                        if m.looked_up.contains(&table) {
+                            return self.mask_failure(
+                                "a column of a masked relation that pgate's lookup did not show",
+                            );
+                        }
+                        unknown.push(table);
+                        continue;
+                    }
+                    Lookup::Masked(rel) => {
+                        let role_mask = rel.column(attnum).and_then(|c| {
+                            let (_, action) =
+                                m.role.get(&rel.class)?.iter().find(|x| x.0 == c.column)?;
+                            Some((*action, c.family, c.type_oid, c.base_type_oid))
+                        });
+                        if let Some((action, family, t, base)) = role_mask {
                             if type_oid != t && type_oid != base {
                                 // The column's type changed since the lookup.
                                 if m.looked_up.contains(&table) {
@@ -384,32 +426,34 @@ impl Session {
             }
             _ => return self.mask_failure("a COPY pgate did not see decided"),
         };
+        let digest = self.table_digest_raw;
         let Some(m) = self.ready.masking.as_mut() else {
             return Planned::Ready;
         };
-        let Some(catalog) = m.catalog.clone() else {
-            return Planned::Ready;
-        };
-        let Some((oid, rel)) = catalog.relation_named(&spec.table) else {
-            // No role masks this table: its data passes as it is.
+        if spec.class.0 == digest && spec.class.1.is_none_or(|k| !m.role.contains_key(&k)) {
+            // Decided under this table, and the role masks nothing of its class.
             m.copy = None;
             return Planned::Ready;
-        };
-        if !m.names_refreshed {
+        }
+        let Some(found) = m.copy_relation.take() else {
             // The table's columns as they are now (the COPY holds its lock: they cannot
             // change while it runs).
             m.request.clear();
-            m.refresh_names = true;
+            m.copy_table = Some(spec.table.clone());
             return self.ask_catalog();
-        }
-        m.names_refreshed = false;
-        let masks = m.role.get(&oid);
+        };
+        let Some(rel) = found else {
+            // Not visible to pgate's own connection: created in this session's open
+            // transaction, so its columns cannot be known.
+            return self.mask_failure("a COPY of a table pgate's catalog lookup did not find");
+        };
+        let masks = rel.table.and_then(|(_, k)| m.role.get(&k));
         let columns: Vec<_> = match &spec.columns {
-            None => rel.columns.iter().filter(|c| !c.generated).collect(),
+            None => rel.attributes.iter().filter(|c| !c.0.generated).collect(),
             Some(names) => {
                 let mut v = Vec::with_capacity(names.len());
                 for n in names {
-                    match rel.columns.iter().find(|c| &c.name == n) {
+                    match rel.attributes.iter().find(|c| &c.0.name == n) {
                         Some(c) => v.push(c),
                         None => {
                             return self.mask_failure(
@@ -421,6 +465,20 @@ impl Session {
                 v
             }
         };
+        let mut cols = Vec::with_capacity(columns.len());
+        for (a, c) in &columns {
+            let action = c.and_then(|c| masks?.iter().find(|x| x.0 == c).map(|x| x.1));
+            let mask = match (action, masks::catalog::family_of(&a.send)) {
+                (None, _) => None,
+                (Some(action), Some(f)) => Some((action, f)),
+                // `null` suits every type.
+                (Some(MaskAction::Null), None) => Some((MaskAction::Null, Family::Text)),
+                (Some(_), None) => {
+                    return self.mask_failure("a mask the column's type cannot carry");
+                }
+            };
+            cols.push(CopyColumn { mask });
+        }
         // CopyOutResponse: "Int8 0 indicates the overall COPY format is textual …, 1
         // indicates … binary", then "Int16 The number of columns in the data".
         let mut r = wire::Reader::new(body, "CopyOutResponse");
@@ -432,14 +490,6 @@ impl Session {
         if count.ok() != Some(columns.len() as i16) {
             return self.mask_failure("a COPY whose columns are not those pgate looked up");
         }
-        let cols = columns
-            .iter()
-            .map(|c| CopyColumn {
-                mask: masks
-                    .and_then(|v| v.iter().find(|x| x.0 == c.attnum))
-                    .map(|&(_, a, f, ..)| (a, f.unwrap_or(Family::Text))),
-            })
-            .collect::<Vec<_>>();
         let o = &spec.options;
         let format = match o.format {
             CopyFormat::Text => masks::copy::CopyFormat::Text {
@@ -627,31 +677,16 @@ impl Session {
     }
 }
 
-/// The role's masks by relation OID, from the catalog: for each masked relation the
-/// database has, each of its columns the role masks.
-fn role_masks(
-    table: &Table<'_>,
-    role: RoleId,
-    catalog: &MaskCatalog,
-) -> HashMap<u32, Vec<ColumnMask>> {
-    let mut out: HashMap<u32, Vec<ColumnMask>> = HashMap::new();
-    for (oid, rel) in catalog.masked_relations() {
-        for col in &rel.columns {
-            let Some(c) = col.column else { continue };
-            if let Some((kind, _)) = table.mask(role, rel.table, c) {
-                out.entry(oid).or_default().push((
-                    col.attnum,
-                    action_of(kind),
-                    col.family,
-                    col.type_oid,
-                    col.base_type_oid,
-                ));
-            }
-        }
+/// The role's masks by decision class.
+fn role_masks(table: &Table<'_>, role: RoleId) -> HashMap<u32, ClassMask> {
+    let mut out: HashMap<u32, ClassMask> = HashMap::new();
+    for (class, column, kind, _) in table.role_masked_classes(role) {
+        out.entry(class)
+            .or_default()
+            .push((column, action_of(kind)));
     }
     out
 }
-
 /// DataRow: "Int16 The number of column values that follow … Int32 The length of the
 /// column value, in bytes … -1 indicates a NULL column value … Byten The value of the
 /// column, in the format indicated by the associated format code".

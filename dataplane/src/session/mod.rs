@@ -46,6 +46,7 @@ mod client;
 mod decided;
 mod deny;
 mod masking;
+pub use masking::{CatalogAnswer, CatalogRequest};
 mod objects;
 mod path;
 mod ready;

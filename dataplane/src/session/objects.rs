@@ -217,7 +217,7 @@ impl Session {
             self.refuse_parse(name, sqlstate::INSUFFICIENT_PRIVILEGE, &msg);
             return;
         }
-        let effect = self.sql_effect(0, sql);
+        let effect = self.sql_effect(0, sql, table);
         let mut args = std::mem::take(&mut self.ready.path_args_scratch);
         let path_effect = self.path_effect_of(0, &mut args);
         let slot = self.new_summary();
@@ -669,7 +669,12 @@ impl Session {
     // ---- SQL-level objects ----
 
     /// What statement `i` of the current facts does to SQL-level objects.
-    pub(super) fn sql_effect(&self, i: usize, sql: &str) -> Option<Box<SqlEffect>> {
+    pub(super) fn sql_effect(
+        &self,
+        i: usize,
+        sql: &str,
+        table: &Table<'_>,
+    ) -> Option<Box<SqlEffect>> {
         let s = self.facts.statements().get(i)?;
         let f = s.flags;
         let name = self.facts.name(s.prepared_name);
@@ -694,7 +699,7 @@ impl Session {
         {
             // Recorded for every role: a reload may give the role masks before it runs.
             return self
-                .copy_spec(s, text)
+                .copy_spec(s, text, table)
                 .map(|r| Box::new(SqlEffect::CopyOut(r)));
         } else if f.contains(StatementFlags::CLOSES_CURSOR) {
             SqlEffect::CloseCursor(named())

@@ -32,6 +32,7 @@ table "public.masked_things" {
     columns "id" "t" "vc" "n" "big" "sm" "u" "b" "ts" "doc" "gen" "plain"
 }
 table "public.recreated" { columns "id" "secret"; }
+table "public.grown" { columns "id" "secret"; }
 function "pg_catalog.pg_read_file"
 
 role "analyst" {
@@ -89,6 +90,7 @@ role "masked" {
         columns "id" "name" "email"
     }
     allow "select" table="public.recreated"
+    allow "select" "copy-out" table="public.grown"
     allow "select" tag="pg-metadata"
     allow "transaction" "session" "prepare" "cursor"
     allow-function "pg_catalog.*"
@@ -105,6 +107,7 @@ role "masked" {
     mask table="public.masked_things" column="doc" with="null"
     mask table="public.masked_things" column="gen" with="hash"
     mask table="public.recreated" column="secret" with="hash"
+    mask table="public.grown" column="secret" with="hash"
 }
 
 // The search path (tests/search_path.rs): schema `compat` only.
@@ -342,6 +345,8 @@ pub fn setup() -> Option<Env> {
          INSERT INTO other.twin VALUES ('other-twin-secret');
          CREATE FUNCTION other.leak() RETURNS text LANGUAGE sql AS 'SELECT secret FROM other.hidden';
          CREATE TABLE recreated (id int, secret text);
+         CREATE TABLE grown (id int);
+         INSERT INTO grown VALUES (1);
          INSERT INTO recreated VALUES (1, 'first');
          CREATE TABLE masked_things (id int primary key, t text, vc varchar(40), n int4,
              big int8, sm int2, u uuid, b bytea, ts timestamptz, doc jsonb,

@@ -539,7 +539,7 @@ impl Conn {
                     let request = self
                         .session
                         .catalog_request()
-                        .map(|(db, oids, names)| (db.to_string(), oids.to_vec(), names));
+                        .map(crate::runtime::lookup::CatalogJob::from);
                     cx.side
                         .run((self.slot, self.generation), Job::Catalog(request));
                 }

@@ -18,7 +18,6 @@ use tokio::sync::mpsc;
 use super::super::Shared;
 use super::super::conn::{cancel_and_wait, connect_upstream, send_cancel};
 use super::super::stream::Stream;
-use crate::masks::catalog::MaskCatalog;
 
 /// An upstream connection handed to the ring: the socket (non-blocking) and, with upstream
 /// TLS, the established client side of it.
@@ -30,13 +29,13 @@ pub(super) enum Job {
     Cancel((i32, i32)),
     /// Cancel the session's own upstream work and wait until the database took it.
     CancelAndWait(Option<(i32, i32)>),
-    Catalog(Option<(String, Vec<u32>, bool)>),
+    Catalog(Option<crate::runtime::lookup::CatalogJob>),
 }
 
 pub(super) enum Answer {
     Connected(io::Result<Box<Upstream>>),
     Cancelled(bool),
-    Catalog(Result<Arc<MaskCatalog>, String>),
+    Catalog(Result<crate::session::CatalogAnswer, String>),
 }
 
 /// Which connection an answer is for: its slot and the slot's generation.
@@ -80,11 +79,8 @@ impl Side {
                                     None => false,
                                 }),
                                 Job::Catalog(request) => Answer::Catalog(match request {
-                                    Some((db, oids, names)) => {
-                                        super::super::lookup::catalog_for(
-                                            &shared, &db, &oids, names,
-                                        )
-                                        .await
+                                    Some(job) => {
+                                        super::super::lookup::catalog_for(&shared, &job).await
                                     }
                                     None => Err("no database".to_string()),
                                 }),
