@@ -138,6 +138,11 @@ pub enum RuleBodyNode {
         scope: RateScope,
         on_exceed: OnExceed,
     },
+    /// `token sessions=N concurrent=M`: sessions per token (issuer and `jti`).
+    TokenUse {
+        sessions: Option<u32>,
+        concurrent: Option<u32>,
+    },
 }
 
 #[derive(Clone, Debug)]

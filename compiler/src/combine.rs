@@ -19,7 +19,7 @@ use pgate_core::class::StatementClass;
 use pgate_core::table::model::{
     Catalog as OutCatalog, Cell, CellEntry, ColumnAccess, ColumnDecl, CompiledPolicy, CompiledRole,
     Effect, FunctionDecl, Group, GroupMask, Limits, MaskKind, PatternKind, PatternRule, RateLimit,
-    RoleGroups, TableAlias, TableDecl,
+    RoleGroups, TableAlias, TableDecl, TokenUse,
 };
 
 use crate::bits::ColSet;
@@ -210,6 +210,8 @@ fn combine_role(model: &Model, role: &Role, scratch: &mut Scratch) -> CompiledRo
     let mut fn_allow: Vec<Option<RuleIndex>> = vec![None; model.catalog.functions.len()];
     let mut fn_deny: Vec<Option<RuleIndex>> = vec![None; model.catalog.functions.len()];
     let mut rows_min: Option<(u64, RuleIndex)> = None;
+    let mut sessions_min: Option<(u32, RuleIndex)> = None;
+    let mut concurrent_min: Option<(u32, RuleIndex)> = None;
     let mut bytes_min: Option<(u64, RuleIndex)> = None;
     let mut rates: Vec<RateLimit> = Vec::new();
 
@@ -279,6 +281,21 @@ fn combine_role(model: &Model, role: &Role, scratch: &mut Scratch) -> CompiledRo
                 }
             }
             Body::Mask(_) => {}
+            Body::TokenUse {
+                sessions,
+                concurrent,
+            } => {
+                if let Some(n) = sessions
+                    && sessions_min.is_none_or(|(m, _)| *n < m)
+                {
+                    sessions_min = Some((*n, ri));
+                }
+                if let Some(n) = concurrent
+                    && concurrent_min.is_none_or(|(m, _)| *n < m)
+                {
+                    concurrent_min = Some((*n, ri));
+                }
+            }
             Body::Limit { rows, bytes } => {
                 // Rules come in index order, so strict `<` keeps the lowest rule on ties.
                 if let Some(r) = rows
@@ -311,6 +328,11 @@ fn combine_role(model: &Model, role: &Role, scratch: &mut Scratch) -> CompiledRo
         max_rows: rows_min.map(|(v, _)| v),
         max_bytes: bytes_min.map(|(v, _)| v),
         rule: rows_min.or(bytes_min).map(|(_, r)| r),
+    };
+    let token_use = TokenUse {
+        max_sessions: sessions_min.map(|(v, _)| v),
+        max_concurrent: concurrent_min.map(|(v, _)| v),
+        rule: sessions_min.or(concurrent_min).map(|(_, r)| r),
     };
 
     // Cells: class-level, then per group.
@@ -396,6 +418,7 @@ fn combine_role(model: &Model, role: &Role, scratch: &mut Scratch) -> CompiledRo
         patterns,
         masks: Vec::new(),
         limits,
+        token_use,
         rates,
         groups: Some(RoleGroups { group_of, groups }),
     }
@@ -628,5 +651,23 @@ function "pg_catalog.pg_read_file" { tags "files" }
         assert_eq!(b.limits.max_rows, Some(10));
         assert_eq!(b.table_masks(), a.table_masks());
         assert!(b.members.is_empty());
+    }
+
+    #[test]
+    fn sessions_per_token_take_the_smallest_of_own_and_inherited() {
+        let p = compiled(
+            "role \"parent\" {\n allow \"select\" table=\"public.customers\"\n token sessions=5 concurrent=2\n}\nrole \"copilot\" { inherits \"parent\"\n token sessions=1\n}\nrole \"free\" {\n allow \"select\" table=\"public.customers\"\n}\n",
+        );
+        let role = |n: &str| p.roles.iter().find(|r| r.name == n).unwrap();
+        let parent = role("parent");
+        assert_eq!(parent.token_use.max_sessions, Some(5));
+        assert_eq!(parent.token_use.max_concurrent, Some(2));
+        assert_eq!(parent.token_use.rule, Some(1));
+        // The child's own single use wins; the parent's concurrency still applies.
+        let copilot = role("copilot");
+        assert_eq!(copilot.token_use.max_sessions, Some(1));
+        assert_eq!(copilot.token_use.max_concurrent, Some(2));
+        assert_eq!(copilot.token_use.rule, Some(2));
+        assert!(!role("free").token_use.is_limited());
     }
 }

@@ -619,6 +619,7 @@ impl Parser<'_> {
             "mask",
             "limit",
             "rate",
+            "token",
         ];
         for child in self.children(node) {
             let body = match child.name().value() {
@@ -655,6 +656,7 @@ impl Parser<'_> {
                 "mask" => self.mask_rule(child),
                 "limit" => self.limit_rule(child),
                 "rate" => self.rate_rule(child),
+                "token" => self.token_rule(child),
                 _ => {
                     self.unknown_node(child, ROLE_CHILDREN, "in `role`");
                     continue;
@@ -818,6 +820,47 @@ impl Parser<'_> {
             return None;
         }
         Some(RuleBodyNode::Limit { rows, bytes })
+    }
+
+    /// `token sessions=N concurrent=M`: how many sessions one token may open in all and at
+    /// once (each at least 1).
+    fn token_rule(&mut self, node: &KdlNode) -> Option<RuleBodyNode> {
+        let e = self.entries(node, &["sessions", "concurrent"]);
+        self.no_args(node, &e.args);
+        self.no_children(node);
+        let mut count = |key: &str| -> Option<Option<u32>> {
+            let Some(v) = e.prop(key) else {
+                return Some(None);
+            };
+            let n = self.count_value(v, key)?;
+            match u32::try_from(n) {
+                Ok(n) if (1..u32::MAX).contains(&n) => Some(Some(n)),
+                _ => {
+                    self.invalid(
+                        self.entry_span(v),
+                        format!("`{key}` must be between 1 and {}", u32::MAX - 1),
+                        "out of range",
+                    );
+                    None
+                }
+            }
+        };
+        let sessions = count("sessions")?;
+        let concurrent = count("concurrent")?;
+        if sessions.is_none() && concurrent.is_none() {
+            self.diags.push(
+                Diagnostic::error(
+                    codes::MISSING_PROPERTY,
+                    "`token` needs `sessions=` or `concurrent=`",
+                )
+                .label(self.node_span(node), "no limit given"),
+            );
+            return None;
+        }
+        Some(RuleBodyNode::TokenUse {
+            sessions,
+            concurrent,
+        })
     }
 
     fn rate_rule(&mut self, node: &KdlNode) -> Option<RuleBodyNode> {
@@ -1136,6 +1179,43 @@ mod tests {
         assert_eq!(parse_size("MiB"), None);
         assert_eq!(parse_size("1.5MiB"), None);
         assert_eq!(parse_size("99999999999999TiB"), None);
+    }
+
+    #[test]
+    fn token_limits_parse_and_bad_ones_are_named() {
+        let (ast, d) = parse_one("role \"a\" {\n    token sessions=1 concurrent=\"2\"\n}\n");
+        assert!(d.items.is_empty(), "{:?}", d.items);
+        assert!(matches!(
+            ast.roles[0].rules[0].body,
+            RuleBodyNode::TokenUse {
+                sessions: Some(1),
+                concurrent: Some(2)
+            }
+        ));
+        for (src, want) in [
+            ("token", "`token` needs `sessions=` or `concurrent=`"),
+            ("token sessions=0", "`sessions` must be between 1 and"),
+            (
+                "token concurrent=-1",
+                "`concurrent` must be a non-negative integer",
+            ),
+            (
+                "token sessions=4294967295",
+                "`sessions` must be between 1 and",
+            ),
+            ("token session=1", "session"),
+        ] {
+            let (ast, d) = parse_one(&format!("role \"a\" {{\n    {src}\n}}\n"));
+            assert!(
+                ast.roles.first().is_none_or(|r| r.rules.is_empty()),
+                "{src}"
+            );
+            assert!(
+                d.items.iter().any(|i| i.message.contains(want)),
+                "{src}: {:?}",
+                d.items
+            );
+        }
     }
 
     #[test]

@@ -252,6 +252,10 @@ pub enum Body {
         scope: RateScope,
         on_exceed: OnExceed,
     },
+    TokenUse {
+        sessions: Option<u32>,
+        concurrent: Option<u32>,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -626,6 +630,7 @@ impl Resolver<'_> {
                 Body::Mask(_) => RuleKind::Mask,
                 Body::Limit { .. } => RuleKind::Limit,
                 Body::Rate { .. } => RuleKind::Rate,
+                Body::TokenUse { .. } => RuleKind::TokenUse,
             };
             let loc = self.sources.location(span);
             let index = self.model.rules.len() as u32;
@@ -1100,6 +1105,13 @@ impl Resolver<'_> {
                 burst_bytes: *burst_bytes,
                 scope: *scope,
                 on_exceed: *on_exceed,
+            }),
+            RuleBodyNode::TokenUse {
+                sessions,
+                concurrent,
+            } => Some(Body::TokenUse {
+                sessions: *sessions,
+                concurrent: *concurrent,
             }),
         }
     }

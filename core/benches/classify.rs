@@ -89,6 +89,7 @@ fn pgbench_policy() -> Vec<u8> {
             patterns: vec![],
             masks: vec![],
             limits: Limits::default(),
+            token_use: Default::default(),
             rates: vec![],
         }],
     };

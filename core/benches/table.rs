@@ -101,6 +101,7 @@ fn large_policy() -> CompiledPolicy {
                 }],
                 masks: vec![],
                 limits: Limits::default(),
+                token_use: Default::default(),
                 rates: vec![],
             }
         })

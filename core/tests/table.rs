@@ -180,6 +180,11 @@ fn sample() -> CompiledPolicy {
             max_bytes: Some(1 << 20),
             rule: Some(6),
         },
+        token_use: TokenUse {
+            max_sessions: Some(3),
+            max_concurrent: Some(1),
+            rule: Some(6),
+        },
         rates: vec![RateLimit {
             bytes_per_second: 1 << 20,
             burst_bytes: 8 << 20,
@@ -213,6 +218,7 @@ fn sample() -> CompiledPolicy {
         }],
         masks: vec![],
         limits: Limits::default(),
+        token_use: Default::default(),
         rates: vec![],
     };
     CompiledPolicy {
@@ -308,6 +314,14 @@ fn round_trip_lookups() {
     assert_eq!(t.mask(analyst, cust, email), Some((MaskKind::Redact, 5)));
     assert_eq!(t.mask(analyst, cust, ssn), None);
     assert_eq!(t.limits(analyst).max_rows, Some(100));
+    assert_eq!(
+        t.token_use(analyst),
+        TokenUse {
+            max_sessions: Some(3),
+            max_concurrent: Some(1),
+            rule: Some(6)
+        }
+    );
     assert_eq!(t.rates(analyst).count(), 1);
     assert_eq!(
         t.function_allowed(analyst, "pg_catalog", "pg_read_file"),
@@ -568,17 +582,19 @@ fn every_flipped_byte_and_every_truncation_is_a_typed_error() {
 #[test]
 fn wrong_version_and_magic_are_named() {
     let mut bytes = write(&sample()).expect("the policy lays out");
-    // A table of the previous format (one cell row per table) is refused by name.
-    bytes[8] = 3;
-    let e = Table::parse(&bytes).unwrap_err();
-    assert!(matches!(
-        e,
-        LoadError::Version {
-            found: 3,
-            expected: 4
-        }
-    ));
-    assert!(e.to_string().contains("version 3") && e.to_string().contains("rebuild"));
+    // Tables of earlier formats (3: one cell row per table; 4: no sessions per token)
+    // are refused by name.
+    for old in [3u8, 4] {
+        bytes[8] = old;
+        let e = Table::parse(&bytes).unwrap_err();
+        assert!(matches!(
+            e,
+            LoadError::Version { found, expected: 5 } if found == u32::from(old)
+        ));
+        assert!(
+            e.to_string().contains(&format!("version {old}")) && e.to_string().contains("rebuild")
+        );
+    }
     bytes[8] = 99;
     assert!(matches!(
         Table::parse(&bytes),

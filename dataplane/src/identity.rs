@@ -33,6 +33,8 @@ use serde_json::{Map, Value};
 
 use crate::session::{Authenticator, Identity};
 
+mod unique_json;
+
 /// Largest JWKS file read (a key set is a few KiB; this only bounds a mistake).
 pub const MAX_JWKS_BYTES: u64 = 1 << 20;
 /// Longest `act` chain accepted.
@@ -162,6 +164,8 @@ pub enum TokenError {
     TooLong { max: usize },
     #[error("malformed token")]
     Malformed,
+    #[error("token repeats a member name in its header or claims")]
+    RepeatedMember,
     #[error("algorithm `none` is not allowed")]
     AlgNone,
     #[error("algorithm {0} is not allowed")]
@@ -497,6 +501,8 @@ pub struct VerifiedToken {
     /// The `act` chain, outermost (current) actor first.
     pub actors: Vec<String>,
     pub expires_at_unix: u64,
+    /// `jti`, if the token has one.
+    pub token_id: Option<String>,
     pub kid: String,
     pub alg: JwsAlg,
     /// All claims, for role mapping.
@@ -594,9 +600,13 @@ impl JwtAuthenticator {
         Ok(Identity {
             subject: t.subject,
             actors: t.actors,
+            issuer: self.config.issuer.clone(),
+            token_id: t.token_id,
             role,
             role_name: table.role_name(role).to_string(),
-            expires_at_unix: t.expires_at_unix,
+            // The leeway that admitted the token at login is also its session's: a token
+            // accepted just after `exp` is not cut off the moment it is admitted.
+            expires_at_unix: t.expires_at_unix.saturating_add(self.config.leeway_secs),
             claims: t.claims,
         })
     }
@@ -694,10 +704,18 @@ impl JwtAuthenticator {
             Some(_) => return Err(TokenError::BadClaim("sub")),
         };
         let actors = delegation_chain(claims.get("act"))?;
+        let token_id = match claims.get("jti") {
+            None => None,
+            Some(Value::String(j)) if !j.is_empty() && j.len() <= 256 && printable(j) => {
+                Some(j.clone())
+            }
+            Some(_) => return Err(TokenError::BadClaim("jti")),
+        };
         Ok(VerifiedToken {
             subject,
             actors,
             expires_at_unix: exp,
+            token_id,
             kid: kid.clone(),
             alg,
             claims,
@@ -731,12 +749,15 @@ impl Authenticator for JwtAuthenticator {
     }
 }
 
+/// A header or the claims: a JSON object whose member names are unique at every depth
+/// (see `unique_json`).
 fn decode_object(part: &str) -> Result<Map<String, Value>, TokenError> {
     let bytes = URL_SAFE_NO_PAD
         .decode(part)
         .map_err(|_| TokenError::Malformed)?;
-    match serde_json::from_slice(&bytes) {
+    match unique_json::parse(&bytes) {
         Ok(Value::Object(m)) => Ok(m),
+        Err(unique_json::Refused::RepeatedMember) => Err(TokenError::RepeatedMember),
         _ => Err(TokenError::Malformed),
     }
 }

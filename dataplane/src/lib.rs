@@ -22,3 +22,4 @@ pub mod runtime;
 pub mod session;
 pub mod tls;
 pub mod token;
+pub mod token_uses;

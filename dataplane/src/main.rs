@@ -397,6 +397,7 @@ fn run(
         audit: audit.clone(),
         cancels: Arc::default(),
         identity_buckets: Arc::default(),
+        token_uses: Arc::default(),
         catalogs: Arc::default(),
         max_connections: lim.max_connections,
         max_connections_per_address: lim.max_connections_per_address,

@@ -36,7 +36,12 @@ pub fn load_table(path: &Path, hash_key: bool) -> Result<TableFile, String> {
 
 /// The features of the policy language this data plane enforces. A table that uses any
 /// other is refused (a rule pgate loads is a rule pgate enforces).
-pub const ENFORCED: &[Feature] = &[Feature::Mask, Feature::Limit, Feature::Rate];
+pub const ENFORCED: &[Feature] = &[
+    Feature::Mask,
+    Feature::Limit,
+    Feature::Rate,
+    Feature::TokenUse,
+];
 
 /// Refuses a table with a rule this data plane does not enforce, naming the rule; and a
 /// `hash` mask when there is no key to hash with.

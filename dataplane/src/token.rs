@@ -176,7 +176,16 @@ pub struct MintArgs {
     pub now_unix: u64,
 }
 
-/// Signs a token (ES256) and returns it in compact form.
+/// 128 random bits, hex.
+fn random_jti() -> String {
+    use rand_core::{OsRng, RngCore};
+    let mut b = [0u8; 16];
+    OsRng.fill_bytes(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Signs a token (ES256) and returns it in compact form, with a random `jti` unless
+/// `claims` gives one.
 pub fn mint(args: &MintArgs) -> Result<String, TokenToolError> {
     if args.sub.is_empty() {
         return Err(TokenToolError::EmptySubject);
@@ -218,6 +227,8 @@ pub fn mint(args: &MintArgs) -> Result<String, TokenToolError> {
     claims.insert("sub".into(), args.sub.clone().into());
     claims.insert("iat".into(), args.now_unix.into());
     claims.insert("exp".into(), exp.into());
+    // A token id (RFC 7519 §4.1.7) unless one is given: what `token sessions=` counts.
+    claims.insert("jti".into(), random_jti().into());
     for (name, value) in &args.claims {
         claims.insert(name.clone(), value.clone());
     }

@@ -74,6 +74,7 @@ fn role(name: &str, members: &[(&str, &str)]) -> CompiledRole {
         patterns: vec![],
         masks: vec![],
         limits: Limits::default(),
+        token_use: Default::default(),
         rates: vec![],
     }
 }
@@ -254,9 +255,11 @@ fn valid_token_gives_subject_role_actors_and_expiry() {
         Identity {
             subject: "alice@example.com".into(),
             actors: vec!["agent-7".into(), "orchestrator".into()],
+            issuer: ISS.into(),
+            token_id: id.token_id.clone(),
             role: role_id(&f.table, "analyst"),
             role_name: "analyst".into(),
-            expires_at_unix: NOW + TTL,
+            expires_at_unix: NOW + TTL + IdentityConfig::DEFAULT_LEEWAY_SECS,
             claims: id.claims.clone(),
         }
     );
@@ -347,6 +350,79 @@ fn allow_list_is_honoured() {
 
 // ---------------------------------------------------------------- refusals
 
+/// Signs a header and claims given as JSON text (which a `Value` could not repeat names in).
+fn sign_raw(f: &Fixture, header: &str, claims: &str) -> String {
+    let msg = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header),
+        URL_SAFE_NO_PAD.encode(claims)
+    );
+    let sig = jsonwebtoken::crypto::sign(msg.as_bytes(), &f.es256_key(), Algorithm::ES256).unwrap();
+    format!("{msg}.{sig}")
+}
+
+#[test]
+fn a_repeated_member_name_is_refused_in_the_header_and_the_claims() {
+    let f = fixture();
+    let kid = &f.keys.kid;
+    let header = format!(r#"{{"alg":"ES256","typ":"JWT","kid":"{kid}"}}"#);
+    let claims = |extra: &str| {
+        format!(
+            r#"{{"iss":"{ISS}","aud":"{AUD}","sub":"alice@example.com","exp":{},"groups":["data-analysts"]{extra}}}"#,
+            NOW + TTL
+        )
+    };
+    // The same text without a repeat is accepted: what follows fails on the repeat alone.
+    assert!(f.check(&sign_raw(&f, &header, &claims(""))).is_ok());
+    let cases = [
+        // A second `sub`: "last one wins" would make this bob.
+        (header.clone(), claims(r#","sub":"bob@example.com""#)),
+        // A second `groups`, granting more.
+        (header.clone(), claims(r#","groups":["admins"]"#)),
+        // Inside the delegation chain.
+        (
+            header.clone(),
+            claims(r#","act":{"sub":"agent-1","sub":"agent-2"}"#),
+        ),
+        // The header: a second `alg` or `kid`.
+        (
+            format!(r#"{{"alg":"ES256","kid":"{kid}","alg":"RS256"}}"#),
+            claims(""),
+        ),
+        (
+            format!(r#"{{"alg":"ES256","kid":"{kid}","kid":"other"}}"#),
+            claims(""),
+        ),
+    ];
+    for (h, c) in cases {
+        let e = f.refused(&sign_raw(&f, &h, &c));
+        assert_eq!(
+            e, "token repeats a member name in its header or claims",
+            "{h} {c}"
+        );
+    }
+}
+
+#[test]
+fn the_leeway_that_admits_a_token_also_sets_when_its_session_ends() {
+    let f = fixture();
+    let t = f.mint(|_| {});
+    let exp = NOW + TTL;
+    let leeway = IdentityConfig::DEFAULT_LEEWAY_SECS;
+    // Admitted within the leeway after exp: the session may run until exp + leeway, not
+    // end the moment it starts.
+    let id = f.auth_at("analyst", &t, exp + leeway - 1).unwrap();
+    assert_eq!(id.expires_at_unix, exp + leeway);
+    let mut c = IdentityConfig::new(ISS, AUD);
+    c.leeway_secs = 0;
+    let strict = fixture_with(c);
+    let t = strict.mint(|_| {});
+    assert_eq!(
+        strict.auth_at("analyst", &t, NOW).unwrap().expires_at_unix,
+        exp
+    );
+}
+
 #[test]
 fn expired_and_leeway() {
     let f = fixture();
@@ -383,7 +459,10 @@ fn missing_or_malformed_exp() {
     assert_eq!(f.refused(&f.es256(&c)), "claim `exp` is malformed");
     // A fractional NumericDate is fine.
     c["exp"] = json!((NOW + 10) as f64 + 0.5);
-    assert_eq!(f.check(&f.es256(&c)).unwrap().expires_at_unix, NOW + 10);
+    assert_eq!(
+        f.check(&f.es256(&c)).unwrap().expires_at_unix,
+        NOW + 10 + IdentityConfig::DEFAULT_LEEWAY_SECS
+    );
 }
 
 #[test]

@@ -515,6 +515,124 @@ async fn malformed_wire_input_is_fatal_08p01_and_others_keep_working() {
     );
 }
 
+/// The audit lines of `event` that `pick` accepts, waiting up to 10 s for one.
+fn audit_event(e: &Env, event: &str, pick: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(&e.audit).unwrap_or_default();
+        if let Some(v) = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|v| v["event"] == event && pick(v))
+        {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {event} line in the audit log"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_child_reusing_its_parents_single_use_token_is_refused_and_audited() {
+    let e = require_env!();
+    let t = token(
+        e,
+        TokenSpec {
+            sub: "backup-script@example.com",
+            groups: "single-use",
+            ..TokenSpec::default()
+        },
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let parent = client_as(e.addr, "single-use", &t).await.unwrap();
+        parent
+            .simple_query("SELECT count(*) FROM pgbench_accounts")
+            .await
+            .unwrap();
+        // The spawned child inherited PGPASSWORD: the same token, a second session.
+        let err = client_as(e.addr, "single-use", &t).await.unwrap_err();
+        let db = err.as_db_error().expect("a server error");
+        assert_eq!(db.code().code(), "28P01");
+        assert_eq!(*db.severity(), *"FATAL");
+        assert!(db.message().contains("already used"), "{}", db.message());
+        // The parent's session goes on.
+        parent
+            .simple_query("SELECT count(*) FROM pgbench_accounts")
+            .await
+            .unwrap();
+        // psql too, as a child process would run it.
+        let out = psql(e, &t, "require", &["-c", "SELECT 1"]);
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("already used"));
+    });
+    let payload = t.split('.').nth(1).unwrap();
+    use base64::Engine as _;
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
+    let jti = claims["jti"].as_str().unwrap().to_string();
+    let opened = audit_event(e, "open", |v| v["sub"] == "backup-script@example.com");
+    let reused = audit_event(e, "token-reused", |v| v["token"]["jti"] == jti.as_str());
+    assert_eq!(reused["token"]["sub"], "backup-script@example.com");
+    assert_eq!(reused["first_conn"], opened["conn"]);
+    assert_eq!(reused["first_client"], opened["client"]);
+    assert!(reused["client"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert_ne!(reused["conn"], opened["conn"]);
+    assert!(
+        !std::fs::read_to_string(&e.audit).unwrap().contains(&t),
+        "the token is in the audit log"
+    );
+}
+
+#[test]
+fn a_token_limited_to_one_session_at_a_time_opens_the_next_after_the_first_closes() {
+    let e = require_env!();
+    let t = token(
+        e,
+        TokenSpec {
+            sub: "notebook@example.com",
+            groups: "one-at-a-time",
+            ..TokenSpec::default()
+        },
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let first = client_as(e.addr, "one-at-a-time", &t).await.unwrap();
+        let err = client_as(e.addr, "one-at-a-time", &t).await.unwrap_err();
+        assert_eq!(err.as_db_error().unwrap().code().code(), "28P01");
+        drop(first);
+        // pgate learns of the close when the socket ends: retry for a moment.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match client_as(e.addr, "one-at-a-time", &t).await {
+                Ok(c) => {
+                    c.simple_query("SELECT count(*) FROM pgbench_accounts")
+                        .await
+                        .unwrap();
+                    break;
+                }
+                Err(err) => {
+                    assert!(Instant::now() < deadline, "still refused: {err}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    });
+}
+
 #[test]
 fn an_oversized_message_gets_its_fatal_not_a_reset() {
     // The client sends a 4 MiB query (the limit here is 1 MiB) and keeps writing it while

@@ -185,6 +185,10 @@ pub struct RoleSnap {
     pub max_rows: Option<u64>,
     pub max_bytes: Option<u64>,
     pub limit_rule: Option<RuleLoc>,
+    /// Sessions per token, in all and at once (`None`: unlimited).
+    pub max_sessions: Option<u32>,
+    pub max_concurrent: Option<u32>,
+    pub token_rule: Option<RuleLoc>,
     pub rates: Vec<(RateSnap, Option<RuleLoc>)>,
 }
 
@@ -381,6 +385,10 @@ impl Snapshot {
             role.max_rows = limits.max_rows;
             role.max_bytes = limits.max_bytes;
             role.limit_rule = rule(limits.rule);
+            let tu = t.token_use(r);
+            role.max_sessions = tu.max_sessions;
+            role.max_concurrent = tu.max_concurrent;
+            role.token_rule = rule(tu.rule);
             let mut rates: Vec<(RateSnap, Option<RuleLoc>)> = t
                 .rates(r)
                 .map(|v| {
@@ -588,6 +596,10 @@ pub enum Subject {
     MaxRows,
     MaxBytes,
     Rate,
+    /// `token sessions=`.
+    MaxSessions,
+    /// `token concurrent=`.
+    MaxConcurrent,
 }
 
 impl Subject {
@@ -607,7 +619,11 @@ impl Subject {
             Subject::Function(_) => "functions",
             Subject::Member { .. } => "members",
             Subject::Mask { .. } => "masks",
-            Subject::MaxRows | Subject::MaxBytes | Subject::Rate => "limits",
+            Subject::MaxRows
+            | Subject::MaxBytes
+            | Subject::Rate
+            | Subject::MaxSessions
+            | Subject::MaxConcurrent => "limits",
         }
     }
     fn table(&self) -> Option<&str> {
@@ -649,6 +665,8 @@ impl Subject {
             Subject::MaxRows => "limit rows".to_string(),
             Subject::MaxBytes => "limit bytes".to_string(),
             Subject::Rate => "rate".to_string(),
+            Subject::MaxSessions => "sessions per token".to_string(),
+            Subject::MaxConcurrent => "concurrent sessions per token".to_string(),
         }
     }
 }
@@ -1027,6 +1045,31 @@ fn compare_role(old_s: &Snapshot, new_s: &Snapshot, o: &RoleSnap, n: &RoleSnap) 
         });
     }
 
+    // Sessions per token: `None` is unlimited.
+    for (subject, ov, nv) in [
+        (Subject::MaxSessions, o.max_sessions, n.max_sessions),
+        (Subject::MaxConcurrent, o.max_concurrent, n.max_concurrent),
+    ] {
+        if ov == nv {
+            continue;
+        }
+        let direction = match (ov, nv) {
+            (None, Some(_)) => Direction::Narrower,
+            (Some(_), None) => Direction::Wider,
+            (Some(a), Some(b)) if b > a => Direction::Wider,
+            _ => Direction::Narrower,
+        };
+        let fmt = |v: Option<u32>| v.map_or("unlimited".to_string(), |v| v.to_string());
+        out.push(Change {
+            subject,
+            direction,
+            old: fmt(ov),
+            new: fmt(nv),
+            rule: n.token_rule.clone().or_else(|| o.token_rule.clone()),
+            note: None,
+        });
+    }
+
     // Rates: compared as a whole set of buckets.
     let orates: Vec<RateSnap> = o.rates.iter().map(|r| r.0).collect();
     let nrates: Vec<RateSnap> = n.rates.iter().map(|r| r.0).collect();
@@ -1329,6 +1372,8 @@ pub fn render_json(r: &Report, old: &str, new: &str) -> Value {
                             Subject::MaxRows => "max-rows",
                             Subject::MaxBytes => "max-bytes",
                             Subject::Rate => "rate",
+                            Subject::MaxSessions => "max-sessions",
+                            Subject::MaxConcurrent => "max-concurrent",
                         },
                         "group": c.subject.group(),
                         "class": c.subject.class().map(|c| c.name()),
@@ -1712,6 +1757,8 @@ mod tests {
         );
         o.max_rows = Some(100);
         o.max_bytes = None;
+        o.max_sessions = Some(1);
+        o.max_concurrent = None;
         o.rates.push((
             RateSnap {
                 bytes_per_second: 1 << 20,
@@ -1730,6 +1777,8 @@ mod tests {
         );
         n.max_rows = Some(1000);
         n.max_bytes = Some(1 << 20);
+        n.max_sessions = None;
+        n.max_concurrent = Some(4);
         n.rates[0].0.on_exceed = OnExceed::Throttle;
         n.members.insert(("groups".into(), "b".into()));
         let r = compare(&snap(vec![("x", o)]), &snap(vec![("x", n)]));
@@ -1751,6 +1800,9 @@ mod tests {
         );
         assert_eq!(dir(Subject::MaxRows), Some(Direction::Wider));
         assert_eq!(dir(Subject::MaxBytes), Some(Direction::Narrower));
+        // A single-use token made reusable widens; a concurrency cap narrows.
+        assert_eq!(dir(Subject::MaxSessions), Some(Direction::Wider));
+        assert_eq!(dir(Subject::MaxConcurrent), Some(Direction::Narrower));
         assert_eq!(dir(Subject::Rate), Some(Direction::Wider));
         assert_eq!(
             dir(Subject::Member {

@@ -11,7 +11,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 /// File magic.
 pub const MAGIC: [u8; 8] = *b"PGATE\0T\x01";
 /// Bumped on any incompatible layout change; readers refuse other versions.
-pub const FORMAT_VERSION: u32 = 4;
+pub const FORMAT_VERSION: u32 = 5;
 
 /// "No value" in a `u32` index field (no rule, all columns, no column set).
 pub const NONE: u32 = u32::MAX;
@@ -212,6 +212,10 @@ pub struct RoleRec {
     pub limit_rule: U32,
     pub max_rows: U64,
     pub max_bytes: U64,
+    /// Sessions per token (`token sessions= concurrent=`), `u32::MAX` for none.
+    pub token_rule: U32,
+    pub max_sessions: U32,
+    pub max_concurrent: U32,
 }
 
 /// A class → group map, shared by every role that groups classes alike: one u16 entry

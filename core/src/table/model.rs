@@ -64,6 +64,7 @@ pub enum RuleKind {
     Mask = 2,
     Limit = 3,
     Rate = 4,
+    TokenUse = 5,
 }
 
 /// Where a rule was written, so a deny can name it (`policies/roles.kdl:12:5`).
@@ -188,6 +189,23 @@ pub struct Limits {
     pub rule: Option<RuleIndex>,
 }
 
+/// How many sessions one token may open (a token is its issuer and `jti`): the smallest
+/// that applies to the role wins; a role with either refuses tokens without `jti`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TokenUse {
+    /// Sessions in all, over the token's life (1: single use).
+    pub max_sessions: Option<u32>,
+    /// Sessions open at once.
+    pub max_concurrent: Option<u32>,
+    pub rule: Option<RuleIndex>,
+}
+
+impl TokenUse {
+    pub fn is_limited(&self) -> bool {
+        self.max_sessions.is_some() || self.max_concurrent.is_some()
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[repr(u8)]
 pub enum RateScope {
@@ -263,6 +281,7 @@ pub struct CompiledRole {
     /// Per table; empty with `groups`.
     pub masks: Vec<MaskEntry>,
     pub limits: Limits,
+    pub token_use: TokenUse,
     pub rates: Vec<RateLimit>,
     /// The compiler's form of the table decisions (`None`: given per table in `cells` and
     /// `masks`, as hand-built tables do).

@@ -10,7 +10,7 @@ use std::path::Path;
 use zerocopy::FromBytes;
 
 use super::format::*;
-use super::model::{Limits, MaskKind, OnExceed, RateScope, RuleKind};
+use super::model::{Limits, MaskKind, OnExceed, RateScope, RuleKind, TokenUse};
 use crate::class::{ClassSet, StatementClass};
 use crate::facts::{Clause, ColumnName, Facts, StatementFacts};
 
@@ -133,10 +133,16 @@ pub enum Feature {
     Mask = 0,
     Limit = 1,
     Rate = 2,
+    TokenUse = 3,
 }
 
 impl Feature {
-    pub const ALL: [Feature; 3] = [Feature::Mask, Feature::Limit, Feature::Rate];
+    pub const ALL: [Feature; 4] = [
+        Feature::Mask,
+        Feature::Limit,
+        Feature::Rate,
+        Feature::TokenUse,
+    ];
 
     /// As a policy author knows it.
     pub const fn name(self) -> &'static str {
@@ -144,6 +150,7 @@ impl Feature {
             Feature::Mask => "masks (`mask`)",
             Feature::Limit => "result caps (`limit`)",
             Feature::Rate => "byte-rate limits (`rate`)",
+            Feature::TokenUse => "sessions per token (`token`)",
         }
     }
 }
@@ -611,6 +618,7 @@ impl<'a> Table<'a> {
                 return Err(LoadError::Malformed("role group count"));
             }
             self.check_rule(r.limit_rule.get())?;
+            self.check_rule(r.token_rule.get())?;
         }
         for m in self.members {
             self.check_str(&m.claim)?;
@@ -728,6 +736,11 @@ impl<'a> Table<'a> {
             {
                 found[Feature::Limit as usize] = Some((Feature::Limit, rule));
             }
+            if found[Feature::TokenUse as usize].is_none()
+                && let Some(rule) = none_to_opt(r.token_rule.get())
+            {
+                found[Feature::TokenUse as usize] = Some((Feature::TokenUse, rule));
+            }
         }
         found.into_iter().flatten()
     }
@@ -765,6 +778,18 @@ impl<'a> Table<'a> {
             max_rows: lim(r.max_rows.get()),
             max_bytes: lim(r.max_bytes.get()),
             rule: none_to_opt(r.limit_rule.get()),
+        }
+    }
+    /// Sessions per token for the role.
+    pub fn token_use(&self, role: RoleId) -> TokenUse {
+        let Some(r) = self.roles.get(role.0 as usize) else {
+            return TokenUse::default();
+        };
+        let lim = |v: u32| (v != u32::MAX).then_some(v);
+        TokenUse {
+            max_sessions: lim(r.max_sessions.get()),
+            max_concurrent: lim(r.max_concurrent.get()),
+            rule: none_to_opt(r.token_rule.get()),
         }
     }
     pub fn rates(&self, role: RoleId) -> impl Iterator<Item = RateView> + 'a {
@@ -1805,6 +1830,7 @@ fn rule_kind(k: u8) -> Option<RuleKind> {
         2 => RuleKind::Mask,
         3 => RuleKind::Limit,
         4 => RuleKind::Rate,
+        5 => RuleKind::TokenUse,
         _ => return None,
     })
 }

@@ -499,6 +499,9 @@ pub fn write(policy: &CompiledPolicy) -> Result<Vec<u8>, WriteError> {
             limit_rule: opt(role.limits.rule),
             max_rows: U64::new(role.limits.max_rows.unwrap_or(NO_LIMIT)),
             max_bytes: U64::new(role.limits.max_bytes.unwrap_or(NO_LIMIT)),
+            token_rule: opt(role.token_use.rule),
+            max_sessions: U32::new(role.token_use.max_sessions.unwrap_or(u32::MAX)),
+            max_concurrent: U32::new(role.token_use.max_concurrent.unwrap_or(u32::MAX)),
         });
     }
 

@@ -480,6 +480,7 @@ pub(super) fn new_session(
     let issued = entropy.cancel_key;
     let mut session = Session::new(cfg, id, &peer.to_string(), entropy, now().1);
     session.set_identity_buckets(shared.identity_buckets.clone());
+    session.set_token_uses(shared.token_uses.clone());
     (session, issued)
 }
 

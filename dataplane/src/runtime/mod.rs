@@ -58,6 +58,8 @@ pub struct Shared {
     pub cancels: Arc<CancelRegistry>,
     /// Identity-scoped rate buckets, shared by every session on every worker.
     pub identity_buckets: Arc<crate::buckets::IdentityBuckets>,
+    /// Sessions per token (`token sessions=`), shared by every worker.
+    pub token_uses: Arc<crate::token_uses::TokenUses>,
     /// The masks' catalogs, per database (`lookup`).
     pub catalogs: Arc<lookup::Catalogs>,
     pub max_connections: usize,

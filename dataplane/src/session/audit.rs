@@ -134,7 +134,30 @@ impl Session {
     /// unverified), from where, and why it was refused.
     pub(super) fn audit_login_refused(&mut self, cause: &str) {
         let digest = self.table_digest;
-        self.line_start("login-refused", &digest);
+        let reuse = self.reuse_refusal.take();
+        // A token used past its role's `token sessions=`/`concurrent=`: its own event,
+        // with the session that used it first.
+        self.line_start(
+            if reuse.is_some() {
+                "token-reused"
+            } else {
+                "login-refused"
+            },
+            &digest,
+        );
+        if let Some(r) = reuse {
+            self.audit.push_str(",\"token\":{\"iss\":\"");
+            json_escape_into(&mut self.audit, &r.iss);
+            self.audit.push_str("\",\"jti\":\"");
+            json_escape_into(&mut self.audit, &r.jti);
+            self.audit.push_str("\",\"sub\":\"");
+            json_escape_into(&mut self.audit, &r.sub);
+            self.audit.push_str("\"},\"first_conn\":\"");
+            json_escape_into(&mut self.audit, &r.first_conn);
+            self.audit.push_str("\",\"first_client\":\"");
+            json_escape_into(&mut self.audit, &r.first_client);
+            self.audit.push('"');
+        }
         let Some(l) = self.login.take() else {
             self.audit.push_str("}\n");
             return;

@@ -95,7 +95,8 @@ pub(super) struct Masking {
     /// not show them to other sessions (created in this session's open transaction).
     looked_up: Vec<u32>,
     /// The COPY's table as looked up for the COPY being planned.
-    copy_relation: Option<Option<CopyRelation>>,
+    /// (the table's name, what the lookup found).
+    copy_relation: Option<((String, String), Option<CopyRelation>)>,
     plan: Vec<Field>,
     plan_any: bool,
     plan_set: bool,
@@ -237,8 +238,8 @@ impl Session {
             {
                 m.catalog = Some(a.catalog);
                 m.looked_up = std::mem::take(&mut m.request);
-                if m.copy_table.take().is_some() {
-                    m.copy_relation = Some(a.copy);
+                if let Some(name) = m.copy_table.take() {
+                    m.copy_relation = Some((name, a.copy));
                 }
                 m.waiting = false;
             }
@@ -435,7 +436,8 @@ impl Session {
             m.copy = None;
             return Planned::Ready;
         }
-        let Some(found) = m.copy_relation.take() else {
+        // Only an answer for this COPY's table, taken once: the next COPY looks up again.
+        let Some((_, found)) = m.copy_relation.take().filter(|(n, _)| *n == spec.table) else {
             // The table's columns as they are now (the COPY holds its lock: they cannot
             // change while it runs).
             m.request.clear();

@@ -114,9 +114,13 @@ pub struct Identity {
     pub subject: String,
     /// The RFC 8693 `act` chain, outermost (current) actor first.
     pub actors: Vec<String>,
+    /// The token's issuer and `jti` (what `token sessions=` counts by).
+    pub issuer: String,
+    pub token_id: Option<String>,
     pub role: RoleId,
     pub role_name: String,
-    /// Token expiry, seconds since the Unix epoch.
+    /// When the token stops being valid, seconds since the Unix epoch: its `exp` plus the
+    /// leeway that admitted it (the session ends then, after `token-grace`).
     pub expires_at_unix: u64,
     /// The token's claims: at every table swap the role is re-resolved by name and the
     /// claims must still grant it ([`Authenticator::rebind`]).
@@ -335,6 +339,11 @@ pub struct Session {
     drain_deadline_us: Option<u64>,
     expiry_deadline_us: Option<u64>,
     identity_buckets: std::sync::Arc<crate::buckets::IdentityBuckets>,
+    /// Sessions per token on this instance, and this session's place among its token's.
+    token_uses: std::sync::Arc<crate::token_uses::TokenUses>,
+    token_lease: Option<crate::token_uses::Lease>,
+    /// A login refused because its token was used up: for the `token-reused` line.
+    reuse_refusal: Option<Box<startup::ReuseRefusal>>,
     table_digest: DigestHex,
     now: Clock,
     /// False while the audit sink refuses new statements (`on-failure "refuse"`).
@@ -418,6 +427,9 @@ impl Session {
             drain_deadline_us: None,
             expiry_deadline_us: None,
             identity_buckets: Default::default(),
+            token_uses: Default::default(),
+            token_lease: None,
+            reuse_refusal: None,
             table_digest: [b'0'; 16],
             now,
             audit_accepting: true,
@@ -482,6 +494,11 @@ impl Session {
     /// session has a registry of its own). Set before the login.
     pub fn set_identity_buckets(&mut self, b: std::sync::Arc<crate::buckets::IdentityBuckets>) {
         self.identity_buckets = b;
+    }
+    /// The instance's record of sessions per token, shared by its sessions (by default a
+    /// session has one of its own). Set before the login.
+    pub fn set_token_uses(&mut self, u: std::sync::Arc<crate::token_uses::TokenUses>) {
+        self.token_uses = u;
     }
 
     pub fn cancel_keys(&self) -> CancelKeys {

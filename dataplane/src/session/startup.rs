@@ -129,7 +129,11 @@ impl Session {
                 "pgate: malformed password message",
             );
         };
-        match auth.authenticate(&user, token, table, self.now.unix_ms / 1000) {
+        let now_unix = self.now.unix_ms / 1000;
+        let verified = auth
+            .authenticate(&user, token, table, now_unix)
+            .and_then(|identity| self.token_use(identity, table, now_unix));
+        match verified {
             Ok(identity) => {
                 self.table_digest_raw = table.digest();
                 self.table_digest = digest_hex(&self.table_digest_raw);
@@ -157,6 +161,72 @@ impl Session {
                 }
                 let msg = format!("pgate: token rejected: {reason}");
                 self.fatal(sqlstate::INVALID_PASSWORD, &msg);
+            }
+        }
+    }
+}
+
+/// A login refused because its token had opened its sessions: who (verified), which
+/// token, and the first session it opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ReuseRefusal {
+    pub sub: String,
+    pub iss: String,
+    pub jti: String,
+    pub first_conn: String,
+    pub first_client: String,
+}
+
+impl Session {
+    /// The role's `token sessions= concurrent=`: this session's place among its token's,
+    /// or the refusal (kept for the audit line when the token was used up).
+    fn token_use(
+        &mut self,
+        identity: Identity,
+        table: &Table<'_>,
+        now_unix: u64,
+    ) -> Result<Identity, String> {
+        let limit = table.token_use(identity.role);
+        if !limit.is_limited() {
+            return Ok(identity);
+        }
+        let asking = crate::token_uses::Asking {
+            conn: &self.conn_id.to_string(),
+            client: &self.client_addr,
+        };
+        match self.token_uses.begin(
+            &identity.issuer,
+            identity.token_id.as_deref(),
+            limit,
+            identity.expires_at_unix,
+            now_unix,
+            asking,
+        ) {
+            Ok(lease) => {
+                self.token_lease = Some(lease);
+                Ok(identity)
+            }
+            Err(r) => {
+                if let (Some((conn, client)), Some(jti)) = (r.first(), &identity.token_id) {
+                    self.reuse_refusal = Some(Box::new(ReuseRefusal {
+                        sub: identity.subject.clone(),
+                        iss: identity.issuer.clone(),
+                        jti: jti.clone(),
+                        first_conn: conn.to_string(),
+                        first_client: client.to_string(),
+                    }));
+                }
+                let rule = limit
+                    .rule
+                    .and_then(|r| table.rule(r))
+                    .map(|r| {
+                        format!(
+                            " (role \"{}\", rule at {}:{})",
+                            identity.role_name, r.file, r.line
+                        )
+                    })
+                    .unwrap_or_default();
+                Err(format!("{}{rule}", r.message()))
             }
         }
     }

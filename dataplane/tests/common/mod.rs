@@ -74,6 +74,21 @@ pub fn policy_capped(max_rows: Option<u64>, max_bytes: Option<u64>) -> Vec<u8> {
     write(&p).expect("the policy lays out")
 }
 
+/// [`policy`] with sessions per token for every role (rule 4, "token …").
+pub fn policy_token_use(sessions: Option<u32>, concurrent: Option<u32>) -> Vec<u8> {
+    let mut p = compiled(&[], Grant::Standard);
+    p.rules
+        .push(rule(9, RuleKind::TokenUse, "token sessions=1"));
+    for r in &mut p.roles {
+        r.token_use = pgate_core::table::model::TokenUse {
+            max_sessions: sessions,
+            max_concurrent: concurrent,
+            rule: Some(4),
+        };
+    }
+    write(&p).expect("the policy lays out")
+}
+
 /// The analyst of [`Grant::Widened`] with masks (rule 4, "mask …"): customers.name hashed,
 /// customers.ssn redacted.
 pub fn policy_masked() -> Vec<u8> {
@@ -262,6 +277,7 @@ fn analyst(customers: Option<ColumnAccess>, cursors: bool) -> CompiledRole {
         }],
         masks: vec![],
         limits: Limits::default(),
+        token_use: Default::default(),
         rates: vec![],
     }
 }
@@ -278,13 +294,15 @@ impl Authenticator for TestAuth {
         _now_unix: u64,
     ) -> Result<Identity, String> {
         let expires = match token {
-            "good" => u64::MAX / 2,
+            "good" | "good-no-jti" => u64::MAX / 2,
             "good-expiring" => 1000,
             _ => return Err("signature does not verify".into()),
         };
         Ok(Identity {
             subject: "alice@example.com".into(),
             actors: vec!["agent-7".into()],
+            issuer: "https://idp.test".into(),
+            token_id: (token != "good-no-jti").then(|| token.to_string()),
             role: table.role("analyst").ok_or("no role")?,
             role_name: "analyst".into(),
             expires_at_unix: expires,
@@ -734,15 +752,20 @@ pub struct Sim {
 
 impl Sim {
     pub fn new(cfg: SessionConfig) -> Self {
+        Sim::at(cfg, "127.0.0.1:5555", 1)
+    }
+
+    /// A session for a client at `client`, connection number `seq`.
+    pub fn at(cfg: SessionConfig, client: &str, seq: u64) -> Self {
         Sim {
             table: policy(),
             session: Session::new(
                 cfg,
                 ConnId {
                     instance: 0xabc,
-                    seq: 1,
+                    seq,
                 },
-                "127.0.0.1:5555",
+                client,
                 Entropy {
                     cancel_key: (4242, 777),
                     scram_nonce: [9; NONCE_BYTES],

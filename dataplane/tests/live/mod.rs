@@ -51,6 +51,21 @@ role "analyst" {
     deny-function "pg_catalog.pg_read_file"
 }
 
+// Sessions per token (tests/integration.rs): a token of this role opens one session, and
+// one of "one-at-a-time" holds one open at a time.
+role "single-use" {
+    member claim="groups" value="single-use"
+    allow "select" table="public.pgbench_accounts"
+    allow-function "pg_catalog.*"
+    token sessions=1
+}
+role "one-at-a-time" {
+    member claim="groups" value="one-at-a-time"
+    allow "select" table="public.pgbench_accounts"
+    allow-function "pg_catalog.*"
+    token concurrent=1
+}
+
 // Result caps (tests/integration.rs): at most 100 rows and 64 KiB per statement.
 role "capped" {
     member claim="groups" value="capped"
