@@ -142,6 +142,8 @@ pub enum RuleBodyNode {
     TokenUse {
         sessions: Option<u32>,
         concurrent: Option<u32>,
+        /// `binding="certificate"`.
+        certificate: bool,
     },
 }
 

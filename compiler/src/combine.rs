@@ -212,6 +212,7 @@ fn combine_role(model: &Model, role: &Role, scratch: &mut Scratch) -> CompiledRo
     let mut rows_min: Option<(u64, RuleIndex)> = None;
     let mut sessions_min: Option<(u32, RuleIndex)> = None;
     let mut concurrent_min: Option<(u32, RuleIndex)> = None;
+    let mut certificate_rule: Option<RuleIndex> = None;
     let mut bytes_min: Option<(u64, RuleIndex)> = None;
     let mut rates: Vec<RateLimit> = Vec::new();
 
@@ -284,7 +285,11 @@ fn combine_role(model: &Model, role: &Role, scratch: &mut Scratch) -> CompiledRo
             Body::TokenUse {
                 sessions,
                 concurrent,
+                certificate,
             } => {
+                if *certificate && certificate_rule.is_none() {
+                    certificate_rule = Some(ri);
+                }
                 if let Some(n) = sessions
                     && sessions_min.is_none_or(|(m, _)| *n < m)
                 {
@@ -332,7 +337,11 @@ fn combine_role(model: &Model, role: &Role, scratch: &mut Scratch) -> CompiledRo
     let token_use = TokenUse {
         max_sessions: sessions_min.map(|(v, _)| v),
         max_concurrent: concurrent_min.map(|(v, _)| v),
-        rule: sessions_min.or(concurrent_min).map(|(_, r)| r),
+        require_certificate: certificate_rule.is_some(),
+        rule: sessions_min
+            .or(concurrent_min)
+            .map(|(_, r)| r)
+            .or(certificate_rule),
     };
 
     // Cells: class-level, then per group.

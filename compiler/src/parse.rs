@@ -822,10 +822,11 @@ impl Parser<'_> {
         Some(RuleBodyNode::Limit { rows, bytes })
     }
 
-    /// `token sessions=N concurrent=M`: how many sessions one token may open in all and at
-    /// once (each at least 1).
+    /// `token sessions=N concurrent=M binding="certificate"`: how many sessions one token
+    /// may open in all and at once (each at least 1), and whether it must be bound to the
+    /// client's TLS certificate.
     fn token_rule(&mut self, node: &KdlNode) -> Option<RuleBodyNode> {
-        let e = self.entries(node, &["sessions", "concurrent"]);
+        let e = self.entries(node, &["sessions", "concurrent", "binding"]);
         self.no_args(node, &e.args);
         self.no_children(node);
         let mut count = |key: &str| -> Option<Option<u32>> {
@@ -847,11 +848,15 @@ impl Parser<'_> {
         };
         let sessions = count("sessions")?;
         let concurrent = count("concurrent")?;
-        if sessions.is_none() && concurrent.is_none() {
+        let certificate = match e.prop("binding") {
+            Some(b) => self.choice(b, "binding", &[("certificate", true)])?,
+            None => false,
+        };
+        if sessions.is_none() && concurrent.is_none() && !certificate {
             self.diags.push(
                 Diagnostic::error(
                     codes::MISSING_PROPERTY,
-                    "`token` needs `sessions=` or `concurrent=`",
+                    "`token` needs `sessions=`, `concurrent=` or `binding=`",
                 )
                 .label(self.node_span(node), "no limit given"),
             );
@@ -860,6 +865,7 @@ impl Parser<'_> {
         Some(RuleBodyNode::TokenUse {
             sessions,
             concurrent,
+            certificate,
         })
     }
 
@@ -1189,11 +1195,16 @@ mod tests {
             ast.roles[0].rules[0].body,
             RuleBodyNode::TokenUse {
                 sessions: Some(1),
-                concurrent: Some(2)
+                concurrent: Some(2),
+                certificate: false
             }
         ));
         for (src, want) in [
-            ("token", "`token` needs `sessions=` or `concurrent=`"),
+            (
+                "token",
+                "`token` needs `sessions=`, `concurrent=` or `binding=`",
+            ),
+            ("token binding=\"dpop\"", "binding"),
             ("token sessions=0", "`sessions` must be between 1 and"),
             (
                 "token concurrent=-1",

@@ -255,6 +255,7 @@ pub enum Body {
     TokenUse {
         sessions: Option<u32>,
         concurrent: Option<u32>,
+        certificate: bool,
     },
 }
 
@@ -1109,9 +1110,11 @@ impl Resolver<'_> {
             RuleBodyNode::TokenUse {
                 sessions,
                 concurrent,
+                certificate,
             } => Some(Body::TokenUse {
                 sessions: *sessions,
                 concurrent: *concurrent,
+                certificate: *certificate,
             }),
         }
     }

@@ -183,6 +183,7 @@ fn sample() -> CompiledPolicy {
         token_use: TokenUse {
             max_sessions: Some(3),
             max_concurrent: Some(1),
+            require_certificate: true,
             rule: Some(6),
         },
         rates: vec![RateLimit {
@@ -319,6 +320,7 @@ fn round_trip_lookups() {
         TokenUse {
             max_sessions: Some(3),
             max_concurrent: Some(1),
+            require_certificate: true,
             rule: Some(6)
         }
     );

@@ -8,7 +8,7 @@
 //! ```kdl
 //! listen "127.0.0.1:6432"
 //! workers 2                                  // default: one per core
-//! tls cert="certs/server.crt" key="certs/server.key"
+//! tls cert="certs/server.crt" key="certs/server.key" client-certs="request" // none (default) | request
 //! allow-plaintext-loopback #false            // tokens over plaintext, loopback clients only
 //! upstream host="127.0.0.1" port=5432 database="app" user="pgate" password-env="PGATE_DB_PASSWORD" {
 //!     tls "disable"                          // disable | require | verify-full
@@ -152,6 +152,9 @@ pub struct Config {
     pub listen: SocketAddr,
     pub workers: usize,
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// `tls client-certs="request"`: ask clients for a certificate (optional), for tokens
+    /// bound to one (RFC 8705 `cnf` `x5t#S256`).
+    pub tls_client_certs: bool,
     pub allow_plaintext_loopback: bool,
     pub upstream: Upstream,
     pub identity: Identity,
@@ -241,6 +244,7 @@ impl Parser<'_> {
         let mut listen = None;
         let mut workers = None;
         let mut tls = None;
+        let mut tls_client_certs = false;
         let mut allow_plaintext = false;
         let mut upstream = None;
         let mut identity = None;
@@ -280,7 +284,17 @@ impl Parser<'_> {
                     let key = self
                         .prop_str(node, "key")?
                         .ok_or_else(|| self.err(node, "tls: needs `key=`".into()))?;
-                    self.only_props(node, &["cert", "key"])?;
+                    self.only_props(node, &["cert", "key", "client-certs"])?;
+                    tls_client_certs = match self.prop_str(node, "client-certs")?.as_deref() {
+                        None | Some("none") => false,
+                        Some("request") => true,
+                        Some(o) => {
+                            return Err(self.err(
+                                node,
+                                format!("tls: client-certs `{o}` is not one of none, request"),
+                            ));
+                        }
+                    };
                     tls = Some((resolve(&cert), resolve(&key)));
                 }
                 "allow-plaintext-loopback" => {
@@ -454,6 +468,7 @@ impl Parser<'_> {
                     .unwrap_or(1)
             }),
             tls,
+            tls_client_certs,
             allow_plaintext_loopback: allow_plaintext,
             upstream: upstream.ok_or_else(|| at_end("upstream"))?,
             identity: identity.ok_or_else(|| at_end("identity"))?,

@@ -198,6 +198,10 @@ pub enum TokenError {
     BadClaim(&'static str),
     #[error("delegation chain too deep")]
     DelegationTooDeep,
+    #[error(
+        "the token is bound by a confirmation method pgate does not check (`cnf` member `{0}`)"
+    )]
+    UnsupportedConfirmation(String),
     #[error("token grants no role in this policy")]
     NoRole,
     #[error("token grants roles {}: connect with user set to one of them", .0.join(", "))]
@@ -503,6 +507,8 @@ pub struct VerifiedToken {
     pub expires_at_unix: u64,
     /// `jti`, if the token has one.
     pub token_id: Option<String>,
+    /// `cnf` `x5t#S256` (RFC 8705 §3.1), decoded: the client certificate it is bound to.
+    pub bound_cert: Option<[u8; 32]>,
     pub kid: String,
     pub alg: JwsAlg,
     /// All claims, for role mapping.
@@ -602,6 +608,7 @@ impl JwtAuthenticator {
             actors: t.actors,
             issuer: self.config.issuer.clone(),
             token_id: t.token_id,
+            bound_cert: t.bound_cert,
             role,
             role_name: table.role_name(role).to_string(),
             // The leeway that admitted the token at login is also its session's: a token
@@ -711,11 +718,13 @@ impl JwtAuthenticator {
             }
             Some(_) => return Err(TokenError::BadClaim("jti")),
         };
+        let bound_cert = confirmation(claims.get("cnf"))?;
         Ok(VerifiedToken {
             subject,
             actors,
             expires_at_unix: exp,
             token_id,
+            bound_cert,
             kid: kid.clone(),
             alg,
             claims,
@@ -777,6 +786,28 @@ fn numeric_date(v: &Value, round_up: bool) -> Option<u64> {
     } else {
         f.floor() as u64
     })
+}
+
+/// RFC 7800 `cnf`: only `x5t#S256` (RFC 8705 §3.1, the SHA-256 of the client certificate,
+/// base64url) is checked; a token confirmed any other way (`jkt` for DPoP, `jwk`, …) is
+/// refused rather than taken as a bearer token its issuer did not mean it to be.
+fn confirmation(cnf: Option<&Value>) -> Result<Option<[u8; 32]>, TokenError> {
+    let Some(cnf) = cnf else { return Ok(None) };
+    let obj = cnf.as_object().ok_or(TokenError::BadClaim("cnf"))?;
+    if let Some(other) = obj.keys().find(|k| k.as_str() != "x5t#S256") {
+        let shown: String = other.chars().filter(|c| !c.is_control()).take(32).collect();
+        return Err(TokenError::UnsupportedConfirmation(shown));
+    }
+    let Some(t) = obj.get("x5t#S256") else {
+        return Err(TokenError::BadClaim("cnf"));
+    };
+    let bytes = t
+        .as_str()
+        .and_then(|s| URL_SAFE_NO_PAD.decode(s).ok())
+        .ok_or(TokenError::BadClaim("cnf"))?;
+    <[u8; 32]>::try_from(bytes.as_slice())
+        .map(Some)
+        .map_err(|_| TokenError::BadClaim("cnf"))
 }
 
 /// No control characters: subjects end up in logs and audit lines.

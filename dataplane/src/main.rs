@@ -111,6 +111,10 @@ struct TokenArgs {
     /// Key id for the header (default: derived from the key).
     #[arg(long)]
     kid: Option<String>,
+    /// Bind the token to this client certificate (PEM): `cnf` `x5t#S256` (RFC 8705), so
+    /// only a TLS client presenting it (and holding its key) can use the token.
+    #[arg(long, value_name = "FILE")]
+    cnf_cert: Option<PathBuf>,
 }
 
 fn token_cmd(a: &TokenArgs) -> Result<(), String> {
@@ -127,12 +131,15 @@ fn token_cmd(a: &TokenArgs) -> Result<(), String> {
     let (Some(key), Some(sub)) = (&a.key, &a.sub) else {
         return Err("token: --key and --sub are required (or --init-keys DIR)".into());
     };
-    let claims = a
+    let mut claims = a
         .claims
         .iter()
         .map(|c| pgate::token::parse_claim(c))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| e.to_string())?;
+    if let Some(cert) = &a.cnf_cert {
+        claims.push(("cnf".into(), pgate::token::cnf_for_cert(cert)?));
+    }
     let ttl = pgate::token::parse_duration(&a.ttl).map_err(|e| e.to_string())?;
     let now_unix = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -287,7 +294,7 @@ fn check_config(path: &Path) -> Result<Loaded, String> {
     let auth = pgate::identity::JwtAuthenticator::from_config(&config.identity)
         .map_err(|e| format!("identity: {}: {e}", config.identity.jwks.display()))?;
     let tls = match &config.tls {
-        Some((cert, key)) => Some(pgate::tls::acceptor(cert, key)?),
+        Some((cert, key)) => Some(pgate::tls::acceptor(cert, key, config.tls_client_certs)?),
         None => None,
     };
     let upstream_password = match &config.upstream.password {

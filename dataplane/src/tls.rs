@@ -1,5 +1,10 @@
 //! TLS for client connections: a rustls server configuration from PEM files.
-//! Only TLS 1.2 and 1.3 with rustls' default (safe) cipher suites; no client certificates.
+//! Only TLS 1.2 and 1.3 with rustls' default (safe) cipher suites.
+//!
+//! With `client-certs="request"` a client may present a certificate. It is not checked
+//! against any CA — it proves nothing by itself — but its handshake signature is, so the
+//! client holds its key: a token bound to the certificate's thumbprint (RFC 8705 §3,
+//! `cnf` `x5t#S256`, checked by the session) is then usable only by that key's holder.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -9,7 +14,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::TlsAcceptor;
 
 /// Loads the certificate chain and private key; errors name the file and the cause.
-pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, String> {
+/// `client_certs`: ask clients for a certificate (optional).
+pub fn acceptor(cert: &Path, key: &Path, client_certs: bool) -> Result<TlsAcceptor, String> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .map_err(|e| format!("{}: cannot read certificates: {e}", cert.display()))?
         .collect::<Result<_, _>>()
@@ -20,13 +26,84 @@ pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, String> {
     let key = PrivateKeyDer::from_pem_file(key)
         .map_err(|e| format!("{}: cannot read private key: {e}", key.display()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS configuration: {e}"))?
-        .with_no_client_auth()
+        .map_err(|e| format!("TLS configuration: {e}"))?;
+    let builder = if client_certs {
+        builder.with_client_cert_verifier(Arc::new(AnyClientCert(provider)))
+    } else {
+        builder.with_no_client_auth()
+    };
+    let config = builder
         .with_single_cert(certs, key)
         .map_err(|e| format!("{}: certificate and key do not fit: {e}", cert.display()))?;
     Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// The SHA-256 thumbprint of a certificate (RFC 8705 §3.1 `x5t#S256`, before base64url).
+pub fn thumbprint(der: &[u8]) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(der).into()
+}
+
+/// Optional client certificates, from anyone: the handshake signature is checked (the
+/// client holds the key), the chain is not (the token says which certificate counts).
+#[derive(Debug)]
+struct AnyClientCert(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::server::danger::ClientCertVerifier for AnyClientCert {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        Ok(rustls::server::danger::ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }
 
 /// TLS towards the upstream database.

@@ -176,6 +176,23 @@ pub struct MintArgs {
     pub now_unix: u64,
 }
 
+/// RFC 8705 §3.1: `{"x5t#S256": base64url(SHA-256(DER))}` of the first certificate in
+/// the PEM file `cert`.
+pub fn cnf_for_cert(cert: &Path) -> Result<Value, String> {
+    use base64::Engine as _;
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let der = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| format!("{}: cannot read the certificate: {e}", cert.display()))?
+        .next()
+        .ok_or_else(|| format!("{}: no certificate found", cert.display()))?
+        .map_err(|e| format!("{}: bad certificate PEM: {e}", cert.display()))?;
+    let t = crate::tls::thumbprint(&der);
+    Ok(serde_json::json!({
+        "x5t#S256": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(t)
+    }))
+}
+
 /// 128 random bits, hex.
 fn random_jti() -> String {
     use rand_core::{OsRng, RngCore};

@@ -220,6 +220,7 @@ mod tests {
         TokenUse {
             max_sessions: sessions,
             max_concurrent: concurrent,
+            require_certificate: false,
             rule: Some(0),
         }
     }

@@ -257,6 +257,7 @@ fn valid_token_gives_subject_role_actors_and_expiry() {
             actors: vec!["agent-7".into(), "orchestrator".into()],
             issuer: ISS.into(),
             token_id: id.token_id.clone(),
+            bound_cert: None,
             role: role_id(&f.table, "analyst"),
             role_name: "analyst".into(),
             expires_at_unix: NOW + TTL + IdentityConfig::DEFAULT_LEEWAY_SECS,
@@ -400,6 +401,31 @@ fn a_repeated_member_name_is_refused_in_the_header_and_the_claims() {
             e, "token repeats a member name in its header or claims",
             "{h} {c}"
         );
+    }
+}
+
+#[test]
+fn a_confirmation_claim_binds_the_token_to_a_certificate_or_is_refused() {
+    let f = fixture();
+    let mut c = f.claims();
+    let t = [7u8; 32];
+    c["cnf"] = json!({"x5t#S256": URL_SAFE_NO_PAD.encode(t)});
+    assert_eq!(f.check(&f.es256(&c)).unwrap().bound_cert, Some(t));
+    assert_eq!(f.check(&f.es256(&f.claims())).unwrap().bound_cert, None);
+    // A confirmation pgate cannot check is not taken as a bearer token.
+    c["cnf"] = json!({"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"});
+    assert_eq!(
+        f.refused(&f.es256(&c)),
+        "the token is bound by a confirmation method pgate does not check (`cnf` member `jkt`)"
+    );
+    for bad in [
+        json!({"x5t#S256": URL_SAFE_NO_PAD.encode([1u8; 20])}),
+        json!({"x5t#S256": 5}),
+        json!({}),
+        json!("x5t"),
+    ] {
+        c["cnf"] = bad.clone();
+        assert_eq!(f.refused(&f.es256(&c)), "claim `cnf` is malformed", "{bad}");
     }
 }
 

@@ -594,6 +594,102 @@ fn a_child_reusing_its_parents_single_use_token_is_refused_and_audited() {
     );
 }
 
+/// A self-signed client certificate and its key (0600, as libpq wants), in `dir`.
+fn client_cert(dir: &Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (crt, key) = (
+        dir.join(format!("{name}.crt")),
+        dir.join(format!("{name}.key")),
+    );
+    let ok = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", &format!("/CN={name}")])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&crt)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "openssl made no certificate");
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    (crt, key)
+}
+
+#[test]
+fn psql_with_the_bound_certificate_connects_and_without_it_is_refused() {
+    let e = require_env!();
+    let dir = tempfile::tempdir().unwrap();
+    let (crt, key) = client_cert(dir.path(), "agent");
+    let (other_crt, other_key) = client_cert(dir.path(), "other");
+    let t = pgate::token::mint(&pgate::token::MintArgs {
+        key_path: e.key.clone(),
+        kid: None,
+        sub: "agent@example.com".into(),
+        claims: vec![
+            ("groups".into(), Value::String("bound".into())),
+            ("cnf".into(), pgate::token::cnf_for_cert(&crt).unwrap()),
+        ],
+        act: vec![],
+        ttl_secs: 600,
+        issuer: ISSUER.into(),
+        audience: AUDIENCE.into(),
+        now_unix: now_unix(),
+    })
+    .unwrap();
+    let run = |token: &str, cert: Option<(&Path, &Path)>| {
+        let mut conn = format!(
+            "host=127.0.0.1 port={} dbname={DB} user=bound sslmode=require",
+            e.addr.port()
+        );
+        if let Some((c, k)) = cert {
+            conn.push_str(&format!(" sslcert={} sslkey={}", c.display(), k.display()));
+        }
+        let out = Command::new("psql")
+            .args([
+                "-X",
+                "-At",
+                "-c",
+                "SELECT count(*) > 0 FROM pgbench_accounts",
+            ])
+            .arg(conn)
+            .env("PGPASSWORD", token)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (ok, out, err) = run(&t, Some((&crt, &key)));
+    assert!(ok, "{err}");
+    assert_eq!(out, "t");
+    let (ok, _, err) = run(&t, None);
+    assert!(!ok && err.contains("presented none"), "{err}");
+    let (ok, _, err) = run(&t, Some((&other_crt, &other_key)));
+    assert!(!ok && err.contains("another client certificate"), "{err}");
+    // The role takes no bearer token, certificate or not.
+    let bearer = token(
+        e,
+        TokenSpec {
+            sub: "agent@example.com",
+            groups: "bound",
+            ..TokenSpec::default()
+        },
+    );
+    let (ok, _, err) = run(&bearer, Some((&crt, &key)));
+    assert!(!ok && err.contains("takes only tokens bound"), "{err}");
+}
+
 #[test]
 fn a_token_limited_to_one_session_at_a_time_opens_the_next_after_the_first_closes() {
     let e = require_env!();

@@ -60,7 +60,7 @@ fn ssl_request_starts_tls_when_available_and_gssenc_is_refused() {
     assert_eq!(s.client(&pgate_core::client::GSSENC_REQUEST), b"N");
     assert_eq!(s.client(&pgate_core::client::SSL_REQUEST), b"S");
     assert_eq!(s.actions, vec![Action::StartTls]);
-    s.session.tls_established();
+    s.session.tls_established(None);
     let r = s.client(&startup(&[("user", "analyst")]));
     assert_eq!(messages(&r), vec![(b'R', vec![0, 0, 0, 3])]);
 }

@@ -102,3 +102,64 @@ fn a_role_without_a_limit_does_not_count_and_a_token_without_jti_is_refused_wher
     let l = audit_lines(&mut s);
     assert_eq!(l[0]["event"], "login-refused");
 }
+
+/// A session whose TLS client presented the certificate of DER `cert` (`None`: none).
+fn tls_session(uses: &Arc<TokenUses>, table: &[u8], cert: Option<&[u8]>, seq: u64) -> Sim {
+    let mut s = session(uses, "10.0.0.9:7000", seq, table);
+    s.session.tls_established(cert.map(pgate::tls::thumbprint));
+    s
+}
+
+fn login(s: &mut Sim, token: &str) -> Vec<(u8, Vec<u8>)> {
+    s.client(&startup(&[("user", "analyst"), ("database", "app")]));
+    messages(&s.client(&msg(b'p', &cstr(token))))
+}
+
+#[test]
+fn a_certificate_bound_token_works_only_with_its_certificate() {
+    let uses = Arc::new(TokenUses::default());
+    let table = policy();
+    // "good-bound" is bound to the certificate `b"client-cert"`.
+    let mut s = tls_session(&uses, &table, Some(b"client-cert"), 1);
+    assert_eq!(login(&mut s, "good-bound").last().map(|m| m.0), Some(b'Z'));
+    for (cert, why) in [
+        (None, "presented none"),
+        (Some(&b"another-cert"[..]), "another client certificate"),
+    ] {
+        let mut s = tls_session(&uses, &table, cert, 2);
+        let r = login(&mut s, "good-bound");
+        assert_eq!(error_field(&r[0].1, b'C'), "28P01", "{r:?}");
+        assert!(error_field(&r[0].1, b'M').contains(why), "{r:?}");
+        assert_eq!(audit_lines(&mut s)[0]["event"], "login-refused");
+    }
+    // An unbound token still works where the role does not ask for binding.
+    let mut s = tls_session(&uses, &table, Some(b"client-cert"), 3);
+    assert_eq!(login(&mut s, "good").last().map(|m| m.0), Some(b'Z'));
+}
+
+#[test]
+fn a_role_requiring_bound_tokens_refuses_bearer_ones_and_a_stolen_token_spends_no_use() {
+    let uses = Arc::new(TokenUses::default());
+    let table = policy_token_bound();
+    let mut s = tls_session(&uses, &table, Some(b"client-cert"), 1);
+    let r = login(&mut s, "good");
+    assert_eq!(error_field(&r[0].1, b'C'), "28P01");
+    assert!(
+        error_field(&r[0].1, b'M').contains("takes only tokens bound to the client certificate"),
+        "{r:?}"
+    );
+    // The bound token presented without its certificate (stolen): refused, and its one
+    // session is still there for its holder.
+    let mut thief = tls_session(&uses, &table, None, 2);
+    assert_eq!(
+        error_field(&login(&mut thief, "good-bound")[0].1, b'C'),
+        "28P01"
+    );
+    let mut owner = tls_session(&uses, &table, Some(b"client-cert"), 3);
+    assert_eq!(
+        login(&mut owner, "good-bound").last().map(|m| m.0),
+        Some(b'Z')
+    );
+    let mut again = tls_session(&uses, &table, Some(b"client-cert"), 4);
+    assert!(error_field(&login(&mut again, "good-bound")[0].1, b'M').contains("already used"));
+}

@@ -188,6 +188,8 @@ pub struct RoleSnap {
     /// Sessions per token, in all and at once (`None`: unlimited).
     pub max_sessions: Option<u32>,
     pub max_concurrent: Option<u32>,
+    /// `token binding="certificate"`.
+    pub certificate_bound: bool,
     pub token_rule: Option<RuleLoc>,
     pub rates: Vec<(RateSnap, Option<RuleLoc>)>,
 }
@@ -388,6 +390,7 @@ impl Snapshot {
             let tu = t.token_use(r);
             role.max_sessions = tu.max_sessions;
             role.max_concurrent = tu.max_concurrent;
+            role.certificate_bound = tu.require_certificate;
             role.token_rule = rule(tu.rule);
             let mut rates: Vec<(RateSnap, Option<RuleLoc>)> = t
                 .rates(r)
@@ -600,6 +603,8 @@ pub enum Subject {
     MaxSessions,
     /// `token concurrent=`.
     MaxConcurrent,
+    /// `token binding="certificate"`.
+    TokenBinding,
 }
 
 impl Subject {
@@ -623,7 +628,8 @@ impl Subject {
             | Subject::MaxBytes
             | Subject::Rate
             | Subject::MaxSessions
-            | Subject::MaxConcurrent => "limits",
+            | Subject::MaxConcurrent
+            | Subject::TokenBinding => "limits",
         }
     }
     fn table(&self) -> Option<&str> {
@@ -667,6 +673,7 @@ impl Subject {
             Subject::Rate => "rate".to_string(),
             Subject::MaxSessions => "sessions per token".to_string(),
             Subject::MaxConcurrent => "concurrent sessions per token".to_string(),
+            Subject::TokenBinding => "token binding".to_string(),
         }
     }
 }
@@ -1070,6 +1077,23 @@ fn compare_role(old_s: &Snapshot, new_s: &Snapshot, o: &RoleSnap, n: &RoleSnap) 
         });
     }
 
+    if o.certificate_bound != n.certificate_bound {
+        let name = |b: bool| if b { "certificate" } else { "bearer" }.to_string();
+        out.push(Change {
+            subject: Subject::TokenBinding,
+            // A bearer token is usable by whoever holds it: dropping the binding widens.
+            direction: if n.certificate_bound {
+                Direction::Narrower
+            } else {
+                Direction::Wider
+            },
+            old: name(o.certificate_bound),
+            new: name(n.certificate_bound),
+            rule: n.token_rule.clone().or_else(|| o.token_rule.clone()),
+            note: None,
+        });
+    }
+
     // Rates: compared as a whole set of buckets.
     let orates: Vec<RateSnap> = o.rates.iter().map(|r| r.0).collect();
     let nrates: Vec<RateSnap> = n.rates.iter().map(|r| r.0).collect();
@@ -1374,6 +1398,7 @@ pub fn render_json(r: &Report, old: &str, new: &str) -> Value {
                             Subject::Rate => "rate",
                             Subject::MaxSessions => "max-sessions",
                             Subject::MaxConcurrent => "max-concurrent",
+                            Subject::TokenBinding => "token-binding",
                         },
                         "group": c.subject.group(),
                         "class": c.subject.class().map(|c| c.name()),
@@ -1779,6 +1804,7 @@ mod tests {
         n.max_bytes = Some(1 << 20);
         n.max_sessions = None;
         n.max_concurrent = Some(4);
+        n.certificate_bound = true;
         n.rates[0].0.on_exceed = OnExceed::Throttle;
         n.members.insert(("groups".into(), "b".into()));
         let r = compare(&snap(vec![("x", o)]), &snap(vec![("x", n)]));
@@ -1803,6 +1829,7 @@ mod tests {
         // A single-use token made reusable widens; a concurrency cap narrows.
         assert_eq!(dir(Subject::MaxSessions), Some(Direction::Wider));
         assert_eq!(dir(Subject::MaxConcurrent), Some(Direction::Narrower));
+        assert_eq!(dir(Subject::TokenBinding), Some(Direction::Narrower));
         assert_eq!(dir(Subject::Rate), Some(Direction::Wider));
         assert_eq!(
             dir(Subject::Member {

@@ -216,6 +216,8 @@ pub struct RoleRec {
     pub token_rule: U32,
     pub max_sessions: U32,
     pub max_concurrent: U32,
+    /// Bit 0: only certificate-bound tokens (`token binding="certificate"`).
+    pub token_flags: U32,
 }
 
 /// A class → group map, shared by every role that groups classes alike: one u16 entry

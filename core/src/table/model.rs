@@ -197,6 +197,9 @@ pub struct TokenUse {
     pub max_sessions: Option<u32>,
     /// Sessions open at once.
     pub max_concurrent: Option<u32>,
+    /// `binding="certificate"`: only tokens bound to the client's TLS certificate
+    /// (RFC 8705 `cnf` `x5t#S256`).
+    pub require_certificate: bool,
     pub rule: Option<RuleIndex>,
 }
 

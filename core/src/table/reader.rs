@@ -619,6 +619,9 @@ impl<'a> Table<'a> {
             }
             self.check_rule(r.limit_rule.get())?;
             self.check_rule(r.token_rule.get())?;
+            if r.token_flags.get() & !1 != 0 {
+                return Err(LoadError::Malformed("unknown token flags"));
+            }
         }
         for m in self.members {
             self.check_str(&m.claim)?;
@@ -789,6 +792,7 @@ impl<'a> Table<'a> {
         TokenUse {
             max_sessions: lim(r.max_sessions.get()),
             max_concurrent: lim(r.max_concurrent.get()),
+            require_certificate: r.token_flags.get() & 1 != 0,
             rule: none_to_opt(r.token_rule.get()),
         }
     }

@@ -502,6 +502,7 @@ pub fn write(policy: &CompiledPolicy) -> Result<Vec<u8>, WriteError> {
             token_rule: opt(role.token_use.rule),
             max_sessions: U32::new(role.token_use.max_sessions.unwrap_or(u32::MAX)),
             max_concurrent: U32::new(role.token_use.max_concurrent.unwrap_or(u32::MAX)),
+            token_flags: U32::new(u32::from(role.token_use.require_certificate)),
         });
     }
 

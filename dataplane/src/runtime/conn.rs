@@ -197,8 +197,14 @@ pub(super) async fn connection(
                         ))
                         .await
                         .map_err(|_| io::Error::other("TLS handshake timed out"))??;
+                        let cert = tls
+                            .get_ref()
+                            .1
+                            .peer_certificates()
+                            .and_then(|c| c.first())
+                            .map(|c| crate::tls::thumbprint(c));
                         client = Stream::Tls(Box::new(tls));
-                        session.tls_established();
+                        session.tls_established(cert);
                     }
                     Action::ConnectUpstream => {
                         let idle = match session.upstream_startup() {

@@ -117,6 +117,9 @@ pub struct Identity {
     /// The token's issuer and `jti` (what `token sessions=` counts by).
     pub issuer: String,
     pub token_id: Option<String>,
+    /// RFC 8705 `cnf` `x5t#S256`: the token is good only over TLS with the client
+    /// certificate of this SHA-256 thumbprint.
+    pub bound_cert: Option<[u8; 32]>,
     pub role: RoleId,
     pub role_name: String,
     /// When the token stops being valid, seconds since the Unix epoch: its `exp` plus the
@@ -342,6 +345,8 @@ pub struct Session {
     /// Sessions per token on this instance, and this session's place among its token's.
     token_uses: std::sync::Arc<crate::token_uses::TokenUses>,
     token_lease: Option<crate::token_uses::Lease>,
+    /// The TLS client certificate's SHA-256 thumbprint, for certificate-bound tokens.
+    client_cert: Option<[u8; 32]>,
     /// A login refused because its token was used up: for the `token-reused` line.
     reuse_refusal: Option<Box<startup::ReuseRefusal>>,
     table_digest: DigestHex,
@@ -429,6 +434,7 @@ impl Session {
             identity_buckets: Default::default(),
             token_uses: Default::default(),
             token_lease: None,
+            client_cert: None,
             reuse_refusal: None,
             table_digest: [b'0'; 16],
             now,
@@ -530,9 +536,12 @@ impl Session {
     }
 
     /// The TLS handshake the session asked for completed.
-    pub fn tls_established(&mut self) {
+    /// The TLS handshake finished; `client_cert`: the SHA-256 thumbprint of the
+    /// certificate the client presented (and proved it holds the key of), if any.
+    pub fn tls_established(&mut self, client_cert: Option<[u8; 32]>) {
         if let State::Startup { .. } = self.state {
             self.state = State::Startup { tls: true };
+            self.client_cert = client_cert;
         }
     }
 

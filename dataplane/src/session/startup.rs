@@ -132,6 +132,7 @@ impl Session {
         let now_unix = self.now.unix_ms / 1000;
         let verified = auth
             .authenticate(&user, token, table, now_unix)
+            .and_then(|identity| self.sender_constraint(identity, table))
             .and_then(|identity| self.token_use(identity, table, now_unix));
         match verified {
             Ok(identity) => {
@@ -178,6 +179,37 @@ pub(crate) struct ReuseRefusal {
 }
 
 impl Session {
+    /// RFC 8705 §3: a token bound to a client certificate is good only over a TLS
+    /// connection whose client presented that certificate (and proved it holds its key);
+    /// a role with `token binding="certificate"` takes no other. Checked before a use is
+    /// counted: a stolen bound token spends nothing.
+    fn sender_constraint(&self, identity: Identity, table: &Table<'_>) -> Result<Identity, String> {
+        let limit = table.token_use(identity.role);
+        match (identity.bound_cert, self.client_cert) {
+            (Some(want), Some(got)) if want == got => Ok(identity),
+            (Some(_), Some(_)) => Err(
+                "the token is bound to another client certificate than this connection's (cnf x5t#S256)"
+                    .to_string(),
+            ),
+            (Some(_), None) => Err(
+                "the token is bound to a client certificate (cnf x5t#S256) and this connection presented none"
+                    .to_string(),
+            ),
+            (None, _) if limit.require_certificate => {
+                let rule = limit
+                    .rule
+                    .and_then(|r| table.rule(r))
+                    .map(|r| format!(" (rule at {}:{})", r.file, r.line))
+                    .unwrap_or_default();
+                Err(format!(
+                    "role \"{}\" takes only tokens bound to the client certificate (cnf x5t#S256){rule}",
+                    identity.role_name
+                ))
+            }
+            (None, _) => Ok(identity),
+        }
+    }
+
     /// The role's `token sessions= concurrent=`: this session's place among its token's,
     /// or the refusal (kept for the audit line when the token was used up).
     fn token_use(

@@ -83,6 +83,27 @@ pub fn policy_token_use(sessions: Option<u32>, concurrent: Option<u32>) -> Vec<u
         r.token_use = pgate_core::table::model::TokenUse {
             max_sessions: sessions,
             max_concurrent: concurrent,
+            require_certificate: false,
+            rule: Some(4),
+        };
+    }
+    write(&p).expect("the policy lays out")
+}
+
+/// [`policy`] where every role takes only certificate-bound tokens, each good for one
+/// session (rule 4).
+pub fn policy_token_bound() -> Vec<u8> {
+    let mut p = compiled(&[], Grant::Standard);
+    p.rules.push(rule(
+        9,
+        RuleKind::TokenUse,
+        "token sessions=1 binding=\"certificate\"",
+    ));
+    for r in &mut p.roles {
+        r.token_use = pgate_core::table::model::TokenUse {
+            max_sessions: Some(1),
+            max_concurrent: None,
+            require_certificate: true,
             rule: Some(4),
         };
     }
@@ -294,7 +315,7 @@ impl Authenticator for TestAuth {
         _now_unix: u64,
     ) -> Result<Identity, String> {
         let expires = match token {
-            "good" | "good-no-jti" => u64::MAX / 2,
+            "good" | "good-no-jti" | "good-bound" => u64::MAX / 2,
             "good-expiring" => 1000,
             _ => return Err("signature does not verify".into()),
         };
@@ -303,6 +324,8 @@ impl Authenticator for TestAuth {
             actors: vec!["agent-7".into()],
             issuer: "https://idp.test".into(),
             token_id: (token != "good-no-jti").then(|| token.to_string()),
+            // "good-bound": bound to the certificate whose DER is `b"client-cert"`.
+            bound_cert: (token == "good-bound").then(|| pgate::tls::thumbprint(b"client-cert")),
             role: table.role("analyst").ok_or("no role")?,
             role_name: "analyst".into(),
             expires_at_unix: expires,

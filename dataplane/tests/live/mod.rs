@@ -59,6 +59,12 @@ role "single-use" {
     allow-function "pg_catalog.*"
     token sessions=1
 }
+role "bound" {
+    member claim="groups" value="bound"
+    allow "select" table="public.pgbench_accounts"
+    allow-function "pg_catalog.*"
+    token binding="certificate"
+}
 role "one-at-a-time" {
     member claim="groups" value="one-at-a-time"
     allow "select" table="public.pgbench_accounts"
@@ -279,7 +285,7 @@ pub fn start_pgate_with(
         r#"
 listen "{addr}"
 workers 2
-tls cert="server.crt" key="server.key"
+tls cert="server.crt" key="server.key" client-certs="request"
 allow-plaintext-loopback #true
 {upstream}
 identity issuer="{ISSUER}" audience="{AUDIENCE}" jwks="keys/jwks.json" leeway="5s"

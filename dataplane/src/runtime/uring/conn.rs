@@ -319,7 +319,14 @@ impl Conn {
         if self.phase == Phase::Handshake && !self.client.handshaking() {
             self.phase = Phase::Live;
             self.deadline = None;
-            self.session.tls_established();
+            let cert = self
+                .client
+                .tls
+                .as_ref()
+                .and_then(|t| t.peer_certificates())
+                .and_then(|c| c.first())
+                .map(|c| crate::tls::thumbprint(c));
+            self.session.tls_established(cert);
         }
     }
 
