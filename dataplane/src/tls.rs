@@ -46,6 +46,28 @@ pub fn thumbprint(der: &[u8]) -> [u8; 32] {
     sha2::Sha256::digest(der).into()
 }
 
+enum Tls {
+    V12,
+    V13,
+}
+
+/// A handshake signature, checked with the provider's algorithms: what the verifiers that
+/// skip the chain (the peer's certificate is vouched for elsewhere) still check, so that
+/// the peer holds the certificate's key.
+fn signature(
+    p: &rustls::crypto::CryptoProvider,
+    version: Tls,
+    message: &[u8],
+    cert: &CertificateDer<'_>,
+    dss: &rustls::DigitallySignedStruct,
+) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+    let algs = &p.signature_verification_algorithms;
+    match version {
+        Tls::V12 => rustls::crypto::verify_tls12_signature(message, cert, dss, algs),
+        Tls::V13 => rustls::crypto::verify_tls13_signature(message, cert, dss, algs),
+    }
+}
+
 /// Optional client certificates, from anyone: the handshake signature is checked (the
 /// client holds the key), the chain is not (the token says which certificate counts).
 #[derive(Debug)]
@@ -79,12 +101,7 @@ impl rustls::server::danger::ClientCertVerifier for AnyClientCert {
         cert: &CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
+        signature(&self.0, Tls::V12, message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -93,12 +110,7 @@ impl rustls::server::danger::ClientCertVerifier for AnyClientCert {
         cert: &CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
+        signature(&self.0, Tls::V13, message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
@@ -169,12 +181,7 @@ impl rustls::client::danger::ServerCertVerifier for EncryptOnly {
         cert: &CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
+        signature(&self.0, Tls::V12, message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -183,12 +190,7 @@ impl rustls::client::danger::ServerCertVerifier for EncryptOnly {
         cert: &CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
+        signature(&self.0, Tls::V13, message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {

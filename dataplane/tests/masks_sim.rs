@@ -547,20 +547,39 @@ fn a_reload_that_takes_the_masks_away_stops_rewriting_and_describing() {
     assert_eq!(tags(&messages(&send(&mut s, &b))), "PBES");
 }
 
-#[test]
-fn a_column_added_after_the_lookup_is_looked_up_before_its_rows_pass() {
-    let mut s = masked();
-    let tb = s.table.clone();
-    let table = Table::parse(&tb).unwrap();
-    // The snapshot saw customers with two columns: ssn did not exist yet.
+/// The snapshot saw customers with two columns (ssn did not exist yet); the session has it.
+fn without_ssn(s: &mut Sim) -> Arc<MaskCatalog> {
     let before = catalog_of(
-        &s,
+        s,
         &[rel(CUSTOMERS, "customers", 2)],
         &customers(CUSTOMERS)[..2],
         &[],
     );
-    s.session
-        .handle_catalog(Ok(answered(&s, before.clone())), &table);
+    let table = Table::parse(&s.table).unwrap();
+    let a = answered(s, before.clone());
+    s.session.handle_catalog(Ok(a), &table);
+    before
+}
+
+/// The lookup of customers again, which now shows its first `columns` columns.
+fn looked_up_again(s: &mut Sim, before: &MaskCatalog, columns: usize) {
+    let table = Table::parse(&s.table).unwrap();
+    let after = before
+        .extended(
+            &table,
+            &[rel(CUSTOMERS, "customers", columns as i16)],
+            &customers(CUSTOMERS)[..columns],
+            &[CUSTOMERS],
+        )
+        .unwrap();
+    let a = answered(s, Arc::new(after));
+    s.session.handle_catalog(Ok(a), &table);
+}
+
+#[test]
+fn a_column_added_after_the_lookup_is_looked_up_before_its_rows_pass() {
+    let mut s = masked();
+    let before = without_ssn(&mut s);
     send(&mut s, &query("select id, ssn from customers"));
     // ALTER TABLE customers ADD COLUMN ssn text: attribute 3, same relation OID.
     let mut reply = result(
@@ -572,17 +591,7 @@ fn a_column_added_after_the_lookup_is_looked_up_before_its_rows_pass() {
     assert_eq!(answer(&mut s, &reply), 0, "no row before the lookup");
     assert_eq!(lookups(&mut s), 1);
     assert_eq!(s.session.catalog_request(), request(&[CUSTOMERS]));
-    let t = Table::parse(&tb).unwrap();
-    let after = before
-        .extended(
-            &t,
-            &[rel(CUSTOMERS, "customers", 3)],
-            &customers(CUSTOMERS),
-            &[CUSTOMERS],
-        )
-        .unwrap();
-    s.session
-        .handle_catalog(Ok(answered(&s, Arc::new(after))), &table);
+    looked_up_again(&mut s, &before, 3);
     assert_eq!(answer(&mut s, &reply), reply.len());
     let r = to_client(&mut s);
     assert_eq!(
@@ -599,16 +608,7 @@ fn a_column_added_after_the_lookup_is_looked_up_before_its_rows_pass() {
 #[test]
 fn a_lookup_that_still_does_not_show_the_column_ends_the_session() {
     let mut s = masked();
-    let tb = s.table.clone();
-    let table = Table::parse(&tb).unwrap();
-    let before = catalog_of(
-        &s,
-        &[rel(CUSTOMERS, "customers", 2)],
-        &customers(CUSTOMERS)[..2],
-        &[],
-    );
-    s.session
-        .handle_catalog(Ok(answered(&s, before.clone())), &table);
+    let before = without_ssn(&mut s);
     send(&mut s, &query("select ssn from customers"));
     let mut reply = result(&[(CUSTOMERS, 3, 25)], &[vec![Some(b"123-45-6789")]]);
     reply.extend(msg(b'C', &cstr("SELECT 1")));
@@ -617,17 +617,7 @@ fn a_lookup_that_still_does_not_show_the_column_ends_the_session() {
     assert_eq!(lookups(&mut s), 1);
     // The column was added in the session's own open transaction: other sessions (pgate's
     // lookup) do not see it yet.
-    let t = Table::parse(&tb).unwrap();
-    let same = before
-        .extended(
-            &t,
-            &[rel(CUSTOMERS, "customers", 2)],
-            &customers(CUSTOMERS)[..2],
-            &[CUSTOMERS],
-        )
-        .unwrap();
-    s.session
-        .handle_catalog(Ok(answered(&s, Arc::new(same))), &table);
+    looked_up_again(&mut s, &before, 2);
     answer(&mut s, &reply);
     let r = to_client(&mut s);
     assert_eq!(tags(&r), "E", "{r:?}");

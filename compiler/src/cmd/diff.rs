@@ -1022,10 +1022,25 @@ fn compare_role(old_s: &Snapshot, new_s: &Snapshot, o: &RoleSnap, n: &RoleSnap) 
         });
     }
 
-    // Caps: `None` is unlimited.
-    for (subject, ov, nv) in [
-        (Subject::MaxRows, o.max_rows, n.max_rows),
-        (Subject::MaxBytes, o.max_bytes, n.max_bytes),
+    // Caps and sessions per token: `None` is unlimited.
+    let limit_rule = n.limit_rule.clone().or_else(|| o.limit_rule.clone());
+    let token_rule = n.token_rule.clone().or_else(|| o.token_rule.clone());
+    let count = |v: Option<u32>| v.map(u64::from);
+    for (subject, ov, nv, rule) in [
+        (Subject::MaxRows, o.max_rows, n.max_rows, &limit_rule),
+        (Subject::MaxBytes, o.max_bytes, n.max_bytes, &limit_rule),
+        (
+            Subject::MaxSessions,
+            count(o.max_sessions),
+            count(n.max_sessions),
+            &token_rule,
+        ),
+        (
+            Subject::MaxConcurrent,
+            count(o.max_concurrent),
+            count(n.max_concurrent),
+            &token_rule,
+        ),
     ] {
         if ov == nv {
             continue;
@@ -1036,43 +1051,18 @@ fn compare_role(old_s: &Snapshot, new_s: &Snapshot, o: &RoleSnap, n: &RoleSnap) 
             (Some(a), Some(b)) if b > a => Direction::Wider,
             _ => Direction::Narrower,
         };
-        let fmt = |v: Option<u64>, bytes: bool| match v {
+        let bytes = subject == Subject::MaxBytes;
+        let fmt = |v: Option<u64>| match v {
             None => "unlimited".to_string(),
             Some(v) if bytes => format_bytes(v),
             Some(v) => v.to_string(),
         };
-        let bytes = subject == Subject::MaxBytes;
-        out.push(Change {
-            subject,
-            direction,
-            old: fmt(ov, bytes),
-            new: fmt(nv, bytes),
-            rule: n.limit_rule.clone().or_else(|| o.limit_rule.clone()),
-            note: None,
-        });
-    }
-
-    // Sessions per token: `None` is unlimited.
-    for (subject, ov, nv) in [
-        (Subject::MaxSessions, o.max_sessions, n.max_sessions),
-        (Subject::MaxConcurrent, o.max_concurrent, n.max_concurrent),
-    ] {
-        if ov == nv {
-            continue;
-        }
-        let direction = match (ov, nv) {
-            (None, Some(_)) => Direction::Narrower,
-            (Some(_), None) => Direction::Wider,
-            (Some(a), Some(b)) if b > a => Direction::Wider,
-            _ => Direction::Narrower,
-        };
-        let fmt = |v: Option<u32>| v.map_or("unlimited".to_string(), |v| v.to_string());
         out.push(Change {
             subject,
             direction,
             old: fmt(ov),
             new: fmt(nv),
-            rule: n.token_rule.clone().or_else(|| o.token_rule.clone()),
+            rule: rule.clone(),
             note: None,
         });
     }
@@ -1089,7 +1079,7 @@ fn compare_role(old_s: &Snapshot, new_s: &Snapshot, o: &RoleSnap, n: &RoleSnap) 
             },
             old: name(o.certificate_bound),
             new: name(n.certificate_bound),
-            rule: n.token_rule.clone().or_else(|| o.token_rule.clone()),
+            rule: token_rule,
             note: None,
         });
     }
