@@ -14,6 +14,11 @@ else
     export RUSTC_BOOTSTRAP=1
     fuzz=(cargo fuzz)
 fi
+# The table loader's seed is built from its checked-in source, so that it is always of the
+# format version this tree reads.
+cargo build --release -q --manifest-path "$ROOT/Cargo.toml" -p pgate-compile --bin pgate-compile
+mkdir -p seeds/load_table
+"$ROOT/target/release/pgate-compile" build seeds/load_table-src/tiny.kdl -o seeds/load_table/tiny.pgt >/dev/null
 targets=("${@:2}")
 [ ${#targets[@]} -gt 0 ] || targets=(classify load_table wire)
 for target in "${targets[@]}"; do
