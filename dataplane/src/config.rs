@@ -10,6 +10,7 @@
 //! workers 2                                  // default: one per core
 //! tls cert="certs/server.crt" key="certs/server.key" client-certs="request" // none (default) | request
 //! allow-plaintext-loopback #false            // tokens over plaintext, loopback clients only
+//! proxy-protocol "10.0.0.0/8" "192.0.2.10"   // load balancers sending a PROXY v2 header first
 //! upstream host="127.0.0.1" port=5432 database="app" user="pgate" password-env="PGATE_DB_PASSWORD" {
 //!     tls "disable"                          // disable | require | verify-full
 //!     ca "certs/db-ca.crt"
@@ -156,6 +157,9 @@ pub struct Config {
     /// bound to one (RFC 8705 `cnf` `x5t#S256`).
     pub tls_client_certs: bool,
     pub allow_plaintext_loopback: bool,
+    /// `proxy-protocol "10.0.0.0/8" …`: load balancers whose connections begin with a
+    /// PROXY protocol v2 header (anyone else's never do).
+    pub proxy_trusted: Vec<ipnet::IpNet>,
     pub upstream: Upstream,
     pub identity: Identity,
     pub policy: PathBuf,
@@ -245,6 +249,7 @@ impl Parser<'_> {
         let mut workers = None;
         let mut tls = None;
         let mut tls_client_certs = false;
+        let mut proxy_trusted = Vec::new();
         let mut allow_plaintext = false;
         let mut upstream = None;
         let mut identity = None;
@@ -296,6 +301,34 @@ impl Parser<'_> {
                         }
                     };
                     tls = Some((resolve(&cert), resolve(&key)));
+                }
+                "proxy-protocol" => {
+                    for e in node.entries() {
+                        let Some(s) = e.value().as_string().filter(|_| e.name().is_none()) else {
+                            return Err(self.err(
+                                node,
+                                "proxy-protocol: each trusted source is a string (\"10.0.0.0/8\", \"192.0.2.10\")".into(),
+                            ));
+                        };
+                        let net = s
+                            .parse::<ipnet::IpNet>()
+                            .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                            .map_err(|_| {
+                                self.err(
+                                    node,
+                                    format!(
+                                        "proxy-protocol: `{s}` is not an address or a CIDR block"
+                                    ),
+                                )
+                            })?;
+                        proxy_trusted.push(net);
+                    }
+                    if proxy_trusted.is_empty() {
+                        return Err(self.err(
+                            node,
+                            "proxy-protocol: name the trusted load balancers (addresses or CIDR blocks)".into(),
+                        ));
+                    }
                 }
                 "allow-plaintext-loopback" => {
                     allow_plaintext = match node.entries().first().map(|e| e.value()) {
@@ -452,7 +485,7 @@ impl Parser<'_> {
                 other => {
                     return Err(self.err(
                         node,
-                        format!("unknown setting `{other}` (expected one of: listen, workers, tls, allow-plaintext-loopback, upstream, identity, policy, audit, metrics, limits, masks)"),
+                        format!("unknown setting `{other}` (expected one of: listen, workers, tls, allow-plaintext-loopback, proxy-protocol, upstream, identity, policy, audit, metrics, limits, masks)"),
                     ));
                 }
             }
@@ -470,6 +503,7 @@ impl Parser<'_> {
             tls,
             tls_client_certs,
             allow_plaintext_loopback: allow_plaintext,
+            proxy_trusted,
             upstream: upstream.ok_or_else(|| at_end("upstream"))?,
             identity: identity.ok_or_else(|| at_end("identity"))?,
             policy: policy.ok_or_else(|| at_end("policy"))?,
@@ -739,6 +773,57 @@ limits max-message-bytes=1048576
         assert_eq!(c.audit.on_failure, AuditFailure::Refuse);
         assert_eq!(c.limits.max_message_bytes, 1 << 20);
         assert!(c.allow_plaintext_loopback);
+    }
+
+    #[test]
+    fn proxy_protocol_sources_and_client_certs() {
+        let c = Config::parse(GOOD, Path::new("pgate.kdl")).unwrap();
+        assert!(c.proxy_trusted.is_empty() && !c.tls_client_certs);
+        let with = GOOD.replace(
+            "workers 2",
+            "workers 2\nproxy-protocol \"10.0.0.0/8\" \"192.0.2.10\" \"::1\"\ntls cert=\"s.crt\" key=\"s.key\" client-certs=\"request\"",
+        );
+        let c = Config::parse(&with, Path::new("pgate.kdl")).unwrap();
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        assert!(c.proxy_trusted.iter().any(|n| n.contains(&ip("10.1.2.3"))));
+        assert!(
+            c.proxy_trusted
+                .iter()
+                .any(|n| n.contains(&ip("192.0.2.10")))
+        );
+        assert!(
+            !c.proxy_trusted
+                .iter()
+                .any(|n| n.contains(&ip("192.0.2.11")))
+        );
+        assert!(c.proxy_trusted.iter().any(|n| n.contains(&ip("::1"))));
+        assert!(c.tls_client_certs);
+        for (bad, want) in [
+            ("proxy-protocol", "name the trusted load balancers"),
+            (
+                "proxy-protocol \"10.0.0.0/33\"",
+                "not an address or a CIDR block",
+            ),
+            (
+                "proxy-protocol trusted=\"10.0.0.0/8\"",
+                "each trusted source is a string",
+            ),
+            ("proxy-protocol 10", "each trusted source is a string"),
+        ] {
+            let e =
+                Config::parse(&GOOD.replace("workers 2", bad), Path::new("pgate.kdl")).unwrap_err();
+            assert_eq!(e.line, 3, "{bad}");
+            assert!(e.message.contains(want), "{bad}: {e}");
+        }
+        let e = Config::parse(
+            &GOOD.replace(
+                "workers 2",
+                "tls cert=\"a\" key=\"b\" client-certs=\"require\"",
+            ),
+            Path::new("pgate.kdl"),
+        )
+        .unwrap_err();
+        assert!(e.message.contains("not one of none, request"), "{e}");
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! and the identity-scoped rate buckets are built around the core in their own modules.
 #![deny(unsafe_code)]
 
+pub mod addresses;
 pub mod alloc_count;
 pub mod audit;
 pub mod audit_chain;
@@ -16,6 +17,7 @@ pub mod config;
 pub mod identity;
 pub mod masks;
 pub mod metrics;
+pub mod proxy_protocol;
 pub mod reload;
 pub mod reuse;
 pub mod runtime;

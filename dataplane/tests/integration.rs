@@ -1286,6 +1286,78 @@ async fn reload_keeps_sessions_in_their_role_and_redecides_what_they_hold() {
 }
 
 #[test]
+fn behind_a_proxy_protocol_balancer_the_audit_log_names_the_real_client() {
+    let e = require_env!();
+    let name = "proxied";
+    let (_guard, addr) = start_pgate(
+        &e.dir,
+        name,
+        &upstream_line(e),
+        r#"proxy-protocol "127.0.0.1/32""#,
+    )
+    .unwrap();
+    let sub = format!("proxied-{}@example.com", std::process::id());
+    let t = token(
+        e,
+        TokenSpec {
+            sub: &sub,
+            ..TokenSpec::default()
+        },
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        // What a TCP load balancer does: the v2 header, then the client's own bytes.
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        // A loopback client, so that its token may come without TLS (the header of a remote
+        // one turns plaintext tokens off: tests/proxy_sim.rs).
+        let client: std::net::SocketAddr = "127.0.0.5:4242".parse().unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut tcp, &pgate::proxy_protocol::encode(client, addr))
+            .await
+            .unwrap();
+        let mut cfg = tokio_postgres::Config::new();
+        cfg.user("analyst").dbname(DB).password(&t);
+        let (c, conn) = cfg.connect_raw(tcp, tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        let rows = c
+            .simple_query("SELECT count(*) FROM pgbench_accounts")
+            .await
+            .unwrap();
+        assert!(rows.len() >= 2);
+        // A client that reaches pgate without the balancer sends no header: refused.
+        let err = client_at(addr, &t).await.unwrap_err();
+        let db = err.as_db_error().expect("pgate's refusal");
+        assert_eq!(db.code().code(), "08P01");
+        assert!(db.message().contains("PROXY protocol"), "{}", db.message());
+    });
+    let audit = e.dir.join(format!("audit-{name}.jsonl"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(&audit).unwrap_or_default();
+        let lines: Vec<Value> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        let mine: Vec<&Value> = lines.iter().filter(|v| v["sub"] == sub.as_str()).collect();
+        let refused = lines.iter().any(|v| {
+            v["event"] == "connection-refused"
+                && v["reason"].as_str().is_some_and(|r| r.contains("08P01"))
+        });
+        if mine.iter().any(|v| v["event"] == "statement") && refused {
+            assert!(
+                mine.iter().all(|v| v["client"] == "127.0.0.5:4242"),
+                "{mine:?}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "{text}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
 fn sigterm_during_pgbench_drains_without_failed_transactions() {
     let e = require_env!();
     let name = "drain";

@@ -482,11 +482,16 @@ pub(super) fn new_session(
     cfg.reuse_upstream = reuse_upstream;
     cfg.tls_available = shared.tls.is_some();
     cfg.allow_plaintext_auth = shared.allow_plaintext_loopback && peer.ip().is_loopback();
+    cfg.expect_proxy_header = super::proxied(shared, peer.ip());
     let entropy = shared.cancels.entropy();
     let issued = entropy.cancel_key;
     let mut session = Session::new(cfg, id, &peer.to_string(), entropy, now().1);
     session.set_identity_buckets(shared.identity_buckets.clone());
     session.set_token_uses(shared.token_uses.clone());
+    session.set_address_counts(
+        shared.per_address.clone(),
+        shared.max_connections_per_address,
+    );
     (session, issued)
 }
 

@@ -21,7 +21,6 @@ mod stream;
 mod uring;
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
@@ -65,7 +64,10 @@ pub struct Shared {
     pub max_connections: usize,
     pub max_connections_per_address: usize,
     pub connections: Arc<AtomicU64>,
-    pub per_address: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    pub per_address: Arc<crate::addresses::AddressCounts>,
+    /// Load balancers whose connections begin with a PROXY protocol v2 header naming the
+    /// client (`proxy-protocol`); their own address is not counted per address.
+    pub proxy_trusted: Vec<ipnet::IpNet>,
     /// Plaintext token authentication is allowed for loopback clients only.
     pub allow_plaintext_loopback: bool,
     pub control: watch::Receiver<Control>,
@@ -392,25 +394,21 @@ fn release(shared: &Shared, peer: SocketAddr) {
     metrics::gauge!(crate::metrics::ACTIVE).set(live as f64);
 }
 
+/// Whether `ip` is a trusted load balancer: its connections start with a PROXY header and
+/// are counted per address by the client the header names (in the session).
+pub(crate) fn proxied(shared: &Shared, ip: IpAddr) -> bool {
+    shared.proxy_trusted.iter().any(|n| n.contains(&ip))
+}
+
 fn address_admit(shared: &Shared, ip: IpAddr) -> bool {
-    let Ok(mut m) = shared.per_address.lock() else {
-        return false;
-    };
-    let n = m.entry(ip).or_insert(0);
-    if *n >= shared.max_connections_per_address {
-        return false;
-    }
-    *n += 1;
-    true
+    proxied(shared, ip)
+        || shared
+            .per_address
+            .admit(ip, shared.max_connections_per_address)
 }
 
 fn address_release(shared: &Shared, ip: IpAddr) {
-    if let Ok(mut m) = shared.per_address.lock()
-        && let Some(n) = m.get_mut(&ip)
-    {
-        *n -= 1;
-        if *n == 0 {
-            m.remove(&ip);
-        }
+    if !proxied(shared, ip) {
+        shared.per_address.release(ip);
     }
 }

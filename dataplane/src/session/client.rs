@@ -40,6 +40,15 @@ impl Session {
                 break;
             }
             let rest = &input[consumed..];
+            if self.proxy_pending {
+                match self.proxy_header(rest) {
+                    Some(n) => {
+                        consumed += n;
+                        continue;
+                    }
+                    None => break,
+                }
+            }
             let framed = match self.state {
                 // Before login, messages are small: PostgreSQL caps startup packets at
                 // 10,000 bytes (MAX_STARTUP_PACKET_LENGTH); a token is a few KiB.

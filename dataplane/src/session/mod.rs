@@ -182,6 +182,9 @@ pub struct SessionConfig {
     pub tls_available: bool,
     /// Whether a token may be sent without TLS (loopback only, by configuration).
     pub allow_plaintext_auth: bool,
+    /// The peer is a trusted load balancer: the connection begins with a PROXY protocol
+    /// v2 header naming the client (`proxy-protocol`).
+    pub expect_proxy_header: bool,
     pub max_prepared_statements: usize,
     /// Queries and Syncs forwarded but not yet answered by ReadyForQuery.
     pub max_pipeline_depth: usize,
@@ -220,6 +223,7 @@ impl Default for SessionConfig {
             upstream_database: None,
             tls_available: false,
             allow_plaintext_auth: false,
+            expect_proxy_header: false,
             max_prepared_statements: 1024,
             max_pipeline_depth: 1024,
             token_grace_secs: 0,
@@ -347,6 +351,11 @@ pub struct Session {
     token_lease: Option<crate::token_uses::Lease>,
     /// The TLS client certificate's SHA-256 thumbprint, for certificate-bound tokens.
     client_cert: Option<[u8; 32]>,
+    /// A PROXY header is still to be read (the peer is a trusted load balancer).
+    proxy_pending: bool,
+    /// Connections per address, for a client a PROXY header names, and its count.
+    address_counts: Option<(std::sync::Arc<crate::addresses::AddressCounts>, usize)>,
+    address_lease: Option<crate::addresses::Lease>,
     /// A login refused because its token was used up: for the `token-reused` line.
     reuse_refusal: Option<Box<startup::ReuseRefusal>>,
     table_digest: DigestHex,
@@ -382,6 +391,7 @@ mod sqlstate {
     pub const CONNECTION_FAILURE: &str = "08006";
     pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
     pub const TOO_MANY: &str = "54000";
+    pub const TOO_MANY_CONNECTIONS: &str = "53300";
     pub const INVALID_SQL_STATEMENT_NAME: &str = "26000";
     pub const DUPLICATE_PREPARED_STATEMENT: &str = "42P05";
     pub const DUPLICATE_CURSOR: &str = "42P03";
@@ -435,6 +445,9 @@ impl Session {
             token_uses: Default::default(),
             token_lease: None,
             client_cert: None,
+            proxy_pending: cfg.expect_proxy_header,
+            address_counts: None,
+            address_lease: None,
             reuse_refusal: None,
             table_digest: [b'0'; 16],
             now,
@@ -500,6 +513,15 @@ impl Session {
     /// session has a registry of its own). Set before the login.
     pub fn set_identity_buckets(&mut self, b: std::sync::Arc<crate::buckets::IdentityBuckets>) {
         self.identity_buckets = b;
+    }
+    /// The instance's connections per address and its limit: a client a PROXY header
+    /// names is counted here. Set before the first client bytes.
+    pub fn set_address_counts(
+        &mut self,
+        counts: std::sync::Arc<crate::addresses::AddressCounts>,
+        max_per_address: usize,
+    ) {
+        self.address_counts = Some((counts, max_per_address));
     }
     /// The instance's record of sessions per token, shared by its sessions (by default a
     /// session has one of its own). Set before the login.

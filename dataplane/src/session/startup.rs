@@ -167,6 +167,55 @@ impl Session {
     }
 }
 
+impl Session {
+    /// The PROXY protocol v2 header a trusted load balancer sends before anything else:
+    /// the client it names becomes the session's client (its audit lines, the
+    /// per-address limit). The bytes it took, or `None` while more are needed or when the
+    /// session ended (a malformed header, an address over its limit).
+    pub(super) fn proxy_header(&mut self, input: &[u8]) -> Option<usize> {
+        use crate::proxy_protocol::{Source, parse};
+        let refuse = |s: &mut Session, code: &str, msg: &str| {
+            // Before any login: the connection's own line, as for max-connections.
+            s.audit_connection("connection-refused", Some(&format!("FATAL {code}: {msg}")));
+            s.fatal(code, msg);
+            None
+        };
+        match parse(input) {
+            Ok(None) => None,
+            Ok(Some((n, source))) => {
+                self.proxy_pending = false;
+                if let Source::Client(client) = source {
+                    // Plaintext tokens are for loopback clients: the balancer being local
+                    // says nothing of the network between it and the client.
+                    if !client.ip().is_loopback() {
+                        self.cfg.allow_plaintext_auth = false;
+                    }
+                    self.client_addr = client.to_string();
+                    self.refresh_audit_who();
+                    if let Some((counts, max)) = &self.address_counts {
+                        match counts.lease(client.ip(), *max) {
+                            Some(l) => self.address_lease = Some(l),
+                            None => {
+                                return refuse(
+                                    self,
+                                    sqlstate::TOO_MANY_CONNECTIONS,
+                                    "sorry, too many connections from this address (pgate max-connections-per-address)",
+                                );
+                            }
+                        }
+                    }
+                }
+                Some(n)
+            }
+            Err(e) => refuse(
+                self,
+                sqlstate::PROTOCOL_VIOLATION,
+                &format!("pgate: {e} from a trusted load balancer (proxy-protocol)"),
+            ),
+        }
+    }
+}
+
 /// A login refused because its token had opened its sessions: who (verified), which
 /// token, and the first session it opened.
 #[derive(Debug, Clone, PartialEq, Eq)]
