@@ -114,6 +114,16 @@ run_as ai-agent "$AGENT_TOKEN" "SELECT pg_read_file('/etc/passwd')"
 # One big SELECT is cut at the agent's cap (limit rows=200): 54000 naming the rule.
 run_as ai-agent "$AGENT_TOKEN" "SELECT o.id, o.status FROM orders o CROSS JOIN generate_series(1, 3000)"
 
+log "the agent spawns a sub-agent that inherits its token (PGPASSWORD): one session at a time"
+printf '\n\033[1mai-agent$\033[0m (its own session stays open for 2 s)\n'
+PGPASSWORD="$AGENT_TOKEN" PGSSLMODE=require psql -X -q -h 127.0.0.1 -p "$PORT" -U ai-agent -d app \
+    -c "SELECT id, status FROM orders WHERE id = 1001" -c '\! sleep 2' 2>&1 | sed 's/^/    /' &
+PARENT=$!
+sleep 0.7
+run_as ai-agent "$AGENT_TOKEN" "SELECT count(*) FROM orders"
+wait "$PARENT" || true
+grep '"event":"token-reused"' "$DEMO/audit.jsonl" | tail -n 1 | cut -c1-300 | sed 's/^/    audit: /'
+
 log "a forged token"
 run_as analyst "not-a-real-token" "SELECT 1"
 
