@@ -23,8 +23,8 @@ pub const MAX_HEADER_BYTES: usize = 16 + 512;
 pub enum Source {
     /// PROXY over TCP: the client's address as the load balancer saw it.
     Client(SocketAddr),
-    /// LOCAL (the balancer's own connection, a health check) or an address family the
-    /// header does not give (UNSPEC, UNIX): the connection's peer stands.
+    /// LOCAL: the balancer's own connection (a health check); the connection's peer
+    /// stands.
     Peer,
 }
 
@@ -43,6 +43,10 @@ pub enum Malformed {
     Short,
     #[error("PROXY protocol transport is not a stream (TCP)")]
     NotStream,
+    #[error("PROXY protocol address family or transport {0:#04x} is not defined")]
+    Family(u8),
+    #[error("PROXY protocol header names no client address (UNSPEC or UNIX)")]
+    NoAddress,
 }
 
 /// `Ok(None)`: more bytes are needed. `Ok(Some((n, source)))`: the header is the first `n`
@@ -67,6 +71,10 @@ pub fn parse(input: &[u8]) -> Result<Option<(usize, Source)>, Malformed> {
     // "The 14th byte contains the transport protocol and address family": high nibble the
     // family (0 UNSPEC, 1 INET, 2 INET6, 3 UNIX), low nibble the transport (1 STREAM).
     let (family, transport) = (head[13] >> 4, head[13] & 0x0f);
+    // "Other values are unspecified and must not be emitted … must be rejected as invalid."
+    if family > 3 || transport > 2 {
+        return Err(Malformed::Family(head[13]));
+    }
     // "The 15th and 16th bytes is the address length in bytes in network endian order."
     let len = usize::from(u16::from_be_bytes([head[14], head[15]]));
     let total = 16 + len;
@@ -110,7 +118,9 @@ pub fn parse(input: &[u8]) -> Result<Option<(usize, Source)>, Malformed> {
     match addr {
         Some(a) if transport == 1 => Ok(Some((total, Source::Client(a)))),
         Some(_) => Err(Malformed::NotStream),
-        None => Ok(Some((total, Source::Peer))),
+        // PROXY without an address pgate could count or audit: refused, not taken as the
+        // balancer itself.
+        None => Err(Malformed::NoAddress),
     }
 }
 
@@ -173,8 +183,14 @@ mod tests {
         }
     }
 
+    fn base_local() -> Vec<u8> {
+        let mut local = SIGNATURE.to_vec();
+        local.extend_from_slice(&[0x20, 0x00, 0, 0]);
+        local
+    }
+
     #[test]
-    fn local_and_unspecified_keep_the_peer_and_tlvs_are_skipped() {
+    fn local_keeps_the_peer_and_tlvs_are_skipped() {
         let mut local = SIGNATURE.to_vec();
         local.extend_from_slice(&[0x20, 0x00, 0, 0]);
         assert_eq!(parse(&local), Ok(Some((16, Source::Peer))));
@@ -188,7 +204,11 @@ mod tests {
         );
         let mut unspec = SIGNATURE.to_vec();
         unspec.extend_from_slice(&[0x21, 0x00, 0, 0]);
-        assert_eq!(parse(&unspec), Ok(Some((16, Source::Peer))));
+        assert_eq!(parse(&unspec), Err(Malformed::NoAddress));
+        // LOCAL with any defined family is still the balancer's own connection.
+        let mut local_inet = base_local();
+        local_inet[13] = 0x11;
+        assert_eq!(parse(&local_inet), Ok(Some((16, Source::Peer))));
     }
 
     #[test]
@@ -207,6 +227,8 @@ mod tests {
         assert_eq!(with(12, 0x11), Err(Malformed::Version(1)));
         assert_eq!(with(12, 0x22), Err(Malformed::Command(2)));
         assert_eq!(with(13, 0x12), Err(Malformed::NotStream));
+        assert_eq!(with(13, 0x41), Err(Malformed::Family(0x41)));
+        assert_eq!(with(13, 0x13), Err(Malformed::Family(0x13)));
         assert_eq!(with(15, 4), Err(Malformed::Short));
         let mut long = base.clone();
         long[14] = 0x10;

@@ -20,8 +20,9 @@ use std::sync::{Arc, Mutex};
 
 use pgate_core::table::model::TokenUse;
 
-/// The most tokens with a limit tracked at once (each about 200 bytes: 50 MiB at most).
-pub const MAX_TOKENS: usize = 1 << 18;
+/// The most tokens with a limit tracked at once (each at most about 500 bytes with a
+/// 256-byte `jti`: 32 MiB at most).
+pub const MAX_TOKENS: usize = 1 << 16;
 
 /// Issuer and `jti`.
 type Key = (String, String);

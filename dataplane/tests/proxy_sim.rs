@@ -108,7 +108,7 @@ fn a_missing_or_malformed_header_ends_the_connection() {
         assert_eq!(l[0]["event"], "connection-refused");
         assert_eq!(l[0]["client"], BALANCER);
     }
-    // LOCAL (the balancer's health check): its own address stands, nothing is counted.
+    // LOCAL (the balancer's health check): its own address stands and is counted.
     let mut s = behind_balancer(&counts, 10, 2);
     s.session.tls_established(None);
     let mut local = pgate::proxy_protocol::SIGNATURE.to_vec();
@@ -117,7 +117,22 @@ fn a_missing_or_malformed_header_ends_the_connection() {
     assert_eq!(messages(&s.client(&local)), vec![(b'R', vec![0, 0, 0, 3])]);
     s.client(&msg(b'p', &cstr("good")));
     assert_eq!(audit_lines(&mut s)[0]["client"], BALANCER);
+    assert_eq!(counts.count("10.0.0.2".parse().unwrap()), 1);
+    drop(s);
     assert_eq!(counts.count("10.0.0.2".parse().unwrap()), 0);
+    // PROXY naming no address (UNSPEC): refused, not taken as the balancer.
+    let mut s = behind_balancer(&counts, 10, 3);
+    let mut unspec = pgate::proxy_protocol::SIGNATURE.to_vec();
+    unspec.extend([0x21, 0x00, 0, 0]);
+    let r = messages(&s.client(&unspec));
+    assert_eq!(error_field(&r[0].1, b'C'), "08P01");
+    assert!(error_field(&r[0].1, b'M').contains("names no client address"));
+    // A mapped IPv6 form of an IPv4 client counts as that client.
+    let mut a = behind_balancer(&counts, 1, 4);
+    a.client(&header("198.51.100.9:1"));
+    let mut b = behind_balancer(&counts, 1, 5);
+    let r = messages(&b.client(&header("[::ffff:198.51.100.9]:2")));
+    assert_eq!(error_field(&r[0].1, b'C'), "53300");
 }
 
 #[test]

@@ -43,6 +43,14 @@ impl Catalogs {
     }
 }
 
+/// A session's lookup, kept for the next sessions only if its table is still the one in
+/// force: a slow lookup for the table before a swap must not replace the new table's.
+fn put_if_current(shared: &Shared, c: Arc<MaskCatalog>) {
+    if shared.table.load().digest() == c.digest {
+        shared.catalogs.put(c);
+    }
+}
+
 /// Runs `sql` (read-only catalog statements) on a new connection to `database`.
 pub async fn run_lookup(
     shared: &Shared,
@@ -201,7 +209,7 @@ pub async fn catalog_for(shared: &Shared, job: &CatalogJob) -> Result<CatalogAns
                     .await
                     .map_err(|e| e.to_string())?,
             );
-            shared.catalogs.put(c.clone());
+            put_if_current(shared, c.clone());
             c
         }
     };
@@ -214,7 +222,7 @@ pub async fn catalog_for(shared: &Shared, job: &CatalogJob) -> Result<CatalogAns
         let results = run_lookup(shared, database, current.lookup_query(unknown)).await?;
         let (relations, attributes) = two_results(&results)?;
         current = Arc::new(current.extended(&table, &relations, &attributes, unknown)?);
-        shared.catalogs.put(current.clone());
+        put_if_current(shared, current.clone());
     }
     let copy = match &job.copy_table {
         None => None,

@@ -397,6 +397,7 @@ fn release(shared: &Shared, peer: SocketAddr) {
 /// Whether `ip` is a trusted load balancer: its connections start with a PROXY header and
 /// are counted per address by the client the header names (in the session).
 pub(crate) fn proxied(shared: &Shared, ip: IpAddr) -> bool {
+    let ip = ip.to_canonical();
     shared.proxy_trusted.iter().any(|n| n.contains(&ip))
 }
 
@@ -404,11 +405,11 @@ fn address_admit(shared: &Shared, ip: IpAddr) -> bool {
     proxied(shared, ip)
         || shared
             .per_address
-            .admit(ip, shared.max_connections_per_address)
+            .admit(ip.to_canonical(), shared.max_connections_per_address)
 }
 
 fn address_release(shared: &Shared, ip: IpAddr) {
     if !proxied(shared, ip) {
-        shared.per_address.release(ip);
+        shared.per_address.release(ip.to_canonical());
     }
 }

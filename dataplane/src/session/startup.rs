@@ -184,24 +184,34 @@ impl Session {
             Ok(None) => None,
             Ok(Some((n, source))) => {
                 self.proxy_pending = false;
+                // The address counted: the client the header names, or for LOCAL (the
+                // balancer's own health check) the balancer itself.
+                let counted = match source {
+                    Source::Client(client) => Some(client.ip().to_canonical()),
+                    Source::Peer => self
+                        .client_addr
+                        .parse::<std::net::SocketAddr>()
+                        .ok()
+                        .map(|a| a.ip().to_canonical()),
+                };
                 if let Source::Client(client) = source {
                     // Plaintext tokens are for loopback clients: the balancer being local
                     // says nothing of the network between it and the client.
-                    if !client.ip().is_loopback() {
+                    if !client.ip().to_canonical().is_loopback() {
                         self.cfg.allow_plaintext_auth = false;
                     }
                     self.client_addr = client.to_string();
                     self.refresh_audit_who();
-                    if let Some((counts, max)) = &self.address_counts {
-                        match counts.lease(client.ip(), *max) {
-                            Some(l) => self.address_lease = Some(l),
-                            None => {
-                                return refuse(
-                                    self,
-                                    sqlstate::TOO_MANY_CONNECTIONS,
-                                    "sorry, too many connections from this address (pgate max-connections-per-address)",
-                                );
-                            }
+                }
+                if let (Some(ip), Some((counts, max))) = (counted, &self.address_counts) {
+                    match counts.lease(ip, *max) {
+                        Some(l) => self.address_lease = Some(l),
+                        None => {
+                            return refuse(
+                                self,
+                                sqlstate::TOO_MANY_CONNECTIONS,
+                                "sorry, too many connections from this address (pgate max-connections-per-address)",
+                            );
                         }
                     }
                 }
