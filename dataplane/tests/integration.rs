@@ -546,11 +546,7 @@ fn a_child_reusing_its_parents_single_use_token_is_refused_and_audited() {
             ..TokenSpec::default()
         },
     );
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    rt().block_on(async {
         let parent = client_as(e.addr, "single-use", &t).await.unwrap();
         parent
             .simple_query("SELECT count(*) FROM pgbench_accounts")
@@ -701,11 +697,7 @@ fn a_token_limited_to_one_session_at_a_time_opens_the_next_after_the_first_close
             ..TokenSpec::default()
         },
     );
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    rt().block_on(async {
         let first = client_as(e.addr, "one-at-a-time", &t).await.unwrap();
         let err = client_as(e.addr, "one-at-a-time", &t).await.unwrap_err();
         assert_eq!(err.as_db_error().unwrap().code().code(), "28P01");
@@ -1304,11 +1296,7 @@ fn behind_a_proxy_protocol_balancer_the_audit_log_names_the_real_client() {
             ..TokenSpec::default()
         },
     );
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    rt().block_on(async {
         // What a TCP load balancer does: the v2 header, then the client's own bytes.
         let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
         // A loopback client, so that its token may come without TLS (the header of a remote
@@ -1555,11 +1543,7 @@ fn idle_pre_startup_sockets_cannot_lock_out_a_login_and_close_at_the_deadline() 
 
     // A real login still works, at once.
     let started = Instant::now();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    rt().block_on(async {
         let c = client_at(addr, &good_token(e)).await.unwrap();
         c.simple_query("select count(*) from pgbench_branches")
             .await

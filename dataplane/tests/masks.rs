@@ -14,13 +14,6 @@ use tokio_postgres::types::{FromSql, Type};
 mod live;
 use live::*;
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 fn masked_token(e: &Env) -> String {
     token(
         e,

@@ -8,13 +8,6 @@
 mod live;
 use live::*;
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 fn compat_token(e: &Env) -> String {
     token(
         e,

@@ -1236,30 +1236,6 @@ impl<'a> Table<'a> {
         (true, rule)
     }
 
-    /// Every mask of every role: (role, table, column, kind, rule), by role then table.
-    /// Walks every (role, table): for a policy with many tables use
-    /// [`Table::masked_classes`].
-    pub fn all_masks(
-        &self,
-    ) -> impl Iterator<Item = (RoleId, TableId, ColumnId, MaskKind, u32)> + 'a {
-        let t = *self;
-        (0..self.roles.len() as u32).flat_map(move |role| {
-            (0..t.tables.len() as u32).flat_map(move |table| {
-                t.group_masks(RoleId(role), Some(TableId(table)))
-                    .iter()
-                    .filter_map(move |m| {
-                        Some((
-                            RoleId(role),
-                            TableId(table),
-                            ColumnId(m.column.get()),
-                            MaskKind::from_id(m.kind)?,
-                            m.rule.get(),
-                        ))
-                    })
-            })
-        })
-    }
-
     /// The masks of every role by decision class: (role, class, column, kind, rule), by
     /// role then class. A mask applies to every table of its class ([`Table::table_class`]).
     pub fn masked_classes(

@@ -151,11 +151,6 @@ impl MaskIndex {
             names: names.into_iter().collect(),
         }
     }
-
-    /// Whether any role masks anything.
-    pub fn is_empty(&self) -> bool {
-        self.classes.is_empty()
-    }
 }
 
 /// The snapshot and what is known of the table's masks.

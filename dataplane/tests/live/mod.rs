@@ -464,6 +464,14 @@ pub fn token(e: &Env, s: TokenSpec<'_>) -> String {
     .expect("mint")
 }
 
+/// A current-thread runtime for a test's async part.
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 pub fn good_token(e: &Env) -> String {
     token(e, TokenSpec::default())
 }
