@@ -91,6 +91,21 @@ run_as analyst "$ANALYST_TOKEN" "SELECT rolname, rolpassword FROM pg_authid"
 log "support (token: groups=support): the address is redacted"
 run_as support "$SUPPORT_TOKEN" "SELECT id, name, address FROM customers ORDER BY id LIMIT 2"
 
+log "the support copilot acting for sam@example.com (token: sub=sam, groups=support, act=support-copilot)"
+# The same person's role, narrowed for delegated sessions (roles/support.kdl, `delegated`).
+COPILOT_TOKEN=$(mint --sub sam@example.com --claim groups=support --act support-copilot)
+run_as support "$SUPPORT_TOKEN" "COPY (SELECT order_id, quantity FROM order_items ORDER BY id LIMIT 2) TO STDOUT"
+run_as support "$COPILOT_TOKEN" "COPY (SELECT order_id, quantity FROM order_items ORDER BY id LIMIT 2) TO STDOUT"
+run_as support "$COPILOT_TOKEN" "UPDATE orders SET status = 'refunded' WHERE id = 1004"
+run_as support "$COPILOT_TOKEN" "SELECT card_brand, status FROM payments WHERE order_id = 1001"
+run_as support "$COPILOT_TOKEN" "SELECT i.id FROM order_items i CROSS JOIN generate_series(1, 100)"
+# A tool the copilot runs (two hops from sam) sees no personal data; three hops: refused.
+TOOL_TOKEN=$(mint --sub sam@example.com --claim groups=support --act lookup-tool --act support-copilot)
+run_as support "$TOOL_TOKEN" "SELECT name, email FROM customers WHERE id = 1"
+run_as support "$(mint --sub sam@example.com --claim groups=support --act a --act b --act c)" "SELECT 1"
+sleep 0.3
+grep '"variant":"support \[delegated' "$DEMO/audit.jsonl" | tail -n 1 | cut -c1-300 | sed 's/^/    audit: /'
+
 log "a throttled export: the analyst's rate (4 MiB/s after a 32 MiB burst, per identity)"
 ITEMS=$(PGDATABASE_ADMIN=app psql_admin -tAc 'select count(*) from order_items')
 REPEAT=$((85000 / ITEMS))

@@ -64,6 +64,21 @@ pub struct RoleNode {
     pub members: Vec<MemberNode>,
     pub inherits: Vec<Name>,
     pub rules: Vec<RuleNode>,
+    /// `delegated actor="…" min-depth=N { … }`: rules for the role's sessions that carry
+    /// an RFC 8693 `act` chain.
+    pub delegated: Vec<DelegatedNode>,
+}
+
+/// `delegated { … }`: what applies on top of the role's rules when a session's token
+/// carries an `act` chain at least `min_depth` long (and, with `actor`, naming that actor
+/// at any depth). Only narrowing rules: deny, deny-function, mask, limit, rate, token.
+#[derive(Clone, Debug)]
+pub struct DelegatedNode {
+    pub span: Span,
+    pub actor: Option<Name>,
+    /// At least 1 (`delegated` alone: any chain).
+    pub min_depth: u32,
+    pub rules: Vec<RuleNode>,
 }
 
 #[derive(Clone, Debug)]
@@ -145,6 +160,8 @@ pub enum RuleBodyNode {
         /// `binding="certificate"`.
         certificate: bool,
     },
+    /// `delegation max-depth=N`: the longest `act` chain a session of the role may carry.
+    Delegation { max_depth: u32 },
 }
 
 #[derive(Clone, Debug)]
@@ -184,6 +201,8 @@ pub struct TestNode {
     pub name: Name,
     pub span: Span,
     pub role: Name,
+    /// `act "copilot" "tool"`: the session's RFC 8693 chain, outermost (current) first.
+    pub act: Vec<Name>,
     pub sql: Spanned<String>,
     pub expect: Spanned<Expect>,
     /// `expect "deny" rule="roles.kdl:12"`: the deciding rule must be this one.

@@ -38,7 +38,8 @@ impl Selectors {
     pub fn of(ast: &Ast) -> Self {
         let mut s = Selectors::default();
         for role in &ast.roles {
-            for rule in &role.rules {
+            let blocks = role.delegated.iter().flat_map(|d| d.rules.iter());
+            for rule in role.rules.iter().chain(blocks) {
                 match &rule.body {
                     RuleBodyNode::Access { tables, .. } | RuleBodyNode::Mask { tables, .. } => {
                         s.add(tables)

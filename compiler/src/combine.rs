@@ -18,8 +18,8 @@
 use pgate_core::class::StatementClass;
 use pgate_core::table::model::{
     Catalog as OutCatalog, Cell, CellEntry, ColumnAccess, ColumnDecl, CompiledPolicy, CompiledRole,
-    Effect, FunctionDecl, Group, GroupMask, Limits, MaskKind, PatternKind, PatternRule, RateLimit,
-    RoleGroups, TableAlias, TableDecl, TokenUse,
+    Delegation, Effect, FunctionDecl, Group, GroupMask, Limits, MaskKind, PatternKind, PatternRule,
+    RateLimit, RoleGroups, TableAlias, TableDecl, TokenUse, Variant,
 };
 
 use crate::bits::ColSet;
@@ -215,6 +215,7 @@ fn combine_role(model: &Model, role: &Role, scratch: &mut Scratch) -> CompiledRo
     let mut certificate_rule: Option<RuleIndex> = None;
     let mut bytes_min: Option<(u64, RuleIndex)> = None;
     let mut rates: Vec<RateLimit> = Vec::new();
+    let mut depth_min: Option<(u32, RuleIndex)> = None;
 
     for &ri in &role.rules {
         let Some(rule) = model.rule(ri) else { continue };
@@ -282,6 +283,11 @@ fn combine_role(model: &Model, role: &Role, scratch: &mut Scratch) -> CompiledRo
                 }
             }
             Body::Mask(_) => {}
+            Body::Delegation { max_depth } => {
+                if depth_min.is_none_or(|(m, _)| *max_depth < m) {
+                    depth_min = Some((*max_depth, ri));
+                }
+            }
             Body::TokenUse {
                 sessions,
                 concurrent,
@@ -429,7 +435,33 @@ fn combine_role(model: &Model, role: &Role, scratch: &mut Scratch) -> CompiledRo
         limits,
         token_use,
         rates,
+        delegation: delegation(model, role, depth_min),
         groups: Some(RoleGroups { group_of, groups }),
+    }
+}
+
+/// A granted role's `delegation max-depth=`; a variant's conditions (its depth limit is
+/// its base's, checked before a variant is chosen) and the first rule of its blocks.
+fn delegation(model: &Model, role: &Role, depth_min: Option<(u32, RuleIndex)>) -> Delegation {
+    match &role.variant {
+        None => Delegation {
+            max_depth: depth_min.map(|(d, _)| d),
+            rule: depth_min.map(|(_, r)| r),
+            variant: None,
+        },
+        Some(v) => Delegation {
+            max_depth: None,
+            rule: v
+                .blocks
+                .iter()
+                .filter_map(|b| model.blocks.get(*b as usize)?.rules.first().copied())
+                .min(),
+            variant: Some(Variant {
+                base: v.base,
+                min_depth: v.min_depth,
+                actors: v.actors.clone(),
+            }),
+        },
     }
 }
 

@@ -42,6 +42,10 @@ pub mod codes {
     pub const INVARIANT_VIOLATED: &str = "pgate::invariant-violated";
     pub const EMPTY_SELECTION: &str = "pgate::empty-selection";
     pub const TABLE_LIMIT: &str = "pgate::table-limit";
+    /// A `delegated` block may only narrow (no allow, no membership, no nesting).
+    pub const DELEGATED_WIDENS: &str = "pgate::delegated-widens";
+    /// More delegated variants than a role may have.
+    pub const DELEGATION_LIMIT: &str = "pgate::delegation-limit";
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]

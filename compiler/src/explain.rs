@@ -135,6 +135,10 @@ pub struct StatementExplanation {
 #[derive(Clone, Debug, Serialize)]
 pub struct Explanation {
     pub role: String,
+    /// The session's delegation chain (`--act`), outermost first.
+    pub act: Vec<String>,
+    /// The role that decides: `role`, or its delegated variant for `act`.
+    pub decided_as: String,
     pub verdict: &'static str,
     pub rule: Option<String>,
     pub reason: String,
@@ -203,16 +207,28 @@ pub enum ExplainError {
         role: String,
         suggestion: Option<String>,
     },
+    /// The data plane refuses such a session at login.
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// The role that decides a session of `role` whose token carries the chain `act`
+/// (outermost first), as the data plane picks it; the error is why it refuses the login.
+pub fn session_role(table: &Table<'_>, role: RoleId, act: &[String]) -> Result<RoleId, String> {
+    table
+        .role_for_chain(role, act)
+        .map_err(|r| format!("{}: the login is refused", r.describe(table, role)))
 }
 
 /// Explains how `role` is decided for `sql`.
 pub fn explain(
     table: &Table<'_>,
     role: &str,
+    act: &[String],
     sql: &str,
     search_path: &[&str],
 ) -> Result<Explanation, ExplainError> {
-    let Some(role_id) = table.role(role) else {
+    let Some(granted) = table.role(role) else {
         let names: Vec<&str> = (0..table.role_count())
             .map(|i| table.role_name(RoleId(i)))
             .collect();
@@ -221,6 +237,9 @@ pub fn explain(
             suggestion: crate::diag::did_you_mean(role, names),
         });
     };
+    let role_id = session_role(table, granted, act).map_err(ExplainError::Refused)?;
+    let decided_as = table.role_name(role_id).to_string();
+    let role = decided_as.as_str();
     let mut facts = Facts::default();
     classify_sql(table, sql, search_path, &mut facts);
     let all = table.decide_all(role_id, &facts);
@@ -285,7 +304,9 @@ pub fn explain(
         });
     }
     Ok(Explanation {
-        role: role.to_string(),
+        role: table.role_name(granted).to_string(),
+        act: act.to_vec(),
+        decided_as: decided_as.clone(),
         verdict,
         rule,
         reason,
@@ -302,6 +323,13 @@ pub fn explain(
 pub fn render_human(e: &Explanation) -> String {
     let mut out = String::new();
     out.push_str(&format!("{}: {}\n", e.verdict.to_uppercase(), e.reason));
+    if !e.act.is_empty() {
+        out.push_str(&format!(
+            "delegated: acting through {}, decided as role `{}`\n",
+            e.act.join(" ← "),
+            e.decided_as
+        ));
+    }
     if let Some(r) = &e.rule {
         out.push_str(&format!("rule: {r}\n"));
     }

@@ -23,6 +23,7 @@ pub mod catalog;
 pub mod classes;
 pub mod cmd;
 pub mod combine;
+pub mod delegation;
 pub mod diag;
 pub mod evaluate;
 pub mod explain;

@@ -10,7 +10,7 @@
 //! [`MAX_NESTING`] per file (checked before the recursive KDL parser runs).
 
 use kdl::{KdlDocument, KdlEntry, KdlNode, KdlValue};
-use pgate_core::table::model::{MaskKind, OnExceed, RateScope};
+use pgate_core::table::model::{MAX_DELEGATION_DEPTH, MaskKind, OnExceed, RateScope};
 
 use crate::ast::*;
 use crate::diag::{Diagnostic, Diagnostics, codes, did_you_mean};
@@ -18,7 +18,7 @@ use crate::source::{SourceFile, Sources, Span};
 
 /// Most KDL nodes (at any depth) in one policy.
 pub const MAX_NODES: usize = 2_000_000;
-/// Deepest `{` nesting accepted in a file (the language needs 3).
+/// Deepest `{` nesting accepted in a file (the language needs 4).
 pub const MAX_NESTING: usize = 32;
 /// Longest rule text kept for the table (bytes).
 pub const MAX_RULE_TEXT: usize = 240;
@@ -608,6 +608,7 @@ impl Parser<'_> {
             members: Vec::new(),
             inherits: Vec::new(),
             rules: Vec::new(),
+            delegated: Vec::new(),
         };
         const ROLE_CHILDREN: &[&str] = &[
             "member",
@@ -620,9 +621,11 @@ impl Parser<'_> {
             "limit",
             "rate",
             "token",
+            "delegation",
+            "delegated",
         ];
         for child in self.children(node) {
-            let body = match child.name().value() {
+            match child.name().value() {
                 "member" => {
                     let e = self.entries(child, &["claim", "value"]);
                     self.no_args(child, &e.args);
@@ -642,35 +645,143 @@ impl Parser<'_> {
                             span: self.node_span(child),
                         });
                     }
-                    continue;
                 }
                 "inherits" => {
                     let e = self.entries(child, &[]);
                     self.no_children(child);
                     let names = self.at_least_one(child, &e.args, "role name");
                     role.inherits.extend(names);
-                    continue;
                 }
-                "allow" | "deny" => self.access_rule(child),
-                "allow-function" | "deny-function" => self.function_rule(child),
-                "mask" => self.mask_rule(child),
-                "limit" => self.limit_rule(child),
-                "rate" => self.rate_rule(child),
-                "token" => self.token_rule(child),
-                _ => {
-                    self.unknown_node(child, ROLE_CHILDREN, "in `role`");
-                    continue;
+                "delegated" => {
+                    if let Some(d) = self.delegated(child) {
+                        role.delegated.push(d);
+                    }
                 }
-            };
-            if let Some(body) = body {
-                role.rules.push(RuleNode {
-                    span: self.node_span(child),
-                    text: self.node_text(child),
-                    body,
-                });
+                other => {
+                    if !ROLE_CHILDREN.contains(&other) {
+                        self.unknown_node(child, ROLE_CHILDREN, "in `role`");
+                    } else if let Some(rule) = self.role_rule(child) {
+                        role.rules.push(rule);
+                    }
+                }
             }
         }
         Some(role)
+    }
+
+    /// One rule of a role or of a `delegated` block.
+    fn role_rule(&mut self, child: &KdlNode) -> Option<RuleNode> {
+        let body = match child.name().value() {
+            "allow" | "deny" => self.access_rule(child),
+            "allow-function" | "deny-function" => self.function_rule(child),
+            "mask" => self.mask_rule(child),
+            "limit" => self.limit_rule(child),
+            "rate" => self.rate_rule(child),
+            "token" => self.token_rule(child),
+            "delegation" => self.delegation_rule(child),
+            _ => None,
+        }?;
+        Some(RuleNode {
+            span: self.node_span(child),
+            text: self.node_text(child),
+            body,
+        })
+    }
+
+    /// `delegated actor="…" min-depth=N { rules }`.
+    fn delegated(&mut self, node: &KdlNode) -> Option<DelegatedNode> {
+        let e = self.entries(node, &["actor", "min-depth"]);
+        self.no_args(node, &e.args);
+        let actor = self.prop_string(&e, "actor");
+        if let Some(a) = &actor
+            && a.value.is_empty()
+        {
+            self.invalid(a.span, "`actor` must not be empty".into(), "empty");
+            return None;
+        }
+        let min_depth = match e.prop("min-depth") {
+            None => 1,
+            Some(v) => {
+                let n = self.count_value(v, "min-depth")?;
+                match u32::try_from(n) {
+                    Ok(n) if (1..=MAX_DELEGATION_DEPTH).contains(&n) => n,
+                    _ => {
+                        self.invalid(
+                            self.entry_span(v),
+                            format!("`min-depth` must be between 1 and {MAX_DELEGATION_DEPTH}"),
+                            "out of range",
+                        );
+                        return None;
+                    }
+                }
+            }
+        };
+        const NARROWING: &[&str] = &["deny", "deny-function", "mask", "limit", "rate", "token"];
+        let mut rules = Vec::new();
+        for child in self.children(node) {
+            let name = child.name().value();
+            if NARROWING.contains(&name) {
+                if let Some(rule) = self.role_rule(child) {
+                    rules.push(rule);
+                }
+            } else if matches!(
+                name,
+                "allow" | "allow-function" | "member" | "inherits" | "delegated" | "delegation"
+            ) {
+                self.diags.push(
+                    Diagnostic::error(
+                        codes::DELEGATED_WIDENS,
+                        format!("`{name}` cannot be used in a `delegated` block"),
+                    )
+                    .label(self.name_span(child), "not a narrowing rule")
+                    .help(
+                        "a delegated session gets its role's rules plus these, and may only get \
+                         less than its principal: deny, deny-function, mask, limit, rate, token; \
+                         write allows, members and `delegation max-depth=` in the role itself",
+                    ),
+                );
+            } else {
+                self.unknown_node(child, NARROWING, "in `delegated`");
+            }
+        }
+        if rules.is_empty() {
+            self.diags.push(
+                Diagnostic::error(codes::MISSING_ARGUMENT, "`delegated` block without rules")
+                    .label(self.node_span(node), "nothing to apply")
+                    .help("add deny, mask, limit, rate or token rules, or remove the block"),
+            );
+            return None;
+        }
+        Some(DelegatedNode {
+            span: self.node_span(node),
+            actor,
+            min_depth,
+            rules,
+        })
+    }
+
+    /// `delegation max-depth=N`: the longest `act` chain a session of the role may carry
+    /// (0: no delegated sessions at all).
+    fn delegation_rule(&mut self, node: &KdlNode) -> Option<RuleBodyNode> {
+        let e = self.entries(node, &["max-depth"]);
+        self.no_args(node, &e.args);
+        self.no_children(node);
+        let Some(v) = e.prop("max-depth") else {
+            self.missing_prop(node, "max-depth");
+            return None;
+        };
+        let n = self.count_value(v, "max-depth")?;
+        match u32::try_from(n) {
+            Ok(n) if n <= MAX_DELEGATION_DEPTH => Some(RuleBodyNode::Delegation { max_depth: n }),
+            _ => {
+                self.invalid(
+                    self.entry_span(v),
+                    format!("`max-depth` must be between 0 and {MAX_DELEGATION_DEPTH}"),
+                    "out of range",
+                );
+                None
+            }
+        }
     }
 
     fn table_selector(&mut self, entries: &Entries<'_>) -> TableSelector {
@@ -979,12 +1090,25 @@ impl Parser<'_> {
         let mut expect = None;
         let mut expect_rule = None;
         let mut search_path = Vec::new();
+        let mut act = Vec::new();
         for child in self.children(node) {
             match child.name().value() {
                 "role" => {
                     let e = self.entries(child, &[]);
                     self.no_children(child);
                     role = self.single_name(child, &e.args, "a role name");
+                }
+                "act" => {
+                    let e = self.entries(child, &[]);
+                    self.no_children(child);
+                    act = self.at_least_one(child, &e.args, "actor");
+                    if act.len() > MAX_DELEGATION_DEPTH as usize {
+                        self.invalid(
+                            self.node_span(child),
+                            format!("at most {MAX_DELEGATION_DEPTH} actors"),
+                            "too long a chain",
+                        );
+                    }
                 }
                 "sql" => {
                     let e = self.entries(child, &[]);
@@ -1019,7 +1143,7 @@ impl Parser<'_> {
                 }
                 _ => self.unknown_node(
                     child,
-                    &["role", "sql", "expect", "search-path"],
+                    &["role", "act", "sql", "expect", "search-path"],
                     "in `test`",
                 ),
             }
@@ -1049,6 +1173,7 @@ impl Parser<'_> {
         Some(TestNode {
             span,
             role: role?,
+            act,
             sql: sql?,
             expect: expect?,
             expect_rule,

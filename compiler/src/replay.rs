@@ -69,8 +69,8 @@ pub enum ReplayError {
     Io(#[from] std::io::Error),
 }
 
-/// Key of a distinct statement: (role, allowed-then, search path, text).
-type Key = (String, bool, Vec<String>, String);
+/// Key of a distinct statement: (role, delegation chain, allowed-then, search path, text).
+type Key = (String, Vec<String>, bool, Vec<String>, String);
 
 /// Replays the audit lines of `reader` against `table`.
 pub fn replay(table: &Table<'_>, reader: impl BufRead) -> Result<Report, ReplayError> {
@@ -106,26 +106,37 @@ pub fn replay(table: &Table<'_>, reader: impl BufRead) -> Result<Report, ReplayE
                 .collect(),
             None => vec!["public".to_owned()],
         };
+        // The session's delegation chain: decided again as the new policy decides it.
+        let act: Vec<String> = v
+            .get("act")
+            .and_then(|a| a.as_array())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
         let key = (
             text("role").to_owned(),
+            act,
             allowed,
             path,
             text("sql").to_owned(),
         );
         *seen.entry(key).or_default() += 1;
     }
-    for ((role, allowed, path, sql), count) in seen {
+    for ((role, act, allowed, path, sql), count) in seen {
         let r = report.roles.entry(role.clone()).or_default();
         r.statements += count;
         let paths: Vec<&str> = path.iter().map(String::as_str).collect();
-        let (now_allowed, rule, reason) = match crate::explain::explain(table, &role, &sql, &paths)
-        {
-            Ok(e) => (e.verdict == "allow", e.rule, e.reason),
-            Err(e) => {
-                r.role_removed = true;
-                (false, None, e.to_string())
-            }
-        };
+        let (now_allowed, rule, reason) =
+            match crate::explain::explain(table, &role, &act, &sql, &paths) {
+                Ok(e) => (e.verdict == "allow", e.rule, e.reason),
+                Err(e) => {
+                    r.role_removed = true;
+                    (false, None, e.to_string())
+                }
+            };
         if now_allowed == allowed {
             r.unchanged += count;
             continue;

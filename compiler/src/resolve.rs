@@ -257,6 +257,9 @@ pub enum Body {
         concurrent: Option<u32>,
         certificate: bool,
     },
+    Delegation {
+        max_depth: u32,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -265,7 +268,34 @@ pub struct Rule {
     pub span: Span,
     /// The role the rule was written in.
     pub role: u32,
+    /// The `delegated` block it was written in (index into [`Model::blocks`]).
+    pub block: Option<u32>,
     pub body: Body,
+}
+
+/// A `delegated` block: rules for the sessions of a role (and of the roles inheriting it)
+/// whose chain is at least `min_depth` long and, with `actor`, names that actor.
+#[derive(Clone, Debug)]
+pub struct Block {
+    /// The role it was written in.
+    pub role: u32,
+    pub span: Span,
+    pub actor: Option<String>,
+    pub min_depth: u32,
+    /// Ascending.
+    pub rules: Vec<RuleIndex>,
+}
+
+/// What makes a role a delegated variant (see [`crate::delegation`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VariantOf {
+    /// The role claims grant.
+    pub base: u32,
+    pub min_depth: u32,
+    /// Sorted.
+    pub actors: Vec<String>,
+    /// The blocks it applies, ascending.
+    pub blocks: Vec<u32>,
 }
 
 impl Rule {
@@ -288,6 +318,12 @@ pub struct Role {
     pub own_rules: Vec<RuleIndex>,
     /// Own and inherited rules (transitively), ascending, deduplicated.
     pub rules: Vec<RuleIndex>,
+    /// `delegated` blocks written in this role.
+    pub own_blocks: Vec<u32>,
+    /// Own and inherited blocks, ascending.
+    pub blocks: Vec<u32>,
+    /// `Some` for a variant made from `blocks` of another role.
+    pub variant: Option<VariantOf>,
 }
 
 #[derive(Clone, Debug)]
@@ -311,6 +347,8 @@ pub struct PolicyTest {
     pub name: String,
     pub span: Span,
     pub role: String,
+    /// `act "copilot" "tool"`: the session's delegation chain, outermost first.
+    pub act: Vec<String>,
     pub sql: String,
     pub expect: Expect,
     pub expect_rule: Option<String>,
@@ -323,7 +361,9 @@ pub struct Model {
     pub source_digest: [u8; 32],
     pub catalog: Catalog,
     pub rules: Vec<Rule>,
+    /// Roles (and their delegated variants) sorted by name.
     pub roles: Vec<Role>,
+    pub blocks: Vec<Block>,
     pub invariants: Vec<Invariant>,
     pub tests: Vec<PolicyTest>,
 }
@@ -606,19 +646,46 @@ impl Resolver<'_> {
                     parents: Vec::new(),
                     own_rules: Vec::new(),
                     rules: Vec::new(),
+                    own_blocks: Vec::new(),
+                    blocks: Vec::new(),
+                    variant: None,
                 }
             })
             .collect();
 
-        // Rules numbered by source position.
-        let mut all: Vec<(Span, u32, &RuleNode)> = Vec::new();
+        // Blocks in role order, then source order.
+        let mut block_of: Vec<(u32, &DelegatedNode)> = Vec::new();
         for (ri, r) in nodes.iter().enumerate() {
-            for rule in &r.rules {
-                all.push((rule.span, ri as u32, rule));
+            for d in &r.delegated {
+                let index = self.model.blocks.len() as u32;
+                self.model.blocks.push(Block {
+                    role: ri as u32,
+                    span: d.span,
+                    actor: d.actor.as_ref().map(|a| a.value.clone()),
+                    min_depth: d.min_depth,
+                    rules: Vec::new(),
+                });
+                if let Some(role) = self.model.roles.get_mut(ri) {
+                    role.own_blocks.push(index);
+                }
+                block_of.push((ri as u32, d));
             }
         }
-        all.sort_by_key(|(span, ri, _)| (*span, *ri));
-        for (span, ri, node) in all {
+
+        // Rules numbered by source position.
+        let mut all: Vec<(Span, u32, &RuleNode, Option<u32>)> = Vec::new();
+        for (ri, r) in nodes.iter().enumerate() {
+            for rule in &r.rules {
+                all.push((rule.span, ri as u32, rule, None));
+            }
+        }
+        for (bi, (ri, d)) in block_of.iter().enumerate() {
+            for rule in &d.rules {
+                all.push((rule.span, *ri, rule, Some(bi as u32)));
+            }
+        }
+        all.sort_by_key(|(span, ri, _, _)| (*span, *ri));
+        for (span, ri, node, block) in all {
             let Some(body) = self.rule_body(&node.body) else {
                 continue;
             };
@@ -632,6 +699,7 @@ impl Resolver<'_> {
                 Body::Limit { .. } => RuleKind::Limit,
                 Body::Rate { .. } => RuleKind::Rate,
                 Body::TokenUse { .. } => RuleKind::TokenUse,
+                Body::Delegation { .. } => RuleKind::Delegation,
             };
             let loc = self.sources.location(span);
             let index = self.model.rules.len() as u32;
@@ -649,10 +717,16 @@ impl Resolver<'_> {
                 },
                 span,
                 role: ri,
+                block,
                 body,
             });
-            if let Some(role) = self.model.roles.get_mut(ri as usize) {
-                role.own_rules.push(index);
+            match block.and_then(|b| self.model.blocks.get_mut(b as usize)) {
+                Some(b) => b.rules.push(index),
+                None => {
+                    if let Some(role) = self.model.roles.get_mut(ri as usize) {
+                        role.own_rules.push(index);
+                    }
+                }
             }
         }
 
@@ -681,6 +755,7 @@ impl Resolver<'_> {
         }
         self.check_cycles(&parent_spans);
         self.flatten();
+        crate::delegation::make_variants(&mut self.model, self.diags);
     }
 
     fn unknown_role(&mut self, name: &Name, names: &[String]) {
@@ -757,6 +832,7 @@ impl Resolver<'_> {
             let mut seen = vec![false; n];
             let mut todo = vec![ri];
             let mut rules: Vec<RuleIndex> = Vec::new();
+            let mut blocks: Vec<u32> = Vec::new();
             while let Some(r) = todo.pop() {
                 if seen[r] {
                     continue;
@@ -764,13 +840,17 @@ impl Resolver<'_> {
                 seen[r] = true;
                 if let Some(role) = self.model.roles.get(r) {
                     rules.extend(role.own_rules.iter().copied());
+                    blocks.extend(role.own_blocks.iter().copied());
                     todo.extend(role.parents.iter().map(|p| *p as usize));
                 }
             }
             rules.sort_unstable();
             rules.dedup();
+            blocks.sort_unstable();
+            blocks.dedup();
             if let Some(role) = self.model.roles.get_mut(ri) {
                 role.rules = rules;
+                role.blocks = blocks;
             }
         }
     }
@@ -1116,6 +1196,9 @@ impl Resolver<'_> {
                 concurrent: *concurrent,
                 certificate: *certificate,
             }),
+            RuleBodyNode::Delegation { max_depth } => Some(Body::Delegation {
+                max_depth: *max_depth,
+            }),
         }
     }
 
@@ -1185,6 +1268,7 @@ impl Resolver<'_> {
                 name: t.name.value.clone(),
                 span: t.name.span,
                 role: t.role.value.clone(),
+                act: t.act.iter().map(|a| a.value.clone()).collect(),
                 sql: t.sql.value.clone(),
                 expect: t.expect.value,
                 expect_rule: t.expect_rule.as_ref().map(|r| r.value.clone()),

@@ -79,13 +79,14 @@ pub fn run(tests: &[PolicyTest], sources: &Sources, table: &Table<'_>) -> TestRu
         let loc: Location = sources.location(t.span);
         let path: Vec<&str> = t.search_path.iter().map(String::as_str).collect();
         classify_sql(table, &t.sql, &path, &mut facts);
-        let (actual, rule, reason) = match table.role(&t.role) {
-            None => (
-                Expect::Deny,
-                None,
-                format!("role `{}` is not in the policy table", t.role),
-            ),
-            Some(role) => {
+        let role = table
+            .role(&t.role)
+            .ok_or_else(|| format!("role `{}` is not in the policy table", t.role))
+            .and_then(|r| crate::explain::session_role(table, r, &t.act));
+        let (actual, rule, reason) = match role {
+            Err(why) => (Expect::Deny, None, why),
+            Ok(role) => {
+                let name = table.role_name(role);
                 let v = table.decide_all(role, &facts);
                 if let pgate_core::table::Decision::Deny { rule: Some(r), .. } = v.decision {
                     exercised.insert(r);
@@ -99,7 +100,7 @@ pub fn run(tests: &[PolicyTest], sources: &Sources, table: &Table<'_>) -> TestRu
                     pgate_core::table::Decision::Deny {
                         statement, reason, ..
                     } => match facts.statements().get(statement as usize) {
-                        Some(s) => describe_deny(&facts, s, reason, &t.role),
+                        Some(s) => describe_deny(&facts, s, reason, name),
                         None => format!("denied ({reason:?})"),
                     },
                 };

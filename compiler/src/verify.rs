@@ -202,6 +202,11 @@ fn rule_analysis(model: &Model, diags: &mut Diagnostics) {
     let mut redundant: BTreeMap<RuleIndex, RuleIndex> = BTreeMap::new();
     let mut previous: Option<RoleIndex<'_>> = None;
     for (role_i, role) in model.roles.iter().enumerate() {
+        // A variant's rules are its role's and narrowing ones: overlaps there are the
+        // point of a `delegated` block, not a mistake to report once per variant.
+        if role.variant.is_some() {
+            continue;
+        }
         let idx = RoleIndex::new(model, role, previous.take());
         let nt = idx.ntables;
         // Overlaps and shadowing, for every allow the role has.
@@ -405,65 +410,89 @@ fn masks(model: &Model, eval: &Evaluator<'_>, diags: &mut Diagnostics) {
         eval.column_allowed(role, StatementClass::Select, t, c).0
             || eval.column_allowed(role, StatementClass::CopyOut, t, c).0
     };
-    let mut conflicts: BTreeSet<(RuleIndex, RuleIndex)> = BTreeSet::new();
+    // Each mask with the roles it is checked in: the role it is written in, or — written
+    // in a `delegated` block — every variant that applies the block (it must mask
+    // something readable in one of them: a variant combining it with a block that denies
+    // the column does not make it wrong).
+    let mut checks: Vec<(RuleIndex, Vec<usize>)> = Vec::new();
     for (role_i, role) in model.roles.iter().enumerate() {
-        // Unreadable explicit masks, in the role they are written in.
-        for &ri in &role.own_rules {
-            let Some(rule) = model.rule(ri) else { continue };
-            let Body::Mask(m) = &rule.body else { continue };
-            if !m.explicit {
-                // A mask by selector that hits no column its own role can read does nothing.
-                let hits = m.target.tables.iter().any(|(t, cols)| {
-                    let n = model.catalog.table(*t).map_or(0, |t| t.columns.len()) as u32;
-                    (0..n).any(|c| {
-                        cols.as_ref().is_none_or(|s| s.contains(c)) && readable(role_i, *t, c)
-                    })
-                });
-                if !hits {
-                    diags.push(
-                        Diagnostic::warning(
-                            codes::EMPTY_SELECTION,
-                            format!(
-                                "this mask applies to no column role `{}` can read",
-                                role.name
-                            ),
-                        )
-                        .label(rule.span, "masks nothing")
-                        .help("check its selectors, or remove it"),
-                    );
-                }
-                continue;
+        checks.extend(role.own_rules.iter().map(|&ri| (ri, vec![role_i])));
+    }
+    for (bi, block) in model.blocks.iter().enumerate() {
+        let variants: Vec<usize> = model
+            .roles
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| {
+                r.variant
+                    .as_ref()
+                    .is_some_and(|v| v.blocks.contains(&(bi as u32)))
+            })
+            .map(|(i, _)| i)
+            .collect();
+        if !variants.is_empty() {
+            checks.extend(block.rules.iter().map(|&ri| (ri, variants.clone())));
+        }
+    }
+    for (ri, in_roles) in &checks {
+        let Some(rule) = model.rule(*ri) else {
+            continue;
+        };
+        let Body::Mask(m) = &rule.body else { continue };
+        let role_name = model
+            .roles
+            .get(rule.role as usize)
+            .map_or("", |r| r.name.as_str());
+        let readable_any = |t: u32, c: u32| in_roles.iter().any(|&r| readable(r, t, c));
+        if !m.explicit {
+            // A mask by selector that hits no column its own role can read does nothing.
+            let hits = m.target.tables.iter().any(|(t, cols)| {
+                let n = model.catalog.table(*t).map_or(0, |t| t.columns.len()) as u32;
+                (0..n).any(|c| cols.as_ref().is_none_or(|s| s.contains(c)) && readable_any(*t, c))
+            });
+            if !hits {
+                diags.push(
+                    Diagnostic::warning(
+                        codes::EMPTY_SELECTION,
+                        format!("this mask applies to no column role `{role_name}` can read"),
+                    )
+                    .label(rule.span, "masks nothing")
+                    .help("check its selectors, or remove it"),
+                );
             }
-            for (t, cols) in m.target.tables.iter() {
-                for c in cols.iter().flat_map(|c| c.iter()) {
-                    if readable(role_i, *t, c) {
-                        continue;
-                    }
-                    let tname = model
-                        .catalog
-                        .table(*t)
-                        .map(|t| t.qualified.as_str())
-                        .unwrap_or("");
-                    let cname = model
-                        .catalog
-                        .table(*t)
-                        .and_then(|t| t.columns.get(c as usize))
-                        .map(|c| c.name.as_str())
-                        .unwrap_or("");
-                    diags.push(
-                        Diagnostic::error(
-                            codes::MASK_UNREADABLE,
-                            format!(
-                                "role `{}` masks column `{cname}` of `{tname}`, which it cannot read",
-                                role.name
-                            ),
-                        )
-                        .label(rule.span, "mask on an unreadable column")
-                        .help("allow `select` (or `copy-out`) on the column, or remove the mask"),
-                    );
+            continue;
+        }
+        for (t, cols) in m.target.tables.iter() {
+            for c in cols.iter().flat_map(|c| c.iter()) {
+                if readable_any(*t, c) {
+                    continue;
                 }
+                let tname = model
+                    .catalog
+                    .table(*t)
+                    .map(|t| t.qualified.as_str())
+                    .unwrap_or("");
+                let cname = model
+                    .catalog
+                    .table(*t)
+                    .and_then(|t| t.columns.get(c as usize))
+                    .map(|c| c.name.as_str())
+                    .unwrap_or("");
+                diags.push(
+                    Diagnostic::error(
+                        codes::MASK_UNREADABLE,
+                        format!(
+                            "role `{role_name}` masks column `{cname}` of `{tname}`, which it cannot read"
+                        ),
+                    )
+                    .label(rule.span, "mask on an unreadable column")
+                    .help("allow `select` (or `copy-out`) on the column, or remove the mask"),
+                );
             }
         }
+    }
+    let mut conflicts: BTreeSet<(RuleIndex, RuleIndex)> = BTreeSet::new();
+    for (role_i, role) in model.roles.iter().enumerate() {
         // Conflicting kinds on one readable column.
         let mut seen: BTreeMap<(u32, u32), (MaskKind, RuleIndex)> = BTreeMap::new();
         for &ri in &role.rules {
@@ -538,8 +567,14 @@ fn invariants(
 ) {
     for inv in &model.invariants {
         for f in &inv.forbids {
+            // A forbid naming a role holds for its delegated variants too.
             let roles: Vec<usize> = match f.role {
-                Some(r) => vec![r as usize],
+                Some(r) => (0..model.roles.len())
+                    .filter(|&i| {
+                        i == r as usize
+                            || model.roles[i].variant.as_ref().is_some_and(|v| v.base == r)
+                    })
+                    .collect(),
                 None => (0..model.roles.len()).collect(),
             };
             let mut first: Option<Violation> = None;

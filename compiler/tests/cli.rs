@@ -406,3 +406,47 @@ fn explain_reads_a_built_table_and_rejects_unknown_roles() {
         stderr(&o)
     );
 }
+
+#[test]
+fn explain_takes_the_delegation_chain() {
+    let policies = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
+    let explain = |act: &[&str], sql: &str| {
+        let mut args = vec![
+            "explain",
+            "--policy",
+            policies.to_str().unwrap(),
+            "--role",
+            "support",
+        ];
+        let chain = act.join(",");
+        if !act.is_empty() {
+            args.extend(["--act", chain.as_str()]);
+        }
+        args.extend(["--sql", sql, "--format", "json"]);
+        run(&args)
+    };
+    let copy = "COPY order_items TO STDOUT";
+    let own = explain(&[], copy);
+    assert_eq!(code(&own), 0, "{}", stderr(&own));
+    let own = json(&own);
+    assert_eq!(
+        (own["verdict"].as_str(), own["decided_as"].as_str()),
+        (Some("allow"), Some("support"))
+    );
+    let agent = json(&explain(&["support-copilot"], copy));
+    assert_eq!(agent["verdict"], "deny");
+    assert_eq!(agent["role"], "support");
+    assert_eq!(agent["act"], serde_json::json!(["support-copilot"]));
+    assert_eq!(
+        agent["decided_as"],
+        "support [delegated actor=support-copilot]"
+    );
+    assert_eq!(agent["limits"]["max_rows"], 50);
+    let deep = explain(&["a", "b", "c"], "SELECT 1");
+    assert_eq!(code(&deep), 2);
+    assert!(
+        stderr(&deep).contains("admits a delegation chain of at most 2"),
+        "{}",
+        stderr(&deep)
+    );
+}

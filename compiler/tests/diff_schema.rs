@@ -456,3 +456,87 @@ fn schema_from_live_database() {
     );
     assert!(all.contains(&format!("table \"{other}.ignored\"")), "{all}");
 }
+
+/// Writes one policy file into `dir/name/` and returns the directory.
+fn policy_dir(dir: &Path, name: &str, roles: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::create_dir_all(&p).unwrap();
+    std::fs::write(
+        p.join("p.kdl"),
+        format!("table \"public.t\" {{ columns \"id\" \"x\"; }}\n{roles}"),
+    )
+    .unwrap();
+    p
+}
+
+#[test]
+fn a_delegated_block_is_compared_with_what_decided_its_sessions_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let role = |extra: &str| {
+        format!(
+            "role \"a\" {{\n member claim=\"g\" value=\"a\"\n allow \"select\" \"copy-out\" table=\"public.t\"\n{extra}}}\n"
+        )
+    };
+    let plain = policy_dir(dir.path(), "plain", &role(""));
+    let narrowed = policy_dir(
+        dir.path(),
+        "narrowed",
+        &role(
+            " delegated { deny \"copy-out\" table=\"*\"; limit rows=5; }\n delegation max-depth=1\n",
+        ),
+    );
+    // Adding the block narrows only: not a widening, the variant compared with `a`.
+    let o = diff(
+        &plain,
+        &narrowed,
+        &["--format", "json", "--fail-on-widening"],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    let doc = json(&o);
+    assert_eq!(
+        doc["roles_added"].as_array().map(Vec::len),
+        Some(0),
+        "{doc}"
+    );
+    let v = doc["roles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["role"] == "a [delegated]")
+        .unwrap_or_else(|| panic!("no variant: {doc}"))
+        .clone();
+    assert_eq!(v["compared_with"]["role"], "a");
+    assert_eq!(v["compared_with"]["variant_is_new"], true);
+    let ch = v["changes"].as_array().unwrap();
+    assert!(ch.iter().all(|c| c["direction"] == "narrower"), "{ch:?}");
+    assert!(
+        ch.iter()
+            .any(|c| c["class"] == "copy-out" && c["old"] == "allow" && c["new"] == "deny"),
+        "{ch:?}"
+    );
+    let depth = changes(&doc, "a")
+        .iter()
+        .find(|c| c["kind"] == "delegation-depth")
+        .cloned()
+        .unwrap_or_else(|| panic!("no depth change: {doc}"));
+    assert_eq!(
+        (depth["old"].as_str(), depth["new"].as_str()),
+        (Some("any"), Some("at most 1"))
+    );
+
+    // Removing it again widens, and says so against the role that decides now.
+    let o = diff(&narrowed, &plain, &["--fail-on-widening"]);
+    assert_eq!(o.status.code(), Some(1));
+    let human = text(&o.stdout);
+    assert!(
+        human.contains("role a [delegated]: WIDER")
+            && human.contains("delegated variant removed, compared with `a`"),
+        "{human}"
+    );
+}

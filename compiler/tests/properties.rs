@@ -314,6 +314,11 @@ fn render_rule(p: &GPolicy, r: &GRule) -> String {
 
 /// Renders the policy; `perm` reorders and `dup` duplicates rules (semantics must not move).
 fn render(p: &GPolicy, shuffle: Option<u64>) -> Vec<(String, String)> {
+    render_with(p, shuffle, "")
+}
+
+/// [`render`], with `r0_extra` written into role `r0`.
+fn render_with(p: &GPolicy, shuffle: Option<u64>, r0_extra: &str) -> Vec<(String, String)> {
     let mut roles = String::new();
     let mut order: Vec<usize> = (0..p.roles.len()).collect();
     let mut rng = shuffle.unwrap_or(0) | 1;
@@ -331,6 +336,9 @@ fn render(p: &GPolicy, shuffle: Option<u64>) -> Vec<(String, String)> {
         let _ = writeln!(roles, "role \"r{ri}\" {{");
         if let Some(parent) = role.parent {
             let _ = writeln!(roles, "  inherits \"r{parent}\"");
+        }
+        if ri == 0 {
+            roles.push_str(r0_extra);
         }
         let mut rules: Vec<String> = role.rules.iter().map(|r| render_rule(p, r)).collect();
         if shuffle.is_some() {
@@ -429,6 +437,43 @@ fn config() -> ProptestConfig {
 
 proptest! {
     #![proptest_config(config())]
+
+    /// A `delegated` block compiles to a variant that decides every cell exactly as its
+    /// role would with the block's rules written in, and never allows what its role does
+    /// not (the block's selectors take part in folding tables into classes like any).
+    #[test]
+    fn a_delegated_variant_is_its_role_plus_the_block(
+        p in policy_strategy(),
+        block in prop::collection::vec(rule_strategy(1), 1..4),
+    ) {
+        let denies: Vec<String> = block
+            .into_iter()
+            .map(|r| match r {
+                GRule::Access { classes, target, cols, .. } => {
+                    GRule::Access { allow: false, classes, target, cols }
+                }
+                GRule::Function { which, .. } => GRule::Function { allow: false, which },
+            })
+            .map(|r| render_rule(&p, &r))
+            .collect();
+        let member = "  member claim=\"g\" value=\"x\"\n";
+        let delegated = format!("{member}  delegated {{\n    {}\n  }}\n", denies.join("\n    "));
+        let inline = format!("{member}  {}\n", denies.join("\n  "));
+        let with_block = semantics(&build(render_with(&p, None, &delegated)));
+        let written_in = semantics(&build(render_with(&p, None, &inline)));
+        let mut compared = 0;
+        for ((role, class, table, column), allowed) in &with_block {
+            if role != "r0 [delegated]" {
+                continue;
+            }
+            let base = ("r0".to_string(), *class, table.clone(), column.clone());
+            let inline_key = base.clone();
+            prop_assert_eq!(Some(allowed), written_in.get(&inline_key), "{:?}", inline_key);
+            prop_assert!(!*allowed || with_block.get(&base) == Some(&true), "{:?} wider than r0", base);
+            compared += 1;
+        }
+        prop_assert!(compared > 0, "no variant made");
+    }
 
     /// The combined cells agree with the rule-scanning reference evaluator on every cell.
     #[test]

@@ -91,6 +91,7 @@ fn pgbench_policy() -> Vec<u8> {
             limits: Limits::default(),
             token_use: Default::default(),
             rates: vec![],
+            delegation: Default::default(),
         }],
     };
     write(&policy).expect("the policy lays out")

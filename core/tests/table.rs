@@ -193,6 +193,11 @@ fn sample() -> CompiledPolicy {
             on_exceed: OnExceed::Throttle,
             rule: 6,
         }],
+        delegation: Delegation {
+            max_depth: Some(3),
+            rule: Some(6),
+            variant: None,
+        },
     };
     let admin = CompiledRole {
         groups: None,
@@ -221,6 +226,7 @@ fn sample() -> CompiledPolicy {
         limits: Limits::default(),
         token_use: Default::default(),
         rates: vec![],
+        delegation: Default::default(),
     };
     CompiledPolicy {
         source_digest: [7; 32],
@@ -584,14 +590,14 @@ fn every_flipped_byte_and_every_truncation_is_a_typed_error() {
 #[test]
 fn wrong_version_and_magic_are_named() {
     let mut bytes = write(&sample()).expect("the policy lays out");
-    // Tables of earlier formats (3: one cell row per table; 4: no sessions per token)
-    // are refused by name.
-    for old in [3u8, 4] {
+    // Tables of earlier formats (3: one cell row per table; 4: no sessions per token;
+    // 5: no delegation) are refused by name.
+    for old in [3u8, 4, 5] {
         bytes[8] = old;
         let e = Table::parse(&bytes).unwrap_err();
         assert!(matches!(
             e,
-            LoadError::Version { found, expected: 5 } if found == u32::from(old)
+            LoadError::Version { found, expected: 6 } if found == u32::from(old)
         ));
         assert!(
             e.to_string().contains(&format!("version {old}")) && e.to_string().contains("rebuild")
@@ -703,4 +709,110 @@ fn undeclared_columns_are_denied_on_column_restricted_grants_only() {
         functions: &[],
     });
     assert!(t.decide_all(analyst, &f).is_allow());
+}
+
+/// The analyst with delegated variants: any chain, one naming `bot`, depth ≥ 2, and depth
+/// ≥ 2 naming `bot` (what the compiler makes from three blocks).
+fn with_variants() -> CompiledPolicy {
+    let mut p = sample();
+    let base = p.roles[0].clone();
+    let variant = |name: &str, min_depth: u32, actors: &[&str], rows: u64| {
+        let mut v = base.clone();
+        v.name = name.into();
+        v.members = vec![];
+        v.limits.max_rows = Some(rows);
+        v.delegation = Delegation {
+            max_depth: None,
+            rule: Some(6),
+            variant: Some(Variant {
+                base: 0,
+                min_depth,
+                actors: actors.iter().map(|a| a.to_string()).collect(),
+            }),
+        };
+        v
+    };
+    // Out of name order on purpose: the writer sorts roles and renumbers the base.
+    p.roles.push(variant(
+        "zz analyst [delegated depth>=2 actor=bot]",
+        2,
+        &["bot"],
+        4,
+    ));
+    p.roles.push(variant("analyst [delegated]", 1, &[], 1));
+    p.roles
+        .push(variant("analyst [delegated actor=bot]", 1, &["bot"], 2));
+    p.roles
+        .push(variant("analyst [delegated depth>=2]", 2, &[], 3));
+    p
+}
+
+#[test]
+fn a_delegation_chain_picks_the_variant_with_the_largest_depth_then_the_most_actors() {
+    let bytes = write(&with_variants()).expect("the policy lays out");
+    let t = Table::parse(&bytes).unwrap();
+    let analyst = t.role("analyst").unwrap();
+    let pick = |chain: &[&str]| {
+        t.role_for_chain(analyst, chain)
+            .map(|r| t.role_name(r).to_string())
+    };
+    assert_eq!(pick(&[]).unwrap(), "analyst", "no chain: the granted role");
+    assert_eq!(pick(&["agent"]).unwrap(), "analyst [delegated]");
+    assert_eq!(pick(&["bot"]).unwrap(), "analyst [delegated actor=bot]");
+    assert_eq!(
+        pick(&["tool", "agent"]).unwrap(),
+        "analyst [delegated depth>=2]"
+    );
+    // `bot` anywhere in the chain, not only as the current actor.
+    assert_eq!(
+        pick(&["tool", "bot"]).unwrap(),
+        "zz analyst [delegated depth>=2 actor=bot]"
+    );
+    let refused = t
+        .role_for_chain(analyst, &["a", "b", "c", "d"])
+        .unwrap_err();
+    assert_eq!(
+        (refused.depth, refused.max_depth, refused.rule),
+        (4, 3, Some(6))
+    );
+    assert!(
+        refused.describe(&t, analyst).contains(
+            "at most 3 actor(s), and this token's act claim names 4 (rule at roles.kdl:12)"
+        ),
+        "{}",
+        refused.describe(&t, analyst)
+    );
+    // Variants are never granted and name their base.
+    let v = t.role("analyst [delegated actor=bot]").unwrap();
+    assert_eq!(t.variant_base(v), Some(analyst));
+    assert_eq!(t.memberships(v).count(), 0);
+    let (depth, actors) = t.variant_condition(v);
+    assert_eq!((depth, actors.collect::<Vec<_>>()), (1, vec!["bot"]));
+    assert_eq!(t.max_delegation_depth(analyst), Some((3, Some(6))));
+    assert_eq!(t.variant_base(analyst), None);
+    assert!(
+        t.features()
+            .any(|(f, _)| f == pgate_core::table::Feature::Delegation),
+        "a table with delegation names the feature"
+    );
+}
+
+#[test]
+fn a_variant_of_a_variant_or_with_members_is_refused_at_load() {
+    let mut p = with_variants();
+    // "analyst [delegated]" (index 5 in `p.roles`) made a variant of another variant.
+    p.roles[5].delegation.variant.as_mut().unwrap().base = 6;
+    assert!(matches!(
+        Table::parse(&write(&p).unwrap()),
+        Err(LoadError::Malformed(_))
+    ));
+    let mut p = with_variants();
+    p.roles[5].members = vec![Membership {
+        claim: "groups".into(),
+        value: "x".into(),
+    }];
+    assert!(matches!(
+        Table::parse(&write(&p).unwrap()),
+        Err(LoadError::Malformed(_))
+    ));
 }

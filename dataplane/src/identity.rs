@@ -38,7 +38,7 @@ mod unique_json;
 /// Largest JWKS file read (a key set is a few KiB; this only bounds a mistake).
 pub const MAX_JWKS_BYTES: u64 = 1 << 20;
 /// Longest `act` chain accepted.
-pub const MAX_DELEGATION_DEPTH: usize = 8;
+pub const MAX_DELEGATION_DEPTH: usize = pgate_core::table::model::MAX_DELEGATION_DEPTH as usize;
 /// Smallest RSA modulus accepted, in bits.
 pub const MIN_RSA_BITS: usize = 2048;
 /// Largest RSA modulus accepted, in bits (what the verifier supports).
@@ -611,6 +611,7 @@ impl JwtAuthenticator {
             bound_cert: t.bound_cert,
             role,
             role_name: table.role_name(role).to_string(),
+            variant: None,
             // The leeway that admitted the token at login is also its session's: a token
             // accepted just after `exp` is not cut off the moment it is admitted.
             expires_at_unix: t.expires_at_unix.saturating_add(self.config.leeway_secs),

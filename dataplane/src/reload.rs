@@ -41,6 +41,7 @@ pub const ENFORCED: &[Feature] = &[
     Feature::Limit,
     Feature::Rate,
     Feature::TokenUse,
+    Feature::Delegation,
 ];
 
 /// Refuses a table with a rule this data plane does not enforce, naming the rule; and a

@@ -76,6 +76,7 @@ fn role(name: &str, members: &[(&str, &str)]) -> CompiledRole {
         limits: Limits::default(),
         token_use: Default::default(),
         rates: vec![],
+        delegation: Default::default(),
     }
 }
 
@@ -260,6 +261,7 @@ fn valid_token_gives_subject_role_actors_and_expiry() {
             bound_cert: None,
             role: role_id(&f.table, "analyst"),
             role_name: "analyst".into(),
+            variant: None,
             expires_at_unix: NOW + TTL + IdentityConfig::DEFAULT_LEEWAY_SECS,
             claims: id.claims.clone(),
         }

@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use pgate::token::init_keys;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 mod live;
 use live::*;
@@ -587,6 +587,94 @@ fn a_child_reusing_its_parents_single_use_token_is_refused_and_audited() {
     assert!(
         !std::fs::read_to_string(&e.audit).unwrap().contains(&t),
         "the token is in the audit log"
+    );
+}
+
+#[test]
+fn a_delegated_session_gets_less_than_its_subject_and_a_deep_chain_is_refused() {
+    let e = require_env!();
+    let spec = |act| TokenSpec {
+        sub: "dana@example.com",
+        groups: "delegating",
+        act,
+        ..TokenSpec::default()
+    };
+    let own = token(e, spec(&[]));
+    let agent = token(e, spec(&["notebook-agent"]));
+    let deep = token(e, spec(&["tool", "notebook-agent"]));
+    let copy = "COPY (SELECT id FROM events) TO STDOUT";
+    let ten = "SELECT aid FROM pgbench_accounts LIMIT 10";
+    rt().block_on(async {
+        use futures_util::TryStreamExt;
+        // Dana's own session: exports, and ten rows.
+        let c = client_as(e.addr, "delegating", &own).await.unwrap();
+        let chunks: Vec<bytes::Bytes> =
+            c.copy_out(copy).await.unwrap().try_collect().await.unwrap();
+        drop(chunks);
+        assert_eq!(c.query(ten, &[]).await.unwrap().len(), 10);
+        // Her agent, the same subject and role: no export, five rows.
+        let a = client_as(e.addr, "delegating", &agent).await.unwrap();
+        let err = a.copy_out(copy).await.err().expect("denied");
+        assert_eq!(code(&err), "42501");
+        assert!(
+            err.as_db_error()
+                .unwrap()
+                .message()
+                .contains("role \"delegating [delegated]\""),
+            "{err}"
+        );
+        let err = a.query(ten, &[]).await.expect_err("capped");
+        assert_eq!(code(&err), "54000");
+        // The session goes on after the cut.
+        assert_eq!(
+            a.query("SELECT aid FROM pgbench_accounts LIMIT 2", &[])
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
+        // Two actors: refused at login, as pg_hba.conf's `reject` would.
+        let err = client_as(e.addr, "delegating", &deep).await.unwrap_err();
+        let db = err.as_db_error().expect("a server error");
+        assert_eq!((db.code().code(), db.severity()), ("28000", "FATAL"));
+        assert!(
+            db.message()
+                .contains("at most 1 actor(s), and this token's act claim names 2"),
+            "{}",
+            db.message()
+        );
+    });
+    let out = Command::new("psql")
+        .args(["-X", "-h", "127.0.0.1", "-p", &e.addr.port().to_string()])
+        .args(["-U", "delegating", "-d", DB, "-c", "SELECT 1"])
+        .env("PGPASSWORD", &deep)
+        .env("PGSSLMODE", "disable")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("admits a delegation chain"));
+    // Audited with the real identity, the chain, and the variant that decided.
+    let opened = audit_event(e, "open", |v| {
+        v["sub"] == "dana@example.com" && v["act"][0] == "notebook-agent"
+    });
+    assert_eq!(opened["role"], "delegating");
+    assert_eq!(opened["variant"], "delegating [delegated]");
+    let own_open = audit_event(e, "open", |v| {
+        v["sub"] == "dana@example.com" && v["act"] == json!([])
+    });
+    assert!(own_open.get("variant").is_none(), "{own_open}");
+    let denied = audit_event(e, "statement", |v| {
+        v["variant"] == "delegating [delegated]" && v["verdict"] == "deny"
+    });
+    assert!(denied["sql"].as_str().unwrap().contains("COPY"), "{denied}");
+    let refused = audit_event(e, "login-refused", |v| {
+        v["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("admits a delegation chain"))
+    });
+    assert!(
+        refused["reason"].as_str().unwrap().contains("28000"),
+        "{refused}"
     );
 }
 

@@ -28,14 +28,6 @@ fn audit(s: &mut Sim) -> String {
     a
 }
 
-/// Swaps the table the "driver" holds and tells the session, as the runtime does.
-fn swap(s: &mut Sim, table: Vec<u8>) -> Vec<u8> {
-    s.table = table;
-    let t = Table::parse(&s.table).unwrap();
-    s.session.handle_table(&t, &TestAuth);
-    s.pump()
-}
-
 #[test]
 fn a_role_inserted_before_the_sessions_keeps_the_session_in_its_own_role() {
     let mut s = Sim::plaintext();

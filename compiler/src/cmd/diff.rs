@@ -192,6 +192,9 @@ pub struct RoleSnap {
     pub certificate_bound: bool,
     pub token_rule: Option<RuleLoc>,
     pub rates: Vec<(RateSnap, Option<RuleLoc>)>,
+    /// `delegation max-depth=` (`None`: any chain).
+    pub max_depth: Option<u32>,
+    pub delegation_rule: Option<RuleLoc>,
 }
 
 /// A whole policy, keyed by names.
@@ -201,6 +204,10 @@ pub struct Snapshot {
     /// Every declared "schema.table" with its columns (to tell catalog changes apart).
     pub tables: BTreeMap<String, BTreeSet<String>>,
     pub functions: BTreeSet<String>,
+    /// A delegated variant the *other* side has and this one does not → the role that
+    /// decides the same chain here (or `None`: refused at login here) and that role whole,
+    /// so the variant compares with what decided its sessions, not with nothing.
+    pub stand_ins: BTreeMap<String, (Option<String>, RoleSnap)>,
 }
 
 /// A declared table: id, "schema.name", (column id, column name).
@@ -337,81 +344,138 @@ impl Snapshot {
                 }
             }
         }
+        Snapshot::stand_ins(old, new, &mut n);
+        Snapshot::stand_ins(new, old, &mut o);
         (o, n)
+    }
+
+    /// For each delegated variant of `t` that `other` lacks, the role of `other` deciding a
+    /// chain that variant decides (its actors, padded to its depth with an actor no rule
+    /// can name), stored in `other_snap`.
+    fn stand_ins(t: &Table<'_>, other: &Table<'_>, other_snap: &mut Snapshot) {
+        let functions = function_names(other);
+        let tables: Vec<DeclaredTable> = (0..other.table_count())
+            .map(|i| declared(other, TableId(i)))
+            .collect();
+        for r in (0..t.role_count()).map(RoleId) {
+            let name = t.role_name(r);
+            let Some(base) = t.variant_base(r) else {
+                continue;
+            };
+            if other.role(name).is_some() {
+                continue;
+            }
+            let Some(other_base) = other.role(t.role_name(base)) else {
+                continue;
+            };
+            let (min_depth, actors) = t.variant_condition(r);
+            let mut chain: Vec<String> = actors.map(str::to_string).collect();
+            while chain.len() < min_depth as usize {
+                chain.push(format!("\u{0}filler-{}", chain.len()));
+            }
+            let stand_in = match other.role_for_chain(other_base, &chain) {
+                Ok(or) => {
+                    let mut role = role_snap(other, or, &functions);
+                    // Claims grant the base, never a variant: members are not compared.
+                    role.members.clear();
+                    for d in &tables {
+                        add_table(other, or, d, &mut role);
+                    }
+                    (Some(other.role_name(or).to_string()), role)
+                }
+                Err(_) => (None, RoleSnap::default()),
+            };
+            other_snap.stand_ins.insert(name.to_string(), stand_in);
+        }
     }
 
     /// Roles with their members, class-level cells, functions, limits and rates; no table
     /// cells.
     fn base(t: &Table<'_>) -> Snapshot {
-        let rule = |id: Option<u32>| rule_of(t, id);
-        let functions: Vec<(String, String)> = (0..t.function_count())
-            .map(FunctionId)
-            .map(|f| {
-                let (s, n) = t.function_name(f);
-                (s.to_string(), n.to_string())
-            })
-            .collect();
+        let functions = function_names(t);
         let mut snap = Snapshot {
             functions: functions.iter().map(|(s, n)| format!("{s}.{n}")).collect(),
             ..Snapshot::default()
         };
         for r in (0..t.role_count()).map(RoleId) {
-            let mut role = RoleSnap {
-                members: t
-                    .memberships(r)
-                    .map(|(c, v)| (c.to_string(), v.to_string()))
-                    .collect(),
-                ..RoleSnap::default()
-            };
-            for class in StatementClass::ALL {
-                let (allowed, rid) = t.cell(r, class, None);
-                role.class_cells.insert(
-                    class,
-                    Verdict {
-                        allowed,
-                        rule: rule(rid),
-                    },
-                );
-            }
-            for (schema, name) in &functions {
-                let (allowed, rid) = t.function_allowed(r, schema, name);
-                role.functions.insert(
-                    format!("{schema}.{name}"),
-                    Verdict {
-                        allowed,
-                        rule: rule(rid),
-                    },
-                );
-            }
-            let limits = t.limits(r);
-            role.max_rows = limits.max_rows;
-            role.max_bytes = limits.max_bytes;
-            role.limit_rule = rule(limits.rule);
-            let tu = t.token_use(r);
-            role.max_sessions = tu.max_sessions;
-            role.max_concurrent = tu.max_concurrent;
-            role.certificate_bound = tu.require_certificate;
-            role.token_rule = rule(tu.rule);
-            let mut rates: Vec<(RateSnap, Option<RuleLoc>)> = t
-                .rates(r)
-                .map(|v| {
-                    (
-                        RateSnap {
-                            bytes_per_second: v.bytes_per_second,
-                            burst_bytes: v.burst_bytes,
-                            scope: v.scope,
-                            on_exceed: v.on_exceed,
-                        },
-                        rule(Some(v.rule)),
-                    )
-                })
-                .collect();
-            rates.sort();
-            role.rates = rates;
-            snap.roles.insert(t.role_name(r).to_string(), role);
+            snap.roles
+                .insert(t.role_name(r).to_string(), role_snap(t, r, &functions));
         }
         snap
     }
+}
+
+/// Every declared function as (schema, name).
+fn function_names(t: &Table<'_>) -> Vec<(String, String)> {
+    (0..t.function_count())
+        .map(FunctionId)
+        .map(|f| {
+            let (s, n) = t.function_name(f);
+            (s.to_string(), n.to_string())
+        })
+        .collect()
+}
+
+/// A role's members, class-level cells, functions, limits and rates; no table cells.
+fn role_snap(t: &Table<'_>, r: RoleId, functions: &[(String, String)]) -> RoleSnap {
+    let rule = |id: Option<u32>| rule_of(t, id);
+    let mut role = RoleSnap {
+        members: t
+            .memberships(r)
+            .map(|(c, v)| (c.to_string(), v.to_string()))
+            .collect(),
+        ..RoleSnap::default()
+    };
+    for class in StatementClass::ALL {
+        let (allowed, rid) = t.cell(r, class, None);
+        role.class_cells.insert(
+            class,
+            Verdict {
+                allowed,
+                rule: rule(rid),
+            },
+        );
+    }
+    for (schema, name) in functions {
+        let (allowed, rid) = t.function_allowed(r, schema, name);
+        role.functions.insert(
+            format!("{schema}.{name}"),
+            Verdict {
+                allowed,
+                rule: rule(rid),
+            },
+        );
+    }
+    let limits = t.limits(r);
+    role.max_rows = limits.max_rows;
+    role.max_bytes = limits.max_bytes;
+    role.limit_rule = rule(limits.rule);
+    let tu = t.token_use(r);
+    role.max_sessions = tu.max_sessions;
+    role.max_concurrent = tu.max_concurrent;
+    role.certificate_bound = tu.require_certificate;
+    role.token_rule = rule(tu.rule);
+    if let Some((depth, rid)) = t.max_delegation_depth(r) {
+        role.max_depth = Some(depth);
+        role.delegation_rule = rule(rid);
+    }
+    let mut rates: Vec<(RateSnap, Option<RuleLoc>)> = t
+        .rates(r)
+        .map(|v| {
+            (
+                RateSnap {
+                    bytes_per_second: v.bytes_per_second,
+                    burst_bytes: v.burst_bytes,
+                    scope: v.scope,
+                    on_exceed: v.on_exceed,
+                },
+                rule(Some(v.rule)),
+            )
+        })
+        .collect();
+    rates.sort();
+    role.rates = rates;
+    role
 }
 
 /// A table's decision class and column list on each side (`None`: not declared there).
@@ -605,6 +669,8 @@ pub enum Subject {
     MaxConcurrent,
     /// `token binding="certificate"`.
     TokenBinding,
+    /// `delegation max-depth=`.
+    DelegationDepth,
 }
 
 impl Subject {
@@ -629,7 +695,8 @@ impl Subject {
             | Subject::Rate
             | Subject::MaxSessions
             | Subject::MaxConcurrent
-            | Subject::TokenBinding => "limits",
+            | Subject::TokenBinding
+            | Subject::DelegationDepth => "limits",
         }
     }
     fn table(&self) -> Option<&str> {
@@ -674,6 +741,7 @@ impl Subject {
             Subject::MaxSessions => "sessions per token".to_string(),
             Subject::MaxConcurrent => "concurrent sessions per token".to_string(),
             Subject::TokenBinding => "token binding".to_string(),
+            Subject::DelegationDepth => "delegation depth".to_string(),
         }
     }
 }
@@ -711,6 +779,9 @@ pub struct Report {
     pub roles: BTreeMap<String, Vec<Change>>,
     /// Roles present on both sides that decide every cell the same way.
     pub unchanged_roles: Vec<String>,
+    /// A delegated variant on one side only → the role it is compared with on the other
+    /// (`None`: refused at login there) and whether the variant is the new side's.
+    pub stand_ins: BTreeMap<String, (Option<String>, bool)>,
 }
 
 impl Report {
@@ -769,14 +840,36 @@ fn allow_dir(old: bool, new: bool) -> Option<Direction> {
 /// Compares two snapshots.
 pub fn compare(old: &Snapshot, new: &Snapshot) -> Report {
     let mut report = Report::default();
+    let note = |report: &mut Report, name: &String, changes: Vec<Change>| {
+        if changes.is_empty() {
+            report.unchanged_roles.push(name.clone());
+        } else {
+            report.roles.insert(name.clone(), changes);
+        }
+    };
     for (name, role) in &new.roles {
-        if !old.roles.contains_key(name) {
-            report.roles_added.push(summarise(name, role));
+        if old.roles.contains_key(name) {
+            continue;
+        }
+        match old.stand_ins.get(name) {
+            // A new delegated variant: against what decided its sessions before.
+            Some((was, stand_in)) => {
+                report.stand_ins.insert(name.clone(), (was.clone(), true));
+                note(&mut report, name, compare_role(old, new, stand_in, role));
+            }
+            None => report.roles_added.push(summarise(name, role)),
         }
     }
     for (name, role) in &old.roles {
-        if !new.roles.contains_key(name) {
-            report.roles_removed.push(summarise(name, role));
+        if new.roles.contains_key(name) {
+            continue;
+        }
+        match new.stand_ins.get(name) {
+            Some((now, stand_in)) => {
+                report.stand_ins.insert(name.clone(), (now.clone(), false));
+                note(&mut report, name, compare_role(old, new, role, stand_in));
+            }
+            None => report.roles_removed.push(summarise(name, role)),
         }
     }
     for (name, o) in &old.roles {
@@ -962,6 +1055,19 @@ fn compare_role(old_s: &Snapshot, new_s: &Snapshot, o: &RoleSnap, n: &RoleSnap) 
         if ok == nk {
             continue;
         }
+        // A mask that went away because the column is no longer readable at all widens
+        // nothing (the column's denial is reported on its own).
+        let denied = |class: StatementClass| {
+            n.tables.get(&(class, key.0.clone())).is_some_and(|c| {
+                !c.cell.allowed || c.columns.get(&key.1).is_some_and(|v| !v.allowed)
+            })
+        };
+        if strength(nk) < strength(ok)
+            && denied(StatementClass::Select)
+            && denied(StatementClass::CopyOut)
+        {
+            continue;
+        }
         // A mask on a column the role cannot read anywhere protects nothing; still report
         // it (it may become readable later) but as its own direction.
         let direction = match strength(nk).cmp(&strength(ok)) {
@@ -1063,6 +1169,30 @@ fn compare_role(old_s: &Snapshot, new_s: &Snapshot, o: &RoleSnap, n: &RoleSnap) 
             old: fmt(ov),
             new: fmt(nv),
             rule: rule.clone(),
+            note: None,
+        });
+    }
+
+    // `delegation max-depth=`: `None` admits any chain.
+    if o.max_depth != n.max_depth {
+        let fmt = |v: Option<u32>| match v {
+            None => "any".to_string(),
+            Some(0) => "none (no delegated sessions)".to_string(),
+            Some(d) => format!("at most {d}"),
+        };
+        out.push(Change {
+            subject: Subject::DelegationDepth,
+            direction: match (o.max_depth, n.max_depth) {
+                (Some(_), None) => Direction::Wider,
+                (Some(a), Some(b)) if b > a => Direction::Wider,
+                _ => Direction::Narrower,
+            },
+            old: fmt(o.max_depth),
+            new: fmt(n.max_depth),
+            rule: n
+                .delegation_rule
+                .clone()
+                .or_else(|| o.delegation_rule.clone()),
             note: None,
         });
     }
@@ -1308,6 +1438,9 @@ pub fn render_human(r: &Report, old: &str, new: &str) -> String {
             .count();
         let overall = group_direction(w, n, 0);
         let _ = writeln!(s, "\nrole {name}: {}", overall.to_uppercase());
+        if let Some(line) = stand_in_note(r, name) {
+            let _ = writeln!(s, "  ({line})");
+        }
         for (group, gw, gn, gc) in groups(changes) {
             let _ = writeln!(
                 s,
@@ -1345,6 +1478,20 @@ pub fn render_human(r: &Report, old: &str, new: &str) -> String {
         if r.is_widening() { " — WIDENING" } else { "" }
     );
     s
+}
+
+/// For a variant on one side only: what it is compared with.
+fn stand_in_note(r: &Report, name: &str) -> Option<String> {
+    let (other, is_new) = r.stand_ins.get(name)?;
+    let other = match other {
+        Some(o) => format!("`{o}`"),
+        None => "nothing: they were refused at login".to_string(),
+    };
+    Some(if *is_new {
+        format!("new delegated variant, compared with {other}, which decided its sessions before")
+    } else {
+        format!("delegated variant removed, compared with {other}, which decides its sessions now")
+    })
 }
 
 fn rule_json(rule: &Option<RuleLoc>) -> Value {
@@ -1389,6 +1536,7 @@ pub fn render_json(r: &Report, old: &str, new: &str) -> Value {
                             Subject::MaxSessions => "max-sessions",
                             Subject::MaxConcurrent => "max-concurrent",
                             Subject::TokenBinding => "token-binding",
+                            Subject::DelegationDepth => "delegation-depth",
                         },
                         "group": c.subject.group(),
                         "class": c.subject.class().map(|c| c.name()),
@@ -1431,7 +1579,11 @@ pub fn render_json(r: &Report, old: &str, new: &str) -> Value {
                     });
                 classes.insert(class.name().into(), json!(group_direction(w, n, c)));
             }
-            json!({"role": name, "summary": summary, "classes": classes, "changes": cells})
+            let mut o = json!({"role": name, "summary": summary, "classes": classes, "changes": cells});
+            if let Some((other, is_new)) = r.stand_ins.get(name) {
+                o["compared_with"] = json!({"role": other, "variant_is_new": is_new});
+            }
+            o
         })
         .collect();
     json!({
@@ -1629,6 +1781,7 @@ mod tests {
             .into_iter()
             .collect(),
             functions: BTreeSet::new(),
+            stand_ins: BTreeMap::new(),
         }
     }
 

@@ -36,7 +36,7 @@ pub fn run(args: &ExplainArgs) -> ExitCode {
         Err(e) => return usage_error(format!("cannot load the policy table: {e}")),
     };
     let path: Vec<&str> = args.search_path.iter().map(String::as_str).collect();
-    match crate::explain::explain(&table, &args.role, &sql, &path) {
+    match crate::explain::explain(&table, &args.role, &args.act, &sql, &path) {
         Ok(e) => {
             match args.format {
                 ExplainFormat::Human => print!("{}", crate::explain::render_human(&e)),

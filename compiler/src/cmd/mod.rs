@@ -120,9 +120,13 @@ pub struct ExplainArgs {
     /// Policy sources (directory or `.kdl`) or a built `.pgt`.
     #[arg(long)]
     pub policy: PathBuf,
-    /// The role to decide for.
+    /// The role to decide for (one claims grant).
     #[arg(long)]
     pub role: String,
+    /// The session's RFC 8693 delegation chain (`act`), outermost (current) actor first,
+    /// comma-separated: decides as the role's delegated variant for that chain.
+    #[arg(long, value_delimiter = ',', value_name = "ACTOR,...")]
+    pub act: Vec<String>,
     /// The SQL string (one or more statements).
     #[arg(
         long,

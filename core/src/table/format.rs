@@ -11,7 +11,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 /// File magic.
 pub const MAGIC: [u8; 8] = *b"PGATE\0T\x01";
 /// Bumped on any incompatible layout change; readers refuse other versions.
-pub const FORMAT_VERSION: u32 = 5;
+pub const FORMAT_VERSION: u32 = 6;
 
 /// "No value" in a `u32` index field (no rule, all columns, no column set).
 pub const NONE: u32 = u32::MAX;
@@ -81,9 +81,11 @@ pub enum SectionKind {
     Patterns = 17,
     Masks = 18,
     Rates = 19,
+    /// The actors (`act` subjects) delegated variants apply to, one [`StrRef`] each.
+    Actors = 20,
 }
 
-pub const SECTION_KINDS: [SectionKind; 19] = [
+pub const SECTION_KINDS: [SectionKind; 20] = [
     SectionKind::Strings,
     SectionKind::Rules,
     SectionKind::Tables,
@@ -103,6 +105,7 @@ pub const SECTION_KINDS: [SectionKind; 19] = [
     SectionKind::Patterns,
     SectionKind::Masks,
     SectionKind::Rates,
+    SectionKind::Actors,
 ];
 
 /// A UTF-8 string in the string section.
@@ -218,6 +221,17 @@ pub struct RoleRec {
     pub max_concurrent: U32,
     /// Bit 0: only certificate-bound tokens (`token binding="certificate"`).
     pub token_flags: U32,
+    /// `delegation max-depth=N`: the longest RFC 8693 `act` chain a session of this role may
+    /// carry (`u32::MAX`: any), and the rule that says so (`NONE`).
+    pub delegation_rule: U32,
+    pub max_depth: U32,
+    /// A delegated variant: the role (claims grant it) whose sessions it narrows when their
+    /// chain is at least `min_depth` long and names every actor of `actors_*` (a range of
+    /// the actor section, sorted); `NONE` for a role claims grant.
+    pub variant_of: U32,
+    pub min_depth: U32,
+    pub actors_first: U32,
+    pub actors_count: U32,
 }
 
 /// A class → group map, shared by every role that groups classes alike: one u16 entry

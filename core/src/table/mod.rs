@@ -12,7 +12,8 @@
 //!           columns, functions, name index (open-addressing hash), roles, memberships,
 //!           maps (class → group, u16 entries, shared by roles that group alike), groups
 //!           (a cell per statement class and the masks), cell values, column sets (u64
-//!           words), function verdicts, patterns, masks, rates
+//!           words), function verdicts, patterns, masks, rates, actors (of delegated
+//!           variants)
 //! ```
 //!
 //! Sharing what is equal (format version 4): tables no rule tells apart form one class,
@@ -32,8 +33,8 @@ mod writer;
 
 pub use format::{FORMAT_VERSION, MAGIC};
 pub use reader::{
-    ColumnId, Decision, DenyReason, Feature, FunctionId, LoadError, RoleId, RuleView, Table,
-    TableId, Verdict,
+    ColumnId, Decision, DelegationRefused, DenyReason, Feature, FunctionId, LoadError, RoleId,
+    RuleView, Table, TableId, Verdict,
 };
 pub use writer::{MAX_GROUPS_PER_ROLE, WriteError, catalog_digest, write};
 

@@ -65,6 +65,8 @@ pub enum RuleKind {
     Limit = 3,
     Rate = 4,
     TokenUse = 5,
+    /// `delegation max-depth=N`.
+    Delegation = 6,
 }
 
 /// Where a rule was written, so a deny can name it (`policies/roles.kdl:12:5`).
@@ -209,6 +211,36 @@ impl TokenUse {
     }
 }
 
+/// Longest RFC 8693 `act` chain pgate reads (a token with a longer one is refused).
+pub const MAX_DELEGATION_DEPTH: u32 = 8;
+
+/// RFC 8693 delegation: how long a chain of actors (`act`) a role admits and, for a
+/// delegated variant, which sessions of which role it narrows.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Delegation {
+    /// `delegation max-depth=N` (the smallest that applies wins); `None`: any depth.
+    pub max_depth: Option<u32>,
+    pub rule: Option<RuleIndex>,
+    /// `Some` for a variant the compiler made from `delegated` blocks.
+    pub variant: Option<Variant>,
+}
+
+/// A role's decisions for its delegated sessions: the role's own rules plus every
+/// `delegated` block that applies. A variant has no members: only the role it narrows is
+/// granted by claims, and a session of that role carrying an `act` chain is decided by the
+/// variant whose conditions the chain meets with the largest `min_depth`, then the most
+/// actors (the compiler makes one variant per distinct set of blocks, so that one is the
+/// set of every block that applies).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Variant {
+    /// Index into [`CompiledPolicy::roles`]: the role claims grant.
+    pub base: u32,
+    /// The chain has at least this many actors (≥ 1).
+    pub min_depth: u32,
+    /// The chain names each of these (as an `act` `sub`, at any depth), sorted.
+    pub actors: Vec<String>,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[repr(u8)]
 pub enum RateScope {
@@ -286,6 +318,7 @@ pub struct CompiledRole {
     pub limits: Limits,
     pub token_use: TokenUse,
     pub rates: Vec<RateLimit>,
+    pub delegation: Delegation,
     /// The compiler's form of the table decisions (`None`: given per table in `cells` and
     /// `masks`, as hand-built tables do).
     pub groups: Option<RoleGroups>,

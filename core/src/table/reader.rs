@@ -14,6 +14,9 @@ use super::model::{Limits, MaskKind, OnExceed, RateScope, RuleKind, TokenUse};
 use crate::class::{ClassSet, StatementClass};
 use crate::facts::{Clause, ColumnName, Facts, StatementFacts};
 
+mod delegation;
+pub use delegation::DelegationRefused;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct RoleId(pub u32);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -134,14 +137,16 @@ pub enum Feature {
     Limit = 1,
     Rate = 2,
     TokenUse = 3,
+    Delegation = 4,
 }
 
 impl Feature {
-    pub const ALL: [Feature; 4] = [
+    pub const ALL: [Feature; 5] = [
         Feature::Mask,
         Feature::Limit,
         Feature::Rate,
         Feature::TokenUse,
+        Feature::Delegation,
     ];
 
     /// As a policy author knows it.
@@ -151,6 +156,7 @@ impl Feature {
             Feature::Limit => "result caps (`limit`)",
             Feature::Rate => "byte-rate limits (`rate`)",
             Feature::TokenUse => "sessions per token (`token`)",
+            Feature::Delegation => "delegation rules (`delegated`, `delegation`)",
         }
     }
 }
@@ -252,6 +258,7 @@ pub struct Table<'a> {
     patterns: &'a [PatternRec],
     masks: &'a [MaskRec],
     rates: &'a [RateRec],
+    actors: &'a [StrRef],
 }
 
 const MAX_COLUMNS_PER_TABLE: u32 = 1600; // PostgreSQL's own limit (MaxHeapAttributeNumber)
@@ -298,6 +305,7 @@ impl<'a> Table<'a> {
         patterns: &[],
         masks: &[],
         rates: &[],
+        actors: &[],
     };
 
     /// Validates `bytes` completely and returns a view over them.
@@ -388,6 +396,7 @@ impl<'a> Table<'a> {
             patterns: slice(bytes, e(SectionKind::Patterns))?,
             masks: slice(bytes, e(SectionKind::Masks))?,
             rates: slice(bytes, e(SectionKind::Rates))?,
+            actors: slice(bytes, e(SectionKind::Actors))?,
         })
     }
 
@@ -622,6 +631,7 @@ impl<'a> Table<'a> {
             if r.token_flags.get() & !1 != 0 {
                 return Err(LoadError::Malformed("unknown token flags"));
             }
+            self.check_delegation(r)?;
         }
         for m in self.members {
             self.check_str(&m.claim)?;
@@ -743,6 +753,11 @@ impl<'a> Table<'a> {
                 && let Some(rule) = none_to_opt(r.token_rule.get())
             {
                 found[Feature::TokenUse as usize] = Some((Feature::TokenUse, rule));
+            }
+            if found[Feature::Delegation as usize].is_none()
+                && let Some(rule) = self.first_delegation_rule(RoleId(i as u32))
+            {
+                found[Feature::Delegation as usize] = Some((Feature::Delegation, rule));
             }
         }
         found.into_iter().flatten()
@@ -1811,6 +1826,7 @@ fn rule_kind(k: u8) -> Option<RuleKind> {
         3 => RuleKind::Limit,
         4 => RuleKind::Rate,
         5 => RuleKind::TokenUse,
+        6 => RuleKind::Delegation,
         _ => return None,
     })
 }

@@ -320,7 +320,13 @@ pub fn write(policy: &CompiledPolicy) -> Result<Vec<u8>, WriteError> {
     let mut patterns = Vec::new();
     let mut masks: Vec<MaskRec> = Vec::new();
     let mut rates = Vec::new();
+    let mut actors: Vec<StrRef> = Vec::new();
     let mut values = Values::new();
+    // Where each role lands (variants name their base by its new index).
+    let mut new_index = vec![0u32; policy.roles.len()];
+    for (new, &old) in role_order.iter().enumerate() {
+        new_index[old] = new as u32;
+    }
 
     for &ri in &role_order {
         let role = &policy.roles[ri];
@@ -485,6 +491,14 @@ pub fn write(policy: &CompiledPolicy) -> Result<Vec<u8>, WriteError> {
             });
         }
 
+        let variant = role.delegation.variant.as_ref();
+        let actors_first = actors.len() as u32;
+        let mut names: Vec<&String> = variant
+            .map(|v| v.actors.iter().collect())
+            .unwrap_or_default();
+        names.sort();
+        names.dedup();
+        actors.extend(names.into_iter().map(|a| strings.add(a)));
         roles.push(RoleRec {
             name: strings.add(&role.name),
             members_first: U32::new(members_first),
@@ -503,6 +517,14 @@ pub fn write(policy: &CompiledPolicy) -> Result<Vec<u8>, WriteError> {
             max_sessions: U32::new(role.token_use.max_sessions.unwrap_or(u32::MAX)),
             max_concurrent: U32::new(role.token_use.max_concurrent.unwrap_or(u32::MAX)),
             token_flags: U32::new(u32::from(role.token_use.require_certificate)),
+            delegation_rule: opt(role.delegation.rule),
+            max_depth: U32::new(role.delegation.max_depth.unwrap_or(u32::MAX)),
+            variant_of: U32::new(variant.map_or(NONE, |v| {
+                new_index.get(v.base as usize).copied().unwrap_or(NONE)
+            })),
+            min_depth: U32::new(variant.map_or(0, |v| v.min_depth)),
+            actors_first: U32::new(actors_first),
+            actors_count: U32::new(actors.len() as u32 - actors_first),
         });
     }
 
@@ -555,6 +577,7 @@ pub fn write(policy: &CompiledPolicy) -> Result<Vec<u8>, WriteError> {
         section(SectionKind::Patterns, &patterns),
         section(SectionKind::Masks, &masks),
         section(SectionKind::Rates, &rates),
+        section(SectionKind::Actors, &actors),
     ];
     for (_, count, bytes) in &sections {
         too_many("records in a section", *count as usize)?;

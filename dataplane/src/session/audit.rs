@@ -105,6 +105,12 @@ impl Session {
         w.push_str("],\"role\":\"");
         json_escape_into(&mut w, id.map(|i| i.role_name.as_str()).unwrap_or(""));
         w.push('"');
+        // The delegated variant that decides, when the chain picked one.
+        if let Some(v) = id.and_then(|i| i.variant.as_deref()) {
+            w.push_str(",\"variant\":\"");
+            json_escape_into(&mut w, v);
+            w.push('"');
+        }
         self.audit_who = w;
     }
 

@@ -376,10 +376,8 @@ impl Session {
         }
     }
 
+    /// The deciding role's name (a delegated variant's, if one decides).
     pub(super) fn role_name(&self) -> &str {
-        self.identity
-            .as_ref()
-            .map(|i| i.role_name.as_str())
-            .unwrap_or("")
+        self.identity.as_ref().map_or("", Identity::decided_as)
     }
 }

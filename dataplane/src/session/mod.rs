@@ -120,14 +120,33 @@ pub struct Identity {
     /// RFC 8705 `cnf` `x5t#S256`: the token is good only over TLS with the client
     /// certificate of this SHA-256 thumbprint.
     pub bound_cert: Option<[u8; 32]>,
+    /// The role that decides: the granted role, or its delegated variant for `actors`.
     pub role: RoleId,
+    /// The role the token's claims grant (what the audit log names, what a table swap
+    /// re-resolves by name).
     pub role_name: String,
+    /// The delegated variant deciding this session (`support [delegated]`), when the token
+    /// carries an `act` chain that one applies to.
+    pub variant: Option<String>,
     /// When the token stops being valid, seconds since the Unix epoch: its `exp` plus the
     /// leeway that admitted it (the session ends then, after `token-grace`).
     pub expires_at_unix: u64,
     /// The token's claims: at every table swap the role is re-resolved by name and the
     /// claims must still grant it ([`Authenticator::rebind`]).
     pub claims: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Identity {
+    /// The name of the role that decides (the variant's, if one does).
+    pub fn decided_as(&self) -> &str {
+        self.variant.as_deref().unwrap_or(&self.role_name)
+    }
+
+    /// Decides the session as `role` of `table`: `granted` itself or one of its variants.
+    pub(crate) fn decide_as(&mut self, role: RoleId, granted: RoleId, table: &Table<'_>) {
+        self.role = role;
+        self.variant = (role != granted).then(|| table.role_name(role).to_string());
+    }
 }
 
 /// Validates the password the client presented (a JWT). Implemented by the identity module;
@@ -816,10 +835,17 @@ impl Session {
         if self.is_closed() {
             return;
         }
-        match auth.rebind(id, table) {
-            Ok(role) => {
+        // The granted role by name, then the variant its chain picks in the new table.
+        let rebound = auth.rebind(id, table).and_then(|granted| {
+            table
+                .role_for_chain(granted, &id.actors)
+                .map(|role| (granted, role))
+                .map_err(|r| r.describe(table, granted))
+        });
+        match rebound {
+            Ok((granted, role)) => {
                 if let Some(id) = self.identity.as_mut() {
-                    id.role = role;
+                    id.decide_as(role, granted, table);
                 }
                 self.refresh_audit_who();
                 self.ready.caps = Caps::of(table, role);

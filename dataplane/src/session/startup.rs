@@ -130,10 +130,22 @@ impl Session {
             );
         };
         let now_unix = self.now.unix_ms / 1000;
+        let rejected = |why: String| {
+            (
+                sqlstate::INVALID_PASSWORD,
+                format!("pgate: token rejected: {why}"),
+            )
+        };
         let verified = auth
             .authenticate(&user, token, table, now_unix)
-            .and_then(|identity| self.sender_constraint(identity, table))
-            .and_then(|identity| self.token_use(identity, table, now_unix));
+            .map_err(rejected)
+            .and_then(|identity| {
+                // A valid token the policy does not admit: as pg_hba.conf's `reject`.
+                Self::delegation(identity, table)
+                    .map_err(|why| (sqlstate::INVALID_AUTHORIZATION, format!("pgate: {why}")))
+            })
+            .and_then(|identity| self.sender_constraint(identity, table).map_err(rejected))
+            .and_then(|identity| self.token_use(identity, table, now_unix).map_err(rejected));
         match verified {
             Ok(identity) => {
                 self.table_digest_raw = table.digest();
@@ -156,12 +168,11 @@ impl Session {
                 self.state = State::Connecting { database, params };
                 self.actions.push_back(Action::ConnectUpstream);
             }
-            Err(reason) => {
+            Err((code, msg)) => {
                 if let Some(l) = self.login.as_mut() {
                     l.token = TokenHints::peek(token);
                 }
-                let msg = format!("pgate: token rejected: {reason}");
-                self.fatal(sqlstate::INVALID_PASSWORD, &msg);
+                self.fatal(code, &msg);
             }
         }
     }
@@ -238,6 +249,21 @@ pub(crate) struct ReuseRefusal {
 }
 
 impl Session {
+    /// RFC 8693: a session whose token carries an `act` chain is decided by its role's
+    /// delegated variant for that chain (`delegated` blocks); a chain longer than the
+    /// role's `delegation max-depth=` is refused. Before the token's uses are counted: the
+    /// variant's `token` rules count them.
+    fn delegation(mut identity: Identity, table: &Table<'_>) -> Result<Identity, String> {
+        let granted = identity.role;
+        match table.role_for_chain(granted, &identity.actors) {
+            Ok(role) => {
+                identity.decide_as(role, granted, table);
+                Ok(identity)
+            }
+            Err(refused) => Err(refused.describe(table, granted)),
+        }
+    }
+
     /// RFC 8705 §3: a token bound to a client certificate is good only over a TLS
     /// connection whose client presented that certificate (and proved it holds its key);
     /// a role with `token binding="certificate"` takes no other. Checked before a use is
@@ -262,7 +288,7 @@ impl Session {
                     .unwrap_or_default();
                 Err(format!(
                     "role \"{}\" takes only tokens bound to the client certificate (cnf x5t#S256){rule}",
-                    identity.role_name
+                    identity.decided_as()
                 ))
             }
             (None, _) => Ok(identity),
@@ -313,7 +339,9 @@ impl Session {
                     .map(|r| {
                         format!(
                             " (role \"{}\", rule at {}:{})",
-                            identity.role_name, r.file, r.line
+                            identity.decided_as(),
+                            r.file,
+                            r.line
                         )
                     })
                     .unwrap_or_default();

@@ -90,6 +90,49 @@ pub fn policy_token_use(sessions: Option<u32>, concurrent: Option<u32>) -> Vec<u
     write(&p).expect("the policy lays out")
 }
 
+/// [`policy`] with delegation: the analyst admits chains of at most `max_depth` actors
+/// (rule 4, "delegation …"); with `variant`, its delegated sessions are decided by
+/// "analyst [delegated]", which may not read orders and gets one row per statement (rule
+/// 5, "delegated { … }").
+pub fn policy_delegated(max_depth: Option<u32>, variant: bool) -> Vec<u8> {
+    use pgate_core::table::model::{Delegation, Variant};
+    let mut p = compiled(&[], Grant::Standard);
+    p.rules
+        .push(rule(9, RuleKind::Delegation, "delegation max-depth=1"));
+    p.rules.push(rule(
+        10,
+        RuleKind::Deny,
+        "deny \"select\" table=\"public.orders\"",
+    ));
+    p.roles[0].delegation = Delegation {
+        max_depth,
+        rule: Some(4),
+        variant: None,
+    };
+    if variant {
+        let mut v = p.roles[0].clone();
+        v.name = "analyst [delegated]".into();
+        v.cells
+            .retain(|c| !(c.class == C::Select && c.table == Some(0)));
+        v.limits = Limits {
+            max_rows: Some(1),
+            max_bytes: None,
+            rule: Some(5),
+        };
+        v.delegation = Delegation {
+            max_depth: None,
+            rule: Some(5),
+            variant: Some(Variant {
+                base: 0,
+                min_depth: 1,
+                actors: vec![],
+            }),
+        };
+        p.roles.push(v);
+    }
+    write(&p).expect("the policy lays out")
+}
+
 /// [`policy`] where every role takes only certificate-bound tokens, each good for one
 /// session (rule 4).
 pub fn policy_token_bound() -> Vec<u8> {
@@ -300,10 +343,12 @@ fn analyst(customers: Option<ColumnAccess>, cursors: bool) -> CompiledRole {
         limits: Limits::default(),
         token_use: Default::default(),
         rates: vec![],
+        delegation: Default::default(),
     }
 }
 
-/// Accepts the token "good" (and "good-expiring", which expires at t=1000 s).
+/// Accepts the token "good" (acting through `agent-7`), "good-own" (no delegation),
+/// "good-deep" (two actors) and "good-expiring", which expires at t=1000 s.
 pub struct TestAuth;
 
 impl Authenticator for TestAuth {
@@ -315,19 +360,25 @@ impl Authenticator for TestAuth {
         _now_unix: u64,
     ) -> Result<Identity, String> {
         let expires = match token {
-            "good" | "good-no-jti" | "good-bound" => u64::MAX / 2,
+            "good" | "good-no-jti" | "good-bound" | "good-own" | "good-deep" => u64::MAX / 2,
             "good-expiring" => 1000,
             _ => return Err("signature does not verify".into()),
         };
         Ok(Identity {
             subject: "alice@example.com".into(),
-            actors: vec!["agent-7".into()],
+            // "good-own": the subject's own session; "good-deep": a tool the agent runs.
+            actors: match token {
+                "good-own" => vec![],
+                "good-deep" => vec!["tool".into(), "agent-7".into()],
+                _ => vec!["agent-7".into()],
+            },
             issuer: "https://idp.test".into(),
             token_id: (token != "good-no-jti").then(|| token.to_string()),
             // "good-bound": bound to the certificate whose DER is `b"client-cert"`.
             bound_cert: (token == "good-bound").then(|| pgate::tls::thumbprint(b"client-cert")),
             role: table.role("analyst").ok_or("no role")?,
             role_name: "analyst".into(),
+            variant: None,
             expires_at_unix: expires,
             claims: Default::default(),
         })
@@ -869,10 +920,23 @@ impl Sim {
     }
 
     pub fn connect(&mut self) -> Vec<(u8, Vec<u8>)> {
+        self.connect_with("good")
+    }
+
+    /// Logs in with `token` (one [`TestAuth`] knows).
+    pub fn connect_with(&mut self, token: &str) -> Vec<(u8, Vec<u8>)> {
         let r = self.client(&startup(&[("user", "analyst"), ("database", "app")]));
         assert_eq!(messages(&r), vec![(b'R', vec![0, 0, 0, 3])]);
-        messages(&self.client(&msg(b'p', &cstr("good"))))
+        messages(&self.client(&msg(b'p', &cstr(token))))
     }
+}
+
+/// Swaps the table the "driver" holds and tells the session, as the runtime does.
+pub fn swap(s: &mut Sim, table: Vec<u8>) -> Vec<u8> {
+    s.table = table;
+    let t = Table::parse(&s.table).unwrap();
+    s.session.handle_table(&t, &TestAuth);
+    s.pump()
 }
 
 /// The audit lines the session produced since the last call, parsed.

@@ -72,6 +72,21 @@ role "one-at-a-time" {
     token concurrent=1
 }
 
+// Delegation (tests/integration.rs): the subject's own session copies events out; acting
+// through an agent (an `act` chain) it may not and gets 5 rows a statement; nothing acts
+// through two agents.
+role "delegating" {
+    member claim="groups" value="delegating"
+    allow "select" table="public.pgbench_accounts"
+    allow "select" "copy-out" table="public.events"
+    allow-function "pg_catalog.*"
+    delegated {
+        deny "copy-out" table="*"
+        limit rows=5
+    }
+    delegation max-depth=1
+}
+
 // Result caps (tests/integration.rs): at most 100 rows and 64 KiB per statement.
 role "capped" {
     member claim="groups" value="capped"
@@ -429,6 +444,8 @@ pub struct TokenSpec<'a> {
     pub audience: &'a str,
     pub key: Option<&'a Path>,
     pub kid: Option<&'a str>,
+    /// The `act` chain, outermost first (default: one agent, `ci-agent`).
+    pub act: &'a [&'a str],
 }
 
 impl Default for TokenSpec<'_> {
@@ -442,6 +459,7 @@ impl Default for TokenSpec<'_> {
             audience: AUDIENCE,
             key: None,
             kid: None,
+            act: &["ci-agent"],
         }
     }
 }
@@ -455,7 +473,7 @@ pub fn token(e: &Env, s: TokenSpec<'_>) -> String {
         kid: s.kid.map(str::to_owned),
         sub: s.sub.into(),
         claims: vec![("groups".into(), Value::String(s.groups.into()))],
-        act: vec!["ci-agent".into()],
+        act: s.act.iter().map(|a| a.to_string()).collect(),
         ttl_secs: s.ttl,
         issuer: s.issuer.into(),
         audience: s.audience.into(),
