@@ -162,6 +162,12 @@ pub enum RuleBodyNode {
     },
     /// `delegation max-depth=N`: the longest `act` chain a session of the role may carry.
     Delegation { max_depth: u32 },
+    /// `budget rows=N bytes="SIZE" per="hour|day" scope="identity"`.
+    Budget {
+        rows: Option<u64>,
+        bytes: Option<u64>,
+        window_secs: u32,
+    },
 }
 
 #[derive(Clone, Debug)]

@@ -17,9 +17,9 @@
 
 use pgate_core::class::StatementClass;
 use pgate_core::table::model::{
-    Catalog as OutCatalog, Cell, CellEntry, ColumnAccess, ColumnDecl, CompiledPolicy, CompiledRole,
-    Delegation, Effect, FunctionDecl, Group, GroupMask, Limits, MaskKind, PatternKind, PatternRule,
-    RateLimit, RoleGroups, TableAlias, TableDecl, TokenUse, Variant,
+    Budget, Catalog as OutCatalog, Cell, CellEntry, ColumnAccess, ColumnDecl, CompiledPolicy,
+    CompiledRole, Delegation, Effect, FunctionDecl, Group, GroupMask, Limits, MaskKind,
+    PatternKind, PatternRule, RateLimit, RoleGroups, TableAlias, TableDecl, TokenUse, Variant,
 };
 
 use crate::bits::ColSet;
@@ -216,6 +216,7 @@ fn combine_role(model: &Model, role: &Role, scratch: &mut Scratch) -> CompiledRo
     let mut bytes_min: Option<(u64, RuleIndex)> = None;
     let mut rates: Vec<RateLimit> = Vec::new();
     let mut depth_min: Option<(u32, RuleIndex)> = None;
+    let mut budgets: Vec<Budget> = Vec::new();
 
     for &ri in &role.rules {
         let Some(rule) = model.rule(ri) else { continue };
@@ -283,6 +284,16 @@ fn combine_role(model: &Model, role: &Role, scratch: &mut Scratch) -> CompiledRo
                 }
             }
             Body::Mask(_) => {}
+            Body::Budget {
+                rows,
+                bytes,
+                window_secs,
+            } => budgets.push(Budget {
+                max_rows: *rows,
+                max_bytes: *bytes,
+                window_secs: *window_secs,
+                rule: ri,
+            }),
             Body::Delegation { max_depth } => {
                 if depth_min.is_none_or(|(m, _)| *max_depth < m) {
                     depth_min = Some((*max_depth, ri));
@@ -425,6 +436,8 @@ fn combine_role(model: &Model, role: &Role, scratch: &mut Scratch) -> CompiledRo
     patterns.dedup();
     rates.sort();
     rates.dedup();
+    budgets.sort();
+    budgets.dedup();
     CompiledRole {
         name: role.name.clone(),
         members: role.members.clone(),
@@ -435,6 +448,7 @@ fn combine_role(model: &Model, role: &Role, scratch: &mut Scratch) -> CompiledRo
         limits,
         token_use,
         rates,
+        budgets,
         delegation: delegation(model, role, depth_min),
         groups: Some(RoleGroups { group_of, groups }),
     }

@@ -621,6 +621,7 @@ impl Parser<'_> {
             "limit",
             "rate",
             "token",
+            "budget",
             "delegation",
             "delegated",
         ];
@@ -678,6 +679,7 @@ impl Parser<'_> {
             "limit" => self.limit_rule(child),
             "rate" => self.rate_rule(child),
             "token" => self.token_rule(child),
+            "budget" => self.budget_rule(child),
             "delegation" => self.delegation_rule(child),
             _ => None,
         }?;
@@ -716,7 +718,15 @@ impl Parser<'_> {
                 }
             }
         };
-        const NARROWING: &[&str] = &["deny", "deny-function", "mask", "limit", "rate", "token"];
+        const NARROWING: &[&str] = &[
+            "deny",
+            "deny-function",
+            "mask",
+            "limit",
+            "rate",
+            "token",
+            "budget",
+        ];
         let mut rules = Vec::new();
         for child in self.children(node) {
             let name = child.name().value();
@@ -977,6 +987,50 @@ impl Parser<'_> {
             sessions,
             concurrent,
             certificate,
+        })
+    }
+
+    /// `budget rows=N bytes="SIZE" per="hour|day" scope="identity"`: what one identity may
+    /// receive per window, across all its sessions.
+    fn budget_rule(&mut self, node: &KdlNode) -> Option<RuleBodyNode> {
+        let e = self.entries(node, &["rows", "bytes", "per", "scope"]);
+        self.no_args(node, &e.args);
+        self.no_children(node);
+        let rows = e.prop("rows").and_then(|v| self.count_value(v, "rows"));
+        let bytes = e.prop("bytes").and_then(|v| self.size(v, "bytes"));
+        let Some(per) = e.prop("per") else {
+            self.missing_prop(node, "per");
+            return None;
+        };
+        let window_secs = self.choice(per, "per", &[("hour", 3_600u32), ("day", 86_400)])?;
+        if let Some(s) = e.prop("scope") {
+            self.choice(s, "scope", &[("identity", ())])?;
+        }
+        if e.prop("rows").is_none() && e.prop("bytes").is_none() {
+            self.diags.push(
+                Diagnostic::error(
+                    codes::MISSING_PROPERTY,
+                    "`budget` needs `rows=` or `bytes=`",
+                )
+                .label(self.node_span(node), "no budget given"),
+            );
+            return None;
+        }
+        if [rows, bytes].contains(&Some(0)) {
+            self.invalid(
+                self.node_span(node),
+                "a budget must allow at least one row or byte (deny the classes instead)".into(),
+                "zero",
+            );
+            return None;
+        }
+        if rows.is_none() && bytes.is_none() {
+            return None;
+        }
+        Some(RuleBodyNode::Budget {
+            rows,
+            bytes,
+            window_secs,
         })
     }
 

@@ -260,6 +260,11 @@ pub enum Body {
     Delegation {
         max_depth: u32,
     },
+    Budget {
+        rows: Option<u64>,
+        bytes: Option<u64>,
+        window_secs: u32,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -700,6 +705,7 @@ impl Resolver<'_> {
                 Body::Rate { .. } => RuleKind::Rate,
                 Body::TokenUse { .. } => RuleKind::TokenUse,
                 Body::Delegation { .. } => RuleKind::Delegation,
+                Body::Budget { .. } => RuleKind::Budget,
             };
             let loc = self.sources.location(span);
             let index = self.model.rules.len() as u32;
@@ -709,10 +715,22 @@ impl Resolver<'_> {
                     line: loc.line,
                     column: loc.column,
                     kind,
-                    role: nodes
-                        .get(ri as usize)
-                        .map(|r| r.name.value.clone())
-                        .unwrap_or_default(),
+                    // A block's rules are written in the role's delegated sessions: named
+                    // as the variant of that block alone would be.
+                    role: {
+                        let name = nodes
+                            .get(ri as usize)
+                            .map(|r| r.name.value.clone())
+                            .unwrap_or_default();
+                        match block.and_then(|b| self.model.blocks.get(b as usize)) {
+                            Some(b) => crate::delegation::variant_name(
+                                &name,
+                                b.min_depth,
+                                b.actor.as_slice(),
+                            ),
+                            None => name,
+                        }
+                    },
                     text: node.text.clone(),
                 },
                 span,
@@ -1198,6 +1216,15 @@ impl Resolver<'_> {
             }),
             RuleBodyNode::Delegation { max_depth } => Some(Body::Delegation {
                 max_depth: *max_depth,
+            }),
+            RuleBodyNode::Budget {
+                rows,
+                bytes,
+                window_secs,
+            } => Some(Body::Budget {
+                rows: *rows,
+                bytes: *bytes,
+                window_secs: *window_secs,
             }),
         }
     }

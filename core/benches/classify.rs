@@ -91,6 +91,7 @@ fn pgbench_policy() -> Vec<u8> {
             limits: Limits::default(),
             token_use: Default::default(),
             rates: vec![],
+            budgets: vec![],
             delegation: Default::default(),
         }],
     };

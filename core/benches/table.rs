@@ -103,6 +103,7 @@ fn large_policy() -> CompiledPolicy {
                 limits: Limits::default(),
                 token_use: Default::default(),
                 rates: vec![],
+                budgets: vec![],
                 delegation: Default::default(),
             }
         })

@@ -193,6 +193,12 @@ fn sample() -> CompiledPolicy {
             on_exceed: OnExceed::Throttle,
             rule: 6,
         }],
+        budgets: vec![Budget {
+            max_rows: Some(10_000),
+            max_bytes: None,
+            window_secs: 86_400,
+            rule: 6,
+        }],
         delegation: Delegation {
             max_depth: Some(3),
             rule: Some(6),
@@ -226,6 +232,7 @@ fn sample() -> CompiledPolicy {
         limits: Limits::default(),
         token_use: Default::default(),
         rates: vec![],
+        budgets: vec![],
         delegation: Default::default(),
     };
     CompiledPolicy {
@@ -591,13 +598,13 @@ fn every_flipped_byte_and_every_truncation_is_a_typed_error() {
 fn wrong_version_and_magic_are_named() {
     let mut bytes = write(&sample()).expect("the policy lays out");
     // Tables of earlier formats (3: one cell row per table; 4: no sessions per token;
-    // 5: no delegation) are refused by name.
-    for old in [3u8, 4, 5] {
+    // 5: no delegation; 6: no budgets) are refused by name.
+    for old in [3u8, 4, 5, 6] {
         bytes[8] = old;
         let e = Table::parse(&bytes).unwrap_err();
         assert!(matches!(
             e,
-            LoadError::Version { found, expected: 6 } if found == u32::from(old)
+            LoadError::Version { found, expected: 7 } if found == u32::from(old)
         ));
         assert!(
             e.to_string().contains(&format!("version {old}")) && e.to_string().contains("rebuild")
@@ -789,6 +796,19 @@ fn a_delegation_chain_picks_the_variant_with_the_largest_depth_then_the_most_act
     let (depth, actors) = t.variant_condition(v);
     assert_eq!((depth, actors.collect::<Vec<_>>()), (1, vec!["bot"]));
     assert_eq!(t.max_delegation_depth(analyst), Some((3, Some(6))));
+    assert_eq!(
+        t.budgets(analyst).collect::<Vec<_>>(),
+        vec![Budget {
+            max_rows: Some(10_000),
+            max_bytes: None,
+            window_secs: 86_400,
+            rule: 6
+        }]
+    );
+    assert!(
+        t.features()
+            .any(|(f, _)| f == pgate_core::table::Feature::Budget)
+    );
     assert_eq!(t.variant_base(analyst), None);
     assert!(
         t.features()

@@ -13,6 +13,7 @@ pub mod alloc_count;
 pub mod audit;
 pub mod audit_chain;
 pub mod buckets;
+pub mod budgets;
 pub mod config;
 pub mod identity;
 pub mod masks;

@@ -406,6 +406,7 @@ fn run(
         cancels: Arc::default(),
         identity_buckets: Arc::default(),
         token_uses: Arc::default(),
+        budget_store: Arc::new(pgate::budgets::LocalBudgets::default()),
         catalogs: Arc::default(),
         max_connections: lim.max_connections,
         max_connections_per_address: lim.max_connections_per_address,

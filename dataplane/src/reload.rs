@@ -42,6 +42,7 @@ pub const ENFORCED: &[Feature] = &[
     Feature::Rate,
     Feature::TokenUse,
     Feature::Delegation,
+    Feature::Budget,
 ];
 
 /// Refuses a table with a rule this data plane does not enforce, naming the rule; and a

@@ -76,6 +76,7 @@ fn role(name: &str, members: &[(&str, &str)]) -> CompiledRole {
         limits: Limits::default(),
         token_use: Default::default(),
         rates: vec![],
+        budgets: vec![],
         delegation: Default::default(),
     }
 }

@@ -678,6 +678,49 @@ fn a_delegated_session_gets_less_than_its_subject_and_a_deep_chain_is_refused() 
     );
 }
 
+#[test]
+fn an_identity_budget_holds_across_sessions_and_cuts_with_54000() {
+    let e = require_env!();
+    let spec = |sub| TokenSpec {
+        sub,
+        groups: "budgeted",
+        ..TokenSpec::default()
+    };
+    let erin = token(e, spec("erin@example.com"));
+    let other = token(e, spec("frank@example.com"));
+    let twenty = "SELECT aid FROM pgbench_accounts ORDER BY aid LIMIT 20";
+    rt().block_on(async {
+        let a = client_as(e.addr, "budgeted", &erin).await.unwrap();
+        assert_eq!(a.query(twenty, &[]).await.unwrap().len(), 20);
+        // A second session of the same identity: ten rows are left of thirty.
+        let b = client_as(e.addr, "budgeted", &erin).await.unwrap();
+        let rows = b.simple_query(twenty).await;
+        let err = rows.expect_err("cut at the budget");
+        assert_eq!(code(&err), "54000");
+        let msg = err.as_db_error().unwrap().message().to_string();
+        assert!(
+            msg.contains("budget spent")
+                && msg.contains("erin@example.com may receive 30 rows per day"),
+            "{msg}"
+        );
+        // Another identity has its own budget; the cut session goes on.
+        let c = client_as(e.addr, "budgeted", &other).await.unwrap();
+        assert_eq!(c.query(twenty, &[]).await.unwrap().len(), 20);
+        assert_eq!(
+            b.query("SELECT 1 FROM pgbench_accounts LIMIT 0", &[])
+                .await
+                .unwrap()
+                .len(),
+            0
+        );
+    });
+    let cut = audit_event(e, "statement", |v| {
+        v["sub"] == "erin@example.com" && v["cut"]["cap"] == "budget-rows"
+    });
+    assert_eq!(cut["cut"]["limit"], 30);
+    assert_eq!(cut["rows"], 10, "{cut}");
+}
+
 /// A self-signed client certificate and its key (0600, as libpq wants), in `dir`.
 fn client_cert(dir: &Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
     let (crt, key) = (

@@ -194,6 +194,8 @@ pub struct RoleSnap {
     pub rates: Vec<(RateSnap, Option<RuleLoc>)>,
     /// `delegation max-depth=` (`None`: any chain).
     pub max_depth: Option<u32>,
+    /// The tightest budget per (window seconds, rows?) and its rule.
+    pub budgets: BTreeMap<(u32, bool), (u64, Option<RuleLoc>)>,
     pub delegation_rule: Option<RuleLoc>,
 }
 
@@ -455,6 +457,18 @@ fn role_snap(t: &Table<'_>, r: RoleId, functions: &[(String, String)]) -> RoleSn
     role.max_concurrent = tu.max_concurrent;
     role.certificate_bound = tu.require_certificate;
     role.token_rule = rule(tu.rule);
+    for b in t.budgets(r) {
+        for (rows, limit) in [(true, b.max_rows), (false, b.max_bytes)] {
+            let Some(limit) = limit else { continue };
+            let e = role
+                .budgets
+                .entry((b.window_secs, rows))
+                .or_insert((u64::MAX, None));
+            if limit < e.0 {
+                *e = (limit, rule(Some(b.rule)));
+            }
+        }
+    }
     if let Some((depth, rid)) = t.max_delegation_depth(r) {
         role.max_depth = Some(depth);
         role.delegation_rule = rule(rid);
@@ -671,6 +685,11 @@ pub enum Subject {
     TokenBinding,
     /// `delegation max-depth=`.
     DelegationDepth,
+    /// A `budget` (rows or bytes per hour or day), per window and unit.
+    Budget {
+        per: &'static str,
+        rows: bool,
+    },
 }
 
 impl Subject {
@@ -696,7 +715,8 @@ impl Subject {
             | Subject::MaxSessions
             | Subject::MaxConcurrent
             | Subject::TokenBinding
-            | Subject::DelegationDepth => "limits",
+            | Subject::DelegationDepth
+            | Subject::Budget { .. } => "limits",
         }
     }
     fn table(&self) -> Option<&str> {
@@ -742,6 +762,9 @@ impl Subject {
             Subject::MaxConcurrent => "concurrent sessions per token".to_string(),
             Subject::TokenBinding => "token binding".to_string(),
             Subject::DelegationDepth => "delegation depth".to_string(),
+            Subject::Budget { per, rows } => {
+                format!("budget {} per {per}", if *rows { "rows" } else { "bytes" })
+            }
         }
     }
 }
@@ -1214,6 +1237,40 @@ fn compare_role(old_s: &Snapshot, new_s: &Snapshot, o: &RoleSnap, n: &RoleSnap) 
         });
     }
 
+    // Budgets: the tightest per window and unit; none is unlimited.
+    let keys: BTreeSet<&(u32, bool)> = o.budgets.keys().chain(n.budgets.keys()).collect();
+    for key in keys {
+        let (ov, nv) = (o.budgets.get(key), n.budgets.get(key));
+        let (ol, nl) = (ov.map(|v| v.0), nv.map(|v| v.0));
+        if ol == nl {
+            continue;
+        }
+        let (window, rows) = *key;
+        let fmt = |v: Option<u64>| match v {
+            None => "unlimited".to_string(),
+            Some(v) if rows => v.to_string(),
+            Some(v) => format_bytes(v),
+        };
+        out.push(Change {
+            subject: Subject::Budget {
+                per: if window == 3_600 { "hour" } else { "day" },
+                rows,
+            },
+            direction: match (ol, nl) {
+                (None, Some(_)) => Direction::Narrower,
+                (Some(_), None) => Direction::Wider,
+                (Some(a), Some(b)) if b > a => Direction::Wider,
+                _ => Direction::Narrower,
+            },
+            old: fmt(ol),
+            new: fmt(nl),
+            rule: nv
+                .and_then(|v| v.1.clone())
+                .or_else(|| ov.and_then(|v| v.1.clone())),
+            note: None,
+        });
+    }
+
     // Rates: compared as a whole set of buckets.
     let orates: Vec<RateSnap> = o.rates.iter().map(|r| r.0).collect();
     let nrates: Vec<RateSnap> = n.rates.iter().map(|r| r.0).collect();
@@ -1537,6 +1594,7 @@ pub fn render_json(r: &Report, old: &str, new: &str) -> Value {
                             Subject::MaxConcurrent => "max-concurrent",
                             Subject::TokenBinding => "token-binding",
                             Subject::DelegationDepth => "delegation-depth",
+                            Subject::Budget { .. } => "budget",
                         },
                         "group": c.subject.group(),
                         "class": c.subject.class().map(|c| c.name()),

@@ -11,7 +11,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 /// File magic.
 pub const MAGIC: [u8; 8] = *b"PGATE\0T\x01";
 /// Bumped on any incompatible layout change; readers refuse other versions.
-pub const FORMAT_VERSION: u32 = 6;
+pub const FORMAT_VERSION: u32 = 7;
 
 /// "No value" in a `u32` index field (no rule, all columns, no column set).
 pub const NONE: u32 = u32::MAX;
@@ -83,9 +83,11 @@ pub enum SectionKind {
     Rates = 19,
     /// The actors (`act` subjects) delegated variants apply to, one [`StrRef`] each.
     Actors = 20,
+    /// Per-identity budgets (`budget rows= bytes= per=`).
+    Budgets = 21,
 }
 
-pub const SECTION_KINDS: [SectionKind; 20] = [
+pub const SECTION_KINDS: [SectionKind; 21] = [
     SectionKind::Strings,
     SectionKind::Rules,
     SectionKind::Tables,
@@ -106,6 +108,7 @@ pub const SECTION_KINDS: [SectionKind; 20] = [
     SectionKind::Masks,
     SectionKind::Rates,
     SectionKind::Actors,
+    SectionKind::Budgets,
 ];
 
 /// A UTF-8 string in the string section.
@@ -232,6 +235,9 @@ pub struct RoleRec {
     pub min_depth: U32,
     pub actors_first: U32,
     pub actors_count: U32,
+    /// The role's budgets: a range of the budget section.
+    pub budgets_first: U32,
+    pub budgets_count: U32,
 }
 
 /// A class → group map, shared by every role that groups classes alike: one u16 entry
@@ -324,6 +330,18 @@ pub struct RateRec {
     pub scope: u8,
     pub on_exceed: u8,
     pub pad: [u8; 2],
+}
+
+/// A budget: rows and bytes one identity may receive per window, across its sessions.
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy, Debug)]
+#[repr(C)]
+pub struct BudgetRec {
+    /// `NO_LIMIT` for none (at least one of the two is set).
+    pub max_rows: U64,
+    pub max_bytes: U64,
+    /// 3,600 (`per="hour"`) or 86,400 (`per="day"`).
+    pub window_secs: U32,
+    pub rule: U32,
 }
 
 /// Hash of one name part (format version 2): its length and each 8-byte word (the last

@@ -67,6 +67,8 @@ pub enum RuleKind {
     TokenUse = 5,
     /// `delegation max-depth=N`.
     Delegation = 6,
+    /// `budget rows= bytes= per=`.
+    Budget = 7,
 }
 
 /// Where a rule was written, so a deny can name it (`policies/roles.kdl:12:5`).
@@ -241,6 +243,18 @@ pub struct Variant {
     pub actors: Vec<String>,
 }
 
+/// Rows and bytes one identity (token subject) may receive per window, across all its
+/// sessions: windows are fixed, aligned to UTC (the hour, the day). Every budget of a role
+/// applies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Budget {
+    pub max_rows: Option<u64>,
+    pub max_bytes: Option<u64>,
+    /// 3,600 or 86,400.
+    pub window_secs: u32,
+    pub rule: RuleIndex,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[repr(u8)]
 pub enum RateScope {
@@ -318,6 +332,7 @@ pub struct CompiledRole {
     pub limits: Limits,
     pub token_use: TokenUse,
     pub rates: Vec<RateLimit>,
+    pub budgets: Vec<Budget>,
     pub delegation: Delegation,
     /// The compiler's form of the table decisions (`None`: given per table in `cells` and
     /// `masks`, as hand-built tables do).

@@ -10,7 +10,7 @@ use std::path::Path;
 use zerocopy::FromBytes;
 
 use super::format::*;
-use super::model::{Limits, MaskKind, OnExceed, RateScope, RuleKind, TokenUse};
+use super::model::{Budget, Limits, MaskKind, OnExceed, RateScope, RuleKind, TokenUse};
 use crate::class::{ClassSet, StatementClass};
 use crate::facts::{Clause, ColumnName, Facts, StatementFacts};
 
@@ -138,15 +138,17 @@ pub enum Feature {
     Rate = 2,
     TokenUse = 3,
     Delegation = 4,
+    Budget = 5,
 }
 
 impl Feature {
-    pub const ALL: [Feature; 5] = [
+    pub const ALL: [Feature; 6] = [
         Feature::Mask,
         Feature::Limit,
         Feature::Rate,
         Feature::TokenUse,
         Feature::Delegation,
+        Feature::Budget,
     ];
 
     /// As a policy author knows it.
@@ -157,6 +159,7 @@ impl Feature {
             Feature::Rate => "byte-rate limits (`rate`)",
             Feature::TokenUse => "sessions per token (`token`)",
             Feature::Delegation => "delegation rules (`delegated`, `delegation`)",
+            Feature::Budget => "per-identity budgets (`budget`)",
         }
     }
 }
@@ -259,6 +262,7 @@ pub struct Table<'a> {
     masks: &'a [MaskRec],
     rates: &'a [RateRec],
     actors: &'a [StrRef],
+    budgets: &'a [BudgetRec],
 }
 
 const MAX_COLUMNS_PER_TABLE: u32 = 1600; // PostgreSQL's own limit (MaxHeapAttributeNumber)
@@ -306,6 +310,7 @@ impl<'a> Table<'a> {
         masks: &[],
         rates: &[],
         actors: &[],
+        budgets: &[],
     };
 
     /// Validates `bytes` completely and returns a view over them.
@@ -397,6 +402,7 @@ impl<'a> Table<'a> {
             masks: slice(bytes, e(SectionKind::Masks))?,
             rates: slice(bytes, e(SectionKind::Rates))?,
             actors: slice(bytes, e(SectionKind::Actors))?,
+            budgets: slice(bytes, e(SectionKind::Budgets))?,
         })
     }
 
@@ -615,6 +621,12 @@ impl<'a> Table<'a> {
                     self.rates.len(),
                     "role rates out of range",
                 ),
+                (
+                    r.budgets_first,
+                    r.budgets_count,
+                    self.budgets.len(),
+                    "role budgets out of range",
+                ),
             ] {
                 Self::check_range(first.get(), count.get(), len, what)?;
             }
@@ -649,6 +661,14 @@ impl<'a> Table<'a> {
                 return Err(LoadError::Malformed("rate scope or on-exceed"));
             }
             self.check_rule(r.rule.get())?;
+        }
+        for b in self.budgets {
+            if !matches!(b.window_secs.get(), 3_600 | 86_400)
+                || (b.max_rows.get() == NO_LIMIT && b.max_bytes.get() == NO_LIMIT)
+            {
+                return Err(LoadError::Malformed("budget window or amount"));
+            }
+            self.check_rule(b.rule.get())?;
         }
         Ok(())
     }
@@ -754,6 +774,12 @@ impl<'a> Table<'a> {
             {
                 found[Feature::TokenUse as usize] = Some((Feature::TokenUse, rule));
             }
+            if found[Feature::Budget as usize].is_none()
+                && let Some(b) = first(r.budgets_first.get(), r.budgets_count.get())
+                    .and_then(|i| self.budgets.get(i))
+            {
+                found[Feature::Budget as usize] = Some((Feature::Budget, b.rule.get()));
+            }
             if found[Feature::Delegation as usize].is_none()
                 && let Some(rule) = self.first_delegation_rule(RoleId(i as u32))
             {
@@ -810,6 +836,30 @@ impl<'a> Table<'a> {
             require_certificate: r.token_flags.get() & 1 != 0,
             rule: none_to_opt(r.token_rule.get()),
         }
+    }
+    /// The role's budgets.
+    pub fn budgets(&self, role: RoleId) -> impl Iterator<Item = Budget> + 'a {
+        let (first, count) = self
+            .roles
+            .get(role.0 as usize)
+            .map(|r| {
+                (
+                    r.budgets_first.get() as usize,
+                    r.budgets_count.get() as usize,
+                )
+            })
+            .unwrap_or((0, 0));
+        let lim = |v: u64| (v != NO_LIMIT).then_some(v);
+        self.budgets
+            .get(first..first + count)
+            .unwrap_or(&[])
+            .iter()
+            .map(move |b| Budget {
+                max_rows: lim(b.max_rows.get()),
+                max_bytes: lim(b.max_bytes.get()),
+                window_secs: b.window_secs.get(),
+                rule: b.rule.get(),
+            })
     }
     pub fn rates(&self, role: RoleId) -> impl Iterator<Item = RateView> + 'a {
         let (first, count) = self
@@ -1827,6 +1877,7 @@ fn rule_kind(k: u8) -> Option<RuleKind> {
         4 => RuleKind::Rate,
         5 => RuleKind::TokenUse,
         6 => RuleKind::Delegation,
+        7 => RuleKind::Budget,
         _ => return None,
     })
 }

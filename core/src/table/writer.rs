@@ -321,6 +321,7 @@ pub fn write(policy: &CompiledPolicy) -> Result<Vec<u8>, WriteError> {
     let mut masks: Vec<MaskRec> = Vec::new();
     let mut rates = Vec::new();
     let mut actors: Vec<StrRef> = Vec::new();
+    let mut budgets: Vec<BudgetRec> = Vec::new();
     let mut values = Values::new();
     // Where each role lands (variants name their base by its new index).
     let mut new_index = vec![0u32; policy.roles.len()];
@@ -491,6 +492,19 @@ pub fn write(policy: &CompiledPolicy) -> Result<Vec<u8>, WriteError> {
             });
         }
 
+        let budgets_first = budgets.len() as u32;
+        let mut bs = role.budgets.clone();
+        bs.sort();
+        bs.dedup();
+        for b in &bs {
+            budgets.push(BudgetRec {
+                max_rows: U64::new(b.max_rows.unwrap_or(NO_LIMIT)),
+                max_bytes: U64::new(b.max_bytes.unwrap_or(NO_LIMIT)),
+                window_secs: U32::new(b.window_secs),
+                rule: U32::new(b.rule),
+            });
+        }
+
         let variant = role.delegation.variant.as_ref();
         let actors_first = actors.len() as u32;
         let mut names: Vec<&String> = variant
@@ -525,6 +539,8 @@ pub fn write(policy: &CompiledPolicy) -> Result<Vec<u8>, WriteError> {
             min_depth: U32::new(variant.map_or(0, |v| v.min_depth)),
             actors_first: U32::new(actors_first),
             actors_count: U32::new(actors.len() as u32 - actors_first),
+            budgets_first: U32::new(budgets_first),
+            budgets_count: U32::new(budgets.len() as u32 - budgets_first),
         });
     }
 
@@ -578,6 +594,7 @@ pub fn write(policy: &CompiledPolicy) -> Result<Vec<u8>, WriteError> {
         section(SectionKind::Masks, &masks),
         section(SectionKind::Rates, &rates),
         section(SectionKind::Actors, &actors),
+        section(SectionKind::Budgets, &budgets),
     ];
     for (_, count, bytes) in &sections {
         too_many("records in a section", *count as usize)?;

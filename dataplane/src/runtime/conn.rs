@@ -488,6 +488,7 @@ pub(super) fn new_session(
     let mut session = Session::new(cfg, id, &peer.to_string(), entropy, now().1);
     session.set_identity_buckets(shared.identity_buckets.clone());
     session.set_token_uses(shared.token_uses.clone());
+    session.set_budget_store(shared.budget_store.clone());
     session.set_address_counts(
         shared.per_address.clone(),
         shared.max_connections_per_address,

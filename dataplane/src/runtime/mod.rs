@@ -59,6 +59,8 @@ pub struct Shared {
     pub identity_buckets: Arc<crate::buckets::IdentityBuckets>,
     /// Sessions per token (`token sessions=`), shared by every worker.
     pub token_uses: Arc<crate::token_uses::TokenUses>,
+    /// Identity budgets (`budget …`): this instance's records or a shared store.
+    pub budget_store: Arc<dyn crate::budgets::BudgetStore>,
     /// The masks' catalogs, per database (`lookup`).
     pub catalogs: Arc<lookup::Catalogs>,
     pub max_connections: usize,

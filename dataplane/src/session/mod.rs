@@ -42,6 +42,7 @@ use pgate_core::wire::{
 mod answers;
 mod audit;
 mod batch;
+mod budget;
 mod client;
 mod decided;
 mod deny;
@@ -368,6 +369,8 @@ pub struct Session {
     /// Sessions per token on this instance, and this session's place among its token's.
     token_uses: std::sync::Arc<crate::token_uses::TokenUses>,
     token_lease: Option<crate::token_uses::Lease>,
+    /// Where identity budgets are kept (this instance's, or a shared store).
+    budget_store: std::sync::Arc<dyn crate::budgets::BudgetStore>,
     /// The TLS client certificate's SHA-256 thumbprint, for certificate-bound tokens.
     client_cert: Option<[u8; 32]>,
     /// A PROXY header is still to be read (the peer is a trusted load balancer).
@@ -462,6 +465,7 @@ impl Session {
             expiry_deadline_us: None,
             identity_buckets: Default::default(),
             token_uses: Default::default(),
+            budget_store: std::sync::Arc::new(crate::budgets::LocalBudgets::default()),
             token_lease: None,
             client_cert: None,
             proxy_pending: cfg.expect_proxy_header,
@@ -546,6 +550,11 @@ impl Session {
     /// session has one of its own). Set before the login.
     pub fn set_token_uses(&mut self, u: std::sync::Arc<crate::token_uses::TokenUses>) {
         self.token_uses = u;
+    }
+    /// The instance's budget store, shared by its sessions (by default a session has one
+    /// of its own). Set before the login.
+    pub fn set_budget_store(&mut self, s: std::sync::Arc<dyn crate::budgets::BudgetStore>) {
+        self.budget_store = s;
     }
 
     pub fn cancel_keys(&self) -> CancelKeys {
@@ -859,6 +868,13 @@ impl Session {
                     self.now.mono_us,
                 );
                 self.ready.rates = Rate::carry_over(std::mem::take(&mut self.ready.rates), rates);
+                // The old leases go back; the new budgets lease afresh from the same records.
+                self.ready.budgets = budget::Spend::of(
+                    table,
+                    role,
+                    subject.as_deref().unwrap_or(""),
+                    &self.budget_store,
+                );
                 self.audit_connection("rebind", None);
             }
             Err(why) => {

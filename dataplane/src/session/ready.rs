@@ -95,6 +95,8 @@ pub(super) struct Ready {
     /// The role's byte rates; a throttle in force (until, and since: µs), and the time the
     /// current statement spent throttled; the instance's identity-scoped buckets.
     pub(super) rates: Vec<Rate>,
+    /// The identity's budgets this session spends from.
+    pub(super) budgets: Vec<super::budget::Spend>,
     pub(super) paused_until: Option<u64>,
     pub(super) paused_since: Option<u64>,
     pub(super) throttled_us: u64,
@@ -158,6 +160,7 @@ impl Ready {
             cut: None,
             cut_note: None,
             rates: Vec::new(),
+            budgets: Vec::new(),
             paused_until: None,
             paused_since: None,
             throttled_us: 0,

@@ -197,7 +197,9 @@ impl Session {
     /// have tokens. A throttling rate without them makes the upstream wait; a terminating
     /// one cuts the result (the message is then dropped with the rest).
     pub(super) fn check_rates(&mut self, bytes: u64) -> RateCheck {
-        if self.ready.rates.is_empty() || self.ready.cut.is_some() {
+        if (self.ready.rates.is_empty() && self.ready.budgets.is_empty())
+            || self.ready.cut.is_some()
+        {
             return RateCheck::Pass;
         }
         let now = self.now.mono_us;
@@ -217,16 +219,7 @@ impl Session {
                 Some(r) => (r.bytes_per_second, r.rule.clone()),
                 None => (0, String::new()),
             };
-            let fetch = self
-                .ready
-                .pending
-                .front()
-                .is_some_and(|p| matches!(p.effect.as_deref(), Some(SqlEffect::Fetch)));
-            let sent = if fetch {
-                (self.ready.rows, self.ready.bytes)
-            } else {
-                (self.ready.cap_rows, self.ready.cap_bytes)
-            };
+            let sent = self.sent_so_far();
             let what = format!(
                 "the result came faster than its byte rate of {bps} bytes per second (the rate rule at {rule})"
             );
@@ -237,10 +230,45 @@ impl Session {
             self.ready.paused_since.get_or_insert(now);
             return RateCheck::WaitUntil(at);
         }
+        match self.check_budgets(bytes) {
+            super::budget::BudgetCheck::Pass => {}
+            super::budget::BudgetCheck::WaitUntil(at) => {
+                self.ready.paused_since.get_or_insert(now);
+                return RateCheck::WaitUntil(at);
+            }
+            super::budget::BudgetCheck::Cut {
+                what,
+                rule,
+                limit,
+                rows,
+            } => {
+                let sent = self.sent_so_far();
+                let cap = if rows { "budget-rows" } else { "budget-bytes" };
+                self.start_cut_with(cap, limit, &rule, &what, sent);
+                return RateCheck::Pass;
+            }
+        }
         for r in &mut self.ready.rates {
             r.take(bytes);
         }
         RateCheck::Pass
+    }
+
+    /// What the statement being answered sent so far (a FETCH's own rows, not its
+    /// cursor's), for its audit line.
+    fn sent_so_far(&self) -> (u64, u64) {
+        let fetch = self
+            .ready
+            .pending
+            .front()
+            .is_some_and(|p| matches!(p.effect.as_deref(), Some(SqlEffect::Fetch)));
+        // Without caps nothing is counted for them: the statement's own counts then.
+        let uncapped = self.ready.caps.max_rows.is_none() && self.ready.caps.max_bytes.is_none();
+        if fetch || uncapped {
+            (self.ready.rows, self.ready.bytes)
+        } else {
+            (self.ready.cap_rows, self.ready.cap_bytes)
+        }
     }
 
     /// Whether the driver must not read (or feed) upstream bytes now: a rate is throttling
@@ -331,10 +359,10 @@ impl Session {
         what: &str,
         (rows, bytes): (u64, u64),
     ) {
-        let reached = if cap == "rate" {
-            "byte rate exceeded"
-        } else {
-            "result cap reached"
+        let reached = match cap {
+            "rate" => "byte rate exceeded",
+            "budget-rows" | "budget-bytes" => "budget spent",
+            _ => "result cap reached",
         };
         let message = format!("pgate: {reached}: {what}; the rest of the result was not sent");
         let mut note = String::from(",\"cut\":{\"cap\":\"");

@@ -161,6 +161,12 @@ impl Session {
                     &self.identity_buckets,
                     self.now.mono_us,
                 );
+                self.ready.budgets = super::budget::Spend::of(
+                    table,
+                    identity.role,
+                    &identity.subject,
+                    &self.budget_store,
+                );
                 self.identity = Some(identity);
                 self.refresh_audit_who();
                 self.masks_for_role(table);

@@ -90,6 +90,21 @@ pub fn policy_token_use(sessions: Option<u32>, concurrent: Option<u32>) -> Vec<u
     write(&p).expect("the policy lays out")
 }
 
+/// [`policy`] where the analyst's identity may receive `rows` rows and `bytes` bytes per
+/// day across its sessions (rule 4, "budget …").
+pub fn policy_budget(rows: Option<u64>, bytes: Option<u64>) -> Vec<u8> {
+    let mut p = compiled(&[], Grant::Standard);
+    p.rules
+        .push(rule(9, RuleKind::Budget, "budget rows=… per=\"day\""));
+    p.roles[0].budgets = vec![pgate_core::table::model::Budget {
+        max_rows: rows,
+        max_bytes: bytes,
+        window_secs: 86_400,
+        rule: 4,
+    }];
+    write(&p).expect("the policy lays out")
+}
+
 /// [`policy`] with delegation: the analyst admits chains of at most `max_depth` actors
 /// (rule 4, "delegation …"); with `variant`, its delegated sessions are decided by
 /// "analyst [delegated]", which may not read orders and gets one row per statement (rule
@@ -343,6 +358,7 @@ fn analyst(customers: Option<ColumnAccess>, cursors: bool) -> CompiledRole {
         limits: Limits::default(),
         token_use: Default::default(),
         rates: vec![],
+        budgets: vec![],
         delegation: Default::default(),
     }
 }

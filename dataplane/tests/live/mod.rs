@@ -87,6 +87,15 @@ role "delegating" {
     delegation max-depth=1
 }
 
+// Identity budgets (tests/integration.rs, tests/shared_store.rs): 30 rows a day per
+// subject, across sessions (and replicas sharing a store).
+role "budgeted" {
+    member claim="groups" value="budgeted"
+    allow "select" table="public.pgbench_accounts"
+    allow-function "pg_catalog.*"
+    budget rows=30 per="day" scope="identity"
+}
+
 // Result caps (tests/integration.rs): at most 100 rows and 64 KiB per statement.
 role "capped" {
     member claim="groups" value="capped"
