@@ -6,8 +6,9 @@ source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
 # libclang-dev: the pg_query dev-dependency (PostgreSQL's own parser, for differential
-# tests) generates bindings with bindgen. postgresql: integration tests.
-install_packages postgresql libclang-dev pkg-config openssl
+# tests) generates bindings with bindgen. postgresql: integration tests. redis-server: the
+# store replicas share (tests/shared_store.rs starts and restarts its own).
+install_packages postgresql libclang-dev pkg-config openssl redis-server
 
 log "cargo fmt --check"
 cargo fmt --all -- --check
@@ -36,7 +37,7 @@ else
 fi
 log "live suites again (epoll driver)"
 PGATE_RUNTIME=epoll cargo test --locked -p pgate --test integration --test drivers \
-    --test masks --test search_path --test pg_oracle --test privilege_oracle
+    --test masks --test search_path --test pg_oracle --test privilege_oracle --test shared_store
 
 log "example policies: check, build, test"
 PGC="$ROOT/target/debug/pgate-compile"

@@ -21,6 +21,8 @@
 //! audit path="audit.jsonl" on-failure="block" // block | refuse
 //! metrics "127.0.0.1:9187"
 //! masks hash-key-file="keys/mask.key"        // or hash-key-env=; the key of `hash` masks
+//! shared-store "redis://10.0.0.5:6379/0" on-unavailable="refuse" timeout="250ms" prefix="pgate"
+//!                                            // token uses and budgets shared by replicas
 //! limits max-message-bytes=16777216 max-prepared-statements=1024 max-pipeline-depth=1024 \
 //!     max-pipeline-bytes=67108864 max-connections=10000 max-connections-per-address=1000 \
 //!     max-portals=1024 max-sql-prepared=1024 max-cursors=1024 max-listen-channels=256 \
@@ -168,6 +170,22 @@ pub struct Config {
     pub limits: Limits,
     /// The key of `hash` masks (`masks hash-key-file=` or `hash-key-env=`).
     pub mask_hash_key: Secret,
+    /// `shared-store`: where replicas keep token uses and identity budgets (`None`: this
+    /// instance's own records).
+    pub shared_store: Option<SharedStore>,
+}
+
+/// `shared-store "redis://…" on-unavailable="refuse|local" timeout="250ms" prefix="pgate"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedStore {
+    pub url: String,
+    /// `on-unavailable="local"`: while the store cannot be reached, count on this instance
+    /// alone (the default, `"refuse"`, fails closed).
+    pub fall_back_local: bool,
+    /// How long one request may take before the store counts as unreachable.
+    pub timeout: Duration,
+    /// Prefix of every key pgate writes.
+    pub prefix: String,
 }
 
 /// Maximum config file size: a config is a page of text, not a data file.
@@ -258,6 +276,7 @@ impl Parser<'_> {
         let mut metrics = None;
         let mut limits = Limits::default();
         let mut mask_hash_key = Secret::None;
+        let mut shared_store = None;
         let mut seen: Vec<&str> = Vec::new();
 
         for node in doc.nodes() {
@@ -385,6 +404,7 @@ impl Parser<'_> {
                     };
                     audit = Some(Audit { path, on_failure });
                 }
+                "shared-store" => shared_store = Some(self.shared_store(node)?),
                 "metrics" => {
                     let v = self.arg_str(node)?;
                     metrics = Some(v.parse::<SocketAddr>().map_err(|e| {
@@ -485,7 +505,7 @@ impl Parser<'_> {
                 other => {
                     return Err(self.err(
                         node,
-                        format!("unknown setting `{other}` (expected one of: listen, workers, tls, allow-plaintext-loopback, proxy-protocol, upstream, identity, policy, audit, metrics, limits, masks)"),
+                        format!("unknown setting `{other}` (expected one of: listen, workers, tls, allow-plaintext-loopback, proxy-protocol, upstream, identity, policy, audit, metrics, limits, masks, shared-store)"),
                     ));
                 }
             }
@@ -511,6 +531,70 @@ impl Parser<'_> {
             metrics,
             limits,
             mask_hash_key,
+            shared_store,
+        })
+    }
+
+    fn shared_store(&self, node: &KdlNode) -> Result<SharedStore, ConfigError> {
+        let url = self.arg_str(node)?;
+        const PROPS: &[&str] = &["on-unavailable", "timeout", "prefix"];
+        if let Some(e) = node
+            .entries()
+            .iter()
+            .find(|e| e.name().is_some_and(|n| !PROPS.contains(&n.value())))
+        {
+            return Err(self.error_at(
+                e.span().offset(),
+                format!(
+                    "shared-store: unknown property `{}` (expected: {})",
+                    e.name().map(|n| n.value()).unwrap_or(""),
+                    PROPS.join(", ")
+                ),
+            ));
+        }
+        if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+            return Err(self.err(
+                node,
+                format!("shared-store: `{url}` is not a redis:// or rediss:// URL"),
+            ));
+        }
+        let fall_back_local = match self.prop_str(node, "on-unavailable")?.as_deref() {
+            None | Some("refuse") => false,
+            Some("local") => true,
+            Some(o) => {
+                return Err(self.err(
+                    node,
+                    format!("shared-store: on-unavailable `{o}` is not one of refuse, local"),
+                ));
+            }
+        };
+        let timeout = match self.prop_str(node, "timeout")? {
+            None => Duration::from_millis(250),
+            Some(t) => parse_duration(&t)
+                .filter(|d| !d.is_zero() && *d <= Duration::from_secs(10))
+                .ok_or_else(|| {
+                    self.err(
+                        node,
+                        format!(
+                            "shared-store: timeout `{t}` is not a duration between 1ms and 10s"
+                        ),
+                    )
+                })?,
+        };
+        let prefix = self
+            .prop_str(node, "prefix")?
+            .unwrap_or_else(|| "pgate".into());
+        if prefix.is_empty() || !prefix.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(self.err(
+                node,
+                "shared-store: prefix must be printable ASCII without spaces".into(),
+            ));
+        }
+        Ok(SharedStore {
+            url,
+            fall_back_local,
+            timeout,
+            prefix,
         })
     }
 
@@ -761,6 +845,57 @@ policy "policy.pgt"
 audit path="audit.jsonl" on-failure="refuse"
 limits max-message-bytes=1048576
 "#;
+
+    #[test]
+    fn a_shared_store_is_a_redis_url_with_its_failure_mode() {
+        let base = "listen \"127.0.0.1:6432\"\nupstream host=\"db\" port=5432 user=\"u\" password-env=\"P\"\nidentity issuer=\"i\" audience=\"a\" jwks=\"j.json\"\npolicy \"p.pgt\"\naudit path=\"a.jsonl\"\n";
+        let parse = |extra: &str| {
+            Config::parse(&format!("{base}{extra}"), Path::new("/etc/pgate/pgate.kdl"))
+        };
+        assert_eq!(parse("").unwrap().shared_store, None);
+        let s = parse(
+            "shared-store \"redis://10.0.0.5:6379/0\" on-unavailable=\"local\" timeout=\"100ms\"",
+        )
+        .unwrap()
+        .shared_store
+        .unwrap();
+        assert_eq!(
+            (
+                s.url.as_str(),
+                s.fall_back_local,
+                s.timeout,
+                s.prefix.as_str()
+            ),
+            (
+                "redis://10.0.0.5:6379/0",
+                true,
+                Duration::from_millis(100),
+                "pgate"
+            )
+        );
+        for (bad, says) in [
+            ("shared-store \"http://x\"", "not a redis://"),
+            (
+                "shared-store \"redis://x\" on-unavailable=\"open\"",
+                "not one of refuse, local",
+            ),
+            (
+                "shared-store \"redis://x\" timeout=\"1h\"",
+                "between 1ms and 10s",
+            ),
+            (
+                "shared-store \"redis://x\" retries=3",
+                "unknown property `retries`",
+            ),
+            (
+                "shared-store \"redis://x\" prefix=\"a b\"",
+                "printable ASCII",
+            ),
+        ] {
+            let e = parse(bad).unwrap_err().to_string();
+            assert!(e.contains(says) && e.contains("pgate.kdl:6:"), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn parses_a_full_config_and_resolves_paths() {

@@ -23,6 +23,7 @@ pub mod reload;
 pub mod reuse;
 pub mod runtime;
 pub mod session;
+pub mod shared_store;
 pub mod tls;
 pub mod token;
 pub mod token_uses;

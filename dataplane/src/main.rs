@@ -375,6 +375,28 @@ fn run(
     let control = Arc::new(control);
     spawn_shutdown_listener(control.clone(), c.limits.drain_timeout, exit_on_stdin_eof);
     let lim = &c.limits;
+    // Token uses and budgets: this instance's own, or kept in the store replicas share.
+    let (token_uses, budget_store): (
+        Arc<pgate::token_uses::TokenUses>,
+        Arc<dyn pgate::budgets::BudgetStore>,
+    ) = match &c.shared_store {
+        None => (
+            Arc::default(),
+            Arc::new(pgate::budgets::LocalBudgets::default()),
+        ),
+        Some(s) => {
+            let store = pgate::shared_store::SharedStore::start(s)?;
+            eprintln!(
+                "pgate: token uses and identity budgets are kept in {} (on-unavailable={})",
+                s.url,
+                if s.fall_back_local { "local" } else { "refuse" }
+            );
+            (
+                Arc::new(pgate::token_uses::TokenUses::shared(store.clone())),
+                store,
+            )
+        }
+    };
     let shared = pgate::runtime::Shared {
         table,
         auth,
@@ -405,8 +427,8 @@ fn run(
         audit: audit.clone(),
         cancels: Arc::default(),
         identity_buckets: Arc::default(),
-        token_uses: Arc::default(),
-        budget_store: Arc::new(pgate::budgets::LocalBudgets::default()),
+        token_uses,
+        budget_store,
         catalogs: Arc::default(),
         max_connections: lim.max_connections,
         max_connections_per_address: lim.max_connections_per_address,

@@ -8,8 +8,9 @@
 //! leeway): after that the token is refused anyway, and its entry may be dropped.
 //!
 //! This is the instance's own record (the embedded default): with several pgate replicas
-//! each counts its own sessions, so a token may open up to N sessions on each. A store
-//! shared by the replicas replaces it (issue: shared state across replicas).
+//! each counts its own sessions, so a token may open up to N sessions on each. With a
+//! shared store ([`crate::shared_store`]) Redis counts instead: a use is then asked for
+//! ([`Begun::Asked`]) and the session waits for the answer ([`TokenUses::poll`]).
 //!
 //! What this module must never do: let a session in past a limit, lose count of a
 //! session that is still open (a [`Lease`] gives its place back when dropped, once), or
@@ -40,10 +41,29 @@ struct Uses {
     valid_until_unix: u64,
 }
 
-/// Every limited token's uses on this instance, shared by the workers.
+/// Every limited token's uses on this instance, shared by the workers (or, with a shared
+/// store, the way to Redis's record).
 #[derive(Debug, Default)]
 pub struct TokenUses {
     tokens: Mutex<HashMap<Key, Uses>>,
+    shared: Option<Arc<crate::shared_store::SharedStore>>,
+}
+
+/// A session's use of a token, counted or asked for.
+#[derive(Debug)]
+pub enum Begun {
+    Now(Lease),
+    /// The shared store is being asked: [`TokenUses::poll`] this.
+    Asked(Asked),
+}
+
+/// A use the shared store has been asked for.
+#[derive(Debug)]
+pub struct Asked {
+    ticket: u64,
+    key: Key,
+    limit: TokenUse,
+    valid_until_unix: u64,
 }
 
 /// Why a session was refused.
@@ -67,6 +87,8 @@ pub enum Refusal {
     },
     /// [`MAX_TOKENS`] tokens are tracked.
     Full,
+    /// The shared store cannot be reached, and token uses fail closed.
+    Unavailable,
 }
 
 impl Refusal {
@@ -87,6 +109,10 @@ impl Refusal {
                 if *max == 1 { "" } else { "s" }
             ),
             Refusal::Full => "pgate tracks too many tokens now; try again later".to_string(),
+            Refusal::Unavailable => {
+                "the shared store that counts sessions per token cannot be reached; try again later"
+                    .to_string()
+            }
         }
     }
 
@@ -113,10 +139,18 @@ impl Refusal {
 pub struct Lease {
     uses: Arc<TokenUses>,
     key: Key,
+    /// Counted by the shared store (else by this instance).
+    shared: bool,
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
+        if self.shared {
+            if let Some(s) = &self.uses.shared {
+                s.token_end(&self.key.0, &self.key.1);
+            }
+            return;
+        }
         if let Ok(mut t) = self.uses.tokens.lock()
             && let Some(u) = t.get_mut(&self.key)
         {
@@ -133,8 +167,17 @@ pub struct Asking<'a> {
 }
 
 impl TokenUses {
-    /// A session of the token `(issuer, jti)` under `limit`, at `now_unix`: its lease, or
-    /// why not. `valid_until_unix`: when the token stops being admitted.
+    /// Counted by `store` (shared by the replicas) instead of this instance.
+    pub fn shared(store: Arc<crate::shared_store::SharedStore>) -> TokenUses {
+        TokenUses {
+            tokens: Mutex::default(),
+            shared: Some(store),
+        }
+    }
+
+    /// A session of the token `(issuer, jti)` under `limit`, at `now_unix`: its lease (or,
+    /// with a shared store, the question asked), or why not. `valid_until_unix`: when the
+    /// token stops being admitted.
     pub fn begin(
         self: &Arc<Self>,
         issuer: &str,
@@ -143,10 +186,79 @@ impl TokenUses {
         valid_until_unix: u64,
         now_unix: u64,
         asking: Asking<'_>,
-    ) -> Result<Lease, Refusal> {
+    ) -> Result<Begun, Refusal> {
         let Some(jti) = jti else {
             return Err(Refusal::NoTokenId);
         };
+        if let Some(store) = &self.shared
+            && (store.is_up() || !store.falls_back_local())
+        {
+            let ticket = store
+                .token_begin(
+                    issuer,
+                    jti,
+                    limit,
+                    valid_until_unix,
+                    asking.conn,
+                    asking.client,
+                )
+                .ok_or(Refusal::Unavailable)?;
+            return Ok(Begun::Asked(Asked {
+                ticket,
+                key: (issuer.to_string(), jti.to_string()),
+                limit,
+                valid_until_unix,
+            }));
+        }
+        self.begin_here(issuer, jti, limit, valid_until_unix, now_unix, asking)
+            .map(Begun::Now)
+    }
+
+    /// The shared store's answer to `asked`, once it has come: the lease, or why not.
+    /// Unreachable, it refuses — or, with `on-unavailable="local"`, counts here.
+    pub fn poll(
+        self: &Arc<Self>,
+        asked: &Asked,
+        now_unix: u64,
+        asking: Asking<'_>,
+    ) -> Option<Result<Lease, Refusal>> {
+        let store = self.shared.as_ref()?;
+        Some(match store.token_answer(asked.ticket)? {
+            crate::shared_store::TokenAnswer::Granted => Ok(Lease {
+                uses: Arc::clone(self),
+                key: asked.key.clone(),
+                shared: true,
+            }),
+            crate::shared_store::TokenAnswer::Refused(r) => Err(r),
+            crate::shared_store::TokenAnswer::Unavailable if store.falls_back_local() => self
+                .begin_here(
+                    &asked.key.0,
+                    &asked.key.1,
+                    asked.limit,
+                    asked.valid_until_unix,
+                    now_unix,
+                    asking,
+                ),
+            crate::shared_store::TokenAnswer::Unavailable => Err(Refusal::Unavailable),
+        })
+    }
+
+    /// A session that asked and went away before the answer.
+    pub fn abandon(&self, asked: &Asked) {
+        if let Some(s) = &self.shared {
+            s.token_abandon(asked.ticket, &asked.key.0, &asked.key.1);
+        }
+    }
+
+    fn begin_here(
+        self: &Arc<Self>,
+        issuer: &str,
+        jti: &str,
+        limit: TokenUse,
+        valid_until_unix: u64,
+        now_unix: u64,
+        asking: Asking<'_>,
+    ) -> Result<Lease, Refusal> {
         // A poisoned lock means a panic elsewhere: refuse rather than count wrongly.
         let mut tokens = self.tokens.lock().map_err(|_| Refusal::Full)?;
         let key: Key = (issuer.to_string(), jti.to_string());
@@ -190,6 +302,7 @@ impl TokenUses {
         Ok(Lease {
             uses: Arc::clone(self),
             key,
+            shared: false,
         })
     }
 
@@ -217,6 +330,22 @@ mod tests {
         client: "127.0.0.1:2000",
     };
 
+    /// `begin` on this instance's own record.
+    fn here(
+        u: &Arc<TokenUses>,
+        iss: &str,
+        jti: Option<&str>,
+        l: TokenUse,
+        valid: u64,
+        now: u64,
+        a: Asking<'_>,
+    ) -> Result<Lease, Refusal> {
+        match u.begin(iss, jti, l, valid, now, a)? {
+            Begun::Now(lease) => Ok(lease),
+            Begun::Asked(_) => panic!("no shared store here"),
+        }
+    }
+
     fn limit(sessions: Option<u32>, concurrent: Option<u32>) -> TokenUse {
         TokenUse {
             max_sessions: sessions,
@@ -230,8 +359,8 @@ mod tests {
     fn a_single_use_token_opens_one_session_and_names_it_to_the_second() {
         let u = Arc::new(TokenUses::default());
         let l = limit(Some(1), None);
-        let first = u.begin("iss", Some("j1"), l, 100, 10, A).unwrap();
-        let again = u.begin("iss", Some("j1"), l, 100, 11, B).unwrap_err();
+        let first = here(&u, "iss", Some("j1"), l, 100, 10, A).unwrap();
+        let again = here(&u, "iss", Some("j1"), l, 100, 11, B).unwrap_err();
         assert_eq!(
             again,
             Refusal::Used {
@@ -243,20 +372,20 @@ mod tests {
         );
         // Closing the first does not make the token usable again.
         drop(first);
-        assert!(u.begin("iss", Some("j1"), l, 100, 12, B).is_err());
+        assert!(here(&u, "iss", Some("j1"), l, 100, 12, B).is_err());
         // Another jti, or the same jti from another issuer, is another token.
-        assert!(u.begin("iss", Some("j2"), l, 100, 12, B).is_ok());
-        assert!(u.begin("other", Some("j1"), l, 100, 12, B).is_ok());
+        assert!(here(&u, "iss", Some("j2"), l, 100, 12, B).is_ok());
+        assert!(here(&u, "other", Some("j1"), l, 100, 12, B).is_ok());
     }
 
     #[test]
     fn concurrent_sessions_are_counted_while_open() {
         let u = Arc::new(TokenUses::default());
         let l = limit(None, Some(2));
-        let a = u.begin("iss", Some("j"), l, 100, 10, A).unwrap();
-        let b = u.begin("iss", Some("j"), l, 100, 10, B).unwrap();
+        let a = here(&u, "iss", Some("j"), l, 100, 10, A).unwrap();
+        let b = here(&u, "iss", Some("j"), l, 100, 10, B).unwrap();
         assert!(matches!(
-            u.begin("iss", Some("j"), l, 100, 10, B),
+            here(&u, "iss", Some("j"), l, 100, 10, B),
             Err(Refusal::Concurrent {
                 open: 2,
                 max: 2,
@@ -264,20 +393,20 @@ mod tests {
             })
         ));
         drop(a);
-        let c = u.begin("iss", Some("j"), l, 100, 10, B).unwrap();
+        let c = here(&u, "iss", Some("j"), l, 100, 10, B).unwrap();
         drop((b, c));
         // Both limits: the total one holds across closes.
         let l = limit(Some(3), Some(1));
         for _ in 0..3 {
-            let s = u.begin("iss", Some("k"), l, 100, 10, A).unwrap();
+            let s = here(&u, "iss", Some("k"), l, 100, 10, A).unwrap();
             assert!(matches!(
-                u.begin("iss", Some("k"), l, 100, 10, B),
+                here(&u, "iss", Some("k"), l, 100, 10, B),
                 Err(Refusal::Concurrent { .. }) | Err(Refusal::Used { .. })
             ));
             drop(s);
         }
         assert!(matches!(
-            u.begin("iss", Some("k"), l, 100, 10, A),
+            here(&u, "iss", Some("k"), l, 100, 10, A),
             Err(Refusal::Used { sessions: 3, .. })
         ));
     }
@@ -286,8 +415,7 @@ mod tests {
     fn no_jti_is_refused() {
         let u = Arc::new(TokenUses::default());
         assert_eq!(
-            u.begin("iss", None, limit(Some(5), None), 100, 10, A)
-                .unwrap_err(),
+            here(&u, "iss", None, limit(Some(5), None), 100, 10, A).unwrap_err(),
             Refusal::NoTokenId
         );
         assert!(u.is_empty());

@@ -1159,17 +1159,6 @@ async fn audit_lines_equal_postgres_log_for_a_pipelined_workload() {
 
 // ------------------------------------------------------------------------- metrics
 
-fn metrics_text(addr: &SocketAddr) -> String {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
-    text
-}
-
 #[tokio::test]
 async fn prometheus_metrics_count_connections_and_verdicts() {
     let e = require_env!();

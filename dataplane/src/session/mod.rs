@@ -74,6 +74,8 @@ pub use scratch::Scratch;
 /// Audit bytes a session gathers before the driver must take them: feeding upstream
 /// input pauses there ([`Session::upstream_paused`]).
 pub const AUDIT_BATCH_BYTES: usize = 32 << 10;
+/// How often a login waiting for the shared store looks for its answer (µs).
+const TOKEN_CHECK_POLL_US: u64 = 1_000;
 
 /// The randomness a session needs, drawn by the driver from its source (the OS in
 /// production, a seed in simulations).
@@ -302,6 +304,12 @@ enum State {
         /// Startup parameters to forward (user, database and options removed).
         params: Vec<(String, String)>,
     },
+    /// Token verified; the shared store is counting its use (`startup::TokenCheck`).
+    TokenCheck {
+        database: String,
+        params: Vec<(String, String)>,
+        check: Box<startup::TokenCheck>,
+    },
     /// Token accepted; waiting for the driver to connect upstream.
     Connecting {
         database: String,
@@ -420,6 +428,8 @@ mod sqlstate {
     pub const INVALID_CURSOR_NAME: &str = "34000";
     pub const QUERY_CANCELED: &str = "57014";
     pub const ADMIN_SHUTDOWN: &str = "57P01";
+    /// cannot_connect_now: a store pgate must consult cannot be reached.
+    pub const CANNOT_CONNECT_NOW: &str = "57P03";
     /// internal_error: pgate cannot do what the policy asks of a result (a mask).
     pub const INTERNAL_ERROR: &str = "XX000";
     /// io_error: the audit log cannot take more lines.
@@ -754,8 +764,12 @@ impl Session {
             return None;
         }
         let login = (!self.is_ready()).then_some(self.login_deadline_us);
+        // Waiting for the shared store: look for its answer shortly.
+        let check = matches!(self.state, State::TokenCheck { .. })
+            .then_some(self.now.mono_us.saturating_add(TOKEN_CHECK_POLL_US));
         [
             login,
+            check,
             self.drain_deadline_us,
             self.expiry_deadline_us,
             self.ready.paused_until,
@@ -774,6 +788,7 @@ impl Session {
             return;
         }
         self.resume_if_due(now.mono_us);
+        self.poll_token_check();
         if !self.is_ready() && now.mono_us >= self.login_deadline_us {
             // Before a startup packet PostgreSQL closes without a word; once the client
             // speaks the protocol it gets the reason.
@@ -913,6 +928,10 @@ impl Session {
     /// its `close` line with the cause — or, if it never logged in, its `login-refused`
     /// line.
     fn end(&mut self, cause: &str) {
+        if let State::TokenCheck { check, .. } = &self.state {
+            // Asked and gone: a use granted after this is given back.
+            self.token_uses.abandon(&check.asked);
+        }
         // Statements forwarded and not answered: they may have run (and committed); their
         // lines say that pgate does not know.
         while let Some(p) = self.ready.pending.pop_front() {

@@ -145,9 +145,9 @@ impl Session {
                     .map_err(|why| (sqlstate::INVALID_AUTHORIZATION, format!("pgate: {why}")))
             })
             .and_then(|identity| self.sender_constraint(identity, table).map_err(rejected))
-            .and_then(|identity| self.token_use(identity, table, now_unix).map_err(rejected));
+            .and_then(|identity| self.token_use(identity, table, now_unix));
         match verified {
-            Ok(identity) => {
+            Ok((identity, asked)) => {
                 self.table_digest_raw = table.digest();
                 self.table_digest = digest_hex(&self.table_digest_raw);
                 let expiry = identity
@@ -171,8 +171,33 @@ impl Session {
                 self.refresh_audit_who();
                 self.masks_for_role(table);
                 self.set_expiry_deadline(expiry);
-                self.state = State::Connecting { database, params };
-                self.actions.push_back(Action::ConnectUpstream);
+                match asked {
+                    // The shared store counts this token's sessions: the login waits for
+                    // its answer (`poll_token_check`), unseen until then.
+                    Some((asked, rule)) => {
+                        // For the audit line, should the store refuse.
+                        if let Some(l) = self.login.as_mut() {
+                            l.token = TokenHints::peek(token);
+                        }
+                        let identity = self.identity.take().map(Box::new);
+                        self.refresh_audit_who();
+                        if let Some(identity) = identity {
+                            self.state = State::TokenCheck {
+                                database,
+                                params,
+                                check: Box::new(TokenCheck {
+                                    asked,
+                                    identity,
+                                    rule,
+                                }),
+                            };
+                        }
+                    }
+                    None => {
+                        self.state = State::Connecting { database, params };
+                        self.actions.push_back(Action::ConnectUpstream);
+                    }
+                }
             }
             Err((code, msg)) => {
                 if let Some(l) = self.login.as_mut() {
@@ -301,20 +326,34 @@ impl Session {
         }
     }
 
-    /// The role's `token sessions= concurrent=`: this session's place among its token's,
-    /// or the refusal (kept for the audit line when the token was used up).
+    /// The role's `token sessions= concurrent=`: this session's place among its token's
+    /// (or, with a shared store, the question asked, and the rule for its refusal), or the
+    /// refusal (kept for the audit line when the token was used up).
     fn token_use(
         &mut self,
         identity: Identity,
         table: &Table<'_>,
         now_unix: u64,
-    ) -> Result<Identity, String> {
+    ) -> Result<(Identity, Option<(crate::token_uses::Asked, String)>), Refused> {
         let limit = table.token_use(identity.role);
         if !limit.is_limited() {
-            return Ok(identity);
+            return Ok((identity, None));
         }
+        let rule = limit
+            .rule
+            .and_then(|r| table.rule(r))
+            .map(|r| {
+                format!(
+                    " (role \"{}\", rule at {}:{})",
+                    identity.decided_as(),
+                    r.file,
+                    r.line
+                )
+            })
+            .unwrap_or_default();
+        let conn = self.conn_id.to_string();
         let asking = crate::token_uses::Asking {
-            conn: &self.conn_id.to_string(),
+            conn: &conn,
             client: &self.client_addr,
         };
         match self.token_uses.begin(
@@ -325,36 +364,95 @@ impl Session {
             now_unix,
             asking,
         ) {
+            Ok(crate::token_uses::Begun::Now(lease)) => {
+                self.token_lease = Some(lease);
+                Ok((identity, None))
+            }
+            Ok(crate::token_uses::Begun::Asked(asked)) => Ok((identity, Some((asked, rule)))),
+            Err(r) => Err(self.token_refused(&identity, r, &rule)),
+        }
+    }
+
+    /// A token use refused: the client's error (28P01, or 57P03 while the shared store
+    /// cannot be reached), with the first session kept for the audit line.
+    fn token_refused(
+        &mut self,
+        identity: &Identity,
+        r: crate::token_uses::Refusal,
+        rule: &str,
+    ) -> Refused {
+        if let (Some((conn, client)), Some(jti)) = (r.first(), &identity.token_id) {
+            self.reuse_refusal = Some(Box::new(ReuseRefusal {
+                sub: identity.subject.clone(),
+                iss: identity.issuer.clone(),
+                jti: jti.clone(),
+                first_conn: conn.to_string(),
+                first_client: client.to_string(),
+            }));
+        }
+        if r == crate::token_uses::Refusal::Unavailable {
+            return (
+                sqlstate::CANNOT_CONNECT_NOW,
+                format!("pgate: {}{rule}", r.message()),
+            );
+        }
+        (
+            sqlstate::INVALID_PASSWORD,
+            format!("pgate: token rejected: {}{rule}", r.message()),
+        )
+    }
+
+    /// While the login waits for the shared store: its answer, once it has come, lets the
+    /// session on (upstream login) or ends it.
+    pub(super) fn poll_token_check(&mut self) {
+        let State::TokenCheck { check, .. } = &self.state else {
+            return;
+        };
+        let now_unix = self.now.unix_ms / 1000;
+        let conn = self.conn_id.to_string();
+        let asking = crate::token_uses::Asking {
+            conn: &conn,
+            client: &self.client_addr,
+        };
+        let Some(answer) = self.token_uses.poll(&check.asked, now_unix, asking) else {
+            return;
+        };
+        let State::TokenCheck {
+            database,
+            params,
+            check,
+        } = std::mem::replace(&mut self.state, State::Startup { tls: false })
+        else {
+            return;
+        };
+        let TokenCheck { identity, rule, .. } = *check;
+        match answer {
             Ok(lease) => {
                 self.token_lease = Some(lease);
-                Ok(identity)
+                self.identity = Some(*identity);
+                self.refresh_audit_who();
+                self.state = State::Connecting { database, params };
+                self.actions.push_back(Action::ConnectUpstream);
             }
             Err(r) => {
-                if let (Some((conn, client)), Some(jti)) = (r.first(), &identity.token_id) {
-                    self.reuse_refusal = Some(Box::new(ReuseRefusal {
-                        sub: identity.subject.clone(),
-                        iss: identity.issuer.clone(),
-                        jti: jti.clone(),
-                        first_conn: conn.to_string(),
-                        first_client: client.to_string(),
-                    }));
-                }
-                let rule = limit
-                    .rule
-                    .and_then(|r| table.rule(r))
-                    .map(|r| {
-                        format!(
-                            " (role \"{}\", rule at {}:{})",
-                            identity.decided_as(),
-                            r.file,
-                            r.line
-                        )
-                    })
-                    .unwrap_or_default();
-                Err(format!("{}{rule}", r.message()))
+                let (code, msg) = self.token_refused(&identity, r, &rule);
+                self.fatal(code, &msg);
             }
         }
     }
+}
+
+/// A refused login: the SQLSTATE and the client's message.
+type Refused = (&'static str, String);
+
+/// A login waiting for the shared store to count its token's use.
+#[derive(Debug)]
+pub(super) struct TokenCheck {
+    pub asked: crate::token_uses::Asked,
+    /// The verified identity, the session's once the use is granted.
+    pub identity: Box<Identity>,
+    /// " (role …, rule at file:line)" for a refusal.
+    pub rule: String,
 }
 
 /// What a token says about itself, read without verifying it: for the audit line of a
