@@ -86,7 +86,10 @@ redis.call('EXPIREAT', KEYS[1], ARGV[3])
 return n
 ";
 
-enum Request {
+/// A question for the store (the Redis thread answers them; [`SharedStore::detached`]
+/// lets another driver do it).
+#[derive(Debug)]
+pub enum Request {
     TokenBegin {
         ticket: u64,
         key: String,
@@ -146,11 +149,7 @@ pub struct SharedStore {
 }
 
 impl SharedStore {
-    /// Starts the store's thread; Redis itself is reached on the first request (a store
-    /// down at start is one that is down: see the module docs).
-    pub fn start(cfg: &crate::config::SharedStore) -> Result<Arc<SharedStore>, String> {
-        let client = redis::Client::open(cfg.url.as_str())
-            .map_err(|e| format!("shared-store: cannot use `{}`: {e}", cfg.url))?;
+    fn new(cfg: &crate::config::SharedStore) -> (Arc<SharedStore>, Queue) {
         let (tx, rx) = tokio::sync::mpsc::channel(MAX_PENDING);
         let store = Arc::new(SharedStore {
             tx,
@@ -164,6 +163,21 @@ impl SharedStore {
             reserves: Mutex::new(HashMap::new()),
             local: LocalBudgets::default(),
         });
+        (store, Queue(rx))
+    }
+
+    /// The store without its Redis thread: the caller takes the requests from the queue
+    /// and answers them ([`Queue::answer`]) — the seam simulation tests drive.
+    pub fn detached(cfg: &crate::config::SharedStore) -> (Arc<SharedStore>, Queue) {
+        Self::new(cfg)
+    }
+
+    /// Starts the store's thread; Redis itself is reached on the first request (a store
+    /// down at start is one that is down: see the module docs).
+    pub fn start(cfg: &crate::config::SharedStore) -> Result<Arc<SharedStore>, String> {
+        let client = redis::Client::open(cfg.url.as_str())
+            .map_err(|e| format!("shared-store: cannot use `{}`: {e}", cfg.url))?;
+        let (store, Queue(rx)) = Self::new(cfg);
         metrics::gauge!(UP).set(1.0);
         let inner = store.clone();
         let timeout = cfg.timeout;
@@ -383,6 +397,45 @@ impl BudgetStore for SharedStore {
             r.left += n;
         }
         self.local.give_back(record, window, n);
+    }
+}
+
+/// The requests of a [`SharedStore::detached`] store.
+#[derive(Debug)]
+pub struct Queue(tokio::sync::mpsc::Receiver<Request>);
+
+/// How a detached store's driver answers a request.
+#[derive(Debug, Clone)]
+pub enum Answer {
+    Token(TokenAnswer),
+    /// A budget share (0: spent).
+    Lease(u64),
+    /// Redis could not be asked.
+    Failed,
+}
+
+impl Queue {
+    pub fn try_next(&mut self) -> Option<Request> {
+        self.0.try_recv().ok()
+    }
+
+    /// Answers `req` as Redis would have.
+    pub fn answer(store: &SharedStore, req: Request, answer: Answer) {
+        match (req, answer) {
+            (req, Answer::Failed) => {
+                store.mark(false, "failed by the driver");
+                fail(store, req);
+            }
+            (Request::TokenBegin { ticket, key, .. }, Answer::Token(a)) => {
+                store.mark(true, "");
+                store.answer_token(ticket, &key, a);
+            }
+            (Request::Lease { record, window, .. }, Answer::Lease(n)) => {
+                store.mark(true, "");
+                store.answer_lease(&record, window, Some(n));
+            }
+            _ => {}
+        }
     }
 }
 

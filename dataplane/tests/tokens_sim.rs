@@ -1,7 +1,10 @@
 //! Sessions per token (`token sessions= concurrent=`) through the sans-IO session, with
 //! the instance's shared record: a used-up token is refused with FATAL 28P01 naming the
 //! cause and the rule, audited as its own `token-reused` event with both client
-//! addresses and the first session's id; a closed session gives its place back.
+//! addresses and the first session's id; a closed session gives its place back. With a
+//! shared store (detached from Redis, answered by the test), the login waits for the
+//! store's answer and budgets wait for their shares, and both fail closed when the store
+//! cannot be asked.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
 
 mod common;
@@ -162,4 +165,201 @@ fn a_role_requiring_bound_tokens_refuses_bearer_ones_and_a_stolen_token_spends_n
     );
     let mut again = tls_session(&uses, &table, Some(b"client-cert"), 4);
     assert!(error_field(&login(&mut again, "good-bound")[0].1, b'M').contains("already used"));
+}
+
+// ---------------------------------------------------------------- with a shared store
+
+use pgate::shared_store::{Answer, Queue, Request, SharedStore, TokenAnswer};
+
+fn detached() -> (Arc<SharedStore>, Queue, Arc<TokenUses>) {
+    let (store, queue) = SharedStore::detached(&pgate::config::SharedStore {
+        url: "redis://127.0.0.1:1/0".into(),
+        fall_back_local: false,
+        timeout: std::time::Duration::from_millis(100),
+        prefix: "pgate".into(),
+    });
+    let uses = Arc::new(TokenUses::shared(store.clone()));
+    (store, queue, uses)
+}
+
+/// Logs in up to the store's question: nothing reaches the client or the upstream yet.
+fn asking(uses: &Arc<TokenUses>, client: &str, seq: u64, table: &[u8]) -> Sim {
+    let mut s = session(uses, client, seq, table);
+    let r = s.connect();
+    assert!(r.is_empty(), "the login waits for the store: {r:?}");
+    assert!(
+        !s.actions.contains(&pgate::session::Action::ConnectUpstream),
+        "no upstream login before the store answers"
+    );
+    assert!(
+        s.session.poll_timeout().is_some(),
+        "it looks for the answer"
+    );
+    s
+}
+
+fn tick(s: &mut Sim) -> Vec<(u8, Vec<u8>)> {
+    s.t.mono_us += 1_000;
+    s.session.handle_timeout(s.t);
+    messages(&s.pump())
+}
+
+#[test]
+fn with_a_shared_store_the_login_waits_for_its_answer() {
+    let (store, mut queue, uses) = detached();
+    let table = policy_token_use(Some(1), None);
+
+    // Granted: the login goes on.
+    let mut a = asking(&uses, "10.0.0.1:4000", 1, &table);
+    assert!(tick(&mut a).is_empty(), "still waiting");
+    let req = queue.try_next().expect("a question for the store");
+    assert!(
+        matches!(
+            &req,
+            Request::TokenBegin {
+                max_sessions: 1,
+                max_concurrent: 0,
+                ..
+            }
+        ),
+        "{req:?}"
+    );
+    Queue::answer(&store, req, Answer::Token(TokenAnswer::Granted));
+    let r = tick(&mut a);
+    assert_eq!(r.last().map(|m| m.0), Some(b'Z'), "{r:?}");
+    let first_conn = audit_lines(&mut a)
+        .into_iter()
+        .find(|l| l["event"] == "open")
+        .expect("open line")["conn"]
+        .clone();
+
+    // Refused by the store (used on another replica): 28P01 and the token-reused line.
+    let mut b = asking(&uses, "10.0.0.2:5000", 2, &table);
+    let req = queue.try_next().unwrap();
+    Queue::answer(
+        &store,
+        req,
+        Answer::Token(TokenAnswer::Refused(pgate::token_uses::Refusal::Used {
+            sessions: 1,
+            max: 1,
+            first_conn: first_conn.as_str().unwrap().into(),
+            first_client: "10.0.0.1:4000".into(),
+        })),
+    );
+    let r = tick(&mut b);
+    assert_eq!(error_field(&r[0].1, b'C'), "28P01", "{r:?}");
+    assert!(b.session.is_closed());
+    let l = audit_lines(&mut b);
+    assert_eq!(l[0]["event"], "token-reused");
+    assert_eq!(l[0]["first_conn"], first_conn);
+
+    // The store cannot be asked: fail closed with 57P03.
+    let mut c = asking(&uses, "10.0.0.3:6000", 3, &table);
+    Queue::answer(&store, queue.try_next().unwrap(), Answer::Failed);
+    let r = tick(&mut c);
+    assert_eq!(error_field(&r[0].1, b'C'), "57P03", "{r:?}");
+    assert!(error_field(&r[0].1, b'M').contains("cannot be reached"));
+    assert_eq!(audit_lines(&mut c)[0]["event"], "login-refused");
+
+    // A session that goes away while waiting gives back a use granted after it left.
+    let mut d = asking(&uses, "10.0.0.4:7000", 4, &table);
+    let req = queue.try_next().unwrap();
+    d.session.client_closed();
+    Queue::answer(&store, req, Answer::Token(TokenAnswer::Granted));
+    assert!(
+        matches!(queue.try_next(), Some(Request::TokenEnd { .. })),
+        "the late grant is given back"
+    );
+
+    // The first session ends: its place among the open ones goes back to the store.
+    drop(a);
+    assert!(matches!(queue.try_next(), Some(Request::TokenEnd { .. })));
+}
+
+/// Runs `sql`, feeding the upstream's answer by hand: whenever the session waits for the
+/// store, `answer` answers what it asked. Returns what the client got and the waits.
+fn run_with_store(
+    s: &mut Sim,
+    sql: &str,
+    store: &SharedStore,
+    queue: &mut Queue,
+    answer: &dyn Fn(&Request) -> Answer,
+) -> (Vec<(u8, Vec<u8>)>, usize) {
+    let table = pgate_core::table::Table::parse(&s.table).unwrap();
+    s.session
+        .handle_client(&query(sql), &table, &TestAuth, s.t, &mut s.scratch);
+    let up = s.session.poll_upstream().to_vec();
+    s.session.upstream_written(up.len());
+    let reply = s.server.feed(&up);
+    let (mut off, mut got, mut waits) = (0, Vec::new(), 0);
+    while off < reply.len() && !s.session.is_closed() {
+        off += s.session.handle_upstream(&reply[off..], s.t);
+        got.extend(messages(&s.pump()));
+        if s.session.upstream_paused() {
+            waits += 1;
+            assert!(waits < 100, "the store's answer never lets it go");
+            while let Some(req) = queue.try_next() {
+                let a = answer(&req);
+                Queue::answer(store, req, a);
+            }
+            s.t.mono_us = s.session.poll_timeout().expect("a wait has a deadline");
+            s.session.handle_timeout(s.t);
+        }
+        if s.actions.contains(&pgate::session::Action::CancelUpstream) {
+            s.actions
+                .retain(|a| *a != pgate::session::Action::CancelUpstream);
+            s.session.upstream_cancel_done(true);
+            got.extend(messages(&s.pump()));
+        }
+    }
+    (got, waits)
+}
+
+#[test]
+fn with_a_shared_store_budgets_wait_for_a_share_and_fail_closed_when_it_is_down() {
+    let (store, mut queue) = SharedStore::detached(&pgate::config::SharedStore {
+        url: "redis://127.0.0.1:1/0".into(),
+        fall_back_local: false,
+        timeout: std::time::Duration::from_millis(100),
+        prefix: "pgate".into(),
+    });
+    let mut s = session(
+        &Arc::new(TokenUses::default()),
+        "10.0.0.1:4000",
+        1,
+        &policy_budget(Some(64), None),
+    );
+    let shared: Arc<dyn pgate::budgets::BudgetStore> = store.clone();
+    s.session.set_budget_store(shared);
+    assert_eq!(s.connect().last().map(|m| m.0), Some(b'Z'));
+    s.server.rows = 6;
+    // The first row waits for the instance's first share; then shares of 4 (64/16).
+    let (got, waits) = run_with_store(&mut s, "select id from orders", &store, &mut queue, &|r| {
+        assert!(matches!(r, Request::Lease { limit: 64, .. }), "{r:?}");
+        Answer::Lease(4)
+    });
+    assert_eq!(got.iter().filter(|m| m.0 == b'D').count(), 6, "{got:?}");
+    assert!(waits >= 1, "the first row waited for the store");
+    assert_eq!(got.last().map(|m| m.0), Some(b'Z'));
+    // Down: the next result is cut (54000), not passed.
+    let (got, _) = run_with_store(&mut s, "select id from orders", &store, &mut queue, &|_| {
+        Answer::Failed
+    });
+    let e = got.iter().find(|m| m.0 == b'E').expect("cut");
+    assert_eq!(error_field(&e.1, b'C'), "54000");
+    assert!(
+        error_field(&e.1, b'M').contains("cannot be reached"),
+        "{got:?}"
+    );
+    // The store answers again (the probe a lease sent while it was down): Redis has
+    // nothing left in this window, so the result is cut as spent.
+    while let Some(req) = queue.try_next() {
+        Queue::answer(&store, req, Answer::Lease(0));
+    }
+    assert!(store.is_up());
+    let (got, _) = run_with_store(&mut s, "select id from orders", &store, &mut queue, &|_| {
+        Answer::Lease(0)
+    });
+    let e = got.iter().find(|m| m.0 == b'E').expect("cut");
+    assert!(error_field(&e.1, b'M').contains("spent until"), "{got:?}");
 }
