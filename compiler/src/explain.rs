@@ -151,6 +151,8 @@ pub struct Explanation {
 pub struct LimitsView {
     pub max_rows: Option<u64>,
     pub max_bytes: Option<u64>,
+    /// The identity budgets of the deciding role: "2000 rows per hour (roles/x.kdl:12)".
+    pub budgets: Vec<String>,
 }
 
 /// The deciding rule of a verdict: the deny that won, else the allow consulted.
@@ -314,6 +316,25 @@ pub fn explain(
         limits: LimitsView {
             max_rows: all.limits.max_rows,
             max_bytes: all.limits.max_bytes,
+            budgets: table
+                .budgets(role_id)
+                .flat_map(|b| {
+                    let per = if b.window_secs == 3_600 {
+                        "hour"
+                    } else {
+                        "day"
+                    };
+                    let at = table
+                        .rule(b.rule)
+                        .map(|r| format!(" ({}:{})", r.file, r.line))
+                        .unwrap_or_default();
+                    [(b.max_rows, "rows"), (b.max_bytes, "bytes")]
+                        .into_iter()
+                        .filter_map(move |(v, unit)| {
+                            v.map(|v| format!("{v} {unit} per {per} per identity{at}"))
+                        })
+                })
+                .collect(),
         },
         masked: all.masked,
     })
@@ -362,6 +383,9 @@ pub fn render_human(e: &Explanation) -> String {
                 .max_bytes
                 .map_or("-".to_string(), |v| v.to_string())
         ));
+    }
+    for b in &e.limits.budgets {
+        out.push_str(&format!("budget: {b}\n"));
     }
     if e.masked {
         out.push_str("masking applies to the result\n");

@@ -442,6 +442,11 @@ fn explain_takes_the_delegation_chain() {
         "support [delegated actor=support-copilot]"
     );
     assert_eq!(agent["limits"]["max_rows"], 50);
+    assert_eq!(
+        agent["limits"]["budgets"],
+        serde_json::json!(["2000 rows per hour per identity (roles/support.kdl:42)"])
+    );
+    assert_eq!(own["limits"]["budgets"], serde_json::json!([]));
     let deep = explain(&["a", "b", "c"], "SELECT 1");
     assert_eq!(code(&deep), 2);
     assert!(
