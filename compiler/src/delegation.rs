@@ -292,6 +292,10 @@ mod tests {
             ("inherits \"a\"", codes::DELEGATED_WIDENS),
             ("delegated { limit rows=1 }", codes::DELEGATED_WIDENS),
             ("delegation max-depth=1", codes::DELEGATED_WIDENS),
+            (
+                "mask table=\"public.t\" column=\"secret\" with=\"redact\" predicates=\"allow\"",
+                codes::DELEGATED_WIDENS,
+            ),
             ("", codes::MISSING_ARGUMENT),
         ] {
             let c = compile(&format!(

@@ -732,6 +732,22 @@ impl Parser<'_> {
             let name = child.name().value();
             if NARROWING.contains(&name) {
                 if let Some(rule) = self.role_rule(child) {
+                    // A mask whose column may be used in predicates would let a delegate
+                    // test guesses its principal cannot.
+                    if let RuleBodyNode::Mask {
+                        predicates: true, ..
+                    } = rule.body
+                    {
+                        self.diags.push(
+                            Diagnostic::error(
+                                codes::DELEGATED_WIDENS,
+                                "`predicates=\"allow\"` cannot be used in a `delegated` block",
+                            )
+                            .label(rule.span, "widens what the role's own masks allow")
+                            .help("a delegated session may only get less: leave `predicates` out here"),
+                        );
+                        continue;
+                    }
                     rules.push(rule);
                 }
             } else if matches!(

@@ -42,12 +42,20 @@ pub const MAX_PENDING: usize = 65_536;
 const MAX_ANSWERS: usize = 65_536;
 /// An instance's chunk of a budget.
 const CHUNK_DIVISOR: u64 = 16;
+/// Records outlive what they count by this much (clocks of Redis and the replicas differ).
+pub const CLOCK_MARGIN_SECS: u64 = 3_600;
+/// While Redis is down, how often it is tried again.
+const PROBE_INTERVAL: Duration = Duration::from_millis(500);
+/// Session ends that could not be sent, kept to send once Redis is back.
+const MAX_RETRIED_ENDS: usize = 65_536;
 
 pub const UP: &str = "pgate_shared_store_up";
 pub const ERRORS: &str = "pgate_shared_store_errors_total";
 
 /// Counts a session of a token if it is within both limits (0: none). KEYS[1] the token's
-/// hash; ARGV: max sessions, max concurrent, expiry (unix s), connection, client.
+/// hash; ARGV: max sessions, max concurrent, expiry (unix s: the token's end plus
+/// [`CLOCK_MARGIN_SECS`], set after the writes so that a clock ahead of pgate's cannot
+/// drop a record it just wrote), connection, client.
 /// Returns {verdict (0 granted, 1 used up, 2 too many open), sessions, open, first
 /// connection, first client}.
 const TOKEN_BEGIN: &str = r"
@@ -56,15 +64,15 @@ local o = tonumber(redis.call('HGET', KEYS[1], 'open') or '0')
 if s == 0 then
   redis.call('HSET', KEYS[1], 'first_conn', ARGV[4], 'first_client', ARGV[5])
 end
-local fc = redis.call('HGET', KEYS[1], 'first_conn')
-local fl = redis.call('HGET', KEYS[1], 'first_client')
+local fc = redis.call('HGET', KEYS[1], 'first_conn') or ''
+local fl = redis.call('HGET', KEYS[1], 'first_client') or ''
 local maxs = tonumber(ARGV[1])
 local maxc = tonumber(ARGV[2])
-redis.call('EXPIREAT', KEYS[1], ARGV[3])
 if maxs > 0 and s >= maxs then return {1, s, o, fc, fl} end
 if maxc > 0 and o >= maxc then return {2, s, o, fc, fl} end
 redis.call('HINCRBY', KEYS[1], 'sessions', 1)
 redis.call('HINCRBY', KEYS[1], 'open', 1)
+redis.call('EXPIREAT', KEYS[1], ARGV[3])
 return {0, s + 1, o + 1, fc, fl}
 ";
 
@@ -75,8 +83,9 @@ if o > 0 then redis.call('HINCRBY', KEYS[1], 'open', -1) end
 return 0
 ";
 
-/// Takes up to ARGV[2] of the budget ARGV[1] left in KEYS[1] (this window's counter),
-/// which expires at ARGV[3]. Returns what it took (0: spent).
+/// Takes up to ARGV[2] of the budget ARGV[1] left in KEYS[1] (this window's counter, its
+/// window in its name), which expires at ARGV[3] (a window after the window's end: a
+/// Redis clock ahead of pgate's must not drop it early). Returns what it took (0: spent).
 const BUDGET_LEASE: &str = r"
 local spent = tonumber(redis.call('GET', KEYS[1]) or '0')
 local n = math.min(tonumber(ARGV[2]), tonumber(ARGV[1]) - spent)
@@ -98,9 +107,6 @@ pub enum Request {
         expires_unix: u64,
         conn: String,
         client: String,
-    },
-    TokenEnd {
-        key: String,
     },
     Lease {
         record: String,
@@ -125,24 +131,35 @@ pub enum TokenAnswer {
 struct Reserve {
     window: u64,
     left: u64,
+    /// Of what Redis granted, what sessions hold now (only this much can come back here).
+    lent: u64,
     /// A chunk is being asked for.
     asking: bool,
     /// Redis has nothing left in this window.
     spent: bool,
 }
 
+/// Answers not yet polled (with the token's key, to give a grant back), and tickets whose
+/// sessions went away before the answer: one lock, so an answer and an abandon cannot
+/// pass each other.
+#[derive(Debug, Default)]
+struct Tickets {
+    answers: HashMap<u64, (TokenAnswer, String)>,
+    abandoned: std::collections::HashSet<u64>,
+}
+
 /// The shared store: cheap to clone (an `Arc`), shared by every worker.
 #[derive(Debug)]
 pub struct SharedStore {
     tx: tokio::sync::mpsc::Sender<Request>,
+    /// Session ends (one per granted session at most, so bounded by the sessions).
+    ends: tokio::sync::mpsc::UnboundedSender<String>,
     prefix: String,
     url: String,
     fall_back_local: bool,
     up: AtomicBool,
     tickets: AtomicU64,
-    tokens: Mutex<HashMap<u64, TokenAnswer>>,
-    /// Tickets whose sessions went away before the answer.
-    abandoned: Mutex<std::collections::HashSet<u64>>,
+    tokens: Mutex<Tickets>,
     reserves: Mutex<HashMap<String, Reserve>>,
     /// Budgets while Redis is down, with `on-unavailable="local"`.
     local: LocalBudgets,
@@ -151,19 +168,20 @@ pub struct SharedStore {
 impl SharedStore {
     fn new(cfg: &crate::config::SharedStore) -> (Arc<SharedStore>, Queue) {
         let (tx, rx) = tokio::sync::mpsc::channel(MAX_PENDING);
+        let (ends, ends_rx) = tokio::sync::mpsc::unbounded_channel();
         let store = Arc::new(SharedStore {
             tx,
+            ends,
             prefix: cfg.prefix.clone(),
             url: cfg.url.clone(),
             fall_back_local: cfg.fall_back_local,
             up: AtomicBool::new(true),
             tickets: AtomicU64::new(1),
-            tokens: Mutex::new(HashMap::new()),
-            abandoned: Mutex::default(),
+            tokens: Mutex::default(),
             reserves: Mutex::new(HashMap::new()),
             local: LocalBudgets::default(),
         });
-        (store, Queue(rx))
+        (store, Queue(rx, ends_rx))
     }
 
     /// The store without its Redis thread: the caller takes the requests from the queue
@@ -177,7 +195,7 @@ impl SharedStore {
     pub fn start(cfg: &crate::config::SharedStore) -> Result<Arc<SharedStore>, String> {
         let client = redis::Client::open(cfg.url.as_str())
             .map_err(|e| format!("shared-store: cannot use `{}`: {e}", cfg.url))?;
-        let (store, Queue(rx)) = Self::new(cfg);
+        let (store, Queue(rx, ends_rx)) = Self::new(cfg);
         metrics::gauge!(UP).set(1.0);
         let inner = store.clone();
         let timeout = cfg.timeout;
@@ -188,7 +206,7 @@ impl SharedStore {
                     .enable_all()
                     .build()
                 {
-                    Ok(rt) => rt.block_on(serve(inner, rx, client, timeout)),
+                    Ok(rt) => rt.block_on(serve(inner, rx, ends_rx, client, timeout)),
                     Err(e) => eprintln!("pgate: shared store: cannot start its runtime: {e}"),
                 }
             })
@@ -262,55 +280,59 @@ impl SharedStore {
 
     /// The answer to `ticket`, once it has come (taken: asked once).
     pub fn token_answer(&self, ticket: u64) -> Option<TokenAnswer> {
-        self.tokens.lock().ok()?.remove(&ticket)
+        self.tokens
+            .lock()
+            .ok()?
+            .answers
+            .remove(&ticket)
+            .map(|a| a.0)
     }
 
     /// A session went away before its answer: forgets the ticket, and gives back a use
     /// granted for it (now, or when the answer comes).
-    pub fn token_abandon(&self, ticket: u64, issuer: &str, jti: &str) {
+    pub fn token_abandon(&self, ticket: u64) {
         let Ok(mut t) = self.tokens.lock() else {
             return;
         };
-        match t.remove(&ticket) {
-            Some(TokenAnswer::Granted) => {
-                drop(t);
-                self.token_end(issuer, jti);
+        match t.answers.remove(&ticket) {
+            Some((TokenAnswer::Granted, key)) => {
+                let _ = self.ends.send(key);
             }
             Some(_) => {}
             None => {
-                if let Ok(mut a) = self.abandoned.lock() {
-                    if a.len() >= MAX_ANSWERS {
-                        a.clear();
-                    }
-                    a.insert(ticket);
-                }
+                t.abandoned.insert(ticket);
             }
         }
     }
 
     /// A session of the token ended.
     pub fn token_end(&self, issuer: &str, jti: &str) {
-        let _ = self.tx.try_send(Request::TokenEnd {
-            key: self.token_key(issuer, jti),
-        });
+        let _ = self.ends.send(self.token_key(issuer, jti));
     }
 
     fn answer_token(&self, ticket: u64, key: &str, a: TokenAnswer) {
-        if self.abandoned.lock().is_ok_and(|mut s| s.remove(&ticket)) {
+        let Ok(mut t) = self.tokens.lock() else {
+            return;
+        };
+        if t.abandoned.remove(&ticket) {
             if a == TokenAnswer::Granted {
-                let _ = self.tx.try_send(Request::TokenEnd {
-                    key: key.to_string(),
-                });
+                let _ = self.ends.send(key.to_string());
             }
             return;
         }
-        if let Ok(mut t) = self.tokens.lock() {
-            if t.len() >= MAX_ANSWERS {
-                // Sessions that never polled (gone): their answers are dropped.
-                t.clear();
+        if t.answers.len() >= MAX_ANSWERS {
+            // Answers nobody polled (their sessions gone without abandoning): grants are
+            // given back before they are dropped.
+            for (_, (a, k)) in t.answers.drain() {
+                if a == TokenAnswer::Granted {
+                    let _ = self.ends.send(k);
+                }
             }
-            t.insert(ticket, a);
         }
+        if t.abandoned.len() >= MAX_ANSWERS {
+            t.abandoned.clear();
+        }
+        t.answers.insert(ticket, (a, key.to_string()));
     }
 
     fn answer_lease(&self, record: &str, window: Window, got: Option<u64>) {
@@ -358,6 +380,7 @@ impl BudgetStore for SharedStore {
         let chunk = (limit / CHUNK_DIVISOR).max(1);
         let granted = want.min(r.left);
         r.left -= granted;
+        r.lent += granted;
         // Ask for the next chunk before this one runs out.
         let ask = !r.asking && !r.spent && (r.left < chunk.div_ceil(2) || granted < want);
         if ask {
@@ -390,19 +413,30 @@ impl BudgetStore for SharedStore {
     }
 
     fn give_back(&self, record: &str, window: Window, n: u64) {
+        // Back here only what Redis granted and sessions hold (never more than Redis gave
+        // out); the rest came from the local records while Redis was down.
+        let mut rest = n;
         if let Ok(mut reserves) = self.reserves.lock()
             && let Some(r) = reserves.get_mut(record)
             && r.window == window.number
         {
-            r.left += n;
+            let back = n.min(r.lent);
+            r.lent -= back;
+            r.left += back;
+            rest -= back;
         }
-        self.local.give_back(record, window, n);
+        if rest > 0 {
+            self.local.give_back(record, window, rest);
+        }
     }
 }
 
-/// The requests of a [`SharedStore::detached`] store.
+/// The requests of a [`SharedStore::detached`] store, and its session ends.
 #[derive(Debug)]
-pub struct Queue(tokio::sync::mpsc::Receiver<Request>);
+pub struct Queue(
+    tokio::sync::mpsc::Receiver<Request>,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+);
 
 /// How a detached store's driver answers a request.
 #[derive(Debug, Clone)]
@@ -417,6 +451,11 @@ pub enum Answer {
 impl Queue {
     pub fn try_next(&mut self) -> Option<Request> {
         self.0.try_recv().ok()
+    }
+
+    /// The next session end to send (a token's key).
+    pub fn try_next_end(&mut self) -> Option<String> {
+        self.1.try_recv().ok()
     }
 
     /// Answers `req` as Redis would have.
@@ -439,51 +478,120 @@ impl Queue {
     }
 }
 
+/// The store's thread: requests one at a time (one round trip each), session ends as they
+/// come (kept and sent again while Redis is down), and, while it is down, a PING every
+/// [`PROBE_INTERVAL`] — requests are then refused at once rather than each waiting for a
+/// connection that is not coming.
 async fn serve(
     store: Arc<SharedStore>,
     mut rx: tokio::sync::mpsc::Receiver<Request>,
+    mut ends: tokio::sync::mpsc::UnboundedReceiver<String>,
     client: redis::Client,
     timeout: Duration,
 ) {
-    let begin = redis::Script::new(TOKEN_BEGIN);
-    let end = redis::Script::new(TOKEN_END);
-    let lease = redis::Script::new(BUDGET_LEASE);
-    let scripts = Arc::new((begin, end, lease));
+    let scripts = (
+        redis::Script::new(TOKEN_BEGIN),
+        redis::Script::new(TOKEN_END),
+        redis::Script::new(BUDGET_LEASE),
+    );
     let mut conn: Option<redis::aio::MultiplexedConnection> = None;
-    while let Some(req) = rx.recv().await {
-        if conn.is_none() {
-            match tokio::time::timeout(timeout, client.get_multiplexed_async_connection()).await {
-                Ok(Ok(c)) => conn = Some(c),
-                Ok(Err(e)) => {
-                    store.mark(false, &e.to_string());
-                    fail(&store, req);
-                    continue;
-                }
-                Err(_) => {
-                    store.mark(false, "connecting timed out");
-                    fail(&store, req);
-                    continue;
+    let mut unsent: std::collections::VecDeque<String> = std::collections::VecDeque::new();
+    let mut probe = tokio::time::interval(PROBE_INTERVAL);
+    probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let job = tokio::select! {
+            r = rx.recv() => match r {
+                Some(r) => Job::Request(r),
+                None => return,
+            },
+            Some(key) = ends.recv() => Job::End(key),
+            _ = probe.tick() => Job::Probe,
+        };
+        if !store.is_up() && !matches!(job, Job::Probe) {
+            match job {
+                Job::Request(r) => fail(&store, r),
+                Job::End(key) => keep(&mut unsent, key),
+                Job::Probe => {}
+            }
+            continue;
+        }
+        if matches!(job, Job::Probe) && store.is_up() && unsent.is_empty() {
+            continue;
+        }
+        let c = match &conn {
+            Some(c) => c.clone(),
+            None => {
+                match tokio::time::timeout(timeout, client.get_multiplexed_async_connection()).await
+                {
+                    Ok(Ok(c)) => {
+                        conn = Some(c.clone());
+                        c
+                    }
+                    Ok(Err(e)) => {
+                        store.mark(false, &e.to_string());
+                        drop_job(&store, job, &mut unsent);
+                        continue;
+                    }
+                    Err(_) => {
+                        store.mark(false, "connecting timed out");
+                        drop_job(&store, job, &mut unsent);
+                        continue;
+                    }
                 }
             }
-        }
-        let Some(c) = conn.clone() else { continue };
-        let store = store.clone();
-        let scripts = scripts.clone();
-        // A failed request drops the connection: the next one connects anew.
-        let broken = tokio::time::timeout(timeout, run(&store, c, &scripts, &req)).await;
-        match broken {
-            Ok(Ok(())) => store.mark(true, ""),
+        };
+        let done = tokio::time::timeout(timeout, run(&store, c.clone(), &scripts, &job)).await;
+        match done {
+            Ok(Ok(())) => {
+                store.mark(true, "");
+                // Back: the ends that could not be sent go now.
+                while let Some(key) = unsent.pop_front() {
+                    let r = tokio::time::timeout(
+                        timeout,
+                        run(&store, c.clone(), &scripts, &Job::End(key.clone())),
+                    )
+                    .await;
+                    if !matches!(r, Ok(Ok(()))) {
+                        unsent.push_front(key);
+                        break;
+                    }
+                }
+            }
             Ok(Err(e)) => {
                 store.mark(false, &e.to_string());
-                fail(&store, req);
+                drop_job(&store, job, &mut unsent);
+                // A failed request drops the connection: the next one connects anew.
                 conn = None;
             }
             Err(_) => {
                 store.mark(false, "a request timed out");
-                fail(&store, req);
+                drop_job(&store, job, &mut unsent);
                 conn = None;
             }
         }
+    }
+}
+
+/// What the store's thread does next.
+enum Job {
+    Request(Request),
+    End(String),
+    Probe,
+}
+
+fn keep(unsent: &mut std::collections::VecDeque<String>, key: String) {
+    if unsent.len() >= MAX_RETRIED_ENDS {
+        // Bounded: the oldest end is lost (its token's record expires with the token).
+        unsent.pop_front();
+    }
+    unsent.push_back(key);
+}
+
+fn drop_job(store: &SharedStore, job: Job, unsent: &mut std::collections::VecDeque<String>) {
+    match job {
+        Job::Request(r) => fail(store, r),
+        Job::End(key) => keep(unsent, key),
+        Job::Probe => {}
     }
 }
 
@@ -494,7 +602,6 @@ fn fail(store: &SharedStore, req: Request) {
             store.answer_token(ticket, &key, TokenAnswer::Unavailable)
         }
         Request::Lease { record, window, .. } => store.answer_lease(&record, window, None),
-        Request::TokenEnd { .. } => {}
     }
 }
 
@@ -502,8 +609,19 @@ async fn run(
     store: &SharedStore,
     mut c: redis::aio::MultiplexedConnection,
     scripts: &(redis::Script, redis::Script, redis::Script),
-    req: &Request,
+    job: &Job,
 ) -> redis::RedisResult<()> {
+    let req = match job {
+        Job::Probe => {
+            let _: String = redis::cmd("PING").query_async(&mut c).await?;
+            return Ok(());
+        }
+        Job::End(key) => {
+            let _: i64 = scripts.1.key(key).invoke_async(&mut c).await?;
+            return Ok(());
+        }
+        Job::Request(r) => r,
+    };
     match req {
         Request::TokenBegin {
             ticket,
@@ -525,7 +643,7 @@ async fn run(
                 .key(key)
                 .arg(max_sessions)
                 .arg(max_concurrent)
-                .arg(expires_unix)
+                .arg(expires_unix.saturating_add(CLOCK_MARGIN_SECS))
                 .arg(conn)
                 .arg(client)
                 .invoke_async(&mut c)
@@ -547,9 +665,6 @@ async fn run(
             };
             store.answer_token(*ticket, key, answer);
         }
-        Request::TokenEnd { key } => {
-            let _: i64 = scripts.1.key(key).invoke_async(&mut c).await?;
-        }
         Request::Lease {
             record,
             key,
@@ -562,7 +677,7 @@ async fn run(
                 .key(key)
                 .arg(limit)
                 .arg(want)
-                .arg(window.ends_unix())
+                .arg(window.ends_unix().saturating_add(u64::from(window.secs)))
                 .invoke_async(&mut c)
                 .await?;
             store.answer_lease(record, *window, Some(got));

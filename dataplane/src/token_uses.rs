@@ -246,7 +246,7 @@ impl TokenUses {
     /// A session that asked and went away before the answer.
     pub fn abandon(&self, asked: &Asked) {
         if let Some(s) = &self.shared {
-            s.token_abandon(asked.ticket, &asked.key.0, &asked.key.1);
+            s.token_abandon(asked.ticket);
         }
     }
 

@@ -267,13 +267,41 @@ fn with_a_shared_store_the_login_waits_for_its_answer() {
     d.session.client_closed();
     Queue::answer(&store, req, Answer::Token(TokenAnswer::Granted));
     assert!(
-        matches!(queue.try_next(), Some(Request::TokenEnd { .. })),
+        queue.try_next_end().is_some(),
         "the late grant is given back"
     );
 
     // The first session ends: its place among the open ones goes back to the store.
     drop(a);
-    assert!(matches!(queue.try_next(), Some(Request::TokenEnd { .. })));
+    assert!(queue.try_next_end().is_some());
+    assert!(
+        queue.try_next_end().is_none(),
+        "each session's place comes back once"
+    );
+}
+
+#[test]
+fn a_table_swap_while_the_login_waits_is_taken_once_it_is_granted() {
+    let (store, mut queue, uses) = detached();
+    let mut s = asking(&uses, "10.0.0.1:4000", 1, &policy_token_use(None, Some(4)));
+    // A reload while the store is asked: a role that sorts first shifts the analyst's id
+    // to that of a role that may read every column.
+    let new = policy_with(&["aaa_admin"], Grant::Standard);
+    s.table = new.clone();
+    let t = pgate_core::table::Table::parse(&new).unwrap();
+    s.session.handle_table(&t, &TestAuth);
+    Queue::answer(
+        &store,
+        queue.try_next().unwrap(),
+        Answer::Token(TokenAnswer::Granted),
+    );
+    let r = tick(&mut s);
+    assert_eq!(r.last().map(|m| m.0), Some(b'Z'), "{r:?}");
+    // Decided as the analyst of the new table, not as whoever holds its old id.
+    let r = messages(&s.client(&query("select ssn from customers")));
+    let e = r.iter().find(|m| m.0 == b'E').expect("denied");
+    assert_eq!(error_field(&e.1, b'C'), "42501", "{r:?}");
+    assert!(error_field(&e.1, b'M').contains("role \"analyst\""));
 }
 
 /// Runs `sql`, feeding the upstream's answer by hand: whenever the session waits for the

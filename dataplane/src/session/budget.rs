@@ -119,7 +119,15 @@ impl Spend {
                 .lease(&self.key, window, self.limit, want, now_unix)
             {
                 Lease::Granted(n) => self.left += n,
-                other => return other,
+                Lease::Pending => return Lease::Pending,
+                other => {
+                    // Cut: what it holds could serve another session of the identity.
+                    if self.left > 0 {
+                        self.store.give_back(&self.key, window, self.left);
+                        self.left = 0;
+                    }
+                    return other;
+                }
             }
         }
         Lease::Granted(self.left)

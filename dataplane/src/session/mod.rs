@@ -852,6 +852,12 @@ impl Session {
         if digest == self.table_digest_raw {
             return;
         }
+        // A login waiting for the shared store holds what the old table decided (its role
+        // id, caps, masks): the swap is taken once it is the session's (the first client
+        // message after the grant comes through here), not lost now.
+        if matches!(self.state, State::TokenCheck { .. }) {
+            return;
+        }
         self.table_digest_raw = digest;
         self.table_digest = digest_hex(&digest);
         self.table_gen = self.table_gen.wrapping_add(1);
