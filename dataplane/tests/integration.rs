@@ -517,22 +517,7 @@ async fn malformed_wire_input_is_fatal_08p01_and_others_keep_working() {
 
 /// The audit lines of `event` that `pick` accepts, waiting up to 10 s for one.
 fn audit_event(e: &Env, event: &str, pick: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let text = std::fs::read_to_string(&e.audit).unwrap_or_default();
-        if let Some(v) = text
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .find(|v| v["event"] == event && pick(v))
-        {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no {event} line in the audit log"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    audit_event_in(&e.audit, event, pick)
 }
 
 #[test]

@@ -12,7 +12,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use live::*;
-use serde_json::Value;
 
 /// A `redis-server` on `port` without persistence; killed when dropped.
 struct Redis(Child);
@@ -39,26 +38,6 @@ impl Drop for Redis {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-    }
-}
-
-fn audit_line(path: &std::path::Path, event: &str, pick: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        if let Some(v) = text
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .find(|v| v["event"] == event && pick(v))
-        {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no {event} line in {}",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -114,14 +93,14 @@ fn replicas_share_token_uses_and_budgets_and_fail_closed_while_redis_is_down() {
             "{err}"
         );
     });
-    let opened = audit_line(&e.dir.join("audit-replica-a.jsonl"), "open", |v| {
+    let opened = audit_event_in(&e.dir.join("audit-replica-a.jsonl"), "open", |v| {
         v["sub"] == "backup-on-two@example.com"
     });
-    let reused = audit_line(&e.dir.join("audit-replica-b.jsonl"), "token-reused", |v| {
+    let reused = audit_event_in(&e.dir.join("audit-replica-b.jsonl"), "token-reused", |v| {
         v["token"]["sub"] == "backup-on-two@example.com"
     });
     assert_eq!(reused["first_conn"], opened["conn"], "B names A's session");
-    let cut = audit_line(&e.dir.join("audit-replica-b.jsonl"), "statement", |v| {
+    let cut = audit_event_in(&e.dir.join("audit-replica-b.jsonl"), "statement", |v| {
         v["sub"] == "gina@example.com" && v["cut"]["cap"] == "budget-rows"
     });
     // Within one instance chunk (30/16 rows, so 1) of exact: A leased only what it spent.

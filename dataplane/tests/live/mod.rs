@@ -261,6 +261,32 @@ pub fn admin_psql(e_socket: &str, port: &str, db: &str, sql: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
+/// The first audit line of `event` in the log at `path` that `pick` accepts, waiting up
+/// to 10 s for it (lines are written a little after the client sees the answer).
+pub fn audit_event_in(
+    path: &Path,
+    event: &str,
+    pick: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if let Some(v) = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| v["event"] == event && pick(v))
+        {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {event} line in {}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// What pgate's metrics endpoint at `addr` says.
 pub fn metrics_text(addr: &SocketAddr) -> String {
     use std::io::{Read, Write};
