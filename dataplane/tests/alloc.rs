@@ -5,7 +5,8 @@
 //! only; the fake server's own allocations are outside the counted regions).
 //!
 //! So does a role with masks: its rows rewritten (a hashed and a redacted column) and
-//! pgate's own Describe sent before every Execute.
+//! pgate's own Describe sent before every Execute; and a role with identity budgets, every
+//! row charged against the session's share.
 //!
 //! One test in this file on purpose: the count is process-wide.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests and benches fail loudly
@@ -87,6 +88,7 @@ fn steady_state_allocates_nothing() {
     }
     assert_eq!(allocations, 0, "allocations on the hot path after warm-up");
     masked_results_allocate_nothing();
+    budgeted_results_allocate_nothing();
 
     // Denials format a message naming the rule: not the hot path, but bounded — and the
     // counter does see them (so the zero above is a real zero).
@@ -99,6 +101,35 @@ fn steady_state_allocates_nothing() {
     assert!(String::from_utf8_lossy(s.session.poll_upstream()).contains("pgate refused"));
     let n = region.change().allocations;
     assert!(n > 0 && n < 64, "{n} allocations for a denial");
+}
+
+/// The budgeted phase: rows and bytes per day, every result row charged.
+fn budgeted_results_allocate_nothing() {
+    let mut s = Sim::plaintext();
+    s.table = policy_budget(Some(1 << 40), Some(1 << 50));
+    s.server.rows = 5;
+    s.connect();
+    let table_bytes = s.table.clone();
+    let table = Table::parse(&table_bytes).unwrap();
+    let simple = query("select id, total from orders where id = 42");
+    let reply = s.server.feed(&simple);
+    let mut t = Clock {
+        mono_us: 1_000,
+        unix_ms: 600_000,
+    };
+    for _ in 0..50 {
+        t.mono_us += 100;
+        round_trip(&mut s, &table, &simple, &reply, t);
+    }
+    let mut allocations = 0;
+    for _ in 0..1000 {
+        t.mono_us += 100;
+        allocations += round_trip(&mut s, &table, &simple, &reply, t);
+    }
+    assert_eq!(
+        allocations, 0,
+        "allocations on a budgeted role's hot path after warm-up"
+    );
 }
 
 /// The masked phase of the test (see the module docs).
