@@ -661,6 +661,12 @@ fn a_delegated_session_gets_less_than_its_subject_and_a_deep_chain_is_refused() 
         refused["reason"].as_str().unwrap().contains("28000"),
         "{refused}"
     );
+    assert_eq!(refused["token_unverified"]["sub"], "dana@example.com");
+    assert_eq!(
+        refused["token_unverified"]["act"],
+        json!(["tool", "notebook-agent"]),
+        "{refused}"
+    );
 }
 
 #[test]

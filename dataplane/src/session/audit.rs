@@ -191,6 +191,21 @@ impl Session {
                 json_escape_into(&mut self.audit, v);
                 self.audit.push('"');
             }
+            if !t.act.is_empty() {
+                if !first {
+                    self.audit.push(',');
+                }
+                self.audit.push_str("\"act\":[");
+                for (i, a) in t.act.iter().enumerate() {
+                    if i > 0 {
+                        self.audit.push(',');
+                    }
+                    self.audit.push('"');
+                    json_escape_into(&mut self.audit, a);
+                    self.audit.push('"');
+                }
+                self.audit.push(']');
+            }
             self.audit.push('}');
         }
         self.audit.push_str(",\"reason\":\"");

@@ -464,6 +464,8 @@ pub(crate) struct TokenHints {
     pub iss: Option<String>,
     pub sub: Option<String>,
     pub jti: Option<String>,
+    /// The `act` chain's subjects, outermost first (at most the depth pgate reads).
+    pub act: Vec<String>,
 }
 
 /// Longest value kept from an unverified token.
@@ -491,11 +493,21 @@ impl TokenHints {
                 .and_then(|v| v.as_str())
                 .map(|s| s.chars().take(MAX_HINT_CHARS).collect::<String>())
         };
+        let mut act = Vec::new();
+        let mut next = payload.get("act");
+        while let Some(serde_json::Value::Object(a)) = next {
+            if act.len() == crate::identity::MAX_DELEGATION_DEPTH {
+                break;
+            }
+            act.extend(get(a, "sub"));
+            next = a.get("act");
+        }
         Some(TokenHints {
             kid: get(&header, "kid"),
             iss: get(&payload, "iss"),
             sub: get(&payload, "sub"),
             jti: get(&payload, "jti"),
+            act,
         })
     }
 }
