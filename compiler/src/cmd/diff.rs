@@ -212,6 +212,9 @@ pub struct Snapshot {
     pub stand_ins: BTreeMap<String, (Option<String>, RoleSnap)>,
 }
 
+/// A declared function: (schema, name).
+type FunctionName = (String, String);
+
 /// A declared table: id, "schema.name", (column id, column name).
 type DeclaredTable = (TableId, String, Vec<(ColumnId, String)>);
 
@@ -355,10 +358,9 @@ impl Snapshot {
     /// chain that variant decides (its actors, padded to its depth with an actor no rule
     /// can name), stored in `other_snap`.
     fn stand_ins(t: &Table<'_>, other: &Table<'_>, other_snap: &mut Snapshot) {
-        let functions = function_names(other);
-        let tables: Vec<DeclaredTable> = (0..other.table_count())
-            .map(|i| declared(other, TableId(i)))
-            .collect();
+        // Every table of `other`, read only when some variant needs a stand-in (a diff of
+        // policies without delegation must not pay for it).
+        let mut names: Option<(Vec<FunctionName>, Vec<DeclaredTable>)> = None;
         for r in (0..t.role_count()).map(RoleId) {
             let name = t.role_name(r);
             let Some(base) = t.variant_base(r) else {
@@ -375,12 +377,20 @@ impl Snapshot {
             while chain.len() < min_depth as usize {
                 chain.push(format!("\u{0}filler-{}", chain.len()));
             }
+            let (functions, tables) = names.get_or_insert_with(|| {
+                (
+                    function_names(other),
+                    (0..other.table_count())
+                        .map(|i| declared(other, TableId(i)))
+                        .collect(),
+                )
+            });
             let stand_in = match other.role_for_chain(other_base, &chain) {
                 Ok(or) => {
-                    let mut role = role_snap(other, or, &functions);
+                    let mut role = role_snap(other, or, functions);
                     // Claims grant the base, never a variant: members are not compared.
                     role.members.clear();
-                    for d in &tables {
+                    for d in tables.iter() {
                         add_table(other, or, d, &mut role);
                     }
                     (Some(other.role_name(or).to_string()), role)
