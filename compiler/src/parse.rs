@@ -941,22 +941,34 @@ impl Parser<'_> {
         let e = self.entries(node, &["rows", "bytes", "per"]);
         self.no_args(node, &e.args);
         self.no_children(node);
-        let rows = e.prop("rows").and_then(|v| self.count_value(v, "rows"));
-        let bytes = e.prop("bytes").and_then(|v| self.size(v, "bytes"));
         if let Some(per) = e.prop("per") {
             self.choice(per, "per", &[("statement", ())])?;
         }
+        let (rows, bytes) = self.rows_and_bytes(node, &e)?;
+        Some(RuleBodyNode::Limit { rows, bytes })
+    }
+
+    /// `rows=N` and `bytes="SIZE"` of a `limit` or `budget`: at least one, each valid.
+    fn rows_and_bytes(
+        &mut self,
+        node: &KdlNode,
+        e: &Entries<'_>,
+    ) -> Option<(Option<u64>, Option<u64>)> {
+        let rows = e.prop("rows").and_then(|v| self.count_value(v, "rows"));
+        let bytes = e.prop("bytes").and_then(|v| self.size(v, "bytes"));
         if e.prop("rows").is_none() && e.prop("bytes").is_none() {
+            let name = node.name().value();
             self.diags.push(
-                Diagnostic::error(codes::MISSING_PROPERTY, "`limit` needs `rows=` or `bytes=`")
-                    .label(self.node_span(node), "no limit given"),
+                Diagnostic::error(
+                    codes::MISSING_PROPERTY,
+                    format!("`{name}` needs `rows=` or `bytes=`"),
+                )
+                .label(self.node_span(node), format!("no {name} given")),
             );
             return None;
         }
-        if rows.is_none() && bytes.is_none() {
-            return None;
-        }
-        Some(RuleBodyNode::Limit { rows, bytes })
+        // Given but invalid: already reported.
+        (rows.is_some() || bytes.is_some()).then_some((rows, bytes))
     }
 
     /// `token sessions=N concurrent=M binding="certificate"`: how many sessions one token
@@ -1012,8 +1024,6 @@ impl Parser<'_> {
         let e = self.entries(node, &["rows", "bytes", "per", "scope"]);
         self.no_args(node, &e.args);
         self.no_children(node);
-        let rows = e.prop("rows").and_then(|v| self.count_value(v, "rows"));
-        let bytes = e.prop("bytes").and_then(|v| self.size(v, "bytes"));
         let Some(per) = e.prop("per") else {
             self.missing_prop(node, "per");
             return None;
@@ -1022,25 +1032,13 @@ impl Parser<'_> {
         if let Some(s) = e.prop("scope") {
             self.choice(s, "scope", &[("identity", ())])?;
         }
-        if e.prop("rows").is_none() && e.prop("bytes").is_none() {
-            self.diags.push(
-                Diagnostic::error(
-                    codes::MISSING_PROPERTY,
-                    "`budget` needs `rows=` or `bytes=`",
-                )
-                .label(self.node_span(node), "no budget given"),
-            );
-            return None;
-        }
+        let (rows, bytes) = self.rows_and_bytes(node, &e)?;
         if [rows, bytes].contains(&Some(0)) {
             self.invalid(
                 self.node_span(node),
                 "a budget must allow at least one row or byte (deny the classes instead)".into(),
                 "zero",
             );
-            return None;
-        }
-        if rows.is_none() && bytes.is_none() {
             return None;
         }
         Some(RuleBodyNode::Budget {

@@ -743,6 +743,22 @@ impl<'a> Table<'a> {
         })
         .map(RoleId)
     }
+    /// The records of `items` a role's (first, count) fields name (validated at load; empty
+    /// for an unknown role).
+    fn role_range<T>(
+        &self,
+        items: &'a [T],
+        role: RoleId,
+        range: impl Fn(&RoleRec) -> (zerocopy::little_endian::U32, zerocopy::little_endian::U32),
+    ) -> &'a [T] {
+        let Some((first, count)) = self.roles.get(role.0 as usize).map(range) else {
+            return &[];
+        };
+        let first = first.get() as usize;
+        items
+            .get(first..first + count.get() as usize)
+            .unwrap_or(&[])
+    }
     pub fn role_count(&self) -> u32 {
         self.roles.len() as u32
     }
@@ -797,19 +813,7 @@ impl<'a> Table<'a> {
     /// (claim, value) pairs that grant the role.
     pub fn memberships(&self, role: RoleId) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
         let t = *self;
-        let (first, count) = self
-            .roles
-            .get(role.0 as usize)
-            .map(|r| {
-                (
-                    r.members_first.get() as usize,
-                    r.members_count.get() as usize,
-                )
-            })
-            .unwrap_or((0, 0));
-        self.members
-            .get(first..first + count)
-            .unwrap_or(&[])
+        self.role_range(self.members, role, |r| (r.members_first, r.members_count))
             .iter()
             .map(move |m| (t.str(&m.claim), t.str(&m.value)))
     }
@@ -839,20 +843,8 @@ impl<'a> Table<'a> {
     }
     /// The role's budgets.
     pub fn budgets(&self, role: RoleId) -> impl Iterator<Item = Budget> + 'a {
-        let (first, count) = self
-            .roles
-            .get(role.0 as usize)
-            .map(|r| {
-                (
-                    r.budgets_first.get() as usize,
-                    r.budgets_count.get() as usize,
-                )
-            })
-            .unwrap_or((0, 0));
         let lim = |v: u64| (v != NO_LIMIT).then_some(v);
-        self.budgets
-            .get(first..first + count)
-            .unwrap_or(&[])
+        self.role_range(self.budgets, role, |r| (r.budgets_first, r.budgets_count))
             .iter()
             .map(move |b| Budget {
                 max_rows: lim(b.max_rows.get()),
@@ -862,14 +854,7 @@ impl<'a> Table<'a> {
             })
     }
     pub fn rates(&self, role: RoleId) -> impl Iterator<Item = RateView> + 'a {
-        let (first, count) = self
-            .roles
-            .get(role.0 as usize)
-            .map(|r| (r.rates_first.get() as usize, r.rates_count.get() as usize))
-            .unwrap_or((0, 0));
-        self.rates
-            .get(first..first + count)
-            .unwrap_or(&[])
+        self.role_range(self.rates, role, |r| (r.rates_first, r.rates_count))
             .iter()
             .map(|r| RateView {
                 bytes_per_second: r.bytes_per_second.get(),

@@ -62,9 +62,8 @@ impl<'a> Table<'a> {
     /// The rule that makes `role` use delegation (its `delegation max-depth=`, or for a
     /// variant the first rule of its `delegated` blocks).
     pub(super) fn first_delegation_rule(&self, role: RoleId) -> Option<u32> {
-        let r = self.roles.get(role.0 as usize)?;
-        none_to_opt(r.delegation_rule.get())
-            .filter(|_| r.max_depth.get() != u32::MAX || r.variant_of.get() != NONE)
+        // Set only with `delegation max-depth=` or on a variant.
+        none_to_opt(self.roles.get(role.0 as usize)?.delegation_rule.get())
     }
 
     /// `delegation max-depth=`: the longest chain `role` admits and the rule that says so.
@@ -83,19 +82,11 @@ impl<'a> Table<'a> {
     /// For a delegated variant: the chain length and the actors it applies to.
     pub fn variant_condition(&self, role: RoleId) -> (u32, impl Iterator<Item = &'a str> + 'a) {
         let t = *self;
-        let (min_depth, first, count) = self
+        let min_depth = self
             .roles
             .get(role.0 as usize)
-            .filter(|r| r.variant_of.get() != NONE)
-            .map(|r| {
-                (
-                    r.min_depth.get(),
-                    r.actors_first.get() as usize,
-                    r.actors_count.get() as usize,
-                )
-            })
-            .unwrap_or((0, 0, 0));
-        let actors = self.actors.get(first..first + count).unwrap_or(&[]);
+            .map_or(0, |r| r.min_depth.get());
+        let actors = self.role_range(self.actors, role, |r| (r.actors_first, r.actors_count));
         (min_depth, actors.iter().map(move |a| t.str(a)))
     }
 
